@@ -1,0 +1,363 @@
+//! A fixed-stride, memory-mapped page file: one header page, then `capacity` slots of
+//! `stride` bytes. It knows nothing of vectors or graphs; `vectors` and `layer0` give the
+//! slots their meaning. The byte layout is documented in `docs/format.md`.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Size of the header page; slots start at this offset, so slot 0 is page-aligned.
+pub const HEADER_PAGE: usize = 4096;
+/// Bytes of the header that carry meaning (the rest of the page is zero).
+pub const HEADER_LEN: usize = 128;
+/// Current on-disk format version. A file with a larger version is refused.
+pub const FORMAT_VERSION: u32 = 1;
+/// Slots are aligned to this many bytes so that SIMD loads of a slot are aligned.
+pub const SLOT_ALIGN: usize = 64;
+
+const CRC_OFFSET: usize = HEADER_LEN - 4;
+
+/// Which of the two page files a header belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// `vectors`: the vector arena.
+    Vectors,
+    /// `graph0`: layer-0 adjacency.
+    Graph0,
+}
+
+impl FileKind {
+    /// The 8-byte magic that opens the file.
+    pub fn magic(self) -> &'static [u8; 8] {
+        match self {
+            FileKind::Vectors => b"HNSWDBVC",
+            FileKind::Graph0 => b"HNSWDBG0",
+        }
+    }
+}
+
+/// The decoded header of a page file. Field meanings are given by the layer above; the
+/// arena checks only what makes the file structurally usable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Which file this is.
+    pub kind: FileKind,
+    /// Format version the file was written with.
+    pub version: u32,
+    /// Vector dimension (both files carry it, so a mismatch is caught on open).
+    pub dim: u32,
+    /// Element type code: 1 = f32 (vectors), 2 = u32 (graph0).
+    pub elem_type: u32,
+    /// Metric code (1 = l2, 2 = ip, 3 = cosine).
+    pub metric: u32,
+    /// Maximum neighbours per record (graph0: M0); 0 for vectors.
+    pub max_neighbours: u32,
+    /// Bytes per slot, a multiple of [`SLOT_ALIGN`].
+    pub stride: u64,
+    /// Number of slots the file holds.
+    pub capacity: u64,
+    /// Random id shared by every file of one index, so files of two indexes never mix.
+    pub index_uid: u64,
+}
+
+impl Header {
+    /// Encodes the header into its 128 on-disk bytes (little-endian, crc32 last).
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(self.kind.magic());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
+        b[12..16].copy_from_slice(&(HEADER_PAGE as u32).to_le_bytes());
+        b[16..20].copy_from_slice(&self.dim.to_le_bytes());
+        b[20..24].copy_from_slice(&self.elem_type.to_le_bytes());
+        b[24..28].copy_from_slice(&self.metric.to_le_bytes());
+        b[28..32].copy_from_slice(&self.max_neighbours.to_le_bytes());
+        b[32..40].copy_from_slice(&self.stride.to_le_bytes());
+        b[40..48].copy_from_slice(&self.capacity.to_le_bytes());
+        b[48..56].copy_from_slice(&self.index_uid.to_le_bytes());
+        let crc = crc32fast::hash(&b[..CRC_OFFSET]);
+        b[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a header read from a file of `file_len` bytes. Never panics,
+    /// whatever the bytes: this is the function the header fuzz target drives.
+    pub fn decode(bytes: &[u8], file_len: u64, path: &Path) -> Result<Header> {
+        let corrupt = |why: &str| Error::corrupt(path, why);
+        if bytes.len() < HEADER_LEN || file_len < HEADER_PAGE as u64 {
+            return Err(corrupt("file is shorter than its header page"));
+        }
+        let kind = match &bytes[0..8] {
+            m if m == FileKind::Vectors.magic() => FileKind::Vectors,
+            m if m == FileKind::Graph0.magic() => FileKind::Graph0,
+            _ => return Err(corrupt("bad magic: not an hnswdb page file")),
+        };
+        let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
+        let version = u32_at(8);
+        // The version is checked before the crc: a newer format may checksum differently,
+        // and "too new" is the more useful message.
+        if version > FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if version == 0 {
+            return Err(corrupt("format version 0"));
+        }
+        let crc = u32_at(CRC_OFFSET);
+        if crc32fast::hash(&bytes[..CRC_OFFSET]) != crc {
+            return Err(corrupt("header checksum mismatch"));
+        }
+        if u32_at(12) as usize != HEADER_PAGE {
+            return Err(corrupt("unexpected header page size"));
+        }
+        let header = Header {
+            kind,
+            version,
+            dim: u32_at(16),
+            elem_type: u32_at(20),
+            metric: u32_at(24),
+            max_neighbours: u32_at(28),
+            stride: u64_at(32),
+            capacity: u64_at(40),
+            index_uid: u64_at(48),
+        };
+        if header.stride == 0 || header.stride % SLOT_ALIGN as u64 != 0 || header.stride > 1 << 24 {
+            return Err(corrupt("slot stride is zero, unaligned or absurd"));
+        }
+        let needed = header
+            .stride
+            .checked_mul(header.capacity)
+            .and_then(|b| b.checked_add(HEADER_PAGE as u64))
+            .ok_or_else(|| corrupt("capacity overflows"))?;
+        if file_len < needed {
+            return Err(corrupt(&format!(
+                "truncated: header promises {needed} bytes, file has {file_len}"
+            )));
+        }
+        Ok(header)
+    }
+}
+
+/// An open page file.
+pub struct Arena {
+    path: PathBuf,
+    file: File,
+    map: MmapRaw,
+    header: Header,
+}
+
+impl Arena {
+    /// Creates (or replaces) a page file with `header.capacity` zeroed slots and syncs it.
+    pub fn create(path: &Path, header: Header) -> Result<Arena> {
+        debug_assert!(header.stride as usize % SLOT_ALIGN == 0);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .at(path)?;
+        let len = HEADER_PAGE as u64 + header.stride * header.capacity;
+        file.set_len(len).at(path)?;
+        let map = MmapOptions::new().map_raw(&file).at(path)?;
+        let arena = Arena {
+            path: path.to_path_buf(),
+            file,
+            map,
+            header,
+        };
+        arena.write_header();
+        arena.sync()?;
+        Ok(arena)
+    }
+
+    /// Opens a page file, checking magic, version, checksum, kind and length. Reads the
+    /// header only: O(1) in the file size.
+    pub fn open(path: &Path, kind: FileKind) -> Result<Arena> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .at(path)?;
+        let file_len = file.metadata().at(path)?.len();
+        if file_len < HEADER_PAGE as u64 {
+            return Err(Error::corrupt(path, "file is shorter than its header page"));
+        }
+        let map = MmapOptions::new().map_raw(&file).at(path)?;
+        // SAFETY: the mapping is at least HEADER_PAGE bytes long (checked above) and
+        // nothing else writes to it while we read the header.
+        let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), HEADER_LEN) };
+        let header = Header::decode(bytes, file_len, path)?;
+        if header.kind != kind {
+            return Err(Error::corrupt(path, "file holds the wrong kind of pages"));
+        }
+        Ok(Arena {
+            path: path.to_path_buf(),
+            file,
+            map,
+            header,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The header as last written.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.header.capacity as usize
+    }
+
+    /// Bytes per slot.
+    pub fn stride(&self) -> usize {
+        self.header.stride as usize
+    }
+
+    /// Pointer to the first byte of slot `i`. Valid until the next `grow`.
+    #[inline(always)]
+    pub fn slot_ptr(&self, i: usize) -> *mut u8 {
+        debug_assert!(
+            i < self.capacity(),
+            "slot {i} beyond capacity {}",
+            self.capacity()
+        );
+        // SAFETY: `i < capacity`, and the mapping covers HEADER_PAGE + capacity * stride
+        // bytes (checked on open, set on create and grow), so the offset is in bounds.
+        unsafe { self.map.as_mut_ptr().add(HEADER_PAGE + i * self.stride()) }
+    }
+
+    /// Grows the file to at least `min_capacity` slots, in large steps (x1.5, at least 1024
+    /// slots) so that remaps are rare. Existing slots are never rewritten. All pointers from
+    /// `slot_ptr` are invalidated: the caller holds exclusive access.
+    pub fn grow(&mut self, min_capacity: usize) -> Result<()> {
+        if min_capacity <= self.capacity() {
+            return Ok(());
+        }
+        let new_cap = min_capacity
+            .max(self.capacity() + self.capacity() / 2)
+            .max(self.capacity() + 1024) as u64;
+        let len = HEADER_PAGE as u64 + self.header.stride * new_cap;
+        self.file.set_len(len).at(&self.path)?;
+        // The old mapping stays valid until replaced: an error here leaves the arena as it was.
+        let map = MmapOptions::new().map_raw(&self.file).at(&self.path)?;
+        self.map = map;
+        self.header.capacity = new_cap;
+        self.write_header();
+        Ok(())
+    }
+
+    /// Writes data and metadata to stable storage (msync, then fsync for the file length).
+    pub fn sync(&self) -> Result<()> {
+        self.map.flush().at(&self.path)?;
+        self.file.sync_all().at(&self.path)
+    }
+
+    /// Hints the kernel that slots are read in random order (no read-ahead): under memory
+    /// pressure this keeps the page cache for pages a search really touches.
+    pub fn advise_random(&self) {
+        // A failed hint changes nothing but speed, so its error is ignored.
+        let _ = self.map.advise(memmap2::Advice::Random);
+    }
+
+    /// Asks the kernel to read the whole file ahead (for indexes that fit in memory).
+    pub fn advise_willneed(&self) {
+        let _ = self.map.advise(memmap2::Advice::WillNeed);
+    }
+
+    fn write_header(&self) {
+        let bytes = self.header.encode();
+        // SAFETY: the mapping is at least HEADER_PAGE bytes; the header page is written only
+        // here, by a caller with exclusive access (create, grow).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.as_mut_ptr(), HEADER_LEN);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(cap: u64) -> Header {
+        Header {
+            kind: FileKind::Vectors,
+            version: FORMAT_VERSION,
+            dim: 4,
+            elem_type: 1,
+            metric: 1,
+            max_neighbours: 0,
+            stride: 64,
+            capacity: cap,
+            index_uid: 42,
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = header(10);
+        let bytes = h.encode();
+        let len = HEADER_PAGE as u64 + 640;
+        assert_eq!(Header::decode(&bytes, len, Path::new("x")).unwrap(), h);
+    }
+
+    #[test]
+    fn header_errors_are_typed() {
+        let h = header(10);
+        let len = HEADER_PAGE as u64 + 640;
+        let mut b = h.encode();
+        b[0] = b'X';
+        assert!(matches!(
+            Header::decode(&b, len, Path::new("x")),
+            Err(Error::Corrupt { .. })
+        ));
+        let mut b = h.encode();
+        b[20] ^= 1;
+        assert!(matches!(
+            Header::decode(&b, len, Path::new("x")),
+            Err(Error::Corrupt { .. })
+        ));
+        let mut newer = h.clone();
+        newer.version = FORMAT_VERSION + 1;
+        assert!(matches!(
+            Header::decode(&newer.encode(), len, Path::new("x")),
+            Err(Error::UnsupportedVersion { .. })
+        ));
+        assert!(matches!(
+            Header::decode(&h.encode(), len - 1, Path::new("x")),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn grow_keeps_slots_and_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let mut a = Arena::create(&p, header(2)).unwrap();
+        // SAFETY: slot 1 is in bounds and this test is the only user.
+        unsafe { *a.slot_ptr(1) = 7 };
+        a.grow(5000).unwrap();
+        assert!(a.capacity() >= 5000);
+        // SAFETY: as above.
+        assert_eq!(unsafe { *a.slot_ptr(1) }, 7);
+        a.sync().unwrap();
+        drop(a);
+        let b = Arena::open(&p, FileKind::Vectors).unwrap();
+        assert!(b.capacity() >= 5000);
+        assert!(matches!(
+            Arena::open(&p, FileKind::Graph0),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+}

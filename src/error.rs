@@ -1,0 +1,123 @@
+//! The one error type of the crate.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in hnswdb. Bad input is rejected before anything is written,
+/// so an error never leaves the index half-changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A vector's length differs from the index dimension.
+    #[error("vector has dimension {got}, the index expects {expected}")]
+    DimensionMismatch {
+        /// The index dimension.
+        expected: usize,
+        /// The length that was given.
+        got: usize,
+    },
+    /// A vector holds NaN or an infinity.
+    #[error("vector component {position} is {value}: NaN and infinite values are rejected")]
+    NonFinite {
+        /// Index of the first bad component.
+        position: usize,
+        /// Its value.
+        value: f32,
+    },
+    /// An all-zero vector cannot be normalised for the cosine metric.
+    #[error("an all-zero vector has no direction and cannot be used with the cosine metric")]
+    ZeroVector,
+    /// `insert` of an id that is already present.
+    #[error("id {0} already exists (use upsert to replace its vector)")]
+    DuplicateId(u64),
+    /// An operation named an id that is not present.
+    #[error("id {0} is not in the index")]
+    UnknownId(u64),
+    /// An option out of range (M, ef, dimension...).
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// A file is damaged, foreign or inconsistent with the rest of the index.
+    #[error("corrupt index file {path}: {reason}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file written by a newer hnswdb.
+    #[error("{path} has format version {found}; this build reads versions up to {supported}")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+        /// The newest version this build understands.
+        supported: u32,
+    },
+    /// Another process (or another `Index` in this one) has the index open for writing.
+    #[error("index at {0} is locked: another writer has it open")]
+    Locked(PathBuf),
+    /// `Index::create` on a directory that already holds an index.
+    #[error("{0} already holds an index")]
+    AlreadyExists(PathBuf),
+    /// `Index::open` on a directory that holds no index.
+    #[error("no index at {0}")]
+    NotFound(PathBuf),
+    /// The disk is full. Nothing was acknowledged that was not written.
+    #[error("disk full while writing {path}")]
+    DiskFull {
+        /// The file being written.
+        path: PathBuf,
+    },
+    /// Any other I/O failure.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The metadata database (redb) failed.
+    #[error("metadata database: {0}")]
+    Meta(String),
+    /// The index holds the maximum number of slots (2^32 - 1).
+    #[error("index is full: at most 4294967295 vectors")]
+    Capacity,
+}
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns, classifying a full disk.
+    pub(crate) fn io(path: &Path, source: io::Error) -> Error {
+        if source.kind() == io::ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
+            Error::DiskFull {
+                path: path.to_path_buf(),
+            }
+        } else {
+            Error::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+
+    pub(crate) fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
+        Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Extension to attach a path to `io::Result`s.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

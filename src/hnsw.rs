@@ -1,0 +1,599 @@
+//! The HNSW graph (Malkov & Yashunin, arXiv 1603.09320) over the vector arena, the layer-0
+//! pages and the in-memory upper layers. It speaks internal node ids only; external ids,
+//! durability and metadata belong to the layers above.
+//!
+//! Concurrency: `insert` and `search` take `&self` and may run on many threads at once.
+//! Layer-0 lists are atomics (see `layer0`), written under a striped per-node lock; upper
+//! lists sit behind their own mutexes. A node is *live* once its bit is set in `live`:
+//! searches follow links only to live nodes, so a link to a slot that is free, half
+//! written, or left behind by a crash is skipped rather than trusted. Liveness is derived
+//! from the metadata, never read from the page files.
+
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::distance::Distance;
+use crate::layer0::Layer0;
+use crate::vectors::Vectors;
+
+/// A node and its distance to the current query.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cand {
+    /// Distance to the query.
+    pub d: f32,
+    /// Internal node id.
+    pub id: u32,
+}
+
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.d.total_cmp(&other.d).then(self.id.cmp(&other.id))
+    }
+}
+
+/// Construction parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    /// Neighbours per node on upper layers (and chosen per insert on every layer).
+    pub m: usize,
+    /// Neighbours per node on layer 0.
+    pub m0: usize,
+    /// Beam width while inserting.
+    pub ef_construction: usize,
+}
+
+/// The node searches start from, and its level (the graph's top level).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryPoint {
+    /// Internal node id.
+    pub node: u32,
+    /// Its level.
+    pub level: usize,
+}
+
+/// One node's upper-layer lists: `lists[l - 1]` holds its neighbours on level `l`.
+pub type UpperLists = Vec<Vec<u32>>;
+
+/// Set of live nodes: an atomic bitset sized to the arena capacity.
+pub struct LiveSet {
+    words: Vec<AtomicU64>,
+}
+
+impl LiveSet {
+    fn with_capacity(cap: usize) -> LiveSet {
+        LiveSet {
+            words: (0..cap.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn grow(&mut self, cap: usize) {
+        let words = cap.div_ceil(64);
+        while self.words.len() < words {
+            self.words.push(AtomicU64::new(0));
+        }
+    }
+
+    /// Whether node `i` is live. Ids beyond the capacity (garbage) are not.
+    #[inline(always)]
+    pub fn contains(&self, i: u32) -> bool {
+        self.words
+            .get(i as usize >> 6)
+            .is_some_and(|w| w.load(Ordering::Acquire) >> (i & 63) & 1 == 1)
+    }
+
+    /// Publishes node `i` (Release: its vector and links written before are visible to
+    /// whoever sees the bit).
+    fn insert(&self, i: u32) {
+        self.words[i as usize >> 6].fetch_or(1 << (i & 63), Ordering::Release);
+    }
+
+    fn remove(&self, i: u32) {
+        self.words[i as usize >> 6].fetch_and(!(1 << (i & 63)), Ordering::Release);
+    }
+
+    /// Number of live nodes (a full scan; for stats and checks).
+    pub fn count(&self) -> u64 {
+        self.words
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as u64)
+            .sum()
+    }
+}
+
+/// Per-search working memory, pooled so that a query allocates nothing but its answer.
+struct Scratch {
+    /// Epoch-tagged visited marks: node `i` is visited iff `marks[i] == epoch`.
+    marks: Vec<u16>,
+    epoch: u16,
+    candidates: BinaryHeap<Reverse<Cand>>,
+    results: BinaryHeap<Cand>,
+    links: Vec<u32>,
+    fresh: Vec<u32>,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            marks: Vec::new(),
+            epoch: 0,
+            candidates: BinaryHeap::new(),
+            results: BinaryHeap::new(),
+            links: Vec::new(),
+            fresh: Vec::new(),
+        }
+    }
+
+    fn reset(&mut self, capacity: usize) {
+        if self.marks.len() < capacity {
+            self.marks.resize(capacity, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            // Wrapped: old marks could alias the new epoch, so clear them once in 65535.
+            self.marks.fill(0);
+            self.epoch = 1;
+        }
+        self.candidates.clear();
+        self.results.clear();
+    }
+}
+
+/// Marks `i` visited; true if it was not yet. Ids beyond the table count as visited.
+#[inline(always)]
+fn first_visit(marks: &mut [u16], epoch: u16, i: u32) -> bool {
+    match marks.get_mut(i as usize) {
+        Some(m) if *m != epoch => {
+            *m = epoch;
+            true
+        }
+        _ => false,
+    }
+}
+
+struct UpperNode {
+    lists: Box<[Mutex<Vec<u32>>]>,
+}
+
+/// Number of stripes of the per-node lock table (a power of two).
+const LOCK_STRIPES: usize = 4096;
+
+/// The graph.
+pub struct Graph {
+    params: Params,
+    dist: Distance,
+    vectors: Vectors,
+    layer0: Layer0,
+    upper: RwLock<HashMap<u32, Arc<UpperNode>>>,
+    /// Nodes whose upper lists changed since the metadata last stored them.
+    upper_dirty: Mutex<HashSet<u32>>,
+    live: LiveSet,
+    entry: RwLock<Option<EntryPoint>>,
+    /// Held by an insert whose level exceeds the top level, for its whole run, so that two
+    /// such inserts cannot both replace the entry point.
+    raise: Mutex<()>,
+    /// Guards read-modify-write of layer-0 lists; node `i` uses stripe `i % LOCK_STRIPES`.
+    /// A thread holds at most one stripe at a time, so stripes cannot deadlock.
+    locks: Box<[Mutex<()>]>,
+    scratch: Mutex<Vec<Scratch>>,
+}
+
+impl Graph {
+    /// An empty graph over the given files (no live nodes).
+    pub fn new(params: Params, dist: Distance, vectors: Vectors, layer0: Layer0) -> Graph {
+        debug_assert_eq!(params.m0, layer0.m0());
+        let cap = vectors.arena().capacity().min(layer0.arena().capacity());
+        Graph {
+            params,
+            dist,
+            vectors,
+            layer0,
+            upper: RwLock::new(HashMap::new()),
+            upper_dirty: Mutex::new(HashSet::new()),
+            live: LiveSet::with_capacity(cap),
+            entry: RwLock::new(None),
+            raise: Mutex::new(()),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            scratch: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Restores the state kept in metadata: the live nodes, upper lists and entry point.
+    pub fn restore(
+        &mut self,
+        live: impl IntoIterator<Item = u32>,
+        upper: Vec<(u32, UpperLists)>,
+        entry: Option<EntryPoint>,
+    ) {
+        for i in live {
+            self.live.insert(i);
+        }
+        let map = self.upper.get_mut();
+        for (node, lists) in upper {
+            map.insert(node, Arc::new(UpperNode::from_lists(lists)));
+        }
+        *self.entry.get_mut() = entry;
+    }
+
+    /// Slots the files hold.
+    pub fn capacity(&self) -> usize {
+        self.vectors
+            .arena()
+            .capacity()
+            .min(self.layer0.arena().capacity())
+    }
+
+    /// Grows both page files to at least `cap` slots. Needs exclusive access (remaps).
+    pub fn grow(&mut self, cap: usize) -> crate::Result<()> {
+        self.vectors.arena_mut().grow(cap)?;
+        self.layer0.arena_mut().grow(cap)?;
+        let cap = self.capacity();
+        self.live.grow(cap);
+        Ok(())
+    }
+
+    /// The vector arena.
+    pub fn vectors(&self) -> &Vectors {
+        &self.vectors
+    }
+
+    /// The layer-0 pages.
+    pub fn layer0(&self) -> &Layer0 {
+        &self.layer0
+    }
+
+    /// The live set.
+    pub fn live(&self) -> &LiveSet {
+        &self.live
+    }
+
+    /// Construction parameters.
+    pub fn params(&self) -> Params {
+        self.params
+    }
+
+    /// The current entry point.
+    pub fn entry(&self) -> Option<EntryPoint> {
+        *self.entry.read()
+    }
+
+    /// Level of `node` (0 if it has no upper lists).
+    pub fn level(&self, node: u32) -> usize {
+        self.upper.read().get(&node).map_or(0, |u| u.lists.len())
+    }
+
+    /// Number of nodes with upper lists.
+    pub fn upper_count(&self) -> usize {
+        self.upper.read().len()
+    }
+
+    /// Copies `node`'s neighbours on `level` into `out` (cleared first).
+    pub fn links(&self, node: u32, level: usize, out: &mut Vec<u32>) {
+        out.clear();
+        if level == 0 {
+            self.layer0.read_into(node, out);
+        } else if let Some(u) = self.upper.read().get(&node)
+            && let Some(list) = u.lists.get(level - 1)
+        {
+            out.extend_from_slice(&list.lock());
+        }
+    }
+
+    /// Upper lists of the nodes changed since the last `clear_upper_dirty`, `None` for a node
+    /// that lost its upper lists. Called by the metadata layer at a checkpoint.
+    pub fn dirty_upper(&self) -> Vec<(u32, Option<UpperLists>)> {
+        let dirty = self.upper_dirty.lock();
+        let upper = self.upper.read();
+        dirty
+            .iter()
+            .map(|&n| {
+                let lists = upper
+                    .get(&n)
+                    .map(|u| u.lists.iter().map(|l| l.lock().clone()).collect());
+                (n, lists)
+            })
+            .collect()
+    }
+
+    /// Forgets the dirty set after it was stored.
+    pub fn clear_upper_dirty(&self) {
+        self.upper_dirty.lock().clear();
+    }
+
+    #[inline(always)]
+    fn distance_to(&self, q: &[f32], node: u32) -> f32 {
+        self.dist.eval(q, self.vectors.vector(node))
+    }
+
+    fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
+        let mut s = self.scratch.lock().pop().unwrap_or_else(Scratch::new);
+        let r = f(&mut s);
+        self.scratch.lock().push(s);
+        r
+    }
+
+    /// Greedy walk on `level`: moves to a closer neighbour until none is closer.
+    fn greedy(&self, s: &mut Scratch, q: &[f32], mut cur: Cand, level: usize) -> Cand {
+        loop {
+            let mut changed = false;
+            self.links(cur.id, level, &mut s.links);
+            for &n in &s.links {
+                if !self.live.contains(n) {
+                    continue;
+                }
+                let d = self.distance_to(q, n);
+                if d < cur.d {
+                    cur = Cand { d, id: n };
+                    changed = true;
+                }
+            }
+            if !changed {
+                return cur;
+            }
+        }
+    }
+
+    /// Best-first beam search of width `ef` on `level` from `entry`; the answer is sorted
+    /// by ascending distance (paper, Algorithm 2).
+    fn search_layer(
+        &self,
+        s: &mut Scratch,
+        q: &[f32],
+        entry: &[Cand],
+        ef: usize,
+        level: usize,
+    ) -> Vec<Cand> {
+        s.reset(self.capacity());
+        let Scratch {
+            marks,
+            epoch,
+            candidates,
+            results,
+            links,
+            fresh,
+        } = s;
+        let epoch = *epoch;
+        for &e in entry {
+            if first_visit(marks, epoch, e.id) {
+                candidates.push(Reverse(e));
+                results.push(e);
+            }
+        }
+        while results.len() > ef {
+            results.pop();
+        }
+        while let Some(Reverse(c)) = candidates.pop() {
+            if results.len() >= ef && results.peek().is_some_and(|w| c.d > w.d) {
+                break;
+            }
+            self.links(c.id, level, links);
+            // First pass: drop visited and dead nodes and start loading the vectors of the
+            // rest, so that their cache misses overlap instead of queueing behind each
+            // distance computation.
+            fresh.clear();
+            for &n in links.iter() {
+                if self.live.contains(n) && first_visit(marks, epoch, n) {
+                    self.vectors.prefetch(n);
+                    fresh.push(n);
+                }
+            }
+            for (i, &n) in fresh.iter().enumerate() {
+                if let Some(&next) = fresh.get(i + 1) {
+                    self.layer0.prefetch(next);
+                }
+                let d = self.distance_to(q, n);
+                if results.len() < ef || results.peek().is_some_and(|w| d < w.d) {
+                    candidates.push(Reverse(Cand { d, id: n }));
+                    results.push(Cand { d, id: n });
+                    if results.len() > ef {
+                        results.pop();
+                    }
+                }
+            }
+        }
+        let mut out: Vec<Cand> = results.drain().collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The neighbour-selection heuristic (paper, Algorithm 4, as hnswlib applies it):
+    /// walking candidates from nearest, keep one only if it is closer to the base than to
+    /// every neighbour already kept. Fewer than `m` candidates are all kept.
+    fn select(&self, sorted: &[Cand], m: usize) -> Vec<Cand> {
+        if sorted.len() <= m {
+            return sorted.to_vec();
+        }
+        let mut kept: Vec<Cand> = Vec::with_capacity(m);
+        for &c in sorted {
+            if kept.len() >= m {
+                break;
+            }
+            let v = self.vectors.vector(c.id);
+            if kept.iter().all(|k| self.distance_to(v, k.id) >= c.d) {
+                kept.push(c);
+            }
+        }
+        kept
+    }
+
+    /// Runs `f` on `node`'s list at `level` under that list's lock and stores the result if
+    /// `f` returns true.
+    fn update_links(&self, node: u32, level: usize, f: impl FnOnce(&mut Vec<u32>) -> bool) {
+        if level == 0 {
+            let _guard = self.locks[node as usize % LOCK_STRIPES].lock();
+            let mut list = Vec::with_capacity(self.params.m0);
+            self.layer0.read_into(node, &mut list);
+            if f(&mut list) {
+                self.layer0.write(node, &list);
+            }
+        } else {
+            let Some(u) = self.upper.read().get(&node).cloned() else {
+                return;
+            };
+            let Some(slot) = u.lists.get(level - 1) else {
+                return;
+            };
+            if f(&mut slot.lock()) {
+                self.upper_dirty.lock().insert(node);
+            }
+        }
+    }
+
+    fn max_links(&self, level: usize) -> usize {
+        if level == 0 {
+            self.params.m0
+        } else {
+            self.params.m
+        }
+    }
+
+    /// Adds the link `node -> new` (at distance `d`), pruning `node`'s list with the
+    /// heuristic when it is full. Links to dead nodes are dropped on the way.
+    fn add_link(&self, node: u32, new: u32, d: f32, level: usize) {
+        let max = self.max_links(level);
+        self.update_links(node, level, |list| {
+            if list.contains(&new) {
+                return false;
+            }
+            if list.len() < max {
+                list.push(new);
+                return true;
+            }
+            let base = self.vectors.vector(node);
+            let mut cands: Vec<Cand> = list
+                .iter()
+                .filter(|&&x| self.live.contains(x))
+                .map(|&x| Cand {
+                    d: self.distance_to(base, x),
+                    id: x,
+                })
+                .collect();
+            cands.push(Cand { d, id: new });
+            cands.sort_unstable();
+            let kept = self.select(&cands, max);
+            list.clear();
+            list.extend(kept.iter().map(|c| c.id));
+            true
+        });
+    }
+
+    /// Inserts `v` (already validated and normalised) as node `node` with the given level
+    /// (paper, Algorithm 1). `node` must not be live. Safe to call from many threads.
+    ///
+    /// Re-inserting a node whose previous insert was partly applied (crash recovery) is
+    /// allowed: its own lists are rewritten and duplicate links are not added twice.
+    pub fn insert(&self, node: u32, level: usize, v: &[f32], label: u64) {
+        debug_assert!(!self.live.contains(node), "insert of live node {node}");
+        self.vectors.write(node, v, label);
+        self.update_links(node, 0, |list| {
+            list.clear();
+            true
+        });
+        {
+            let mut upper = self.upper.write();
+            if level > 0 {
+                upper.insert(
+                    node,
+                    Arc::new(UpperNode::from_lists(vec![Vec::new(); level])),
+                );
+            } else {
+                upper.remove(&node);
+            }
+        }
+        self.upper_dirty.lock().insert(node);
+        self.live.insert(node);
+
+        let mut entry = *self.entry.read();
+        let _raise = if entry.is_none_or(|e| level > e.level) {
+            let guard = self.raise.lock();
+            entry = *self.entry.read();
+            Some(guard)
+        } else {
+            None
+        };
+        let Some(ep) = entry.filter(|e| e.node != node) else {
+            *self.entry.write() = Some(EntryPoint { node, level });
+            return;
+        };
+        let q = self.vectors.vector(node);
+        self.with_scratch(|s| {
+            let mut cur = Cand {
+                d: self.distance_to(q, ep.node),
+                id: ep.node,
+            };
+            for l in (level + 1..=ep.level).rev() {
+                cur = self.greedy(s, q, cur, l);
+            }
+            let mut entry_set = vec![cur];
+            for l in (0..=level.min(ep.level)).rev() {
+                let mut found = self.search_layer(s, q, &entry_set, self.params.ef_construction, l);
+                found.retain(|c| c.id != node);
+                let chosen = self.select(&found, self.params.m);
+                self.update_links(node, l, |list| {
+                    list.clear();
+                    list.extend(chosen.iter().map(|c| c.id));
+                    true
+                });
+                for c in &chosen {
+                    self.add_link(c.id, node, c.d, l);
+                }
+                if !found.is_empty() {
+                    entry_set = found;
+                }
+            }
+        });
+        if level > ep.level {
+            *self.entry.write() = Some(EntryPoint { node, level });
+        }
+    }
+
+    /// The `k` nearest live nodes to `q`, searching layer 0 with a beam of `max(ef, k)`.
+    pub fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<Cand> {
+        let Some(ep) = self.entry() else {
+            return Vec::new();
+        };
+        self.with_scratch(|s| {
+            let mut cur = Cand {
+                d: self.distance_to(q, ep.node),
+                id: ep.node,
+            };
+            for l in (1..=ep.level).rev() {
+                cur = self.greedy(s, q, cur, l);
+            }
+            let mut found = self.search_layer(s, q, &[cur], ef.max(k), 0);
+            found.truncate(k);
+            found
+        })
+    }
+
+    /// Exact k nearest live nodes by a full scan (for tests and `verify`).
+    pub fn brute_force(&self, q: &[f32], k: usize) -> Vec<Cand> {
+        let mut all: Vec<Cand> = (0..self.capacity() as u32)
+            .filter(|&i| self.live.contains(i))
+            .map(|i| Cand {
+                d: self.distance_to(q, i),
+                id: i,
+            })
+            .collect();
+        all.sort_unstable();
+        all.truncate(k);
+        all
+    }
+}
+
+impl UpperNode {
+    fn from_lists(lists: UpperLists) -> UpperNode {
+        UpperNode {
+            lists: lists.into_iter().map(Mutex::new).collect(),
+        }
+    }
+}

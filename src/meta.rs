@@ -1,0 +1,326 @@
+//! Metadata in redb: configuration, the external → internal id map, upper-layer lists,
+//! free slots and the checkpointed state. Every change reaches redb in one write
+//! transaction per checkpoint, so redb always holds one consistent checkpoint.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::distance::Metric;
+use crate::error::{Error, Result};
+use crate::hnsw::{EntryPoint, UpperLists};
+
+const CONFIG: TableDefinition<&str, u64> = TableDefinition::new("config");
+const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
+const IDS: TableDefinition<u64, u32> = TableDefinition::new("ext_to_int");
+const UPPER: TableDefinition<(u32, u8), &[u8]> = TableDefinition::new("upper_links");
+const FREE: TableDefinition<u32, ()> = TableDefinition::new("free_slots");
+
+/// Version of the metadata schema (tables and keys). Checked on open like the page files'.
+pub const META_VERSION: u64 = 1;
+
+/// The immutable configuration of an index, fixed at creation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Vector dimension.
+    pub dim: usize,
+    /// Distance metric.
+    pub metric: Metric,
+    /// Neighbours per node on upper layers.
+    pub m: usize,
+    /// Neighbours per node on layer 0 (2 M).
+    pub m0: usize,
+    /// Beam width while inserting.
+    pub ef_construction: usize,
+    /// Level multiplier mL (1 / ln M).
+    pub level_mult: f64,
+    /// Seed of the level generator.
+    pub seed: u64,
+    /// Random id shared with the page files' headers.
+    pub index_uid: u64,
+}
+
+/// The mutable state as of the last checkpoint.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct State {
+    /// One past the highest slot ever allocated.
+    pub high_water: u32,
+    /// Number of live vectors.
+    pub live: u64,
+    /// Entry point, if the index is not empty.
+    pub entry: Option<EntryPoint>,
+    /// Every write-ahead-log record with a smaller LSN is reflected in the checkpoint.
+    pub checkpoint_lsn: u64,
+    /// Counter for the level generator: levels stay reproducible across reopens.
+    pub level_draws: u64,
+}
+
+/// What changed since the last checkpoint.
+pub struct Changes<'a> {
+    /// External id → new slot, or `None` if the id was removed.
+    pub ids: &'a HashMap<u64, Option<u32>>,
+    /// Slot → whether it is now free (true) or was taken off the free list (false).
+    pub free: &'a HashMap<u32, bool>,
+    /// Nodes whose upper lists changed (`None`: the node has none any more).
+    pub upper: &'a [(u32, Option<UpperLists>)],
+    /// The new state.
+    pub state: &'a State,
+}
+
+/// The open metadata database.
+pub struct Meta {
+    db: Database,
+    path: PathBuf,
+}
+
+fn db_err(e: impl std::fmt::Display) -> Error {
+    Error::Meta(e.to_string())
+}
+
+fn open_err(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            Error::Locked(path.parent().unwrap_or(path).to_path_buf())
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => {
+            Error::corrupt(path, why)
+        }
+        // redb reports a file that is not a redb database as an InvalidData I/O error.
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Error::corrupt(path, format!("not a metadata database: {io}"))
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => Error::io(path, io),
+        other => Error::corrupt(path, format!("not a readable metadata database: {other}")),
+    }
+}
+
+fn builder(cache_bytes: usize) -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_cache_size(cache_bytes);
+    b
+}
+
+impl Meta {
+    /// Creates the database and stores the configuration and an empty state.
+    pub fn create(path: &Path, config: &Config, cache_bytes: usize) -> Result<Meta> {
+        let db = builder(cache_bytes)
+            .create(path)
+            .map_err(|e| open_err(path, e))?;
+        let meta = Meta {
+            db,
+            path: path.to_path_buf(),
+        };
+        let txn = meta.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(CONFIG).map_err(db_err)?;
+            let rows: [(&str, u64); 9] = [
+                ("meta_version", META_VERSION),
+                ("dim", config.dim as u64),
+                ("metric", config.metric.code() as u64),
+                ("m", config.m as u64),
+                ("m0", config.m0 as u64),
+                ("ef_construction", config.ef_construction as u64),
+                ("level_mult_bits", config.level_mult.to_bits()),
+                ("seed", config.seed),
+                ("index_uid", config.index_uid),
+            ];
+            for (k, v) in rows {
+                t.insert(k, v).map_err(db_err)?;
+            }
+            txn.open_table(IDS).map_err(db_err)?;
+            txn.open_table(UPPER).map_err(db_err)?;
+            txn.open_table(FREE).map_err(db_err)?;
+        }
+        Self::write_state(&txn, &State::default())?;
+        txn.commit().map_err(db_err)?;
+        Ok(meta)
+    }
+
+    /// Opens the database and reads configuration and state: O(1) in the index size.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<(Meta, Config, State)> {
+        if !path.exists() {
+            return Err(Error::NotFound(path.parent().unwrap_or(path).to_path_buf()));
+        }
+        let db = builder(cache_bytes)
+            .open(path)
+            .map_err(|e| open_err(path, e))?;
+        let meta = Meta {
+            db,
+            path: path.to_path_buf(),
+        };
+        let txn = meta.db.begin_read().map_err(db_err)?;
+        let missing = |k: &str| Error::corrupt(path, format!("metadata lacks {k}"));
+        let config = {
+            let t = txn
+                .open_table(CONFIG)
+                .map_err(|e| Error::corrupt(path, format!("no config table: {e}")))?;
+            let get = |k: &str| -> Result<u64> {
+                Ok(t.get(k).map_err(db_err)?.ok_or_else(|| missing(k))?.value())
+            };
+            let version = get("meta_version")?;
+            if version > META_VERSION {
+                return Err(Error::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    found: version as u32,
+                    supported: META_VERSION as u32,
+                });
+            }
+            let metric = Metric::from_code(get("metric")? as u32)
+                .ok_or_else(|| Error::corrupt(path, "unknown metric code"))?;
+            Config {
+                dim: get("dim")? as usize,
+                metric,
+                m: get("m")? as usize,
+                m0: get("m0")? as usize,
+                ef_construction: get("ef_construction")? as usize,
+                level_mult: f64::from_bits(get("level_mult_bits")?),
+                seed: get("seed")?,
+                index_uid: get("index_uid")?,
+            }
+        };
+        let state = {
+            let t = txn
+                .open_table(STATE)
+                .map_err(|e| Error::corrupt(path, format!("no state table: {e}")))?;
+            let get = |k: &str| -> Result<u64> {
+                Ok(t.get(k).map_err(db_err)?.ok_or_else(|| missing(k))?.value())
+            };
+            let entry_node = get("entry_node")?;
+            State {
+                high_water: get("high_water")? as u32,
+                live: get("live")?,
+                entry: (entry_node != u64::MAX).then(|| EntryPoint {
+                    node: entry_node as u32,
+                    level: get("entry_level").unwrap_or(0) as usize,
+                }),
+                checkpoint_lsn: get("checkpoint_lsn")?,
+                level_draws: get("level_draws")?,
+            }
+        };
+        Ok((meta, config, state))
+    }
+
+    /// The metadata file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The slot stored for external id `id` at the last checkpoint.
+    pub fn lookup(&self, id: u64) -> Result<Option<u32>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(IDS).map_err(db_err)?;
+        Ok(t.get(id).map_err(db_err)?.map(|g| g.value()))
+    }
+
+    /// All (external id, slot) pairs at the last checkpoint (for `verify` and export).
+    pub fn all_ids(&self) -> Result<Vec<(u64, u32)>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(IDS).map_err(db_err)?;
+        t.iter()
+            .map_err(db_err)?
+            .map(|r| r.map(|(k, v)| (k.value(), v.value())).map_err(db_err))
+            .collect()
+    }
+
+    /// The free slots at the last checkpoint.
+    pub fn free_slots(&self) -> Result<Vec<u32>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(FREE).map_err(db_err)?;
+        t.iter()
+            .map_err(db_err)?
+            .map(|r| r.map(|(k, _)| k.value()).map_err(db_err))
+            .collect()
+    }
+
+    /// Every node's upper lists at the last checkpoint.
+    pub fn upper_lists(&self) -> Result<Vec<(u32, UpperLists)>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(UPPER).map_err(db_err)?;
+        let mut out: Vec<(u32, UpperLists)> = Vec::new();
+        for row in t.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let (node, level) = k.value();
+            let bytes = v.value();
+            if bytes.len() % 4 != 0 || level == 0 {
+                return Err(Error::corrupt(&self.path, "malformed upper-layer list"));
+            }
+            let list: Vec<u32> = bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            // Keys sort by (node, level), so a node's levels arrive together and in order.
+            match out.last_mut() {
+                Some((n, lists)) if *n == node && lists.len() + 1 == level as usize => {
+                    lists.push(list)
+                }
+                _ if level == 1 => out.push((node, vec![list])),
+                _ => return Err(Error::corrupt(&self.path, "upper-layer levels have a gap")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies one checkpoint's changes in a single durable transaction.
+    pub fn commit(&self, changes: &Changes<'_>) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut ids = txn.open_table(IDS).map_err(db_err)?;
+            for (&id, &slot) in changes.ids {
+                match slot {
+                    Some(s) => ids.insert(id, s).map_err(db_err)?,
+                    None => ids.remove(id).map_err(db_err)?,
+                };
+            }
+            let mut free = txn.open_table(FREE).map_err(db_err)?;
+            for (&slot, &is_free) in changes.free {
+                if is_free {
+                    free.insert(slot, ()).map_err(db_err)?;
+                } else {
+                    free.remove(slot).map_err(db_err)?;
+                }
+            }
+            let mut upper = txn.open_table(UPPER).map_err(db_err)?;
+            for (node, lists) in changes.upper {
+                // Drop every stored level of the node, then write the current ones.
+                let stale: Vec<(u32, u8)> = upper
+                    .range((*node, 0u8)..=(*node, u8::MAX))
+                    .map_err(db_err)?
+                    .map(|r| r.map(|(k, _)| k.value()).map_err(db_err))
+                    .collect::<Result<_>>()?;
+                for key in stale {
+                    upper.remove(key).map_err(db_err)?;
+                }
+                for (i, list) in lists.iter().flatten().enumerate() {
+                    let bytes: Vec<u8> = list.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    upper
+                        .insert((*node, (i + 1) as u8), bytes.as_slice())
+                        .map_err(db_err)?;
+                }
+            }
+        }
+        Self::write_state(&txn, changes.state)?;
+        txn.commit().map_err(db_err)
+    }
+
+    fn write_state(txn: &redb::WriteTransaction, s: &State) -> Result<()> {
+        let mut t = txn.open_table(STATE).map_err(db_err)?;
+        let (node, level) = s
+            .entry
+            .map_or((u64::MAX, 0), |e| (e.node as u64, e.level as u64));
+        let rows: [(&str, u64); 6] = [
+            ("high_water", s.high_water as u64),
+            ("live", s.live),
+            ("entry_node", node),
+            ("entry_level", level),
+            ("checkpoint_lsn", s.checkpoint_lsn),
+            ("level_draws", s.level_draws),
+        ];
+        for (k, v) in rows {
+            t.insert(k, v).map_err(db_err)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! Build, persist, reopen, query; recall against brute force; every bad input's error.
+
+use hnswdb::datasets::{Matrix, clustered, recall_at_k};
+use hnswdb::{Error, Index, IndexOptions, Metric};
+
+fn build(dir: &std::path::Path, data: &Matrix, metric: Metric) -> Index {
+    let index = Index::create(dir, &IndexOptions::new(data.dim, metric)).unwrap();
+    let ids: Vec<u64> = (0..data.rows as u64).collect();
+    index.insert_batch(&ids, &data.data).unwrap();
+    index
+}
+
+/// Mean recall@k of the index against exact search, over `queries`.
+fn recall(index: &Index, queries: &Matrix, k: usize, ef: usize) -> f64 {
+    let mut total = 0.0;
+    for q in 0..queries.rows {
+        let found: Vec<u64> = index
+            .search_ef(queries.row(q), k, ef)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        let exact: Vec<u64> = index
+            .search_exact(queries.row(q), k)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        total += recall_at_k(&found, &exact, k);
+    }
+    total / queries.rows as f64
+}
+
+#[test]
+fn recall_on_20k_clustered_64d_at_ef_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = clustered(20_200, 64, 50, 1);
+    let queries = data.split_off(200);
+    let index = build(dir.path(), &data, Metric::L2);
+    let r = recall(&index, &queries, 10, 64);
+    assert!(r >= 0.95, "recall@10 at ef=64 is {r}");
+}
+
+#[test]
+fn reopen_gives_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = clustered(3_050, 32, 20, 3);
+    let queries = data.split_off(50);
+    for metric in [Metric::L2, Metric::Cosine, Metric::InnerProduct] {
+        let sub = dir.path().join(metric.name());
+        let index = build(&sub, &data, metric);
+        let before: Vec<_> = (0..queries.rows)
+            .map(|q| index.search(queries.row(q), 10).unwrap())
+            .collect();
+        index.flush().unwrap();
+        drop(index);
+        let index = Index::open(&sub).unwrap();
+        assert_eq!(index.len(), data.rows as u64);
+        assert_eq!(index.metric(), metric);
+        let after: Vec<_> = (0..queries.rows)
+            .map(|q| index.search(queries.row(q), 10).unwrap())
+            .collect();
+        assert_eq!(before, after, "{metric:?}");
+        let stored = index.get(17).unwrap();
+        match metric {
+            Metric::Cosine => {
+                let norm: f32 = stored.iter().map(|x| x * x).sum::<f32>().sqrt();
+                assert!((norm - 1.0).abs() < 1e-5);
+            }
+            _ => assert_eq!(stored, data.row(17)),
+        }
+        // Inserting after a reopen keeps working; the new vector is found where exact
+        // search finds it.
+        index.insert(1_000_000, data.row(5)).unwrap();
+        let hits = index.search_ef(data.row(5), 3, 100).unwrap();
+        let exact = index.search_exact(data.row(5), 3).unwrap();
+        assert_eq!(hits, exact, "{metric:?}");
+        assert!(index.contains(1_000_000).unwrap());
+    }
+}
+
+#[test]
+fn single_threaded_build_is_deterministic() {
+    let data = clustered(1_000, 16, 10, 5);
+    let answers: Vec<Vec<_>> = (0..2)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            let index =
+                Index::create(dir.path(), &IndexOptions::new(16, Metric::L2).threads(1)).unwrap();
+            for r in 0..data.rows {
+                index.insert(r as u64, data.row(r)).unwrap();
+            }
+            (0..20)
+                .map(|q| index.search(data.row(q * 7), 5).unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(answers[0], answers[1]);
+}
+
+#[test]
+fn bad_input_gets_typed_errors_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::create(dir.path(), &IndexOptions::new(3, Metric::Cosine)).unwrap();
+    index.insert(1, &[1.0, 2.0, 3.0]).unwrap();
+    assert!(matches!(
+        index.insert(2, &[1.0, 2.0]),
+        Err(Error::DimensionMismatch {
+            expected: 3,
+            got: 2
+        })
+    ));
+    assert!(matches!(
+        index.insert(2, &[1.0, f32::NAN, 3.0]),
+        Err(Error::NonFinite { position: 1, .. })
+    ));
+    assert!(matches!(
+        index.insert(2, &[f32::INFINITY, 0.0, 3.0]),
+        Err(Error::NonFinite { position: 0, .. })
+    ));
+    assert!(matches!(
+        index.insert(2, &[0.0, 0.0, 0.0]),
+        Err(Error::ZeroVector)
+    ));
+    assert!(matches!(
+        index.insert(1, &[1.0, 1.0, 1.0]),
+        Err(Error::DuplicateId(1))
+    ));
+    // A batch with one bad row or an internal duplicate is rejected whole.
+    assert!(matches!(
+        index.insert_batch(&[5, 6], &[1.0, 1.0, 1.0, f32::NAN, 1.0, 1.0]),
+        Err(Error::NonFinite { .. })
+    ));
+    assert!(matches!(
+        index.insert_batch(&[7, 7], &[1.0; 6]),
+        Err(Error::DuplicateId(7))
+    ));
+    assert!(matches!(
+        index.insert_batch(&[8], &[1.0; 4]),
+        Err(Error::DimensionMismatch { .. })
+    ));
+    assert!(matches!(index.get(99), Err(Error::UnknownId(99))));
+    assert!(matches!(
+        index.search(&[1.0], 3),
+        Err(Error::DimensionMismatch { .. })
+    ));
+    assert_eq!(index.len(), 1);
+    assert!(
+        !index.contains(5).unwrap() && !index.contains(7).unwrap() && !index.contains(8).unwrap()
+    );
+    assert!(matches!(
+        Index::create(dir.path(), &IndexOptions::new(3, Metric::L2)),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        Index::create(dir.path().join("x"), &IndexOptions::new(0, Metric::L2)),
+        Err(Error::InvalidOption(_))
+    ));
+    assert!(matches!(
+        Index::open(dir.path().join("nothing")),
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[test]
+fn second_open_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let _index = Index::create(dir.path(), &IndexOptions::new(3, Metric::L2)).unwrap();
+    assert!(matches!(Index::open(dir.path()), Err(Error::Locked(_))));
+}
+
+fn corrupt_and_open(mutate: impl Fn(&std::path::Path)) -> Error {
+    let dir = tempfile::tempdir().unwrap();
+    let data = clustered(300, 8, 4, 9);
+    build(dir.path(), &data, Metric::L2).close().unwrap();
+    mutate(dir.path());
+    match Index::open(dir.path()) {
+        Ok(_) => panic!("opened a damaged index"),
+        Err(e) => e,
+    }
+}
+
+fn patch(path: &std::path::Path, offset: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+#[test]
+fn damaged_or_foreign_files_are_refused() {
+    // Wrong magic.
+    let e = corrupt_and_open(|d| patch(&d.join("vectors"), 0, b"GARBAGE!"));
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    // A flipped header byte fails the checksum.
+    let e = corrupt_and_open(|d| patch(&d.join("graph0"), 17, &[0xff]));
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    // A newer format version.
+    let e = corrupt_and_open(|d| patch(&d.join("vectors"), 8, &99u32.to_le_bytes()));
+    assert!(
+        matches!(e, Error::UnsupportedVersion { found: 99, .. }),
+        "{e}"
+    );
+    // Truncated page file.
+    let e = corrupt_and_open(|d| {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("graph0"))
+            .unwrap();
+        f.set_len(5000).unwrap();
+    });
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    // A page file from another index (same dimension, different uid).
+    let e = corrupt_and_open(|d| {
+        let other = tempfile::tempdir().unwrap();
+        build(other.path(), &clustered(300, 8, 4, 9), Metric::L2)
+            .close()
+            .unwrap();
+        std::fs::copy(other.path().join("vectors"), d.join("vectors")).unwrap();
+    });
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    // Metadata that is not a redb file.
+    let e = corrupt_and_open(|d| {
+        std::fs::write(d.join("meta.redb"), b"not a database at all").unwrap()
+    });
+    assert!(matches!(e, Error::Corrupt { .. } | Error::Meta(_)), "{e}");
+}
+
+#[test]
+fn concurrent_search_during_batch_insert() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = clustered(6_000, 16, 20, 11);
+    let index = Index::create(dir.path(), &IndexOptions::new(16, Metric::L2).threads(2)).unwrap();
+    index
+        .insert_batch(&(0..1000).collect::<Vec<u64>>(), &data.data[..1000 * 16])
+        .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ids: Vec<u64> = (1000..6000).collect();
+            index.insert_batch(&ids, &data.data[1000 * 16..]).unwrap();
+        });
+        s.spawn(|| {
+            for q in 0..500 {
+                let hits = index.search(data.row(q % 1000), 5).unwrap();
+                assert!(!hits.is_empty());
+                assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+            }
+        });
+    });
+    assert_eq!(index.len(), 6000);
+    let r = recall(&index, &clustered(50, 16, 20, 11), 10, 64);
+    assert!(r >= 0.9, "recall after concurrent build {r}");
+}

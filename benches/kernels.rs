@@ -1,1 +1,28 @@
-fn main() {}
+//! Distance kernels per dimension and instruction set (scalar vs SIMD).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use hnswdb::distance::Kernels;
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+use std::hint::black_box;
+
+fn kernels(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(1);
+    for dim in [64usize, 128, 384, 768, 1536] {
+        let a: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let b: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut group = c.benchmark_group(format!("kernels/dim{dim}"));
+        group.throughput(Throughput::Bytes((dim * 4) as u64));
+        for k in Kernels::available() {
+            group.bench_with_input(BenchmarkId::new("l2sq", k.isa), &k, |bench, k| {
+                bench.iter(|| (k.l2sq)(black_box(&a), black_box(&b)))
+            });
+            group.bench_with_input(BenchmarkId::new("dot", k.isa), &k, |bench, k| {
+                bench.iter(|| (k.dot)(black_box(&a), black_box(&b)))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);

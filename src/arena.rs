@@ -127,7 +127,10 @@ impl Header {
             capacity: u64_at(40),
             index_uid: u64_at(48),
         };
-        if header.stride == 0 || header.stride % SLOT_ALIGN as u64 != 0 || header.stride > 1 << 24 {
+        if header.stride == 0
+            || !header.stride.is_multiple_of(SLOT_ALIGN as u64)
+            || header.stride > 1 << 24
+        {
             return Err(corrupt("slot stride is zero, unaligned or absurd"));
         }
         let needed = header
@@ -155,7 +158,7 @@ pub struct Arena {
 impl Arena {
     /// Creates (or replaces) a page file with `header.capacity` zeroed slots and syncs it.
     pub fn create(path: &Path, header: Header) -> Result<Arena> {
-        debug_assert!(header.stride as usize % SLOT_ALIGN == 0);
+        debug_assert!((header.stride as usize).is_multiple_of(SLOT_ALIGN));
         let file = OpenOptions::new()
             .read(true)
             .write(true)

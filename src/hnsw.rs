@@ -96,18 +96,6 @@ impl LiveSet {
     fn insert(&self, i: u32) {
         self.words[i as usize >> 6].fetch_or(1 << (i & 63), Ordering::Release);
     }
-
-    fn remove(&self, i: u32) {
-        self.words[i as usize >> 6].fetch_and(!(1 << (i & 63)), Ordering::Release);
-    }
-
-    /// Number of live nodes (a full scan; for stats and checks).
-    pub fn count(&self) -> u64 {
-        self.words
-            .iter()
-            .map(|w| w.load(Ordering::Relaxed).count_ones() as u64)
-            .sum()
-    }
 }
 
 /// Per-search working memory, pooled so that a query allocates nothing but its answer.
@@ -251,24 +239,9 @@ impl Graph {
         &self.layer0
     }
 
-    /// The live set.
-    pub fn live(&self) -> &LiveSet {
-        &self.live
-    }
-
-    /// Construction parameters.
-    pub fn params(&self) -> Params {
-        self.params
-    }
-
     /// The current entry point.
     pub fn entry(&self) -> Option<EntryPoint> {
         *self.entry.read()
-    }
-
-    /// Level of `node` (0 if it has no upper lists).
-    pub fn level(&self, node: u32) -> usize {
-        self.upper.read().get(&node).map_or(0, |u| u.lists.len())
     }
 
     /// Number of nodes with upper lists.

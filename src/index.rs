@@ -549,7 +549,7 @@ impl Index {
         ef: usize,
     ) -> Result<Vec<Vec<Neighbour>>> {
         let dim = self.config.dim;
-        if queries.len() % dim != 0 {
+        if !queries.len().is_multiple_of(dim) {
             return Err(Error::DimensionMismatch {
                 expected: dim,
                 got: queries.len() % dim,

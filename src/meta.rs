@@ -215,16 +215,6 @@ impl Meta {
         Ok(t.get(id).map_err(db_err)?.map(|g| g.value()))
     }
 
-    /// All (external id, slot) pairs at the last checkpoint (for `verify` and export).
-    pub fn all_ids(&self) -> Result<Vec<(u64, u32)>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(IDS).map_err(db_err)?;
-        t.iter()
-            .map_err(db_err)?
-            .map(|r| r.map(|(k, v)| (k.value(), v.value())).map_err(db_err))
-            .collect()
-    }
-
     /// The free slots at the last checkpoint.
     pub fn free_slots(&self) -> Result<Vec<u32>> {
         let txn = self.db.begin_read().map_err(db_err)?;

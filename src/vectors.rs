@@ -117,9 +117,4 @@ impl Vectors {
         let p = self.arena.slot_ptr(i as usize);
         crate::prefetch::lines(p, (self.dim * 4).min(4 * 64));
     }
-
-    /// Vector dimension.
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
 }

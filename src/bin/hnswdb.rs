@@ -1,1 +1,414 @@
-fn main() {}
+//! The `hnswdb` command-line tool: create, fill, query and inspect an index directory.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use hnswdb::datasets::{self, Matrix, recall_at_k};
+use hnswdb::{Index, IndexOptions, Metric, OpenOptions};
+use parking_lot::Mutex;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "hnswdb",
+    version,
+    about = "An embedded, disk-backed HNSW vector index",
+    long_about = "hnswdb stores vectors under u64 ids in one directory and answers k-nearest-\
+neighbour queries with an HNSW graph. Vectors and layer-0 links live in memory-mapped \
+page files, so an index opens instantly whatever its size.\n\n\
+Typical use:\n  hnswdb create idx --dim 384 --metric cosine\n  hnswdb import idx base.fvecs\n  \
+hnswdb search idx --query query.fvecs --gt gt.ivecs --k 10 --ef 64"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an empty index in DIR.
+    Create {
+        /// Directory to create the index in (created if missing).
+        dir: PathBuf,
+        /// Vector dimension.
+        #[arg(long)]
+        dim: usize,
+        /// Distance: cosine (1 - cos), l2 (squared Euclidean) or ip (1 - dot product).
+        #[arg(long, default_value = "cosine")]
+        metric: Metric,
+        /// Links per node (layer 0 keeps 2*M). Higher: better recall, more memory.
+        #[arg(long, default_value_t = 16)]
+        m: usize,
+        /// Beam width while building. Higher: better graph, slower build.
+        #[arg(long, default_value_t = 200)]
+        ef_construction: usize,
+        /// Seed of the level generator.
+        #[arg(long, default_value_t = 100)]
+        seed: u64,
+    },
+    /// Insert every row of FILE (.fvecs or .npy float32 2-D) on all cores.
+    Import {
+        /// Index directory.
+        dir: PathBuf,
+        /// Input vectors.
+        file: PathBuf,
+        /// Id of the first row; row i gets id N + i.
+        #[arg(long, default_value_t = 0)]
+        ids_from: u64,
+        /// Worker threads (0: all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Run every query of a file and report recall, throughput and latency.
+    Search {
+        /// Index directory.
+        dir: PathBuf,
+        /// Queries (.fvecs or .npy).
+        #[arg(long)]
+        query: PathBuf,
+        /// Neighbours per query.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Beam width; a comma-separated list runs one pass per value (e.g. 16,32,64).
+        #[arg(long, default_value = "64", value_delimiter = ',')]
+        ef: Vec<usize>,
+        /// Ground truth (.ivecs of row ids) to compute recall@k.
+        #[arg(long)]
+        gt: Option<PathBuf>,
+        /// Query threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Print one JSON object per ef value instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print counts, levels, file sizes and configuration.
+    Stats {
+        /// Index directory.
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build an index of clustered vectors, close it, reopen it and query it.
+    Demo {
+        /// Where to build (a temporary directory by default).
+        dir: Option<PathBuf>,
+        /// Number of vectors.
+        #[arg(long, default_value_t = 20_000)]
+        n: usize,
+        /// Dimension.
+        #[arg(long, default_value_t = 64)]
+        dim: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+fn run(command: Command) -> CliResult {
+    match command {
+        Command::Create {
+            dir,
+            dim,
+            metric,
+            m,
+            ef_construction,
+            seed,
+        } => {
+            let opts = IndexOptions::new(dim, metric)
+                .m(m)
+                .ef_construction(ef_construction)
+                .seed(seed);
+            Index::create(&dir, &opts)?.close()?;
+            println!(
+                "created {} (dim {dim}, {}, M {m}, ef_construction {ef_construction})",
+                dir.display(),
+                metric.name()
+            );
+            Ok(())
+        }
+        Command::Import {
+            dir,
+            file,
+            ids_from,
+            threads,
+        } => import(&dir, &file, ids_from, threads),
+        Command::Search {
+            dir,
+            query,
+            k,
+            ef,
+            gt,
+            threads,
+            json,
+        } => search(&dir, &query, k, &ef, gt.as_deref(), threads, json),
+        Command::Stats { dir, json } => stats(&dir, json),
+        Command::Demo { dir, n, dim } => demo(dir, n, dim),
+    }
+}
+
+fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize) -> CliResult {
+    let data = datasets::read_vectors(file)?;
+    let index = Index::open_with(dir, &OpenOptions::default().threads(threads))?;
+    let bar = indicatif::ProgressBar::new(data.rows as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} vectors, {per_sec}, ETA {eta}",
+        )
+        .expect("static template"),
+    );
+    let start = Instant::now();
+    const CHUNK: usize = 10_000;
+    for first in (0..data.rows).step_by(CHUNK) {
+        let rows = CHUNK.min(data.rows - first);
+        let ids: Vec<u64> = (first..first + rows).map(|r| ids_from + r as u64).collect();
+        index.insert_batch(
+            &ids,
+            &data.data[first * data.dim..(first + rows) * data.dim],
+        )?;
+        bar.inc(rows as u64);
+    }
+    bar.finish_and_clear();
+    index.close()?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "imported {} vectors in {secs:.2} s ({:.0} vectors/s)",
+        data.rows,
+        data.rows as f64 / secs
+    );
+    Ok(())
+}
+
+struct Pass {
+    recall: Option<f64>,
+    qps: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// Runs every query once with beam `ef` on `threads` threads.
+fn run_pass(
+    index: &Index,
+    queries: &Matrix,
+    k: usize,
+    ef: usize,
+    gt: Option<&[Vec<u32>]>,
+    threads: usize,
+) -> hnswdb::Result<Pass> {
+    let n = queries.rows;
+    let latencies = Mutex::new(Vec::with_capacity(n));
+    let results: Vec<Mutex<Vec<u64>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
+    let next = AtomicUsize::new(0);
+    let error = Mutex::new(None);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let t = Instant::now();
+                    match index.search_ef(queries.row(i), k, ef) {
+                        Ok(hits) => *results[i].lock() = hits.iter().map(|h| h.id).collect(),
+                        Err(e) => *error.lock() = Some(e),
+                    }
+                    mine.push(t.elapsed());
+                }
+                latencies.lock().extend(mine);
+            });
+        }
+    });
+    let elapsed = start.elapsed();
+    if let Some(e) = error.into_inner() {
+        return Err(e);
+    }
+    let mut lat: Vec<Duration> = latencies.into_inner();
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    let recall = gt.map(|gt| {
+        let total: f64 = results
+            .iter()
+            .zip(gt)
+            .map(|(found, truth)| {
+                let truth: Vec<u64> = truth.iter().map(|&t| t as u64).collect();
+                recall_at_k(&found.lock(), &truth, k)
+            })
+            .sum();
+        total / n as f64
+    });
+    Ok(Pass {
+        recall,
+        qps: n as f64 / elapsed.as_secs_f64(),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    })
+}
+
+fn search(
+    dir: &Path,
+    query: &Path,
+    k: usize,
+    efs: &[usize],
+    gt: Option<&Path>,
+    threads: usize,
+    json: bool,
+) -> CliResult {
+    let index = Index::open(dir)?;
+    let queries = datasets::read_vectors(query)?;
+    let gt = gt.map(datasets::read_ivecs).transpose()?;
+    if let Some(gt) = &gt {
+        if gt.len() < queries.rows {
+            return Err(format!(
+                "ground truth has {} rows for {} queries",
+                gt.len(),
+                queries.rows
+            )
+            .into());
+        }
+        if gt.iter().any(|row| row.len() < k) {
+            return Err(format!("ground truth rows are shorter than k = {k}").into());
+        }
+    }
+    for &ef in efs {
+        let pass = run_pass(&index, &queries, k, ef, gt.as_deref(), threads)?;
+        if json {
+            println!(
+                "{}",
+                json!({"queries": queries.rows, "k": k, "ef": ef, "recall": pass.recall,
+                       "qps": pass.qps, "p50_us": pass.p50_us, "p99_us": pass.p99_us, "threads": threads})
+            );
+        } else {
+            let recall = pass.recall.map_or("-".to_string(), |r| format!("{r:.4}"));
+            println!(
+                "ef {ef:>4}  recall@{k} {recall}  {:>9.0} QPS  p50 {:>7.1} us  p99 {:>7.1} us  ({} queries, {threads} threads)",
+                pass.qps, pass.p50_us, pass.p99_us, queries.rows
+            );
+        }
+    }
+    Ok(())
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn stats(dir: &Path, json: bool) -> CliResult {
+    let index = Index::open(dir)?;
+    let s = index.stats();
+    let sizes: Vec<(&str, u64)> = ["vectors", "graph0", "meta.redb"]
+        .into_iter()
+        .map(|f| (f, file_size(&dir.join(f))))
+        .collect();
+    if json {
+        let files: serde_json::Map<String, serde_json::Value> = sizes
+            .iter()
+            .map(|(f, b)| (f.to_string(), json!(b)))
+            .collect();
+        println!(
+            "{}",
+            json!({"len": s.len, "capacity": s.capacity, "high_water": s.high_water, "free_slots": s.free_slots,
+                   "upper_nodes": s.upper_nodes, "max_level": s.max_level, "dim": s.dim, "metric": s.metric.name(),
+                   "m": s.m, "ef_construction": s.ef_construction, "kernels": s.kernels, "files": files})
+        );
+    } else {
+        println!("vectors       {}", s.len);
+        println!(
+            "slots         {} used, {} free, {} capacity",
+            s.high_water, s.free_slots, s.capacity
+        );
+        println!(
+            "levels        top level {}, {} nodes above layer 0",
+            s.max_level, s.upper_nodes
+        );
+        println!(
+            "config        dim {}, {}, M {}, ef_construction {}",
+            s.dim,
+            s.metric.name(),
+            s.m,
+            s.ef_construction
+        );
+        println!("kernels       {}", s.kernels);
+        for (f, b) in sizes {
+            println!(
+                "file          {f:<10} {:>10.1} MiB",
+                b as f64 / (1 << 20) as f64
+            );
+        }
+    }
+    Ok(())
+}
+
+fn demo(dir: Option<PathBuf>, n: usize, dim: usize) -> CliResult {
+    let tmp;
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().join("demo-index")
+        }
+    };
+    let nq = 200;
+    println!(
+        "generating {n} clustered vectors of dimension {dim} (+{nq} queries from the same clusters)"
+    );
+    let mut data = datasets::clustered(n + nq, dim, (n / 400).max(1), 42);
+    let queries = data.split_off(nq);
+
+    let start = Instant::now();
+    let index = Index::create(&dir, &IndexOptions::new(dim, Metric::L2))?;
+    let ids: Vec<u64> = (0..n as u64).collect();
+    index.insert_batch(&ids, &data.data)?;
+    index.close()?;
+    println!(
+        "built and persisted in {:.2} s at {}",
+        start.elapsed().as_secs_f64(),
+        dir.display()
+    );
+
+    let start = Instant::now();
+    let index = Index::open(&dir)?;
+    println!(
+        "reopened in {:.2} ms: {} vectors",
+        start.elapsed().as_secs_f64() * 1e3,
+        index.len()
+    );
+
+    let truth: Vec<Vec<u32>> = (0..nq)
+        .map(|q| {
+            Ok(index
+                .search_exact(queries.row(q), 10)?
+                .iter()
+                .map(|h| h.id as u32)
+                .collect())
+        })
+        .collect::<hnswdb::Result<_>>()?;
+    for ef in [16, 32, 64, 128] {
+        let pass = run_pass(&index, &queries, 10, ef, Some(&truth), 1)?;
+        println!(
+            "ef {ef:>3}: recall@10 vs brute force {:.4}, {:.0} QPS (1 thread)",
+            pass.recall.unwrap_or(0.0),
+            pass.qps
+        );
+    }
+    Ok(())
+}

@@ -214,7 +214,7 @@ struct Pending {
 /// index.flush()?;
 /// let hits = index.search(&[0.9, 0.1, 0.0], 1)?;
 /// assert_eq!(hits[0].id, 7);
-/// # Ok::<(), hnswdb::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Index {
     dir: PathBuf,

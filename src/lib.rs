@@ -20,7 +20,7 @@
 //! let index = Index::open(dir.path())?;
 //! let hits = index.search(&[1.0, 0.1, 0.0, 0.0], 2)?;
 //! assert_eq!(hits[0].id, 1);
-//! # Ok::<(), hnswdb::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![warn(missing_docs)]

@@ -264,7 +264,9 @@ impl Arena {
     /// Writes data and metadata to stable storage (msync, then fsync for the file length).
     pub fn sync(&self) -> Result<()> {
         self.map.flush().at(&self.path)?;
-        self.file.sync_all().at(&self.path)
+        self.file.sync_all().at(&self.path)?;
+        crate::testing::synced(&self.path);
+        Ok(())
     }
 
     /// Hints the kernel that slots are read in random order (no read-ahead): under memory

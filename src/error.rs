@@ -80,6 +80,11 @@ pub enum Error {
     /// The metadata database (redb) failed.
     #[error("metadata database: {0}")]
     Meta(String),
+    /// A write failed after its record reached the log (e.g. the log's fsync failed), so
+    /// whether it happened is unknown until the log is replayed: writes are refused until
+    /// the index is reopened.
+    #[error("an earlier write failed after it was logged; reopen the index to recover")]
+    Poisoned,
     /// The index holds the maximum number of slots (2^32 - 1).
     #[error("index is full: at most 4294967295 vectors")]
     Capacity,

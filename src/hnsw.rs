@@ -2,10 +2,15 @@
 //! pages and the in-memory upper layers. It speaks internal node ids only; external ids,
 //! durability and metadata belong to the layers above.
 //!
+//! Node states: *live* (in results), *tombstoned* (deleted: never in results, but still
+//! routed through, with its vector and lists intact, until `consolidate` relinks its
+//! in-neighbours), and *free* (neither; the slot may be reused). `routable` = live ∪
+//! tombstoned.
+//!
 //! Concurrency: `insert` and `search` take `&self` and may run on many threads at once.
 //! Layer-0 lists are atomics (see `layer0`), written under a striped per-node lock; upper
 //! lists sit behind their own mutexes. A node is *live* once its bit is set in `live`:
-//! searches follow links only to live nodes, so a link to a slot that is free, half
+//! searches follow links only to routable nodes, so a link to a slot that is free, half
 //! written, or left behind by a crash is skipped rather than trusted. Liveness is derived
 //! from the metadata, never read from the page files.
 
@@ -96,6 +101,10 @@ impl LiveSet {
     fn insert(&self, i: u32) {
         self.words[i as usize >> 6].fetch_or(1 << (i & 63), Ordering::Release);
     }
+
+    fn remove(&self, i: u32) {
+        self.words[i as usize >> 6].fetch_and(!(1 << (i & 63)), Ordering::Release);
+    }
 }
 
 /// Per-search working memory, pooled so that a query allocates nothing but its answer.
@@ -165,6 +174,8 @@ pub struct Graph {
     /// Nodes whose upper lists changed since the metadata last stored them.
     upper_dirty: Mutex<HashSet<u32>>,
     live: LiveSet,
+    /// Live or tombstoned: the nodes a search may walk through.
+    routable: LiveSet,
     entry: RwLock<Option<EntryPoint>>,
     /// Held by an insert whose level exceeds the top level, for its whole run, so that two
     /// such inserts cannot both replace the entry point.
@@ -188,6 +199,7 @@ impl Graph {
             upper: RwLock::new(HashMap::new()),
             upper_dirty: Mutex::new(HashSet::new()),
             live: LiveSet::with_capacity(cap),
+            routable: LiveSet::with_capacity(cap),
             entry: RwLock::new(None),
             raise: Mutex::new(()),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -195,15 +207,21 @@ impl Graph {
         }
     }
 
-    /// Restores the state kept in metadata: the live nodes, upper lists and entry point.
+    /// Restores the state kept in metadata: live and tombstoned nodes, upper lists and
+    /// the entry point.
     pub fn restore(
         &mut self,
         live: impl IntoIterator<Item = u32>,
+        tombstones: &[u32],
         upper: Vec<(u32, UpperLists)>,
         entry: Option<EntryPoint>,
     ) {
         for i in live {
             self.live.insert(i);
+            self.routable.insert(i);
+        }
+        for &i in tombstones {
+            self.routable.insert(i);
         }
         let map = self.upper.get_mut();
         for (node, lists) in upper {
@@ -226,6 +244,7 @@ impl Graph {
         self.layer0.arena_mut().grow(cap)?;
         let cap = self.capacity();
         self.live.grow(cap);
+        self.routable.grow(cap);
         Ok(())
     }
 
@@ -242,6 +261,11 @@ impl Graph {
     /// The current entry point.
     pub fn entry(&self) -> Option<EntryPoint> {
         *self.entry.read()
+    }
+
+    /// Whether `node` is live (would appear in results).
+    pub fn is_live(&self, node: u32) -> bool {
+        self.live.contains(node)
     }
 
     /// Number of nodes with upper lists.
@@ -300,7 +324,7 @@ impl Graph {
             let mut changed = false;
             self.links(cur.id, level, &mut s.links);
             for &n in &s.links {
-                if !self.live.contains(n) {
+                if !self.routable.contains(n) {
                     continue;
                 }
                 let d = self.distance_to(q, n);
@@ -338,7 +362,9 @@ impl Graph {
         for &e in entry {
             if first_visit(marks, epoch, e.id) {
                 candidates.push(Reverse(e));
-                results.push(e);
+                if self.live.contains(e.id) {
+                    results.push(e);
+                }
             }
         }
         while results.len() > ef {
@@ -349,12 +375,12 @@ impl Graph {
                 break;
             }
             self.links(c.id, level, links);
-            // First pass: drop visited and dead nodes and start loading the vectors of the
-            // rest, so that their cache misses overlap instead of queueing behind each
+            // First pass: drop visited and unroutable nodes and start loading the vectors of
+            // the rest, so that their cache misses overlap instead of queueing behind each
             // distance computation.
             fresh.clear();
             for &n in links.iter() {
-                if self.live.contains(n) && first_visit(marks, epoch, n) {
+                if self.routable.contains(n) && first_visit(marks, epoch, n) {
                     self.vectors.prefetch(n);
                     fresh.push(n);
                 }
@@ -366,9 +392,12 @@ impl Graph {
                 let d = self.distance_to(q, n);
                 if results.len() < ef || results.peek().is_some_and(|w| d < w.d) {
                     candidates.push(Reverse(Cand { d, id: n }));
-                    results.push(Cand { d, id: n });
-                    if results.len() > ef {
-                        results.pop();
+                    // Tombstoned nodes guide the walk but are never answers.
+                    if self.live.contains(n) {
+                        results.push(Cand { d, id: n });
+                        if results.len() > ef {
+                            results.pop();
+                        }
                     }
                 }
             }
@@ -483,6 +512,7 @@ impl Graph {
             }
         }
         self.upper_dirty.lock().insert(node);
+        self.routable.insert(node);
         self.live.insert(node);
 
         let mut entry = *self.entry.read();
@@ -546,6 +576,180 @@ impl Graph {
             found.truncate(k);
             found
         })
+    }
+
+    /// Deletes `node` from results at once; it keeps routing searches until `consolidate`.
+    pub fn tombstone(&self, node: u32) {
+        self.live.remove(node);
+    }
+
+    /// Relinks every live node that points at a non-live node (FreshDiskANN's consolidation:
+    /// candidates are the node's live neighbours and the live neighbours of its dead ones,
+    /// pruned by the same heuristic as inserts), then forgets `tombstones` (which become
+    /// free) and moves the entry point off a dead node. The caller must hold exclusive
+    /// access: nothing else may insert or search meanwhile.
+    pub fn consolidate(&self, tombstones: &[u32], high_water: u32, threads: usize) {
+        crate::parallel::parallel_for(high_water as usize, threads, |u| {
+            if self.live.contains(u as u32) {
+                self.repair(u as u32, 0);
+            }
+        });
+        let upper: Vec<(u32, usize)> = self
+            .upper
+            .read()
+            .iter()
+            .filter(|(n, _)| self.live.contains(**n))
+            .map(|(&n, u)| (n, u.lists.len()))
+            .collect();
+        crate::parallel::parallel_for(upper.len(), threads, |i| {
+            let (node, levels) = upper[i];
+            for l in 1..=levels {
+                self.repair(node, l);
+            }
+        });
+        {
+            let mut map = self.upper.write();
+            let mut dirty = self.upper_dirty.lock();
+            for &t in tombstones {
+                debug_assert!(!self.live.contains(t));
+                if map.remove(&t).is_some() {
+                    dirty.insert(t);
+                }
+                self.routable.remove(t);
+            }
+        }
+        let entry = *self.entry.read();
+        if entry.is_some_and(|e| !self.live.contains(e.node)) {
+            let new_entry = self
+                .upper
+                .read()
+                .iter()
+                .map(|(&n, u)| (u.lists.len(), std::cmp::Reverse(n)))
+                .max()
+                .map(|(level, std::cmp::Reverse(node))| EntryPoint { node, level })
+                .or_else(|| {
+                    (0..high_water)
+                        .find(|&n| self.live.contains(n))
+                        .map(|node| EntryPoint { node, level: 0 })
+                });
+            *self.entry.write() = new_entry;
+        }
+    }
+
+    /// Replaces the non-live links of `node` on `level` (see `consolidate`).
+    fn repair(&self, node: u32, level: usize) {
+        let mut list = Vec::new();
+        self.links(node, level, &mut list);
+        if list.iter().all(|&n| self.live.contains(n)) {
+            return;
+        }
+        let mut pool: HashSet<u32> = list
+            .iter()
+            .copied()
+            .filter(|&n| self.live.contains(n))
+            .collect();
+        let mut theirs = Vec::new();
+        for &dead in list
+            .iter()
+            .filter(|&&n| !self.live.contains(n) && self.routable.contains(n))
+        {
+            self.links(dead, level, &mut theirs);
+            pool.extend(
+                theirs
+                    .iter()
+                    .copied()
+                    .filter(|&n| n != node && self.live.contains(n)),
+            );
+        }
+        let base = self.vectors.vector(node);
+        let mut cands: Vec<Cand> = pool
+            .into_iter()
+            .map(|id| Cand {
+                d: self.distance_to(base, id),
+                id,
+            })
+            .collect();
+        cands.sort_unstable();
+        cands.truncate(self.params.ef_construction.max(self.max_links(level)));
+        let kept = self.select(&cands, self.max_links(level));
+        self.update_links(node, level, |l| {
+            l.clear();
+            l.extend(kept.iter().map(|c| c.id));
+            true
+        });
+    }
+
+    /// Checks the graph's invariants over slots `0..high_water`, appending a line per
+    /// problem: links in range and to routable nodes of a high enough level, a live entry
+    /// point on the top level, every live node reachable from it on layer 0.
+    pub fn check(&self, high_water: u32, problems: &mut Vec<String>) {
+        let mut list = Vec::new();
+        let upper = self.upper.read();
+        let top = upper.values().map(|u| u.lists.len()).max().unwrap_or(0);
+        let live: Vec<u32> = (0..high_water).filter(|&n| self.live.contains(n)).collect();
+        match *self.entry.read() {
+            None if !live.is_empty() => problems.push("no entry point but live nodes exist".into()),
+            None => {}
+            Some(e) => {
+                if !self.routable.contains(e.node) {
+                    problems.push(format!("entry point {} is not in the graph", e.node));
+                }
+                if e.level != top || upper.get(&e.node).map_or(0, |u| u.lists.len()) != e.level {
+                    problems.push(format!(
+                        "entry point {} has level {} but the top level is {top}",
+                        e.node, e.level
+                    ));
+                }
+            }
+        }
+        for n in (0..high_water).filter(|&n| self.routable.contains(n)) {
+            self.links(n, 0, &mut list);
+            for &t in &list {
+                if t >= high_water || !self.routable.contains(t) {
+                    problems.push(format!(
+                        "layer 0: node {n} links to {t}, which is not in the graph"
+                    ));
+                }
+                if t == n {
+                    problems.push(format!("layer 0: node {n} links to itself"));
+                }
+            }
+        }
+        for (&n, u) in upper.iter() {
+            if !self.routable.contains(n) {
+                problems.push(format!("node {n} has upper lists but is not in the graph"));
+            }
+            for (i, l) in u.lists.iter().enumerate() {
+                for &t in l.lock().iter() {
+                    let ok = upper.get(&t).is_some_and(|tu| tu.lists.len() > i)
+                        && self.routable.contains(t);
+                    if !ok {
+                        problems.push(format!(
+                            "level {}: node {n} links to {t}, which is not on that level",
+                            i + 1
+                        ));
+                    }
+                }
+            }
+        }
+        drop(upper);
+        if let Some(e) = *self.entry.read() {
+            let mut seen = vec![false; high_water as usize];
+            let mut stack = vec![e.node];
+            while let Some(n) = stack.pop() {
+                if (n as usize) < seen.len() && !seen[n as usize] && self.routable.contains(n) {
+                    seen[n as usize] = true;
+                    self.links(n, 0, &mut list);
+                    stack.extend_from_slice(&list);
+                }
+            }
+            let unreachable = live.iter().filter(|&&n| !seen[n as usize]).count();
+            if unreachable > 0 {
+                problems.push(format!(
+                    "{unreachable} live nodes are unreachable from the entry point"
+                ));
+            }
+        }
     }
 
     /// Exact k nearest live nodes by a full scan (for tests and `verify`).

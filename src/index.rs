@@ -1,20 +1,33 @@
-//! The public `Index`: external ids, validation, slot allocation, persistence.
+//! The public `Index`: external ids, validation, slot allocation, the write path through
+//! the write-ahead log, checkpoints and recovery.
+//!
+//! Every write follows one order: plan it (validate, choose slots and levels) → append
+//! its record to the log → apply it to the in-memory bookkeeping → make the record durable
+//! (per the durability mode) → apply it to the graph and pages → return. Replay on open
+//! applies the same records through the same functions. Lock order: `graph` (read or
+//! write) → `pending` → the log's own locks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
-use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 use crate::distance::{Distance, Kernels, Metric, normalize};
 use crate::error::{Error, Result};
 use crate::hnsw::{Graph, Params};
 use crate::layer0::Layer0;
-use crate::meta::{Changes, Config, Meta, State};
+use crate::meta::{Changes, Config, Meta, SlotState, State};
+use crate::parallel::parallel_for;
+use crate::recovery::{Op, Placed};
 use crate::vectors::Vectors;
+use crate::wal::{self, Wal, WalIdentity};
 
 const VECTORS_FILE: &str = "vectors";
+const WAL_DIR: &str = "wal";
 const GRAPH0_FILE: &str = "graph0";
 const META_FILE: &str = "meta.redb";
 /// Levels are capped so a level fits the metadata's u8 and a freak draw cannot build a
@@ -85,6 +98,18 @@ impl IndexOptions {
         self
     }
 
+    /// Durability of writes (see [`OpenOptions::durability`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.runtime.durability = durability;
+        self
+    }
+
+    /// Automatic checkpoint threshold (see [`OpenOptions::checkpoint_bytes`]).
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.runtime.checkpoint_bytes = bytes.max(1);
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |s: String| Err(Error::InvalidOption(s));
         if self.dim == 0 || self.dim > 65_536 {
@@ -100,12 +125,29 @@ impl IndexOptions {
     }
 }
 
+/// When a write is durable, relative to the call that made it returning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The log record is fsynced before the call returns: an acknowledged write survives
+    /// `kill -9` and power loss. Concurrent writers share fsyncs (group commit).
+    Immediate,
+    /// The log is fsynced by a background thread at this interval: power loss may lose the
+    /// writes of the last interval; `kill -9` loses nothing (the page cache survives).
+    Periodic(Duration),
+    /// The log is never fsynced outside checkpoints: power loss may lose every write since
+    /// the last checkpoint; `kill -9` loses nothing. Never corrupts.
+    None,
+}
+
 /// Settings that are not stored in the index and may differ at each open.
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
     ef_search: usize,
     threads: usize,
     cache_bytes: usize,
+    durability: Durability,
+    checkpoint_bytes: u64,
+    salvage: bool,
 }
 
 impl Default for OpenOptions {
@@ -114,11 +156,33 @@ impl Default for OpenOptions {
             ef_search: 64,
             threads: 0,
             cache_bytes: 64 << 20,
+            durability: Durability::Immediate,
+            checkpoint_bytes: 64 << 20,
+            salvage: false,
         }
     }
 }
 
 impl OpenOptions {
+    /// Durability of writes (default `Immediate`).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Log size past which a checkpoint runs automatically (default 64 MiB).
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = bytes.max(1);
+        self
+    }
+
+    /// On a log damaged in its middle, keep the records before the damage instead of
+    /// refusing to open (default false: damage is an error).
+    pub fn salvage(mut self, salvage: bool) -> Self {
+        self.salvage = salvage;
+        self
+    }
+
     /// Default beam width of `search` (at least k is always used). Larger: higher recall,
     /// slower queries.
     pub fn ef_search(mut self, ef: usize) -> Self {
@@ -170,10 +234,12 @@ pub struct Stats {
     pub len: u64,
     /// Slots the page files hold.
     pub capacity: usize,
-    /// Slots ever allocated (live + free).
+    /// Slots ever allocated (live + tombstoned + free).
     pub high_water: u32,
-    /// Slots freed by deletes and not yet reused.
+    /// Slots freed by consolidated deletes and not yet reused.
     pub free_slots: usize,
+    /// Deleted vectors still linked into the graph, awaiting consolidation.
+    pub tombstones: usize,
     /// Nodes on layer 1 and above.
     pub upper_nodes: usize,
     /// Top level of the graph.
@@ -188,19 +254,125 @@ pub struct Stats {
     pub ef_construction: usize,
     /// Instruction set of the distance kernels in use.
     pub kernels: &'static str,
+    /// Log bytes written since the last checkpoint.
+    pub wal_bytes: u64,
 }
 
-/// Writer-side bookkeeping: what changed since the last checkpoint.
+/// What opening the index had to recover.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Log records written after the last checkpoint and replayed.
+    pub replayed: usize,
+    /// Bytes of torn (or, with salvage, damaged) log tail that were dropped.
+    pub truncated_bytes: u64,
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    /// One line per problem; empty when the index is sound.
+    pub problems: Vec<String>,
+    /// Live vectors checked.
+    pub live: u64,
+    /// Tombstoned slots.
+    pub tombstones: usize,
+    /// Free slots.
+    pub free: usize,
+}
+
+impl VerifyReport {
+    /// True when no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// In-memory bookkeeping of writes: the state as of the last checkpoint plus every logged
+/// write since. Changed only under its mutex, in log order.
 struct Pending {
     high_water: u32,
     live: u64,
-    free: Vec<u32>,
+    /// Reusable slots, smallest reused first.
+    free: BTreeSet<u32>,
+    tombstones: BTreeSet<u32>,
     level_draws: u64,
     rng: StdRng,
-    /// External id → slot (None: removed) since the last checkpoint.
+    /// External id → slot (None: deleted) since the last checkpoint.
     ids: HashMap<u64, Option<u32>>,
-    /// Slot → now free (true) or reused (false) since the last checkpoint.
-    free_changes: HashMap<u32, bool>,
+    /// Slots whose state changed since the last checkpoint.
+    slots: HashMap<u32, SlotState>,
+}
+
+impl Pending {
+    /// The `n` slots the next insert would take: free ones first, then fresh ones.
+    fn plan_slots(&self, n: usize) -> Vec<u32> {
+        let reused = self.free.iter().copied().take(n);
+        let fresh = (0..n.saturating_sub(self.free.len())).map(|i| self.high_water + i as u32);
+        reused.chain(fresh).collect()
+    }
+
+    /// Marks `slot` live: it must be free or at/after the high-water mark.
+    fn take_slot(&mut self, slot: u32) -> std::result::Result<(), String> {
+        if slot < self.high_water {
+            if !self.free.remove(&slot) {
+                return Err(format!("slot {slot} is taken"));
+            }
+        } else {
+            // Slots skipped over (none in a log this code wrote) become free.
+            self.free.extend(self.high_water..slot);
+            self.high_water = slot + 1;
+        }
+        self.slots.insert(slot, SlotState::Live);
+        Ok(())
+    }
+
+    fn tombstone(&mut self, slot: u32) {
+        self.tombstones.insert(slot);
+        self.slots.insert(slot, SlotState::Tombstone);
+    }
+
+    fn draw_level(&mut self, level_mult: f64) -> u8 {
+        let r: f64 = self.rng.random();
+        self.level_draws += 1;
+        ((-(1.0 - r).ln() * level_mult) as usize).min(MAX_LEVEL) as u8
+    }
+}
+
+/// Stops the periodic-sync thread when the index is dropped.
+struct Syncer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(wal: Arc<Wal>, every: Duration) -> Syncer {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (lock, cv) = &*flag;
+            let mut stopped = lock.lock();
+            while !*stopped {
+                cv.wait_for(&mut stopped, every);
+                // A failed background fsync is retried at the next tick; the next
+                // checkpoint reports a persistent failure.
+                let _ = wal.sync_all();
+            }
+        });
+        Syncer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// An open index. All methods take `&self`: share it between threads with `Arc`.
@@ -211,7 +383,7 @@ struct Pending {
 /// let index = Index::create(dir.path(), &IndexOptions::new(3, Metric::L2))?;
 /// index.insert(7, &[1.0, 0.0, 0.0])?;
 /// index.insert(8, &[0.0, 1.0, 0.0])?;
-/// index.flush()?;
+/// index.delete(8)?;
 /// let hits = index.search(&[0.9, 0.1, 0.0], 1)?;
 /// assert_eq!(hits[0].id, 7);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -220,12 +392,21 @@ pub struct Index {
     dir: PathBuf,
     config: Config,
     kernels: Kernels,
-    /// Read-locked by inserts and searches, write-locked to remap (grow) and to checkpoint.
+    /// Read-locked by inserts and searches; write-locked to remap (grow), for deletes and
+    /// upserts (so that they apply in log order relative to inserts), and to checkpoint.
     graph: RwLock<Graph>,
     meta: Meta,
     pending: Mutex<Pending>,
+    wal: Arc<Wal>,
+    durability: Durability,
+    checkpoint_bytes: u64,
+    /// Set when a write failed after its record was logged: memory and log may disagree,
+    /// so further writes are refused until a reopen replays the log.
+    poisoned: AtomicBool,
     ef_search: AtomicUsize,
     threads: usize,
+    recovery: Recovery,
+    _syncer: Option<Syncer>,
 }
 
 impl Index {
@@ -247,17 +428,17 @@ impl Index {
             seed: options.seed,
             index_uid: rand::rng().random(),
         };
-        // Page files first, metadata last: the metadata file is what marks the directory
-        // as holding an index, so a crash before it leaves no half-made index behind.
+        // Page files and log first, metadata last: the metadata file is what marks the
+        // directory as holding an index, so a crash before it leaves no half-made index.
         let metric = config.metric.code();
-        let vectors = Vectors::create(
+        Vectors::create(
             &dir.join(VECTORS_FILE),
             config.dim,
             metric,
             config.index_uid,
             options.capacity,
         )?;
-        let layer0 = Layer0::create(
+        Layer0::create(
             &dir.join(GRAPH0_FILE),
             config.dim,
             metric,
@@ -265,17 +446,16 @@ impl Index {
             config.index_uid,
             options.capacity,
         )?;
-        let meta = Meta::create(&dir.join(META_FILE), &config, options.runtime.cache_bytes)?;
-        Self::assemble(
-            dir,
-            config,
-            meta,
-            State::default(),
-            Vec::new(),
-            vectors,
-            layer0,
-            &options.runtime,
-        )
+        let wal_dir = dir.join(WAL_DIR);
+        if wal_dir.exists() {
+            std::fs::remove_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        }
+        drop(Meta::create(
+            &dir.join(META_FILE),
+            &config,
+            options.runtime.cache_bytes,
+        )?);
+        Self::open_with(dir, &options.runtime)
     }
 
     /// Opens the index in `dir` with default [`OpenOptions`].
@@ -283,8 +463,9 @@ impl Index {
         Self::open_with(dir, &OpenOptions::default())
     }
 
-    /// Opens the index in `dir`. Reads the page-file headers and the metadata's
-    /// configuration and state; never the vectors or layer 0.
+    /// Opens the index in `dir`: reads the page-file headers and the metadata's
+    /// configuration and state (never the vectors or layer 0), then replays the log
+    /// records written since the last checkpoint.
     pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Index> {
         options.validate()?;
         let dir = dir.as_ref();
@@ -318,20 +499,17 @@ impl Index {
             ));
         }
         let free = meta.free_slots()?;
-        Self::assemble(dir, config, meta, state, free, vectors, layer0, options)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn assemble(
-        dir: &Path,
-        config: Config,
-        meta: Meta,
-        state: State,
-        free: Vec<u32>,
-        vectors: Vectors,
-        layer0: Layer0,
-        options: &OpenOptions,
-    ) -> Result<Index> {
+        let tombstones = meta.tombstones()?;
+        if free
+            .iter()
+            .chain(&tombstones)
+            .any(|&s| s >= state.high_water)
+        {
+            return Err(Error::corrupt(
+                meta.path(),
+                "free or deleted slot beyond the high-water mark",
+            ));
+        }
         let kernels = Kernels::detect();
         let params = Params {
             m: config.m,
@@ -344,21 +522,34 @@ impl Index {
             vectors,
             layer0,
         );
-        let free_set: HashSet<u32> = free.iter().copied().collect();
-        if free.iter().any(|&s| s >= state.high_water) {
-            return Err(Error::corrupt(
-                meta.path(),
-                "free slot beyond the high-water mark",
-            ));
-        }
-        let upper = meta.upper_lists()?;
+        let dead: HashSet<u32> = free.iter().chain(&tombstones).copied().collect();
         graph.restore(
-            (0..state.high_water).filter(|s| !free_set.contains(s)),
-            upper,
+            (0..state.high_water).filter(|s| !dead.contains(s)),
+            &tombstones,
+            meta.upper_lists()?,
             state.entry,
         );
-        let rng = StdRng::seed_from_u64(config.seed ^ state.level_draws.rotate_left(32));
-        Ok(Index {
+
+        let wal_dir = dir.join(WAL_DIR);
+        std::fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        let identity = WalIdentity {
+            dim: config.dim as u32,
+            index_uid: config.index_uid,
+        };
+        let scan = wal::read_all(
+            &wal_dir,
+            identity,
+            state.checkpoint_lsn,
+            options.salvage,
+            false,
+        )?;
+        let next_lsn = scan.next_lsn.unwrap_or(0).max(state.checkpoint_lsn);
+        let wal = Arc::new(Wal::open(&wal_dir, identity, next_lsn)?);
+        let syncer = match options.durability {
+            Durability::Periodic(every) => Some(Syncer::start(wal.clone(), every)),
+            _ => None,
+        };
+        let index = Index {
             dir: dir.to_path_buf(),
             kernels,
             graph: RwLock::new(graph),
@@ -366,16 +557,170 @@ impl Index {
             pending: Mutex::new(Pending {
                 high_water: state.high_water,
                 live: state.live,
-                free,
+                free: free.into_iter().collect(),
+                tombstones: tombstones.into_iter().collect(),
                 level_draws: state.level_draws,
-                rng,
+                rng: StdRng::seed_from_u64(config.seed ^ state.level_draws.rotate_left(32)),
                 ids: HashMap::new(),
-                free_changes: HashMap::new(),
+                slots: HashMap::new(),
             }),
+            wal,
+            durability: options.durability,
+            checkpoint_bytes: options.checkpoint_bytes,
+            poisoned: AtomicBool::new(false),
             ef_search: AtomicUsize::new(options.ef_search),
             threads: options.thread_count(),
+            recovery: Recovery {
+                replayed: scan.records.len(),
+                truncated_bytes: scan.truncated_bytes,
+            },
+            _syncer: syncer,
             config,
-        })
+        };
+        for record in &scan.records {
+            let op = Op::decode(record.kind, &record.payload, index.config.dim).map_err(|why| {
+                Error::corrupt(&wal_dir, format!("log record {}: {why}", record.lsn))
+            })?;
+            index.replay(&op).map_err(|why| {
+                Error::corrupt(&wal_dir, format!("log record {}: {why}", record.lsn))
+            })?;
+        }
+        Ok(index)
+    }
+
+    /// Re-applies a logged write during recovery.
+    fn replay(&self, op: &Op) -> std::result::Result<(), String> {
+        let needed = match op {
+            Op::Insert(items) => items.iter().map(|p| p.slot as usize + 1).max().unwrap_or(0),
+            Op::Upsert(p) => p.slot as usize + 1,
+            Op::Delete(_) => 0,
+        };
+        let mut graph = self.graph.write();
+        graph.grow(needed).map_err(|e| e.to_string())?;
+        let old_slots = self.apply_pending(&mut self.pending.lock(), op)?;
+        self.apply_graph(&graph, op, &old_slots);
+        Ok(())
+    }
+
+    /// Applies `op` to the bookkeeping. Returns the slots it tombstones. Fails (changing
+    /// nothing) if `op` does not fit the current state, which for a planned write is a bug
+    /// and for a replayed one a damaged log.
+    fn apply_pending(&self, p: &mut Pending, op: &Op) -> std::result::Result<Vec<u32>, String> {
+        // Check everything first so that a bad record changes nothing.
+        let mut old = Vec::new();
+        match op {
+            Op::Insert(items) => {
+                let mut seen = HashSet::new();
+                for it in items {
+                    if !seen.insert(it.id)
+                        || self.slot_of(p, it.id).map_err(|e| e.to_string())?.is_some()
+                    {
+                        return Err(format!("insert of existing id {}", it.id));
+                    }
+                }
+            }
+            Op::Upsert(it) => old.push(
+                self.slot_of(p, it.id)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("upsert of unknown id {}", it.id))?,
+            ),
+            Op::Delete(ids) => {
+                let mut seen = HashSet::new();
+                for &id in ids {
+                    if !seen.insert(id) {
+                        return Err(format!("id {id} deleted twice in one record"));
+                    }
+                    old.push(
+                        self.slot_of(p, id)
+                            .map_err(|e| e.to_string())?
+                            .ok_or_else(|| format!("delete of unknown id {id}"))?,
+                    );
+                }
+            }
+        }
+        let placed: &[Placed] = match op {
+            Op::Insert(items) => items,
+            Op::Upsert(it) => std::slice::from_ref(it),
+            Op::Delete(_) => &[],
+        };
+        let mut slots = HashSet::new();
+        for it in placed {
+            let taken = it.slot < p.high_water && !p.free.contains(&it.slot);
+            if !slots.insert(it.slot) || taken || it.vector.len() != self.config.dim {
+                return Err(format!("slot {} of id {} is not available", it.slot, it.id));
+            }
+        }
+        for it in placed {
+            p.take_slot(it.slot)?;
+            p.ids.insert(it.id, Some(it.slot));
+        }
+        for &slot in &old {
+            p.tombstone(slot);
+        }
+        match op {
+            Op::Insert(items) => p.live += items.len() as u64,
+            Op::Upsert(_) => {}
+            Op::Delete(ids) => {
+                p.live -= ids.len() as u64;
+                for id in ids {
+                    p.ids.insert(*id, None);
+                }
+            }
+        }
+        Ok(old)
+    }
+
+    /// Applies `op` to the graph (after `apply_pending` returned `old`).
+    fn apply_graph(&self, graph: &Graph, op: &Op, old: &[u32]) {
+        match op {
+            Op::Insert(items) => parallel_for(items.len(), self.threads, |i| {
+                let it = &items[i];
+                graph.insert(it.slot, it.level as usize, &it.vector, it.id);
+            }),
+            Op::Upsert(it) => {
+                graph.insert(it.slot, it.level as usize, &it.vector, it.id);
+            }
+            Op::Delete(_) => {}
+        }
+        for &slot in old {
+            graph.tombstone(slot);
+        }
+    }
+
+    /// Logs `op`, applies it to the bookkeeping and makes it durable per the mode. The
+    /// caller applies it to the graph afterwards, still holding its graph lock.
+    fn log(&self, mut p: MutexGuard<'_, Pending>, op: &Op) -> Result<Vec<u32>> {
+        let (kind, payload) = op.encode();
+        let lsn = self.wal.append(kind, &payload)?;
+        let old = match self.apply_pending(&mut p, op) {
+            Ok(old) => old,
+            Err(why) => {
+                self.poisoned.store(true, Ordering::Release);
+                return Err(Error::Meta(format!("internal error after logging: {why}")));
+            }
+        };
+        drop(p);
+        if self.durability == Durability::Immediate
+            && let Err(e) = self.wal.sync_to(lsn)
+        {
+            // The record may or may not be on disk: the outcome is unknown until a
+            // reopen replays the log, so refuse further writes.
+            self.poisoned.store(true, Ordering::Release);
+            return Err(e);
+        }
+        Ok(old)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// What opening this index recovered from the log.
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
     }
 
     /// Directory of the index.
@@ -439,9 +784,9 @@ impl Index {
         }
     }
 
-    /// A read lock on the graph together with the writer bookkeeping, such that the page
-    /// files hold at least `needed(&pending)` slots; grows them (write lock) when not.
-    /// Both guards are returned together so that no other writer can allocate in between.
+    /// A read lock on the graph together with the bookkeeping, such that the page files
+    /// hold at least `needed(&pending)` slots; grows them (write lock) when not. Both
+    /// guards are returned together so that no other writer can allocate in between.
     fn lock_with_room(
         &self,
         needed: impl Fn(&Pending) -> usize,
@@ -459,15 +804,28 @@ impl Index {
         }
     }
 
+    /// The exclusive counterpart of `lock_with_room`.
+    fn lock_exclusive_with_room(
+        &self,
+        extra: usize,
+    ) -> Result<(RwLockWriteGuard<'_, Graph>, MutexGuard<'_, Pending>)> {
+        let mut graph = self.graph.write();
+        let want = self.pending.lock().high_water as usize + extra;
+        graph.grow(want)?;
+        let pending = self.pending.lock();
+        Ok((graph, pending))
+    }
+
     /// Inserts `vector` under `id`. Fails with `DuplicateId` if `id` is present.
     pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
         self.insert_batch(&[id], vector)
     }
 
     /// Inserts `ids.len()` vectors laid out row after row in `vectors`, on all worker
-    /// threads. All or nothing: a bad vector or a duplicate id rejects the whole batch
-    /// before anything is written. Searches may run meanwhile.
+    /// threads, as one logged write: all or nothing. A bad vector or a duplicate id
+    /// rejects the whole batch before anything is written. Searches may run meanwhile.
     pub fn insert_batch(&self, ids: &[u64], vectors: &[f32]) -> Result<()> {
+        self.check_writable()?;
         let dim = self.config.dim;
         if vectors.len() != ids.len() * dim {
             return Err(Error::DimensionMismatch {
@@ -482,51 +840,106 @@ impl Index {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut rows = Vec::with_capacity(vectors.len());
-        for v in vectors.chunks_exact(dim) {
-            rows.extend(self.prepare(v)?);
-        }
+        let rows: Vec<Vec<f32>> = vectors
+            .chunks_exact(dim)
+            .map(|v| self.prepare(v))
+            .collect::<Result<_>>()?;
         let n = ids.len();
         // Room for the worst case (no free slot reused): the batch must not remap midway.
         let (graph, mut p) = self.lock_with_room(|p| p.high_water as usize + n)?;
-        let plan = {
-            let mut seen = HashSet::with_capacity(n);
-            for &id in ids {
-                if !seen.insert(id) || self.slot_of(&p, id)?.is_some() {
-                    return Err(Error::DuplicateId(id));
-                }
+        let mut seen = HashSet::with_capacity(n);
+        for &id in ids {
+            if !seen.insert(id) || self.slot_of(&p, id)?.is_some() {
+                return Err(Error::DuplicateId(id));
             }
-            if p.high_water as u64 + n as u64 > u32::MAX as u64 {
-                return Err(Error::Capacity);
-            }
-            let mut plan = Vec::with_capacity(n);
-            for &id in ids {
-                let slot = match p.free.pop() {
-                    Some(s) => {
-                        p.free_changes.insert(s, false);
-                        s
-                    }
-                    None => {
-                        p.high_water += 1;
-                        p.high_water - 1
-                    }
-                };
-                let r: f64 = p.rng.random();
-                p.level_draws += 1;
-                let level = ((-(1.0 - r).ln() * self.config.level_mult) as usize).min(MAX_LEVEL);
-                p.ids.insert(id, Some(slot));
-                p.live += 1;
-                plan.push((slot, level));
-            }
-            drop(p);
-            plan
+        }
+        if p.high_water as u64 + n as u64 >= u32::MAX as u64 {
+            return Err(Error::Capacity);
+        }
+        let slots = p.plan_slots(n);
+        let items: Vec<Placed> = ids
+            .iter()
+            .zip(rows)
+            .zip(slots)
+            .map(|((&id, vector), slot)| Placed {
+                id,
+                slot,
+                level: p.draw_level(self.config.level_mult),
+                vector,
+            })
+            .collect();
+        let op = Op::Insert(items);
+        let old = self.log(p, &op)?;
+        self.apply_graph(&graph, &op, &old);
+        drop(graph);
+        self.maybe_checkpoint()
+    }
+
+    /// Replaces the vector of `id`, or inserts it if absent, as one logged write. Searches
+    /// see the old vector or the new one, never both or neither.
+    pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.check_writable()?;
+        let vector = self.prepare(vector)?;
+        let (graph, mut p) = self.lock_exclusive_with_room(1)?;
+        let slot = p.plan_slots(1)[0];
+        let placed = Placed {
+            id,
+            slot,
+            level: p.draw_level(self.config.level_mult),
+            vector,
         };
-        let work = |i: usize| {
-            let (slot, level) = plan[i];
-            graph.insert(slot, level, &rows[i * dim..(i + 1) * dim], ids[i]);
+        let op = if self.slot_of(&p, id)?.is_some() {
+            Op::Upsert(placed)
+        } else {
+            Op::Insert(vec![placed])
         };
-        parallel_for(n, self.threads, work);
-        Ok(())
+        let old = self.log(p, &op)?;
+        self.apply_graph(&graph, &op, &old);
+        drop(graph);
+        self.maybe_checkpoint()
+    }
+
+    /// Deletes `id`: it leaves search results at once. Fails with `UnknownId` if absent.
+    pub fn delete(&self, id: u64) -> Result<()> {
+        self.delete_batch(&[id])
+    }
+
+    /// Deletes every id of `ids` as one logged write: all or nothing (an unknown or
+    /// repeated id rejects the whole batch). The graph is repaired around the deleted
+    /// nodes by the next consolidation (see `docs/durability.md`), after which their slots
+    /// are reused.
+    pub fn delete_batch(&self, ids: &[u64]) -> Result<()> {
+        self.check_writable()?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let graph = self.graph.write();
+        let p = self.pending.lock();
+        let mut seen = HashSet::with_capacity(ids.len());
+        for &id in ids {
+            if !seen.insert(id) || self.slot_of(&p, id)?.is_none() {
+                return Err(Error::UnknownId(id));
+            }
+        }
+        let op = Op::Delete(ids.to_vec());
+        let old = self.log(p, &op)?;
+        self.apply_graph(&graph, &op, &old);
+        drop(graph);
+        self.maybe_checkpoint()
+    }
+
+    /// Deleted nodes are consolidated once they are this large a share of the graph:
+    /// often enough that each repair has few dead neighbours to route around, rarely
+    /// enough that the O(n) pass is amortised over many deletes.
+    fn consolidation_due(p: &Pending) -> bool {
+        let t = p.tombstones.len() as u64;
+        t > 0 && t * 20 >= p.live + t
+    }
+
+    fn maybe_checkpoint(&self) -> Result<()> {
+        let due = self.wal.bytes_since_checkpoint() >= self.checkpoint_bytes
+            || Self::consolidation_due(&self.pending.lock());
+        if due { self.checkpoint() } else { Ok(()) }
     }
 
     /// The `k` nearest vectors to `query`, nearest first, with the default `ef`.
@@ -601,37 +1014,152 @@ impl Index {
         Ok(graph.vectors().vector(slot).to_vec())
     }
 
-    /// Makes everything written so far durable: msync of the page files, then one redb
-    /// commit of the metadata. After it returns, a reopen sees every write made before it.
-    pub fn flush(&self) -> Result<()> {
+    /// Every live id with its slot, in id order.
+    fn id_map(&self, p: &Pending) -> Result<Vec<(u64, u32)>> {
+        let mut map: HashMap<u64, u32> = self.meta.all_ids()?.into_iter().collect();
+        for (&id, &slot) in &p.ids {
+            match slot {
+                Some(s) => map.insert(id, s),
+                None => map.remove(&id),
+            };
+        }
+        let mut all: Vec<(u64, u32)> = map.into_iter().collect();
+        all.sort_unstable();
+        Ok(all)
+    }
+
+    /// Every live id, ascending.
+    pub fn ids(&self) -> Result<Vec<u64>> {
+        let p = self.pending.lock();
+        Ok(self.id_map(&p)?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Makes everything written so far durable and shortens recovery: consolidates deleted
+    /// nodes if enough have gathered, msyncs the page files, commits the metadata with the
+    /// checkpoint LSN, then drops the log before it. Runs automatically as the log grows.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_inner(false)
+    }
+
+    /// A checkpoint that also consolidates every deleted node, however few (after it,
+    /// every link points at a live node and every freed slot is reusable).
+    pub fn consolidate(&self) -> Result<()> {
+        self.checkpoint_inner(true)
+    }
+
+    fn checkpoint_inner(&self, force_consolidate: bool) -> Result<()> {
+        self.check_writable()?;
         let graph = self.graph.write();
+        let mut p = self.pending.lock();
+        if !p.tombstones.is_empty() && (force_consolidate || Self::consolidation_due(&p)) {
+            let dead: Vec<u32> = p.tombstones.iter().copied().collect();
+            // Relinks around the dead in the page files only: until the metadata commit
+            // below, a crash brings the tombstones back (from metadata and log), and a
+            // graph already relinked around them is still a valid graph.
+            graph.consolidate(&dead, p.high_water, self.threads);
+            for slot in dead {
+                p.free.insert(slot);
+                p.slots.insert(slot, SlotState::Free);
+            }
+            p.tombstones.clear();
+        }
         graph.vectors().arena().sync()?;
         graph.layer0().arena().sync()?;
-        let mut p = self.pending.lock();
+        let checkpoint_lsn = self.wal.next_lsn();
         let upper = graph.dirty_upper();
         let state = State {
             high_water: p.high_water,
             live: p.live,
             entry: graph.entry(),
-            checkpoint_lsn: 0,
+            checkpoint_lsn,
             level_draws: p.level_draws,
         };
         self.meta.commit(&Changes {
             ids: &p.ids,
-            free: &p.free_changes,
+            slots: &p.slots,
             upper: &upper,
             state: &state,
         })?;
         graph.clear_upper_dirty();
         p.ids.clear();
-        p.free_changes.clear();
-        Ok(())
+        p.slots.clear();
+        self.wal.truncate_before(checkpoint_lsn)
     }
 
-    /// Flushes and closes the index, reporting any error (dropping it flushes too, but
-    /// cannot report).
+    /// Makes every write so far durable: a checkpoint. After it returns, a reopen sees
+    /// every write made before it, whatever the durability mode.
+    pub fn flush(&self) -> Result<()> {
+        self.checkpoint()
+    }
+
+    /// Checkpoints and closes the index, reporting any error (dropping it checkpoints
+    /// too, but cannot report).
     pub fn close(self) -> Result<()> {
-        self.flush()
+        self.checkpoint()
+    }
+
+    /// Checks the whole index: id maps both ways (metadata ↔ slot labels), slot states,
+    /// vectors finite, every link in range and into the graph, the entry point, and that
+    /// every live node is reachable from it. Reads every page: O(n).
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let graph = self.graph.read();
+        let p = self.pending.lock();
+        let mut problems = Vec::new();
+        let ids = self.id_map(&p)?;
+        if ids.len() as u64 != p.live {
+            problems.push(format!(
+                "{} ids are mapped but {} vectors are counted live",
+                ids.len(),
+                p.live
+            ));
+        }
+        let mut mapped = HashSet::with_capacity(ids.len());
+        for &(id, slot) in &ids {
+            if slot >= p.high_water || !graph.is_live(slot) {
+                problems.push(format!("id {id} maps to slot {slot}, which is not live"));
+                continue;
+            }
+            if !mapped.insert(slot) {
+                problems.push(format!("slot {slot} is mapped by two ids"));
+            }
+            let label = graph.vectors().label(slot);
+            if label != id {
+                problems.push(format!(
+                    "id {id} maps to slot {slot}, whose label is {label}"
+                ));
+            }
+            let v = graph.vectors().vector(slot);
+            if v.iter().any(|x| !x.is_finite()) {
+                problems.push(format!("vector of id {id} holds NaN or infinity"));
+            } else if self.config.metric == Metric::Cosine {
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if (norm - 1.0).abs() > 1e-3 {
+                    problems.push(format!("vector of id {id} has norm {norm} under cosine"));
+                }
+            }
+        }
+        for slot in 0..p.high_water {
+            let free = p.free.contains(&slot);
+            let tomb = p.tombstones.contains(&slot);
+            if free && tomb {
+                problems.push(format!("slot {slot} is both free and deleted"));
+            }
+            if graph.is_live(slot) != (!free && !tomb) {
+                problems.push(format!(
+                    "slot {slot}: live flag disagrees with the free and deleted sets"
+                ));
+            }
+            if graph.is_live(slot) && !mapped.contains(&slot) {
+                problems.push(format!("live slot {slot} has no id"));
+            }
+        }
+        graph.check(p.high_water, &mut problems);
+        Ok(VerifyReport {
+            problems,
+            live: p.live,
+            tombstones: p.tombstones.len(),
+            free: p.free.len(),
+        })
     }
 
     /// Counts and settings.
@@ -643,6 +1171,7 @@ impl Index {
             capacity: graph.capacity(),
             high_water: p.high_water,
             free_slots: p.free.len(),
+            tombstones: p.tombstones.len(),
             upper_nodes: graph.upper_count(),
             max_level: graph.entry().map_or(0, |e| e.level),
             dim: self.config.dim,
@@ -650,6 +1179,7 @@ impl Index {
             m: self.config.m,
             ef_construction: self.config.ef_construction,
             kernels: self.kernels.isa,
+            wal_bytes: self.wal.bytes_since_checkpoint(),
         }
     }
 }
@@ -657,30 +1187,8 @@ impl Index {
 impl Drop for Index {
     fn drop(&mut self) {
         // A clean close checkpoints; errors cannot be reported from drop (use `close`).
-        let _ = self.flush();
-    }
-}
-
-/// Runs `f(0..n)` on up to `threads` scoped threads, handing out indexes one at a time so
-/// that uneven work balances itself.
-pub(crate) fn parallel_for(n: usize, threads: usize, f: impl Fn(usize) + Sync) {
-    let threads = threads.clamp(1, n.max(1));
-    if threads == 1 {
-        (0..n).for_each(f);
-        return;
-    }
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    f(i);
-                }
-            });
+        if !self.poisoned.load(Ordering::Acquire) {
+            let _ = self.checkpoint();
         }
-    });
+    }
 }

@@ -33,9 +33,16 @@ mod hnsw;
 mod index;
 mod layer0;
 mod meta;
+mod parallel;
 mod prefetch;
+mod recovery;
+#[doc(hidden)]
+pub mod testing;
 mod vectors;
+mod wal;
 
 pub use distance::Metric;
 pub use error::{Error, Result};
-pub use index::{Index, IndexOptions, Neighbour, OpenOptions, Stats};
+pub use index::{
+    Durability, Index, IndexOptions, Neighbour, OpenOptions, Recovery, Stats, VerifyReport,
+};

@@ -16,6 +16,7 @@ const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
 const IDS: TableDefinition<u64, u32> = TableDefinition::new("ext_to_int");
 const UPPER: TableDefinition<(u32, u8), &[u8]> = TableDefinition::new("upper_links");
 const FREE: TableDefinition<u32, ()> = TableDefinition::new("free_slots");
+const TOMBSTONES: TableDefinition<u32, ()> = TableDefinition::new("tombstones");
 
 /// Version of the metadata schema (tables and keys). Checked on open like the page files'.
 pub const META_VERSION: u64 = 1;
@@ -60,12 +61,23 @@ pub struct State {
 pub struct Changes<'a> {
     /// External id → new slot, or `None` if the id was removed.
     pub ids: &'a HashMap<u64, Option<u32>>,
-    /// Slot → whether it is now free (true) or was taken off the free list (false).
-    pub free: &'a HashMap<u32, bool>,
+    /// Slots whose state changed: their state now.
+    pub slots: &'a HashMap<u32, SlotState>,
     /// Nodes whose upper lists changed (`None`: the node has none any more).
     pub upper: &'a [(u32, Option<UpperLists>)],
     /// The new state.
     pub state: &'a State,
+}
+
+/// What a slot below the high-water mark holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotState {
+    /// A live vector.
+    Live,
+    /// A deleted vector still linked into the graph (awaiting consolidation).
+    Tombstone,
+    /// Reusable.
+    Free,
 }
 
 /// The open metadata database.
@@ -133,6 +145,7 @@ impl Meta {
             txn.open_table(IDS).map_err(db_err)?;
             txn.open_table(UPPER).map_err(db_err)?;
             txn.open_table(FREE).map_err(db_err)?;
+            txn.open_table(TOMBSTONES).map_err(db_err)?;
         }
         Self::write_state(&txn, &State::default())?;
         txn.commit().map_err(db_err)?;
@@ -217,11 +230,30 @@ impl Meta {
 
     /// The free slots at the last checkpoint.
     pub fn free_slots(&self) -> Result<Vec<u32>> {
+        self.slot_set(FREE)
+    }
+
+    /// The tombstoned slots at the last checkpoint.
+    pub fn tombstones(&self) -> Result<Vec<u32>> {
+        self.slot_set(TOMBSTONES)
+    }
+
+    fn slot_set(&self, table: TableDefinition<u32, ()>) -> Result<Vec<u32>> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(FREE).map_err(db_err)?;
+        let t = txn.open_table(table).map_err(db_err)?;
         t.iter()
             .map_err(db_err)?
             .map(|r| r.map(|(k, _)| k.value()).map_err(db_err))
+            .collect()
+    }
+
+    /// Every (external id, slot) pair at the last checkpoint.
+    pub fn all_ids(&self) -> Result<Vec<(u64, u32)>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(IDS).map_err(db_err)?;
+        t.iter()
+            .map_err(db_err)?
+            .map(|r| r.map(|(k, v)| (k.value(), v.value())).map_err(db_err))
             .collect()
     }
 
@@ -265,12 +297,15 @@ impl Meta {
                 };
             }
             let mut free = txn.open_table(FREE).map_err(db_err)?;
-            for (&slot, &is_free) in changes.free {
-                if is_free {
-                    free.insert(slot, ()).map_err(db_err)?;
-                } else {
-                    free.remove(slot).map_err(db_err)?;
-                }
+            let mut tombs = txn.open_table(TOMBSTONES).map_err(db_err)?;
+            for (&slot, &state) in changes.slots {
+                free.remove(slot).map_err(db_err)?;
+                tombs.remove(slot).map_err(db_err)?;
+                match state {
+                    SlotState::Free => free.insert(slot, ()).map_err(db_err)?,
+                    SlotState::Tombstone => tombs.insert(slot, ()).map_err(db_err)?,
+                    SlotState::Live => None,
+                };
             }
             let mut upper = txn.open_table(UPPER).map_err(db_err)?;
             for (node, lists) in changes.upper {
@@ -292,7 +327,9 @@ impl Meta {
             }
         }
         Self::write_state(&txn, changes.state)?;
-        txn.commit().map_err(db_err)
+        txn.commit().map_err(db_err)?;
+        crate::testing::synced(&self.path);
+        Ok(())
     }
 
     fn write_state(txn: &redb::WriteTransaction, s: &State) -> Result<()> {

@@ -222,7 +222,8 @@ pub fn read_all(
         let (mut recs, valid_end, torn) = scan_segment(&bytes, id, path)?;
         let last = i + 1 == segs.len();
         if valid_end < bytes.len() {
-            if !(last && torn) && !salvage {
+            let tolerated = salvage || (last && torn);
+            if !tolerated {
                 return Err(Error::corrupt(
                     path,
                     format!(

@@ -409,8 +409,14 @@ impl Graph {
 
     /// The neighbour-selection heuristic (paper, Algorithm 4, as hnswlib applies it):
     /// walking candidates from nearest, keep one only if it is closer to the base than to
-    /// every neighbour already kept. Fewer than `m` candidates are all kept.
-    fn select(&self, sorted: &[Cand], m: usize) -> Vec<Cand> {
+    /// every neighbour already kept. Fewer than `m` candidates are all kept. Each candidate
+    /// rejected for being closer to a kept neighbour `r` is reported as `(candidate, r)`.
+    fn select(
+        &self,
+        sorted: &[Cand],
+        m: usize,
+        mut dominated: Option<&mut Vec<(u32, u32)>>,
+    ) -> Vec<Cand> {
         if sorted.len() <= m {
             return sorted.to_vec();
         }
@@ -420,8 +426,13 @@ impl Graph {
                 break;
             }
             let v = self.vectors.vector(c.id);
-            if kept.iter().all(|k| self.distance_to(v, k.id) >= c.d) {
-                kept.push(c);
+            match kept.iter().find(|k| self.distance_to(v, k.id) < c.d) {
+                None => kept.push(c),
+                Some(r) => {
+                    if let Some(d) = dominated.as_deref_mut() {
+                        d.push((c.id, r.id));
+                    }
+                }
             }
         }
         kept
@@ -459,9 +470,17 @@ impl Graph {
     }
 
     /// Adds the link `node -> new` (at distance `d`), pruning `node`'s list with the
-    /// heuristic when it is full. Links to dead nodes are dropped on the way.
-    fn add_link(&self, node: u32, new: u32, d: f32, level: usize) {
+    /// heuristic when it is full; links to dead nodes are dropped on the way. Returns
+    /// whether `node` links to `new` afterwards.
+    ///
+    /// A link `node -> x` pruned because a kept neighbour `r` is closer to `x` is moved to
+    /// `r -> x` when `r` has room: the heuristic's own premise is that `x` is reached
+    /// through `r`, and without that link `x` can lose its last in-link and become
+    /// unreachable.
+    fn add_link(&self, node: u32, new: u32, d: f32, level: usize) -> bool {
         let max = self.max_links(level);
+        let mut dominated = Vec::new();
+        let mut linked = true;
         self.update_links(node, level, |list| {
             if list.contains(&new) {
                 return false;
@@ -481,9 +500,47 @@ impl Graph {
                 .collect();
             cands.push(Cand { d, id: new });
             cands.sort_unstable();
-            let kept = self.select(&cands, max);
+            let kept = self.select(&cands, max, Some(&mut dominated));
+            linked = kept.iter().any(|c| c.id == new);
             list.clear();
             list.extend(kept.iter().map(|c| c.id));
+            true
+        });
+        // Outside `node`'s lock: a thread holds one list lock at a time.
+        for (x, r) in dominated {
+            self.update_links(r, level, |list| {
+                let room = list.len() < max && x != r && !list.contains(&x);
+                if room {
+                    list.push(x);
+                }
+                room
+            });
+        }
+        linked
+    }
+
+    /// Makes `from` link to `to` (at distance `d`) even when `from`'s list is full, by
+    /// replacing its farthest neighbour. Used when no neighbour kept a new node, which
+    /// would otherwise be unreachable.
+    fn force_link(&self, from: u32, to: u32, d: f32, level: usize) {
+        let max = self.max_links(level);
+        self.update_links(from, level, |list| {
+            if list.contains(&to) || from == to {
+                return false;
+            }
+            if list.len() < max {
+                list.push(to);
+                return true;
+            }
+            let base = self.vectors.vector(from);
+            let (far, far_d) = list
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (i, self.distance_to(base, x)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("a full list is not empty");
+            debug_assert!(far_d >= d || list.len() == max);
+            list[far] = to;
             true
         });
     }
@@ -540,14 +597,18 @@ impl Graph {
             for l in (0..=level.min(ep.level)).rev() {
                 let mut found = self.search_layer(s, q, &entry_set, self.params.ef_construction, l);
                 found.retain(|c| c.id != node);
-                let chosen = self.select(&found, self.params.m);
+                let chosen = self.select(&found, self.params.m, None);
                 self.update_links(node, l, |list| {
                     list.clear();
                     list.extend(chosen.iter().map(|c| c.id));
                     true
                 });
+                let mut linked = false;
                 for c in &chosen {
-                    self.add_link(c.id, node, c.d, l);
+                    linked |= self.add_link(c.id, node, c.d, l);
+                }
+                if !linked && let Some(nearest) = chosen.first() {
+                    self.force_link(nearest.id, node, nearest.d, l);
                 }
                 if !found.is_empty() {
                     entry_set = found;
@@ -636,6 +697,43 @@ impl Graph {
         }
     }
 
+    /// Links every live node that cannot be reached from the entry point on layer 0 back
+    /// into the graph, from the nearest reachable node a search finds. Pruning can, rarely,
+    /// take a node's last in-link; this restores the invariant `verify` checks. O(n).
+    /// Exclusive access, like `consolidate`.
+    pub fn reconnect(&self, high_water: u32) -> usize {
+        let Some(entry) = self.entry() else {
+            return 0;
+        };
+        let mut seen = vec![false; high_water as usize];
+        let mut list = Vec::new();
+        let mut walk = |from: u32, seen: &mut Vec<bool>| {
+            let mut stack = vec![from];
+            while let Some(n) = stack.pop() {
+                if (n as usize) < seen.len() && !seen[n as usize] && self.routable.contains(n) {
+                    seen[n as usize] = true;
+                    self.links(n, 0, &mut list);
+                    stack.extend_from_slice(&list);
+                }
+            }
+        };
+        walk(entry.node, &mut seen);
+        let mut relinked = 0;
+        for x in 0..high_water {
+            if seen[x as usize] || !self.live.contains(x) {
+                continue;
+            }
+            let q = self.vectors.vector(x);
+            let found = self.search(q, 2, self.params.ef_construction);
+            if let Some(near) = found.iter().find(|c| c.id != x) {
+                self.force_link(near.id, x, near.d, 0);
+                relinked += 1;
+            }
+            walk(x, &mut seen);
+        }
+        relinked
+    }
+
     /// Replaces the non-live links of `node` on `level` (see `consolidate`).
     fn repair(&self, node: u32, level: usize) {
         let mut list = Vec::new();
@@ -671,7 +769,7 @@ impl Graph {
             .collect();
         cands.sort_unstable();
         cands.truncate(self.params.ef_construction.max(self.max_links(level)));
-        let kept = self.select(&cands, self.max_links(level));
+        let kept = self.select(&cands, self.max_links(level), None);
         self.update_links(node, level, |l| {
             l.clear();
             l.extend(kept.iter().map(|c| c.id));
@@ -681,8 +779,9 @@ impl Graph {
 
     /// Checks the graph's invariants over slots `0..high_water`, appending a line per
     /// problem: links in range and to routable nodes of a high enough level, a live entry
-    /// point on the top level, every live node reachable from it on layer 0.
-    pub fn check(&self, high_water: u32, problems: &mut Vec<String>) {
+    /// point on the top level. Returns how many live nodes cannot be reached from the
+    /// entry point on layer 0 (a matter of search quality, not of integrity).
+    pub fn check(&self, high_water: u32, problems: &mut Vec<String>) -> usize {
         let mut list = Vec::new();
         let upper = self.upper.read();
         let top = upper.values().map(|u| u.lists.len()).max().unwrap_or(0);
@@ -743,13 +842,9 @@ impl Graph {
                     stack.extend_from_slice(&list);
                 }
             }
-            let unreachable = live.iter().filter(|&&n| !seen[n as usize]).count();
-            if unreachable > 0 {
-                problems.push(format!(
-                    "{unreachable} live nodes are unreachable from the entry point"
-                ));
-            }
+            return live.iter().filter(|&&n| !seen[n as usize]).count();
         }
+        0
     }
 
     /// Exact k nearest live nodes by a full scan (for tests and `verify`).

@@ -270,8 +270,12 @@ pub struct Recovery {
 /// What `verify` found.
 #[derive(Clone, Debug, Default)]
 pub struct VerifyReport {
-    /// One line per problem; empty when the index is sound.
+    /// One line per integrity problem; empty when the index is sound.
     pub problems: Vec<String>,
+    /// Live vectors that no search can reach from the entry point. Not an integrity
+    /// problem (their data and ids are intact) but a recall one: HNSW pruning can, rarely,
+    /// remove a node's last in-link. `Index::consolidate` links them back.
+    pub unreachable: usize,
     /// Live vectors checked.
     pub live: u64,
     /// Tombstoned slots.
@@ -281,7 +285,7 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// True when no problem was found.
+    /// True when no integrity problem was found.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -1041,8 +1045,9 @@ impl Index {
         self.checkpoint_inner(false)
     }
 
-    /// A checkpoint that also consolidates every deleted node, however few (after it,
-    /// every link points at a live node and every freed slot is reusable).
+    /// A checkpoint that also consolidates every deleted node, however few, and links any
+    /// unreachable node back into the graph: after it, every link points at a live node,
+    /// every live node is reachable and every freed slot is reusable. O(n).
     pub fn consolidate(&self) -> Result<()> {
         self.checkpoint_inner(true)
     }
@@ -1062,6 +1067,10 @@ impl Index {
                 p.slots.insert(slot, SlotState::Free);
             }
             p.tombstones.clear();
+            // Relinking around many dead nodes is where in-links are most often lost.
+            graph.reconnect(p.high_water);
+        } else if force_consolidate {
+            graph.reconnect(p.high_water);
         }
         graph.vectors().arena().sync()?;
         graph.layer0().arena().sync()?;
@@ -1153,9 +1162,10 @@ impl Index {
                 problems.push(format!("live slot {slot} has no id"));
             }
         }
-        graph.check(p.high_water, &mut problems);
+        let unreachable = graph.check(p.high_water, &mut problems);
         Ok(VerifyReport {
             problems,
+            unreachable,
             live: p.live,
             tombstones: p.tombstones.len(),
             free: p.free.len(),

@@ -1,0 +1,206 @@
+//! Model-based test: random operation sequences run against the index and against a
+//! reference model (a HashMap of vectors + brute force). Every answer is compared after
+//! every step and after every reopen.
+
+use std::collections::HashMap;
+
+use hnswdb::{Durability, Error, Index, IndexOptions, Metric, OpenOptions};
+use proptest::prelude::*;
+
+const DIM: usize = 6;
+const IDS: u64 = 40;
+
+#[derive(Clone, Debug)]
+enum Step {
+    Insert(u64, Vec<f32>),
+    InsertBatch(Vec<(u64, Vec<f32>)>),
+    Upsert(u64, Vec<f32>),
+    Delete(u64),
+    DeleteBatch(Vec<u64>),
+    Search(Vec<f32>, usize),
+    Checkpoint,
+    Consolidate,
+    Reopen,
+    /// Drop without a clean close: the files as a `kill -9` would leave them.
+    Crash,
+}
+
+fn vector() -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec(-10i32..10, DIM)
+        .prop_map(|v| v.into_iter().map(|x| x as f32 * 0.5).collect())
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0..IDS, vector()).prop_map(|(i, v)| Step::Insert(i, v)),
+        2 => prop::collection::vec((0..IDS, vector()), 1..6).prop_map(Step::InsertBatch),
+        2 => (0..IDS, vector()).prop_map(|(i, v)| Step::Upsert(i, v)),
+        3 => (0..IDS).prop_map(Step::Delete),
+        1 => prop::collection::vec(0..IDS, 1..4).prop_map(Step::DeleteBatch),
+        4 => (vector(), 1..8usize).prop_map(|(q, k)| Step::Search(q, k)),
+        1 => Just(Step::Checkpoint),
+        1 => Just(Step::Consolidate),
+        1 => Just(Step::Reopen),
+        1 => Just(Step::Crash),
+    ]
+}
+
+fn l2(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+fn open(dir: &std::path::Path) -> Index {
+    Index::open_with(
+        dir,
+        &OpenOptions::default()
+            .durability(Durability::None)
+            .threads(2),
+    )
+    .unwrap()
+}
+
+/// Copies the files of an open index: the state a `kill -9` would leave.
+fn crash_copy(index: &Index, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to.join("wal")).unwrap();
+    for sub in ["", "wal"] {
+        for f in std::fs::read_dir(index.path().join(sub)).unwrap() {
+            let f = f.unwrap();
+            if f.file_type().unwrap().is_file() {
+                std::fs::copy(f.path(), to.join(sub).join(f.file_name())).unwrap();
+            }
+        }
+    }
+}
+
+fn check_all(index: &Index, model: &HashMap<u64, Vec<f32>>) -> Result<(), TestCaseError> {
+    prop_assert_eq!(index.len(), model.len() as u64);
+    for id in 0..IDS {
+        match model.get(&id) {
+            Some(v) => prop_assert_eq!(&index.get(id).unwrap(), v),
+            None => prop_assert!(matches!(index.get(id), Err(Error::UnknownId(_)))),
+        }
+    }
+    let mut ids = index.ids().unwrap();
+    ids.sort_unstable();
+    let mut expected: Vec<u64> = model.keys().copied().collect();
+    expected.sort_unstable();
+    prop_assert_eq!(ids, expected);
+    Ok(())
+}
+
+fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dir = tmp.path().join("idx");
+    let opts = IndexOptions::new(DIM, Metric::L2)
+        .m(4)
+        .ef_construction(32)
+        .durability(Durability::None)
+        .threads(2);
+    let mut index = Some(Index::create(&dir, &opts).unwrap());
+    let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
+    let mut crashes = 0;
+    for step in steps {
+        let ix = index.as_ref().unwrap();
+        match step {
+            Step::Insert(id, v) => {
+                let r = ix.insert(id, &v);
+                if model.contains_key(&id) {
+                    prop_assert!(matches!(r, Err(Error::DuplicateId(d)) if d == id));
+                } else {
+                    prop_assert!(r.is_ok());
+                    model.insert(id, v);
+                }
+            }
+            Step::InsertBatch(items) => {
+                let ids: Vec<u64> = items.iter().map(|(i, _)| *i).collect();
+                let flat: Vec<f32> = items.iter().flat_map(|(_, v)| v.clone()).collect();
+                let mut distinct = ids.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let ok = distinct.len() == ids.len() && ids.iter().all(|i| !model.contains_key(i));
+                let r = ix.insert_batch(&ids, &flat);
+                prop_assert_eq!(r.is_ok(), ok, "{:?}", r);
+                if ok {
+                    model.extend(items);
+                }
+            }
+            Step::Upsert(id, v) => {
+                ix.upsert(id, &v).unwrap();
+                model.insert(id, v);
+            }
+            Step::Delete(id) => {
+                let r = ix.delete(id);
+                prop_assert_eq!(r.is_ok(), model.remove(&id).is_some());
+            }
+            Step::DeleteBatch(ids) => {
+                let mut distinct = ids.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let ok = distinct.len() == ids.len() && ids.iter().all(|i| model.contains_key(i));
+                prop_assert_eq!(ix.delete_batch(&ids).is_ok(), ok);
+                if ok {
+                    ids.iter().for_each(|i| {
+                        model.remove(i);
+                    });
+                }
+            }
+            Step::Search(q, k) => {
+                // ef above the id range: the search sees every reachable node, so it is
+                // exact when every node is reachable; `consolidate` guarantees that.
+                if ix.verify().unwrap().unreachable > 0 {
+                    ix.consolidate().unwrap();
+                    let after = ix.verify().unwrap();
+                    prop_assert_eq!(after.unreachable, 0, "consolidate left nodes unreachable");
+                }
+                let hits = ix.search_ef(&q, k, 200).unwrap();
+                let mut exact: Vec<(f32, u64)> =
+                    model.iter().map(|(id, v)| (l2(&q, v), *id)).collect();
+                exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                exact.truncate(k);
+                prop_assert_eq!(hits.len(), exact.len());
+                for (h, e) in hits.iter().zip(&exact) {
+                    // Ids may differ between equidistant vectors; distances may not.
+                    prop_assert!(
+                        (h.distance - e.0).abs() < 1e-4,
+                        "hits {:?} exact {:?} verify {:?}",
+                        hits,
+                        exact,
+                        ix.verify().unwrap().problems
+                    );
+                    prop_assert!((l2(&q, &model[&h.id]) - h.distance).abs() < 1e-4);
+                }
+            }
+            Step::Checkpoint => ix.checkpoint().unwrap(),
+            Step::Consolidate => ix.consolidate().unwrap(),
+            Step::Reopen => {
+                index.take().unwrap().close().unwrap();
+                index = Some(open(&dir));
+                let report = index.as_ref().unwrap().verify().unwrap();
+                prop_assert!(report.is_ok(), "{:?}", report.problems);
+            }
+            Step::Crash => {
+                crashes += 1;
+                let copy = tmp.path().join(format!("crash{crashes}"));
+                crash_copy(ix, &copy);
+                index = Some(open(&copy));
+                dir = copy;
+                let report = index.as_ref().unwrap().verify().unwrap();
+                prop_assert!(report.is_ok(), "{:?}", report.problems);
+            }
+        }
+        check_all(index.as_ref().unwrap(), &model)?;
+    }
+    let report = index.as_ref().unwrap().verify().unwrap();
+    prop_assert!(report.is_ok(), "{:?}", report.problems);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn index_matches_the_model(steps in prop::collection::vec(step(), 1..80)) {
+        run(steps)?;
+    }
+}

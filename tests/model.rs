@@ -105,11 +105,14 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         match step {
             Step::Insert(id, v) => {
                 let r = ix.insert(id, &v);
-                if model.contains_key(&id) {
-                    prop_assert!(matches!(r, Err(Error::DuplicateId(d)) if d == id));
-                } else {
-                    prop_assert!(r.is_ok());
-                    model.insert(id, v);
+                match model.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        prop_assert!(matches!(r, Err(Error::DuplicateId(d)) if d == id))
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        prop_assert!(r.is_ok());
+                        slot.insert(v);
+                    }
                 }
             }
             Step::InsertBatch(items) => {

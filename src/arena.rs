@@ -253,6 +253,10 @@ impl Arena {
             .max(self.capacity() + 1024) as u64;
         let len = HEADER_PAGE as u64 + self.header.stride * new_cap;
         self.file.set_len(len).at(&self.path)?;
+        // The new length must be durable before a header claiming the new capacity can
+        // reach the disk (the kernel writes the header page back whenever it likes):
+        // otherwise power loss could leave a header promising more slots than the file has.
+        self.file.sync_all().at(&self.path)?;
         // The old mapping stays valid until replaced: an error here leaves the arena as it was.
         let map = MmapOptions::new().map_raw(&self.file).at(&self.path)?;
         self.map = map;

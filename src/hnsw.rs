@@ -697,7 +697,25 @@ impl Graph {
         }
     }
 
-    /// Links every live node that cannot be reached from the entry point on layer 0 back
+    /// Marks in `seen` every routable node reachable from `from` by links on any level:
+    /// what a search can reach (it descends through upper levels, then walks layer 0).
+    fn mark_reachable(&self, from: u32, seen: &mut [bool]) {
+        let mut stack = vec![from];
+        let mut list = Vec::new();
+        while let Some(n) = stack.pop() {
+            if (n as usize) >= seen.len() || seen[n as usize] || !self.routable.contains(n) {
+                continue;
+            }
+            seen[n as usize] = true;
+            let levels = self.upper.read().get(&n).map_or(0, |u| u.lists.len());
+            for level in 0..=levels {
+                self.links(n, level, &mut list);
+                stack.extend_from_slice(&list);
+            }
+        }
+    }
+
+    /// Links every live node that cannot be reached from the entry point back
     /// into the graph, from the nearest reachable node a search finds. Pruning can, rarely,
     /// take a node's last in-link; this restores the invariant `verify` checks. O(n).
     /// Exclusive access, like `consolidate`.
@@ -706,18 +724,7 @@ impl Graph {
             return 0;
         };
         let mut seen = vec![false; high_water as usize];
-        let mut list = Vec::new();
-        let mut walk = |from: u32, seen: &mut Vec<bool>| {
-            let mut stack = vec![from];
-            while let Some(n) = stack.pop() {
-                if (n as usize) < seen.len() && !seen[n as usize] && self.routable.contains(n) {
-                    seen[n as usize] = true;
-                    self.links(n, 0, &mut list);
-                    stack.extend_from_slice(&list);
-                }
-            }
-        };
-        walk(entry.node, &mut seen);
+        self.mark_reachable(entry.node, &mut seen);
         let mut relinked = 0;
         for x in 0..high_water {
             if seen[x as usize] || !self.live.contains(x) {
@@ -729,7 +736,7 @@ impl Graph {
                 self.force_link(near.id, x, near.d, 0);
                 relinked += 1;
             }
-            walk(x, &mut seen);
+            self.mark_reachable(x, &mut seen);
         }
         relinked
     }
@@ -777,11 +784,14 @@ impl Graph {
         });
     }
 
-    /// Checks the graph's invariants over slots `0..high_water`, appending a line per
-    /// problem: links in range and to routable nodes of a high enough level, a live entry
-    /// point on the top level. Returns how many live nodes cannot be reached from the
-    /// entry point on layer 0 (a matter of search quality, not of integrity).
-    pub fn check(&self, high_water: u32, problems: &mut Vec<String>) -> usize {
+    /// Checks the graph over slots `0..high_water`. Appends a line per integrity problem
+    /// (an entry point missing, dead or not on the top level; upper lists on a node not
+    /// in the graph). Returns the counts of stale links (to slots not in the graph, or to a
+    /// node not on that level: skipped by searches, removed by consolidation) and of live
+    /// nodes no search can reach from the entry point (by links on any level): matters of
+    /// search quality.
+    pub fn check(&self, high_water: u32, problems: &mut Vec<String>) -> (usize, usize) {
+        let mut stale = 0;
         let mut list = Vec::new();
         let upper = self.upper.read();
         let top = upper.values().map(|u| u.lists.len()).max().unwrap_or(0);
@@ -803,48 +813,29 @@ impl Graph {
         }
         for n in (0..high_water).filter(|&n| self.routable.contains(n)) {
             self.links(n, 0, &mut list);
-            for &t in &list {
-                if t >= high_water || !self.routable.contains(t) {
-                    problems.push(format!(
-                        "layer 0: node {n} links to {t}, which is not in the graph"
-                    ));
-                }
-                if t == n {
-                    problems.push(format!("layer 0: node {n} links to itself"));
-                }
-            }
+            stale += list
+                .iter()
+                .filter(|&&t| t >= high_water || t == n || !self.routable.contains(t))
+                .count();
         }
         for (&n, u) in upper.iter() {
             if !self.routable.contains(n) {
                 problems.push(format!("node {n} has upper lists but is not in the graph"));
             }
             for (i, l) in u.lists.iter().enumerate() {
-                for &t in l.lock().iter() {
-                    let ok = upper.get(&t).is_some_and(|tu| tu.lists.len() > i)
-                        && self.routable.contains(t);
-                    if !ok {
-                        problems.push(format!(
-                            "level {}: node {n} links to {t}, which is not on that level",
-                            i + 1
-                        ));
-                    }
-                }
+                let on_level = |t: u32| {
+                    upper.get(&t).is_some_and(|tu| tu.lists.len() > i) && self.routable.contains(t)
+                };
+                stale += l.lock().iter().filter(|&&t| !on_level(t)).count();
             }
         }
         drop(upper);
         if let Some(e) = *self.entry.read() {
             let mut seen = vec![false; high_water as usize];
-            let mut stack = vec![e.node];
-            while let Some(n) = stack.pop() {
-                if (n as usize) < seen.len() && !seen[n as usize] && self.routable.contains(n) {
-                    seen[n as usize] = true;
-                    self.links(n, 0, &mut list);
-                    stack.extend_from_slice(&list);
-                }
-            }
-            return live.iter().filter(|&&n| !seen[n as usize]).count();
+            self.mark_reachable(e.node, &mut seen);
+            return (stale, live.iter().filter(|&&n| !seen[n as usize]).count());
         }
-        0
+        (stale, 0)
     }
 
     /// Exact k nearest live nodes by a full scan (for tests and `verify`).

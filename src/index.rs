@@ -276,6 +276,9 @@ pub struct VerifyReport {
     /// problem (their data and ids are intact) but a recall one: HNSW pruning can, rarely,
     /// remove a node's last in-link. `Index::consolidate` links them back.
     pub unreachable: usize,
+    /// Links to slots that hold no node (left by a write that power loss undid in a
+    /// non-`Immediate` mode). Searches skip them; `Index::consolidate` removes them.
+    pub stale_links: usize,
     /// Live vectors checked.
     pub live: u64,
     /// Tombstoned slots.
@@ -1162,10 +1165,11 @@ impl Index {
                 problems.push(format!("live slot {slot} has no id"));
             }
         }
-        let unreachable = graph.check(p.high_water, &mut problems);
+        let (stale_links, unreachable) = graph.check(p.high_water, &mut problems);
         Ok(VerifyReport {
             problems,
             unreachable,
+            stale_links,
             live: p.live,
             tombstones: p.tombstones.len(),
             free: p.free.len(),

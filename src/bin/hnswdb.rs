@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use hnswdb::datasets::{self, Matrix, recall_at_k};
-use hnswdb::{Index, IndexOptions, Metric, OpenOptions};
+use hnswdb::{Durability, Index, IndexOptions, Metric, OpenOptions};
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -85,6 +85,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete vectors by id (all or nothing: an unknown id deletes none).
+    Delete {
+        /// Index directory.
+        dir: PathBuf,
+        /// Ids to delete.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Print the stored vector of an id (unit length under cosine).
+    Get {
+        /// Index directory.
+        dir: PathBuf,
+        /// The id.
+        id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the whole index: headers and checksums (on open), id maps both ways, slot
+    /// states, every link, the entry point, reachability. Exits 1 if anything is wrong.
+    Verify {
+        /// Index directory.
+        dir: PathBuf,
+        /// Treat unreachable nodes and stale links (recall problems, not corruption) as
+        /// failures too.
+        #[arg(long)]
+        strict: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a checkpoint now: consolidate deleted nodes, sync pages, commit metadata,
+    /// drop the log.
+    Checkpoint {
+        /// Index directory.
+        dir: PathBuf,
+    },
     /// Print counts, levels, file sizes and configuration.
     Stats {
         /// Index directory.
@@ -92,6 +129,22 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Crash-test child: create an index in DIR and run a seeded workload on it, printing
+    /// the number of each operation once it is acknowledged, until killed or done.
+    #[command(hide = true)]
+    CrashWorkload {
+        /// Index directory (must not exist yet).
+        dir: PathBuf,
+        /// Workload seed.
+        #[arg(long)]
+        seed: u64,
+        /// immediate, periodic or none.
+        #[arg(long, default_value = "immediate")]
+        durability: String,
+        /// Stop after this many operations.
+        #[arg(long, default_value_t = 100_000)]
+        ops: usize,
     },
     /// Build an index of clustered vectors, close it, reopen it and query it.
     Demo {
@@ -157,7 +210,42 @@ fn run(command: Command) -> CliResult {
             json,
         } => search(&dir, &query, k, &ef, gt.as_deref(), threads, json),
         Command::Stats { dir, json } => stats(&dir, json),
+        Command::Delete { dir, ids } => {
+            let index = Index::open(&dir)?;
+            index.delete_batch(&ids)?;
+            index.close()?;
+            println!("deleted {} ids", ids.len());
+            Ok(())
+        }
+        Command::Get { dir, id, json } => {
+            let v = Index::open(&dir)?.get(id)?;
+            if json {
+                println!("{}", json!({"id": id, "vector": v}));
+            } else {
+                println!(
+                    "{}",
+                    v.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+            Ok(())
+        }
+        Command::Verify { dir, strict, json } => verify(&dir, strict, json),
+        Command::Checkpoint { dir } => {
+            let index = Index::open(&dir)?;
+            index.consolidate()?;
+            println!("checkpointed {} ({} vectors)", dir.display(), index.len());
+            Ok(())
+        }
         Command::Demo { dir, n, dim } => demo(dir, n, dim),
+        Command::CrashWorkload {
+            dir,
+            seed,
+            durability,
+            ops,
+        } => crash_workload(&dir, seed, &durability, ops),
     }
 }
 
@@ -304,6 +392,93 @@ fn search(
                 pass.qps, pass.p50_us, pass.p99_us, queries.rows
             );
         }
+    }
+    Ok(())
+}
+
+fn verify(dir: &Path, strict: bool, json: bool) -> CliResult {
+    let start = Instant::now();
+    let index = Index::open(dir)?;
+    let recovery = index.recovery();
+    let report = index.verify()?;
+    let failed = !report.is_ok() || (strict && (report.unreachable > 0 || report.stale_links > 0));
+    if json {
+        println!(
+            "{}",
+            json!({"ok": !failed, "problems": report.problems, "unreachable": report.unreachable, "stale_links": report.stale_links,
+                   "live": report.live, "tombstones": report.tombstones, "free": report.free,
+                   "replayed_records": recovery.replayed, "truncated_log_bytes": recovery.truncated_bytes})
+        );
+    } else {
+        if recovery.replayed > 0 || recovery.truncated_bytes > 0 {
+            println!(
+                "recovered: replayed {} log records, dropped {} bytes of torn log tail",
+                recovery.replayed, recovery.truncated_bytes
+            );
+        }
+        for p in &report.problems {
+            println!("problem: {p}");
+        }
+        if report.stale_links > 0 {
+            println!(
+                "warning: {} links point at slots holding no vector (skipped by search; `hnswdb checkpoint` removes them)",
+                report.stale_links
+            );
+        }
+        if report.unreachable > 0 {
+            println!(
+                "warning: {} live vectors are unreachable by search (run `hnswdb checkpoint` to relink them)",
+                report.unreachable
+            );
+        }
+        println!(
+            "{}: {} live, {} deleted awaiting consolidation, {} free slots; {} problems ({:.2} s)",
+            if failed { "FAILED" } else { "ok" },
+            report.live,
+            report.tombstones,
+            report.free,
+            report.problems.len(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Dimension of the crash-test workload's vectors.
+pub const CRASH_DIM: usize = 8;
+
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    match s {
+        "immediate" => Ok(Durability::Immediate),
+        "periodic" => Ok(Durability::Periodic(Duration::from_millis(5))),
+        "none" => Ok(Durability::None),
+        other => Err(format!(
+            "unknown durability {other:?} (immediate, periodic, none)"
+        )),
+    }
+}
+
+fn crash_workload(dir: &Path, seed: u64, durability: &str, ops: usize) -> CliResult {
+    use std::io::Write;
+    let opts = IndexOptions::new(CRASH_DIM, Metric::L2)
+        .m(8)
+        .ef_construction(64)
+        .threads(2)
+        .durability(parse_durability(durability)?)
+        .checkpoint_bytes(64 << 10);
+    let index = Index::create(dir, &opts)?;
+    let mut workload = hnswdb::testing::Workload::new(seed, CRASH_DIM);
+    let stdout = std::io::stdout();
+    for i in 0..ops {
+        let op = workload.next_op();
+        hnswdb::testing::apply(&index, &op)?;
+        // The line is the acknowledgement: written only after the call returned.
+        let mut out = stdout.lock();
+        writeln!(out, "{i}")?;
+        out.flush()?;
     }
     Ok(())
 }

@@ -257,6 +257,7 @@ impl Arena {
         // reach the disk (the kernel writes the header page back whenever it likes):
         // otherwise power loss could leave a header promising more slots than the file has.
         self.file.sync_all().at(&self.path)?;
+        crate::testing::synced(&self.path, None);
         // The old mapping stays valid until replaced: an error here leaves the arena as it was.
         let map = MmapOptions::new().map_raw(&self.file).at(&self.path)?;
         self.map = map;
@@ -269,7 +270,7 @@ impl Arena {
     pub fn sync(&self) -> Result<()> {
         self.map.flush().at(&self.path)?;
         self.file.sync_all().at(&self.path)?;
-        crate::testing::synced(&self.path);
+        crate::testing::synced(&self.path, None);
         Ok(())
     }
 

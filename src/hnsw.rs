@@ -548,10 +548,17 @@ impl Graph {
     /// Inserts `v` (already validated and normalised) as node `node` with the given level
     /// (paper, Algorithm 1). `node` must not be live. Safe to call from many threads.
     ///
-    /// Re-inserting a node whose previous insert was partly applied (crash recovery) is
-    /// allowed: its own lists are rewritten and duplicate links are not added twice.
-    pub fn insert(&self, node: u32, level: usize, v: &[f32], label: u64) {
+    /// Replay (`recovering`) re-inserts a node whose earlier insert may be partly or
+    /// wholly in the pages already. Its own layer-0 list is then kept as extra candidates:
+    /// the rest of the graph may already depend on it (neighbours pruned a link to `b`
+    /// because `node` links to `b`), and a fresh search cannot find what only that list
+    /// reaches. Duplicate links are never added twice.
+    pub fn insert(&self, node: u32, level: usize, v: &[f32], label: u64, recovering: bool) {
         debug_assert!(!self.live.contains(node), "insert of live node {node}");
+        let mut earlier = Vec::new();
+        if recovering {
+            self.links(node, 0, &mut earlier);
+        }
         self.vectors.write(node, v, label);
         self.update_links(node, 0, |list| {
             list.clear();
@@ -596,6 +603,17 @@ impl Graph {
             let mut entry_set = vec![cur];
             for l in (0..=level.min(ep.level)).rev() {
                 let mut found = self.search_layer(s, q, &entry_set, self.params.ef_construction, l);
+                if l == 0 && !earlier.is_empty() {
+                    for &e in &earlier {
+                        if self.live.contains(e) && !found.iter().any(|c| c.id == e) {
+                            found.push(Cand {
+                                d: self.distance_to(q, e),
+                                id: e,
+                            });
+                        }
+                    }
+                    found.sort_unstable();
+                }
                 found.retain(|c| c.id != node);
                 let chosen = self.select(&found, self.params.m, None);
                 self.update_links(node, l, |list| {
@@ -741,17 +759,28 @@ impl Graph {
         relinked
     }
 
-    /// Replaces the non-live links of `node` on `level` (see `consolidate`).
+    /// Whether a link to `target` on `level` is sound: the target is live and has that level.
+    fn sound_link(&self, target: u32, level: usize) -> bool {
+        self.live.contains(target)
+            && (level == 0
+                || self
+                    .upper
+                    .read()
+                    .get(&target)
+                    .is_some_and(|u| u.lists.len() >= level))
+    }
+
+    /// Replaces the unsound links of `node` on `level` (see `consolidate`).
     fn repair(&self, node: u32, level: usize) {
         let mut list = Vec::new();
         self.links(node, level, &mut list);
-        if list.iter().all(|&n| self.live.contains(n)) {
+        if list.iter().all(|&n| n != node && self.sound_link(n, level)) {
             return;
         }
         let mut pool: HashSet<u32> = list
             .iter()
             .copied()
-            .filter(|&n| self.live.contains(n))
+            .filter(|&n| n != node && self.sound_link(n, level))
             .collect();
         let mut theirs = Vec::new();
         for &dead in list
@@ -763,7 +792,7 @@ impl Graph {
                 theirs
                     .iter()
                     .copied()
-                    .filter(|&n| n != node && self.live.contains(n)),
+                    .filter(|&n| n != node && self.sound_link(n, level)),
             );
         }
         let base = self.vectors.vector(node);

@@ -605,7 +605,7 @@ impl Index {
         let mut graph = self.graph.write();
         graph.grow(needed).map_err(|e| e.to_string())?;
         let old_slots = self.apply_pending(&mut self.pending.lock(), op)?;
-        self.apply_graph(&graph, op, &old_slots);
+        self.apply_graph(&graph, op, &old_slots, true);
         Ok(())
     }
 
@@ -677,15 +677,16 @@ impl Index {
         Ok(old)
     }
 
-    /// Applies `op` to the graph (after `apply_pending` returned `old`).
-    fn apply_graph(&self, graph: &Graph, op: &Op, old: &[u32]) {
+    /// Applies `op` to the graph (after `apply_pending` returned `old`); `recovering`
+    /// when replaying the log (see `Graph::insert`).
+    fn apply_graph(&self, graph: &Graph, op: &Op, old: &[u32], recovering: bool) {
         match op {
             Op::Insert(items) => parallel_for(items.len(), self.threads, |i| {
                 let it = &items[i];
-                graph.insert(it.slot, it.level as usize, &it.vector, it.id);
+                graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering);
             }),
             Op::Upsert(it) => {
-                graph.insert(it.slot, it.level as usize, &it.vector, it.id);
+                graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering);
             }
             Op::Delete(_) => {}
         }
@@ -877,7 +878,7 @@ impl Index {
             .collect();
         let op = Op::Insert(items);
         let old = self.log(p, &op)?;
-        self.apply_graph(&graph, &op, &old);
+        self.apply_graph(&graph, &op, &old, false);
         drop(graph);
         self.maybe_checkpoint()
     }
@@ -901,7 +902,7 @@ impl Index {
             Op::Insert(vec![placed])
         };
         let old = self.log(p, &op)?;
-        self.apply_graph(&graph, &op, &old);
+        self.apply_graph(&graph, &op, &old, false);
         drop(graph);
         self.maybe_checkpoint()
     }
@@ -930,7 +931,7 @@ impl Index {
         }
         let op = Op::Delete(ids.to_vec());
         let old = self.log(p, &op)?;
-        self.apply_graph(&graph, &op, &old);
+        self.apply_graph(&graph, &op, &old, false);
         drop(graph);
         self.maybe_checkpoint()
     }
@@ -1059,7 +1060,7 @@ impl Index {
         self.check_writable()?;
         let graph = self.graph.write();
         let mut p = self.pending.lock();
-        if !p.tombstones.is_empty() && (force_consolidate || Self::consolidation_due(&p)) {
+        if force_consolidate || Self::consolidation_due(&p) {
             let dead: Vec<u32> = p.tombstones.iter().copied().collect();
             // Relinks around the dead in the page files only: until the metadata commit
             // below, a crash brings the tombstones back (from metadata and log), and a
@@ -1071,8 +1072,6 @@ impl Index {
             }
             p.tombstones.clear();
             // Relinking around many dead nodes is where in-links are most often lost.
-            graph.reconnect(p.high_water);
-        } else if force_consolidate {
             graph.reconnect(p.high_water);
         }
         graph.vectors().arena().sync()?;

@@ -328,7 +328,7 @@ impl Meta {
         }
         Self::write_state(&txn, changes.state)?;
         txn.commit().map_err(db_err)?;
-        crate::testing::synced(&self.path);
+        crate::testing::synced(&self.path, None);
         Ok(())
     }
 

@@ -8,20 +8,22 @@ use std::path::Path;
 
 use parking_lot::RwLock;
 
-type Observer = Box<dyn Fn(&Path) + Send + Sync>;
+/// Called with a file's path and, when only a prefix of it is known durable (a log
+/// segment being appended to), that prefix's length.
+type Observer = Box<dyn Fn(&Path, Option<u64>) + Send + Sync>;
 
 static OBSERVER: RwLock<Option<Observer>> = RwLock::new(None);
 
-/// Installs (or, with `None`, removes) a function called with a file's path each time that
-/// file has been made durable. Process-wide.
+/// Installs (or, with `None`, removes) a function called each time a file has been made
+/// durable. Process-wide.
 pub fn set_sync_observer(observer: Option<Observer>) {
     *OBSERVER.write() = observer;
 }
 
-/// Reports that `path` was just made durable.
-pub(crate) fn synced(path: &Path) {
+/// Reports that `path` was just made durable (up to `len` bytes, if given).
+pub(crate) fn synced(path: &Path, len: Option<u64>) {
     if let Some(f) = &*OBSERVER.read() {
-        f(path);
+        f(path, len);
     }
 }
 

@@ -347,6 +347,7 @@ impl Wal {
         file.write_all(&segment_header(id, first_lsn)).at(&path)?;
         file.sync_all().at(&path)?;
         sync_dir(dir)?;
+        crate::testing::synced(&path, Some(SEGMENT_HEADER as u64));
         Ok((file, path, SEGMENT_HEADER as u64))
     }
 
@@ -369,7 +370,7 @@ impl Wal {
             // Close the full segment durably before starting the next, so that only the
             // last segment can ever have a torn tail.
             w.file.sync_all().at(&w.path)?;
-            crate::testing::synced(&w.path);
+            crate::testing::synced(&w.path, Some(w.len));
             let (file, path, len) = Self::new_segment(&self.dir, self.id, w.next_lsn)?;
             *w = Writer {
                 file,
@@ -402,13 +403,18 @@ impl Wal {
         if self.synced.load(Ordering::Acquire) > lsn {
             return Ok(()); // another writer's fsync covered us
         }
-        let (file, path, upto) = {
+        let (file, path, upto, len) = {
             let w = self.writer.lock();
-            (w.file.try_clone().at(&w.path)?, w.path.clone(), w.next_lsn)
+            (
+                w.file.try_clone().at(&w.path)?,
+                w.path.clone(),
+                w.next_lsn,
+                w.len,
+            )
         };
         // fsync outside the writer lock: appends continue while the disk works.
         file.sync_data().at(&path)?;
-        crate::testing::synced(&path);
+        crate::testing::synced(&path, Some(len));
         self.synced.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }

@@ -139,7 +139,10 @@ fn one_kill(iteration: u64) -> Outcome {
         recall = total / 20.0;
         assert!(
             recall >= 0.9,
-            "iteration {iteration}: recall@10 {recall} after recovery"
+            "iteration {iteration}: recall@10 {recall} after recovery ({} unreachable, {} live, {} tombstones)",
+            report.unreachable,
+            report.live,
+            report.tombstones
         );
     }
     // The recovered index accepts writes and survives a clean reopen.
@@ -164,7 +167,12 @@ fn one_kill(iteration: u64) -> Outcome {
 fn kill_loop(iterations: u64) {
     let start = Instant::now();
     let (mut acked, mut ids, mut recall, mut replayed, mut torn) = (0, 0, 0.0, 0, 0);
-    for i in 0..iterations {
+    // HNSWDB_KILL_FROM=N starts at iteration N, to reproduce a failure.
+    let from: u64 = std::env::var("HNSWDB_KILL_FROM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for i in from..from + iterations {
         let o = one_kill(i);
         acked += o.acked;
         ids += o.checked_ids;

@@ -116,6 +116,8 @@ struct Scratch {
     results: BinaryHeap<Cand>,
     links: Vec<u32>,
     fresh: Vec<u32>,
+    /// Distances computed by the current search (its cost, independent of the clock).
+    distances: usize,
 }
 
 impl Scratch {
@@ -127,6 +129,7 @@ impl Scratch {
             results: BinaryHeap::new(),
             links: Vec::new(),
             fresh: Vec::new(),
+            distances: 0,
         }
     }
 
@@ -327,6 +330,7 @@ impl Graph {
                 if !self.routable.contains(n) {
                     continue;
                 }
+                s.distances += 1;
                 let d = self.distance_to(q, n);
                 if d < cur.d {
                     cur = Cand { d, id: n };
@@ -357,6 +361,7 @@ impl Graph {
             results,
             links,
             fresh,
+            distances,
         } = s;
         let epoch = *epoch;
         for &e in entry {
@@ -385,6 +390,7 @@ impl Graph {
                     fresh.push(n);
                 }
             }
+            *distances += fresh.len();
             for (i, &n) in fresh.iter().enumerate() {
                 if let Some(&next) = fresh.get(i + 1) {
                     self.layer0.prefetch(next);
@@ -640,10 +646,16 @@ impl Graph {
 
     /// The `k` nearest live nodes to `q`, searching layer 0 with a beam of `max(ef, k)`.
     pub fn search(&self, q: &[f32], k: usize, ef: usize) -> Vec<Cand> {
+        self.search_counted(q, k, ef).0
+    }
+
+    /// `search`, also returning how many distances it computed.
+    pub fn search_counted(&self, q: &[f32], k: usize, ef: usize) -> (Vec<Cand>, usize) {
         let Some(ep) = self.entry() else {
-            return Vec::new();
+            return (Vec::new(), 0);
         };
         self.with_scratch(|s| {
+            s.distances = 1;
             let mut cur = Cand {
                 d: self.distance_to(q, ep.node),
                 id: ep.node,
@@ -653,7 +665,7 @@ impl Graph {
             }
             let mut found = self.search_layer(s, q, &[cur], ef.max(k), 0);
             found.truncate(k);
-            found
+            (found, s.distances)
         })
     }
 
@@ -782,12 +794,15 @@ impl Graph {
             .copied()
             .filter(|&n| n != node && self.sound_link(n, level))
             .collect();
+        // FreshDiskANN's pool is N(node) ∪ N(dead); adding the neighbours of the live
+        // neighbours too lets the repaired list be chosen from a neighbourhood about as wide
+        // as an insert's search sees, which keeps recall at small ef equal to a fresh build.
         let mut theirs = Vec::new();
-        for &dead in list
+        for &other in list
             .iter()
-            .filter(|&&n| !self.live.contains(n) && self.routable.contains(n))
+            .filter(|&&n| n != node && self.routable.contains(n))
         {
-            self.links(dead, level, &mut theirs);
+            self.links(other, level, &mut theirs);
             pool.extend(
                 theirs
                     .iter()

@@ -962,6 +962,20 @@ impl Index {
         Ok(Self::hits(&graph, graph.search(&q, k, ef.max(1))))
     }
 
+    /// `search_ef`, also returning the number of distances computed: the cost of the
+    /// query independent of the machine and its load (used to compare graphs).
+    pub fn search_counted(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> Result<(Vec<Neighbour>, usize)> {
+        let q = self.prepare(query)?;
+        let graph = self.graph.read();
+        let (found, distances) = graph.search_counted(&q, k, ef.max(1));
+        Ok((Self::hits(&graph, found), distances))
+    }
+
     /// Searches every row of `queries` on all worker threads; answers in query order.
     pub fn search_batch(
         &self,

@@ -45,10 +45,10 @@ fn curve(index: &Index, queries: &Matrix) -> Vec<(usize, f64, f64)> {
     EFS.iter()
         .map(|&ef| {
             let (mut recall, mut cost) = (0.0, 0.0);
-            for q in 0..queries.rows {
+            for (q, truth) in truth.iter().enumerate() {
                 let (hits, distances) = index.search_counted(queries.row(q), 10, ef).unwrap();
                 let found: Vec<u64> = hits.iter().map(|h| h.id).collect();
-                recall += recall_at_k(&found, &truth[q], 10);
+                recall += recall_at_k(&found, truth, 10);
                 cost += distances as f64;
             }
             (ef, recall / queries.rows as f64, cost / queries.rows as f64)

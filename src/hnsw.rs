@@ -826,6 +826,12 @@ impl Graph {
             l.extend(kept.iter().map(|c| c.id));
             true
         });
+        // As an insert does, give each new neighbour the link back: HNSW navigates on
+        // (mostly) bidirectional links, and a repair that only rewrote out-lists would
+        // leave the repaired region harder to enter than a fresh build.
+        for c in kept.iter().filter(|c| !list.contains(&c.id)) {
+            self.add_link(c.id, node, c.d, level);
+        }
     }
 
     /// Checks the graph over slots `0..high_water`. Appends a line per integrity problem

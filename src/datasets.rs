@@ -224,6 +224,57 @@ fn gaussian(rng: &mut StdRng) -> f32 {
     (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
 }
 
+/// Exact `k` nearest rows of `base` to each row of `queries` (row numbers, nearest first)
+/// by brute force on `threads` threads: ground truth for recall.
+pub fn exact_knn(
+    base: &Matrix,
+    queries: &Matrix,
+    k: usize,
+    metric: crate::Metric,
+    threads: usize,
+) -> Vec<Vec<u32>> {
+    let kernels = crate::distance::Kernels::detect();
+    let dist = crate::distance::Distance::new(metric, kernels);
+    let normalise = |m: &Matrix| -> Vec<f32> {
+        let mut d = m.data.clone();
+        if metric == crate::Metric::Cosine {
+            d.chunks_exact_mut(m.dim).for_each(|r| {
+                crate::distance::normalize(r);
+            });
+        }
+        d
+    };
+    let (b, q) = (normalise(base), normalise(queries));
+    let out: Vec<parking_lot::Mutex<Vec<u32>>> =
+        (0..queries.rows).map(|_| Default::default()).collect();
+    crate::parallel::parallel_for(queries.rows, threads, |i| {
+        let qi = &q[i * queries.dim..(i + 1) * queries.dim];
+        let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
+        for (r, row) in b.chunks_exact(base.dim).enumerate() {
+            let d = dist.eval(qi, row);
+            if heap.len() < k {
+                heap.push((OrdF32(d), r as u32));
+            } else if heap.peek().is_some_and(|top| d < top.0.0) {
+                heap.pop();
+                heap.push((OrdF32(d), r as u32));
+            }
+        }
+        *out[i].lock() = heap.into_sorted_vec().into_iter().map(|(_, r)| r).collect();
+    });
+    out.into_iter()
+        .map(parking_lot::Mutex::into_inner)
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+struct OrdF32(f32);
+impl Eq for OrdF32 {}
+impl Ord for OrdF32 {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
 /// Fraction of the first `k` of `truth` found among the first `k` of `found`.
 pub fn recall_at_k(found: &[u64], truth: &[u64], k: usize) -> f64 {
     let truth: std::collections::HashSet<u64> = truth.iter().take(k).copied().collect();

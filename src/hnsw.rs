@@ -380,6 +380,13 @@ impl Graph {
                 break;
             }
             self.links(c.id, level, links);
+            // The next candidate is likely expanded next: start loading its list now, so
+            // the miss overlaps this round's distance computations.
+            if level == 0
+                && let Some(Reverse(next)) = candidates.peek()
+            {
+                self.layer0.prefetch(next.id);
+            }
             // First pass: drop visited and unroutable nodes and start loading the vectors of
             // the rest, so that their cache misses overlap instead of queueing behind each
             // distance computation.
@@ -391,10 +398,7 @@ impl Graph {
                 }
             }
             *distances += fresh.len();
-            for (i, &n) in fresh.iter().enumerate() {
-                if let Some(&next) = fresh.get(i + 1) {
-                    self.layer0.prefetch(next);
-                }
+            for &n in fresh.iter() {
                 let d = self.distance_to(q, n);
                 if results.len() < ef || results.peek().is_some_and(|w| d < w.d) {
                     candidates.push(Reverse(Cand { d, id: n }));

@@ -148,6 +148,7 @@ pub struct OpenOptions {
     durability: Durability,
     checkpoint_bytes: u64,
     salvage: bool,
+    warm: bool,
 }
 
 impl Default for OpenOptions {
@@ -159,6 +160,7 @@ impl Default for OpenOptions {
             durability: Durability::Immediate,
             checkpoint_bytes: 64 << 20,
             salvage: false,
+            warm: false,
         }
     }
 }
@@ -173,6 +175,15 @@ impl OpenOptions {
     /// Log size past which a checkpoint runs automatically (default 64 MiB).
     pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
         self.checkpoint_bytes = bytes.max(1);
+        self
+    }
+
+    /// Ask the kernel to read the page files into memory in the background (for an index
+    /// that fits in RAM and should answer at full speed from its first query). By default
+    /// the files are advised for random access instead: no read-ahead, so that an index
+    /// larger than memory keeps only the pages searches touch.
+    pub fn warm(mut self, warm: bool) -> Self {
+        self.warm = warm;
         self
     }
 
@@ -479,6 +490,13 @@ impl Index {
         let (meta, config, state) = Meta::open(&dir.join(META_FILE), options.cache_bytes)?;
         let vectors = Vectors::open(&dir.join(VECTORS_FILE))?;
         let layer0 = Layer0::open(&dir.join(GRAPH0_FILE))?;
+        for arena in [vectors.arena(), layer0.arena()] {
+            if options.warm {
+                arena.advise_willneed();
+            } else {
+                arena.advise_random();
+            }
+        }
         for (h, path) in [
             (vectors.arena().header(), vectors.arena().path()),
             (layer0.arena().header(), layer0.arena().path()),

@@ -130,6 +130,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a synthetic benchmark set to DIR: base.fvecs, query.fvecs (drawn from the same
+    /// clusters) and gt.ivecs (exact top-100 by brute force).
+    Synth {
+        /// Output directory.
+        dir: PathBuf,
+        /// Base vectors.
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        /// Dimension.
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        /// Held-out queries.
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        /// Metric of the ground truth.
+        #[arg(long, default_value = "l2")]
+        metric: Metric,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Crash-test child: create an index in DIR and run a seeded workload on it, printing
     /// the number of each operation once it is acknowledged, until killed or done.
     #[command(hide = true)]
@@ -240,6 +261,31 @@ fn run(command: Command) -> CliResult {
             Ok(())
         }
         Command::Demo { dir, n, dim } => demo(dir, n, dim),
+        Command::Synth {
+            dir,
+            n,
+            dim,
+            queries,
+            metric,
+            seed,
+        } => {
+            std::fs::create_dir_all(&dir)?;
+            let start = Instant::now();
+            let mut base = datasets::clustered(n + queries, dim, (n / 1000).max(1), seed);
+            let q = base.split_off(queries);
+            datasets::write_fvecs(&dir.join("base.fvecs"), &base)?;
+            datasets::write_fvecs(&dir.join("query.fvecs"), &q)?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let gt = datasets::exact_knn(&base, &q, 100.min(n), metric, threads);
+            datasets::write_ivecs(&dir.join("gt.ivecs"), &gt)?;
+            println!(
+                "wrote {n} x {dim} base, {queries} queries, exact top-100 ({}) to {} in {:.1} s",
+                metric.name(),
+                dir.display(),
+                start.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::CrashWorkload {
             dir,
             seed,
@@ -361,7 +407,9 @@ fn search(
     threads: usize,
     json: bool,
 ) -> CliResult {
+    let opened = Instant::now();
     let index = Index::open(dir)?;
+    let open_ms = opened.elapsed().as_secs_f64() * 1e3;
     let queries = datasets::read_vectors(query)?;
     let gt = gt.map(datasets::read_ivecs).transpose()?;
     if let Some(gt) = &gt {
@@ -383,7 +431,8 @@ fn search(
             println!(
                 "{}",
                 json!({"queries": queries.rows, "k": k, "ef": ef, "recall": pass.recall,
-                       "qps": pass.qps, "p50_us": pass.p50_us, "p99_us": pass.p99_us, "threads": threads})
+                       "qps": pass.qps, "p50_us": pass.p50_us, "p99_us": pass.p99_us, "threads": threads,
+                       "open_ms": open_ms})
             );
         } else {
             let recall = pass.recall.map_or("-".to_string(), |r| format!("{r:.4}"));

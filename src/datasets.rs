@@ -7,6 +7,7 @@ use std::path::Path;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 use crate::error::{Error, IoContext, Result};
+use crate::hnsw::Cand;
 
 /// A dense row-major matrix of f32.
 #[derive(Clone, Debug, PartialEq)]
@@ -251,28 +252,22 @@ pub fn exact_knn(
         let qi = &q[i * queries.dim..(i + 1) * queries.dim];
         let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
         for (r, row) in b.chunks_exact(base.dim).enumerate() {
-            let d = dist.eval(qi, row);
+            let c = Cand {
+                d: dist.eval(qi, row),
+                id: r as u32,
+            };
             if heap.len() < k {
-                heap.push((OrdF32(d), r as u32));
-            } else if heap.peek().is_some_and(|top| d < top.0.0) {
+                heap.push(c);
+            } else if heap.peek().is_some_and(|top| c < *top) {
                 heap.pop();
-                heap.push((OrdF32(d), r as u32));
+                heap.push(c);
             }
         }
-        *out[i].lock() = heap.into_sorted_vec().into_iter().map(|(_, r)| r).collect();
+        *out[i].lock() = heap.into_sorted_vec().into_iter().map(|c| c.id).collect();
     });
     out.into_iter()
         .map(parking_lot::Mutex::into_inner)
         .collect()
-}
-
-#[derive(Clone, Copy, PartialEq, PartialOrd)]
-struct OrdF32(f32);
-impl Eq for OrdF32 {}
-impl Ord for OrdF32 {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
 }
 
 /// Fraction of the first `k` of `truth` found among the first `k` of `found`.

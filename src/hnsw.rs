@@ -164,6 +164,71 @@ struct UpperNode {
     lists: Box<[Mutex<Vec<u32>>]>,
 }
 
+/// Where upper lists not yet in memory come from (the metadata's last checkpoint). Upper
+/// lists load on first use, node by node, so that opening an index does not read them all.
+pub trait UpperSource: Send + Sync {
+    /// `node`'s lists (empty: the node is on layer 0 only).
+    fn lists(&self, node: u32) -> Vec<Vec<u32>>;
+    /// Every node's lists.
+    fn all(&self) -> Vec<(u32, UpperLists)>;
+}
+
+/// The upper layers in memory: a cache over an `UpperSource`, and the only copy of lists
+/// changed since the last checkpoint (a changed node is always cached).
+struct UpperLayers {
+    /// Node → its lists; `None`: known to have none. Absent: not loaded yet.
+    cache: RwLock<HashMap<u32, Option<Arc<UpperNode>>>>,
+    /// Every node of the source is in the cache.
+    complete: std::sync::atomic::AtomicBool,
+    source: Option<Arc<dyn UpperSource>>,
+}
+
+impl UpperLayers {
+    fn get(&self, node: u32) -> Option<Arc<UpperNode>> {
+        if let Some(e) = self.cache.read().get(&node) {
+            return e.clone();
+        }
+        let source = self
+            .source
+            .as_ref()
+            .filter(|_| !self.complete.load(Ordering::Acquire))?;
+        let lists = source.lists(node);
+        let loaded = (!lists.is_empty()).then(|| Arc::new(UpperNode::from_lists(lists)));
+        self.cache.write().entry(node).or_insert(loaded).clone()
+    }
+
+    fn set(&self, node: u32, lists: Option<UpperNode>) {
+        self.cache.write().insert(node, lists.map(Arc::new));
+    }
+
+    /// Loads every node not cached yet; afterwards misses cost nothing.
+    fn load_all(&self) {
+        if self.complete.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(source) = &self.source {
+            let all = source.all();
+            let mut cache = self.cache.write();
+            for (node, lists) in all {
+                cache
+                    .entry(node)
+                    .or_insert_with(|| Some(Arc::new(UpperNode::from_lists(lists))));
+            }
+        }
+        self.complete.store(true, Ordering::Release);
+    }
+
+    /// Every node with upper lists (loads them all).
+    fn nodes(&self) -> Vec<(u32, Arc<UpperNode>)> {
+        self.load_all();
+        self.cache
+            .read()
+            .iter()
+            .filter_map(|(&n, u)| u.clone().map(|u| (n, u)))
+            .collect()
+    }
+}
+
 /// Number of stripes of the per-node lock table (a power of two).
 const LOCK_STRIPES: usize = 4096;
 
@@ -173,7 +238,7 @@ pub struct Graph {
     dist: Distance,
     vectors: Vectors,
     layer0: Layer0,
-    upper: RwLock<HashMap<u32, Arc<UpperNode>>>,
+    upper: UpperLayers,
     /// Nodes whose upper lists changed since the metadata last stored them.
     upper_dirty: Mutex<HashSet<u32>>,
     live: LiveSet,
@@ -199,7 +264,11 @@ impl Graph {
             dist,
             vectors,
             layer0,
-            upper: RwLock::new(HashMap::new()),
+            upper: UpperLayers {
+                cache: RwLock::new(HashMap::new()),
+                complete: std::sync::atomic::AtomicBool::new(false),
+                source: None,
+            },
             upper_dirty: Mutex::new(HashSet::new()),
             live: LiveSet::with_capacity(cap),
             routable: LiveSet::with_capacity(cap),
@@ -210,13 +279,13 @@ impl Graph {
         }
     }
 
-    /// Restores the state kept in metadata: live and tombstoned nodes, upper lists and
-    /// the entry point.
+    /// Restores the state kept in metadata: live and tombstoned nodes, where upper lists
+    /// are read from, and the entry point.
     pub fn restore(
         &mut self,
         live: impl IntoIterator<Item = u32>,
         tombstones: &[u32],
-        upper: Vec<(u32, UpperLists)>,
+        upper: Arc<dyn UpperSource>,
         entry: Option<EntryPoint>,
     ) {
         for i in live {
@@ -226,10 +295,7 @@ impl Graph {
         for &i in tombstones {
             self.routable.insert(i);
         }
-        let map = self.upper.get_mut();
-        for (node, lists) in upper {
-            map.insert(node, Arc::new(UpperNode::from_lists(lists)));
-        }
+        self.upper.source = Some(upper);
         *self.entry.get_mut() = entry;
     }
 
@@ -273,7 +339,7 @@ impl Graph {
 
     /// Number of nodes with upper lists.
     pub fn upper_count(&self) -> usize {
-        self.upper.read().len()
+        self.upper.nodes().len()
     }
 
     /// Copies `node`'s neighbours on `level` into `out` (cleared first).
@@ -281,7 +347,7 @@ impl Graph {
         out.clear();
         if level == 0 {
             self.layer0.read_into(node, out);
-        } else if let Some(u) = self.upper.read().get(&node)
+        } else if let Some(u) = self.upper.get(node)
             && let Some(list) = u.lists.get(level - 1)
         {
             out.extend_from_slice(&list.lock());
@@ -292,12 +358,15 @@ impl Graph {
     /// that lost its upper lists. Called by the metadata layer at a checkpoint.
     pub fn dirty_upper(&self) -> Vec<(u32, Option<UpperLists>)> {
         let dirty = self.upper_dirty.lock();
-        let upper = self.upper.read();
+        let cache = self.upper.cache.read();
         dirty
             .iter()
             .map(|&n| {
-                let lists = upper
+                // A changed node is always cached (changes go through the cache).
+                let lists = cache
                     .get(&n)
+                    .cloned()
+                    .flatten()
                     .map(|u| u.lists.iter().map(|l| l.lock().clone()).collect());
                 (n, lists)
             })
@@ -459,7 +528,7 @@ impl Graph {
                 self.layer0.write(node, &list);
             }
         } else {
-            let Some(u) = self.upper.read().get(&node).cloned() else {
+            let Some(u) = self.upper.get(node) else {
                 return;
             };
             let Some(slot) = u.lists.get(level - 1) else {
@@ -574,17 +643,10 @@ impl Graph {
             list.clear();
             true
         });
-        {
-            let mut upper = self.upper.write();
-            if level > 0 {
-                upper.insert(
-                    node,
-                    Arc::new(UpperNode::from_lists(vec![Vec::new(); level])),
-                );
-            } else {
-                upper.remove(&node);
-            }
-        }
+        self.upper.set(
+            node,
+            (level > 0).then(|| UpperNode::from_lists(vec![Vec::new(); level])),
+        );
         self.upper_dirty.lock().insert(node);
         self.routable.insert(node);
         self.live.insert(node);
@@ -684,6 +746,8 @@ impl Graph {
     /// free) and moves the entry point off a dead node. The caller must hold exclusive
     /// access: nothing else may insert or search meanwhile.
     pub fn consolidate(&self, tombstones: &[u32], high_water: u32, threads: usize) {
+        // Whole-graph passes ask every node for its level: load the upper layers once.
+        self.upper.load_all();
         crate::parallel::parallel_for(high_water as usize, threads, |u| {
             if self.live.contains(u as u32) {
                 self.repair(u as u32, 0);
@@ -691,10 +755,10 @@ impl Graph {
         });
         let upper: Vec<(u32, usize)> = self
             .upper
-            .read()
-            .iter()
-            .filter(|(n, _)| self.live.contains(**n))
-            .map(|(&n, u)| (n, u.lists.len()))
+            .nodes()
+            .into_iter()
+            .filter(|(n, _)| self.live.contains(*n))
+            .map(|(n, u)| (n, u.lists.len()))
             .collect();
         crate::parallel::parallel_for(upper.len(), threads, |i| {
             let (node, levels) = upper[i];
@@ -702,24 +766,21 @@ impl Graph {
                 self.repair(node, l);
             }
         });
-        {
-            let mut map = self.upper.write();
-            let mut dirty = self.upper_dirty.lock();
-            for &t in tombstones {
-                debug_assert!(!self.live.contains(t));
-                if map.remove(&t).is_some() {
-                    dirty.insert(t);
-                }
-                self.routable.remove(t);
+        for &t in tombstones {
+            debug_assert!(!self.live.contains(t));
+            if self.upper.get(t).is_some() {
+                self.upper.set(t, None);
+                self.upper_dirty.lock().insert(t);
             }
+            self.routable.remove(t);
         }
         let entry = *self.entry.read();
         if entry.is_some_and(|e| !self.live.contains(e.node)) {
             let new_entry = self
                 .upper
-                .read()
+                .nodes()
                 .iter()
-                .map(|(&n, u)| (u.lists.len(), std::cmp::Reverse(n)))
+                .map(|(n, u)| (u.lists.len(), std::cmp::Reverse(*n)))
                 .max()
                 .map(|(level, std::cmp::Reverse(node))| EntryPoint { node, level })
                 .or_else(|| {
@@ -741,7 +802,7 @@ impl Graph {
                 continue;
             }
             seen[n as usize] = true;
-            let levels = self.upper.read().get(&n).map_or(0, |u| u.lists.len());
+            let levels = self.upper.get(n).map_or(0, |u| u.lists.len());
             for level in 0..=levels {
                 self.links(n, level, &mut list);
                 stack.extend_from_slice(&list);
@@ -757,6 +818,7 @@ impl Graph {
         let Some(entry) = self.entry() else {
             return 0;
         };
+        self.upper.load_all();
         let mut seen = vec![false; high_water as usize];
         self.mark_reachable(entry.node, &mut seen);
         let mut relinked = 0;
@@ -781,8 +843,7 @@ impl Graph {
             && (level == 0
                 || self
                     .upper
-                    .read()
-                    .get(&target)
+                    .get(target)
                     .is_some_and(|u| u.lists.len() >= level))
     }
 
@@ -847,7 +908,7 @@ impl Graph {
     pub fn check(&self, high_water: u32, problems: &mut Vec<String>) -> (usize, usize) {
         let mut stale = 0;
         let mut list = Vec::new();
-        let upper = self.upper.read();
+        let upper: HashMap<u32, Arc<UpperNode>> = self.upper.nodes().into_iter().collect();
         let top = upper.values().map(|u| u.lists.len()).max().unwrap_or(0);
         let live: Vec<u32> = (0..high_water).filter(|&n| self.live.contains(n)).collect();
         match *self.entry.read() {

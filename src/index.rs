@@ -413,7 +413,7 @@ pub struct Index {
     /// Read-locked by inserts and searches; write-locked to remap (grow), for deletes and
     /// upserts (so that they apply in log order relative to inserts), and to checkpoint.
     graph: RwLock<Graph>,
-    meta: Meta,
+    meta: Arc<Meta>,
     pending: Mutex<Pending>,
     wal: Arc<Wal>,
     durability: Durability,
@@ -548,10 +548,12 @@ impl Index {
             layer0,
         );
         let dead: HashSet<u32> = free.iter().chain(&tombstones).copied().collect();
+        // Upper lists load lazily from the metadata (see `UpperSource`): open stays O(1).
+        let meta = Arc::new(meta);
         graph.restore(
             (0..state.high_water).filter(|s| !dead.contains(s)),
             &tombstones,
-            meta.upper_lists()?,
+            meta.clone(),
             state.entry,
         );
 

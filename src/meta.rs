@@ -69,6 +69,18 @@ pub struct Changes<'a> {
     pub state: &'a State,
 }
 
+// A read error of upper lists is rare (I/O failure under the metadata file) and cannot be
+// reported from inside a search; the node is then taken as having no upper lists, which
+// makes routing slower but never an answer wrong.
+impl crate::hnsw::UpperSource for Meta {
+    fn lists(&self, node: u32) -> Vec<Vec<u32>> {
+        self.upper_of(node).unwrap_or_default()
+    }
+    fn all(&self) -> Vec<(u32, UpperLists)> {
+        self.upper_lists().unwrap_or_default()
+    }
+}
+
 /// What a slot below the high-water mark holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlotState {
@@ -255,6 +267,26 @@ impl Meta {
             .map_err(db_err)?
             .map(|r| r.map(|(k, v)| (k.value(), v.value())).map_err(db_err))
             .collect()
+    }
+
+    /// One node's upper lists at the last checkpoint (empty: none).
+    pub fn upper_of(&self, node: u32) -> Result<UpperLists> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(UPPER).map_err(db_err)?;
+        let mut lists = Vec::new();
+        for row in t.range((node, 1u8)..=(node, u8::MAX)).map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            if k.value().1 as usize != lists.len() + 1 || v.value().len() % 4 != 0 {
+                return Err(Error::corrupt(&self.path, "malformed upper-layer list"));
+            }
+            lists.push(
+                v.value()
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            );
+        }
+        Ok(lists)
     }
 
     /// Every node's upper lists at the last checkpoint.

@@ -27,8 +27,10 @@ if [ ! -f "$IDX/meta.redb" ]; then
   "$BIN" import "$IDX" "$DATA/base.fvecs"
 fi
 
-bytes=$(du -cb "$IDX"/vectors "$IDX"/graph0 "$IDX"/meta.redb | tail -1 | cut -f1)
-echo "index: $N x $DIM, files $((bytes / 1048576)) MiB; memory cap $CAP_MIB MiB ($((bytes / 1048576 / CAP_MIB))x)"
+# Allocated blocks (the files grow in steps, so their apparent size includes unused,
+# unallocated capacity).
+kib=$(du -ck "$IDX"/vectors "$IDX"/graph0 "$IDX"/meta.redb | tail -1 | cut -f1)
+echo "index: $N x $DIM, files $((kib / 1024)) MiB on disk; memory cap $CAP_MIB MiB ($((kib / 1024 / CAP_MIB))x)"
 evict() {
   sync
   for f in "$IDX"/vectors "$IDX"/graph0 "$IDX"/meta.redb "$IDX"/wal/*; do

@@ -105,6 +105,19 @@ impl LiveSet {
     fn remove(&self, i: u32) {
         self.words[i as usize >> 6].fetch_and(!(1 << (i & 63)), Ordering::Release);
     }
+
+    /// Sets every bit below `n`, a word at a time (restoring 10^6 nodes costs microseconds).
+    fn fill_below(&mut self, n: u32) {
+        let n = n as usize;
+        for (w, word) in self.words.iter_mut().enumerate() {
+            let bits = n.saturating_sub(w * 64).min(64);
+            *word.get_mut() = if bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits) - 1
+            };
+        }
+    }
 }
 
 /// Per-search working memory, pooled so that a query allocates nothing but its answer.
@@ -283,17 +296,21 @@ impl Graph {
     /// are read from, and the entry point.
     pub fn restore(
         &mut self,
-        live: impl IntoIterator<Item = u32>,
+        high_water: u32,
+        free: &[u32],
         tombstones: &[u32],
         upper: Arc<dyn UpperSource>,
         entry: Option<EntryPoint>,
     ) {
-        for i in live {
-            self.live.insert(i);
-            self.routable.insert(i);
+        // Every slot below the high-water mark is live but for the free and deleted ones.
+        self.live.fill_below(high_water);
+        self.routable.fill_below(high_water);
+        for &i in free {
+            self.live.remove(i);
+            self.routable.remove(i);
         }
         for &i in tombstones {
-            self.routable.insert(i);
+            self.live.remove(i);
         }
         self.upper.source = Some(upper);
         *self.entry.get_mut() = entry;

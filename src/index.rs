@@ -547,11 +547,11 @@ impl Index {
             vectors,
             layer0,
         );
-        let dead: HashSet<u32> = free.iter().chain(&tombstones).copied().collect();
         // Upper lists load lazily from the metadata (see `UpperSource`): open stays O(1).
         let meta = Arc::new(meta);
         graph.restore(
-            (0..state.high_water).filter(|s| !dead.contains(s)),
+            state.high_water,
+            &free,
             &tombstones,
             meta.clone(),
             state.entry,

@@ -319,7 +319,6 @@ impl Wal {
         };
         let mut file = file;
         file.seek(SeekFrom::End(0)).at(&path)?;
-        sync_dir(dir)?;
         Ok(Wal {
             dir: dir.to_path_buf(),
             id,

@@ -34,9 +34,9 @@ def recall(labels, gt, k=10):
 
 
 def dir_size(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    """Bytes allocated on disk (hnswdb's files grow in steps: unused capacity is sparse)."""
+    files = [path] if os.path.isfile(path) else [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+    return sum(os.stat(f).st_blocks * 512 for f in files)
 
 
 def timed(f):

@@ -84,6 +84,10 @@ enum Command {
         /// Print one JSON object per ef value instead of text.
         #[arg(long)]
         json: bool,
+        /// Untimed passes over the queries first (a new process starts with no page
+        /// mapped: its first pass pays a page fault per page it touches).
+        #[arg(long, default_value_t = 0)]
+        warmup: usize,
     },
     /// Delete vectors by id (all or nothing: an unknown id deletes none).
     Delete {
@@ -229,7 +233,8 @@ fn run(command: Command) -> CliResult {
             gt,
             threads,
             json,
-        } => search(&dir, &query, k, &ef, gt.as_deref(), threads, json),
+            warmup,
+        } => search(&dir, &query, k, &ef, gt.as_deref(), threads, json, warmup),
         Command::Stats { dir, json } => stats(&dir, json),
         Command::Delete { dir, ids } => {
             let index = Index::open(&dir)?;
@@ -406,6 +411,7 @@ fn search(
     gt: Option<&Path>,
     threads: usize,
     json: bool,
+    warmup: usize,
 ) -> CliResult {
     let opened = Instant::now();
     let index = Index::open(dir)?;
@@ -424,6 +430,9 @@ fn search(
         if gt.iter().any(|row| row.len() < k) {
             return Err(format!("ground truth rows are shorter than k = {k}").into());
         }
+    }
+    for _ in 0..warmup {
+        run_pass(&index, &queries, k, efs.iter().copied().max().unwrap_or(64), None, threads)?;
     }
     for &ef in efs {
         let pass = run_pass(&index, &queries, k, ef, gt.as_deref(), threads)?;

@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 HNSWDB = os.path.join(ROOT, 'target', 'release', 'hnswdb')
 EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
 TARGETS = [0.90, 0.95, 0.99]
+BUILD_THREADS = (1, 2)
 
 
 def vecs(path, dtype):
@@ -60,7 +61,7 @@ def sweep_batch(search, q, gt, k=10):
 def run_hnswdb(base_path, q, gt, metric, m, efc, work):
     res = {}
     idx = os.path.join(work, 'hnswdb')
-    for threads in (1, 2):
+    for threads in BUILD_THREADS:
         shutil.rmtree(idx, ignore_errors=True)
         subprocess.run([HNSWDB, 'create', idx, '--dim', str(q.shape[1]), '--metric', metric,
                         '--m', str(m), '--ef-construction', str(efc)], check=True, capture_output=True)
@@ -88,7 +89,7 @@ def run_hnswlib(base, q, gt, metric, m, efc, work):
     import hnswlib
     res = {}
     space = {'cosine': 'cosine', 'l2': 'l2', 'ip': 'ip'}[metric]
-    for threads in (1, 2):
+    for threads in BUILD_THREADS:
         index = hnswlib.Index(space=space, dim=base.shape[1])
         index.init_index(max_elements=len(base), ef_construction=efc, M=m, random_seed=100)
         index.set_num_threads(threads)
@@ -111,7 +112,7 @@ def run_usearch(base, q, gt, metric, m, efc, work):
     from usearch.index import Index
     res = {}
     usearch_metric = {'cosine': 'cos', 'l2': 'l2sq', 'ip': 'ip'}[metric]
-    for threads in (1, 2):
+    for threads in BUILD_THREADS:
         index = Index(ndim=base.shape[1], metric=usearch_metric, dtype='f32', connectivity=m,
                       expansion_add=efc, expansion_search=64)
         _, res[f'build_{threads}t'] = timed(lambda: index.add(np.arange(len(base)), base, threads=threads))
@@ -135,7 +136,7 @@ def run_faiss(base, q, gt, metric, m, efc, work):
         base = base / np.linalg.norm(base, axis=1, keepdims=True)
         q = q / np.linalg.norm(q, axis=1, keepdims=True)
     fmetric = faiss.METRIC_L2 if metric == 'l2' else faiss.METRIC_INNER_PRODUCT
-    for threads in (1, 2):
+    for threads in BUILD_THREADS:
         faiss.omp_set_num_threads(threads)
         index = faiss.IndexHNSWFlat(base.shape[1], m, fmetric)
         index.hnsw.efConstruction = efc
@@ -173,8 +174,9 @@ def report(name, results, n, dim, metric, m, efc, nq):
              f'{os.cpu_count()} cores; recall@10 against exact ground truth; queries on 1 thread.', '',
              '| library | build 1 thread (s) | build 2 threads (s) | load/open (ms) | size (MiB) |',
              '|---|---:|---:|---:|---:|']
+    fmt_build = lambda r, t: f"{r[f'build_{t}t']:.1f}" if f'build_{t}t' in r else '–'
     for lib, r in results.items():
-        lines.append(f"| {lib} | {r['build_1t']:.1f} | {r['build_2t']:.1f} | {r['load'] * 1e3:.1f} | {r['size'] / 2**20:.0f} |")
+        lines.append(f"| {lib} | {fmt_build(r, 1)} | {fmt_build(r, 2)} | {r['load'] * 1e3:.1f} | {r['size'] / 2**20:.0f} |")
     lines += ['', '| ef | ' + ' | '.join(f'{lib} recall / QPS' for lib in results) + ' |',
               '|---:|' + '---|' * len(results)]
     for i, ef in enumerate(EFS):
@@ -223,7 +225,10 @@ def main():
     ap.add_argument('--libs', default='hnswdb,hnswlib,usearch,faiss')
     ap.add_argument('--name', default=None)
     ap.add_argument('--out', default=None, help='write OUT.md and OUT.png')
+    ap.add_argument('--builds', default='1,2', help='thread counts to build with (the last build is queried)')
     a = ap.parse_args()
+    global BUILD_THREADS
+    BUILD_THREADS = tuple(int(t) for t in a.builds.split(','))
     if not os.path.exists(HNSWDB):
         sys.exit('build hnswdb first: cargo build --release')
     base = vecs(os.path.join(a.dataset, 'base.fvecs'), np.float32)

@@ -432,7 +432,14 @@ fn search(
         }
     }
     for _ in 0..warmup {
-        run_pass(&index, &queries, k, efs.iter().copied().max().unwrap_or(64), None, threads)?;
+        run_pass(
+            &index,
+            &queries,
+            k,
+            efs.iter().copied().max().unwrap_or(64),
+            None,
+            threads,
+        )?;
     }
     for &ef in efs {
         let pass = run_pass(&index, &queries, k, ef, gt.as_deref(), threads)?;

@@ -63,32 +63,7 @@ enum Command {
         threads: usize,
     },
     /// Run every query of a file and report recall, throughput and latency.
-    Search {
-        /// Index directory.
-        dir: PathBuf,
-        /// Queries (.fvecs or .npy).
-        #[arg(long)]
-        query: PathBuf,
-        /// Neighbours per query.
-        #[arg(long, default_value_t = 10)]
-        k: usize,
-        /// Beam width; a comma-separated list runs one pass per value (e.g. 16,32,64).
-        #[arg(long, default_value = "64", value_delimiter = ',')]
-        ef: Vec<usize>,
-        /// Ground truth (.ivecs of row ids) to compute recall@k.
-        #[arg(long)]
-        gt: Option<PathBuf>,
-        /// Query threads.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        /// Print one JSON object per ef value instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Untimed passes over the queries first (a new process starts with no page
-        /// mapped: its first pass pays a page fault per page it touches).
-        #[arg(long, default_value_t = 0)]
-        warmup: usize,
-    },
+    Search(SearchArgs),
     /// Delete vectors by id (all or nothing: an unknown id deletes none).
     Delete {
         /// Index directory.
@@ -184,6 +159,35 @@ enum Command {
     },
 }
 
+/// Arguments of `hnswdb search`.
+#[derive(clap::Args)]
+struct SearchArgs {
+    /// Index directory.
+    dir: PathBuf,
+    /// Queries (.fvecs or .npy).
+    #[arg(long)]
+    query: PathBuf,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Beam width; a comma-separated list runs one pass per value (e.g. 16,32,64).
+    #[arg(long, default_value = "64", value_delimiter = ',')]
+    ef: Vec<usize>,
+    /// Ground truth (.ivecs of row ids) to compute recall@k.
+    #[arg(long)]
+    gt: Option<PathBuf>,
+    /// Query threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print one JSON object per ef value instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Untimed passes over the queries first (a new process starts with no page
+    /// mapped: its first pass pays a page fault per page it touches).
+    #[arg(long, default_value_t = 0)]
+    warmup: usize,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
@@ -225,16 +229,7 @@ fn run(command: Command) -> CliResult {
             ids_from,
             threads,
         } => import(&dir, &file, ids_from, threads),
-        Command::Search {
-            dir,
-            query,
-            k,
-            ef,
-            gt,
-            threads,
-            json,
-            warmup,
-        } => search(&dir, &query, k, &ef, gt.as_deref(), threads, json, warmup),
+        Command::Search(args) => search(&args),
         Command::Stats { dir, json } => stats(&dir, json),
         Command::Delete { dir, ids } => {
             let index = Index::open(&dir)?;
@@ -403,21 +398,23 @@ fn run_pass(
     })
 }
 
-fn search(
-    dir: &Path,
-    query: &Path,
-    k: usize,
-    efs: &[usize],
-    gt: Option<&Path>,
-    threads: usize,
-    json: bool,
-    warmup: usize,
-) -> CliResult {
+fn search(args: &SearchArgs) -> CliResult {
+    let SearchArgs {
+        dir,
+        query,
+        k,
+        ef: efs,
+        gt,
+        threads,
+        json,
+        warmup,
+    } = args;
+    let (k, threads, json, warmup) = (*k, *threads, *json, *warmup);
     let opened = Instant::now();
     let index = Index::open(dir)?;
     let open_ms = opened.elapsed().as_secs_f64() * 1e3;
     let queries = datasets::read_vectors(query)?;
-    let gt = gt.map(datasets::read_ivecs).transpose()?;
+    let gt = gt.as_deref().map(datasets::read_ivecs).transpose()?;
     if let Some(gt) = &gt {
         if gt.len() < queries.rows {
             return Err(format!(

@@ -167,7 +167,7 @@ impl Arena {
             .open(path)
             .at(path)?;
         let len = HEADER_PAGE as u64 + header.stride * header.capacity;
-        file.set_len(len).at(path)?;
+        allocate(&file, len).at(path)?;
         let map = MmapOptions::new().map_raw(&file).at(path)?;
         let arena = Arena {
             path: path.to_path_buf(),
@@ -252,7 +252,7 @@ impl Arena {
             .max(self.capacity() + self.capacity() / 2)
             .max(self.capacity() + 1024) as u64;
         let len = HEADER_PAGE as u64 + self.header.stride * new_cap;
-        self.file.set_len(len).at(&self.path)?;
+        allocate(&self.file, len).at(&self.path)?;
         // The new length must be durable before a header claiming the new capacity can
         // reach the disk (the kernel writes the header page back whenever it likes):
         // otherwise power loss could leave a header promising more slots than the file has.
@@ -294,6 +294,36 @@ impl Arena {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.as_mut_ptr(), HEADER_LEN);
         }
     }
+}
+
+/// Extends `file` to `len` bytes with disk blocks actually allocated. A sparse file (plain
+/// `set_len`) would report a full disk only when a page of the mapping is first written
+/// back or touched, as SIGBUS, killing the process; allocating up front turns it into an
+/// error here, before anything is logged.
+fn allocate(file: &File, len: u64) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let current = file.metadata()?.len();
+        if len > current {
+            // SAFETY: posix_fallocate reads only its integer arguments; the descriptor is
+            // valid for the lifetime of `file`.
+            let rc = unsafe {
+                libc::posix_fallocate(
+                    file.as_raw_fd(),
+                    current as libc::off_t,
+                    (len - current) as libc::off_t,
+                )
+            };
+            match rc {
+                0 => return Ok(()),
+                // Filesystems without fallocate: fall back to a sparse extension.
+                libc::EOPNOTSUPP | libc::EINVAL => {}
+                err => return Err(std::io::Error::from_raw_os_error(err)),
+            }
+        }
+    }
+    file.set_len(len)
 }
 
 #[cfg(test)]

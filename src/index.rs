@@ -900,7 +900,8 @@ impl Index {
         let old = self.log(p, &op)?;
         self.apply_graph(&graph, &op, &old, false);
         drop(graph);
-        self.maybe_checkpoint()
+        self.maybe_checkpoint();
+        Ok(())
     }
 
     /// Replaces the vector of `id`, or inserts it if absent, as one logged write. Searches
@@ -924,7 +925,8 @@ impl Index {
         let old = self.log(p, &op)?;
         self.apply_graph(&graph, &op, &old, false);
         drop(graph);
-        self.maybe_checkpoint()
+        self.maybe_checkpoint();
+        Ok(())
     }
 
     /// Deletes `id`: it leaves search results at once. Fails with `UnknownId` if absent.
@@ -953,7 +955,8 @@ impl Index {
         let old = self.log(p, &op)?;
         self.apply_graph(&graph, &op, &old, false);
         drop(graph);
-        self.maybe_checkpoint()
+        self.maybe_checkpoint();
+        Ok(())
     }
 
     /// Deleted nodes are consolidated once they are this large a share of the graph:
@@ -964,12 +967,17 @@ impl Index {
         t > 0 && t * 20 >= p.live + t
     }
 
-    fn maybe_checkpoint(&self) -> Result<()> {
+    /// Runs a checkpoint if one is due. Called after a write has succeeded: that write is
+    /// durable in the log whatever happens here, so a failed checkpoint (a full disk, say)
+    /// must not turn it into an error. The checkpoint is retried at the next write, and
+    /// `flush`/`close` report failures.
+    fn maybe_checkpoint(&self) {
         let due = self.wal.bytes_since_checkpoint() >= self.checkpoint_bytes
             || Self::consolidation_due(&self.pending.lock());
-        if due { self.checkpoint() } else { Ok(()) }
+        if due {
+            let _ = self.checkpoint();
+        }
     }
-
     /// The `k` nearest vectors to `query`, nearest first, with the default `ef`.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>> {
         self.search_ef(query, k, self.ef())

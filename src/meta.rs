@@ -99,8 +99,19 @@ pub struct Meta {
 }
 
 fn db_err(e: impl std::fmt::Display) -> Error {
-    Error::Meta(e.to_string())
+    let text = e.to_string();
+    // redb wraps I/O errors in several error enums; a full disk must still be reported as
+    // one, whichever wrapper carried it.
+    if text.contains("No space left on device") || text.contains("os error 28") {
+        return Error::DiskFull {
+            path: PathBuf::from(META_FILE_NAME),
+        };
+    }
+    Error::Meta(text)
 }
+
+/// File name of the metadata database, for errors raised without its full path.
+const META_FILE_NAME: &str = "meta.redb";
 
 fn open_err(path: &Path, e: redb::DatabaseError) -> Error {
     match e {

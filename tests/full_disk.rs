@@ -1,0 +1,74 @@
+//! A full disk gives `Error::DiskFull`, loses nothing acknowledged, and the index keeps
+//! answering; once space is freed, writes work again. Runs on a 4 MiB tmpfs, so it needs
+//! root (CI has it); elsewhere it says so and does nothing.
+
+use std::path::Path;
+use std::process::Command;
+
+use hnswdb::datasets::clustered;
+use hnswdb::{Error, Index, IndexOptions, Metric};
+
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn mount_small_tmpfs(at: &Path) -> Option<Mount> {
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| Mount(at.to_path_buf()))
+}
+
+#[test]
+fn full_disk_is_a_typed_error_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(_mount) = mount_small_tmpfs(tmp.path()) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let ballast = tmp.path().join("ballast");
+    std::fs::write(&ballast, vec![0u8; 1 << 20]).unwrap();
+    let dir = tmp.path().join("idx");
+    let data = clustered(20_000, 64, 20, 3);
+    let index = Index::create(&dir, &IndexOptions::new(64, Metric::L2).threads(2)).unwrap();
+    let mut acked = 0usize;
+    let err = loop {
+        let ids: Vec<u64> = (acked as u64..acked as u64 + 100).collect();
+        match index.insert_batch(&ids, &data.data[acked * 64..(acked + 100) * 64]) {
+            Ok(()) => acked += 100,
+            Err(e) => break e,
+        }
+        assert!(acked < data.rows, "a 4 MiB disk never filled");
+    };
+    assert!(
+        matches!(err, Error::DiskFull { .. }),
+        "expected DiskFull, got {err}"
+    );
+    assert!(acked > 0);
+    // Nothing acknowledged is lost, nothing rejected is visible, and searches still work.
+    assert_eq!(index.len(), acked as u64);
+    assert!(!index.contains(acked as u64).unwrap());
+    for id in [0, acked as u64 / 2, acked as u64 - 1] {
+        assert_eq!(index.get(id).unwrap(), data.row(id as usize));
+        assert_eq!(
+            index.search_ef(data.row(id as usize), 1, 64).unwrap()[0].id,
+            id
+        );
+    }
+    // Free space: writes work again, and everything survives a reopen.
+    std::fs::remove_file(&ballast).unwrap();
+    let ids: Vec<u64> = (acked as u64..acked as u64 + 100).collect();
+    index
+        .insert_batch(&ids, &data.data[acked * 64..(acked + 100) * 64])
+        .unwrap();
+    index.close().unwrap();
+    let reopened = Index::open(&dir).unwrap();
+    assert_eq!(reopened.len(), acked as u64 + 100);
+    assert!(reopened.verify().unwrap().is_ok());
+}

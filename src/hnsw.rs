@@ -430,7 +430,9 @@ impl Graph {
     }
 
     /// Best-first beam search of width `ef` on `level` from `entry`; the answer is sorted
-    /// by ascending distance (paper, Algorithm 2).
+    /// by ascending distance (paper, Algorithm 2). Only nodes that `accept` admits become
+    /// answers; every routable node still guides the walk, so a filter narrows the answers
+    /// without cutting the graph (as hnswlib's filtered search does).
     fn search_layer(
         &self,
         s: &mut Scratch,
@@ -438,6 +440,7 @@ impl Graph {
         entry: &[Cand],
         ef: usize,
         level: usize,
+        accept: impl Fn(u32) -> bool,
     ) -> Vec<Cand> {
         s.reset(self.capacity());
         let Scratch {
@@ -453,7 +456,7 @@ impl Graph {
         for &e in entry {
             if first_visit(marks, epoch, e.id) {
                 candidates.push(Reverse(e));
-                if self.live.contains(e.id) {
+                if accept(e.id) {
                     results.push(e);
                 }
             }
@@ -488,8 +491,9 @@ impl Graph {
                 let d = self.distance_to(q, n);
                 if results.len() < ef || results.peek().is_some_and(|w| d < w.d) {
                     candidates.push(Reverse(Cand { d, id: n }));
-                    // Tombstoned nodes guide the walk but are never answers.
-                    if self.live.contains(n) {
+                    // Tombstoned (and filtered-out) nodes guide the walk but are never
+                    // answers.
+                    if accept(n) {
                         results.push(Cand { d, id: n });
                         if results.len() > ef {
                             results.pop();
@@ -691,7 +695,10 @@ impl Graph {
             }
             let mut entry_set = vec![cur];
             for l in (0..=level.min(ep.level)).rev() {
-                let mut found = self.search_layer(s, q, &entry_set, self.params.ef_construction, l);
+                let mut found =
+                    self.search_layer(s, q, &entry_set, self.params.ef_construction, l, |n| {
+                        self.live.contains(n)
+                    });
                 if l == 0 && !earlier.is_empty() {
                     for &e in &earlier {
                         if self.live.contains(e) && !found.iter().any(|c| c.id == e) {
@@ -734,6 +741,29 @@ impl Graph {
 
     /// `search`, also returning how many distances it computed.
     pub fn search_counted(&self, q: &[f32], k: usize, ef: usize) -> (Vec<Cand>, usize) {
+        self.search_accepting(q, k, ef, |n| self.live.contains(n))
+    }
+
+    /// `search_counted` restricted to the live nodes whose label `filter` admits.
+    pub fn search_where(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        filter: impl Fn(u64) -> bool,
+    ) -> (Vec<Cand>, usize) {
+        self.search_accepting(q, k, ef, |n| {
+            self.live.contains(n) && filter(self.vectors.label(n))
+        })
+    }
+
+    fn search_accepting(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> (Vec<Cand>, usize) {
         let Some(ep) = self.entry() else {
             return (Vec::new(), 0);
         };
@@ -746,7 +776,7 @@ impl Graph {
             for l in (1..=ep.level).rev() {
                 cur = self.greedy(s, q, cur, l);
             }
-            let mut found = self.search_layer(s, q, &[cur], ef.max(k), 0);
+            let mut found = self.search_layer(s, q, &[cur], ef.max(k), 0, accept);
             found.truncate(k);
             (found, s.distances)
         })

@@ -221,11 +221,16 @@ impl OpenOptions {
     }
 
     fn thread_count(&self) -> usize {
-        if self.threads > 0 {
-            self.threads
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        }
+        resolve_threads(self.threads)
+    }
+}
+
+/// A thread count as given by the user (0 = every core) made concrete.
+fn resolve_threads(threads: usize) -> usize {
+    if threads > 0 {
+        threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 }
 
@@ -422,7 +427,7 @@ pub struct Index {
     /// so further writes are refused until a reopen replays the log.
     poisoned: AtomicBool,
     ef_search: AtomicUsize,
-    threads: usize,
+    threads: AtomicUsize,
     recovery: Recovery,
     _syncer: Option<Syncer>,
 }
@@ -596,7 +601,7 @@ impl Index {
             checkpoint_bytes: options.checkpoint_bytes,
             poisoned: AtomicBool::new(false),
             ef_search: AtomicUsize::new(options.ef_search),
-            threads: options.thread_count(),
+            threads: AtomicUsize::new(options.thread_count()),
             recovery: Recovery {
                 replayed: scan.records.len(),
                 truncated_bytes: scan.truncated_bytes,
@@ -701,7 +706,7 @@ impl Index {
     /// when replaying the log (see `Graph::insert`).
     fn apply_graph(&self, graph: &Graph, op: &Op, old: &[u32], recovering: bool) {
         match op {
-            Op::Insert(items) => parallel_for(items.len(), self.threads, |i| {
+            Op::Insert(items) => parallel_for(items.len(), self.threads(), |i| {
                 let it = &items[i];
                 graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering);
             }),
@@ -784,6 +789,25 @@ impl Index {
     /// Sets the default beam width of `search` (hnswlib's `set_ef`).
     pub fn set_ef(&self, ef: usize) {
         self.ef_search.store(ef.max(1), Ordering::Relaxed);
+    }
+
+    /// Worker threads used by batch insert, batch search and consolidation.
+    pub fn threads(&self) -> usize {
+        self.threads.load(Ordering::Relaxed)
+    }
+
+    /// Sets the worker threads of batch operations; 0 uses every core (hnswlib's
+    /// `set_num_threads`).
+    pub fn set_threads(&self, threads: usize) {
+        self.threads
+            .store(resolve_threads(threads), Ordering::Relaxed);
+    }
+
+    /// Checks `vector` as `insert` would (dimension, finite components, not all-zero under
+    /// cosine) without writing anything: lets a caller validate a whole set of writes
+    /// before issuing any of them.
+    pub fn validate(&self, vector: &[f32]) -> Result<()> {
+        self.prepare(vector).map(drop)
     }
 
     /// Checks a vector and returns it as stored: normalised for cosine.
@@ -1004,6 +1028,33 @@ impl Index {
         Ok((Self::hits(&graph, found), distances))
     }
 
+    /// The `k` nearest vectors to `query` among those whose id `filter` admits, nearest
+    /// first. Rejected nodes still route the search, so the graph stays connected; a filter
+    /// that admits few ids makes the search visit more of the graph (raise `ef` if it
+    /// returns fewer than `k`).
+    ///
+    /// ```
+    /// # use hnswdb::{Index, IndexOptions, Metric};
+    /// # let dir = tempfile::tempdir()?;
+    /// let index = Index::create(dir.path(), &IndexOptions::new(2, Metric::L2))?;
+    /// index.insert_batch(&[1, 2, 3], &[0.0, 0.0, 1.0, 0.0, 2.0, 0.0])?;
+    /// let odd = index.search_filtered(&[0.0, 0.0], 2, 16, |id| id % 2 == 1)?;
+    /// assert_eq!(odd.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 3]);
+    /// # Ok::<(), hnswdb::Error>(())
+    /// ```
+    pub fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: impl Fn(u64) -> bool,
+    ) -> Result<Vec<Neighbour>> {
+        let q = self.prepare(query)?;
+        let graph = self.graph.read();
+        let (found, _) = graph.search_where(&q, k, ef.max(1), filter);
+        Ok(Self::hits(&graph, found))
+    }
+
     /// Searches every row of `queries` on all worker threads; answers in query order.
     pub fn search_batch(
         &self,
@@ -1025,7 +1076,7 @@ impl Index {
         let graph = self.graph.read();
         let answers: Vec<Mutex<Vec<Neighbour>>> =
             rows.iter().map(|_| Mutex::new(Vec::new())).collect();
-        parallel_for(rows.len(), self.threads, |i| {
+        parallel_for(rows.len(), self.threads(), |i| {
             *answers[i].lock() = Self::hits(&graph, graph.search(&rows[i], k, ef.max(1)));
         });
         Ok(answers.into_iter().map(Mutex::into_inner).collect())
@@ -1107,7 +1158,7 @@ impl Index {
             // Relinks around the dead in the page files only: until the metadata commit
             // below, a crash brings the tombstones back (from metadata and log), and a
             // graph already relinked around them is still a valid graph.
-            graph.consolidate(&dead, p.high_water, self.threads);
+            graph.consolidate(&dead, p.high_water, self.threads());
             for slot in dead {
                 p.free.insert(slot);
                 p.slots.insert(slot, SlotState::Free);

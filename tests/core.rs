@@ -302,3 +302,47 @@ fn reopening_after_a_crash_before_flush_never_panics() {
     reopened.insert(99_999, queries.row(0)).unwrap();
     assert!(reopened.contains(99_999).unwrap());
 }
+
+#[test]
+fn filtered_search_returns_only_admitted_ids_and_matches_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = clustered(5_050, 32, 20, 7);
+    let queries = data.split_off(50);
+    let index = build(dir.path(), &data, Metric::L2);
+    let admit = |id: u64| id % 7 == 3;
+    let mut total = 0.0;
+    for q in 0..queries.rows {
+        let found = index
+            .search_filtered(queries.row(q), 10, 200, admit)
+            .unwrap();
+        assert_eq!(found.len(), 10);
+        assert!(found.iter().all(|h| admit(h.id)));
+        assert!(found.windows(2).all(|w| w[0].distance <= w[1].distance));
+        // Exact answer among admitted ids: scan a deep exact result.
+        let exact: Vec<u64> = index
+            .search_exact(queries.row(q), data.rows)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .filter(|&id| admit(id))
+            .take(10)
+            .collect();
+        let ids: Vec<u64> = found.iter().map(|h| h.id).collect();
+        total += recall_at_k(&ids, &exact, 10);
+    }
+    let r = total / queries.rows as f64;
+    assert!(r >= 0.95, "filtered recall@10 at ef=200 is {r}");
+    // A filter that admits nothing gives nothing; one that admits everything is a search.
+    assert!(
+        index
+            .search_filtered(queries.row(0), 10, 64, |_| false)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        index
+            .search_filtered(queries.row(0), 10, 64, |_| true)
+            .unwrap(),
+        index.search_ef(queries.row(0), 10, 64).unwrap()
+    );
+}

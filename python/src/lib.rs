@@ -1,0 +1,621 @@
+//! Python binding: hnswlib's `Index` API over a persistent hnswdb index.
+//!
+//! Arrays cross the boundary as numpy arrays; every build and search runs with the
+//! interpreter detached (the GIL released) so that other Python threads keep running.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hnswdb::{Error, Metric, Neighbour};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+pyo3::create_exception!(
+    hnswdb,
+    HnswdbError,
+    PyRuntimeError,
+    "Base class of hnswdb's own errors (corrupt files, locks, full disk...)."
+);
+pyo3::create_exception!(
+    hnswdb,
+    LockedError,
+    HnswdbError,
+    "Another writer (process or open Index) holds the index."
+);
+pyo3::create_exception!(
+    hnswdb,
+    CorruptError,
+    HnswdbError,
+    "An index file is damaged, foreign, or from a newer format version."
+);
+
+/// Maps the core's error enum to the Python exception a caller would expect.
+fn py_err(e: Error) -> PyErr {
+    let text = e.to_string();
+    match e {
+        Error::DimensionMismatch { .. }
+        | Error::NonFinite { .. }
+        | Error::ZeroVector
+        | Error::DuplicateId(_)
+        | Error::InvalidOption(_) => PyValueError::new_err(text),
+        Error::UnknownId(_) => PyKeyError::new_err(text),
+        Error::Locked(_) => LockedError::new_err(text),
+        Error::Corrupt { .. } | Error::UnsupportedVersion { .. } => CorruptError::new_err(text),
+        Error::NotFound(_) => PyErr::new::<pyo3::exceptions::PyFileNotFoundError, _>(text),
+        Error::AlreadyExists(_) => PyErr::new::<pyo3::exceptions::PyFileExistsError, _>(text),
+        Error::DiskFull { .. } | Error::Io { .. } => PyOSError::new_err(text),
+        _ => HnswdbError::new_err(text),
+    }
+}
+
+fn parse_space(space: &str) -> PyResult<Metric> {
+    space.parse().map_err(py_err)
+}
+
+/// `data` as a row-major f32 matrix of `dim` columns: a 1-D array is one row. Accepts
+/// anything numpy can convert (lists, float64 arrays...), as hnswlib does.
+fn rows(data: &Bound<'_, PyAny>, dim: usize) -> PyResult<(Vec<f32>, usize)> {
+    let np = data.py().import("numpy")?;
+    let kwargs = PyDict::new(data.py());
+    kwargs.set_item("dtype", np.getattr("float32")?)?;
+    let array = np.call_method("ascontiguousarray", (data,), Some(&kwargs))?;
+    let array: PyReadonlyArrayDyn<f32> = array.extract()?;
+    let (n, cols) = match array.shape() {
+        [c] => (1, *c),
+        [r, c] => (*r, *c),
+        shape => {
+            return Err(PyValueError::new_err(format!(
+                "data must be 1-D (one vector) or 2-D (one vector per row), got shape {shape:?}"
+            )));
+        }
+    };
+    if cols != dim {
+        return Err(PyValueError::new_err(format!(
+            "wrong dimensionality of the vectors: got {cols}, the index expects {dim}"
+        )));
+    }
+    let slice = array
+        .as_slice()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((slice.to_vec(), n))
+}
+
+/// `ids` (an int, a sequence or an integer array) as u64s; negative ids are refused.
+fn labels(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+    let np = ids.py().import("numpy")?;
+    let array = np.call_method1("asarray", (ids,))?.call_method1("reshape", (-1,))?;
+    let kind: String = array.getattr("dtype")?.getattr("kind")?.extract()?;
+    match kind.as_str() {
+        "u" => {}
+        "i" => {
+            if array.call_method0("__len__")?.extract::<usize>()? > 0
+                && array.call_method0("min")?.extract::<i64>()? < 0
+            {
+                return Err(PyValueError::new_err("ids must be non-negative integers"));
+            }
+        }
+        _ => {
+            return Err(PyTypeError::new_err(format!(
+                "ids must be integers, got an array of dtype kind {kind:?}"
+            )));
+        }
+    }
+    let array: PyReadonlyArray1<u64> = array.call_method1("astype", ("uint64",))?.extract()?;
+    Ok(array.as_array().iter().copied().collect())
+}
+
+/// The open core index, shared with calls in flight (which run detached from the
+/// interpreter, so they hold their own reference rather than a borrow of `self`).
+struct Open {
+    index: Arc<hnswdb::Index>,
+    /// Set when the index lives in a temporary directory (`init_index` without a path):
+    /// removed when the index is closed.
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// A persistent HNSW index with hnswlib's interface.
+///
+/// `Index(space, dim)` then `init_index(...)` creates an index, `load_index(path)` or
+/// `Index.open(path)` opens one. Every write is durable when it returns.
+#[pyclass(module = "hnswdb")]
+struct Index {
+    space: Metric,
+    dim: usize,
+    open: parking_lot::Mutex<Option<Open>>,
+}
+
+impl Index {
+    fn index(&self) -> PyResult<Arc<hnswdb::Index>> {
+        self.open
+            .lock()
+            .as_ref()
+            .map(|o| o.index.clone())
+            .ok_or_else(|| {
+                HnswdbError::new_err("the index is not open: call init_index, load_index or Index.open first")
+            })
+    }
+
+    fn install(&self, index: hnswdb::Index, temp: Option<tempfile::TempDir>) -> PyResult<()> {
+        let mut open = self.open.lock();
+        if open.is_some() {
+            return Err(HnswdbError::new_err(
+                "this Index already has an open index: close() it first",
+            ));
+        }
+        *open = Some(Open {
+            index: Arc::new(index),
+            _temp: temp,
+        });
+        Ok(())
+    }
+
+    fn apply_threads(index: &hnswdb::Index, num_threads: i64) {
+        if num_threads > 0 {
+            index.set_threads(num_threads as usize);
+        }
+    }
+}
+
+fn to_matrix<T: numpy::Element>(
+    py: Python<'_>,
+    values: Vec<T>,
+    n: usize,
+    k: usize,
+) -> Bound<'_, PyArray2<T>> {
+    Array2::from_shape_vec((n, k), values)
+        .expect("n * k values")
+        .into_pyarray(py)
+}
+
+#[pymethods]
+impl Index {
+    /// An index of `dim`-dimensional vectors under `space`: 'cosine', 'l2' or 'ip'.
+    /// Call `init_index` (new index) or `load_index` (existing one) next.
+    #[new]
+    fn new(space: &str, dim: usize) -> PyResult<Self> {
+        if dim == 0 {
+            return Err(PyValueError::new_err("dim must be at least 1"));
+        }
+        Ok(Index {
+            space: parse_space(space)?,
+            dim,
+            open: parking_lot::Mutex::new(None),
+        })
+    }
+
+    /// Opens the index stored at `path` (space and dimension come from the files).
+    #[staticmethod]
+    fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let index = py.detach(|| hnswdb::Index::open(&path)).map_err(py_err)?;
+        let this = Index {
+            space: index.metric(),
+            dim: index.dim(),
+            open: parking_lot::Mutex::new(None),
+        };
+        this.install(index, None)?;
+        Ok(this)
+    }
+
+    /// Creates the index. `path` is the directory that holds it; without one the index
+    /// lives in a temporary directory until `save_index` copies it somewhere lasting.
+    /// `max_elements` only pre-sizes the files: the index grows past it on its own.
+    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, path=None))]
+    #[allow(non_snake_case)]
+    fn init_index(
+        &self,
+        py: Python<'_>,
+        max_elements: usize,
+        M: usize,
+        ef_construction: usize,
+        random_seed: u64,
+        allow_replace_deleted: bool,
+        path: Option<PathBuf>,
+    ) -> PyResult<()> {
+        // Freed slots are always reused, so hnswlib's opt-in is accepted and implied.
+        let _ = allow_replace_deleted;
+        let (dir, temp) = match path {
+            Some(p) => (p, None),
+            None => {
+                let t = tempfile::tempdir()?;
+                (t.path().join("index"), Some(t))
+            }
+        };
+        let options = hnswdb::IndexOptions::new(self.dim, self.space)
+            .m(M)
+            .ef_construction(ef_construction)
+            .seed(random_seed)
+            .capacity(max_elements.max(1));
+        let index = py
+            .detach(|| hnswdb::Index::create(&dir, &options))
+            .map_err(py_err)?;
+        self.install(index, temp)
+    }
+
+    /// Opens the index at `path` into this object; its space and dimension must match
+    /// the constructor's. `max_elements` is accepted for hnswlib compatibility.
+    #[pyo3(signature = (path, max_elements=0, allow_replace_deleted=false))]
+    fn load_index(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        max_elements: usize,
+        allow_replace_deleted: bool,
+    ) -> PyResult<()> {
+        let _ = (max_elements, allow_replace_deleted);
+        let index = py.detach(|| hnswdb::Index::open(&path)).map_err(py_err)?;
+        if index.metric() != self.space || index.dim() != self.dim {
+            return Err(PyValueError::new_err(format!(
+                "{} holds a {} index of dimension {}, not {} of dimension {}",
+                path.display(),
+                index.metric().name(),
+                index.dim(),
+                self.space.name(),
+                self.dim
+            )));
+        }
+        self.install(index, None)
+    }
+
+    /// Makes every write durable in the page files (a checkpoint), then, if `path` is
+    /// not where the index lives, copies the index there.
+    fn save_index(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let index = self.index()?;
+        py.detach(|| -> PyResult<()> {
+            index.flush().map_err(py_err)?;
+            let from = index.path();
+            let same = path.canonicalize().ok() == from.canonicalize().ok();
+            if !same {
+                if path.exists() {
+                    return Err(py_err(Error::AlreadyExists(path.clone())));
+                }
+                copy_dir(from, &path)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds the rows of `data` under `ids` (default: consecutive ids after the largest
+    /// present). As in hnswlib, an id already present has its vector replaced. New ids are
+    /// added as one durable write (all or nothing), on `num_threads` threads (-1: all).
+    #[pyo3(signature = (data, ids=None, num_threads=-1, replace_deleted=false))]
+    fn add_items(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        ids: Option<&Bound<'_, PyAny>>,
+        num_threads: i64,
+        replace_deleted: bool,
+    ) -> PyResult<()> {
+        let _ = replace_deleted;
+        let index = self.index()?;
+        let (vectors, n) = rows(data, self.dim)?;
+        let ids = match ids {
+            Some(ids) => labels(ids)?,
+            // After the largest id present, so that default ids never replace a vector
+            // (hnswlib counts from its element count, which deletes never lower).
+            None => {
+                let first = py
+                    .detach(|| index.ids())
+                    .map_err(py_err)?
+                    .last()
+                    .map_or(0, |&max| max + 1);
+                (first..first + n as u64).collect()
+            }
+        };
+        if ids.len() != n {
+            return Err(PyValueError::new_err(format!(
+                "{} ids for {n} vectors",
+                ids.len()
+            )));
+        }
+        Self::apply_threads(&index, num_threads);
+        py.detach(|| -> hnswdb::Result<()> {
+            let mut new_ids = Vec::with_capacity(n);
+            let mut new_rows = Vec::with_capacity(vectors.len());
+            let mut updates = Vec::new();
+            for (id, row) in ids.iter().zip(vectors.chunks_exact(self.dim)) {
+                if index.contains(*id)? {
+                    index.validate(row)?;
+                    updates.push((*id, row));
+                } else {
+                    new_ids.push(*id);
+                    new_rows.extend_from_slice(row);
+                }
+            }
+            if !new_ids.is_empty() {
+                index.insert_batch(&new_ids, &new_rows)?;
+            }
+            for (id, row) in updates {
+                index.upsert(id, row)?;
+            }
+            Ok(())
+        })
+        .map_err(py_err)
+    }
+
+    /// Replaces the vector of `id`, or adds it, as one durable write.
+    fn upsert(&self, py: Python<'_>, id: u64, vector: &Bound<'_, PyAny>) -> PyResult<()> {
+        let index = self.index()?;
+        let (v, n) = rows(vector, self.dim)?;
+        if n != 1 {
+            return Err(PyValueError::new_err("upsert takes one vector"));
+        }
+        py.detach(|| index.upsert(id, &v)).map_err(py_err)
+    }
+
+    /// The `k` nearest stored vectors of each row of `data`: `(labels, distances)`, both
+    /// of shape `(rows, k)`, nearest first. `filter`, if given, is called with a label and
+    /// must return True for labels that may be answers (it runs with the GIL, one query at
+    /// a time). Raises RuntimeError, as hnswlib does, if fewer than `k` are found.
+    #[pyo3(signature = (data, k=1, num_threads=-1, filter=None))]
+    fn knn_query<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        k: usize,
+        num_threads: i64,
+        filter: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f32>>)> {
+        let index = self.index()?;
+        let (queries, n) = rows(data, self.dim)?;
+        if k == 0 {
+            return Err(PyValueError::new_err("k must be at least 1"));
+        }
+        let ef = index.ef();
+        let answers: Vec<Vec<Neighbour>> = match filter {
+            None => {
+                Self::apply_threads(&index, num_threads);
+                py.detach(|| index.search_batch(&queries, k, ef))
+                    .map_err(py_err)?
+            }
+            Some(filter) => {
+                // The first exception the filter raises stops admitting labels and is
+                // re-raised once the search returns.
+                let raised = std::cell::RefCell::new(None);
+                let mut answers = Vec::with_capacity(n);
+                for q in queries.chunks_exact(self.dim) {
+                    let hits = index
+                        .search_filtered(q, k, ef, |label| {
+                            if raised.borrow().is_some() {
+                                return false;
+                            }
+                            match filter.call1((label,)).and_then(|r| r.is_truthy()) {
+                                Ok(admit) => admit,
+                                Err(e) => {
+                                    *raised.borrow_mut() = Some(e);
+                                    false
+                                }
+                            }
+                        })
+                        .map_err(py_err)?;
+                    if let Some(e) = raised.take() {
+                        return Err(e);
+                    }
+                    answers.push(hits);
+                }
+                answers
+            }
+        };
+        let mut ids = Vec::with_capacity(n * k);
+        let mut distances = Vec::with_capacity(n * k);
+        for hits in &answers {
+            if hits.len() < k {
+                return Err(PyRuntimeError::new_err(format!(
+                    "found only {} of the k={k} neighbours asked for: the index holds fewer \
+                     vectors, or the filter admits fewer, or ef ({ef}) is too small",
+                    hits.len()
+                )));
+            }
+            ids.extend(hits.iter().map(|h| h.id));
+            distances.extend(hits.iter().map(|h| h.distance));
+        }
+        Ok((to_matrix(py, ids, n, k), to_matrix(py, distances, n, k)))
+    }
+
+    /// Sets the default search beam width (raise it for recall, lower it for speed).
+    fn set_ef(&self, ef: usize) -> PyResult<()> {
+        self.index()?.set_ef(ef);
+        Ok(())
+    }
+
+    /// The search beam width used by `knn_query`.
+    #[getter]
+    fn ef(&self) -> PyResult<usize> {
+        Ok(self.index()?.ef())
+    }
+
+    #[setter(ef)]
+    fn set_ef_attr(&self, ef: usize) -> PyResult<()> {
+        self.set_ef(ef)
+    }
+
+    /// Default thread count of `add_items` and `knn_query`.
+    fn set_num_threads(&self, num_threads: usize) -> PyResult<()> {
+        self.index()?.set_threads(num_threads);
+        Ok(())
+    }
+
+    /// The stored vectors of `ids` as a float32 array of shape `(len(ids), dim)` (unit
+    /// length under cosine, as hnswlib returns them). Raises KeyError for an unknown id.
+    fn get_items<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let index = self.index()?;
+        let ids = labels(ids)?;
+        let mut out = Vec::with_capacity(ids.len() * self.dim);
+        for &id in &ids {
+            out.extend(index.get(id).map_err(py_err)?);
+        }
+        Ok(to_matrix(py, out, ids.len(), self.dim))
+    }
+
+    /// Every stored id, in no particular order.
+    fn get_ids_list(&self, py: Python<'_>) -> PyResult<Vec<u64>> {
+        let index = self.index()?;
+        py.detach(|| index.ids()).map_err(py_err)
+    }
+
+    /// Deletes `label`: it leaves results at once and the graph is repaired around it.
+    /// Unlike hnswlib's mark_deleted this is a real delete (no `unmark_deleted`).
+    fn mark_deleted(&self, py: Python<'_>, label: u64) -> PyResult<()> {
+        self.delete(py, label)
+    }
+
+    /// Deletes `label` (see `mark_deleted`). Raises KeyError if it is absent.
+    fn delete(&self, py: Python<'_>, label: u64) -> PyResult<()> {
+        let index = self.index()?;
+        py.detach(|| index.delete(label)).map_err(py_err)
+    }
+
+    /// Number of vectors stored.
+    fn get_current_count(&self) -> PyResult<u64> {
+        Ok(self.index()?.len())
+    }
+
+    /// Slots the files hold now; the index grows past it on its own.
+    fn get_max_elements(&self) -> PyResult<usize> {
+        Ok(self.index()?.stats().capacity)
+    }
+
+    /// Accepted for hnswlib compatibility: the index grows by itself, so this only
+    /// checks that `new_size` is not below the current count.
+    fn resize_index(&self, new_size: u64) -> PyResult<()> {
+        let count = self.index()?.len();
+        if new_size < count {
+            return Err(PyValueError::new_err(format!(
+                "cannot resize below the current count {count}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes every acknowledged write durable in the page files (a checkpoint).
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let index = self.index()?;
+        py.detach(|| index.flush()).map_err(py_err)
+    }
+
+    /// Checkpoints and closes the index; later calls raise until it is opened again.
+    /// Raises if another thread is still using it. Closing a closed index does nothing.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(open) = self.open.lock().take() else {
+            return Ok(());
+        };
+        match Arc::try_unwrap(open.index) {
+            Ok(index) => py.detach(|| index.close()).map_err(py_err),
+            Err(shared) => {
+                *self.open.lock() = Some(Open {
+                    index: shared,
+                    _temp: open._temp,
+                });
+                Err(HnswdbError::new_err(
+                    "the index is in use by another thread; close it when that call returns",
+                ))
+            }
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.index()?.len() as usize)
+    }
+
+    fn __contains__(&self, label: u64) -> PyResult<bool> {
+        self.index()?.contains(label).map_err(py_err)
+    }
+
+    /// 'cosine', 'l2' or 'ip'.
+    #[getter]
+    fn space(&self) -> &'static str {
+        self.space.name()
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    #[getter]
+    #[allow(non_snake_case)]
+    fn M(&self) -> PyResult<usize> {
+        Ok(self.index()?.stats().m)
+    }
+
+    #[getter]
+    fn ef_construction(&self) -> PyResult<usize> {
+        Ok(self.index()?.stats().ef_construction)
+    }
+
+    #[getter(element_count)]
+    fn element_count_attr(&self) -> PyResult<u64> {
+        self.get_current_count()
+    }
+
+    #[getter(max_elements)]
+    fn max_elements_attr(&self) -> PyResult<usize> {
+        self.get_max_elements()
+    }
+
+    /// The directory that holds the index.
+    #[getter]
+    fn path(&self) -> PyResult<PathBuf> {
+        Ok(self.index()?.path().to_path_buf())
+    }
+
+    fn __repr__(&self) -> String {
+        match self.open.lock().as_ref() {
+            Some(o) => format!(
+                "hnswdb.Index(space='{}', dim={}, count={}, path='{}')",
+                self.space.name(),
+                self.dim,
+                o.index.len(),
+                o.index.path().display()
+            ),
+            None => format!(
+                "hnswdb.Index(space='{}', dim={}, closed)",
+                self.space.name(),
+                self.dim
+            ),
+        }
+    }
+}
+
+/// Copies an index directory (files and the `wal/` subdirectory).
+fn copy_dir(from: &Path, to: &Path) -> PyResult<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Persistent HNSW vector search with hnswlib's API.
+#[pymodule(name = "hnswdb")]
+fn hnswdb_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Index>()?;
+    m.add("HnswdbError", m.py().get_type::<HnswdbError>())?;
+    m.add("LockedError", m.py().get_type::<LockedError>())?;
+    m.add("CorruptError", m.py().get_type::<CorruptError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

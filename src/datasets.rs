@@ -1,5 +1,5 @@
-//! Reading and writing benchmark files (TEXMEX `.fvecs`/`.ivecs`, NumPy `.npy`) and
-//! generating clustered synthetic vectors. Used by the CLI, the benches and the tests.
+//! Reading and writing vector files (TEXMEX `.fvecs`/`.ivecs`, NumPy `.npy`, JSON lines)
+//! and generating clustered synthetic vectors. Used by the CLI, the benches and the tests.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -48,6 +48,187 @@ pub fn read_vectors(path: &Path) -> Result<Matrix> {
             path.display()
         ))),
     }
+}
+
+/// Formats of a vector file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VectorFormat {
+    /// TEXMEX `.fvecs`: per row an `i32` dimension then the floats. No ids: row numbers.
+    Fvecs,
+    /// NumPy `.npy`: a 2-D float32 array. No ids: row numbers.
+    Npy,
+    /// JSON lines `{"id": 7, "vector": [...]}`: carries ids.
+    Jsonl,
+}
+
+impl VectorFormat {
+    /// The format a file name's extension names.
+    pub fn of_path(path: &Path) -> Result<VectorFormat> {
+        path.extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .parse()
+            .map_err(|_| {
+                Error::InvalidOption(format!(
+                    "{}: expected a .fvecs, .npy or .jsonl file",
+                    path.display()
+                ))
+            })
+    }
+}
+
+impl std::str::FromStr for VectorFormat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<VectorFormat> {
+        match s {
+            "fvecs" => Ok(VectorFormat::Fvecs),
+            "npy" => Ok(VectorFormat::Npy),
+            "jsonl" | "ndjson" => Ok(VectorFormat::Jsonl),
+            other => Err(Error::InvalidOption(format!(
+                "unknown vector format {other:?} (expected fvecs, npy or jsonl)"
+            ))),
+        }
+    }
+}
+
+/// Writes a vector file one row at a time, so that exporting an index larger than memory
+/// needs memory for one row only.
+pub struct VectorWriter {
+    out: BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+    format: VectorFormat,
+    dim: usize,
+    rows: usize,
+    written: usize,
+}
+
+impl VectorWriter {
+    /// Creates `path` for exactly `rows` rows of `dim` values (`.npy` states the shape
+    /// up front).
+    pub fn create(path: &Path, format: VectorFormat, rows: usize, dim: usize) -> Result<Self> {
+        let f = std::fs::File::create(path).at(path)?;
+        let mut w = VectorWriter {
+            out: BufWriter::new(f),
+            path: path.to_path_buf(),
+            format,
+            dim,
+            rows,
+            written: 0,
+        };
+        if format == VectorFormat::Npy {
+            let mut header =
+                format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+            // The format pads the header with spaces and a newline so that the data
+            // starts at a multiple of 64 bytes (magic, version and length take 10).
+            while !(10 + header.len() + 1).is_multiple_of(64) {
+                header.push(' ');
+            }
+            header.push('\n');
+            w.out.write_all(b"\x93NUMPY\x01\x00").at(path)?;
+            w.out
+                .write_all(&(header.len() as u16).to_le_bytes())
+                .at(path)?;
+            w.out.write_all(header.as_bytes()).at(path)?;
+        }
+        Ok(w)
+    }
+
+    /// Appends one row (`id` is kept by `.jsonl` only).
+    pub fn push(&mut self, id: u64, vector: &[f32]) -> Result<()> {
+        debug_assert_eq!(vector.len(), self.dim);
+        let path = &self.path;
+        match self.format {
+            VectorFormat::Fvecs => {
+                self.out
+                    .write_all(&(self.dim as i32).to_le_bytes())
+                    .at(path)?;
+                for x in vector {
+                    self.out.write_all(&x.to_le_bytes()).at(path)?;
+                }
+            }
+            VectorFormat::Npy => {
+                for x in vector {
+                    self.out.write_all(&x.to_le_bytes()).at(path)?;
+                }
+            }
+            VectorFormat::Jsonl => {
+                let line = serde_json::json!({"id": id, "vector": vector});
+                writeln!(self.out, "{line}").at(path)?;
+            }
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Flushes the file; fails if fewer or more rows were pushed than announced.
+    pub fn finish(mut self) -> Result<()> {
+        if self.written != self.rows {
+            return Err(Error::InvalidOption(format!(
+                "{}: {} rows written, {} announced",
+                self.path.display(),
+                self.written,
+                self.rows
+            )));
+        }
+        self.out.flush().at(&self.path)
+    }
+}
+
+/// Writes `m` as `.fvecs`, `.npy` or `.jsonl` (chosen by the extension); `.jsonl` rows
+/// get `ids[i]`, or row numbers without ids.
+pub fn write_vectors(path: &Path, ids: Option<&[u64]>, m: &Matrix) -> Result<()> {
+    write_rows(path, VectorFormat::of_path(path)?, ids, m)
+}
+
+fn write_rows(path: &Path, format: VectorFormat, ids: Option<&[u64]>, m: &Matrix) -> Result<()> {
+    let mut w = VectorWriter::create(path, format, m.rows, m.dim)?;
+    for r in 0..m.rows {
+        w.push(ids.map_or(r as u64, |ids| ids[r]), m.row(r))?;
+    }
+    w.finish()
+}
+
+/// Reads JSON lines `{"id": 7, "vector": [0.1, ...]}`, one vector per line (blank lines
+/// are skipped). Every vector must have the same length.
+pub fn read_jsonl(path: &Path) -> Result<(Vec<u64>, Matrix)> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    let mut ids = Vec::new();
+    let mut m = Matrix {
+        rows: 0,
+        dim: 0,
+        data: Vec::new(),
+    };
+    #[derive(serde::Deserialize)]
+    struct Row {
+        id: u64,
+        vector: Vec<f32>,
+    }
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |why: String| {
+            Error::InvalidOption(format!("{} line {}: {why}", path.display(), number + 1))
+        };
+        let row: Row = serde_json::from_str(line).map_err(|e| {
+            bad(format!(
+                "{e} (expected {{\"id\": <u64>, \"vector\": [<f32>, ...]}})"
+            ))
+        })?;
+        if m.rows == 0 {
+            m.dim = row.vector.len();
+        } else if row.vector.len() != m.dim {
+            return Err(bad(format!(
+                "vector has {} values, earlier lines have {}",
+                row.vector.len(),
+                m.dim
+            )));
+        }
+        ids.push(row.id);
+        m.data.extend(row.vector);
+        m.rows += 1;
+    }
+    Ok((ids, m))
 }
 
 /// Reads rows of `i32 dim` + `dim` 4-byte values, returned as raw little-endian words.
@@ -106,15 +287,7 @@ pub fn read_ivecs(path: &Path) -> Result<Vec<Vec<u32>>> {
 
 /// Writes a `.fvecs` file.
 pub fn write_fvecs(path: &Path, m: &Matrix) -> Result<()> {
-    let f = std::fs::File::create(path).at(path)?;
-    let mut w = BufWriter::new(f);
-    for r in 0..m.rows {
-        w.write_all(&(m.dim as i32).to_le_bytes()).at(path)?;
-        for x in m.row(r) {
-            w.write_all(&x.to_le_bytes()).at(path)?;
-        }
-    }
-    w.flush().at(path)
+    write_rows(path, VectorFormat::Fvecs, None, m)
 }
 
 /// Writes an `.ivecs` file.
@@ -297,28 +470,27 @@ mod tests {
     }
 
     #[test]
-    fn npy_reads_float32_matrix() {
+    fn npy_and_jsonl_round_trip() {
         let dir = tempfile::tempdir().unwrap();
+        let m = clustered(7, 3, 2, 1);
         let p = dir.path().join("a.npy");
-        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
-        let mut h = header.to_string();
-        while !(10 + h.len() + 1).is_multiple_of(64) {
-            h.push(' ');
-        }
-        h.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend((h.len() as u16).to_le_bytes());
-        bytes.extend(h.as_bytes());
-        for x in [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0] {
-            bytes.extend(x.to_le_bytes());
-        }
-        std::fs::write(&p, &bytes).unwrap();
-        let m = read_vectors(&p).unwrap();
-        assert_eq!((m.rows, m.dim), (2, 3));
-        assert_eq!(m.row(1), &[4.0, 5.0, 6.0]);
+        write_vectors(&p, None, &m).unwrap();
+        assert_eq!(read_vectors(&p).unwrap(), m);
+        let mut bytes = std::fs::read(&p).unwrap();
         bytes[20] = b'X';
         std::fs::write(&p, &bytes).unwrap();
         assert!(read_vectors(&p).is_err());
+        let p = dir.path().join("a.jsonl");
+        let ids = [5, 1, 9, 2, 3, 4, 8];
+        write_vectors(&p, Some(&ids), &m).unwrap();
+        assert_eq!(read_jsonl(&p).unwrap(), (ids.to_vec(), m));
+        std::fs::write(
+            &p,
+            "{\"id\": 1, \"vector\": [1.0]}\n{\"id\": 2, \"vector\": [1.0, 2.0]}\n",
+        )
+        .unwrap();
+        let err = read_jsonl(&p).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

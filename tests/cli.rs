@@ -1,0 +1,171 @@
+//! The command-line tool as a script uses it: every input and output format, lookup
+//! search from the command line and stdin, `--json` output, and the documented exit codes.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use hnswdb::datasets::{self, clustered};
+use serde_json::Value;
+
+fn hnswdb(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hnswdb"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = stdin.unwrap_or("").to_string();
+    let mut pipe = child.stdin.take().unwrap();
+    std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+    child.wait_with_output().unwrap()
+}
+
+/// Runs a command that must succeed and returns its stdout.
+fn ok(args: &[&str], stdin: Option<&str>) -> String {
+    let out = hnswdb(args, stdin);
+    assert!(
+        out.status.success(),
+        "hnswdb {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn code(args: &[&str]) -> i32 {
+    hnswdb(args, None).status.code().unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn import_export_round_trip_in_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = clustered(300, 8, 5, 1);
+    let fvecs = tmp.path().join("in.fvecs");
+    datasets::write_vectors(&fvecs, None, &data).unwrap();
+    let npy = tmp.path().join("in.npy");
+    datasets::write_vectors(&npy, None, &data).unwrap();
+    let jsonl = tmp.path().join("in.jsonl");
+    let ids: Vec<u64> = (0..300).map(|i| 1_000_000 + 7 * i).collect();
+    datasets::write_vectors(&jsonl, Some(&ids), &data).unwrap();
+
+    let idx = tmp.path().join("idx");
+    ok(&["create", s(&idx), "--dim", "8", "--metric", "l2"], None);
+    ok(&["import", s(&idx), s(&fvecs)], None);
+    ok(&["import", s(&idx), s(&npy), "--ids-from", "300"], None);
+    let report = json_lines(&ok(&["--json", "import", s(&idx), s(&jsonl)], None));
+    assert_eq!(report[0]["imported"], 300);
+    assert_eq!(report[0]["len"], 900);
+
+    // .jsonl export keeps ids; rows come in ascending id order.
+    let out = tmp.path().join("out.jsonl");
+    ok(&["export", s(&idx), s(&out)], None);
+    let (got_ids, got) = datasets::read_jsonl(&out).unwrap();
+    assert_eq!(got.rows, 900);
+    assert!(got_ids.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(&got_ids[600..], &ids[..]);
+    assert_eq!(got.row(0), data.row(0));
+    assert_eq!(got.row(300), data.row(0));
+    assert_eq!(got.row(899), data.row(299));
+
+    // .npy/.fvecs exports read back as the same vectors, with ids beside them.
+    for name in ["out.npy", "out.fvecs"] {
+        let out = tmp.path().join(name);
+        let ids_out = tmp.path().join("ids.txt");
+        ok(
+            &["export", s(&idx), s(&out), "--ids-out", s(&ids_out)],
+            None,
+        );
+        let m = datasets::read_vectors(&out).unwrap();
+        assert_eq!(m, got);
+        let listed: Vec<u64> = std::fs::read_to_string(&ids_out)
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_eq!(listed, got_ids);
+    }
+}
+
+#[test]
+fn lookup_search_from_arguments_and_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    ok(&["create", s(&idx), "--dim", "3", "--metric", "l2"], None);
+    let jsonl = tmp.path().join("a.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"id\": 10, \"vector\": [1, 0, 0]}\n{\"id\": 20, \"vector\": [0, 1, 0]}\n\n{\"id\": 30, \"vector\": [0, 0, 1]}\n",
+    )
+    .unwrap();
+    ok(&["import", s(&idx), s(&jsonl)], None);
+
+    let text = ok(
+        &["search", s(&idx), "--vector", "0.9,0.1,0", "--k", "2"],
+        None,
+    );
+    let first: Vec<&str> = text.lines().next().unwrap().split('\t').collect();
+    assert_eq!(first[..2], ["1", "10"]);
+
+    let answers = json_lines(&ok(
+        &["--json", "search", s(&idx), "--vector", "-", "--k", "1"],
+        Some("[0, 1, 0]\n0 0 0.8\n"),
+    ));
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0]["results"][0]["id"], 20);
+    assert_eq!(answers[1]["results"][0]["id"], 30);
+    let d = answers[1]["results"][0]["distance"].as_f64().unwrap();
+    assert!((d - 0.04).abs() < 1e-6, "{d}");
+
+    let got = json_lines(&ok(&["--json", "get", s(&idx), "30", "10"], None));
+    assert_eq!(got[0]["vector"], serde_json::json!([0.0, 0.0, 1.0]));
+    assert_eq!(got[1]["id"], 10);
+
+    let deleted = json_lines(&ok(&["--json", "delete", s(&idx), "20"], None));
+    assert_eq!(deleted[0]["len"], 2);
+    let stats = json_lines(&ok(&["--json", "stats", s(&idx)], None));
+    assert_eq!(stats[0]["len"], 2);
+    let verify = json_lines(&ok(&["--json", "verify", s(&idx)], None));
+    assert_eq!(verify[0]["ok"], true);
+}
+
+#[test]
+fn exit_codes_and_json_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    let missing = tmp.path().join("missing");
+    assert_eq!(code(&["stats", s(&missing)]), 3);
+    ok(&["create", s(&idx), "--dim", "3"], None);
+    assert_eq!(code(&["create", s(&idx), "--dim", "3"]), 3);
+    assert_eq!(code(&["search", s(&idx), "--vector", "1,2"]), 6);
+    assert_eq!(code(&["search", s(&idx), "--vector", "1,nan,2"]), 6);
+    assert_eq!(code(&["search", s(&idx), "--vector", "1,x,2"]), 6);
+    assert_eq!(code(&["delete", s(&idx), "5"]), 6);
+    assert_eq!(code(&["search", s(&idx)]), 2, "usage error");
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"id\": 1, \"vector\": [1, 2, 3]}\nnot json\n").unwrap();
+    assert_eq!(code(&["import", s(&idx), s(&bad)]), 6);
+
+    // A second writer is refused while this process holds the index.
+    let held = hnswdb::Index::open(&idx).unwrap();
+    let out = hnswdb(&["--json", "stats", s(&idx)], None);
+    assert_eq!(out.status.code(), Some(4));
+    let error = json_lines(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(error[0]["code"], 4);
+    assert!(error[0]["error"].as_str().unwrap().contains("locked"));
+    drop(held);
+
+    // A foreign file where the vector arena should be.
+    std::fs::write(idx.join("vectors"), vec![7u8; 8192]).unwrap();
+    assert_eq!(code(&["verify", s(&idx)]), 5);
+}

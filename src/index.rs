@@ -1040,7 +1040,7 @@ impl Index {
     /// index.insert_batch(&[1, 2, 3], &[0.0, 0.0, 1.0, 0.0, 2.0, 0.0])?;
     /// let odd = index.search_filtered(&[0.0, 0.0], 2, 16, |id| id % 2 == 1)?;
     /// assert_eq!(odd.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 3]);
-    /// # Ok::<(), hnswdb::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn search_filtered(
         &self,

@@ -440,9 +440,9 @@ impl Index {
         self.set_ef(ef)
     }
 
-    /// Default thread count of `add_items` and `knn_query`.
-    fn set_num_threads(&self, num_threads: usize) -> PyResult<()> {
-        self.index()?.set_threads(num_threads);
+    /// Default thread count of `add_items` and `knn_query` (0 or less: every core).
+    fn set_num_threads(&self, num_threads: i64) -> PyResult<()> {
+        self.index()?.set_threads(num_threads.max(0) as usize);
         Ok(())
     }
 

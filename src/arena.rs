@@ -20,13 +20,15 @@ pub const SLOT_ALIGN: usize = 64;
 
 const CRC_OFFSET: usize = HEADER_LEN - 4;
 
-/// Which of the two page files a header belongs to.
+/// Which page file a header belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
     /// `vectors`: the vector arena.
     Vectors,
     /// `graph0`: layer-0 adjacency.
     Graph0,
+    /// `codes.N`: 8-bit quantised copies of the vectors, for graph walks.
+    Codes,
 }
 
 impl FileKind {
@@ -35,6 +37,7 @@ impl FileKind {
         match self {
             FileKind::Vectors => b"HNSWDBVC",
             FileKind::Graph0 => b"HNSWDBG0",
+            FileKind::Codes => b"HNSWDBQ8",
         }
     }
 }
@@ -49,7 +52,7 @@ pub struct Header {
     pub version: u32,
     /// Vector dimension (both files carry it, so a mismatch is caught on open).
     pub dim: u32,
-    /// Element type code: 1 = f32 (vectors), 2 = u32 (graph0).
+    /// Element type code: 1 = f32 (vectors), 2 = u32 (graph0), 3 = u8 (codes).
     pub elem_type: u32,
     /// Metric code (1 = l2, 2 = ip, 3 = cosine).
     pub metric: u32,
@@ -92,6 +95,7 @@ impl Header {
         let kind = match &bytes[0..8] {
             m if m == FileKind::Vectors.magic() => FileKind::Vectors,
             m if m == FileKind::Graph0.magic() => FileKind::Graph0,
+            m if m == FileKind::Codes.magic() => FileKind::Codes,
             _ => return Err(corrupt("bad magic: not an hnswdb page file")),
         };
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());

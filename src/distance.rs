@@ -62,6 +62,10 @@ impl std::str::FromStr for Metric {
 /// A kernel: both slices have the same length.
 pub type Kernel = fn(&[f32], &[f32]) -> f32;
 
+/// A kernel over 8-bit codes: `l2` computes `Σ (a_i − b_i·c_i)²`; `dot` computes
+/// `Σ a_i·c_i` (and ignores `b`). The slices have the same length.
+pub type CodeKernel = fn(&[f32], &[f32], &[u8]) -> f32;
+
 /// The squared-L2 and dot-product kernels of one instruction set.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernels {
@@ -69,6 +73,10 @@ pub struct Kernels {
     pub l2sq: Kernel,
     /// Dot product.
     pub dot: Kernel,
+    /// Squared L2 against SQ8 codes (see [`CodeKernel`]).
+    pub l2sq_u8: CodeKernel,
+    /// Dot product against SQ8 codes (see [`CodeKernel`]).
+    pub dot_u8: CodeKernel,
     /// Name of the instruction set (for benchmarks and `stats`).
     pub isa: &'static str,
 }
@@ -79,6 +87,8 @@ impl Kernels {
         Kernels {
             l2sq: l2sq_scalar,
             dot: dot_scalar,
+            l2sq_u8: l2sq_u8_scalar,
+            dot_u8: dot_u8_scalar,
             isa: "scalar",
         }
     }
@@ -87,21 +97,18 @@ impl Kernels {
     pub fn detect() -> Kernels {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            if std::arch::is_x86_feature_detected!("avx512f") && avx2 {
                 return Kernels {
                     l2sq: x86::l2sq_avx512,
                     dot: x86::dot_avx512,
                     isa: "avx512f",
+                    ..x86::avx2_kernels()
                 };
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Kernels {
-                    l2sq: x86::l2sq_avx2,
-                    dot: x86::dot_avx2,
-                    isa: "avx2+fma",
-                };
+            if avx2 {
+                return x86::avx2_kernels();
             }
         }
         #[cfg(target_arch = "aarch64")]
@@ -111,6 +118,7 @@ impl Kernels {
                     l2sq: neon::l2sq,
                     dot: neon::dot,
                     isa: "neon",
+                    ..Kernels::scalar()
                 };
             }
         }
@@ -122,20 +130,17 @@ impl Kernels {
         let mut all = vec![Kernels::scalar()];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                all.push(Kernels {
-                    l2sq: x86::l2sq_avx2,
-                    dot: x86::dot_avx2,
-                    isa: "avx2+fma",
-                });
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            if avx2 {
+                all.push(x86::avx2_kernels());
             }
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if std::arch::is_x86_feature_detected!("avx512f") && avx2 {
                 all.push(Kernels {
                     l2sq: x86::l2sq_avx512,
                     dot: x86::dot_avx512,
                     isa: "avx512f",
+                    ..x86::avx2_kernels()
                 });
             }
         }
@@ -146,6 +151,7 @@ impl Kernels {
                     l2sq: neon::l2sq,
                     dot: neon::dot,
                     isa: "neon",
+                    ..Kernels::scalar()
                 });
             }
         }
@@ -235,9 +241,242 @@ pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
+/// Portable `Σ (a_i − b_i·c_i)²` over 8-bit codes.
+pub fn l2sq_u8_scalar(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
+    let n = a.len().min(b.len()).min(c.len());
+    let mut acc = [0.0f32; 8];
+    for (i, ((&a, &b), &c)) in a[..n].iter().zip(&b[..n]).zip(&c[..n]).enumerate() {
+        let d = a - b * c as f32;
+        acc[i % 8] += d * d;
+    }
+    acc.iter().sum()
+}
+
+/// Portable `Σ a_i·c_i` over 8-bit codes.
+pub fn dot_u8_scalar(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
+    let n = a.len().min(c.len());
+    let mut acc = [0.0f32; 8];
+    for (i, (&a, &c)) in a[..n].iter().zip(&c[..n]).enumerate() {
+        acc[i % 8] += a * c as f32;
+    }
+    acc.iter().sum()
+}
+
+/// Scalar quantisation to 8 bits per component (SQ8): component `i` is stored as a code
+/// `c` in 0..=255 with `x ≈ offset_i + scale_i · c`, the range of each component learnt
+/// from the data. A code vector is a quarter of the bytes of the f32 one, which is what a
+/// graph walk is bound by; exact f32 distances re-rank the walk's answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sq8 {
+    offset: Vec<f32>,
+    scale: Vec<f32>,
+}
+
+impl Sq8 {
+    /// Learns each component's range (min to max) from `rows`.
+    pub fn train<'a>(dim: usize, rows: impl IntoIterator<Item = &'a [f32]>) -> Sq8 {
+        let mut lo = vec![f32::INFINITY; dim];
+        let mut hi = vec![f32::NEG_INFINITY; dim];
+        for row in rows {
+            for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
+                *l = l.min(x);
+                *h = h.max(x);
+            }
+        }
+        let (offset, scale) = lo
+            .iter()
+            .zip(&hi)
+            .map(|(&l, &h)| {
+                if l.is_finite() && h > l {
+                    (l, (h - l) / 255.0)
+                } else {
+                    // A constant (or unseen) component: every code decodes to `l`.
+                    (if l.is_finite() { l } else { 0.0 }, 0.0)
+                }
+            })
+            .unzip();
+        Sq8 { offset, scale }
+    }
+
+    /// A quantiser from stored parameters (as returned by `offset` and `scale`).
+    pub fn from_parts(offset: Vec<f32>, scale: Vec<f32>) -> Sq8 {
+        debug_assert_eq!(offset.len(), scale.len());
+        Sq8 { offset, scale }
+    }
+
+    /// Per-component offsets.
+    pub fn offset(&self) -> &[f32] {
+        &self.offset
+    }
+
+    /// Per-component scales.
+    pub fn scale(&self) -> &[f32] {
+        &self.scale
+    }
+
+    /// Dimension.
+    pub fn dim(&self) -> usize {
+        self.offset.len()
+    }
+
+    /// Encodes `v` into `out`; components outside the learnt range are clamped.
+    pub fn encode(&self, v: &[f32], out: &mut [u8]) {
+        for (((o, &x), &off), &sc) in out.iter_mut().zip(v).zip(&self.offset).zip(&self.scale) {
+            *o = if sc > 0.0 {
+                ((x - off) / sc).round().clamp(0.0, 255.0) as u8
+            } else {
+                0
+            };
+        }
+    }
+
+    /// Prepares `q` for comparison against codes under `metric` (`q` already normalised
+    /// for cosine), using `kernels`.
+    pub fn query(&self, metric: Metric, kernels: Kernels, q: &[f32]) -> Sq8Query {
+        match metric {
+            // (q − (o + s·c))² = ((q − o) − s·c)²
+            Metric::L2 => Sq8Query {
+                a: q.iter().zip(&self.offset).map(|(q, o)| q - o).collect(),
+                b: self.scale.clone(),
+                constant: 0.0,
+                kernel: kernels.l2sq_u8,
+                one_minus: false,
+            },
+            // q·(o + s·c) = q·o + (q∘s)·c
+            Metric::InnerProduct | Metric::Cosine => Sq8Query {
+                a: q.iter().zip(&self.scale).map(|(q, s)| q * s).collect(),
+                b: Vec::new(),
+                constant: dot_scalar(q, &self.offset),
+                kernel: kernels.dot_u8,
+                one_minus: true,
+            },
+        }
+    }
+}
+
+/// A query prepared against an [`Sq8`] quantiser: its distance to a code vector
+/// approximates the metric's distance to the vector the codes stand for.
+#[derive(Clone, Debug)]
+pub struct Sq8Query {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    constant: f32,
+    kernel: CodeKernel,
+    one_minus: bool,
+}
+
+impl Sq8Query {
+    /// Approximate distance to the vector encoded by `codes`.
+    #[inline(always)]
+    pub fn eval(&self, codes: &[u8]) -> f32 {
+        let k = self.constant + (self.kernel)(&self.a, &self.b, codes);
+        if self.one_minus { 1.0 - k } else { k }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    /// The AVX2+FMA kernel set (callers check both features first).
+    pub fn avx2_kernels() -> super::Kernels {
+        super::Kernels {
+            l2sq: l2sq_avx2,
+            dot: dot_avx2,
+            l2sq_u8: l2sq_u8_avx2,
+            dot_u8: dot_u8_avx2,
+            isa: "avx2+fma",
+        }
+    }
+
+    pub fn l2sq_u8_avx2(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
+        // SAFETY: only reachable after avx2 and fma were detected at runtime (see below).
+        unsafe { l2sq_u8_avx2_impl(a, b, c) }
+    }
+    pub fn dot_u8_avx2(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
+        // SAFETY: only reachable after avx2 and fma were detected at runtime (see below).
+        unsafe { dot_u8_avx2_impl(a, b, c) }
+    }
+
+    /// Eight codes from `p` widened to f32.
+    ///
+    /// # Safety
+    /// `p` must point at 8 readable bytes.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn widen8(p: *const u8) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable bytes; loadl_epi64 reads exactly 8.
+        let bytes = unsafe { _mm_loadl_epi64(p as *const __m128i) };
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn l2sq_u8_avx2_impl(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
+        let n = a.len().min(b.len()).min(c.len());
+        let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY (all loads below): each reads 8 elements at `i` or `i + 8` with the loop
+        // conditions keeping the last one below `n`, inside all three slices.
+        unsafe {
+            while i + 16 <= n {
+                let d0 = _mm256_fnmadd_ps(
+                    _mm256_loadu_ps(pb.add(i)),
+                    widen8(pc.add(i)),
+                    _mm256_loadu_ps(pa.add(i)),
+                );
+                let d1 = _mm256_fnmadd_ps(
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                    widen8(pc.add(i + 8)),
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                );
+                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+                acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+                i += 16;
+            }
+            if i + 8 <= n {
+                let d0 = _mm256_fnmadd_ps(
+                    _mm256_loadu_ps(pb.add(i)),
+                    widen8(pc.add(i)),
+                    _mm256_loadu_ps(pa.add(i)),
+                );
+                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+                i += 8;
+            }
+        }
+        let mut sum = hsum256(_mm256_add_ps(acc0, acc1));
+        for j in i..n {
+            let d = a[j] - b[j] * c[j] as f32;
+            sum += d * d;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_u8_avx2_impl(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
+        let n = a.len().min(c.len());
+        let (pa, pc) = (a.as_ptr(), c.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        // SAFETY (all loads below): as in l2sq_u8_avx2_impl, within both slices.
+        unsafe {
+            while i + 16 <= n {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), widen8(pc.add(i)), acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), widen8(pc.add(i + 8)), acc1);
+                i += 16;
+            }
+            if i + 8 <= n {
+                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), widen8(pc.add(i)), acc0);
+                i += 8;
+            }
+        }
+        let mut sum = hsum256(_mm256_add_ps(acc0, acc1));
+        for j in i..n {
+            sum += a[j] * c[j] as f32;
+        }
+        sum
+    }
 
     // The safe wrappers below are only ever handed out by `Kernels::detect`/`available`
     // after the matching `is_x86_feature_detected!` check, which is what makes calling the
@@ -506,6 +745,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn code_kernels_agree_with_scalar_on_odd_lengths() {
+        let mut rng = StdRng::seed_from_u64(8);
+        let scalar = Kernels::scalar();
+        for kernels in Kernels::available() {
+            for len in (0..=67).chain([127, 128, 129, 383, 384, 385, 1000]) {
+                let a: Vec<f32> = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let b: Vec<f32> = (0..len).map(|_| rng.random_range(0.0..0.01)).collect();
+                let c: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                let (l, ls) = ((kernels.l2sq_u8)(&a, &b, &c), (scalar.l2sq_u8)(&a, &b, &c));
+                let (d, ds) = ((kernels.dot_u8)(&a, &b, &c), (scalar.dot_u8)(&a, &b, &c));
+                let scale = len as f32 * 255.0;
+                assert!(
+                    close(l, ls, scale),
+                    "{} l2sq_u8 len {len}: {l} vs {ls}",
+                    kernels.isa
+                );
+                assert!(
+                    close(d, ds, scale),
+                    "{} dot_u8 len {len}: {d} vs {ds}",
+                    kernels.isa
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sq8_distances_approximate_exact_ones() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let dim = 96;
+        let rows: Vec<Vec<f32>> = (0..200)
+            .map(|_| (0..dim).map(|_| rng.random_range(-0.5..1.5)).collect())
+            .collect();
+        let sq = Sq8::train(dim, rows.iter().map(|r| r.as_slice()));
+        let mut codes = vec![0u8; dim];
+        for metric in [Metric::L2, Metric::InnerProduct] {
+            let exact = Distance::new(metric, Kernels::scalar());
+            for kernels in Kernels::available() {
+                let q = &rows[0];
+                let prepared = sq.query(metric, kernels, q);
+                for r in &rows[1..] {
+                    sq.encode(r, &mut codes);
+                    let (approx, truth) = (prepared.eval(&codes), exact.eval(q, r));
+                    // Each component is off by at most half a step (2/255 / 2 here).
+                    assert!(
+                        (approx - truth).abs() <= 0.02 * truth.abs().max(1.0),
+                        "{metric:?} {}: {approx} vs {truth}",
+                        kernels.isa
+                    );
+                }
+            }
+        }
+        // Out-of-range values clamp; constant components decode exactly.
+        let sq = Sq8::train(2, [[1.0f32, 5.0].as_slice(), &[3.0, 5.0]]);
+        sq.encode(&[10.0, 5.0], &mut codes[..2]);
+        assert_eq!(&codes[..2], &[255, 0]);
     }
 
     #[test]

@@ -21,9 +21,35 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::distance::Distance;
+use crate::codes::Codes;
+use crate::distance::{Distance, Kernels, Metric, Sq8};
 use crate::layer0::Layer0;
 use crate::vectors::Vectors;
+
+/// SQ8 codes of every routable node and the quantiser that made them. When a graph has
+/// them, searches walk layer 0 on codes (a quarter of the bytes per distance) and re-rank
+/// the beam with exact distances; inserts keep using exact distances throughout.
+pub struct Quantized {
+    /// The quantiser.
+    pub sq8: Sq8,
+    /// The code file.
+    pub codes: Codes,
+    /// Which `codes.N` file this is.
+    pub generation: u64,
+    /// Metric and kernels to prepare queries with.
+    pub metric: Metric,
+    /// Kernels of the code distances.
+    pub kernels: Kernels,
+}
+
+impl Quantized {
+    /// Whether slot `node`'s codes are those of `vector` (for `verify`).
+    pub fn matches(&self, node: u32, vector: &[f32]) -> bool {
+        let mut expected = vec![0u8; vector.len()];
+        self.sq8.encode(vector, &mut expected);
+        self.codes.codes(node) == expected.as_slice()
+    }
+}
 
 /// A node and its distance to the current query.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -251,6 +277,7 @@ pub struct Graph {
     dist: Distance,
     vectors: Vectors,
     layer0: Layer0,
+    quantized: Option<Quantized>,
     upper: UpperLayers,
     /// Nodes whose upper lists changed since the metadata last stored them.
     upper_dirty: Mutex<HashSet<u32>>,
@@ -277,6 +304,7 @@ impl Graph {
             dist,
             vectors,
             layer0,
+            quantized: None,
             upper: UpperLayers {
                 cache: RwLock::new(HashMap::new()),
                 complete: std::sync::atomic::AtomicBool::new(false),
@@ -328,6 +356,9 @@ impl Graph {
     pub fn grow(&mut self, cap: usize) -> crate::Result<()> {
         self.vectors.arena_mut().grow(cap)?;
         self.layer0.arena_mut().grow(cap)?;
+        if let Some(q) = &mut self.quantized {
+            q.codes.arena_mut().grow(cap)?;
+        }
         let cap = self.capacity();
         self.live.grow(cap);
         self.routable.grow(cap);
@@ -433,14 +464,19 @@ impl Graph {
     /// by ascending distance (paper, Algorithm 2). Only nodes that `accept` admits become
     /// answers; every routable node still guides the walk, so a filter narrows the answers
     /// without cutting the graph (as hnswlib's filtered search does).
+    ///
+    /// `score` gives a node's distance to the query and `prefetch` starts loading what
+    /// `score` will read: exact vectors, or codes.
+    #[allow(clippy::too_many_arguments)] // private; each argument is one concern of the walk
     fn search_layer(
         &self,
         s: &mut Scratch,
-        q: &[f32],
         entry: &[Cand],
         ef: usize,
         level: usize,
         accept: impl Fn(u32) -> bool,
+        score: impl Fn(u32) -> f32,
+        prefetch: impl Fn(u32),
     ) -> Vec<Cand> {
         s.reset(self.capacity());
         let Scratch {
@@ -482,13 +518,13 @@ impl Graph {
             fresh.clear();
             for &n in links.iter() {
                 if self.routable.contains(n) && first_visit(marks, epoch, n) {
-                    self.vectors.prefetch(n);
+                    prefetch(n);
                     fresh.push(n);
                 }
             }
             *distances += fresh.len();
             for &n in fresh.iter() {
-                let d = self.distance_to(q, n);
+                let d = score(n);
                 if results.len() < ef || results.peek().is_some_and(|w| d < w.d) {
                     candidates.push(Reverse(Cand { d, id: n }));
                     // Tombstoned (and filtered-out) nodes guide the walk but are never
@@ -660,6 +696,11 @@ impl Graph {
             self.links(node, 0, &mut earlier);
         }
         self.vectors.write(node, v, label);
+        if let Some(q) = &self.quantized {
+            let mut codes = vec![0u8; v.len()];
+            q.sq8.encode(v, &mut codes);
+            q.codes.write(node, &codes);
+        }
         self.update_links(node, 0, |list| {
             list.clear();
             true
@@ -695,10 +736,15 @@ impl Graph {
             }
             let mut entry_set = vec![cur];
             for l in (0..=level.min(ep.level)).rev() {
-                let mut found =
-                    self.search_layer(s, q, &entry_set, self.params.ef_construction, l, |n| {
-                        self.live.contains(n)
-                    });
+                let mut found = self.search_layer(
+                    s,
+                    &entry_set,
+                    self.params.ef_construction,
+                    l,
+                    |n| self.live.contains(n),
+                    |n| self.distance_to(q, n),
+                    |n| self.vectors.prefetch(n),
+                );
                 if l == 0 && !earlier.is_empty() {
                     for &e in &earlier {
                         if self.live.contains(e) && !found.iter().any(|c| c.id == e) {
@@ -776,10 +822,65 @@ impl Graph {
             for l in (1..=ep.level).rev() {
                 cur = self.greedy(s, q, cur, l);
             }
-            let mut found = self.search_layer(s, q, &[cur], ef.max(k), 0, accept);
+            let mut found = match &self.quantized {
+                None => self.search_layer(
+                    s,
+                    &[cur],
+                    ef.max(k),
+                    0,
+                    accept,
+                    |n| self.distance_to(q, n),
+                    |n| self.vectors.prefetch(n),
+                ),
+                Some(quantized) => {
+                    // Walk on codes, then re-rank the beam exactly: the order within the
+                    // beam is what quantisation blurs, and the beam is small.
+                    let prepared = quantized.sq8.query(quantized.metric, quantized.kernels, q);
+                    let score = |n: u32| prepared.eval(quantized.codes.codes(n));
+                    let start = Cand {
+                        d: score(cur.id),
+                        id: cur.id,
+                    };
+                    let mut beam =
+                        self.search_layer(s, &[start], ef.max(k), 0, accept, score, |n| {
+                            quantized.codes.prefetch(n)
+                        });
+                    for c in &mut beam {
+                        c.d = self.distance_to(q, c.id);
+                    }
+                    s.distances += beam.len();
+                    beam.sort_unstable();
+                    beam
+                }
+            };
             found.truncate(k);
             (found, s.distances)
         })
+    }
+
+    /// The quantised codes searches walk on, if any.
+    pub fn quantized(&self) -> Option<&Quantized> {
+        self.quantized.as_ref()
+    }
+
+    /// Installs (or removes) the codes searches walk on. The codes must cover every
+    /// routable node (see `encode_routable`) and the file every slot.
+    pub fn set_quantized(&mut self, quantized: Option<Quantized>) {
+        self.quantized = quantized;
+    }
+
+    /// Writes the codes of every routable node below `high_water` into `codes`, on
+    /// `threads` threads.
+    pub fn encode_routable(&self, sq8: &Sq8, codes: &Codes, high_water: u32, threads: usize) {
+        crate::parallel::parallel_for(high_water as usize, threads, |i| {
+            let node = i as u32;
+            if self.routable.contains(node) {
+                let v = self.vectors.vector(node);
+                let mut out = vec![0u8; v.len()];
+                sq8.encode(v, &mut out);
+                codes.write(node, &out);
+            }
+        });
     }
 
     /// Deletes `node` from results at once; it keeps routing searches until `consolidate`.

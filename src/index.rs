@@ -16,9 +16,10 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-use crate::distance::{Distance, Kernels, Metric, normalize};
+use crate::codes::{self, Codes};
+use crate::distance::{Distance, Kernels, Metric, Sq8, normalize};
 use crate::error::{Error, Result};
-use crate::hnsw::{Graph, Params};
+use crate::hnsw::{Graph, Params, Quantized};
 use crate::layer0::Layer0;
 use crate::meta::{Changes, Config, Meta, SlotState, State};
 use crate::parallel::parallel_for;
@@ -33,6 +34,13 @@ const META_FILE: &str = "meta.redb";
 /// Levels are capped so a level fits the metadata's u8 and a freak draw cannot build a
 /// tower of empty layers.
 const MAX_LEVEL: usize = 32;
+
+/// Live vectors needed before the first SQ8 quantiser is trained: fewer would give
+/// component ranges that later vectors often fall outside of.
+const SQ8_MIN_LIVE: u64 = 1000;
+
+/// Vectors sampled to train a quantiser (its ranges are per-component min and max).
+const SQ8_SAMPLE: usize = 100_000;
 
 /// Settings of a new index. `dim` and `metric` are required; the rest default to hnswlib's
 /// usual choices (M = 16, ef_construction = 200).
@@ -110,6 +118,12 @@ impl IndexOptions {
         self
     }
 
+    /// When to train the SQ8 codes searches walk on (see [`OpenOptions::quantize_after`]).
+    pub fn quantize_after(mut self, live: u64) -> Self {
+        self.runtime.quantize_after = live;
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |s: String| Err(Error::InvalidOption(s));
         if self.dim == 0 || self.dim > 65_536 {
@@ -149,6 +163,7 @@ pub struct OpenOptions {
     checkpoint_bytes: u64,
     salvage: bool,
     warm: bool,
+    quantize_after: u64,
 }
 
 impl Default for OpenOptions {
@@ -161,6 +176,7 @@ impl Default for OpenOptions {
             checkpoint_bytes: 64 << 20,
             salvage: false,
             warm: false,
+            quantize_after: SQ8_MIN_LIVE,
         }
     }
 }
@@ -213,6 +229,16 @@ impl OpenOptions {
         self
     }
 
+    /// Train the SQ8 codes that searches walk on once the index holds `live` vectors
+    /// (default 1000), and retrain whenever it has doubled since. Searches then read one
+    /// byte per component instead of four and re-rank their beam exactly; recall per ef
+    /// is within noise of exact walks (docs/benchmarks.md). `u64::MAX` never trains
+    /// (existing codes stay in use and maintained).
+    pub fn quantize_after(mut self, live: u64) -> Self {
+        self.quantize_after = live.max(1);
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         if self.ef_search == 0 {
             return Err(Error::InvalidOption("ef_search must be at least 1".into()));
@@ -223,6 +249,71 @@ impl OpenOptions {
     fn thread_count(&self) -> usize {
         resolve_threads(self.threads)
     }
+}
+
+/// Opens the code file the metadata names, if any, and removes every other `codes.N`
+/// (left by a checkpoint that crashed before or after its commit: never referenced).
+fn load_codes(
+    dir: &Path,
+    meta: &Meta,
+    config: &Config,
+    state: &State,
+    kernels: Kernels,
+    graph: &Graph,
+    warm: bool,
+) -> Result<Option<Quantized>> {
+    for (generation, path) in codes::generations_in(dir) {
+        if generation != state.codes_generation {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    if state.codes_generation == 0 {
+        return Ok(None);
+    }
+    let path = dir.join(codes::file_name(state.codes_generation));
+    let sq8 = meta.quantizer(config.dim)?.ok_or_else(|| {
+        Error::corrupt(
+            meta.path(),
+            "metadata names a code file but holds no quantiser",
+        )
+    })?;
+    if !path.exists() {
+        return Err(Error::corrupt(
+            &path,
+            "the code file the metadata names is missing",
+        ));
+    }
+    let mut codes = Codes::open(&path)?;
+    let h = codes.arena().header();
+    if h.index_uid != config.index_uid {
+        return Err(Error::corrupt(&path, "file belongs to another index"));
+    }
+    if h.dim as usize != config.dim || h.metric != config.metric.code() {
+        return Err(Error::corrupt(
+            &path,
+            "dimension or metric disagrees with the metadata",
+        ));
+    }
+    if (h.capacity as usize) < state.high_water as usize {
+        return Err(Error::corrupt(
+            &path,
+            "file holds fewer slots than the metadata uses",
+        ));
+    }
+    // A crash between growing the vectors and growing the codes leaves the codes short.
+    codes.arena_mut().grow(graph.capacity())?;
+    if warm {
+        codes.arena().advise_willneed();
+    } else {
+        codes.arena().advise_random();
+    }
+    Ok(Some(Quantized {
+        sq8,
+        codes,
+        generation: state.codes_generation,
+        metric: config.metric,
+        kernels,
+    }))
 }
 
 /// A thread count as given by the user (0 = every core) made concrete.
@@ -272,6 +363,9 @@ pub struct Stats {
     pub kernels: &'static str,
     /// Log bytes written since the last checkpoint.
     pub wal_bytes: u64,
+    /// Generation `N` of the SQ8 code file `codes.N` searches walk on; 0 when searches
+    /// walk on exact vectors (no codes trained yet).
+    pub codes_generation: u64,
 }
 
 /// What opening the index had to recover.
@@ -324,6 +418,10 @@ struct Pending {
     ids: HashMap<u64, Option<u32>>,
     /// Slots whose state changed since the last checkpoint.
     slots: HashMap<u32, SlotState>,
+    /// Generation of the code file in use (0: none).
+    codes_generation: u64,
+    /// Live vectors when its quantiser was trained.
+    codes_trained_live: u64,
 }
 
 impl Pending {
@@ -428,6 +526,7 @@ pub struct Index {
     poisoned: AtomicBool,
     ef_search: AtomicUsize,
     threads: AtomicUsize,
+    quantize_after: u64,
     recovery: Recovery,
     _syncer: Option<Syncer>,
 }
@@ -561,6 +660,8 @@ impl Index {
             meta.clone(),
             state.entry,
         );
+        let quantized = load_codes(dir, &meta, &config, &state, kernels, &graph, options.warm)?;
+        graph.set_quantized(quantized);
 
         let wal_dir = dir.join(WAL_DIR);
         std::fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
@@ -595,6 +696,8 @@ impl Index {
                 rng: StdRng::seed_from_u64(config.seed ^ state.level_draws.rotate_left(32)),
                 ids: HashMap::new(),
                 slots: HashMap::new(),
+                codes_generation: state.codes_generation,
+                codes_trained_live: state.codes_trained_live,
             }),
             wal,
             durability: options.durability,
@@ -602,6 +705,7 @@ impl Index {
             poisoned: AtomicBool::new(false),
             ef_search: AtomicUsize::new(options.ef_search),
             threads: AtomicUsize::new(options.thread_count()),
+            quantize_after: options.quantize_after,
             recovery: Recovery {
                 replayed: scan.records.len(),
                 truncated_bytes: scan.truncated_bytes,
@@ -997,7 +1101,12 @@ impl Index {
     /// `flush`/`close` report failures.
     fn maybe_checkpoint(&self) {
         let due = self.wal.bytes_since_checkpoint() >= self.checkpoint_bytes
-            || Self::consolidation_due(&self.pending.lock());
+            || Self::consolidation_due(&self.pending.lock())
+            || {
+                // Graph before bookkeeping: the lock order of every other path.
+                let graph = self.graph.read();
+                self.training_due(&self.pending.lock(), &graph)
+            };
         if due {
             let _ = self.checkpoint();
         }
@@ -1151,7 +1260,7 @@ impl Index {
 
     fn checkpoint_inner(&self, force_consolidate: bool) -> Result<()> {
         self.check_writable()?;
-        let graph = self.graph.write();
+        let mut graph = self.graph.write();
         let mut p = self.pending.lock();
         if force_consolidate || Self::consolidation_due(&p) {
             let dead: Vec<u32> = p.tombstones.iter().copied().collect();
@@ -1167,27 +1276,108 @@ impl Index {
             // Relinking around many dead nodes is where in-links are most often lost.
             graph.reconnect(p.high_water);
         }
+        let trained = if self.training_due(&p, &graph) {
+            Some(self.train_codes(&graph, &p)?)
+        } else {
+            None
+        };
         graph.vectors().arena().sync()?;
         graph.layer0().arena().sync()?;
+        if let Some(q) = graph.quantized() {
+            q.codes.arena().sync()?;
+        }
         let checkpoint_lsn = self.wal.next_lsn();
         let upper = graph.dirty_upper();
+        let (codes_generation, codes_trained_live) = match &trained {
+            Some(q) => (q.generation, p.live),
+            None => (p.codes_generation, p.codes_trained_live),
+        };
         let state = State {
             high_water: p.high_water,
             live: p.live,
             entry: graph.entry(),
             checkpoint_lsn,
             level_draws: p.level_draws,
+            codes_generation,
+            codes_trained_live,
         };
         self.meta.commit(&Changes {
             ids: &p.ids,
             slots: &p.slots,
             upper: &upper,
             state: &state,
+            quantizer: trained.as_ref().map(|q| &q.sq8),
         })?;
+        if let Some(q) = trained {
+            // The metadata now names the new generation: searches may use it, and the old
+            // file is garbage (a crash before this removal leaves it for `open` to remove).
+            let old = graph
+                .quantized()
+                .map(|o| o.codes.arena().path().to_path_buf());
+            graph.set_quantized(Some(q));
+            if let Some(old) = old {
+                let _ = std::fs::remove_file(old);
+            }
+            p.codes_generation = codes_generation;
+            p.codes_trained_live = codes_trained_live;
+        }
         graph.clear_upper_dirty();
         p.ids.clear();
         p.slots.clear();
         self.wal.truncate_before(checkpoint_lsn)
+    }
+
+    /// Whether a checkpoint should (re)train the quantiser: first once the index has
+    /// `quantize_after` vectors, then whenever it has doubled since the last training,
+    /// so that component ranges follow the data at amortised O(1) cost per insert.
+    fn training_due(&self, p: &Pending, graph: &Graph) -> bool {
+        match graph.quantized() {
+            None => p.live >= self.quantize_after,
+            Some(_) => {
+                self.quantize_after != u64::MAX
+                    && p.live
+                        >= p.codes_trained_live
+                            .max(self.quantize_after)
+                            .saturating_mul(2)
+            }
+        }
+    }
+
+    /// Trains a quantiser on (a sample of) the live vectors and writes the codes of every
+    /// routable node into a new code file, `codes.<generation + 1>`, synced. Nothing refers
+    /// to the file until the checkpoint's metadata commit names its generation.
+    fn train_codes(&self, graph: &Graph, p: &Pending) -> Result<Quantized> {
+        let live: Vec<u32> = (0..p.high_water).filter(|&s| graph.is_live(s)).collect();
+        let step = live.len().div_ceil(SQ8_SAMPLE).max(1);
+        let sq8 = Sq8::train(
+            self.config.dim,
+            live.iter()
+                .step_by(step)
+                .map(|&s| graph.vectors().vector(s)),
+        );
+        let generation = p.codes_generation + 1;
+        let path = self.dir.join(codes::file_name(generation));
+        if path.exists() {
+            // Left by a checkpoint that crashed before its commit: never referenced.
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        let codes = Codes::create(
+            &path,
+            self.config.dim,
+            self.config.metric.code(),
+            self.config.index_uid,
+            graph.capacity(),
+        )?;
+        codes.arena().advise_random();
+        graph.encode_routable(&sq8, &codes, p.high_water, self.threads());
+        codes.arena().sync()?;
+        Ok(Quantized {
+            sq8,
+            codes,
+            generation,
+            metric: self.config.metric,
+            kernels: self.kernels,
+        })
     }
 
     /// Makes every write so far durable: a checkpoint. After it returns, a reopen sees
@@ -1241,6 +1431,14 @@ impl Index {
                     problems.push(format!("vector of id {id} has norm {norm} under cosine"));
                 }
             }
+            if let Some(q) = graph.quantized()
+                && !q.matches(slot, v)
+            {
+                problems.push(format!(
+                    "codes of id {id} (slot {slot}) in {} do not encode its vector",
+                    q.codes.arena().path().display()
+                ));
+            }
         }
         for slot in 0..p.high_water {
             let free = p.free.contains(&slot);
@@ -1286,6 +1484,7 @@ impl Index {
             ef_construction: self.config.ef_construction,
             kernels: self.kernels.isa,
             wal_bytes: self.wal.bytes_since_checkpoint(),
+            codes_generation: graph.quantized().map_or(0, |q| q.generation),
         }
     }
 }

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod arena;
+mod codes;
 pub mod datasets;
 pub mod distance;
 mod error;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::distance::Metric;
+use crate::distance::{Metric, Sq8};
 use crate::error::{Error, Result};
 use crate::hnsw::{EntryPoint, UpperLists};
 
@@ -17,6 +17,9 @@ const IDS: TableDefinition<u64, u32> = TableDefinition::new("ext_to_int");
 const UPPER: TableDefinition<(u32, u8), &[u8]> = TableDefinition::new("upper_links");
 const FREE: TableDefinition<u32, ()> = TableDefinition::new("free_slots");
 const TOMBSTONES: TableDefinition<u32, ()> = TableDefinition::new("tombstones");
+/// The SQ8 quantiser of the current code generation: "offset" and "scale", each `dim`
+/// little-endian f32.
+const SQ8: TableDefinition<&str, &[u8]> = TableDefinition::new("sq8");
 
 /// Version of the metadata schema (tables and keys). Checked on open like the page files'.
 pub const META_VERSION: u64 = 1;
@@ -55,6 +58,11 @@ pub struct State {
     pub checkpoint_lsn: u64,
     /// Counter for the level generator: levels stay reproducible across reopens.
     pub level_draws: u64,
+    /// Generation `N` of the code file `codes.N` searches walk on; 0: none (no quantiser
+    /// trained yet, or an index written before codes existed).
+    pub codes_generation: u64,
+    /// Live vectors when the quantiser was trained (it is retrained as the index grows).
+    pub codes_trained_live: u64,
 }
 
 /// What changed since the last checkpoint.
@@ -67,6 +75,8 @@ pub struct Changes<'a> {
     pub upper: &'a [(u32, Option<UpperLists>)],
     /// The new state.
     pub state: &'a State,
+    /// A quantiser trained at this checkpoint (of generation `state.codes_generation`).
+    pub quantizer: Option<&'a Sq8>,
 }
 
 // A read error of upper lists is rare (I/O failure under the metadata file) and cannot be
@@ -234,6 +244,9 @@ impl Meta {
                 }),
                 checkpoint_lsn: get("checkpoint_lsn")?,
                 level_draws: get("level_draws")?,
+                // Absent in indexes written before codes existed: no codes.
+                codes_generation: get("codes_generation").unwrap_or(0),
+                codes_trained_live: get("codes_trained_live").unwrap_or(0),
             }
         };
         Ok((meta, config, state))
@@ -328,6 +341,38 @@ impl Meta {
         Ok(out)
     }
 
+    /// The quantiser of the current code generation (`None` if none was stored).
+    pub fn quantizer(&self, dim: usize) -> Result<Option<Sq8>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = match txn.open_table(SQ8) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_err(e)),
+        };
+        let read = |key: &str| -> Result<Option<Vec<f32>>> {
+            let Some(v) = t.get(key).map_err(db_err)? else {
+                return Ok(None);
+            };
+            let bytes = v.value();
+            if bytes.len() != dim * 4 {
+                return Err(Error::corrupt(
+                    &self.path,
+                    format!("sq8 {key} has the wrong length"),
+                ));
+            }
+            Ok(Some(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ))
+        };
+        Ok(match (read("offset")?, read("scale")?) {
+            (Some(offset), Some(scale)) => Some(Sq8::from_parts(offset, scale)),
+            _ => None,
+        })
+    }
+
     /// Applies one checkpoint's changes in a single durable transaction.
     pub fn commit(&self, changes: &Changes<'_>) -> Result<()> {
         let txn = self.db.begin_write().map_err(db_err)?;
@@ -369,6 +414,13 @@ impl Meta {
                 }
             }
         }
+        if let Some(sq8) = changes.quantizer {
+            let mut t = txn.open_table(SQ8).map_err(db_err)?;
+            for (key, values) in [("offset", sq8.offset()), ("scale", sq8.scale())] {
+                let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+                t.insert(key, bytes.as_slice()).map_err(db_err)?;
+            }
+        }
         Self::write_state(&txn, changes.state)?;
         txn.commit().map_err(db_err)?;
         crate::testing::synced(&self.path, None);
@@ -380,13 +432,15 @@ impl Meta {
         let (node, level) = s
             .entry
             .map_or((u64::MAX, 0), |e| (e.node as u64, e.level as u64));
-        let rows: [(&str, u64); 6] = [
+        let rows: [(&str, u64); 8] = [
             ("high_water", s.high_water as u64),
             ("live", s.live),
             ("entry_node", node),
             ("entry_level", level),
             ("checkpoint_lsn", s.checkpoint_lsn),
             ("level_draws", s.level_draws),
+            ("codes_generation", s.codes_generation),
+            ("codes_trained_live", s.codes_trained_live),
         ];
         for (k, v) in rows {
             t.insert(k, v).map_err(db_err)?;

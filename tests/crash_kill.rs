@@ -23,6 +23,8 @@ struct Outcome {
     replayed: usize,
     truncated: u64,
     recall: f64,
+    /// Code generation the recovered index searches on (0: exact vectors).
+    codes_generation: u64,
 }
 
 fn l2(a: &[f32], b: &[f32]) -> f32 {
@@ -95,11 +97,13 @@ fn one_kill(iteration: u64) -> Outcome {
             replayed: 0,
             truncated: 0,
             recall: 1.0,
+            codes_generation: 0,
         };
     }
     let index = Index::open(&index_dir)
         .unwrap_or_else(|e| panic!("iteration {iteration}: reopen failed: {e}"));
     let recovery = index.recovery();
+    let codes_generation = index.stats().codes_generation;
     let state = snapshot(&index).unwrap();
     assert!(
         state == expected[acked] || state == expected[acked + 1],
@@ -161,12 +165,14 @@ fn one_kill(iteration: u64) -> Outcome {
         replayed: recovery.replayed,
         truncated: recovery.truncated_bytes,
         recall,
+        codes_generation,
     }
 }
 
 fn kill_loop(iterations: u64) {
     let start = Instant::now();
     let (mut acked, mut ids, mut recall, mut replayed, mut torn) = (0, 0, 0.0, 0, 0);
+    let (mut on_codes, mut retrained) = (0, 0);
     // HNSWDB_KILL_FROM=N starts at iteration N, to reproduce a failure.
     let from: u64 = std::env::var("HNSWDB_KILL_FROM")
         .ok()
@@ -179,10 +185,19 @@ fn kill_loop(iterations: u64) {
         recall += o.recall;
         replayed += o.replayed;
         torn += (o.truncated > 0) as usize;
+        on_codes += (o.codes_generation > 0) as usize;
+        retrained += (o.codes_generation > 1) as usize;
     }
+    // The recoveries must cover searches on SQ8 codes, retrained ones included, or the
+    // loop would not be testing what the index does by default.
+    assert!(
+        on_codes * 2 >= iterations as usize && retrained > 0,
+        "only {on_codes} of {iterations} recoveries had codes ({retrained} retrained)"
+    );
     println!(
         "kill -9 loop: {iterations} kills, {acked} acknowledged operations checked, {ids} recovered ids compared, \
-         {replayed} log records replayed, {torn} torn log tails dropped, mean recall@10 {:.4}, 0 failures, {:.1} s",
+         {replayed} log records replayed, {torn} torn log tails dropped, {on_codes} recoveries searching on SQ8 codes \
+         ({retrained} of a retrained generation), mean recall@10 {:.4}, 0 failures, {:.1} s",
         recall / iterations as f64,
         start.elapsed().as_secs_f64()
     );

@@ -27,6 +27,9 @@ fn build(dir: &std::path::Path, ids: &[u64], data: &Matrix) -> Index {
         .flat_map(|&i| data.row(i as usize).to_vec())
         .collect();
     index.insert_batch(ids, &rows).unwrap();
+    // A checkpoint, as the churned index has had: both then search the same way (on
+    // SQ8 codes, re-ranked), so the comparison is of graphs only.
+    index.flush().unwrap();
     index
 }
 

@@ -54,7 +54,8 @@ fn open(dir: &std::path::Path) -> Index {
         dir,
         &OpenOptions::default()
             .durability(Durability::None)
-            .threads(2),
+            .threads(2)
+            .quantize_after(6),
     )
     .unwrap()
 }
@@ -96,7 +97,9 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         .m(4)
         .ef_construction(32)
         .durability(Durability::None)
-        .threads(2);
+        .threads(2)
+        // Small enough that most sequences search on SQ8 codes, retrained as they grow.
+        .quantize_after(6);
     let mut index = Some(Index::create(&dir, &opts).unwrap());
     let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
     let mut crashes = 0;

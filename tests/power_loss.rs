@@ -95,6 +95,7 @@ fn recovery_after_simulated_power_loss() {
 
     let rounds = 150;
     let (mut total_ops, mut reverted, mut lost_bytes, mut prefixes_short) = (0, 0, 0, 0);
+    let mut on_codes = 0;
     for round in 0..rounds {
         let mut rng = StdRng::seed_from_u64(77 + round);
         let durability = match round % 3 {
@@ -108,7 +109,9 @@ fn recovery_after_simulated_power_loss() {
             .ef_construction(64)
             .threads(2)
             .durability(durability)
-            .checkpoint_bytes(rng.random_range(8u64 << 10..256 << 10));
+            .checkpoint_bytes(rng.random_range(8u64 << 10..256 << 10))
+            // Codes trained (and retrained, as a new file generation) within the run.
+            .quantize_after(rng.random_range(10..80));
         let index = Index::create(&dir, &opts).unwrap();
         let mut workload = Workload::new(round, DIM);
         let mut models: Vec<Model> = vec![Model::new()];
@@ -151,6 +154,7 @@ fn recovery_after_simulated_power_loss() {
             );
             prefixes_short += (prefix < ops) as usize;
         }
+        on_codes += (recovered.stats().codes_generation > 0) as usize;
         let report = recovered.verify().unwrap();
         assert!(
             report.is_ok(),
@@ -177,9 +181,14 @@ fn recovery_after_simulated_power_loss() {
         );
     }
     set_sync_observer(None);
+    assert!(
+        on_codes * 4 >= rounds as usize,
+        "only {on_codes} of {rounds} recoveries searched on SQ8 codes"
+    );
     println!(
         "power loss: {rounds} simulated crashes after {total_ops} operations; {reverted} pages reverted to their \
          last synced contents, {lost_bytes} unsynced log bytes cut; every Immediate round recovered all \
-         operations, {prefixes_short} None rounds recovered a shorter prefix; 0 failures"
+         operations, {prefixes_short} None rounds recovered a shorter prefix; {on_codes} recoveries searched on \
+         SQ8 codes; 0 failures"
     );
 }

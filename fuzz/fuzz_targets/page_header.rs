@@ -28,7 +28,7 @@ fuzz_target!(|input: &[u8]| {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pages");
     std::fs::write(&file, data).unwrap();
-    for kind in [FileKind::Vectors, FileKind::Graph0] {
+    for kind in [FileKind::Vectors, FileKind::Graph0, FileKind::Codes] {
         let _ = Arena::open(&file, kind);
     }
 });

@@ -788,7 +788,9 @@ fn crash_workload(dir: &Path, seed: u64, durability: &str, ops: usize) -> CliRes
         .ef_construction(64)
         .threads(2)
         .durability(parse_durability(durability)?)
-        .checkpoint_bytes(64 << 10);
+        .checkpoint_bytes(64 << 10)
+        // Train SQ8 codes early so that kills also land in code training and retraining.
+        .quantize_after(64);
     let index = Index::create(dir, &opts)?;
     let mut workload = hnswdb::testing::Workload::new(seed, CRASH_DIM);
     let stdout = std::io::stdout();
@@ -810,7 +812,12 @@ fn file_size(path: &Path) -> u64 {
 fn stats(dir: &Path, out: Output) -> CliResult {
     let index = Index::open(dir)?;
     let s = index.stats();
-    let sizes: Vec<(&str, u64)> = ["vectors", "graph0", "meta.redb"]
+    let codes = format!("codes.{}", s.codes_generation);
+    let mut names = vec!["vectors", "graph0", "meta.redb"];
+    if s.codes_generation > 0 {
+        names.push(&codes);
+    }
+    let sizes: Vec<(&str, u64)> = names
         .into_iter()
         .map(|f| (f, file_size(&dir.join(f))))
         .collect();
@@ -823,7 +830,8 @@ fn stats(dir: &Path, out: Output) -> CliResult {
             "{}",
             json!({"len": s.len, "capacity": s.capacity, "high_water": s.high_water, "free_slots": s.free_slots,
                    "upper_nodes": s.upper_nodes, "max_level": s.max_level, "dim": s.dim, "metric": s.metric.name(),
-                   "m": s.m, "ef_construction": s.ef_construction, "kernels": s.kernels, "files": files})
+                   "m": s.m, "ef_construction": s.ef_construction, "kernels": s.kernels,
+                   "codes_generation": s.codes_generation, "files": files})
         );
     } else {
         println!("vectors       {}", s.len);
@@ -843,6 +851,14 @@ fn stats(dir: &Path, out: Output) -> CliResult {
             s.ef_construction
         );
         println!("kernels       {}", s.kernels);
+        if s.codes_generation > 0 {
+            println!(
+                "search        walks on SQ8 codes (codes.{}), re-ranks exactly",
+                s.codes_generation
+            );
+        } else {
+            println!("search        walks on exact vectors (no SQ8 codes trained yet)");
+        }
         for (f, b) in sizes {
             println!(
                 "file          {f:<10} {:>10.1} MiB",

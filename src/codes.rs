@@ -1,0 +1,121 @@
+//! The code file `codes.N`: slot `i` holds the SQ8 codes of the vector in slot `i` of the
+//! vector arena (one byte per component), so that a graph walk reads a quarter of the
+//! bytes. Derived data: every code can be recomputed from its vector and the quantiser,
+//! which is what makes a generation of it safe to replace (see `docs/format.md`).
+
+use std::path::{Path, PathBuf};
+
+use crate::arena::{Arena, FORMAT_VERSION, FileKind, Header, SLOT_ALIGN};
+use crate::error::Result;
+
+const ELEM_U8: u32 = 3;
+
+/// Bytes per code slot: one per component, rounded up to 64.
+pub fn stride_for(dim: usize) -> usize {
+    dim.max(1).div_ceil(SLOT_ALIGN) * SLOT_ALIGN
+}
+
+/// The file name of code generation `generation` in an index directory.
+pub fn file_name(generation: u64) -> String {
+    format!("codes.{generation}")
+}
+
+/// The generations of code files present in `dir` (any of them may be stale).
+pub fn generations_in(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let generation = name.strip_prefix("codes.")?.parse().ok()?;
+            Some((generation, e.path()))
+        })
+        .collect()
+}
+
+/// Typed access to a code file.
+pub struct Codes {
+    arena: Arena,
+    dim: usize,
+}
+
+impl Codes {
+    /// Creates the file for `capacity` code vectors of `dim` bytes.
+    pub fn create(
+        path: &Path,
+        dim: usize,
+        metric: u32,
+        uid: u64,
+        capacity: usize,
+    ) -> Result<Codes> {
+        let header = Header {
+            kind: FileKind::Codes,
+            version: FORMAT_VERSION,
+            dim: dim as u32,
+            elem_type: ELEM_U8,
+            metric,
+            max_neighbours: 0,
+            stride: stride_for(dim) as u64,
+            capacity: capacity as u64,
+            index_uid: uid,
+        };
+        Ok(Codes {
+            arena: Arena::create(path, header)?,
+            dim,
+        })
+    }
+
+    /// Opens the file; the caller checks the header against the metadata.
+    pub fn open(path: &Path) -> Result<Codes> {
+        let arena = Arena::open(path, FileKind::Codes)?;
+        let h = arena.header();
+        let dim = h.dim as usize;
+        if dim == 0 || h.elem_type != ELEM_U8 || h.stride as usize != stride_for(dim) {
+            return Err(crate::Error::corrupt(
+                path,
+                "codes header: bad dimension, element type or stride",
+            ));
+        }
+        Ok(Codes { arena, dim })
+    }
+
+    /// The underlying page file.
+    pub fn arena(&self) -> &Arena {
+        &self.arena
+    }
+
+    /// Mutable page file (to grow it).
+    pub fn arena_mut(&mut self) -> &mut Arena {
+        &mut self.arena
+    }
+
+    /// The codes in slot `i`.
+    #[inline(always)]
+    pub fn codes(&self, i: u32) -> &[u8] {
+        // SAFETY: slot_ptr points at `stride >= dim` mapped bytes that live as long as
+        // `&self` (remaps need `&mut self`); writers only write slots no reader reads (the
+        // same liveness protocol as the vector arena).
+        unsafe { std::slice::from_raw_parts(self.arena.slot_ptr(i as usize), self.dim) }
+    }
+
+    /// Writes the codes of slot `i` (not yet readable by searches, as for vectors).
+    pub fn write(&self, i: u32, codes: &[u8]) {
+        debug_assert_eq!(codes.len(), self.dim);
+        // SAFETY: `dim <= stride` bytes inside slot `i`, which no reader holds.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                codes.as_ptr(),
+                self.arena.slot_ptr(i as usize),
+                self.dim,
+            );
+        }
+    }
+
+    /// Starts loading slot `i` (no effect on correctness).
+    #[inline(always)]
+    pub fn prefetch(&self, i: u32) {
+        crate::prefetch::lines(self.arena.slot_ptr(i as usize), self.dim);
+    }
+}

@@ -26,14 +26,16 @@ if [ ! -f "$IDX/meta.redb" ]; then
   "$BIN" create "$IDX" --dim "$DIM" --metric l2
   "$BIN" import "$IDX" "$DATA/base.fvecs"
 fi
+# A checkpoint (uncapped) trains the SQ8 codes if the index has none yet (one built by an
+# older version): the capped steps below then walk on codes.
+"$BIN" checkpoint "$IDX"
 
-# Allocated blocks (the files grow in steps, so their apparent size includes unused,
-# unallocated capacity).
-kib=$(du -ck "$IDX"/vectors "$IDX"/graph0 "$IDX"/meta.redb | tail -1 | cut -f1)
+# Allocated blocks.
+kib=$(du -ck "$IDX"/vectors "$IDX"/graph0 "$IDX"/codes.* "$IDX"/meta.redb | tail -1 | cut -f1)
 echo "index: $N x $DIM, files $((kib / 1024)) MiB on disk; memory cap $CAP_MIB MiB ($((kib / 1024 / CAP_MIB))x)"
 evict() {
   sync
-  for f in "$IDX"/vectors "$IDX"/graph0 "$IDX"/meta.redb "$IDX"/wal/*; do
+  for f in "$IDX"/vectors "$IDX"/graph0 "$IDX"/codes.* "$IDX"/meta.redb "$IDX"/wal/*; do
     dd if="$f" iflag=nocache count=0 status=none
   done
 }

@@ -70,7 +70,7 @@ def run_hnswdb(base_path, q, gt, metric, m, efc, work):
         # "imported N vectors in X s": insert time plus the closing checkpoint (msync and
         # metadata commit), not the reading of the input file.
         res[f'build_{threads}t'] = float(out.split(' in ')[1].split(' s')[0])
-    res['size'] = sum(dir_size(os.path.join(idx, f)) for f in ('vectors', 'graph0', 'meta.redb', 'wal'))
+    res['size'] = dir_size(idx)  # every file: vectors, graph0, codes.N, meta.redb, wal/
     qpath = os.path.join(work, 'query.fvecs')
     gtpath = os.path.join(work, 'gt.ivecs')
     # The first run warms the page cache; the second one's --warmup pass maps the pages into

@@ -1,4 +1,5 @@
-//! Distance kernels per dimension and instruction set (scalar vs SIMD).
+//! Distance kernels per dimension and instruction set (scalar vs SIMD): f32 against f32
+//! (exact distances) and f32 against SQ8 codes (graph walks).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hnswdb::distance::Kernels;
@@ -10,6 +11,7 @@ fn kernels(c: &mut Criterion) {
     for dim in [64usize, 128, 384, 768, 1536] {
         let a: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
         let b: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let codes: Vec<u8> = (0..dim).map(|_| rng.random()).collect();
         let mut group = c.benchmark_group(format!("kernels/dim{dim}"));
         group.throughput(Throughput::Bytes((dim * 4) as u64));
         for k in Kernels::available() {
@@ -18,6 +20,12 @@ fn kernels(c: &mut Criterion) {
             });
             group.bench_with_input(BenchmarkId::new("dot", k.isa), &k, |bench, k| {
                 bench.iter(|| (k.dot)(black_box(&a), black_box(&b)))
+            });
+            group.bench_with_input(BenchmarkId::new("l2sq_u8", k.isa), &k, |bench, k| {
+                bench.iter(|| (k.l2sq_u8)(black_box(&a), black_box(&b), black_box(&codes)))
+            });
+            group.bench_with_input(BenchmarkId::new("dot_u8", k.isa), &k, |bench, k| {
+                bench.iter(|| (k.dot_u8)(black_box(&a), black_box(&b), black_box(&codes)))
             });
         }
         group.finish();

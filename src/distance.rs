@@ -241,25 +241,45 @@ pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-/// Portable `Σ (a_i − b_i·c_i)²` over 8-bit codes.
+/// Portable `Σ (a_i − b_i·c_i)²` over 8-bit codes. Eight independent lanes over fixed-size
+/// chunks, so that the compiler vectorises it (the code-to-float widening included).
 pub fn l2sq_u8_scalar(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
     let n = a.len().min(b.len()).min(c.len());
+    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
     let mut acc = [0.0f32; 8];
-    for (i, ((&a, &b), &c)) in a[..n].iter().zip(&b[..n]).zip(&c[..n]).enumerate() {
-        let d = a - b * c as f32;
-        acc[i % 8] += d * d;
+    let (ac, bc, cc) = (a.chunks_exact(8), b.chunks_exact(8), c.chunks_exact(8));
+    let (ar, br, cr) = (ac.remainder(), bc.remainder(), cc.remainder());
+    for ((a, b), c) in ac.zip(bc).zip(cc) {
+        for j in 0..8 {
+            let d = a[j] - b[j] * c[j] as f32;
+            acc[j] += d * d;
+        }
     }
-    acc.iter().sum()
+    let mut sum = acc.iter().sum::<f32>();
+    for ((a, b), c) in ar.iter().zip(br).zip(cr) {
+        let d = a - b * *c as f32;
+        sum += d * d;
+    }
+    sum
 }
 
-/// Portable `Σ a_i·c_i` over 8-bit codes.
+/// Portable `Σ a_i·c_i` over 8-bit codes (vectorisable as `l2sq_u8_scalar`).
 pub fn dot_u8_scalar(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
     let n = a.len().min(c.len());
+    let (a, c) = (&a[..n], &c[..n]);
     let mut acc = [0.0f32; 8];
-    for (i, (&a, &c)) in a[..n].iter().zip(&c[..n]).enumerate() {
-        acc[i % 8] += a * c as f32;
+    let (ac, cc) = (a.chunks_exact(8), c.chunks_exact(8));
+    let (ar, cr) = (ac.remainder(), cc.remainder());
+    for (a, c) in ac.zip(cc) {
+        for j in 0..8 {
+            acc[j] += a[j] * c[j] as f32;
+        }
     }
-    acc.iter().sum()
+    let mut sum = acc.iter().sum::<f32>();
+    for (a, c) in ar.iter().zip(cr) {
+        sum += a * *c as f32;
+    }
+    sum
 }
 
 /// Scalar quantisation to 8 bits per component (SQ8): component `i` is stored as a code

@@ -100,12 +100,7 @@ impl Kernels {
             let avx2 = std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma");
             if std::arch::is_x86_feature_detected!("avx512f") && avx2 {
-                return Kernels {
-                    l2sq: x86::l2sq_avx512,
-                    dot: x86::dot_avx512,
-                    isa: "avx512f",
-                    ..x86::avx2_kernels()
-                };
+                return x86::avx512_kernels();
             }
             if avx2 {
                 return x86::avx2_kernels();
@@ -136,12 +131,7 @@ impl Kernels {
                 all.push(x86::avx2_kernels());
             }
             if std::arch::is_x86_feature_detected!("avx512f") && avx2 {
-                all.push(Kernels {
-                    l2sq: x86::l2sq_avx512,
-                    dot: x86::dot_avx512,
-                    isa: "avx512f",
-                    ..x86::avx2_kernels()
-                });
+                all.push(x86::avx512_kernels());
             }
         }
         #[cfg(target_arch = "aarch64")]
@@ -409,6 +399,17 @@ mod x86 {
         }
     }
 
+    /// The AVX-512 kernel set (callers check avx512f, avx2 and fma first).
+    pub fn avx512_kernels() -> super::Kernels {
+        super::Kernels {
+            l2sq: l2sq_avx512,
+            dot: dot_avx512,
+            l2sq_u8: l2sq_u8_avx512,
+            dot_u8: dot_u8_avx512,
+            isa: "avx512f",
+        }
+    }
+
     pub fn l2sq_u8_avx2(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
         // SAFETY: only reachable after avx2 and fma were detected at runtime (see below).
         unsafe { l2sq_u8_avx2_impl(a, b, c) }
@@ -517,6 +518,100 @@ mod x86 {
     pub fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: only reachable after avx512f was detected at runtime (see above).
         unsafe { dot_avx512_impl(a, b) }
+    }
+
+    pub fn l2sq_u8_avx512(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
+        // SAFETY: only reachable after avx512f was detected at runtime (see above).
+        unsafe { l2sq_u8_avx512_impl(a, b, c) }
+    }
+    pub fn dot_u8_avx512(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
+        // SAFETY: only reachable after avx512f was detected at runtime (see above).
+        unsafe { dot_u8_avx512_impl(a, b, c) }
+    }
+
+    /// Sixteen codes from `p` widened to f32.
+    ///
+    /// # Safety
+    /// `p` must point at 16 readable bytes.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn widen16(p: *const u8) -> __m512 {
+        // SAFETY: the caller guarantees 16 readable bytes; loadu_si128 reads exactly 16.
+        let bytes = unsafe { _mm_loadu_si128(p as *const __m128i) };
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn l2sq_u8_avx512_impl(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
+        let n = a.len().min(b.len()).min(c.len());
+        let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        // SAFETY (all loads below): each reads 16 elements at `i` or `i + 16` with the loop
+        // conditions keeping the last one below `n`, inside all three slices.
+        unsafe {
+            while i + 32 <= n {
+                let d0 = _mm512_fnmadd_ps(
+                    _mm512_loadu_ps(pb.add(i)),
+                    widen16(pc.add(i)),
+                    _mm512_loadu_ps(pa.add(i)),
+                );
+                let d1 = _mm512_fnmadd_ps(
+                    _mm512_loadu_ps(pb.add(i + 16)),
+                    widen16(pc.add(i + 16)),
+                    _mm512_loadu_ps(pa.add(i + 16)),
+                );
+                acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+                acc1 = _mm512_fmadd_ps(d1, d1, acc1);
+                i += 32;
+            }
+            if i + 16 <= n {
+                let d0 = _mm512_fnmadd_ps(
+                    _mm512_loadu_ps(pb.add(i)),
+                    widen16(pc.add(i)),
+                    _mm512_loadu_ps(pa.add(i)),
+                );
+                acc0 = _mm512_fmadd_ps(d0, d0, acc0);
+                i += 16;
+            }
+        }
+        // Dimensions are usually multiples of 16; a short scalar tail covers the rest.
+        let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+        for j in i..n {
+            let d = a[j] - b[j] * c[j] as f32;
+            sum += d * d;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn dot_u8_avx512_impl(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
+        let n = a.len().min(c.len());
+        let (pa, pc) = (a.as_ptr(), c.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        // SAFETY (all loads below): as in l2sq_u8_avx512_impl, within both slices.
+        unsafe {
+            while i + 32 <= n {
+                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), widen16(pc.add(i)), acc0);
+                acc1 = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(pa.add(i + 16)),
+                    widen16(pc.add(i + 16)),
+                    acc1,
+                );
+                i += 32;
+            }
+            if i + 16 <= n {
+                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), widen16(pc.add(i)), acc0);
+                i += 16;
+            }
+        }
+        let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+        for j in i..n {
+            sum += a[j] * c[j] as f32;
+        }
+        sum
     }
 
     #[target_feature(enable = "avx2,fma")]

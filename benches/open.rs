@@ -1,6 +1,7 @@
 //! Time of `Index::open` against index size: it reads page-file headers and the metadata's
 //! configuration and state only, so it should not grow with the number of vectors.
-//! (The index is dropped outside the timed region: a drop checkpoints.)
+//! (The index is dropped outside the timed region: a drop checkpoints.) Building the three
+//! indexes, up to 1 M vectors, takes about two minutes on 2 cores.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ fn open(c: &mut Criterion) {
     group
         .sample_size(30)
         .measurement_time(Duration::from_secs(5));
-    for n in [10_000usize, 200_000] {
+    for n in [10_000usize, 200_000, 1_000_000] {
         let dir = tempfile::tempdir().unwrap();
         let data = clustered(n, 32, n / 500, 1);
         let index = Index::create(

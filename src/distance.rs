@@ -109,12 +109,7 @@ impl Kernels {
         #[cfg(target_arch = "aarch64")]
         {
             if std::arch::is_aarch64_feature_detected!("neon") {
-                return Kernels {
-                    l2sq: neon::l2sq,
-                    dot: neon::dot,
-                    isa: "neon",
-                    ..Kernels::scalar()
-                };
+                return neon::kernels();
             }
         }
         Kernels::scalar()
@@ -137,12 +132,7 @@ impl Kernels {
         #[cfg(target_arch = "aarch64")]
         {
             if std::arch::is_aarch64_feature_detected!("neon") {
-                all.push(Kernels {
-                    l2sq: neon::l2sq,
-                    dot: neon::dot,
-                    isa: "neon",
-                    ..Kernels::scalar()
-                });
+                all.push(neon::kernels());
             }
         }
         all
@@ -768,6 +758,17 @@ mod x86 {
 #[cfg(target_arch = "aarch64")]
 mod neon {
     use std::arch::aarch64::*;
+
+    /// The NEON kernel set (callers check neon first). The code kernels stay the scalar
+    /// ones: written in eight fixed lanes, they compile to NEON without intrinsics.
+    pub fn kernels() -> super::Kernels {
+        super::Kernels {
+            l2sq,
+            dot,
+            isa: "neon",
+            ..super::Kernels::scalar()
+        }
+    }
 
     pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: only handed out after NEON was detected at runtime.

@@ -845,6 +845,11 @@ impl Graph {
                         self.search_layer(s, &[start], ef.max(k), 0, accept, score, |n| {
                             quantized.codes.prefetch(n)
                         });
+                    // The beam's vectors are cold (the walk read codes): start loading all
+                    // of them before comparing any, so their misses overlap.
+                    for c in &beam {
+                        self.vectors.prefetch(c.id);
+                    }
                     for c in &mut beam {
                         c.d = self.distance_to(q, c.id);
                     }

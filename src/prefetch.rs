@@ -17,7 +17,23 @@ pub fn lines(p: *const u8, len: usize) {
             off += 64;
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        let mut off = 0;
+        while off < len {
+            // SAFETY: PRFM is a hint: it never faults and writes no register or memory,
+            // whatever the address (`wrapping_add`, as above).
+            unsafe {
+                std::arch::asm!(
+                    "prfm pldl1keep, [{0}]",
+                    in(reg) p.wrapping_add(off),
+                    options(nostack, preserves_flags, readonly)
+                )
+            };
+            off += 64;
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         let _ = (p, len);
     }

@@ -13,8 +13,10 @@ use crate::error::{Error, IoContext, Result};
 pub const HEADER_PAGE: usize = 4096;
 /// Bytes of the header that carry meaning (the rest of the page is zero).
 pub const HEADER_LEN: usize = 128;
-/// Current on-disk format version. A file with a larger version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// Current on-disk format version, written into every new page file. A file with a larger
+/// version is refused; every smaller one is read (version 1 differs only in its `graph0`
+/// record layout, see `layer0`).
+pub const FORMAT_VERSION: u32 = 2;
 /// Slots are aligned to this many bytes so that SIMD loads of a slot are aligned.
 pub const SLOT_ALIGN: usize = 64;
 

@@ -1,5 +1,11 @@
-//! Layer-0 adjacency: record `i` holds node `i`'s neighbour count and up to `M0` neighbour
-//! ids (u32), in a fixed-stride slot of the `graph0` page file.
+//! Layer-0 adjacency: record `i` holds node `i`'s up to `M0` neighbour ids (u32) in a
+//! fixed-stride slot of the `graph0` page file.
+//!
+//! Two record layouts exist (`docs/format.md`, "graph0 records"). Format version 2 stores
+//! each id plus one and ends a short list with a zero: no count word, so a record is
+//! exactly `4 * M0` bytes (M = 16: two cache lines instead of three; M <= 8: one), and a
+//! zeroed record, as a new or grown file holds, reads as an empty list. Version 1 files
+//! keep their count-prefixed layout and are read and written in it.
 //!
 //! Records are read and written through atomics so that searches may run, without locks,
 //! beside inserts that rewrite lists: a reader may see a mix of an old and a new list, but
@@ -15,15 +21,46 @@ use crate::error::Result;
 
 const ELEM_U32: u32 = 2;
 
-/// Bytes per record: count + `m0` ids, rounded up to 64 (one cache line when M0 <= 15).
-pub fn stride_for(m0: usize) -> usize {
-    (4 + 4 * m0).div_ceil(SLOT_ALIGN) * SLOT_ALIGN
+/// The last format version whose records start with a neighbour count.
+const LAST_COUNTED_VERSION: u32 = 1;
+
+/// How a file's records are laid out, from its format version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Version 1: count `c`, then `M0` ids of which the first `c` are meaningful.
+    Counted,
+    /// Version 2 on: `M0` words of id + 1, the first zero (if any) ending the list.
+    Terminated,
+}
+
+impl Layout {
+    fn of(version: u32) -> Layout {
+        if version <= LAST_COUNTED_VERSION {
+            Layout::Counted
+        } else {
+            Layout::Terminated
+        }
+    }
+
+    /// Meaningful bytes per record.
+    fn record_bytes(self, m0: usize) -> usize {
+        match self {
+            Layout::Counted => 4 + 4 * m0,
+            Layout::Terminated => 4 * m0,
+        }
+    }
+
+    /// Bytes per record rounded up to whole cache lines.
+    fn stride(self, m0: usize) -> usize {
+        self.record_bytes(m0).div_ceil(SLOT_ALIGN) * SLOT_ALIGN
+    }
 }
 
 /// Typed access to the `graph0` file.
 pub struct Layer0 {
     arena: Arena,
     m0: usize,
+    layout: Layout,
 }
 
 impl Layer0 {
@@ -43,13 +80,14 @@ impl Layer0 {
             elem_type: ELEM_U32,
             metric,
             max_neighbours: m0 as u32,
-            stride: stride_for(m0) as u64,
+            stride: Layout::of(FORMAT_VERSION).stride(m0) as u64,
             capacity: capacity as u64,
             index_uid: uid,
         };
         Ok(Layer0 {
             arena: Arena::create(path, header)?,
             m0,
+            layout: Layout::of(FORMAT_VERSION),
         })
     }
 
@@ -58,13 +96,14 @@ impl Layer0 {
         let arena = Arena::open(path, FileKind::Graph0)?;
         let h = arena.header();
         let m0 = h.max_neighbours as usize;
-        if m0 == 0 || h.elem_type != ELEM_U32 || h.stride as usize != stride_for(m0) {
+        let layout = Layout::of(h.version);
+        if m0 == 0 || h.elem_type != ELEM_U32 || h.stride as usize != layout.stride(m0) {
             return Err(crate::Error::corrupt(
                 path,
                 "graph0 header: bad M0, element type or stride",
             ));
         }
-        Ok(Layer0 { arena, m0 })
+        Ok(Layer0 { arena, m0, layout })
     }
 
     /// The underlying page file.
@@ -85,18 +124,35 @@ impl Layer0 {
     #[inline(always)]
     fn record(&self, i: u32) -> &[AtomicU32] {
         let p = self.arena.slot_ptr(i as usize) as *const AtomicU32;
-        // SAFETY: the record holds 1 + m0 u32s within the slot (stride >= 4 + 4 * m0), the
-        // slot is 64-byte aligned so each u32 is 4-aligned, AtomicU32 has u32's layout, and
-        // the mapping outlives `&self`. All access to records goes through these atomics.
-        unsafe { std::slice::from_raw_parts(p, 1 + self.m0) }
+        let words = self.layout.record_bytes(self.m0) / 4;
+        // SAFETY: the record's `words` u32s lie within the slot (stride >= record_bytes,
+        // checked on open), the slot is 64-byte aligned so each u32 is 4-aligned,
+        // AtomicU32 has u32's layout, and the mapping outlives `&self`. All access to
+        // records goes through these atomics.
+        unsafe { std::slice::from_raw_parts(p, words) }
     }
 
     /// Appends node `i`'s neighbours to `out` (which is not cleared).
     #[inline]
     pub fn read_into(&self, i: u32, out: &mut Vec<u32>) {
         let r = self.record(i);
-        let n = (r[0].load(Ordering::Acquire) as usize).min(self.m0);
-        out.extend(r[1..=n].iter().map(|x| x.load(Ordering::Acquire)));
+        match self.layout {
+            Layout::Terminated => {
+                // Copy all M0 words (a loop of known length), then cut at the end mark
+                // and undo the + 1: cheaper than a test and a push per word.
+                let start = out.len();
+                out.extend(r.iter().map(|w| w.load(Ordering::Acquire)));
+                let n = out[start..].iter().position(|&w| w == 0);
+                out.truncate(start + n.unwrap_or(self.m0));
+                for id in &mut out[start..] {
+                    *id -= 1;
+                }
+            }
+            Layout::Counted => {
+                let n = (r[0].load(Ordering::Acquire) as usize).min(self.m0);
+                out.extend(r[1..=n].iter().map(|x| x.load(Ordering::Acquire)));
+            }
+        }
     }
 
     /// Replaces node `i`'s neighbour list. The caller holds node `i`'s lock.
@@ -108,15 +164,89 @@ impl Layer0 {
             self.m0
         );
         let r = self.record(i);
-        for (slot, &id) in r[1..].iter().zip(ids) {
-            slot.store(id, Ordering::Release);
+        match self.layout {
+            Layout::Terminated => {
+                // Ids first, then the terminator: a reader racing this write sees new ids,
+                // then either the end or words of an older list (ids too, or zero).
+                for (word, &id) in r.iter().zip(ids) {
+                    debug_assert!(id < u32::MAX, "slot {id} has no id + 1");
+                    word.store(id + 1, Ordering::Release);
+                }
+                if let Some(end) = r.get(ids.len()) {
+                    end.store(0, Ordering::Release);
+                }
+            }
+            Layout::Counted => {
+                for (slot, &id) in r[1..].iter().zip(ids) {
+                    slot.store(id, Ordering::Release);
+                }
+                r[0].store(ids.len() as u32, Ordering::Release);
+            }
         }
-        r[0].store(ids.len() as u32, Ordering::Release);
     }
 
     /// Starts loading record `i`.
     #[inline(always)]
     pub fn prefetch(&self, i: u32) {
-        crate::prefetch::lines(self.arena.slot_ptr(i as usize), 4 + 4 * self.m0);
+        crate::prefetch::lines(
+            self.arena.slot_ptr(i as usize),
+            self.layout.record_bytes(self.m0),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `graph0` file of `capacity` records written in `version`'s layout.
+    fn layer0(dir: &Path, version: u32, m0: usize, capacity: usize) -> Layer0 {
+        let path = dir.join(format!("graph0.v{version}"));
+        let header = Header {
+            kind: FileKind::Graph0,
+            version,
+            dim: 4,
+            elem_type: ELEM_U32,
+            metric: 1,
+            max_neighbours: m0 as u32,
+            stride: Layout::of(version).stride(m0) as u64,
+            capacity: capacity as u64,
+            index_uid: 7,
+        };
+        drop(Arena::create(&path, header).unwrap());
+        Layer0::open(&path).unwrap()
+    }
+
+    fn read(l: &Layer0, i: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        l.read_into(i, &mut out);
+        out
+    }
+
+    #[test]
+    fn both_layouts_round_trip_lists_of_every_length() {
+        let dir = tempfile::tempdir().unwrap();
+        for version in [1, FORMAT_VERSION] {
+            let m0 = 32;
+            let l = layer0(dir.path(), version, m0, 4);
+            // A record never written (zeroed, as after create or grow) is an empty list.
+            assert_eq!(read(&l, 3), Vec::<u32>::new(), "version {version}");
+            // Growing and shrinking lists, slot 0 among the ids (stored as 1 in v2).
+            for len in [m0, 0, 5, m0 - 1, 1, m0, 3] {
+                let ids: Vec<u32> = (0..len as u32).map(|j| j * 3).collect();
+                l.write(1, &ids);
+                assert_eq!(read(&l, 1), ids, "version {version}, {len} ids");
+            }
+            // Neighbouring records are untouched.
+            assert!(read(&l, 0).is_empty() && read(&l, 2).is_empty());
+        }
+    }
+
+    #[test]
+    fn terminated_records_fill_whole_cache_lines() {
+        assert_eq!(Layout::Terminated.stride(32), 128); // M = 16: two lines
+        assert_eq!(Layout::Terminated.stride(16), 64); // M = 8: one line
+        assert_eq!(Layout::Counted.stride(32), 192);
+        assert_eq!(Layout::Counted.stride(16), 128);
     }
 }

@@ -138,8 +138,8 @@ impl Layer0 {
         let r = self.record(i);
         match self.layout {
             Layout::Terminated => {
-                // Copy all M0 words (a loop of known length), then cut at the end mark
-                // and undo the + 1: cheaper than a test and a push per word.
+                // Copy all M0 words, cut at the end mark, then undo the + 1 (a word read
+                // once, so a racing writer cannot put a zero among the kept ones).
                 let start = out.len();
                 out.extend(r.iter().map(|w| w.load(Ordering::Acquire)));
                 let n = out[start..].iter().position(|&w| w == 0);

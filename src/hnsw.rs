@@ -12,7 +12,9 @@
 //! lists sit behind their own mutexes. A node is *live* once its bit is set in `live`:
 //! searches follow links only to routable nodes, so a link to a slot that is free, half
 //! written, or left behind by a crash is skipped rather than trusted. Liveness is derived
-//! from the metadata, never read from the page files.
+//! from the metadata, never read from the page files. An insert links others to its node
+//! only after writing all of the node's own lists, so no concurrent insert can walk into
+//! (and attach itself only to) a node whose lists are still empty.
 
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -655,6 +657,30 @@ impl Graph {
         linked
     }
 
+    /// Writes the list `chosen` for `node` (being inserted) on `level`. Links that other
+    /// inserts added to `node` meanwhile are kept, pruned with `chosen` by the heuristic
+    /// when they do not all fit: overwriting them would take those nodes' in-link away.
+    fn set_own_links(&self, node: u32, level: usize, chosen: &[Cand]) {
+        let max = self.max_links(level);
+        self.update_links(node, level, |list| {
+            let base = self.vectors.vector(node);
+            let mut cands: Vec<Cand> = chosen.to_vec();
+            cands.extend(
+                list.iter()
+                    .filter(|&&x| x != node && self.live.contains(x))
+                    .filter(|&&x| !chosen.iter().any(|c| c.id == x))
+                    .map(|&x| Cand {
+                        d: self.distance_to(base, x),
+                        id: x,
+                    }),
+            );
+            cands.sort_unstable();
+            list.clear();
+            list.extend(self.select(&cands, max, None).iter().map(|c| c.id));
+            true
+        });
+    }
+
     /// Makes `from` link to `to` (at distance `d`) even when `from`'s list is full, by
     /// replacing its farthest neighbour. Used when no neighbour kept a new node, which
     /// would otherwise be unreachable.
@@ -735,6 +761,7 @@ impl Graph {
                 cur = self.greedy(s, q, cur, l);
             }
             let mut entry_set = vec![cur];
+            let mut links_back = Vec::with_capacity(level.min(ep.level) + 1);
             for l in (0..=level.min(ep.level)).rev() {
                 let mut found = self.search_layer(
                     s,
@@ -758,20 +785,23 @@ impl Graph {
                 }
                 found.retain(|c| c.id != node);
                 let chosen = self.select(&found, self.params.m, None);
-                self.update_links(node, l, |list| {
-                    list.clear();
-                    list.extend(chosen.iter().map(|c| c.id));
-                    true
-                });
+                self.set_own_links(node, l, &chosen);
+                links_back.push((l, chosen));
+                if !found.is_empty() {
+                    entry_set = found;
+                }
+            }
+            // Only now, with every list of `node` written, may other nodes link to it. A
+            // concurrent insert that reached `node` earlier would have walked (and linked
+            // itself to) a node whose lists were still empty: it would pick `node` as its
+            // only neighbour, and lose its one in-link when `node`'s list was written.
+            for (l, chosen) in links_back {
                 let mut linked = false;
                 for c in &chosen {
                     linked |= self.add_link(c.id, node, c.d, l);
                 }
                 if !linked && let Some(nearest) = chosen.first() {
                     self.force_link(nearest.id, node, nearest.d, l);
-                }
-                if !found.is_empty() {
-                    entry_set = found;
                 }
             }
         });

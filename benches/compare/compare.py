@@ -9,8 +9,10 @@ DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (see ../shared/data, or
 `hnswdb synth`). Every library gets the same M and ef_construction; each is built with 1
 and with 2 threads (timed), saved, reloaded (timed), then queried on 1 thread at each ef
 of the sweep (all queries in one batch call for the peers; a Rust loop for hnswdb, via its
-CLI). Prints one markdown report, with hnswdb's QPS divided by each peer's at matched
-recall (interpolated along each curve), and writes it plus a recall-vs-QPS plot to --out.
+CLI). The sweeps run in --rounds rounds (default 3), the libraries taking turns in each,
+and each ef's QPS is the median over the rounds. Prints one markdown report, with
+hnswdb's QPS divided by each peer's at matched recall (interpolated along each curve),
+and writes it plus a recall-vs-QPS plot to --out.
 """
 import argparse, json, os, platform, shutil, subprocess, sys, tempfile, time
 from datetime import date
@@ -73,16 +75,19 @@ def run_hnswdb(base_path, q, gt, metric, m, efc, work):
     res['size'] = dir_size(idx)  # every file: vectors, graph0, codes.N, meta.redb, wal/
     qpath = os.path.join(work, 'query.fvecs')
     gtpath = os.path.join(work, 'gt.ivecs')
-    # The first run warms the page cache; the second one's --warmup pass maps the pages into
-    # the new process (the peers get an untimed pass per ef too, in sweep_batch).
-    for _ in range(2):
+    # The first run only warms the page cache; in each sweep the --warmup pass maps the
+    # pages into the new process (the peers get an untimed pass per ef too, in sweep_batch).
+    def run():
         lines = subprocess.run([HNSWDB, 'search', idx, '--query', qpath, '--gt', gtpath, '--k', '10',
                                 '--ef', ','.join(map(str, EFS)), '--threads', '1', '--json', '--warmup', '1'],
                                check=True, capture_output=True, text=True).stdout.splitlines()
-    rows = [json.loads(l) for l in lines]
-    res['curve'] = [(r['ef'], r['recall'], r['qps']) for r in rows]
-    res['load'] = rows[0]['open_ms'] / 1e3
-    return res
+        return [json.loads(l) for l in lines]
+    def sweep():
+        rows = run()
+        res['load'] = rows[0]['open_ms'] / 1e3  # the latest open, page cache warm
+        return [(r['ef'], r['recall'], r['qps']) for r in rows]
+    run()
+    return res, sweep
 
 
 def run_hnswlib(base, q, gt, metric, m, efc, work):
@@ -104,8 +109,7 @@ def run_hnswlib(base, q, gt, metric, m, efc, work):
     def search(ef):
         loaded.set_ef(ef)
         return loaded.knn_query(q, k=10, num_threads=1)[0]
-    res['curve'] = sweep_batch(search, q, gt)
-    return res
+    return res, lambda: sweep_batch(search, q, gt)
 
 
 def run_usearch(base, q, gt, metric, m, efc, work):
@@ -125,8 +129,7 @@ def run_usearch(base, q, gt, metric, m, efc, work):
     def search(ef):
         loaded.expansion_search = ef
         return loaded.search(q, 10, threads=1).keys
-    res['curve'] = sweep_batch(search, q, gt)
-    return res
+    return res, lambda: sweep_batch(search, q, gt)
 
 
 def run_faiss(base, q, gt, metric, m, efc, work):
@@ -151,11 +154,21 @@ def run_faiss(base, q, gt, metric, m, efc, work):
     def search(ef):
         loaded.hnsw.efSearch = ef
         return loaded.search(qc, 10)[1]
-    res['curve'] = sweep_batch(search, q, gt)
-    return res
+    return res, lambda: sweep_batch(search, q, gt)
 
 
 # ---------------------------------------------------------------- report
+
+def median_curve(curves):
+    """Per ef: the recall (the same in every round: searches are deterministic) and the
+    median QPS over the rounds."""
+    out = []
+    for points in zip(*curves):
+        assert len({ef for ef, _, _ in points}) == 1
+        ef, rec, _ = points[0]
+        out.append((ef, rec, float(np.median([qps for _, _, qps in points]))))
+    return out
+
 
 def qps_at(curve, target):
     """QPS at `target` recall, interpolating log(QPS) between the two bracketing points."""
@@ -165,6 +178,12 @@ def qps_at(curve, target):
             t = 0.0 if r1 == r0 else (target - r0) / (r1 - r0)
             return float(np.exp(np.log(q0) + t * (np.log(q1) - np.log(q0))))
     return None
+
+
+def per_round_ratio(results, lib, i, target):
+    mine = qps_at(results['hnswdb']['rounds'][i], target)
+    theirs = qps_at(results[lib]['rounds'][i], target)
+    return '–' if mine is None or theirs is None else f'{mine / theirs:.2f}×'
 
 
 def report(name, results, n, dim, metric, m, efc, nq):
@@ -191,6 +210,12 @@ def report(name, results, n, dim, metric, m, efc, nq):
         ratio = lambda lib: '–' if qps['hnswdb'] is None or qps[lib] is None else f"{qps['hnswdb'] / qps[lib]:.2f}×"
         lines.append(f'| {t:.2f} | ' + ' | '.join(fmt(qps[lib]) for lib in results) + ' | '
                      + ' | '.join(ratio(lib) for lib in results if lib != 'hnswdb') + ' |')
+    if len(results['hnswdb'].get('rounds', [])) > 1:
+        lines += ['', f'hnswdb ÷ peer at recall 0.95 in each of the {len(results["hnswdb"]["rounds"])} rounds '
+                  '(the table above takes the median QPS per ef): ' + '; '.join(
+                      f"{lib} " + ', '.join(per_round_ratio(results, lib, i, 0.95)
+                                            for i in range(len(results['hnswdb']['rounds'])))
+                      for lib in results if lib != 'hnswdb')]
     b = results['hnswdb']
     lines += ['', 'Build throughput, hnswdb ÷ peer (2 threads): ' + ', '.join(
         f"{lib} {r['build_2t'] / b['build_2t']:.2f}×" for lib, r in results.items() if lib != 'hnswdb'), '']
@@ -226,6 +251,7 @@ def main():
     ap.add_argument('--name', default=None)
     ap.add_argument('--out', default=None, help='write OUT.md and OUT.png')
     ap.add_argument('--builds', default='1,2', help='thread counts to build with (the last build is queried)')
+    ap.add_argument('--rounds', type=int, default=3, help='sweeps per library, interleaved; QPS is the median')
     a = ap.parse_args()
     global BUILD_THREADS
     BUILD_THREADS = tuple(int(t) for t in a.builds.split(','))
@@ -236,16 +262,25 @@ def main():
     gt = vecs(os.path.join(a.dataset, 'gt.ivecs'), np.int32)[:, :10]
     name = a.name or os.path.basename(os.path.normpath(a.dataset))
     runners = {'hnswdb': run_hnswdb, 'hnswlib': run_hnswlib, 'usearch': run_usearch, 'faiss': run_faiss}
-    results = {}
+    results, sweeps, rounds = {}, {}, {}
     with tempfile.TemporaryDirectory(dir=os.path.join(ROOT, 'target')) as work:
         shutil.copy(os.path.join(a.dataset, 'query.fvecs'), os.path.join(work, 'query.fvecs'))
         shutil.copy(os.path.join(a.dataset, 'gt.ivecs'), os.path.join(work, 'gt.ivecs'))
         for lib in a.libs.split(','):
-            print(f'# {lib} ...', file=sys.stderr, flush=True)
+            print(f'# {lib}: build ...', file=sys.stderr, flush=True)
             if lib == 'hnswdb':
-                results[lib] = run_hnswdb(os.path.join(a.dataset, 'base.fvecs'), q, gt, a.metric, a.m, a.ef_construction, work)
+                results[lib], sweeps[lib] = run_hnswdb(os.path.join(a.dataset, 'base.fvecs'), q, gt, a.metric, a.m, a.ef_construction, work)
             else:
-                results[lib] = runners[lib](base, q, gt, a.metric, a.m, a.ef_construction, work)
+                results[lib], sweeps[lib] = runners[lib](base, q, gt, a.metric, a.m, a.ef_construction, work)
+        # Rounds of sweeps, the libraries taking turns within each: a slow spell of the
+        # machine then hits every library alike instead of whichever happened to run in it.
+        for i in range(a.rounds):
+            for lib in results:
+                print(f'# round {i + 1}/{a.rounds}: {lib} ...', file=sys.stderr, flush=True)
+                rounds.setdefault(lib, []).append(sweeps[lib]())
+    for lib, curves in rounds.items():
+        results[lib]['curve'] = median_curve(curves)
+        results[lib]['rounds'] = curves
     text = report(name, results, len(base), base.shape[1], a.metric, a.m, a.ef_construction, len(q))
     print(text)
     if a.out:

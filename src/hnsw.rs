@@ -30,7 +30,8 @@ use crate::vectors::Vectors;
 
 /// SQ8 codes of every routable node and the quantiser that made them. When a graph has
 /// them, searches walk layer 0 on codes (a quarter of the bytes per distance) and re-rank
-/// the beam with exact distances; inserts keep using exact distances throughout.
+/// the beam with exact distances. Inserts walk layer 0 the same way but choose and prune
+/// neighbours on exact distances.
 pub struct Quantized {
     /// The quantiser.
     pub sq8: Sq8,
@@ -545,6 +546,42 @@ impl Graph {
         out
     }
 
+    /// `search_layer` on layer 0 walking on codes, then the beam re-ranked exactly: the
+    /// order within the beam is what quantisation blurs, and the beam is small.
+    fn search_codes(
+        &self,
+        s: &mut Scratch,
+        quantized: &Quantized,
+        q: &[f32],
+        entry: &[Cand],
+        ef: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> Vec<Cand> {
+        let prepared = quantized.sq8.query(quantized.metric, quantized.kernels, q);
+        let score = |n: u32| prepared.eval(quantized.codes.codes(n));
+        let start: Vec<Cand> = entry
+            .iter()
+            .map(|c| Cand {
+                d: score(c.id),
+                id: c.id,
+            })
+            .collect();
+        let mut beam = self.search_layer(s, &start, ef, 0, accept, score, |n| {
+            quantized.codes.prefetch(n)
+        });
+        // The beam's vectors are cold (the walk read codes): start loading all of them
+        // before comparing any, so their misses overlap.
+        for c in &beam {
+            self.vectors.prefetch(c.id);
+        }
+        for c in &mut beam {
+            c.d = self.distance_to(q, c.id);
+        }
+        s.distances += beam.len();
+        beam.sort_unstable();
+        beam
+    }
+
     /// The neighbour-selection heuristic (paper, Algorithm 4, as hnswlib applies it):
     /// walking candidates from nearest, keep one only if it is closer to the base than to
     /// every neighbour already kept. Fewer than `m` candidates are all kept. Each candidate
@@ -763,15 +800,28 @@ impl Graph {
             let mut entry_set = vec![cur];
             let mut links_back = Vec::with_capacity(level.min(ep.level) + 1);
             for l in (0..=level.min(ep.level)).rev() {
-                let mut found = self.search_layer(
-                    s,
-                    &entry_set,
-                    self.params.ef_construction,
-                    l,
-                    |n| self.live.contains(n),
-                    |n| self.distance_to(q, n),
-                    |n| self.vectors.prefetch(n),
-                );
+                let live = |n| self.live.contains(n);
+                let mut found = match &self.quantized {
+                    // Layer 0 holds almost all of an insert's distances: walk it on codes
+                    // as searches do; neighbours are still chosen on exact distances.
+                    Some(quantized) if l == 0 => self.search_codes(
+                        s,
+                        quantized,
+                        q,
+                        &entry_set,
+                        self.params.ef_construction,
+                        live,
+                    ),
+                    _ => self.search_layer(
+                        s,
+                        &entry_set,
+                        self.params.ef_construction,
+                        l,
+                        live,
+                        |n| self.distance_to(q, n),
+                        |n| self.vectors.prefetch(n),
+                    ),
+                };
                 if l == 0 && !earlier.is_empty() {
                     for &e in &earlier {
                         if self.live.contains(e) && !found.iter().any(|c| c.id == e) {
@@ -862,31 +912,7 @@ impl Graph {
                     |n| self.distance_to(q, n),
                     |n| self.vectors.prefetch(n),
                 ),
-                Some(quantized) => {
-                    // Walk on codes, then re-rank the beam exactly: the order within the
-                    // beam is what quantisation blurs, and the beam is small.
-                    let prepared = quantized.sq8.query(quantized.metric, quantized.kernels, q);
-                    let score = |n: u32| prepared.eval(quantized.codes.codes(n));
-                    let start = Cand {
-                        d: score(cur.id),
-                        id: cur.id,
-                    };
-                    let mut beam =
-                        self.search_layer(s, &[start], ef.max(k), 0, accept, score, |n| {
-                            quantized.codes.prefetch(n)
-                        });
-                    // The beam's vectors are cold (the walk read codes): start loading all
-                    // of them before comparing any, so their misses overlap.
-                    for c in &beam {
-                        self.vectors.prefetch(c.id);
-                    }
-                    for c in &mut beam {
-                        c.d = self.distance_to(q, c.id);
-                    }
-                    s.distances += beam.len();
-                    beam.sort_unstable();
-                    beam
-                }
+                Some(quantized) => self.search_codes(s, quantized, q, &[cur], ef.max(k), accept),
             };
             found.truncate(k);
             (found, s.distances)

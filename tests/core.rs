@@ -45,6 +45,32 @@ fn recall_on_20k_clustered_64d_at_ef_64() {
     assert!(r >= 0.95, "recall@10 at ef=64 is {r}");
 }
 
+/// Inserts made once the SQ8 codes exist walk layer 0 on codes (as searches do) and choose
+/// neighbours on exact distances: the graph they build must be as good as an exact one.
+#[test]
+fn recall_when_inserts_walk_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = clustered(20_200, 64, 50, 1);
+    let queries = data.split_off(200);
+    let index = Index::create(dir.path(), &IndexOptions::new(64, Metric::L2)).unwrap();
+    // Chunks: the first one trains the codes (at its checkpoint), the other nine walk them.
+    for first in (0..data.rows).step_by(2_000) {
+        let ids: Vec<u64> = (first as u64..first as u64 + 2_000).collect();
+        index
+            .insert_batch(&ids, &data.data[first * 64..(first + 2_000) * 64])
+            .unwrap();
+    }
+    assert!(
+        index.stats().codes_generation > 0,
+        "codes were never trained"
+    );
+    let report = index.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.unreachable, 0);
+    let r = recall(&index, &queries, 10, 64);
+    assert!(r >= 0.95, "recall@10 at ef=64 is {r}");
+}
+
 #[test]
 fn reopen_gives_the_same_answers() {
     let dir = tempfile::tempdir().unwrap();

@@ -378,6 +378,78 @@ impl Sq8Query {
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// The two code kernels (`l2sq_u8`, `dot_u8`) for one instruction set, which differ
+    /// only in register width: two accumulators over `2 × lanes` elements per step, one
+    /// more step of `lanes`, then a scalar tail (dimensions are usually multiples of the
+    /// width). A macro rather than a generic function because the intrinsics of each set
+    /// only inline into functions compiled with that set's `target_feature`.
+    macro_rules! code_kernels {
+        ($feature:literal, $lanes:literal, $l2sq:ident, $dot:ident, $zero:ident, $load:ident,
+         $widen:ident, $fmadd:ident, $fnmadd:ident, $add:ident, $hsum:ident) => {
+            #[target_feature(enable = $feature)]
+            fn $l2sq(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
+                let n = a.len().min(b.len()).min(c.len());
+                let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_ptr());
+                let mut acc0 = $zero();
+                let mut acc1 = $zero();
+                let mut i = 0;
+                // SAFETY (all loads below): each reads `lanes` elements at `i` or
+                // `i + lanes` with the loop conditions keeping the last one below `n`,
+                // inside all three slices.
+                unsafe {
+                    while i + 2 * $lanes <= n {
+                        let d0 = $fnmadd($load(pb.add(i)), $widen(pc.add(i)), $load(pa.add(i)));
+                        let d1 = $fnmadd(
+                            $load(pb.add(i + $lanes)),
+                            $widen(pc.add(i + $lanes)),
+                            $load(pa.add(i + $lanes)),
+                        );
+                        acc0 = $fmadd(d0, d0, acc0);
+                        acc1 = $fmadd(d1, d1, acc1);
+                        i += 2 * $lanes;
+                    }
+                    if i + $lanes <= n {
+                        let d0 = $fnmadd($load(pb.add(i)), $widen(pc.add(i)), $load(pa.add(i)));
+                        acc0 = $fmadd(d0, d0, acc0);
+                        i += $lanes;
+                    }
+                }
+                let mut sum = $hsum($add(acc0, acc1));
+                for j in i..n {
+                    let d = a[j] - b[j] * c[j] as f32;
+                    sum += d * d;
+                }
+                sum
+            }
+
+            #[target_feature(enable = $feature)]
+            fn $dot(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
+                let n = a.len().min(c.len());
+                let (pa, pc) = (a.as_ptr(), c.as_ptr());
+                let mut acc0 = $zero();
+                let mut acc1 = $zero();
+                let mut i = 0;
+                // SAFETY (all loads below): as in the l2sq kernel, within both slices.
+                unsafe {
+                    while i + 2 * $lanes <= n {
+                        acc0 = $fmadd($load(pa.add(i)), $widen(pc.add(i)), acc0);
+                        acc1 = $fmadd($load(pa.add(i + $lanes)), $widen(pc.add(i + $lanes)), acc1);
+                        i += 2 * $lanes;
+                    }
+                    if i + $lanes <= n {
+                        acc0 = $fmadd($load(pa.add(i)), $widen(pc.add(i)), acc0);
+                        i += $lanes;
+                    }
+                }
+                let mut sum = $hsum($add(acc0, acc1));
+                for j in i..n {
+                    sum += a[j] * c[j] as f32;
+                }
+                sum
+            }
+        };
+    }
+
     /// The AVX2+FMA kernel set (callers check both features first).
     pub fn avx2_kernels() -> super::Kernels {
         super::Kernels {
@@ -420,74 +492,19 @@ mod x86 {
         _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes))
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    fn l2sq_u8_avx2_impl(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
-        let n = a.len().min(b.len()).min(c.len());
-        let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_ptr());
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        // SAFETY (all loads below): each reads 8 elements at `i` or `i + 8` with the loop
-        // conditions keeping the last one below `n`, inside all three slices.
-        unsafe {
-            while i + 16 <= n {
-                let d0 = _mm256_fnmadd_ps(
-                    _mm256_loadu_ps(pb.add(i)),
-                    widen8(pc.add(i)),
-                    _mm256_loadu_ps(pa.add(i)),
-                );
-                let d1 = _mm256_fnmadd_ps(
-                    _mm256_loadu_ps(pb.add(i + 8)),
-                    widen8(pc.add(i + 8)),
-                    _mm256_loadu_ps(pa.add(i + 8)),
-                );
-                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
-                acc1 = _mm256_fmadd_ps(d1, d1, acc1);
-                i += 16;
-            }
-            if i + 8 <= n {
-                let d0 = _mm256_fnmadd_ps(
-                    _mm256_loadu_ps(pb.add(i)),
-                    widen8(pc.add(i)),
-                    _mm256_loadu_ps(pa.add(i)),
-                );
-                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
-                i += 8;
-            }
-        }
-        let mut sum = hsum256(_mm256_add_ps(acc0, acc1));
-        for j in i..n {
-            let d = a[j] - b[j] * c[j] as f32;
-            sum += d * d;
-        }
-        sum
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    fn dot_u8_avx2_impl(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
-        let n = a.len().min(c.len());
-        let (pa, pc) = (a.as_ptr(), c.as_ptr());
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
-        let mut i = 0;
-        // SAFETY (all loads below): as in l2sq_u8_avx2_impl, within both slices.
-        unsafe {
-            while i + 16 <= n {
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), widen8(pc.add(i)), acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), widen8(pc.add(i + 8)), acc1);
-                i += 16;
-            }
-            if i + 8 <= n {
-                acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), widen8(pc.add(i)), acc0);
-                i += 8;
-            }
-        }
-        let mut sum = hsum256(_mm256_add_ps(acc0, acc1));
-        for j in i..n {
-            sum += a[j] * c[j] as f32;
-        }
-        sum
-    }
+    code_kernels!(
+        "avx2,fma",
+        8,
+        l2sq_u8_avx2_impl,
+        dot_u8_avx2_impl,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        widen8,
+        _mm256_fmadd_ps,
+        _mm256_fnmadd_ps,
+        _mm256_add_ps,
+        hsum256
+    );
 
     // The safe wrappers below are only ever handed out by `Kernels::detect`/`available`
     // after the matching `is_x86_feature_detected!` check, which is what makes calling the
@@ -530,79 +547,19 @@ mod x86 {
         _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes))
     }
 
-    #[target_feature(enable = "avx512f")]
-    fn l2sq_u8_avx512_impl(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
-        let n = a.len().min(b.len()).min(c.len());
-        let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_ptr());
-        let mut acc0 = _mm512_setzero_ps();
-        let mut acc1 = _mm512_setzero_ps();
-        let mut i = 0;
-        // SAFETY (all loads below): each reads 16 elements at `i` or `i + 16` with the loop
-        // conditions keeping the last one below `n`, inside all three slices.
-        unsafe {
-            while i + 32 <= n {
-                let d0 = _mm512_fnmadd_ps(
-                    _mm512_loadu_ps(pb.add(i)),
-                    widen16(pc.add(i)),
-                    _mm512_loadu_ps(pa.add(i)),
-                );
-                let d1 = _mm512_fnmadd_ps(
-                    _mm512_loadu_ps(pb.add(i + 16)),
-                    widen16(pc.add(i + 16)),
-                    _mm512_loadu_ps(pa.add(i + 16)),
-                );
-                acc0 = _mm512_fmadd_ps(d0, d0, acc0);
-                acc1 = _mm512_fmadd_ps(d1, d1, acc1);
-                i += 32;
-            }
-            if i + 16 <= n {
-                let d0 = _mm512_fnmadd_ps(
-                    _mm512_loadu_ps(pb.add(i)),
-                    widen16(pc.add(i)),
-                    _mm512_loadu_ps(pa.add(i)),
-                );
-                acc0 = _mm512_fmadd_ps(d0, d0, acc0);
-                i += 16;
-            }
-        }
-        // Dimensions are usually multiples of 16; a short scalar tail covers the rest.
-        let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-        for j in i..n {
-            let d = a[j] - b[j] * c[j] as f32;
-            sum += d * d;
-        }
-        sum
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn dot_u8_avx512_impl(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
-        let n = a.len().min(c.len());
-        let (pa, pc) = (a.as_ptr(), c.as_ptr());
-        let mut acc0 = _mm512_setzero_ps();
-        let mut acc1 = _mm512_setzero_ps();
-        let mut i = 0;
-        // SAFETY (all loads below): as in l2sq_u8_avx512_impl, within both slices.
-        unsafe {
-            while i + 32 <= n {
-                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), widen16(pc.add(i)), acc0);
-                acc1 = _mm512_fmadd_ps(
-                    _mm512_loadu_ps(pa.add(i + 16)),
-                    widen16(pc.add(i + 16)),
-                    acc1,
-                );
-                i += 32;
-            }
-            if i + 16 <= n {
-                acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), widen16(pc.add(i)), acc0);
-                i += 16;
-            }
-        }
-        let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-        for j in i..n {
-            sum += a[j] * c[j] as f32;
-        }
-        sum
-    }
+    code_kernels!(
+        "avx512f",
+        16,
+        l2sq_u8_avx512_impl,
+        dot_u8_avx512_impl,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        widen16,
+        _mm512_fmadd_ps,
+        _mm512_fnmadd_ps,
+        _mm512_add_ps,
+        _mm512_reduce_add_ps
+    );
 
     #[target_feature(enable = "avx2,fma")]
     fn hsum256(v: __m256) -> f32 {

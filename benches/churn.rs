@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use hnswdb::datasets::{Matrix, clustered, read_fvecs, read_ivecs, recall_at_k};
 use hnswdb::{Durability, Index, IndexOptions, Metric};
+use hnswdb_datasets::{Matrix, clustered, read_fvecs, read_ivecs, recall_at_k};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hnswdb::datasets::clustered;
 use hnswdb::{Durability, Index, IndexOptions, Metric};
+use hnswdb_datasets::clustered;
 
 fn durable_inserts(c: &mut Criterion) {
     let data = clustered(200_000, 128, 100, 7);

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use hnswdb::datasets::clustered;
 use hnswdb::{Durability, Index, IndexOptions, Metric};
+use hnswdb_datasets::clustered;
 
 fn open(c: &mut Criterion) {
     let mut group = c.benchmark_group("open");

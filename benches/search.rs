@@ -1,8 +1,8 @@
 //! Single-query search latency at a few ef values on a clustered 20k x 64 index.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use hnswdb::datasets::clustered;
 use hnswdb::{Index, IndexOptions, Metric};
+use hnswdb_datasets::clustered;
 use std::hint::black_box;
 
 fn search(c: &mut Criterion) {

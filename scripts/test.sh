@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== Rust: cargo test --release"
-cargo test --release
+echo "== Rust: cargo test --release (core, CLI, datasets; crash hooks on for the power-loss test)"
+cargo test --release --features hnswdb/failpoints
 
 echo "== Python: build the binding into target/test-venv and run pytest"
 venv=target/test-venv

@@ -7,6 +7,11 @@
 //! an index is O(1) and an index larger than RAM still answers; upper layers and metadata
 //! live in [redb](https://docs.rs/redb). See `docs/format.md` for the on-disk format.
 //!
+//! The modules follow a write's way down, each knowing only the ones beneath it:
+//! `index` (the public face, write path, checkpoint, verify) → `wal` (log segments,
+//! records, replay) → `graph` (search, insert, repair, upper layers) → `store` (typed page
+//! files and redb metadata). `distance` kernels see slices only.
+//!
 //! ```
 //! use hnswdb::{Index, IndexOptions, Metric};
 //! let dir = tempfile::tempdir()?;
@@ -25,21 +30,17 @@
 
 #![warn(missing_docs)]
 
-pub mod arena;
-mod codes;
-pub mod datasets;
 pub mod distance;
 mod error;
-mod hnsw;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
+#[cfg(not(feature = "failpoints"))]
+mod failpoints;
+mod graph;
 mod index;
-mod layer0;
-mod meta;
 mod parallel;
 mod prefetch;
-mod recovery;
-#[doc(hidden)]
-pub mod testing;
-mod vectors;
+pub mod store;
 mod wal;
 
 pub use distance::Metric;

@@ -1,6 +1,10 @@
 //! A minimal scoped thread pool for batch work.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::error::Result;
 
 /// Runs `f(0..n)` on up to `threads` scoped threads, handing out indexes one at a time so
 /// that uneven work balances itself.
@@ -24,4 +28,25 @@ pub fn parallel_for(n: usize, threads: usize, f: impl Fn(usize) + Sync) {
             });
         }
     });
+}
+
+/// `parallel_for` over a fallible `f`: stops handing out work at the first error and
+/// returns it (one of them, if several threads fail at once).
+pub fn try_parallel_for(
+    n: usize,
+    threads: usize,
+    f: impl Fn(usize) -> Result<()> + Sync,
+) -> Result<()> {
+    let failed = AtomicBool::new(false);
+    let first = Mutex::new(None);
+    parallel_for(n, threads, |i| {
+        if failed.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = f(i) {
+            failed.store(true, Ordering::Relaxed);
+            first.lock().get_or_insert(e);
+        }
+    });
+    first.into_inner().map_or(Ok(()), Err)
 }

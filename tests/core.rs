@@ -1,7 +1,7 @@
 //! Build, persist, reopen, query; recall against brute force; every bad input's error.
 
-use hnswdb::datasets::{Matrix, clustered, recall_at_k};
 use hnswdb::{Error, Index, IndexOptions, Metric};
+use hnswdb_datasets::{Matrix, clustered, recall_at_k};
 
 fn build(dir: &std::path::Path, data: &Matrix, metric: Metric) -> Index {
     build_on(dir, data, IndexOptions::new(data.dim, metric))
@@ -61,7 +61,7 @@ fn recall_when_inserts_walk_codes() {
             .unwrap();
     }
     assert!(
-        index.stats().codes_generation > 0,
+        index.stats().unwrap().codes_generation > 0,
         "codes were never trained"
     );
     let report = index.verify().unwrap();

@@ -1,21 +1,73 @@
-//! The kill -9 loop. A child process (`hnswdb crash-workload`) runs a seeded mix of
-//! inserts, upserts, deletes and checkpoints and prints the number of each operation once
-//! it is acknowledged; the parent SIGKILLs it at a random moment, reopens the index and
-//! checks that every acknowledged operation is visible, that nothing never issued is,
-//! that `verify` passes and that recall is still high.
+//! The kill -9 loop. A child process (this test binary re-executing itself, running only
+//! `crash_child`) runs a seeded mix of inserts, upserts, deletes and checkpoints and prints
+//! the number of each operation once it is acknowledged; the parent SIGKILLs it at a
+//! random moment, reopens the index and checks that every acknowledged operation is
+//! visible, that nothing never issued is, that `verify` passes and that recall is still
+//! high.
 //!
 //! `cargo test --release --test crash_kill` runs 30 iterations; the long run is
 //! `cargo test --release --test crash_kill -- --ignored --nocapture` (1,000 iterations).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hnswdb::Index;
-use hnswdb::testing::{Model, Workload, snapshot};
+use common::workload::{Model, Workload, apply, snapshot};
+use hnswdb::{Durability, Index, IndexOptions, Metric};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 const DIM: usize = 8;
+
+/// Set in the child's environment: `<index dir>;<seed>;<durability>`.
+const CHILD_ENV: &str = "HNSWDB_CRASH_CHILD";
+
+/// The acknowledgement line of operation `n` on the child's stdout. The test harness
+/// prints lines of its own there, so acks carry a marker.
+const ACK: &str = "ack ";
+
+/// The child: creates the index and runs the workload, acknowledging each operation after
+/// its call returned, until killed.
+#[test]
+#[ignore = "the kill loop's child process; runs only when re-executed by kill_9_loop_*"]
+fn crash_child() {
+    let spec = std::env::var(CHILD_ENV).expect("run by the kill loop, with its environment");
+    let mut parts = spec.split(';');
+    let (dir, seed, durability) = (
+        parts.next().unwrap(),
+        parts.next().unwrap().parse().unwrap(),
+        parts.next().unwrap(),
+    );
+    let durability = match durability {
+        "immediate" => Durability::Immediate,
+        "periodic" => Durability::Periodic(Duration::from_millis(5)),
+        _ => Durability::None,
+    };
+    let opts = IndexOptions::new(DIM, Metric::L2)
+        .m(8)
+        .ef_construction(64)
+        .threads(2)
+        .durability(durability)
+        .checkpoint_bytes(64 << 10)
+        // Train SQ8 codes early so that kills also land in code training and retraining.
+        .quantize_after(64);
+    let index = Index::create(Path::new(dir), &opts).unwrap();
+    let mut workload = Workload::new(seed, DIM);
+    let mut stdout = std::io::stdout();
+    for i in 0..100_000 {
+        apply(&index, &workload.next_op()).unwrap();
+        // One write per line, so that a line is never split by the kill.
+        stdout.write_all(format!("{ACK}{i}\n").as_bytes()).unwrap();
+        stdout.flush().unwrap();
+    }
+}
+
+/// The operation number an output line of the child acknowledges, if it is an ack.
+fn ack(line: &str) -> Option<usize> {
+    line.split(ACK).nth(1).map(|n| n.trim().parse().unwrap())
+}
 
 struct Outcome {
     acked: usize,
@@ -38,15 +90,12 @@ fn one_kill(iteration: u64) -> Outcome {
     let index_dir = dir.path().join("idx");
     let durability = ["immediate", "periodic", "none"][iteration as usize % 3];
     let seed = 1000 + iteration;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hnswdb"))
-        .args([
-            "crash-workload",
-            index_dir.to_str().unwrap(),
-            "--seed",
-            &seed.to_string(),
-            "--durability",
-            durability,
-        ])
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--ignored", "--nocapture", "-q"])
+        .env(
+            CHILD_ENV,
+            format!("{};{seed};{durability}", index_dir.to_str().unwrap()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -60,20 +109,18 @@ fn one_kill(iteration: u64) -> Outcome {
     while acked < target_acks && Instant::now() < deadline {
         match lines.next() {
             Some(Ok(line)) => {
-                assert_eq!(
-                    line.parse::<usize>().unwrap(),
-                    acked,
-                    "acks arrive in order"
-                );
-                acked += 1;
+                if let Some(n) = ack(&line) {
+                    assert_eq!(n, acked, "acks arrive in order");
+                    acked += 1;
+                }
             }
             _ => break,
         }
     }
     child.kill().unwrap(); // SIGKILL
     // Acks already in the pipe were written before the kill: they count too.
-    for line in lines.map_while(Result::ok) {
-        assert_eq!(line.parse::<usize>().unwrap(), acked);
+    for n in lines.map_while(Result::ok).filter_map(|l| ack(&l)) {
+        assert_eq!(n, acked);
         acked += 1;
     }
     child.wait().unwrap();
@@ -103,7 +150,7 @@ fn one_kill(iteration: u64) -> Outcome {
     let index = Index::open(&index_dir)
         .unwrap_or_else(|e| panic!("iteration {iteration}: reopen failed: {e}"));
     let recovery = index.recovery();
-    let codes_generation = index.stats().codes_generation;
+    let codes_generation = index.stats().unwrap().codes_generation;
     let state = snapshot(&index).unwrap();
     assert!(
         state == expected[acked] || state == expected[acked + 1],

@@ -6,8 +6,8 @@
 //! (b) after inserting as many new vectors, recall@10 at the same ef is within 0.01 of a
 //!     fresh build of the same final set.
 
-use hnswdb::datasets::{Matrix, clustered, recall_at_k};
 use hnswdb::{Durability, Index, IndexOptions, Metric};
+use hnswdb_datasets::{Matrix, clustered, recall_at_k};
 use rand::seq::SliceRandom;
 use rand::{SeedableRng, rngs::StdRng};
 
@@ -116,7 +116,7 @@ fn deleting_half_then_refilling_matches_fresh_builds() {
         .collect();
     index.insert_batch(&new, &rows).unwrap();
     assert_eq!(
-        index.stats().high_water as usize,
+        index.stats().unwrap().high_water as usize,
         n,
         "freed slots were reused"
     );

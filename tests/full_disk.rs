@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use hnswdb::datasets::clustered;
 use hnswdb::{Error, Index, IndexOptions, Metric};
+use hnswdb_datasets::clustered;
 
 struct Mount(std::path::PathBuf);
 

@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hnswdb::testing::{Model, WorkOp, Workload, apply, set_sync_observer, snapshot};
+mod common;
+
+use common::workload::{Model, WorkOp, Workload, apply, snapshot};
+use hnswdb::failpoints::set_sync_observer;
 use hnswdb::{Durability, Index, IndexOptions, Metric};
 use parking_lot::Mutex;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -154,7 +157,7 @@ fn recovery_after_simulated_power_loss() {
             );
             prefixes_short += (prefix < ops) as usize;
         }
-        on_codes += (recovered.stats().codes_generation > 0) as usize;
+        on_codes += (recovered.stats().unwrap().codes_generation > 0) as usize;
         let report = recovered.verify().unwrap();
         assert!(
             report.is_ok(),

@@ -2,7 +2,7 @@
 //! valid header, never a panic.
 #![no_main]
 
-use hnswdb::arena::{Arena, FileKind, Header};
+use hnswdb::store::page::{FileKind, Header, PageFile};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
@@ -29,6 +29,6 @@ fuzz_target!(|input: &[u8]| {
     let file = dir.path().join("pages");
     std::fs::write(&file, data).unwrap();
     for kind in [FileKind::Vectors, FileKind::Graph0, FileKind::Codes] {
-        let _ = Arena::open(&file, kind);
+        let _ = PageFile::open(&file, kind);
     }
 });

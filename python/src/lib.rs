@@ -487,7 +487,7 @@ impl Index {
 
     /// Slots the files hold now; the index grows past it on its own.
     fn get_max_elements(&self) -> PyResult<usize> {
-        Ok(self.index()?.stats().capacity)
+        Ok(self.index()?.stats().map_err(py_err)?.capacity)
     }
 
     /// Accepted for hnswlib compatibility: the index grows by itself, so this only
@@ -560,12 +560,12 @@ impl Index {
     #[getter]
     #[allow(non_snake_case)]
     fn M(&self) -> PyResult<usize> {
-        Ok(self.index()?.stats().m)
+        Ok(self.index()?.stats().map_err(py_err)?.m)
     }
 
     #[getter]
     fn ef_construction(&self) -> PyResult<usize> {
-        Ok(self.index()?.stats().ef_construction)
+        Ok(self.index()?.stats().map_err(py_err)?.ef_construction)
     }
 
     #[getter(element_count)]

@@ -5,10 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::arena::{Arena, FORMAT_VERSION, FileKind, Header, SLOT_ALIGN};
+use super::page::{FileIdentity, FileKind, PageFile, SLOT_ALIGN};
 use crate::error::Result;
-
-const ELEM_U8: u32 = 3;
 
 /// Bytes per code slot: one per component, rounded up to 64.
 pub fn stride_for(dim: usize) -> usize {
@@ -37,58 +35,41 @@ pub fn generations_in(dir: &Path) -> Vec<(u64, PathBuf)> {
 
 /// Typed access to a code file.
 pub struct Codes {
-    arena: Arena,
+    file: PageFile,
     dim: usize,
 }
 
 impl Codes {
-    /// Creates the file for `capacity` code vectors of `dim` bytes.
-    pub fn create(
-        path: &Path,
-        dim: usize,
-        metric: u32,
-        uid: u64,
-        capacity: usize,
-    ) -> Result<Codes> {
-        let header = Header {
-            kind: FileKind::Codes,
-            version: FORMAT_VERSION,
-            dim: dim as u32,
-            elem_type: ELEM_U8,
-            metric,
-            max_neighbours: 0,
-            stride: stride_for(dim) as u64,
-            capacity: capacity as u64,
-            index_uid: uid,
-        };
-        Ok(Codes {
-            arena: Arena::create(path, header)?,
-            dim,
-        })
+    /// Creates the file for `capacity` code vectors.
+    pub fn create(path: &Path, identity: FileIdentity, capacity: usize) -> Result<Codes> {
+        let dim = identity.dim as usize;
+        let file = PageFile::create_typed(
+            path,
+            FileKind::Codes,
+            identity,
+            0,
+            stride_for(dim),
+            capacity,
+        )?;
+        Ok(Codes { file, dim })
     }
 
     /// Opens the file; the caller checks the header against the metadata.
     pub fn open(path: &Path) -> Result<Codes> {
-        let arena = Arena::open(path, FileKind::Codes)?;
-        let h = arena.header();
-        let dim = h.dim as usize;
-        if dim == 0 || h.elem_type != ELEM_U8 || h.stride as usize != stride_for(dim) {
-            return Err(crate::Error::corrupt(
-                path,
-                "codes header: bad dimension, element type or stride",
-            ));
-        }
-        Ok(Codes { arena, dim })
+        let file =
+            PageFile::open_typed(path, FileKind::Codes, |h| Some(stride_for(h.dim as usize)))?;
+        let dim = file.header().dim as usize;
+        Ok(Codes { file, dim })
     }
 
     /// The underlying page file.
-    pub fn arena(&self) -> &Arena {
-        &self.arena
+    pub fn file(&self) -> &PageFile {
+        &self.file
     }
 
     /// Mutable page file (to grow it).
-    pub fn arena_mut(&mut self) -> &mut Arena {
-        &mut self.arena
+    pub fn file_mut(&mut self) -> &mut PageFile {
+        &mut self.file
     }
 
     /// The codes in slot `i`.
@@ -97,7 +78,7 @@ impl Codes {
         // SAFETY: slot_ptr points at `stride >= dim` mapped bytes that live as long as
         // `&self` (remaps need `&mut self`); writers only write slots no reader reads (the
         // same liveness protocol as the vector arena).
-        unsafe { std::slice::from_raw_parts(self.arena.slot_ptr(i as usize), self.dim) }
+        unsafe { std::slice::from_raw_parts(self.file.slot_ptr(i as usize), self.dim) }
     }
 
     /// Writes the codes of slot `i` (not yet readable by searches, as for vectors).
@@ -105,17 +86,13 @@ impl Codes {
         debug_assert_eq!(codes.len(), self.dim);
         // SAFETY: `dim <= stride` bytes inside slot `i`, which no reader holds.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                codes.as_ptr(),
-                self.arena.slot_ptr(i as usize),
-                self.dim,
-            );
+            std::ptr::copy_nonoverlapping(codes.as_ptr(), self.file.slot_ptr(i as usize), self.dim);
         }
     }
 
     /// Starts loading slot `i` (no effect on correctness).
     #[inline(always)]
     pub fn prefetch(&self, i: u32) {
-        crate::prefetch::lines(self.arena.slot_ptr(i as usize), self.dim);
+        crate::prefetch::lines(self.file.slot_ptr(i as usize), self.dim);
     }
 }

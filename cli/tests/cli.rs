@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use hnswdb::datasets::{self, clustered};
+use hnswdb_datasets::{self as datasets, clustered};
 use serde_json::Value;
 
 fn hnswdb(args: &[&str], stdin: Option<&str>) -> Output {

@@ -1,6 +1,6 @@
-//! A fixed-stride, memory-mapped page file: one header page, then `capacity` slots of
-//! `stride` bytes. It knows nothing of vectors or graphs; `vectors` and `layer0` give the
-//! slots their meaning. The byte layout is documented in `docs/format.md`.
+//! The typed page file: one header page, then `capacity` slots of `stride` bytes,
+//! memory-mapped. It knows nothing of vectors or graphs; `vectors`, `layer0` and `codes`
+//! give the slots their meaning. The byte layout is documented in `docs/format.md`.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, IoContext, Result};
+use crate::failpoints;
 
 /// Size of the header page; slots start at this offset, so slot 0 is page-aligned.
 pub const HEADER_PAGE: usize = 4096;
@@ -42,6 +43,36 @@ impl FileKind {
             FileKind::Codes => b"HNSWDBQ8",
         }
     }
+
+    /// The element type code its header carries: 1 = f32, 2 = u32, 3 = u8.
+    pub fn elem_type(self) -> u32 {
+        match self {
+            FileKind::Vectors => 1,
+            FileKind::Graph0 => 2,
+            FileKind::Codes => 3,
+        }
+    }
+
+    /// Its name in error messages.
+    fn name(self) -> &'static str {
+        match self {
+            FileKind::Vectors => "vectors",
+            FileKind::Graph0 => "graph0",
+            FileKind::Codes => "codes",
+        }
+    }
+}
+
+/// What every page file of one index carries in its header, so that a file of another
+/// index (or of another dimension or metric) is never mixed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    /// Vector dimension.
+    pub dim: u32,
+    /// Metric code.
+    pub metric: u32,
+    /// Random id shared by every file of the index.
+    pub index_uid: u64,
 }
 
 /// The decoded header of a page file. Field meanings are given by the layer above; the
@@ -154,16 +185,16 @@ impl Header {
 }
 
 /// An open page file.
-pub struct Arena {
+pub struct PageFile {
     path: PathBuf,
     file: File,
     map: MmapRaw,
     header: Header,
 }
 
-impl Arena {
+impl PageFile {
     /// Creates (or replaces) a page file with `header.capacity` zeroed slots and syncs it.
-    pub fn create(path: &Path, header: Header) -> Result<Arena> {
+    pub fn create(path: &Path, header: Header) -> Result<PageFile> {
         debug_assert!((header.stride as usize).is_multiple_of(SLOT_ALIGN));
         let file = OpenOptions::new()
             .read(true)
@@ -175,20 +206,20 @@ impl Arena {
         let len = HEADER_PAGE as u64 + header.stride * header.capacity;
         allocate(&file, len).at(path)?;
         let map = MmapOptions::new().map_raw(&file).at(path)?;
-        let arena = Arena {
+        let file = PageFile {
             path: path.to_path_buf(),
             file,
             map,
             header,
         };
-        arena.write_header();
-        arena.sync()?;
-        Ok(arena)
+        file.write_header();
+        file.sync()?;
+        Ok(file)
     }
 
     /// Opens a page file, checking magic, version, checksum, kind and length. Reads the
     /// header only: O(1) in the file size.
-    pub fn open(path: &Path, kind: FileKind) -> Result<Arena> {
+    pub fn open(path: &Path, kind: FileKind) -> Result<PageFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -206,12 +237,93 @@ impl Arena {
         if header.kind != kind {
             return Err(Error::corrupt(path, "file holds the wrong kind of pages"));
         }
-        Ok(Arena {
+        Ok(PageFile {
             path: path.to_path_buf(),
             file,
             map,
             header,
         })
+    }
+
+    /// Creates a page file of `kind` for `capacity` slots of `stride` bytes.
+    pub fn create_typed(
+        path: &Path,
+        kind: FileKind,
+        identity: FileIdentity,
+        max_neighbours: u32,
+        stride: usize,
+        capacity: usize,
+    ) -> Result<PageFile> {
+        PageFile::create(
+            path,
+            Header {
+                kind,
+                version: FORMAT_VERSION,
+                dim: identity.dim,
+                elem_type: kind.elem_type(),
+                metric: identity.metric,
+                max_neighbours,
+                stride: stride as u64,
+                capacity: capacity as u64,
+                index_uid: identity.index_uid,
+            },
+        )
+    }
+
+    /// Opens a page file of `kind` and checks its element type and that its stride is
+    /// `stride_for(header)` (`None`: the header's other fields are already absurd).
+    pub fn open_typed(
+        path: &Path,
+        kind: FileKind,
+        stride_for: impl FnOnce(&Header) -> Option<usize>,
+    ) -> Result<PageFile> {
+        let file = PageFile::open(path, kind)?;
+        let h = file.header();
+        if h.dim == 0 || h.elem_type != kind.elem_type() || stride_for(h) != Some(h.stride as usize)
+        {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "{} header: bad dimension, element type, neighbour count or stride",
+                    kind.name()
+                ),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Checks that the file belongs to the index of `identity` and holds at least
+    /// `min_slots` slots (the metadata's high-water mark).
+    pub fn check_identity(&self, identity: FileIdentity, min_slots: usize) -> Result<()> {
+        let h = &self.header;
+        if h.index_uid != identity.index_uid {
+            return Err(Error::corrupt(&self.path, "file belongs to another index"));
+        }
+        if h.dim != identity.dim || h.metric != identity.metric {
+            return Err(Error::corrupt(
+                &self.path,
+                "dimension or metric disagrees with the metadata",
+            ));
+        }
+        if (h.capacity as usize) < min_slots {
+            return Err(Error::corrupt(
+                &self.path,
+                "file holds fewer slots than the metadata uses",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Advises the kernel how the file will be read: all of it soon (`warm`), or in random
+    /// order (no read-ahead: under memory pressure the page cache keeps only the pages
+    /// searches touch). A failed hint changes nothing but speed, so its error is ignored.
+    pub fn advise(&self, warm: bool) {
+        let advice = if warm {
+            memmap2::Advice::WillNeed
+        } else {
+            memmap2::Advice::Random
+        };
+        let _ = self.map.advise(advice);
     }
 
     /// The file's path.
@@ -263,7 +375,7 @@ impl Arena {
         // reach the disk (the kernel writes the header page back whenever it likes):
         // otherwise power loss could leave a header promising more slots than the file has.
         self.file.sync_all().at(&self.path)?;
-        crate::testing::synced(&self.path, None);
+        failpoints::synced(&self.path, None);
         // The old mapping stays valid until replaced: an error here leaves the arena as it was.
         let map = MmapOptions::new().map_raw(&self.file).at(&self.path)?;
         self.map = map;
@@ -276,20 +388,8 @@ impl Arena {
     pub fn sync(&self) -> Result<()> {
         self.map.flush().at(&self.path)?;
         self.file.sync_all().at(&self.path)?;
-        crate::testing::synced(&self.path, None);
+        failpoints::synced(&self.path, None);
         Ok(())
-    }
-
-    /// Hints the kernel that slots are read in random order (no read-ahead): under memory
-    /// pressure this keeps the page cache for pages a search really touches.
-    pub fn advise_random(&self) {
-        // A failed hint changes nothing but speed, so its error is ignored.
-        let _ = self.map.advise(memmap2::Advice::Random);
-    }
-
-    /// Asks the kernel to read the whole file ahead (for indexes that fit in memory).
-    pub fn advise_willneed(&self) {
-        let _ = self.map.advise(memmap2::Advice::WillNeed);
     }
 
     fn write_header(&self) {
@@ -390,7 +490,7 @@ mod tests {
     fn grow_keeps_slots_and_header() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
-        let mut a = Arena::create(&p, header(2)).unwrap();
+        let mut a = PageFile::create(&p, header(2)).unwrap();
         // SAFETY: slot 1 is in bounds and this test is the only user.
         unsafe { *a.slot_ptr(1) = 7 };
         a.grow(5000).unwrap();
@@ -399,10 +499,10 @@ mod tests {
         assert_eq!(unsafe { *a.slot_ptr(1) }, 7);
         a.sync().unwrap();
         drop(a);
-        let b = Arena::open(&p, FileKind::Vectors).unwrap();
+        let b = PageFile::open(&p, FileKind::Vectors).unwrap();
         assert!(b.capacity() >= 5000);
         assert!(matches!(
-            Arena::open(&p, FileKind::Graph0),
+            PageFile::open(&p, FileKind::Graph0),
             Err(Error::Corrupt { .. })
         ));
     }

@@ -1,37 +1,11 @@
-//! Hooks for crash-simulation tests; not part of the stable API.
-//!
-//! The power-loss test needs to know the moments at which a file reached stable storage
-//! (fsync of a log segment, msync of a page file, commit of the metadata) so that it can
-//! keep a copy of each file as of its last sync and later mix it with newer contents.
-
-use std::path::Path;
-
-use parking_lot::RwLock;
-
-/// Called with a file's path and, when only a prefix of it is known durable (a log
-/// segment being appended to), that prefix's length.
-type Observer = Box<dyn Fn(&Path, Option<u64>) + Send + Sync>;
-
-static OBSERVER: RwLock<Option<Observer>> = RwLock::new(None);
-
-/// Installs (or, with `None`, removes) a function called each time a file has been made
-/// durable. Process-wide.
-pub fn set_sync_observer(observer: Option<Observer>) {
-    *OBSERVER.write() = observer;
-}
-
-/// Reports that `path` was just made durable (up to `len` bytes, if given).
-pub(crate) fn synced(path: &Path, len: Option<u64>) {
-    if let Some(f) = &*OBSERVER.read() {
-        f(path, len);
-    }
-}
+//! The seeded crash-test workload shared by the kill and power-loss tests: a stream of
+//! valid operations whose expected outcome (the model) a parent can regenerate exactly.
 
 use std::collections::BTreeMap;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-use crate::{Index, Result};
+use hnswdb::{Index, Result};
 
 /// One operation of a crash-test workload.
 #[derive(Clone, Debug, PartialEq)]

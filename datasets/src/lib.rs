@@ -1,13 +1,30 @@
-//! Reading and writing vector files (TEXMEX `.fvecs`/`.ivecs`, NumPy `.npy`, JSON lines)
-//! and generating clustered synthetic vectors. Used by the CLI, the benches and the tests.
+//! Vector files and benchmark sets for hnswdb's satellites (the CLI, the benches, the
+//! tests): reading and writing TEXMEX `.fvecs`/`.ivecs`, NumPy `.npy` and JSON lines,
+//! clustered synthetic vectors, exact ground truth and recall. Kept out of the core
+//! library so that it carries no file-format or JSON dependency.
 
+use std::collections::BinaryHeap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-use crate::error::{Error, IoContext, Result};
-use crate::hnsw::Cand;
+use hnswdb::distance::{Distance, Kernels, normalize};
+use hnswdb::{Error, Metric, Result};
+
+/// Attaches the path to an I/O error, as hnswdb's own errors do.
+trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
 
 /// A dense row-major matrix of f32.
 #[derive(Clone, Debug, PartialEq)]
@@ -404,43 +421,62 @@ pub fn exact_knn(
     base: &Matrix,
     queries: &Matrix,
     k: usize,
-    metric: crate::Metric,
+    metric: Metric,
     threads: usize,
 ) -> Vec<Vec<u32>> {
-    let kernels = crate::distance::Kernels::detect();
-    let dist = crate::distance::Distance::new(metric, kernels);
+    let dist = Distance::new(metric, Kernels::detect());
     let normalise = |m: &Matrix| -> Vec<f32> {
         let mut d = m.data.clone();
-        if metric == crate::Metric::Cosine {
+        if metric == Metric::Cosine {
             d.chunks_exact_mut(m.dim).for_each(|r| {
-                crate::distance::normalize(r);
+                normalize(r);
             });
         }
         d
     };
     let (b, q) = (normalise(base), normalise(queries));
-    let out: Vec<parking_lot::Mutex<Vec<u32>>> =
-        (0..queries.rows).map(|_| Default::default()).collect();
-    crate::parallel::parallel_for(queries.rows, threads, |i| {
-        let qi = &q[i * queries.dim..(i + 1) * queries.dim];
-        let mut heap = std::collections::BinaryHeap::with_capacity(k + 1);
-        for (r, row) in b.chunks_exact(base.dim).enumerate() {
-            let c = Cand {
-                d: dist.eval(qi, row),
-                id: r as u32,
-            };
-            if heap.len() < k {
-                heap.push(c);
-            } else if heap.peek().is_some_and(|top| c < *top) {
-                heap.pop();
-                heap.push(c);
-            }
+    let mut out = vec![Vec::new(); queries.rows];
+    let per_thread = queries.rows.div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        for (chunk, answers) in out.chunks_mut(per_thread).enumerate() {
+            let (b, q, dist) = (&b, &q, &dist);
+            s.spawn(move || {
+                for (j, answer) in answers.iter_mut().enumerate() {
+                    let i = chunk * per_thread + j;
+                    let qi = &q[i * queries.dim..(i + 1) * queries.dim];
+                    // Max-heap of (distance, row): the k nearest so far, farthest on top.
+                    let mut heap = BinaryHeap::with_capacity(k + 1);
+                    for (r, row) in b.chunks_exact(base.dim).enumerate() {
+                        let c = (Ordered(dist.eval(qi, row)), r as u32);
+                        if heap.len() < k {
+                            heap.push(c);
+                        } else if heap.peek().is_some_and(|top| c < *top) {
+                            heap.pop();
+                            heap.push(c);
+                        }
+                    }
+                    *answer = heap.into_sorted_vec().into_iter().map(|(_, r)| r).collect();
+                }
+            });
         }
-        *out[i].lock() = heap.into_sorted_vec().into_iter().map(|c| c.id).collect();
     });
-    out.into_iter()
-        .map(parking_lot::Mutex::into_inner)
-        .collect()
+    out
+}
+
+/// An f32 ordered by `total_cmp`, for heaps.
+#[derive(Clone, Copy, PartialEq)]
+struct Ordered(f32);
+
+impl Eq for Ordered {}
+impl PartialOrd for Ordered {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ordered {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
 }
 
 /// Fraction of the first `k` of `truth` found among the first `k` of `found`.

@@ -1,8 +1,8 @@
 //! Logged operations: what a write-ahead-log record means, and its byte encoding.
 //!
 //! A record carries every decision the write made (slots, levels, the normalised vector),
-//! so that replaying it re-applies exactly that write: recovery never re-decides. Replay
-//! itself is `Index::replay`, which runs the same functions as the live write path.
+//! so that replaying it re-applies exactly that write: recovery never re-decides. The
+//! index applies replayed records through the same functions as its live write path.
 //!
 //! Payloads (little-endian):
 //! - `INSERT` (kind 1): `count u32`, then per item `id u64, slot u32, level u8, dim × f32`;

@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use crate::arena::{Arena, FORMAT_VERSION, FileKind, Header, SLOT_ALIGN};
+use super::page::{FileIdentity, FileKind, PageFile, SLOT_ALIGN};
 use crate::error::Result;
 
-const ELEM_F32: u32 = 1;
 const LABEL_BYTES: usize = 8;
 
 /// Bytes per vector slot: the vector, the 8-byte label, rounded up to 64.
@@ -16,58 +15,42 @@ pub fn stride_for(dim: usize) -> usize {
 
 /// Typed access to the `vectors` file.
 pub struct Vectors {
-    arena: Arena,
+    file: PageFile,
     dim: usize,
 }
 
 impl Vectors {
-    /// Creates the file for `capacity` vectors of `dim` floats.
-    pub fn create(
-        path: &Path,
-        dim: usize,
-        metric: u32,
-        uid: u64,
-        capacity: usize,
-    ) -> Result<Vectors> {
-        let header = Header {
-            kind: FileKind::Vectors,
-            version: FORMAT_VERSION,
-            dim: dim as u32,
-            elem_type: ELEM_F32,
-            metric,
-            max_neighbours: 0,
-            stride: stride_for(dim) as u64,
-            capacity: capacity as u64,
-            index_uid: uid,
-        };
-        Ok(Vectors {
-            arena: Arena::create(path, header)?,
-            dim,
-        })
+    /// Creates the file for `capacity` vectors.
+    pub fn create(path: &Path, identity: FileIdentity, capacity: usize) -> Result<Vectors> {
+        let dim = identity.dim as usize;
+        let file = PageFile::create_typed(
+            path,
+            FileKind::Vectors,
+            identity,
+            0,
+            stride_for(dim),
+            capacity,
+        )?;
+        Ok(Vectors { file, dim })
     }
 
     /// Opens the file; the caller checks the header against the metadata.
     pub fn open(path: &Path) -> Result<Vectors> {
-        let arena = Arena::open(path, FileKind::Vectors)?;
-        let h = arena.header();
-        let dim = h.dim as usize;
-        if dim == 0 || h.elem_type != ELEM_F32 || h.stride as usize != stride_for(dim) {
-            return Err(crate::Error::corrupt(
-                path,
-                "vector header: bad dimension, element type or stride",
-            ));
-        }
-        Ok(Vectors { arena, dim })
+        let file = PageFile::open_typed(path, FileKind::Vectors, |h| {
+            Some(stride_for(h.dim as usize))
+        })?;
+        let dim = file.header().dim as usize;
+        Ok(Vectors { file, dim })
     }
 
     /// The underlying page file.
-    pub fn arena(&self) -> &Arena {
-        &self.arena
+    pub fn file(&self) -> &PageFile {
+        &self.file
     }
 
     /// Mutable page file (to grow it).
-    pub fn arena_mut(&mut self) -> &mut Arena {
-        &mut self.arena
+    pub fn file_mut(&mut self) -> &mut PageFile {
+        &mut self.file
     }
 
     /// The vector in slot `i`.
@@ -77,7 +60,7 @@ impl Vectors {
         // `&self` (remaps need `&mut self`). Concurrent writers only write slots that are not
         // live, which readers never read (see hnsw's liveness protocol).
         let bytes =
-            unsafe { std::slice::from_raw_parts(self.arena.slot_ptr(i as usize), self.dim * 4) };
+            unsafe { std::slice::from_raw_parts(self.file.slot_ptr(i as usize), self.dim * 4) };
         bytemuck::cast_slice(bytes)
     }
 
@@ -87,7 +70,7 @@ impl Vectors {
         // SAFETY: the label's 8 bytes lie inside the slot (stride >= dim * 4 + 8).
         let bytes = unsafe {
             std::slice::from_raw_parts(
-                self.arena.slot_ptr(i as usize).add(self.dim * 4),
+                self.file.slot_ptr(i as usize).add(self.dim * 4),
                 LABEL_BYTES,
             )
         };
@@ -98,7 +81,7 @@ impl Vectors {
     /// slot `i` until it is published (made live) afterwards.
     pub fn write(&self, i: u32, v: &[f32], label: u64) {
         debug_assert_eq!(v.len(), self.dim);
-        let p = self.arena.slot_ptr(i as usize);
+        let p = self.file.slot_ptr(i as usize);
         // SAFETY: both copies stay within the slot (dim * 4 + 8 <= stride); slot `i` is not
         // live, so no reader holds a reference to these bytes.
         unsafe {
@@ -114,7 +97,7 @@ impl Vectors {
     /// Starts loading the first cache lines of slot `i` (no effect on correctness).
     #[inline(always)]
     pub fn prefetch(&self, i: u32) {
-        let p = self.arena.slot_ptr(i as usize);
+        let p = self.file.slot_ptr(i as usize);
         crate::prefetch::lines(p, (self.dim * 4).min(4 * 64));
     }
 }

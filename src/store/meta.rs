@@ -1,6 +1,9 @@
 //! Metadata in redb: configuration, the external → internal id map, upper-layer lists,
 //! free slots and the checkpointed state. Every change reaches redb in one write
 //! transaction per checkpoint, so redb always holds one consistent checkpoint.
+//!
+//! It stores what the layers above decide (which node is the entry point, which lists a
+//! node has on which level) as plain records, and knows no graph algorithm.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +12,20 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::distance::{Metric, Sq8};
 use crate::error::{Error, Result};
-use crate::hnsw::{EntryPoint, UpperLists};
+use crate::failpoints;
+use crate::store::page::FileIdentity;
+
+/// The node graph walks start from, and its level (the graph's top level).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryPoint {
+    /// Internal node id (slot).
+    pub node: u32,
+    /// Its level.
+    pub level: usize,
+}
+
+/// One node's lists on the levels above 0: `lists[l - 1]` holds its neighbours on level `l`.
+pub type UpperLists = Vec<Vec<u32>>;
 
 const CONFIG: TableDefinition<&str, u64> = TableDefinition::new("config");
 const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
@@ -43,6 +59,17 @@ pub struct Config {
     pub seed: u64,
     /// Random id shared with the page files' headers.
     pub index_uid: u64,
+}
+
+impl Config {
+    /// What every page file of the index carries in its header.
+    pub fn file_identity(&self) -> FileIdentity {
+        FileIdentity {
+            dim: self.dim as u32,
+            metric: self.metric.code(),
+            index_uid: self.index_uid,
+        }
+    }
 }
 
 /// The mutable state as of the last checkpoint.
@@ -79,18 +106,6 @@ pub struct Changes<'a> {
     pub quantizer: Option<&'a Sq8>,
 }
 
-// A read error of upper lists is rare (I/O failure under the metadata file) and cannot be
-// reported from inside a search; the node is then taken as having no upper lists, which
-// makes routing slower but never an answer wrong.
-impl crate::hnsw::UpperSource for Meta {
-    fn lists(&self, node: u32) -> Vec<Vec<u32>> {
-        self.upper_of(node).unwrap_or_default()
-    }
-    fn all(&self) -> Vec<(u32, UpperLists)> {
-        self.upper_lists().unwrap_or_default()
-    }
-}
-
 /// What a slot below the high-water mark holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlotState {
@@ -120,8 +135,8 @@ fn db_err(e: impl std::fmt::Display) -> Error {
     Error::Meta(text)
 }
 
-/// File name of the metadata database, for errors raised without its full path.
-const META_FILE_NAME: &str = "meta.redb";
+/// File name of the metadata database in an index directory.
+pub const META_FILE_NAME: &str = "meta.redb";
 
 fn open_err(path: &Path, e: redb::DatabaseError) -> Error {
     match e {
@@ -423,7 +438,7 @@ impl Meta {
         }
         Self::write_state(&txn, changes.state)?;
         txn.commit().map_err(db_err)?;
-        crate::testing::synced(&self.path, None);
+        failpoints::synced(&self.path, None);
         Ok(())
     }
 
@@ -446,5 +461,111 @@ impl Meta {
             t.insert(k, v).map_err(db_err)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config {
+            dim: 3,
+            metric: Metric::Cosine,
+            m: 4,
+            m0: 8,
+            ef_construction: 20,
+            level_mult: 0.7,
+            seed: 5,
+            index_uid: 99,
+        }
+    }
+
+    #[test]
+    fn configuration_and_state_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(META_FILE_NAME);
+        drop(Meta::create(&path, &config(), 1 << 20).unwrap());
+        let (meta, cfg, state) = Meta::open(&path, 1 << 20).unwrap();
+        assert_eq!(cfg, config());
+        assert_eq!(state, State::default());
+        assert!(meta.quantizer(3).unwrap().is_none());
+        assert!(matches!(
+            Meta::open(&dir.path().join("absent"), 1 << 20),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_commit_stores_every_change_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(META_FILE_NAME);
+        let meta = Meta::create(&path, &config(), 1 << 20).unwrap();
+        let ids = HashMap::from([(10, Some(0)), (11, Some(1)), (12, Some(2))]);
+        let slots = HashMap::from([
+            (0, SlotState::Live),
+            (1, SlotState::Tombstone),
+            (2, SlotState::Live),
+            (3, SlotState::Free),
+        ]);
+        let upper = vec![(2, Some(vec![vec![0], vec![]]))];
+        let state = State {
+            high_water: 4,
+            live: 2,
+            entry: Some(EntryPoint { node: 2, level: 2 }),
+            checkpoint_lsn: 17,
+            level_draws: 4,
+            codes_generation: 1,
+            codes_trained_live: 2,
+        };
+        let sq8 = Sq8::from_parts(vec![0.0; 3], vec![1.0; 3]);
+        meta.commit(&Changes {
+            ids: &ids,
+            slots: &slots,
+            upper: &upper,
+            state: &state,
+            quantizer: Some(&sq8),
+        })
+        .unwrap();
+        // A second commit removes an id and a node's upper lists.
+        let ids = HashMap::from([(11, None)]);
+        let upper = vec![(2, None), (0, Some(vec![vec![2]]))];
+        meta.commit(&Changes {
+            ids: &ids,
+            slots: &HashMap::new(),
+            upper: &upper,
+            state: &state,
+            quantizer: None,
+        })
+        .unwrap();
+        drop(meta);
+        let (meta, _, reopened) = Meta::open(&path, 1 << 20).unwrap();
+        assert_eq!(reopened, state);
+        assert_eq!(meta.all_ids().unwrap(), [(10, 0), (12, 2)]);
+        assert_eq!(meta.lookup(11).unwrap(), None);
+        assert_eq!(meta.free_slots().unwrap(), [3]);
+        assert_eq!(meta.tombstones().unwrap(), [1]);
+        assert_eq!(meta.upper_lists().unwrap(), [(0, vec![vec![2]])]);
+        assert!(meta.upper_of(2).unwrap().is_empty());
+        assert_eq!(meta.quantizer(3).unwrap(), Some(sq8));
+        assert!(matches!(meta.quantizer(4), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn malformed_upper_lists_are_corrupt_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(META_FILE_NAME);
+        let meta = Meta::create(&path, &config(), 1 << 20).unwrap();
+        // Level 2 without level 1, and a list whose bytes are not whole ids.
+        let txn = meta.db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(UPPER).unwrap();
+            t.insert((5, 2), [0u8; 4].as_slice()).unwrap();
+            t.insert((6, 1), [0u8; 3].as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        assert!(matches!(meta.upper_of(5), Err(Error::Corrupt { .. })));
+        assert!(matches!(meta.upper_of(6), Err(Error::Corrupt { .. })));
+        assert!(matches!(meta.upper_lists(), Err(Error::Corrupt { .. })));
     }
 }

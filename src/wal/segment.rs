@@ -1,5 +1,5 @@
-//! The write-ahead log: segment files of crc32-framed records. It knows records and bytes,
-//! not what they mean (`recovery` and `index` give them meaning).
+//! Log segments: files of crc32-framed records, appended to and read back. They know
+//! records and bytes, not what they mean (`record` gives them meaning).
 //!
 //! Segment `wal/<first LSN, 20 digits>.log`:
 //! a 32-byte header (magic `HNSWDBWL`, version, dim, index uid, crc32), then records
@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use crate::error::{Error, IoContext, Result};
+use crate::failpoints;
 
 const MAGIC: &[u8; 8] = b"HNSWDBWL";
 /// Version of the log format.
@@ -346,7 +347,7 @@ impl Wal {
         file.write_all(&segment_header(id, first_lsn)).at(&path)?;
         file.sync_all().at(&path)?;
         sync_dir(dir)?;
-        crate::testing::synced(&path, Some(SEGMENT_HEADER as u64));
+        failpoints::synced(&path, Some(SEGMENT_HEADER as u64));
         Ok((file, path, SEGMENT_HEADER as u64))
     }
 
@@ -369,7 +370,7 @@ impl Wal {
             // Close the full segment durably before starting the next, so that only the
             // last segment can ever have a torn tail.
             w.file.sync_all().at(&w.path)?;
-            crate::testing::synced(&w.path, Some(w.len));
+            failpoints::synced(&w.path, Some(w.len));
             let (file, path, len) = Self::new_segment(&self.dir, self.id, w.next_lsn)?;
             *w = Writer {
                 file,
@@ -413,7 +414,7 @@ impl Wal {
         };
         // fsync outside the writer lock: appends continue while the disk works.
         file.sync_data().at(&path)?;
-        crate::testing::synced(&path, Some(len));
+        failpoints::synced(&path, Some(len));
         self.synced.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }

@@ -16,10 +16,8 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::arena::{Arena, FORMAT_VERSION, FileKind, Header, SLOT_ALIGN};
+use super::page::{FORMAT_VERSION, FileIdentity, FileKind, PageFile, SLOT_ALIGN};
 use crate::error::Result;
-
-const ELEM_U32: u32 = 2;
 
 /// The last format version whose records start with a neighbour count.
 const LAST_COUNTED_VERSION: u32 = 1;
@@ -58,7 +56,7 @@ impl Layout {
 
 /// Typed access to the `graph0` file.
 pub struct Layer0 {
-    arena: Arena,
+    file: PageFile,
     m0: usize,
     layout: Layout,
 }
@@ -67,53 +65,41 @@ impl Layer0 {
     /// Creates the file for `capacity` records of up to `m0` neighbours.
     pub fn create(
         path: &Path,
-        dim: usize,
-        metric: u32,
+        identity: FileIdentity,
         m0: usize,
-        uid: u64,
         capacity: usize,
     ) -> Result<Layer0> {
-        let header = Header {
-            kind: FileKind::Graph0,
-            version: FORMAT_VERSION,
-            dim: dim as u32,
-            elem_type: ELEM_U32,
-            metric,
-            max_neighbours: m0 as u32,
-            stride: Layout::of(FORMAT_VERSION).stride(m0) as u64,
-            capacity: capacity as u64,
-            index_uid: uid,
-        };
-        Ok(Layer0 {
-            arena: Arena::create(path, header)?,
-            m0,
-            layout: Layout::of(FORMAT_VERSION),
-        })
+        let layout = Layout::of(FORMAT_VERSION);
+        let file = PageFile::create_typed(
+            path,
+            FileKind::Graph0,
+            identity,
+            m0 as u32,
+            layout.stride(m0),
+            capacity,
+        )?;
+        Ok(Layer0 { file, m0, layout })
     }
 
     /// Opens the file; the caller checks the header against the metadata.
     pub fn open(path: &Path) -> Result<Layer0> {
-        let arena = Arena::open(path, FileKind::Graph0)?;
-        let h = arena.header();
-        let m0 = h.max_neighbours as usize;
-        let layout = Layout::of(h.version);
-        if m0 == 0 || h.elem_type != ELEM_U32 || h.stride as usize != layout.stride(m0) {
-            return Err(crate::Error::corrupt(
-                path,
-                "graph0 header: bad M0, element type or stride",
-            ));
-        }
-        Ok(Layer0 { arena, m0, layout })
+        let file = PageFile::open_typed(path, FileKind::Graph0, |h| {
+            let m0 = h.max_neighbours as usize;
+            (m0 > 0).then(|| Layout::of(h.version).stride(m0))
+        })?;
+        let h = file.header();
+        let (m0, layout) = (h.max_neighbours as usize, Layout::of(h.version));
+        Ok(Layer0 { file, m0, layout })
     }
 
     /// The underlying page file.
-    pub fn arena(&self) -> &Arena {
-        &self.arena
+    pub fn file(&self) -> &PageFile {
+        &self.file
     }
 
     /// Mutable page file (to grow it).
-    pub fn arena_mut(&mut self) -> &mut Arena {
-        &mut self.arena
+    pub fn file_mut(&mut self) -> &mut PageFile {
+        &mut self.file
     }
 
     /// Maximum neighbours per record.
@@ -123,7 +109,7 @@ impl Layer0 {
 
     #[inline(always)]
     fn record(&self, i: u32) -> &[AtomicU32] {
-        let p = self.arena.slot_ptr(i as usize) as *const AtomicU32;
+        let p = self.file.slot_ptr(i as usize) as *const AtomicU32;
         let words = self.layout.record_bytes(self.m0) / 4;
         // SAFETY: the record's `words` u32s lie within the slot (stride >= record_bytes,
         // checked on open), the slot is 64-byte aligned so each u32 is 4-aligned,
@@ -189,7 +175,7 @@ impl Layer0 {
     #[inline(always)]
     pub fn prefetch(&self, i: u32) {
         crate::prefetch::lines(
-            self.arena.slot_ptr(i as usize),
+            self.file.slot_ptr(i as usize),
             self.layout.record_bytes(self.m0),
         );
     }
@@ -202,18 +188,18 @@ mod tests {
     /// A `graph0` file of `capacity` records written in `version`'s layout.
     fn layer0(dir: &Path, version: u32, m0: usize, capacity: usize) -> Layer0 {
         let path = dir.join(format!("graph0.v{version}"));
-        let header = Header {
+        let header = super::super::page::Header {
             kind: FileKind::Graph0,
             version,
             dim: 4,
-            elem_type: ELEM_U32,
+            elem_type: FileKind::Graph0.elem_type(),
             metric: 1,
             max_neighbours: m0 as u32,
             stride: Layout::of(version).stride(m0) as u64,
             capacity: capacity as u64,
             index_uid: 7,
         };
-        drop(Arena::create(&path, header).unwrap());
+        drop(PageFile::create(&path, header).unwrap());
         Layer0::open(&path).unwrap()
     }
 

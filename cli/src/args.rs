@@ -1,0 +1,205 @@
+//! The command line: every command, argument and help text (clap definitions only).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use hnswdb::Metric;
+
+#[derive(Parser)]
+#[command(
+    name = "hnswdb",
+    version,
+    about = "An embedded, disk-backed HNSW vector index",
+    long_about = "hnswdb stores vectors under u64 ids in one directory and answers k-nearest-\
+neighbour queries with an HNSW graph. Vectors and layer-0 links live in memory-mapped \
+page files, so an index opens instantly whatever its size. Every write goes through a \
+write-ahead log: once a command returns, its writes survive a crash.",
+    after_help = "Typical use:\n  \
+hnswdb create idx --dim 384 --metric cosine\n  \
+hnswdb import idx base.fvecs                   # or .npy, or .jsonl with ids\n  \
+hnswdb search idx --query query.fvecs --gt gt.ivecs --k 10 --ef 32,64,128\n  \
+echo '[0.1, 0.2, ...]' | hnswdb search idx --vector - --k 5\n  \
+hnswdb export idx all.jsonl\n\n\
+Exit codes: 0 success; 1 other error; 2 bad command line; 3 no index there, or one \
+already exists; 4 locked by another writer; 5 corrupt, foreign or newer-format files; \
+6 bad input (wrong dimension, NaN/inf, unknown or duplicate id, unreadable input file); \
+7 I/O error or disk full; 8 verify found problems. With --json, an error is also printed \
+on stdout as {\"error\": message, \"code\": exit code}."
+)]
+pub struct Cli {
+    /// Print JSON, one object per line, instead of text (errors too, on stdout).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create an empty index in DIR.
+    #[command(
+        after_help = "M and ef_construction are fixed at creation: see docs/tuning.md. \
+The index grows as vectors arrive; there is no maximum to set."
+    )]
+    Create {
+        /// Directory to create the index in (created if missing).
+        dir: PathBuf,
+        /// Vector dimension.
+        #[arg(long)]
+        dim: usize,
+        /// Distance: cosine (1 - cos), l2 (squared Euclidean) or ip (1 - dot product).
+        #[arg(long, default_value = "cosine")]
+        metric: Metric,
+        /// Links per node (layer 0 keeps 2*M). Higher: better recall, more memory.
+        #[arg(long, default_value_t = 16)]
+        m: usize,
+        /// Beam width while building. Higher: better graph, slower build.
+        #[arg(long, default_value_t = 200)]
+        ef_construction: usize,
+        /// Seed of the level generator.
+        #[arg(long, default_value_t = 100)]
+        seed: u64,
+    },
+    /// Insert every vector of FILE on all cores: .fvecs or .npy (float32, 2-D; ids are
+    /// row numbers) or .jsonl (lines {"id": 7, "vector": [...]}).
+    #[command(
+        after_help = "Vectors go in chunks of 10,000, each one durable write (all or \
+nothing): if a chunk fails (a duplicate id, say), the chunks before it stay and the error \
+says how many vectors were imported."
+    )]
+    Import {
+        /// Index directory.
+        dir: PathBuf,
+        /// Input vectors (.fvecs, .npy or .jsonl).
+        file: PathBuf,
+        /// Id of the first row of an .fvecs/.npy file; row i gets id N + i.
+        #[arg(long, default_value_t = 0)]
+        ids_from: u64,
+        /// Worker threads (0: all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// Search: every query of a file (reporting recall, throughput and latency), or
+    /// vectors given on the command line or stdin (printing their neighbours).
+    Search(SearchArgs),
+    /// Write every vector to FILE (.fvecs, .npy or .jsonl), in ascending id order.
+    #[command(
+        after_help = ".fvecs and .npy hold no ids: give --ids-out to keep them (one \
+per line, in row order), or export .jsonl, which carries them."
+    )]
+    Export {
+        /// Index directory.
+        dir: PathBuf,
+        /// Output file; its extension picks the format.
+        file: PathBuf,
+        /// Also write the ids, one per line in row order, to this file.
+        #[arg(long)]
+        ids_out: Option<PathBuf>,
+    },
+    /// Delete vectors by id (all or nothing: an unknown id deletes none).
+    Delete {
+        /// Index directory.
+        dir: PathBuf,
+        /// Ids to delete.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Print the stored vectors of ids, one line each (unit length under cosine).
+    Get {
+        /// Index directory.
+        dir: PathBuf,
+        /// The ids.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+    },
+    /// Check the whole index: headers and checksums (on open), id maps both ways, slot
+    /// states, every link, the entry point, reachability. Exits 8 if anything is wrong.
+    Verify {
+        /// Index directory.
+        dir: PathBuf,
+        /// Treat unreachable nodes and stale links (recall problems, not corruption) as
+        /// failures too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Write a checkpoint now: consolidate deleted nodes, sync pages, commit metadata,
+    /// drop the log.
+    Checkpoint {
+        /// Index directory.
+        dir: PathBuf,
+    },
+    /// Print counts, levels, file sizes and configuration.
+    Stats {
+        /// Index directory.
+        dir: PathBuf,
+    },
+    /// Write a synthetic benchmark set to DIR: base.fvecs, query.fvecs (drawn from the same
+    /// clusters) and gt.ivecs (exact top-100 by brute force).
+    Synth {
+        /// Output directory.
+        dir: PathBuf,
+        /// Base vectors.
+        #[arg(long, default_value_t = 100_000)]
+        n: usize,
+        /// Dimension.
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        /// Held-out queries.
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        /// Metric of the ground truth.
+        #[arg(long, default_value = "l2")]
+        metric: Metric,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Build an index of clustered vectors, close it, reopen it and query it.
+    Demo {
+        /// Where to build (a temporary directory by default).
+        dir: Option<PathBuf>,
+        /// Number of vectors.
+        #[arg(long, default_value_t = 20_000)]
+        n: usize,
+        /// Dimension.
+        #[arg(long, default_value_t = 64)]
+        dim: usize,
+    },
+}
+
+/// Arguments of `hnswdb search`.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Benchmark mode (--query FILE) prints recall@k (with --gt), queries \
+per second and p50/p99 latency per ef. Lookup mode (--vector) prints each query's \
+neighbours, nearest first: --vector 0.1,0.2,... for one vector, or --vector - to read \
+one vector per line from stdin (a JSON array, or numbers separated by commas or spaces)."
+)]
+pub struct SearchArgs {
+    /// Index directory.
+    pub dir: PathBuf,
+    /// Queries (.fvecs or .npy): benchmark mode.
+    #[arg(long, required_unless_present = "vector", conflicts_with = "vector")]
+    pub query: Option<PathBuf>,
+    /// One query vector (comma-separated numbers or a JSON array), or - for one per line
+    /// on stdin: lookup mode.
+    #[arg(long, allow_hyphen_values = true)]
+    pub vector: Option<String>,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Beam width (at least k is used); in benchmark mode a comma-separated list runs
+    /// one pass per value (e.g. 16,32,64).
+    #[arg(long, default_value = "64", value_delimiter = ',')]
+    pub ef: Vec<usize>,
+    /// Ground truth (.ivecs of row ids) to compute recall@k.
+    #[arg(long, requires = "query")]
+    pub gt: Option<PathBuf>,
+    /// Query threads (benchmark mode).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Untimed passes over the queries first (a new process starts with no page
+    /// mapped: its first pass pays a page fault per page it touches).
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+}

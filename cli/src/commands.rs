@@ -1,0 +1,429 @@
+//! Every command but `search` (see `search`), each a function of its parsed arguments.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hnswdb::{Index, IndexOptions, Metric, OpenOptions};
+use hnswdb_datasets::{VectorFormat, VectorWriter};
+use serde_json::json;
+
+use crate::args::Command;
+use crate::{CliResult, EXIT_VERIFY_FAILED, Output, search};
+
+/// Runs one command; returns the exit code of a command that completed.
+pub fn run(command: Command, out: Output) -> CliResult<u8> {
+    match command {
+        Command::Create {
+            dir,
+            dim,
+            metric,
+            m,
+            ef_construction,
+            seed,
+        } => {
+            let opts = IndexOptions::new(dim, metric)
+                .m(m)
+                .ef_construction(ef_construction)
+                .seed(seed);
+            Index::create(&dir, &opts)?.close()?;
+            out.emit(
+                json!({"created": dir, "dim": dim, "metric": metric.name(), "m": m,
+                       "ef_construction": ef_construction, "seed": seed}),
+                || {
+                    format!(
+                        "created {} (dim {dim}, {}, M {m}, ef_construction {ef_construction})",
+                        dir.display(),
+                        metric.name()
+                    )
+                },
+            );
+        }
+        Command::Import {
+            dir,
+            file,
+            ids_from,
+            threads,
+        } => import(&dir, &file, ids_from, threads, out)?,
+        Command::Search(args) => match &args.vector {
+            Some(vector) => search::lookup(&args, vector, out)?,
+            None => search::benchmark(&args, out)?,
+        },
+        Command::Export { dir, file, ids_out } => export(&dir, &file, ids_out.as_deref(), out)?,
+        Command::Stats { dir } => stats(&dir, out)?,
+        Command::Delete { dir, ids } => {
+            let index = Index::open(&dir)?;
+            index.delete_batch(&ids)?;
+            let len = index.len();
+            index.close()?;
+            out.emit(json!({"deleted": ids.len(), "len": len}), || {
+                format!("deleted {} ids ({len} vectors left)", ids.len())
+            });
+        }
+        Command::Get { dir, ids } => {
+            let index = Index::open(&dir)?;
+            for id in ids {
+                let v = index.get(id)?;
+                out.emit(json!({"id": id, "vector": v}), || {
+                    v.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                });
+            }
+        }
+        Command::Verify { dir, strict } => return verify(&dir, strict, out),
+        Command::Checkpoint { dir } => {
+            let index = Index::open(&dir)?;
+            index.consolidate()?;
+            out.emit(json!({"checkpointed": dir, "len": index.len()}), || {
+                format!("checkpointed {} ({} vectors)", dir.display(), index.len())
+            });
+        }
+        Command::Demo { dir, n, dim } => demo(dir, n, dim, out)?,
+        Command::Synth {
+            dir,
+            n,
+            dim,
+            queries,
+            metric,
+            seed,
+        } => {
+            std::fs::create_dir_all(&dir)?;
+            let start = Instant::now();
+            let mut base = hnswdb_datasets::clustered(n + queries, dim, (n / 1000).max(1), seed);
+            let q = base.split_off(queries);
+            hnswdb_datasets::write_fvecs(&dir.join("base.fvecs"), &base)?;
+            hnswdb_datasets::write_fvecs(&dir.join("query.fvecs"), &q)?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let gt = hnswdb_datasets::exact_knn(&base, &q, 100.min(n), metric, threads);
+            hnswdb_datasets::write_ivecs(&dir.join("gt.ivecs"), &gt)?;
+            let secs = start.elapsed().as_secs_f64();
+            out.emit(
+                json!({"dir": dir, "n": n, "dim": dim, "queries": queries, "metric": metric.name(), "seconds": secs}),
+                || {
+                    format!(
+                        "wrote {n} x {dim} base, {queries} queries, exact top-100 ({}) to {} in {secs:.1} s",
+                        metric.name(),
+                        dir.display(),
+                    )
+                },
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Reports import progress: a bar with rate and ETA on a terminal, plain lines (about
+/// every 10%) otherwise, so that logs of scripted imports stay readable.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines {
+        total: usize,
+        done: usize,
+        next_report: usize,
+        start: Instant,
+    },
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} vectors, {per_sec}, ETA {eta}",
+                )
+                .expect("static template"),
+            );
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines {
+                total,
+                done: 0,
+                next_report: total.div_ceil(10),
+                start: Instant::now(),
+            }
+        }
+    }
+
+    fn advance(&mut self, rows: usize) {
+        match self {
+            Progress::Bar(bar) => bar.inc(rows as u64),
+            Progress::Lines {
+                total,
+                done,
+                next_report,
+                start,
+            } => {
+                *done += rows;
+                if *done >= *next_report && *done < *total {
+                    let rate = *done as f64 / start.elapsed().as_secs_f64();
+                    eprintln!(
+                        "imported {done}/{total} vectors ({rate:.0}/s, ETA {:.0} s)",
+                        (*total - *done) as f64 / rate
+                    );
+                    *next_report += total.div_ceil(10);
+                }
+            }
+        }
+    }
+
+    fn finish(self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -> CliResult {
+    let (ids, data) = match VectorFormat::of_path(file)? {
+        VectorFormat::Jsonl => hnswdb_datasets::read_jsonl(file)?,
+        _ => {
+            let data = hnswdb_datasets::read_vectors(file)?;
+            ((ids_from..ids_from + data.rows as u64).collect(), data)
+        }
+    };
+    let index = Index::open_with(dir, &OpenOptions::default().threads(threads))?;
+    let mut progress = Progress::new(data.rows);
+    let start = Instant::now();
+    const CHUNK: usize = 10_000;
+    for first in (0..data.rows).step_by(CHUNK) {
+        let rows = CHUNK.min(data.rows - first);
+        index
+            .insert_batch(
+                &ids[first..first + rows],
+                &data.data[first * data.dim..(first + rows) * data.dim],
+            )
+            .inspect_err(|_| {
+                // Earlier chunks are durable: say so; the error (and its code) stays.
+                if first > 0 {
+                    eprintln!("note: the {first} vectors before the failing chunk were imported");
+                }
+            })?;
+        progress.advance(rows);
+    }
+    progress.finish();
+    let len = index.len();
+    index.close()?;
+    let secs = start.elapsed().as_secs_f64();
+    let rate = data.rows as f64 / secs;
+    out.emit(
+        json!({"imported": data.rows, "seconds": secs, "vectors_per_second": rate, "len": len}),
+        || {
+            format!(
+                "imported {} vectors in {secs:.2} s ({rate:.0} vectors/s); the index holds {len}",
+                data.rows
+            )
+        },
+    );
+    Ok(())
+}
+
+fn export(dir: &Path, file: &Path, ids_out: Option<&Path>, out: Output) -> CliResult {
+    let format = VectorFormat::of_path(file)?;
+    let index = Index::open(dir)?;
+    let ids = index.ids()?;
+    let mut writer = VectorWriter::create(file, format, ids.len(), index.dim())?;
+    for &id in &ids {
+        writer.push(id, &index.get(id)?)?;
+    }
+    writer.finish()?;
+    if let Some(path) = ids_out {
+        let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        std::fs::write(path, text)?;
+    }
+    let positional = ids.iter().enumerate().all(|(i, &id)| id == i as u64);
+    if format != VectorFormat::Jsonl && ids_out.is_none() && !positional {
+        eprintln!(
+            "warning: ids are not 0..{} and {} rows carry none: use --ids-out or .jsonl to keep them",
+            ids.len(),
+            file.display()
+        );
+    }
+    out.emit(json!({"exported": ids.len(), "file": file}), || {
+        format!("exported {} vectors to {}", ids.len(), file.display())
+    });
+    Ok(())
+}
+
+fn verify(dir: &Path, strict: bool, out: Output) -> CliResult<u8> {
+    let start = Instant::now();
+    let index = Index::open(dir)?;
+    let recovery = index.recovery();
+    let report = index.verify()?;
+    let failed = !report.is_ok() || (strict && (report.unreachable > 0 || report.stale_links > 0));
+    if out.json {
+        println!(
+            "{}",
+            json!({"ok": !failed, "problems": report.problems, "unreachable": report.unreachable, "stale_links": report.stale_links,
+                   "live": report.live, "tombstones": report.tombstones, "free": report.free,
+                   "replayed_records": recovery.replayed, "truncated_log_bytes": recovery.truncated_bytes})
+        );
+    } else {
+        if recovery.replayed > 0 || recovery.truncated_bytes > 0 {
+            println!(
+                "recovered: replayed {} log records, dropped {} bytes of torn log tail",
+                recovery.replayed, recovery.truncated_bytes
+            );
+        }
+        for p in &report.problems {
+            println!("problem: {p}");
+        }
+        if report.stale_links > 0 {
+            println!(
+                "warning: {} links point at slots holding no vector (skipped by search; `hnswdb checkpoint` removes them)",
+                report.stale_links
+            );
+        }
+        if report.unreachable > 0 {
+            println!(
+                "warning: {} live vectors are unreachable by search (run `hnswdb checkpoint` to relink them)",
+                report.unreachable
+            );
+        }
+        println!(
+            "{}: {} live, {} deleted awaiting consolidation, {} free slots; {} problems ({:.2} s)",
+            if failed { "FAILED" } else { "ok" },
+            report.live,
+            report.tombstones,
+            report.free,
+            report.problems.len(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(if failed { EXIT_VERIFY_FAILED } else { 0 })
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn stats(dir: &Path, out: Output) -> CliResult {
+    let index = Index::open(dir)?;
+    let s = index.stats()?;
+    let codes = format!("codes.{}", s.codes_generation);
+    let mut names = vec!["vectors", "graph0", "meta.redb"];
+    if s.codes_generation > 0 {
+        names.push(&codes);
+    }
+    let sizes: Vec<(&str, u64)> = names
+        .into_iter()
+        .map(|f| (f, file_size(&dir.join(f))))
+        .collect();
+    if out.json {
+        let files: serde_json::Map<String, serde_json::Value> = sizes
+            .iter()
+            .map(|(f, b)| (f.to_string(), json!(b)))
+            .collect();
+        println!(
+            "{}",
+            json!({"len": s.len, "capacity": s.capacity, "high_water": s.high_water, "free_slots": s.free_slots,
+                   "upper_nodes": s.upper_nodes, "max_level": s.max_level, "dim": s.dim, "metric": s.metric.name(),
+                   "m": s.m, "ef_construction": s.ef_construction, "kernels": s.kernels,
+                   "codes_generation": s.codes_generation, "files": files})
+        );
+    } else {
+        println!("vectors       {}", s.len);
+        println!(
+            "slots         {} used, {} free, {} capacity",
+            s.high_water, s.free_slots, s.capacity
+        );
+        println!(
+            "levels        top level {}, {} nodes above layer 0",
+            s.max_level, s.upper_nodes
+        );
+        println!(
+            "config        dim {}, {}, M {}, ef_construction {}",
+            s.dim,
+            s.metric.name(),
+            s.m,
+            s.ef_construction
+        );
+        println!("kernels       {}", s.kernels);
+        if s.codes_generation > 0 {
+            println!(
+                "search        walks on SQ8 codes (codes.{}), re-ranks exactly",
+                s.codes_generation
+            );
+        } else {
+            println!("search        walks on exact vectors (no SQ8 codes trained yet)");
+        }
+        for (f, b) in sizes {
+            println!(
+                "file          {f:<10} {:>10.1} MiB",
+                b as f64 / (1 << 20) as f64
+            );
+        }
+    }
+    Ok(())
+}
+
+fn demo(dir: Option<PathBuf>, n: usize, dim: usize, out: Output) -> CliResult {
+    let tmp;
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().join("demo-index")
+        }
+    };
+    let nq = 200;
+    // Narration goes to stderr under --json so that stdout stays one JSON object a line.
+    let say = |line: String| {
+        if out.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(format!(
+        "generating {n} clustered vectors of dimension {dim} (+{nq} queries from the same clusters)"
+    ));
+    let mut data = hnswdb_datasets::clustered(n + nq, dim, (n / 400).max(1), 42);
+    let queries = data.split_off(nq);
+
+    let start = Instant::now();
+    let index = Index::create(&dir, &IndexOptions::new(dim, Metric::L2))?;
+    let ids: Vec<u64> = (0..n as u64).collect();
+    index.insert_batch(&ids, &data.data)?;
+    index.close()?;
+    let build_s = start.elapsed().as_secs_f64();
+    say(format!(
+        "built and persisted in {build_s:.2} s at {}",
+        dir.display()
+    ));
+
+    let start = Instant::now();
+    let index = Index::open(&dir)?;
+    let open_ms = start.elapsed().as_secs_f64() * 1e3;
+    say(format!(
+        "reopened in {open_ms:.2} ms: {} vectors",
+        index.len()
+    ));
+
+    let truth: Vec<Vec<u32>> = (0..nq)
+        .map(|q| {
+            Ok(index
+                .search_exact(queries.row(q), 10)?
+                .iter()
+                .map(|h| h.id as u32)
+                .collect())
+        })
+        .collect::<hnswdb::Result<_>>()?;
+    for ef in [16, 32, 64, 128] {
+        let pass = search::run_pass(&index, &queries, 10, ef, Some(&truth), 1)?;
+        let recall = pass.recall.unwrap_or(0.0);
+        out.emit(
+            json!({"vectors": n, "dim": dim, "build_s": build_s, "open_ms": open_ms, "ef": ef,
+                   "recall": recall, "qps": pass.qps}),
+            || {
+                format!(
+                    "ef {ef:>3}: recall@10 vs brute force {recall:.4}, {:.0} QPS (1 thread)",
+                    pass.qps
+                )
+            },
+        );
+    }
+    Ok(())
+}

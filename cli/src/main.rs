@@ -1,0 +1,77 @@
+//! The `hnswdb` command-line tool: create, fill, query, export and inspect an index
+//! directory. Every command that prints results takes `--json`; exit codes are listed in
+//! `--help` and stay stable for scripts.
+
+mod args;
+mod commands;
+mod search;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use hnswdb::Error;
+use serde_json::{Value, json};
+
+use args::Cli;
+
+/// Exit code of a failed verify (see the `--help` text).
+const EXIT_VERIFY_FAILED: u8 = 8;
+
+/// The exit code a script sees for `e` (documented in `--help`).
+fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
+    match e.downcast_ref::<Error>() {
+        Some(Error::NotFound(_) | Error::AlreadyExists(_)) => 3,
+        Some(Error::Locked(_)) => 4,
+        Some(Error::Corrupt { .. } | Error::UnsupportedVersion { .. }) => 5,
+        Some(
+            Error::DimensionMismatch { .. }
+            | Error::NonFinite { .. }
+            | Error::ZeroVector
+            | Error::DuplicateId(_)
+            | Error::UnknownId(_)
+            | Error::InvalidOption(_),
+        ) => 6,
+        Some(Error::DiskFull { .. } | Error::Io { .. }) => 7,
+        _ if e.downcast_ref::<InputError>().is_some() => 6,
+        _ => 1,
+    }
+}
+
+/// A malformed command-line or stdin vector.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InputError(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output { json: cli.json };
+    match commands::run(cli.command, out) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = exit_code(e.as_ref());
+            eprintln!("error: {e}");
+            if out.json {
+                println!("{}", json!({"error": e.to_string(), "code": code}));
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Prints each result as a JSON line or as text.
+#[derive(Clone, Copy)]
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn emit(self, value: Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", text());
+        }
+    }
+}
+
+type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;

@@ -1,0 +1,201 @@
+//! `hnswdb search`: lookup mode (neighbours of vectors given on the command line or
+//! stdin) and benchmark mode (recall, QPS and latency per ef over a query file).
+
+use std::io::BufRead;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hnswdb::Index;
+use hnswdb_datasets::{Matrix, recall_at_k};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::args::SearchArgs;
+use crate::{CliResult, InputError, Output};
+
+/// Parses one query vector: a JSON array, or numbers separated by commas or whitespace.
+fn parse_vector(text: &str) -> Result<Vec<f32>, InputError> {
+    let body = text.trim().trim_start_matches('[').trim_end_matches(']');
+    body.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<f32>()
+                .map_err(|_| InputError(format!("not a number in the query vector: {t:?}")))
+        })
+        .collect()
+}
+
+/// Lookup mode: prints the neighbours of each vector given on the command line or stdin.
+pub fn lookup(args: &SearchArgs, vector: &str, out: Output) -> CliResult {
+    let index = Index::open(&args.dir)?;
+    let ef = match args.ef[..] {
+        [ef] => ef,
+        _ => return Err(InputError("lookup mode takes one --ef value".into()).into()),
+    };
+    let queries: Vec<String> = if vector == "-" {
+        std::io::stdin()
+            .lock()
+            .lines()
+            .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![vector.to_string()]
+    };
+    for (i, text) in queries.iter().enumerate() {
+        let hits = index.search_ef(&parse_vector(text)?, args.k, ef)?;
+        let results: Vec<Value> = hits
+            .iter()
+            .map(|h| json!({"id": h.id, "distance": h.distance}))
+            .collect();
+        out.emit(
+            json!({"query": i, "k": args.k, "ef": ef, "results": results}),
+            || {
+                let lines: Vec<String> = hits
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, h)| format!("{}\t{}\t{}", rank + 1, h.id, h.distance))
+                    .collect();
+                let header = if queries.len() > 1 {
+                    format!("# query {i}\n")
+                } else {
+                    String::new()
+                };
+                format!("{header}{}", lines.join("\n"))
+            },
+        );
+    }
+    Ok(())
+}
+
+pub struct Pass {
+    pub recall: Option<f64>,
+    pub qps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+/// Runs every query once with beam `ef` on `threads` threads.
+pub fn run_pass(
+    index: &Index,
+    queries: &Matrix,
+    k: usize,
+    ef: usize,
+    gt: Option<&[Vec<u32>]>,
+    threads: usize,
+) -> hnswdb::Result<Pass> {
+    let n = queries.rows;
+    let latencies = Mutex::new(Vec::with_capacity(n));
+    let results: Vec<Mutex<Vec<u64>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
+    let next = AtomicUsize::new(0);
+    let error = Mutex::new(None);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let t = Instant::now();
+                    match index.search_ef(queries.row(i), k, ef) {
+                        Ok(hits) => *results[i].lock() = hits.iter().map(|h| h.id).collect(),
+                        Err(e) => *error.lock() = Some(e),
+                    }
+                    mine.push(t.elapsed());
+                }
+                latencies.lock().extend(mine);
+            });
+        }
+    });
+    let elapsed = start.elapsed();
+    if let Some(e) = error.into_inner() {
+        return Err(e);
+    }
+    let mut lat: Vec<Duration> = latencies.into_inner();
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    let recall = gt.map(|gt| {
+        let total: f64 = results
+            .iter()
+            .zip(gt)
+            .map(|(found, truth)| {
+                let truth: Vec<u64> = truth.iter().map(|&t| t as u64).collect();
+                recall_at_k(&found.lock(), &truth, k)
+            })
+            .sum();
+        total / n as f64
+    });
+    Ok(Pass {
+        recall,
+        qps: n as f64 / elapsed.as_secs_f64(),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    })
+}
+
+/// Benchmark mode: runs every query of a file per ef and reports recall and speed.
+pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
+    let SearchArgs {
+        dir,
+        query,
+        k,
+        ef: efs,
+        gt,
+        threads,
+        warmup,
+        vector: _,
+    } = args;
+    let (k, threads, warmup) = (*k, *threads, *warmup);
+    let query = query
+        .as_deref()
+        .expect("clap requires --query without --vector");
+    let opened = Instant::now();
+    let index = Index::open(dir)?;
+    let open_ms = opened.elapsed().as_secs_f64() * 1e3;
+    let queries = hnswdb_datasets::read_vectors(query)?;
+    let gt = gt.as_deref().map(hnswdb_datasets::read_ivecs).transpose()?;
+    if let Some(gt) = &gt {
+        if gt.len() < queries.rows {
+            return Err(format!(
+                "ground truth has {} rows for {} queries",
+                gt.len(),
+                queries.rows
+            )
+            .into());
+        }
+        if gt.iter().any(|row| row.len() < k) {
+            return Err(format!("ground truth rows are shorter than k = {k}").into());
+        }
+    }
+    for _ in 0..warmup {
+        run_pass(
+            &index,
+            &queries,
+            k,
+            efs.iter().copied().max().unwrap_or(64),
+            None,
+            threads,
+        )?;
+    }
+    for &ef in efs {
+        let pass = run_pass(&index, &queries, k, ef, gt.as_deref(), threads)?;
+        out.emit(
+            json!({"queries": queries.rows, "k": k, "ef": ef, "recall": pass.recall,
+                   "qps": pass.qps, "p50_us": pass.p50_us, "p99_us": pass.p99_us, "threads": threads,
+                   "open_ms": open_ms}),
+            || {
+                let recall = pass.recall.map_or("-".to_string(), |r| format!("{r:.4}"));
+                format!(
+                    "ef {ef:>4}  recall@{k} {recall}  {:>9.0} QPS  p50 {:>7.1} us  p99 {:>7.1} us  ({} queries, {threads} threads)",
+                    pass.qps, pass.p50_us, pass.p99_us, queries.rows
+                )
+            },
+        );
+    }
+    Ok(())
+}

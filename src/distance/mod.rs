@@ -1,0 +1,273 @@
+//! Distance kernels. They see slices only: no knowledge of slots, pages or graphs.
+//!
+//! Each metric reduces to one of two kernels, squared L2 or the dot product. A portable
+//! scalar version of each exists for every target; SIMD versions (AVX-512F, AVX2+FMA on
+//! x86-64, NEON on aarch64) are chosen once at runtime by [`Kernels::detect`].
+
+/// How distance between two vectors is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Squared Euclidean distance.
+    L2,
+    /// `1 - <a, b>` (as hnswlib's `ip` space). Not a metric; vectors are used as given.
+    InnerProduct,
+    /// `1 - cos(a, b)`: vectors are normalised on insert and queries on search, then the
+    /// inner-product kernel is used.
+    Cosine,
+}
+
+impl Metric {
+    /// Code stored in file headers and metadata.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Metric::L2 => 1,
+            Metric::InnerProduct => 2,
+            Metric::Cosine => 3,
+        }
+    }
+
+    pub(crate) fn from_code(code: u32) -> Option<Metric> {
+        match code {
+            1 => Some(Metric::L2),
+            2 => Some(Metric::InnerProduct),
+            3 => Some(Metric::Cosine),
+            _ => None,
+        }
+    }
+
+    /// The name used by the CLI and the Python API (`l2`, `ip`, `cosine`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::L2 => "l2",
+            Metric::InnerProduct => "ip",
+            Metric::Cosine => "cosine",
+        }
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Metric> {
+        match s {
+            "l2" | "L2" | "euclidean" => Ok(Metric::L2),
+            "ip" | "inner_product" | "dot" => Ok(Metric::InnerProduct),
+            "cosine" | "cos" => Ok(Metric::Cosine),
+            other => Err(crate::Error::InvalidOption(format!(
+                "unknown metric {other:?} (expected cosine, l2 or ip)"
+            ))),
+        }
+    }
+}
+
+/// A kernel: both slices have the same length.
+pub type Kernel = fn(&[f32], &[f32]) -> f32;
+
+/// A kernel over 8-bit codes: `l2` computes `Σ (a_i − b_i·c_i)²`; `dot` computes
+/// `Σ a_i·c_i` (and ignores `b`). The slices have the same length.
+pub type CodeKernel = fn(&[f32], &[f32], &[u8]) -> f32;
+
+/// The squared-L2 and dot-product kernels of one instruction set.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    /// Squared Euclidean distance.
+    pub l2sq: Kernel,
+    /// Dot product.
+    pub dot: Kernel,
+    /// Squared L2 against SQ8 codes (see [`CodeKernel`]).
+    pub l2sq_u8: CodeKernel,
+    /// Dot product against SQ8 codes (see [`CodeKernel`]).
+    pub dot_u8: CodeKernel,
+    /// Name of the instruction set (for benchmarks and `stats`).
+    pub isa: &'static str,
+}
+
+impl Kernels {
+    /// Portable scalar kernels.
+    pub fn scalar() -> Kernels {
+        Kernels {
+            l2sq: l2sq_scalar,
+            dot: dot_scalar,
+            l2sq_u8: l2sq_u8_scalar,
+            dot_u8: dot_u8_scalar,
+            isa: "scalar",
+        }
+    }
+
+    /// The fastest kernels this CPU supports.
+    pub fn detect() -> Kernels {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            if std::arch::is_x86_feature_detected!("avx512f") && avx2 {
+                return x86::avx512_kernels();
+            }
+            if avx2 {
+                return x86::avx2_kernels();
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                return neon::kernels();
+            }
+        }
+        Kernels::scalar()
+    }
+
+    /// All kernel sets this CPU can run, scalar first (for tests and benchmarks).
+    pub fn available() -> Vec<Kernels> {
+        let mut all = vec![Kernels::scalar()];
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma");
+            if avx2 {
+                all.push(x86::avx2_kernels());
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") && avx2 {
+                all.push(x86::avx512_kernels());
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                all.push(neon::kernels());
+            }
+        }
+        all
+    }
+}
+
+/// A metric bound to a kernel: what the graph calls to compare two stored vectors.
+#[derive(Clone, Copy, Debug)]
+pub struct Distance {
+    kernel: Kernel,
+    /// True for inner product and cosine: distance is `1 - dot`.
+    one_minus: bool,
+}
+
+impl Distance {
+    /// Binds `metric` to the given kernels.
+    pub fn new(metric: Metric, kernels: Kernels) -> Distance {
+        match metric {
+            Metric::L2 => Distance {
+                kernel: kernels.l2sq,
+                one_minus: false,
+            },
+            Metric::InnerProduct | Metric::Cosine => Distance {
+                kernel: kernels.dot,
+                one_minus: true,
+            },
+        }
+    }
+
+    /// Distance between two vectors of equal length.
+    #[inline(always)]
+    pub fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        debug_assert_eq!(a.len(), b.len());
+        let k = (self.kernel)(a, b);
+        if self.one_minus { 1.0 - k } else { k }
+    }
+}
+
+/// Scales `v` to unit length in place. Returns false for an all-zero vector.
+pub fn normalize(v: &mut [f32]) -> bool {
+    let norm = dot_scalar(v, v).sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return false;
+    }
+    let inv = 1.0 / norm;
+    v.iter_mut().for_each(|x| *x *= inv);
+    true
+}
+
+/// Portable squared L2. Four independent accumulators let the compiler vectorise and hide
+/// the add latency even without target features.
+pub fn l2sq_scalar(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 4];
+    let chunks = n / 4;
+    for i in 0..chunks {
+        for j in 0..4 {
+            let d = a[i * 4 + j] - b[i * 4 + j];
+            acc[j] += d * d;
+        }
+    }
+    let mut sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for i in chunks * 4..n {
+        let d = a[i] - b[i];
+        sum += d * d;
+    }
+    sum
+}
+
+/// Portable dot product.
+pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 4];
+    let chunks = n / 4;
+    for i in 0..chunks {
+        for j in 0..4 {
+            acc[j] += a[i * 4 + j] * b[i * 4 + j];
+        }
+    }
+    let mut sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for i in chunks * 4..n {
+        sum += a[i] * b[i];
+    }
+    sum
+}
+
+/// Portable `Σ (a_i − b_i·c_i)²` over 8-bit codes. Eight independent lanes over fixed-size
+/// chunks, so that the compiler vectorises it (the code-to-float widening included).
+pub fn l2sq_u8_scalar(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
+    let n = a.len().min(b.len()).min(c.len());
+    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+    let mut acc = [0.0f32; 8];
+    let (ac, bc, cc) = (a.chunks_exact(8), b.chunks_exact(8), c.chunks_exact(8));
+    let (ar, br, cr) = (ac.remainder(), bc.remainder(), cc.remainder());
+    for ((a, b), c) in ac.zip(bc).zip(cc) {
+        for j in 0..8 {
+            let d = a[j] - b[j] * c[j] as f32;
+            acc[j] += d * d;
+        }
+    }
+    let mut sum = acc.iter().sum::<f32>();
+    for ((a, b), c) in ar.iter().zip(br).zip(cr) {
+        let d = a - b * *c as f32;
+        sum += d * d;
+    }
+    sum
+}
+
+/// Portable `Σ a_i·c_i` over 8-bit codes (vectorisable as `l2sq_u8_scalar`).
+pub fn dot_u8_scalar(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
+    let n = a.len().min(c.len());
+    let (a, c) = (&a[..n], &c[..n]);
+    let mut acc = [0.0f32; 8];
+    let (ac, cc) = (a.chunks_exact(8), c.chunks_exact(8));
+    let (ar, cr) = (ac.remainder(), cc.remainder());
+    for (a, c) in ac.zip(cc) {
+        for j in 0..8 {
+            acc[j] += a[j] * c[j] as f32;
+        }
+    }
+    let mut sum = acc.iter().sum::<f32>();
+    for (a, c) in ar.iter().zip(cr) {
+        sum += a * *c as f32;
+    }
+    sum
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+mod sq8;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use sq8::{Sq8, Sq8Query};

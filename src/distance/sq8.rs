@@ -1,0 +1,115 @@
+//! SQ8: 8-bit scalar quantisation of vectors, and queries prepared against it.
+
+use super::{CodeKernel, Kernels, Metric, dot_scalar};
+
+/// Scalar quantisation to 8 bits per component (SQ8): component `i` is stored as a code
+/// `c` in 0..=255 with `x ≈ offset_i + scale_i · c`, the range of each component learnt
+/// from the data. A code vector is a quarter of the bytes of the f32 one, which is what a
+/// graph walk is bound by; exact f32 distances re-rank the walk's answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sq8 {
+    offset: Vec<f32>,
+    scale: Vec<f32>,
+}
+
+impl Sq8 {
+    /// Learns each component's range (min to max) from `rows`.
+    pub fn train<'a>(dim: usize, rows: impl IntoIterator<Item = &'a [f32]>) -> Sq8 {
+        let mut lo = vec![f32::INFINITY; dim];
+        let mut hi = vec![f32::NEG_INFINITY; dim];
+        for row in rows {
+            for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
+                *l = l.min(x);
+                *h = h.max(x);
+            }
+        }
+        let (offset, scale) = lo
+            .iter()
+            .zip(&hi)
+            .map(|(&l, &h)| {
+                if l.is_finite() && h > l {
+                    (l, (h - l) / 255.0)
+                } else {
+                    // A constant (or unseen) component: every code decodes to `l`.
+                    (if l.is_finite() { l } else { 0.0 }, 0.0)
+                }
+            })
+            .unzip();
+        Sq8 { offset, scale }
+    }
+
+    /// A quantiser from stored parameters (as returned by `offset` and `scale`).
+    pub fn from_parts(offset: Vec<f32>, scale: Vec<f32>) -> Sq8 {
+        debug_assert_eq!(offset.len(), scale.len());
+        Sq8 { offset, scale }
+    }
+
+    /// Per-component offsets.
+    pub fn offset(&self) -> &[f32] {
+        &self.offset
+    }
+
+    /// Per-component scales.
+    pub fn scale(&self) -> &[f32] {
+        &self.scale
+    }
+
+    /// Dimension.
+    pub fn dim(&self) -> usize {
+        self.offset.len()
+    }
+
+    /// Encodes `v` into `out`; components outside the learnt range are clamped.
+    pub fn encode(&self, v: &[f32], out: &mut [u8]) {
+        for (((o, &x), &off), &sc) in out.iter_mut().zip(v).zip(&self.offset).zip(&self.scale) {
+            *o = if sc > 0.0 {
+                ((x - off) / sc).round().clamp(0.0, 255.0) as u8
+            } else {
+                0
+            };
+        }
+    }
+
+    /// Prepares `q` for comparison against codes under `metric` (`q` already normalised
+    /// for cosine), using `kernels`.
+    pub fn query(&self, metric: Metric, kernels: Kernels, q: &[f32]) -> Sq8Query {
+        match metric {
+            // (q − (o + s·c))² = ((q − o) − s·c)²
+            Metric::L2 => Sq8Query {
+                a: q.iter().zip(&self.offset).map(|(q, o)| q - o).collect(),
+                b: self.scale.clone(),
+                constant: 0.0,
+                kernel: kernels.l2sq_u8,
+                one_minus: false,
+            },
+            // q·(o + s·c) = q·o + (q∘s)·c
+            Metric::InnerProduct | Metric::Cosine => Sq8Query {
+                a: q.iter().zip(&self.scale).map(|(q, s)| q * s).collect(),
+                b: Vec::new(),
+                constant: dot_scalar(q, &self.offset),
+                kernel: kernels.dot_u8,
+                one_minus: true,
+            },
+        }
+    }
+}
+
+/// A query prepared against an [`Sq8`] quantiser: its distance to a code vector
+/// approximates the metric's distance to the vector the codes stand for.
+#[derive(Clone, Debug)]
+pub struct Sq8Query {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    constant: f32,
+    kernel: CodeKernel,
+    one_minus: bool,
+}
+
+impl Sq8Query {
+    /// Approximate distance to the vector encoded by `codes`.
+    #[inline(always)]
+    pub fn eval(&self, codes: &[u8]) -> f32 {
+        let k = self.constant + (self.kernel)(&self.a, &self.b, codes);
+        if self.one_minus { 1.0 - k } else { k }
+    }
+}

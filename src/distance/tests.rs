@@ -1,0 +1,118 @@
+use super::*;
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+fn close(a: f32, b: f32, scale: f32) -> bool {
+    (a - b).abs() <= 1e-4 * scale.max(1.0)
+}
+
+#[test]
+fn simd_kernels_agree_with_scalar_on_odd_lengths() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let scalar = Kernels::scalar();
+    for kernels in Kernels::available() {
+        for len in (0..=67).chain([127, 128, 129, 383, 384, 385, 1000, 1537]) {
+            for _ in 0..20 {
+                let a: Vec<f32> = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let b: Vec<f32> = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
+                let (l, ls) = ((kernels.l2sq)(&a, &b), (scalar.l2sq)(&a, &b));
+                let (d, ds) = ((kernels.dot)(&a, &b), (scalar.dot)(&a, &b));
+                let scale = len as f32;
+                assert!(
+                    close(l, ls, scale),
+                    "{} l2sq len {len}: {l} vs {ls}",
+                    kernels.isa
+                );
+                assert!(
+                    close(d, ds, scale),
+                    "{} dot len {len}: {d} vs {ds}",
+                    kernels.isa
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn code_kernels_agree_with_scalar_on_odd_lengths() {
+    let mut rng = StdRng::seed_from_u64(8);
+    let scalar = Kernels::scalar();
+    for kernels in Kernels::available() {
+        for len in (0..=67).chain([127, 128, 129, 383, 384, 385, 1000]) {
+            let a: Vec<f32> = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let b: Vec<f32> = (0..len).map(|_| rng.random_range(0.0..0.01)).collect();
+            let c: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let (l, ls) = ((kernels.l2sq_u8)(&a, &b, &c), (scalar.l2sq_u8)(&a, &b, &c));
+            let (d, ds) = ((kernels.dot_u8)(&a, &b, &c), (scalar.dot_u8)(&a, &b, &c));
+            let scale = len as f32 * 255.0;
+            assert!(
+                close(l, ls, scale),
+                "{} l2sq_u8 len {len}: {l} vs {ls}",
+                kernels.isa
+            );
+            assert!(
+                close(d, ds, scale),
+                "{} dot_u8 len {len}: {d} vs {ds}",
+                kernels.isa
+            );
+        }
+    }
+}
+
+#[test]
+fn sq8_distances_approximate_exact_ones() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let dim = 96;
+    let rows: Vec<Vec<f32>> = (0..200)
+        .map(|_| (0..dim).map(|_| rng.random_range(-0.5..1.5)).collect())
+        .collect();
+    let sq = Sq8::train(dim, rows.iter().map(|r| r.as_slice()));
+    let mut codes = vec![0u8; dim];
+    for metric in [Metric::L2, Metric::InnerProduct] {
+        let exact = Distance::new(metric, Kernels::scalar());
+        for kernels in Kernels::available() {
+            let q = &rows[0];
+            let prepared = sq.query(metric, kernels, q);
+            for r in &rows[1..] {
+                sq.encode(r, &mut codes);
+                let (approx, truth) = (prepared.eval(&codes), exact.eval(q, r));
+                // Each component is off by at most half a step (2/255 / 2 here).
+                assert!(
+                    (approx - truth).abs() <= 0.02 * truth.abs().max(1.0),
+                    "{metric:?} {}: {approx} vs {truth}",
+                    kernels.isa
+                );
+            }
+        }
+    }
+    // Out-of-range values clamp; constant components decode exactly.
+    let sq = Sq8::train(2, [[1.0f32, 5.0].as_slice(), &[3.0, 5.0]]);
+    sq.encode(&[10.0, 5.0], &mut codes[..2]);
+    assert_eq!(&codes[..2], &[255, 0]);
+}
+
+#[test]
+fn scalar_kernels_match_definitions() {
+    let a = [1.0, 2.0, 3.0, 4.0, 5.0];
+    let b = [5.0, 4.0, 3.0, 2.0, 1.0];
+    assert_eq!(l2sq_scalar(&a, &b), 16.0 + 4.0 + 0.0 + 4.0 + 16.0);
+    assert_eq!(dot_scalar(&a, &b), 5.0 + 8.0 + 9.0 + 8.0 + 5.0);
+}
+
+#[test]
+fn metric_distances() {
+    let k = Kernels::detect();
+    let a = [1.0, 0.0];
+    let b = [0.0, 1.0];
+    assert_eq!(Distance::new(Metric::L2, k).eval(&a, &b), 2.0);
+    assert_eq!(Distance::new(Metric::InnerProduct, k).eval(&a, &b), 1.0);
+    assert_eq!(Distance::new(Metric::Cosine, k).eval(&a, &a), 0.0);
+}
+
+#[test]
+fn normalize_rejects_zero() {
+    let mut z = [0.0f32; 3];
+    assert!(!normalize(&mut z));
+    let mut v = [3.0f32, 4.0];
+    assert!(normalize(&mut v));
+    assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+}

@@ -1,0 +1,39 @@
+//! Test instrumentation, compiled in only with the `failpoints` feature (as fjall gates its
+//! whitebox hooks): release builds carry no hook and no global lock on the sync path.
+//!
+//! The power-loss test needs to know the moments at which a file reached stable storage
+//! (fsync of a log segment, msync of a page file, commit of the metadata) so that it can
+//! keep a copy of each file as of its last sync and later mix it with newer contents.
+
+use std::path::Path;
+
+#[cfg(feature = "failpoints")]
+mod observer {
+    use std::path::Path;
+
+    use parking_lot::RwLock;
+
+    /// Called with a file's path and, when only a prefix of it is known durable (a log
+    /// segment being appended to), that prefix's length.
+    pub type Observer = Box<dyn Fn(&Path, Option<u64>) + Send + Sync>;
+
+    pub static OBSERVER: RwLock<Option<Observer>> = RwLock::new(None);
+}
+
+/// Installs (or, with `None`, removes) a function called each time a file has been made
+/// durable. Process-wide.
+#[cfg(feature = "failpoints")]
+pub fn set_sync_observer(observer: Option<observer::Observer>) {
+    *observer::OBSERVER.write() = observer;
+}
+
+/// Reports that `path` was just made durable (up to `len` bytes, if given).
+#[inline(always)]
+pub(crate) fn synced(path: &Path, len: Option<u64>) {
+    #[cfg(feature = "failpoints")]
+    if let Some(f) = &*observer::OBSERVER.read() {
+        f(path, len);
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = (path, len);
+}

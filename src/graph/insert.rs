@@ -1,0 +1,282 @@
+//! Building the graph: inserting a node (paper, Algorithm 1), the neighbour-selection
+//! heuristic (Algorithm 4) and the list updates that link nodes to each other.
+
+use super::upper::UpperNode;
+use super::{Cand, Graph, LOCK_STRIPES};
+use crate::error::Result;
+use crate::store::EntryPoint;
+
+impl Graph {
+    /// The neighbour-selection heuristic (paper, Algorithm 4, as hnswlib applies it):
+    /// walking candidates from nearest, keep one only if it is closer to the base than to
+    /// every neighbour already kept. Fewer than `m` candidates are all kept. Each candidate
+    /// rejected for being closer to a kept neighbour `r` is reported as `(candidate, r)`.
+    pub(super) fn select(
+        &self,
+        sorted: &[Cand],
+        m: usize,
+        mut dominated: Option<&mut Vec<(u32, u32)>>,
+    ) -> Vec<Cand> {
+        if sorted.len() <= m {
+            return sorted.to_vec();
+        }
+        let mut kept: Vec<Cand> = Vec::with_capacity(m);
+        for &c in sorted {
+            if kept.len() >= m {
+                break;
+            }
+            let v = self.vectors.vector(c.id);
+            match kept.iter().find(|k| self.distance_to(v, k.id) < c.d) {
+                None => kept.push(c),
+                Some(r) => {
+                    if let Some(d) = dominated.as_deref_mut() {
+                        d.push((c.id, r.id));
+                    }
+                }
+            }
+        }
+        kept
+    }
+
+    /// Runs `f` on `node`'s list at `level` under that list's lock and stores the result if
+    /// `f` returns true.
+    pub(super) fn update_links(
+        &self,
+        node: u32,
+        level: usize,
+        f: impl FnOnce(&mut Vec<u32>) -> bool,
+    ) -> Result<()> {
+        if level == 0 {
+            let _guard = self.locks[node as usize % LOCK_STRIPES].lock();
+            let mut list = Vec::with_capacity(self.params.m0);
+            self.layer0.read_into(node, &mut list);
+            if f(&mut list) {
+                self.layer0.write(node, &list);
+            }
+        } else if let Some(u) = self.upper.get(node)?
+            && let Some(slot) = u.lists.get(level - 1)
+            && f(&mut slot.lock())
+        {
+            self.upper_dirty.lock().insert(node);
+        }
+        Ok(())
+    }
+
+    pub(super) fn max_links(&self, level: usize) -> usize {
+        if level == 0 {
+            self.params.m0
+        } else {
+            self.params.m
+        }
+    }
+
+    /// `node`'s neighbours among `ids`, with their distances, nearest first.
+    pub(super) fn by_distance(&self, node: u32, ids: impl IntoIterator<Item = u32>) -> Vec<Cand> {
+        let base = self.vectors.vector(node);
+        let mut cands: Vec<Cand> = ids
+            .into_iter()
+            .map(|id| Cand {
+                d: self.distance_to(base, id),
+                id,
+            })
+            .collect();
+        cands.sort_unstable();
+        cands
+    }
+
+    /// Adds the link `node -> new` (at distance `d`), pruning `node`'s list with the
+    /// heuristic when it is full; links to dead nodes are dropped on the way. Returns
+    /// whether `node` links to `new` afterwards.
+    ///
+    /// A link `node -> x` pruned because a kept neighbour `r` is closer to `x` is moved to
+    /// `r -> x` when `r` has room: the heuristic's own premise is that `x` is reached
+    /// through `r`, and without that link `x` can lose its last in-link and become
+    /// unreachable.
+    pub(super) fn add_link(&self, node: u32, new: u32, d: f32, level: usize) -> Result<bool> {
+        let max = self.max_links(level);
+        let mut dominated = Vec::new();
+        let mut linked = true;
+        self.update_links(node, level, |list| {
+            if list.contains(&new) {
+                return false;
+            }
+            if list.len() < max {
+                list.push(new);
+                return true;
+            }
+            let mut cands = self.by_distance(
+                node,
+                list.iter().copied().filter(|&x| self.live.contains(x)),
+            );
+            let at = cands.partition_point(|c| *c < Cand { d, id: new });
+            cands.insert(at, Cand { d, id: new });
+            let kept = self.select(&cands, max, Some(&mut dominated));
+            linked = kept.iter().any(|c| c.id == new);
+            list.clear();
+            list.extend(kept.iter().map(|c| c.id));
+            true
+        })?;
+        // Outside `node`'s lock: a thread holds one list lock at a time.
+        for (x, r) in dominated {
+            self.update_links(r, level, |list| {
+                let room = list.len() < max && x != r && !list.contains(&x);
+                if room {
+                    list.push(x);
+                }
+                room
+            })?;
+        }
+        Ok(linked)
+    }
+
+    /// Writes the list `chosen` for `node` (being inserted) on `level`. Links that other
+    /// inserts added to `node` meanwhile are kept, pruned with `chosen` by the heuristic
+    /// when they do not all fit: overwriting them would take those nodes' in-link away.
+    fn set_own_links(&self, node: u32, level: usize, chosen: &[Cand]) -> Result<()> {
+        let max = self.max_links(level);
+        self.update_links(node, level, |list| {
+            let added = list
+                .iter()
+                .copied()
+                .filter(|&x| x != node && self.live.contains(x))
+                .filter(|&x| !chosen.iter().any(|c| c.id == x));
+            let mut cands = self.by_distance(node, added);
+            cands.extend_from_slice(chosen);
+            cands.sort_unstable();
+            list.clear();
+            list.extend(self.select(&cands, max, None).iter().map(|c| c.id));
+            true
+        })
+    }
+
+    /// Makes `from` link to `to` (at distance `d`) even when `from`'s list is full, by
+    /// replacing its farthest neighbour. Used when no neighbour kept a new node, which
+    /// would otherwise be unreachable.
+    pub(super) fn force_link(&self, from: u32, to: u32, d: f32, level: usize) -> Result<()> {
+        let max = self.max_links(level);
+        self.update_links(from, level, |list| {
+            if list.contains(&to) || from == to {
+                return false;
+            }
+            if list.len() < max {
+                list.push(to);
+                return true;
+            }
+            let base = self.vectors.vector(from);
+            let (far, far_d) = list
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (i, self.distance_to(base, x)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("a full list is not empty");
+            debug_assert!(far_d >= d || list.len() == max);
+            list[far] = to;
+            true
+        })
+    }
+
+    /// Inserts `v` (already validated and normalised) as node `node` with the given level
+    /// (paper, Algorithm 1). `node` must not be live. Safe to call from many threads.
+    ///
+    /// Replay (`recovering`) re-inserts a node whose earlier insert may be partly or
+    /// wholly in the pages already. Its own layer-0 list is then kept as extra candidates:
+    /// the rest of the graph may already depend on it (neighbours pruned a link to `b`
+    /// because `node` links to `b`), and a fresh search cannot find what only that list
+    /// reaches. Duplicate links are never added twice.
+    pub fn insert(
+        &self,
+        node: u32,
+        level: usize,
+        v: &[f32],
+        label: u64,
+        recovering: bool,
+    ) -> Result<()> {
+        debug_assert!(!self.live.contains(node), "insert of live node {node}");
+        let mut earlier = Vec::new();
+        if recovering {
+            self.links(node, 0, &mut earlier)?;
+        }
+        self.vectors.write(node, v, label);
+        if let Some(q) = &self.quantized {
+            q.codes.write(node, &q.encode(v));
+        }
+        self.update_links(node, 0, |list| {
+            list.clear();
+            true
+        })?;
+        self.upper.set(
+            node,
+            (level > 0).then(|| UpperNode::from_lists(vec![Vec::new(); level])),
+        );
+        self.upper_dirty.lock().insert(node);
+        self.routable.insert(node);
+        self.live.insert(node);
+
+        let mut entry = *self.entry.read();
+        let _raise = if entry.is_none_or(|e| level > e.level) {
+            let guard = self.raise.lock();
+            entry = *self.entry.read();
+            Some(guard)
+        } else {
+            None
+        };
+        let Some(ep) = entry.filter(|e| e.node != node) else {
+            *self.entry.write() = Some(EntryPoint { node, level });
+            return Ok(());
+        };
+        let q = self.vectors.vector(node);
+        self.with_scratch(|s| -> Result<()> {
+            let cur = self.descend(s, q, ep, level)?;
+            let mut entry_set = vec![cur];
+            let mut links_back = Vec::with_capacity(level.min(ep.level) + 1);
+            for l in (0..=level.min(ep.level)).rev() {
+                let live = |n| self.live.contains(n);
+                let ef = self.params.ef_construction;
+                let mut found = match &self.quantized {
+                    // Layer 0 holds almost all of an insert's distances: walk it on codes
+                    // as searches do; neighbours are still chosen on exact distances.
+                    Some(quantized) if l == 0 => {
+                        self.search_codes(s, quantized, q, &entry_set, ef, live)?
+                    }
+                    _ => self.search_layer_exact(s, q, &entry_set, ef, l, live)?,
+                };
+                if l == 0 && !earlier.is_empty() {
+                    for &e in &earlier {
+                        if self.live.contains(e) && !found.iter().any(|c| c.id == e) {
+                            found.push(Cand {
+                                d: self.distance_to(q, e),
+                                id: e,
+                            });
+                        }
+                    }
+                    found.sort_unstable();
+                }
+                found.retain(|c| c.id != node);
+                let chosen = self.select(&found, self.params.m, None);
+                self.set_own_links(node, l, &chosen)?;
+                links_back.push((l, chosen));
+                if !found.is_empty() {
+                    entry_set = found;
+                }
+            }
+            // Only now, with every list of `node` written, may other nodes link to it. A
+            // concurrent insert that reached `node` earlier would have walked (and linked
+            // itself to) a node whose lists were still empty: it would pick `node` as its
+            // only neighbour, and lose its one in-link when `node`'s list was written.
+            for (l, chosen) in links_back {
+                let mut linked = false;
+                for c in &chosen {
+                    linked |= self.add_link(c.id, node, c.d, l)?;
+                }
+                if !linked && let Some(nearest) = chosen.first() {
+                    self.force_link(nearest.id, node, nearest.d, l)?;
+                }
+            }
+            Ok(())
+        })?;
+        if level > ep.level {
+            *self.entry.write() = Some(EntryPoint { node, level });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,346 @@
+//! The HNSW graph (Malkov & Yashunin, arXiv 1603.09320) over the vector pages, the
+//! layer-0 pages and the in-memory upper layers. It speaks internal node ids (slots) only;
+//! external ids, durability and metadata belong to the layers above.
+//!
+//! Rooms: this file holds the graph's state (node sets, files, entry point) and growth;
+//! `search` the walks, `insert` neighbour selection and linking, `repair` consolidation of
+//! deletes and the integrity checks, `upper` the upper-layer cache.
+//!
+//! Node states: *live* (in results), *tombstoned* (deleted: never in results, but still
+//! routed through, with its vector and lists intact, until `consolidate` relinks its
+//! in-neighbours), and *free* (neither; the slot may be reused). `routable` = live ∪
+//! tombstoned.
+//!
+//! Concurrency: `insert` and `search` take `&self` and may run on many threads at once.
+//! Layer-0 lists are atomics (see `store::layer0`), written under a striped per-node lock;
+//! upper lists sit behind their own mutexes. A node is *live* once its bit is set in
+//! `live`: searches follow links only to routable nodes, so a link to a slot that is free,
+//! half written, or left behind by a crash is skipped rather than trusted. Liveness is
+//! derived from the metadata, never read from the page files. An insert links others to
+//! its node only after writing all of the node's own lists, so no concurrent insert can
+//! walk into (and attach itself only to) a node whose lists are still empty.
+
+mod insert;
+mod repair;
+mod search;
+mod upper;
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::distance::{Distance, Kernels, Metric, Sq8};
+use crate::error::Result;
+use crate::store::{Codes, EntryPoint, Layer0, UpperLists, Vectors};
+
+use upper::UpperLayers;
+pub(crate) use upper::UpperSource;
+
+/// SQ8 codes of every routable node and the quantiser that made them. When a graph has
+/// them, searches walk layer 0 on codes (a quarter of the bytes per distance) and re-rank
+/// the beam with exact distances. Inserts walk layer 0 the same way but choose and prune
+/// neighbours on exact distances.
+pub struct Quantized {
+    /// The quantiser.
+    pub sq8: Sq8,
+    /// The code file.
+    pub codes: Codes,
+    /// Which `codes.N` file this is.
+    pub generation: u64,
+    /// Metric and kernels to prepare queries with.
+    pub metric: Metric,
+    /// Kernels of the code distances.
+    pub kernels: Kernels,
+}
+
+impl Quantized {
+    /// Whether slot `node`'s codes are those of `vector` (for `verify`).
+    pub fn matches(&self, node: u32, vector: &[f32]) -> bool {
+        self.codes.codes(node) == self.encode(vector).as_slice()
+    }
+
+    fn encode(&self, vector: &[f32]) -> Vec<u8> {
+        let mut out = vec![0u8; vector.len()];
+        self.sq8.encode(vector, &mut out);
+        out
+    }
+}
+
+/// A node and its distance to the current query.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cand {
+    /// Distance to the query.
+    pub d: f32,
+    /// Internal node id.
+    pub id: u32,
+}
+
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.d.total_cmp(&other.d).then(self.id.cmp(&other.id))
+    }
+}
+
+/// Construction parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    /// Neighbours per node on upper layers (and chosen per insert on every layer).
+    pub m: usize,
+    /// Neighbours per node on layer 0.
+    pub m0: usize,
+    /// Beam width while inserting.
+    pub ef_construction: usize,
+}
+
+/// A set of nodes: an atomic bitset sized to the page files' capacity.
+struct NodeSet {
+    words: Vec<AtomicU64>,
+}
+
+impl NodeSet {
+    fn with_capacity(cap: usize) -> NodeSet {
+        NodeSet {
+            words: (0..cap.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn grow(&mut self, cap: usize) {
+        let words = cap.div_ceil(64);
+        while self.words.len() < words {
+            self.words.push(AtomicU64::new(0));
+        }
+    }
+
+    /// Whether node `i` is in the set. Ids beyond the capacity (garbage) are not.
+    #[inline(always)]
+    fn contains(&self, i: u32) -> bool {
+        self.words
+            .get(i as usize >> 6)
+            .is_some_and(|w| w.load(Ordering::Acquire) >> (i & 63) & 1 == 1)
+    }
+
+    /// Adds node `i` (Release: its vector and links written before are visible to whoever
+    /// sees the bit).
+    fn insert(&self, i: u32) {
+        self.words[i as usize >> 6].fetch_or(1 << (i & 63), Ordering::Release);
+    }
+
+    fn remove(&self, i: u32) {
+        self.words[i as usize >> 6].fetch_and(!(1 << (i & 63)), Ordering::Release);
+    }
+
+    /// Sets every bit below `n`, a word at a time (restoring 10^6 nodes costs microseconds).
+    fn fill_below(&mut self, n: u32) {
+        let n = n as usize;
+        for (w, word) in self.words.iter_mut().enumerate() {
+            let bits = n.saturating_sub(w * 64).min(64);
+            *word.get_mut() = if bits == 64 {
+                u64::MAX
+            } else {
+                (1u64 << bits) - 1
+            };
+        }
+    }
+}
+
+/// Number of stripes of the per-node lock table (a power of two).
+const LOCK_STRIPES: usize = 4096;
+
+/// The graph.
+pub struct Graph {
+    params: Params,
+    dist: Distance,
+    vectors: Vectors,
+    layer0: Layer0,
+    quantized: Option<Quantized>,
+    upper: UpperLayers,
+    /// Nodes whose upper lists changed since the metadata last stored them.
+    upper_dirty: Mutex<HashSet<u32>>,
+    live: NodeSet,
+    /// Live or tombstoned: the nodes a search may walk through.
+    routable: NodeSet,
+    entry: RwLock<Option<EntryPoint>>,
+    /// Held by an insert whose level exceeds the top level, for its whole run, so that two
+    /// such inserts cannot both replace the entry point.
+    raise: Mutex<()>,
+    /// Guards read-modify-write of layer-0 lists; node `i` uses stripe `i % LOCK_STRIPES`.
+    /// A thread holds at most one stripe at a time, so stripes cannot deadlock.
+    locks: Box<[Mutex<()>]>,
+    scratch: Mutex<Vec<search::Scratch>>,
+}
+
+impl Graph {
+    /// An empty graph over the given files (no live nodes).
+    pub fn new(params: Params, dist: Distance, vectors: Vectors, layer0: Layer0) -> Graph {
+        debug_assert_eq!(params.m0, layer0.m0());
+        let cap = vectors.file().capacity().min(layer0.file().capacity());
+        Graph {
+            params,
+            dist,
+            vectors,
+            layer0,
+            quantized: None,
+            upper: UpperLayers::default(),
+            upper_dirty: Mutex::new(HashSet::new()),
+            live: NodeSet::with_capacity(cap),
+            routable: NodeSet::with_capacity(cap),
+            entry: RwLock::new(None),
+            raise: Mutex::new(()),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            scratch: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Restores the state kept in metadata: live and tombstoned nodes, where upper lists
+    /// are read from, and the entry point.
+    pub fn restore(
+        &mut self,
+        high_water: u32,
+        free: &[u32],
+        tombstones: &[u32],
+        upper: Arc<dyn UpperSource>,
+        entry: Option<EntryPoint>,
+    ) {
+        // Every slot below the high-water mark is live but for the free and deleted ones.
+        self.live.fill_below(high_water);
+        self.routable.fill_below(high_water);
+        for &i in free {
+            self.live.remove(i);
+            self.routable.remove(i);
+        }
+        for &i in tombstones {
+            self.live.remove(i);
+        }
+        self.upper.set_source(upper);
+        *self.entry.get_mut() = entry;
+    }
+
+    /// Slots the files hold.
+    pub fn capacity(&self) -> usize {
+        self.vectors
+            .file()
+            .capacity()
+            .min(self.layer0.file().capacity())
+    }
+
+    /// Grows every page file to at least `cap` slots. Needs exclusive access (remaps).
+    pub fn grow(&mut self, cap: usize) -> Result<()> {
+        self.vectors.file_mut().grow(cap)?;
+        self.layer0.file_mut().grow(cap)?;
+        if let Some(q) = &mut self.quantized {
+            q.codes.file_mut().grow(cap)?;
+        }
+        let cap = self.capacity();
+        self.live.grow(cap);
+        self.routable.grow(cap);
+        Ok(())
+    }
+
+    /// The vector pages.
+    pub fn vectors(&self) -> &Vectors {
+        &self.vectors
+    }
+
+    /// Makes every page file durable (msync, fsync).
+    pub fn sync(&self) -> Result<()> {
+        self.vectors.file().sync()?;
+        self.layer0.file().sync()?;
+        if let Some(q) = &self.quantized {
+            q.codes.file().sync()?;
+        }
+        Ok(())
+    }
+
+    /// The current entry point.
+    pub fn entry(&self) -> Option<EntryPoint> {
+        *self.entry.read()
+    }
+
+    /// Whether `node` is live (would appear in results).
+    pub fn is_live(&self, node: u32) -> bool {
+        self.live.contains(node)
+    }
+
+    /// Number of nodes with upper lists.
+    pub fn upper_count(&self) -> Result<usize> {
+        Ok(self.upper.nodes()?.len())
+    }
+
+    /// Copies `node`'s neighbours on `level` into `out` (cleared first).
+    #[inline]
+    pub fn links(&self, node: u32, level: usize, out: &mut Vec<u32>) -> Result<()> {
+        out.clear();
+        if level == 0 {
+            self.layer0.read_into(node, out);
+        } else if let Some(u) = self.upper.get(node)?
+            && let Some(list) = u.lists.get(level - 1)
+        {
+            out.extend_from_slice(&list.lock());
+        }
+        Ok(())
+    }
+
+    /// `node`'s level: 0 unless it has upper lists.
+    fn level_of(&self, node: u32) -> Result<usize> {
+        Ok(self.upper.get(node)?.map_or(0, |u| u.level()))
+    }
+
+    /// Upper lists of the nodes changed since the last `clear_upper_dirty`, `None` for a node
+    /// that lost its upper lists: what a checkpoint stores.
+    pub fn dirty_upper(&self) -> Vec<(u32, Option<UpperLists>)> {
+        let dirty: Vec<u32> = self.upper_dirty.lock().iter().copied().collect();
+        self.upper.snapshot(dirty)
+    }
+
+    /// Forgets the dirty set after it was stored.
+    pub fn clear_upper_dirty(&self) {
+        self.upper_dirty.lock().clear();
+    }
+
+    #[inline(always)]
+    fn distance_to(&self, q: &[f32], node: u32) -> f32 {
+        self.dist.eval(q, self.vectors.vector(node))
+    }
+
+    /// The quantised codes searches walk on, if any.
+    pub fn quantized(&self) -> Option<&Quantized> {
+        self.quantized.as_ref()
+    }
+
+    /// Installs (or removes) the codes searches walk on. The codes must cover every
+    /// routable node (see `encode_routable`) and the file every slot.
+    pub fn set_quantized(&mut self, quantized: Option<Quantized>) {
+        self.quantized = quantized;
+    }
+
+    /// Writes the codes of every routable node below `high_water` into `codes`, on
+    /// `threads` threads.
+    pub fn encode_routable(&self, sq8: &Sq8, codes: &Codes, high_water: u32, threads: usize) {
+        crate::parallel::parallel_for(high_water as usize, threads, |i| {
+            let node = i as u32;
+            if self.routable.contains(node) {
+                let v = self.vectors.vector(node);
+                let mut out = vec![0u8; v.len()];
+                sq8.encode(v, &mut out);
+                codes.write(node, &out);
+            }
+        });
+    }
+
+    /// Deletes `node` from results at once; it keeps routing searches until `consolidate`.
+    pub fn tombstone(&self, node: u32) {
+        self.live.remove(node);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+//! Healing the graph: consolidation of deleted nodes (relinking their in-neighbours),
+//! reconnection of nodes that lost every in-link, and the integrity checks `verify` runs.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Graph, upper::UpperNode};
+use crate::error::Result;
+use crate::parallel::try_parallel_for;
+use crate::store::EntryPoint;
+
+impl Graph {
+    /// Relinks every live node that points at a non-live node (FreshDiskANN's consolidation:
+    /// candidates are the node's live neighbours and the live neighbours of its dead ones,
+    /// pruned by the same heuristic as inserts), then forgets `tombstones` (which become
+    /// free) and moves the entry point off a dead node. The caller must hold exclusive
+    /// access: nothing else may insert or search meanwhile.
+    pub fn consolidate(&self, tombstones: &[u32], high_water: u32, threads: usize) -> Result<()> {
+        // Whole-graph passes ask every node for its level: load the upper layers once.
+        let upper_nodes = self.upper.nodes()?;
+        try_parallel_for(high_water as usize, threads, |u| {
+            if self.live.contains(u as u32) {
+                self.repair(u as u32, 0)?;
+            }
+            Ok(())
+        })?;
+        let upper: Vec<(u32, usize)> = upper_nodes
+            .iter()
+            .filter(|(n, _)| self.live.contains(*n))
+            .map(|(n, u)| (*n, u.level()))
+            .collect();
+        try_parallel_for(upper.len(), threads, |i| {
+            let (node, levels) = upper[i];
+            (1..=levels).try_for_each(|l| self.repair(node, l))
+        })?;
+        for &t in tombstones {
+            debug_assert!(!self.live.contains(t));
+            if self.upper.get(t)?.is_some() {
+                self.upper.set(t, None);
+                self.upper_dirty.lock().insert(t);
+            }
+            self.routable.remove(t);
+        }
+        let entry = *self.entry.read();
+        if entry.is_some_and(|e| !self.live.contains(e.node)) {
+            let new_entry = self
+                .upper
+                .nodes()?
+                .iter()
+                .map(|(n, u)| (u.level(), std::cmp::Reverse(*n)))
+                .max()
+                .map(|(level, std::cmp::Reverse(node))| EntryPoint { node, level })
+                .or_else(|| {
+                    (0..high_water)
+                        .find(|&n| self.live.contains(n))
+                        .map(|node| EntryPoint { node, level: 0 })
+                });
+            *self.entry.write() = new_entry;
+        }
+        Ok(())
+    }
+
+    /// Marks in `seen` every routable node reachable from `from` by links on any level:
+    /// what a search can reach (it descends through upper levels, then walks layer 0).
+    fn mark_reachable(&self, from: u32, seen: &mut [bool]) -> Result<()> {
+        let mut stack = vec![from];
+        let mut list = Vec::new();
+        while let Some(n) = stack.pop() {
+            if (n as usize) >= seen.len() || seen[n as usize] || !self.routable.contains(n) {
+                continue;
+            }
+            seen[n as usize] = true;
+            for level in 0..=self.level_of(n)? {
+                self.links(n, level, &mut list)?;
+                stack.extend_from_slice(&list);
+            }
+        }
+        Ok(())
+    }
+
+    /// Links every live node that cannot be reached from the entry point back
+    /// into the graph, from the nearest reachable node a search finds. Pruning can, rarely,
+    /// take a node's last in-link; this restores the invariant `verify` checks. O(n).
+    /// Exclusive access, like `consolidate`. Returns how many nodes it relinked.
+    pub fn reconnect(&self, high_water: u32) -> Result<usize> {
+        let Some(entry) = self.entry() else {
+            return Ok(0);
+        };
+        self.upper.load_all()?;
+        let mut seen = vec![false; high_water as usize];
+        self.mark_reachable(entry.node, &mut seen)?;
+        let mut relinked = 0;
+        for x in 0..high_water {
+            if seen[x as usize] || !self.live.contains(x) {
+                continue;
+            }
+            let q = self.vectors.vector(x);
+            let found = self.search(q, 2, self.params.ef_construction)?;
+            if let Some(near) = found.iter().find(|c| c.id != x) {
+                self.force_link(near.id, x, near.d, 0)?;
+                relinked += 1;
+            }
+            self.mark_reachable(x, &mut seen)?;
+        }
+        Ok(relinked)
+    }
+
+    /// Whether a link to `target` on `level` is sound: the target is live and has that level.
+    fn sound_link(&self, target: u32, level: usize) -> Result<bool> {
+        Ok(self.live.contains(target) && self.level_of(target)? >= level)
+    }
+
+    /// `list` without `node` itself and without unsound links on `level`.
+    fn sound_links(&self, node: u32, level: usize, list: &[u32]) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(list.len());
+        for &n in list {
+            if n != node && self.sound_link(n, level)? {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the unsound links of `node` on `level` (see `consolidate`).
+    fn repair(&self, node: u32, level: usize) -> Result<()> {
+        let mut list = Vec::new();
+        self.links(node, level, &mut list)?;
+        let sound = self.sound_links(node, level, &list)?;
+        if sound.len() == list.len() {
+            return Ok(());
+        }
+        let mut pool: HashSet<u32> = sound.into_iter().collect();
+        // FreshDiskANN's pool is N(node) ∪ N(dead); adding the neighbours of the live
+        // neighbours too lets the repaired list be chosen from a neighbourhood about as wide
+        // as an insert's search sees, which keeps recall at small ef equal to a fresh build.
+        let mut theirs = Vec::new();
+        for &other in list
+            .iter()
+            .filter(|&&n| n != node && self.routable.contains(n))
+        {
+            self.links(other, level, &mut theirs)?;
+            pool.extend(self.sound_links(node, level, &theirs)?);
+        }
+        let mut cands = self.by_distance(node, pool);
+        cands.truncate(self.params.ef_construction.max(self.max_links(level)));
+        let kept = self.select(&cands, self.max_links(level), None);
+        self.update_links(node, level, |l| {
+            l.clear();
+            l.extend(kept.iter().map(|c| c.id));
+            true
+        })?;
+        // As an insert does, give each new neighbour the link back: HNSW navigates on
+        // (mostly) bidirectional links, and a repair that only rewrote out-lists would
+        // leave the repaired region harder to enter than a fresh build.
+        for c in kept.iter().filter(|c| !list.contains(&c.id)) {
+            self.add_link(c.id, node, c.d, level)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the graph over slots `0..high_water`. Appends a line per integrity problem
+    /// (an entry point missing, dead or not on the top level; upper lists on a node not
+    /// in the graph). Returns the counts of stale links (to slots not in the graph, or to a
+    /// node not on that level: skipped by searches, removed by consolidation) and of live
+    /// nodes no search can reach from the entry point (by links on any level): matters of
+    /// search quality.
+    pub fn check(&self, high_water: u32, problems: &mut Vec<String>) -> Result<(usize, usize)> {
+        let mut stale = 0;
+        let mut list = Vec::new();
+        let upper: HashMap<u32, std::sync::Arc<UpperNode>> =
+            self.upper.nodes()?.into_iter().collect();
+        let top = upper.values().map(|u| u.level()).max().unwrap_or(0);
+        let live: Vec<u32> = (0..high_water).filter(|&n| self.live.contains(n)).collect();
+        match *self.entry.read() {
+            None if !live.is_empty() => problems.push("no entry point but live nodes exist".into()),
+            None => {}
+            Some(e) => {
+                if !self.routable.contains(e.node) {
+                    problems.push(format!("entry point {} is not in the graph", e.node));
+                }
+                if e.level != top || upper.get(&e.node).map_or(0, |u| u.level()) != e.level {
+                    problems.push(format!(
+                        "entry point {} has level {} but the top level is {top}",
+                        e.node, e.level
+                    ));
+                }
+            }
+        }
+        for n in (0..high_water).filter(|&n| self.routable.contains(n)) {
+            self.links(n, 0, &mut list)?;
+            stale += list
+                .iter()
+                .filter(|&&t| t >= high_water || t == n || !self.routable.contains(t))
+                .count();
+        }
+        for (&n, u) in upper.iter() {
+            if !self.routable.contains(n) {
+                problems.push(format!("node {n} has upper lists but is not in the graph"));
+            }
+            for (i, l) in u.lists.iter().enumerate() {
+                let on_level = |t: u32| {
+                    upper.get(&t).is_some_and(|tu| tu.level() > i) && self.routable.contains(t)
+                };
+                stale += l.lock().iter().filter(|&&t| !on_level(t)).count();
+            }
+        }
+        drop(upper);
+        if let Some(e) = *self.entry.read() {
+            let mut seen = vec![false; high_water as usize];
+            self.mark_reachable(e.node, &mut seen)?;
+            return Ok((stale, live.iter().filter(|&&n| !seen[n as usize]).count()));
+        }
+        Ok((stale, 0))
+    }
+}

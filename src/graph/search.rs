@@ -1,0 +1,321 @@
+//! Walking the graph: the greedy descent through the upper layers, the beam search of a
+//! layer (on exact vectors or on SQ8 codes with an exact re-rank), and the searches built
+//! on them.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::{Cand, Graph, Quantized};
+use crate::error::Result;
+use crate::store::EntryPoint;
+
+/// Per-search working memory, pooled so that a query allocates nothing but its answer.
+pub(super) struct Scratch {
+    /// Epoch-tagged visited marks: node `i` is visited iff `marks[i] == epoch`.
+    marks: Vec<u16>,
+    epoch: u16,
+    candidates: BinaryHeap<Reverse<Cand>>,
+    results: BinaryHeap<Cand>,
+    links: Vec<u32>,
+    fresh: Vec<u32>,
+    /// Distances computed by the current search (its cost, independent of the clock).
+    pub(super) distances: usize,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            marks: Vec::new(),
+            epoch: 0,
+            candidates: BinaryHeap::new(),
+            results: BinaryHeap::new(),
+            links: Vec::new(),
+            fresh: Vec::new(),
+            distances: 0,
+        }
+    }
+
+    fn reset(&mut self, capacity: usize) {
+        if self.marks.len() < capacity {
+            self.marks.resize(capacity, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            // Wrapped: old marks could alias the new epoch, so clear them once in 65535.
+            self.marks.fill(0);
+            self.epoch = 1;
+        }
+        self.candidates.clear();
+        self.results.clear();
+    }
+}
+
+/// Marks `i` visited; true if it was not yet. Ids beyond the table count as visited.
+#[inline(always)]
+fn first_visit(marks: &mut [u16], epoch: u16, i: u32) -> bool {
+    match marks.get_mut(i as usize) {
+        Some(m) if *m != epoch => {
+            *m = epoch;
+            true
+        }
+        _ => false,
+    }
+}
+
+impl Graph {
+    pub(super) fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
+        let mut s = self.scratch.lock().pop().unwrap_or_else(Scratch::new);
+        let r = f(&mut s);
+        self.scratch.lock().push(s);
+        r
+    }
+
+    /// Greedy walk on `level`: moves to a closer neighbour until none is closer.
+    pub(super) fn greedy(
+        &self,
+        s: &mut Scratch,
+        q: &[f32],
+        mut cur: Cand,
+        level: usize,
+    ) -> Result<Cand> {
+        loop {
+            let mut changed = false;
+            self.links(cur.id, level, &mut s.links)?;
+            for &n in &s.links {
+                if !self.routable.contains(n) {
+                    continue;
+                }
+                s.distances += 1;
+                let d = self.distance_to(q, n);
+                if d < cur.d {
+                    cur = Cand { d, id: n };
+                    changed = true;
+                }
+            }
+            if !changed {
+                return Ok(cur);
+            }
+        }
+    }
+
+    /// Greedy descent from `ep` down to level `down_to + 1`: the node a search of level
+    /// `down_to` starts from.
+    pub(super) fn descend(
+        &self,
+        s: &mut Scratch,
+        q: &[f32],
+        ep: EntryPoint,
+        down_to: usize,
+    ) -> Result<Cand> {
+        s.distances += 1;
+        let mut cur = Cand {
+            d: self.distance_to(q, ep.node),
+            id: ep.node,
+        };
+        for l in (down_to + 1..=ep.level).rev() {
+            cur = self.greedy(s, q, cur, l)?;
+        }
+        Ok(cur)
+    }
+
+    /// Best-first beam search of width `ef` on `level` from `entry`; the answer is sorted
+    /// by ascending distance (paper, Algorithm 2). Only nodes that `accept` admits become
+    /// answers; every routable node still guides the walk, so a filter narrows the answers
+    /// without cutting the graph (as hnswlib's filtered search does).
+    ///
+    /// `score` gives a node's distance to the query and `prefetch` starts loading what
+    /// `score` will read: exact vectors, or codes.
+    #[allow(clippy::too_many_arguments)] // private; each argument is one concern of the walk
+    pub(super) fn search_layer(
+        &self,
+        s: &mut Scratch,
+        entry: &[Cand],
+        ef: usize,
+        level: usize,
+        accept: impl Fn(u32) -> bool,
+        score: impl Fn(u32) -> f32,
+        prefetch: impl Fn(u32),
+    ) -> Result<Vec<Cand>> {
+        s.reset(self.capacity());
+        let Scratch {
+            marks,
+            epoch,
+            candidates,
+            results,
+            links,
+            fresh,
+            distances,
+        } = s;
+        let epoch = *epoch;
+        for &e in entry {
+            if first_visit(marks, epoch, e.id) {
+                candidates.push(Reverse(e));
+                if accept(e.id) {
+                    results.push(e);
+                }
+            }
+        }
+        while results.len() > ef {
+            results.pop();
+        }
+        while let Some(Reverse(c)) = candidates.pop() {
+            if results.len() >= ef && results.peek().is_some_and(|w| c.d > w.d) {
+                break;
+            }
+            self.links(c.id, level, links)?;
+            // The next candidate is likely expanded next: start loading its list now, so
+            // the miss overlaps this round's distance computations.
+            if level == 0
+                && let Some(Reverse(next)) = candidates.peek()
+            {
+                self.layer0.prefetch(next.id);
+            }
+            // First pass: drop visited and unroutable nodes and start loading the vectors of
+            // the rest, so that their cache misses overlap instead of queueing behind each
+            // distance computation.
+            fresh.clear();
+            for &n in links.iter() {
+                if self.routable.contains(n) && first_visit(marks, epoch, n) {
+                    prefetch(n);
+                    fresh.push(n);
+                }
+            }
+            *distances += fresh.len();
+            for &n in fresh.iter() {
+                let d = score(n);
+                if results.len() < ef || results.peek().is_some_and(|w| d < w.d) {
+                    candidates.push(Reverse(Cand { d, id: n }));
+                    // Tombstoned (and filtered-out) nodes guide the walk but are never
+                    // answers.
+                    if accept(n) {
+                        results.push(Cand { d, id: n });
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                    }
+                }
+            }
+        }
+        let mut out: Vec<Cand> = results.drain().collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// `search_layer` on exact vectors.
+    pub(super) fn search_layer_exact(
+        &self,
+        s: &mut Scratch,
+        q: &[f32],
+        entry: &[Cand],
+        ef: usize,
+        level: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> Result<Vec<Cand>> {
+        self.search_layer(
+            s,
+            entry,
+            ef,
+            level,
+            accept,
+            |n| self.distance_to(q, n),
+            |n| self.vectors.prefetch(n),
+        )
+    }
+
+    /// `search_layer` on layer 0 walking on codes, then the beam re-ranked exactly: the
+    /// order within the beam is what quantisation blurs, and the beam is small.
+    pub(super) fn search_codes(
+        &self,
+        s: &mut Scratch,
+        quantized: &Quantized,
+        q: &[f32],
+        entry: &[Cand],
+        ef: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> Result<Vec<Cand>> {
+        let prepared = quantized.sq8.query(quantized.metric, quantized.kernels, q);
+        let score = |n: u32| prepared.eval(quantized.codes.codes(n));
+        let start: Vec<Cand> = entry
+            .iter()
+            .map(|c| Cand {
+                d: score(c.id),
+                id: c.id,
+            })
+            .collect();
+        let mut beam = self.search_layer(s, &start, ef, 0, accept, score, |n| {
+            quantized.codes.prefetch(n)
+        })?;
+        // The beam's vectors are cold (the walk read codes): start loading all of them
+        // before comparing any, so their misses overlap.
+        for c in &beam {
+            self.vectors.prefetch(c.id);
+        }
+        for c in &mut beam {
+            c.d = self.distance_to(q, c.id);
+        }
+        s.distances += beam.len();
+        beam.sort_unstable();
+        Ok(beam)
+    }
+
+    /// The `k` nearest live nodes to `q`, searching layer 0 with a beam of `max(ef, k)`.
+    pub fn search(&self, q: &[f32], k: usize, ef: usize) -> Result<Vec<Cand>> {
+        Ok(self.search_counted(q, k, ef)?.0)
+    }
+
+    /// `search`, also returning how many distances it computed.
+    pub fn search_counted(&self, q: &[f32], k: usize, ef: usize) -> Result<(Vec<Cand>, usize)> {
+        self.search_accepting(q, k, ef, |n| self.live.contains(n))
+    }
+
+    /// `search_counted` restricted to the live nodes whose label `filter` admits.
+    pub fn search_where(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        filter: impl Fn(u64) -> bool,
+    ) -> Result<(Vec<Cand>, usize)> {
+        self.search_accepting(q, k, ef, |n| {
+            self.live.contains(n) && filter(self.vectors.label(n))
+        })
+    }
+
+    fn search_accepting(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> Result<(Vec<Cand>, usize)> {
+        let Some(ep) = self.entry() else {
+            return Ok((Vec::new(), 0));
+        };
+        self.with_scratch(|s| {
+            s.distances = 0;
+            let start = self.descend(s, q, ep, 0)?;
+            let mut found = match &self.quantized {
+                None => self.search_layer_exact(s, q, &[start], ef.max(k), 0, accept)?,
+                Some(quantized) => {
+                    self.search_codes(s, quantized, q, &[start], ef.max(k), accept)?
+                }
+            };
+            found.truncate(k);
+            Ok((found, s.distances))
+        })
+    }
+
+    /// Exact k nearest live nodes by a full scan (for tests and `verify`).
+    pub fn brute_force(&self, q: &[f32], k: usize) -> Vec<Cand> {
+        let mut all: Vec<Cand> = (0..self.capacity() as u32)
+            .filter(|&i| self.live.contains(i))
+            .map(|i| Cand {
+                d: self.distance_to(q, i),
+                id: i,
+            })
+            .collect();
+        all.sort_unstable();
+        all.truncate(k);
+        all
+    }
+}

@@ -1,0 +1,178 @@
+//! The graph alone, over page files in a temporary directory: searches against brute
+//! force, deletes through tombstones and consolidation, and errors from the upper layers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+use super::*;
+use crate::error::Error;
+use crate::store::FileIdentity;
+
+const DIM: usize = 16;
+const M: usize = 8;
+
+fn empty_graph(dir: &Path, capacity: usize) -> Graph {
+    let identity = FileIdentity {
+        dim: DIM as u32,
+        metric: Metric::L2.code(),
+        index_uid: 1,
+    };
+    let vectors = Vectors::create(&dir.join("vectors"), identity, capacity).unwrap();
+    let layer0 = Layer0::create(&dir.join("graph0"), identity, 2 * M, capacity).unwrap();
+    let params = Params {
+        m: M,
+        m0: 2 * M,
+        ef_construction: 64,
+    };
+    Graph::new(
+        params,
+        Distance::new(Metric::L2, Kernels::detect()),
+        vectors,
+        layer0,
+    )
+}
+
+fn random_vector(rng: &mut StdRng) -> Vec<f32> {
+    (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// A graph of `n` random vectors (node i labelled i), built on one thread.
+fn built(dir: &Path, n: u32, rng: &mut StdRng) -> Graph {
+    let graph = empty_graph(dir, n as usize);
+    let level_mult = 1.0 / (M as f64).ln();
+    for node in 0..n {
+        let r: f64 = rng.random();
+        let level = (-(1.0 - r).ln() * level_mult) as usize;
+        graph
+            .insert(node, level, &random_vector(rng), node as u64, false)
+            .unwrap();
+    }
+    graph
+}
+
+/// Mean recall@k of `graph.search` against brute force over `queries` random queries.
+fn recall(graph: &Graph, rng: &mut StdRng, queries: usize, k: usize, ef: usize) -> f64 {
+    let mut found = 0;
+    for _ in 0..queries {
+        let q = random_vector(rng);
+        let truth: HashSet<u32> = graph.brute_force(&q, k).iter().map(|c| c.id).collect();
+        let got = graph.search(&q, k, ef).unwrap();
+        assert!(
+            got.windows(2).all(|w| w[0].d <= w[1].d),
+            "sorted nearest first"
+        );
+        found += got.iter().filter(|c| truth.contains(&c.id)).count();
+    }
+    found as f64 / (queries * k) as f64
+}
+
+fn assert_sound(graph: &Graph, high_water: u32) -> (usize, usize) {
+    let mut problems = Vec::new();
+    let counts = graph.check(high_water, &mut problems).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    counts
+}
+
+#[test]
+fn search_finds_what_brute_force_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(1);
+    let graph = built(dir.path(), 2000, &mut rng);
+    let r = recall(&graph, &mut rng, 50, 10, 64);
+    assert!(r >= 0.95, "recall@10 at ef 64 is {r}");
+    assert_eq!(
+        assert_sound(&graph, 2000),
+        (0, 0),
+        "(stale links, unreachable)"
+    );
+    assert!(graph.entry().is_some_and(|e| e.level >= 1));
+}
+
+#[test]
+fn tombstones_route_but_never_answer_until_consolidated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(2);
+    let n = 1500;
+    let graph = built(dir.path(), n, &mut rng);
+    let dead: Vec<u32> = (0..n).filter(|i| i % 3 == 0).collect();
+    for &d in &dead {
+        graph.tombstone(d);
+    }
+    for _ in 0..20 {
+        let hits = graph.search(&random_vector(&mut rng), 10, 32).unwrap();
+        assert_eq!(hits.len(), 10);
+        assert!(
+            hits.iter().all(|c| c.id % 3 != 0),
+            "a deleted node answered"
+        );
+    }
+    graph.consolidate(&dead, n, 2).unwrap();
+    graph.reconnect(n).unwrap();
+    // Nothing links to the dead any more, and every live node is reachable again.
+    assert_eq!(
+        assert_sound(&graph, n),
+        (0, 0),
+        "(stale links, unreachable)"
+    );
+    assert!(graph.entry().is_some_and(|e| graph.is_live(e.node)));
+    let r = recall(&graph, &mut rng, 50, 10, 64);
+    assert!(r >= 0.95, "recall@10 after consolidation is {r}");
+}
+
+#[test]
+fn deleting_every_node_leaves_an_empty_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(3);
+    let graph = built(dir.path(), 50, &mut rng);
+    let all: Vec<u32> = (0..50).collect();
+    all.iter().for_each(|&n| graph.tombstone(n));
+    graph.consolidate(&all, 50, 1).unwrap();
+    assert_eq!(graph.entry(), None);
+    assert!(
+        graph
+            .search(&random_vector(&mut rng), 5, 16)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Upper lists that cannot be read.
+struct Unreadable;
+
+impl UpperSource for Unreadable {
+    fn lists(&self, _: u32) -> Result<UpperLists> {
+        Err(Error::Meta("disk on fire".into()))
+    }
+    fn all(&self) -> Result<Vec<(u32, UpperLists)>> {
+        Err(Error::Meta("disk on fire".into()))
+    }
+}
+
+#[test]
+fn unreadable_upper_layers_fail_searches_instead_of_cutting_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(4);
+    let built = built(dir.path(), 300, &mut rng);
+    let entry = built.entry().unwrap();
+    assert!(entry.level > 0, "seeded to have an upper layer");
+    drop(built);
+    // Reopen the same files as `Index::open` does, with a source that fails.
+    let mut graph = Graph::new(
+        Params {
+            m: M,
+            m0: 2 * M,
+            ef_construction: 64,
+        },
+        Distance::new(Metric::L2, Kernels::detect()),
+        Vectors::open(&dir.path().join("vectors")).unwrap(),
+        Layer0::open(&dir.path().join("graph0")).unwrap(),
+    );
+    graph.restore(300, &[], &[], Arc::new(Unreadable), Some(entry));
+    let q = random_vector(&mut rng);
+    assert!(matches!(graph.search(&q, 5, 16), Err(Error::Meta(_))));
+    assert!(graph.upper_count().is_err());
+    let mut problems = Vec::new();
+    assert!(graph.check(300, &mut problems).is_err());
+}

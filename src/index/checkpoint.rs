@@ -1,0 +1,197 @@
+//! Checkpoints: the page files made durable, then one metadata commit that names
+//! everything the log said since the last one, then the log dropped. Also where deletes
+//! are consolidated and the SQ8 codes (re)trained, since both need the exclusive lock a
+//! checkpoint holds anyway, and the background thread of `Durability::Periodic`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::Index;
+use super::write::Ledger;
+use crate::distance::Sq8;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Quantized};
+use crate::store::{Changes, Codes, SlotState, State, codes};
+use crate::wal::Wal;
+
+/// Vectors sampled to train a quantiser (its ranges are per-component min and max).
+const SQ8_SAMPLE: usize = 100_000;
+
+/// Stops the periodic-sync thread when the index is dropped.
+pub(super) struct Syncer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    pub(super) fn start(wal: Arc<Wal>, every: Duration) -> Syncer {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (lock, cv) = &*flag;
+            let mut stopped = lock.lock();
+            while !*stopped {
+                cv.wait_for(&mut stopped, every);
+                // A failed background fsync is retried at the next tick; the next
+                // checkpoint reports a persistent failure.
+                let _ = wal.sync_all();
+            }
+        });
+        Syncer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Index {
+    /// Makes everything written so far durable and shortens recovery: consolidates deleted
+    /// nodes if enough have gathered, msyncs the page files, commits the metadata with the
+    /// checkpoint LSN, then drops the log before it. Runs automatically as the log grows.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_inner(false)
+    }
+
+    /// A checkpoint that also consolidates every deleted node, however few, and links any
+    /// unreachable node back into the graph: after it, every link points at a live node,
+    /// every live node is reachable and every freed slot is reusable. O(n).
+    pub fn consolidate(&self) -> Result<()> {
+        self.checkpoint_inner(true)
+    }
+
+    fn checkpoint_inner(&self, force_consolidate: bool) -> Result<()> {
+        self.check_writable()?;
+        let mut graph = self.graph.write();
+        let mut p = self.ledger.lock();
+        if force_consolidate || Self::consolidation_due(&p) {
+            let dead: Vec<u32> = p.tombstones.iter().copied().collect();
+            // Relinks around the dead in the page files only: until the metadata commit
+            // below, a crash brings the tombstones back (from metadata and log), and a
+            // graph already relinked around them is still a valid graph.
+            graph.consolidate(&dead, p.high_water, self.threads())?;
+            for slot in dead {
+                p.free.insert(slot);
+                p.slots.insert(slot, SlotState::Free);
+            }
+            p.tombstones.clear();
+            // Relinking around many dead nodes is where in-links are most often lost.
+            graph.reconnect(p.high_water)?;
+        }
+        let trained = if self.training_due(&p, &graph) {
+            Some(self.train_codes(&graph, &p)?)
+        } else {
+            None
+        };
+        graph.sync()?;
+        let checkpoint_lsn = self.wal.next_lsn();
+        let upper = graph.dirty_upper();
+        let (codes_generation, codes_trained_live) = match &trained {
+            Some(q) => (q.generation, p.live),
+            None => (p.codes_generation, p.codes_trained_live),
+        };
+        let state = State {
+            high_water: p.high_water,
+            live: p.live,
+            entry: graph.entry(),
+            checkpoint_lsn,
+            level_draws: p.level_draws,
+            codes_generation,
+            codes_trained_live,
+        };
+        self.meta.commit(&Changes {
+            ids: &p.ids,
+            slots: &p.slots,
+            upper: &upper,
+            state: &state,
+            quantizer: trained.as_ref().map(|q| &q.sq8),
+        })?;
+        if let Some(q) = trained {
+            // The metadata now names the new generation: searches may use it, and the old
+            // file is garbage (a crash before this removal leaves it for `open` to remove).
+            let old = graph
+                .quantized()
+                .map(|o| o.codes.file().path().to_path_buf());
+            graph.set_quantized(Some(q));
+            if let Some(old) = old {
+                let _ = std::fs::remove_file(old);
+            }
+            p.codes_generation = codes_generation;
+            p.codes_trained_live = codes_trained_live;
+        }
+        graph.clear_upper_dirty();
+        p.ids.clear();
+        p.slots.clear();
+        self.wal.truncate_before(checkpoint_lsn)
+    }
+
+    /// Whether a checkpoint should (re)train the quantiser: first once the index has
+    /// `quantize_after` vectors, then whenever it has doubled since the last training,
+    /// so that component ranges follow the data at amortised O(1) cost per insert.
+    pub(super) fn training_due(&self, p: &Ledger, graph: &Graph) -> bool {
+        match graph.quantized() {
+            None => p.live >= self.quantize_after,
+            Some(_) => {
+                self.quantize_after != u64::MAX
+                    && p.live
+                        >= p.codes_trained_live
+                            .max(self.quantize_after)
+                            .saturating_mul(2)
+            }
+        }
+    }
+
+    /// Trains a quantiser on (a sample of) the live vectors and writes the codes of every
+    /// routable node into a new code file, `codes.<generation + 1>`, synced. Nothing refers
+    /// to the file until the checkpoint's metadata commit names its generation.
+    fn train_codes(&self, graph: &Graph, p: &Ledger) -> Result<Quantized> {
+        let live: Vec<u32> = (0..p.high_water).filter(|&s| graph.is_live(s)).collect();
+        let step = live.len().div_ceil(SQ8_SAMPLE).max(1);
+        let sq8 = Sq8::train(
+            self.config.dim,
+            live.iter()
+                .step_by(step)
+                .map(|&s| graph.vectors().vector(s)),
+        );
+        let generation = p.codes_generation + 1;
+        let path = self.dir.join(codes::file_name(generation));
+        if path.exists() {
+            // Left by a checkpoint that crashed before its commit: never referenced.
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        let codes = Codes::create(&path, self.config.file_identity(), graph.capacity())?;
+        codes.file().advise(false);
+        graph.encode_routable(&sq8, &codes, p.high_water, self.threads());
+        codes.file().sync()?;
+        Ok(Quantized {
+            sq8,
+            codes,
+            generation,
+            metric: self.config.metric,
+            kernels: self.kernels,
+        })
+    }
+
+    /// Makes every write so far durable: a checkpoint. After it returns, a reopen sees
+    /// every write made before it, whatever the durability mode.
+    pub fn flush(&self) -> Result<()> {
+        self.checkpoint()
+    }
+
+    /// Checkpoints and closes the index, reporting any error (dropping it checkpoints
+    /// too, but cannot report).
+    pub fn close(self) -> Result<()> {
+        self.checkpoint()
+    }
+}

@@ -1,0 +1,322 @@
+//! The public face: `Index` and its read API. Its rooms follow a write's way down:
+//! `options` (settings), `open` (create/open and the cross-checks of files against the
+//! metadata), `write` (the slot ledger and the write path through the log), `checkpoint`
+//! (making it all durable in the pages and metadata), `verify` (the whole-index check),
+//! `report` (what the API returns).
+//!
+//! Lock order: `graph` (read or write) → `ledger` → the log's own locks.
+
+mod checkpoint;
+mod open;
+mod options;
+mod report;
+mod verify;
+mod write;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::distance::{Kernels, Metric, normalize};
+use crate::error::{Error, Result};
+use crate::graph::{Cand, Graph};
+use crate::parallel::try_parallel_for;
+use crate::store::{Config, Meta};
+use crate::wal::Wal;
+
+use checkpoint::Syncer;
+use options::resolve_threads;
+pub use options::{Durability, IndexOptions, OpenOptions};
+pub use report::{Neighbour, Recovery, Stats, VerifyReport};
+use write::Ledger;
+
+/// An open index. All methods take `&self`: share it between threads with `Arc`.
+///
+/// ```
+/// use hnswdb::{Index, IndexOptions, Metric};
+/// let dir = tempfile::tempdir()?;
+/// let index = Index::create(dir.path(), &IndexOptions::new(3, Metric::L2))?;
+/// index.insert(7, &[1.0, 0.0, 0.0])?;
+/// index.insert(8, &[0.0, 1.0, 0.0])?;
+/// index.delete(8)?;
+/// let hits = index.search(&[0.9, 0.1, 0.0], 1)?;
+/// assert_eq!(hits[0].id, 7);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Index {
+    dir: PathBuf,
+    config: Config,
+    kernels: Kernels,
+    /// Read-locked by inserts and searches; write-locked to remap (grow), for deletes and
+    /// upserts (so that they apply in log order relative to inserts), and to checkpoint.
+    graph: RwLock<Graph>,
+    meta: Arc<Meta>,
+    ledger: Mutex<Ledger>,
+    wal: Arc<Wal>,
+    durability: Durability,
+    checkpoint_bytes: u64,
+    /// Set when a write failed after its record was logged: memory and log may disagree,
+    /// so further writes are refused until a reopen replays the log.
+    poisoned: AtomicBool,
+    ef_search: AtomicUsize,
+    threads: AtomicUsize,
+    quantize_after: u64,
+    recovery: Recovery,
+    _syncer: Option<Syncer>,
+}
+
+impl Index {
+    /// What opening this index recovered from the log.
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
+    }
+
+    /// Directory of the index.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Vector dimension.
+    pub fn dim(&self) -> usize {
+        self.config.dim
+    }
+
+    /// Distance metric.
+    pub fn metric(&self) -> Metric {
+        self.config.metric
+    }
+
+    /// Number of live vectors.
+    pub fn len(&self) -> u64 {
+        self.ledger.lock().live
+    }
+
+    /// True when the index holds no vector.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Default beam width of `search`.
+    pub fn ef(&self) -> usize {
+        self.ef_search.load(Ordering::Relaxed)
+    }
+
+    /// Sets the default beam width of `search` (hnswlib's `set_ef`).
+    pub fn set_ef(&self, ef: usize) {
+        self.ef_search.store(ef.max(1), Ordering::Relaxed);
+    }
+
+    /// Worker threads used by batch insert, batch search and consolidation.
+    pub fn threads(&self) -> usize {
+        self.threads.load(Ordering::Relaxed)
+    }
+
+    /// Sets the worker threads of batch operations; 0 uses every core (hnswlib's
+    /// `set_num_threads`).
+    pub fn set_threads(&self, threads: usize) {
+        self.threads
+            .store(resolve_threads(threads), Ordering::Relaxed);
+    }
+
+    /// Checks `vector` as `insert` would (dimension, finite components, not all-zero under
+    /// cosine) without writing anything: lets a caller validate a whole set of writes
+    /// before issuing any of them.
+    pub fn validate(&self, vector: &[f32]) -> Result<()> {
+        self.prepare(vector).map(drop)
+    }
+
+    /// Checks a vector and returns it as stored: normalised for cosine.
+    fn prepare(&self, v: &[f32]) -> Result<Vec<f32>> {
+        if v.len() != self.config.dim {
+            return Err(Error::DimensionMismatch {
+                expected: self.config.dim,
+                got: v.len(),
+            });
+        }
+        if let Some((position, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+            return Err(Error::NonFinite { position, value });
+        }
+        let mut v = v.to_vec();
+        if self.config.metric == Metric::Cosine && !normalize(&mut v) {
+            return Err(Error::ZeroVector);
+        }
+        Ok(v)
+    }
+
+    /// Slot of `id`, counting changes since the last checkpoint.
+    fn slot_of(&self, pending: &Ledger, id: u64) -> Result<Option<u32>> {
+        match pending.ids.get(&id) {
+            Some(&slot) => Ok(slot),
+            None => self.meta.lookup(id),
+        }
+    }
+
+    /// The `k` nearest vectors to `query`, nearest first, with the default `ef`.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>> {
+        self.search_ef(query, k, self.ef())
+    }
+
+    /// The `k` nearest vectors to `query`, searching with beam width `max(ef, k)`.
+    pub fn search_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Neighbour>> {
+        let q = self.prepare(query)?;
+        let graph = self.graph.read();
+        Ok(Self::hits(&graph, graph.search(&q, k, ef.max(1))?))
+    }
+
+    /// `search_ef`, also returning the number of distances computed: the cost of the
+    /// query independent of the machine and its load (used to compare graphs).
+    pub fn search_counted(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> Result<(Vec<Neighbour>, usize)> {
+        let q = self.prepare(query)?;
+        let graph = self.graph.read();
+        let (found, distances) = graph.search_counted(&q, k, ef.max(1))?;
+        Ok((Self::hits(&graph, found), distances))
+    }
+
+    /// The `k` nearest vectors to `query` among those whose id `filter` admits, nearest
+    /// first. Rejected nodes still route the search, so the graph stays connected; a filter
+    /// that admits few ids makes the search visit more of the graph (raise `ef` if it
+    /// returns fewer than `k`).
+    ///
+    /// ```
+    /// # use hnswdb::{Index, IndexOptions, Metric};
+    /// # let dir = tempfile::tempdir()?;
+    /// let index = Index::create(dir.path(), &IndexOptions::new(2, Metric::L2))?;
+    /// index.insert_batch(&[1, 2, 3], &[0.0, 0.0, 1.0, 0.0, 2.0, 0.0])?;
+    /// let odd = index.search_filtered(&[0.0, 0.0], 2, 16, |id| id % 2 == 1)?;
+    /// assert_eq!(odd.iter().map(|n| n.id).collect::<Vec<_>>(), [1, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: impl Fn(u64) -> bool,
+    ) -> Result<Vec<Neighbour>> {
+        let q = self.prepare(query)?;
+        let graph = self.graph.read();
+        let (found, _) = graph.search_where(&q, k, ef.max(1), filter)?;
+        Ok(Self::hits(&graph, found))
+    }
+
+    /// Searches every row of `queries` on all worker threads; answers in query order.
+    pub fn search_batch(
+        &self,
+        queries: &[f32],
+        k: usize,
+        ef: usize,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        let dim = self.config.dim;
+        if !queries.len().is_multiple_of(dim) {
+            return Err(Error::DimensionMismatch {
+                expected: dim,
+                got: queries.len() % dim,
+            });
+        }
+        let rows: Vec<Vec<f32>> = queries
+            .chunks_exact(dim)
+            .map(|q| self.prepare(q))
+            .collect::<Result<_>>()?;
+        let graph = self.graph.read();
+        let answers: Vec<Mutex<Vec<Neighbour>>> =
+            rows.iter().map(|_| Mutex::new(Vec::new())).collect();
+        try_parallel_for(rows.len(), self.threads(), |i| {
+            *answers[i].lock() = Self::hits(&graph, graph.search(&rows[i], k, ef.max(1))?);
+            Ok(())
+        })?;
+        Ok(answers.into_iter().map(Mutex::into_inner).collect())
+    }
+
+    /// Exact search by a full scan (slow; for measuring recall).
+    pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>> {
+        let q = self.prepare(query)?;
+        let graph = self.graph.read();
+        Ok(Self::hits(&graph, graph.brute_force(&q, k)))
+    }
+
+    fn hits(graph: &Graph, found: Vec<Cand>) -> Vec<Neighbour> {
+        found
+            .into_iter()
+            .map(|c| Neighbour {
+                id: graph.vectors().label(c.id),
+                distance: c.d,
+            })
+            .collect()
+    }
+
+    /// Whether `id` is present.
+    pub fn contains(&self, id: u64) -> Result<bool> {
+        let p = self.ledger.lock();
+        Ok(self.slot_of(&p, id)?.is_some())
+    }
+
+    /// The stored vector of `id` (unit length under cosine, as hnswlib returns it).
+    pub fn get(&self, id: u64) -> Result<Vec<f32>> {
+        let graph = self.graph.read();
+        let slot = {
+            let p = self.ledger.lock();
+            self.slot_of(&p, id)?.ok_or(Error::UnknownId(id))?
+        };
+        Ok(graph.vectors().vector(slot).to_vec())
+    }
+
+    /// Every live id with its slot, in id order.
+    fn id_map(&self, p: &Ledger) -> Result<Vec<(u64, u32)>> {
+        let mut map: HashMap<u64, u32> = self.meta.all_ids()?.into_iter().collect();
+        for (&id, &slot) in &p.ids {
+            match slot {
+                Some(s) => map.insert(id, s),
+                None => map.remove(&id),
+            };
+        }
+        let mut all: Vec<(u64, u32)> = map.into_iter().collect();
+        all.sort_unstable();
+        Ok(all)
+    }
+
+    /// Every live id, ascending.
+    pub fn ids(&self) -> Result<Vec<u64>> {
+        let p = self.ledger.lock();
+        Ok(self.id_map(&p)?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Counts and settings. Fails only if the upper layers cannot be read from the
+    /// metadata (it counts their nodes).
+    pub fn stats(&self) -> Result<Stats> {
+        let graph = self.graph.read();
+        let p = self.ledger.lock();
+        Ok(Stats {
+            len: p.live,
+            capacity: graph.capacity(),
+            high_water: p.high_water,
+            free_slots: p.free.len(),
+            tombstones: p.tombstones.len(),
+            upper_nodes: graph.upper_count()?,
+            max_level: graph.entry().map_or(0, |e| e.level),
+            dim: self.config.dim,
+            metric: self.config.metric,
+            m: self.config.m,
+            ef_construction: self.config.ef_construction,
+            kernels: self.kernels.isa,
+            wal_bytes: self.wal.bytes_since_checkpoint(),
+            codes_generation: graph.quantized().map_or(0, |q| q.generation),
+        })
+    }
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        // A clean close checkpoints; errors cannot be reported from drop (use `close`).
+        if !self.poisoned.load(Ordering::Acquire) {
+            let _ = self.checkpoint();
+        }
+    }
+}

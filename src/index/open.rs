@@ -1,0 +1,227 @@
+//! Creating and opening an index: the files of a directory, cross-checked against each
+//! other and the metadata before anything is trusted, then the log replayed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+use parking_lot::{Mutex, RwLock};
+use rand::RngExt;
+
+use super::checkpoint::Syncer;
+use super::write::Ledger;
+use super::{Durability, Index, IndexOptions, OpenOptions, Recovery};
+use crate::distance::{Distance, Kernels};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Params, Quantized, UpperSource};
+use crate::store::meta::META_FILE_NAME;
+use crate::store::{Codes, Config, Layer0, Meta, State, UpperLists, Vectors, codes};
+use crate::wal::{self, Wal, WalIdentity};
+
+const VECTORS_FILE: &str = "vectors";
+const GRAPH0_FILE: &str = "graph0";
+const WAL_DIR: &str = "wal";
+
+/// Upper lists not yet in memory are read from the last checkpoint's metadata.
+impl UpperSource for Meta {
+    fn lists(&self, node: u32) -> Result<UpperLists> {
+        self.upper_of(node)
+    }
+    fn all(&self) -> Result<Vec<(u32, UpperLists)>> {
+        self.upper_lists()
+    }
+}
+
+impl Index {
+    /// Creates a new index in `dir` (created if missing; must not already hold an index).
+    pub fn create(dir: impl AsRef<Path>, options: &IndexOptions) -> Result<Index> {
+        options.validate()?;
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if dir.join(META_FILE_NAME).exists() {
+            return Err(Error::AlreadyExists(dir.to_path_buf()));
+        }
+        let config = Config {
+            dim: options.dim,
+            metric: options.metric,
+            m: options.m,
+            m0: 2 * options.m,
+            ef_construction: options.ef_construction,
+            level_mult: 1.0 / (options.m as f64).ln(),
+            seed: options.seed,
+            index_uid: rand::rng().random(),
+        };
+        // Page files and log first, metadata last: the metadata file is what marks the
+        // directory as holding an index, so a crash before it leaves no half-made index.
+        let identity = config.file_identity();
+        Vectors::create(&dir.join(VECTORS_FILE), identity, options.capacity)?;
+        Layer0::create(
+            &dir.join(GRAPH0_FILE),
+            identity,
+            config.m0,
+            options.capacity,
+        )?;
+        let wal_dir = dir.join(WAL_DIR);
+        if wal_dir.exists() {
+            std::fs::remove_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        }
+        drop(Meta::create(
+            &dir.join(META_FILE_NAME),
+            &config,
+            options.runtime.cache_bytes,
+        )?);
+        Self::open_with(dir, &options.runtime)
+    }
+
+    /// Opens the index in `dir` with default [`OpenOptions`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Index> {
+        Self::open_with(dir, &OpenOptions::default())
+    }
+
+    /// Opens the index in `dir`: reads the page-file headers and the metadata's
+    /// configuration and state (never the vectors or layer 0), then replays the log
+    /// records written since the last checkpoint.
+    pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Index> {
+        options.validate()?;
+        let dir = dir.as_ref();
+        let (meta, config, state) = Meta::open(&dir.join(META_FILE_NAME), options.cache_bytes)?;
+        let vectors = Vectors::open(&dir.join(VECTORS_FILE))?;
+        let layer0 = Layer0::open(&dir.join(GRAPH0_FILE))?;
+        for file in [vectors.file(), layer0.file()] {
+            file.check_identity(config.file_identity(), state.high_water as usize)?;
+            file.advise(options.warm);
+        }
+        if layer0.m0() != config.m0 {
+            return Err(Error::corrupt(
+                layer0.file().path(),
+                "M0 disagrees with the metadata",
+            ));
+        }
+        let free = meta.free_slots()?;
+        let tombstones = meta.tombstones()?;
+        if free
+            .iter()
+            .chain(&tombstones)
+            .any(|&s| s >= state.high_water)
+        {
+            return Err(Error::corrupt(
+                meta.path(),
+                "free or deleted slot beyond the high-water mark",
+            ));
+        }
+        let kernels = Kernels::detect();
+        let params = Params {
+            m: config.m,
+            m0: config.m0,
+            ef_construction: config.ef_construction,
+        };
+        let mut graph = Graph::new(
+            params,
+            Distance::new(config.metric, kernels),
+            vectors,
+            layer0,
+        );
+        // Upper lists load lazily from the metadata (see `UpperSource`): open stays O(1).
+        let meta = Arc::new(meta);
+        graph.restore(
+            state.high_water,
+            &free,
+            &tombstones,
+            meta.clone(),
+            state.entry,
+        );
+        let quantized = load_codes(dir, &meta, &config, &state, kernels, &graph, options.warm)?;
+        graph.set_quantized(quantized);
+
+        let wal_dir = dir.join(WAL_DIR);
+        std::fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        let identity = WalIdentity {
+            dim: config.dim as u32,
+            index_uid: config.index_uid,
+        };
+        let replay = wal::read_for_replay(
+            &wal_dir,
+            identity,
+            state.checkpoint_lsn,
+            options.salvage,
+            false,
+        )?;
+        let wal = Arc::new(Wal::open(&wal_dir, identity, replay.next_lsn)?);
+        let syncer = match options.durability {
+            Durability::Periodic(every) => Some(Syncer::start(wal.clone(), every)),
+            _ => None,
+        };
+        let index = Index {
+            dir: dir.to_path_buf(),
+            kernels,
+            graph: RwLock::new(graph),
+            meta,
+            ledger: Mutex::new(Ledger::at_checkpoint(&state, free, tombstones, config.seed)),
+            wal,
+            durability: options.durability,
+            checkpoint_bytes: options.checkpoint_bytes,
+            poisoned: AtomicBool::new(false),
+            ef_search: AtomicUsize::new(options.ef_search),
+            threads: AtomicUsize::new(options.thread_count()),
+            quantize_after: options.quantize_after,
+            recovery: Recovery {
+                replayed: replay.ops.len(),
+                truncated_bytes: replay.truncated_bytes,
+            },
+            _syncer: syncer,
+            config,
+        };
+        for (lsn, op) in &replay.ops {
+            index.replay(*lsn, op, &wal_dir)?;
+        }
+        Ok(index)
+    }
+}
+
+/// Opens the code file the metadata names, if any, and removes every other `codes.N`
+/// (left by a checkpoint that crashed before or after its commit: never referenced).
+fn load_codes(
+    dir: &Path,
+    meta: &Meta,
+    config: &Config,
+    state: &State,
+    kernels: Kernels,
+    graph: &Graph,
+    warm: bool,
+) -> Result<Option<Quantized>> {
+    for (generation, path) in codes::generations_in(dir) {
+        if generation != state.codes_generation {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    if state.codes_generation == 0 {
+        return Ok(None);
+    }
+    let path = dir.join(codes::file_name(state.codes_generation));
+    let sq8 = meta.quantizer(config.dim)?.ok_or_else(|| {
+        Error::corrupt(
+            meta.path(),
+            "metadata names a code file but holds no quantiser",
+        )
+    })?;
+    if !path.exists() {
+        return Err(Error::corrupt(
+            &path,
+            "the code file the metadata names is missing",
+        ));
+    }
+    let mut codes = Codes::open(&path)?;
+    codes
+        .file()
+        .check_identity(config.file_identity(), state.high_water as usize)?;
+    // A crash between growing the vectors and growing the codes leaves the codes short.
+    codes.file_mut().grow(graph.capacity())?;
+    codes.file().advise(warm);
+    Ok(Some(Quantized {
+        sq8,
+        codes,
+        generation: state.codes_generation,
+        metric: config.metric,
+        kernels,
+    }))
+}

@@ -1,0 +1,229 @@
+//! Options: what is fixed when an index is created (`IndexOptions`) and what may change
+//! at each open (`OpenOptions`).
+
+use std::time::Duration;
+
+use crate::distance::Metric;
+use crate::error::{Error, Result};
+
+/// Live vectors needed before the first SQ8 quantiser is trained: fewer would give
+/// component ranges that later vectors often fall outside of.
+const SQ8_MIN_LIVE: u64 = 1000;
+
+/// Settings of a new index. `dim` and `metric` are required; the rest default to hnswlib's
+/// usual choices (M = 16, ef_construction = 200).
+#[derive(Clone, Debug)]
+pub struct IndexOptions {
+    pub(super) dim: usize,
+    pub(super) metric: Metric,
+    pub(super) m: usize,
+    pub(super) ef_construction: usize,
+    pub(super) seed: u64,
+    pub(super) capacity: usize,
+    pub(super) runtime: OpenOptions,
+}
+
+impl IndexOptions {
+    /// Options for vectors of `dim` floats compared by `metric`.
+    pub fn new(dim: usize, metric: Metric) -> IndexOptions {
+        IndexOptions {
+            dim,
+            metric,
+            m: 16,
+            ef_construction: 200,
+            seed: 100,
+            capacity: 1024,
+            runtime: OpenOptions::default(),
+        }
+    }
+
+    /// Neighbours per node on upper layers; layer 0 keeps `2 * m`. Larger M: better recall
+    /// on hard data, more memory and slower inserts. 2..=255.
+    pub fn m(mut self, m: usize) -> Self {
+        self.m = m;
+        self
+    }
+
+    /// Beam width while inserting: larger builds a better graph, more slowly.
+    pub fn ef_construction(mut self, ef: usize) -> Self {
+        self.ef_construction = ef;
+        self
+    }
+
+    /// Seed of the level generator: a single-threaded build is deterministic for a seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Slots to allocate up front (the files grow on demand anyway).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Default search beam width (see [`OpenOptions::ef_search`]).
+    pub fn ef_search(mut self, ef: usize) -> Self {
+        self.runtime.ef_search = ef;
+        self
+    }
+
+    /// Worker threads for batch insert and batch search (see [`OpenOptions::threads`]).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.runtime.threads = threads;
+        self
+    }
+
+    /// Durability of writes (see [`OpenOptions::durability`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.runtime.durability = durability;
+        self
+    }
+
+    /// Automatic checkpoint threshold (see [`OpenOptions::checkpoint_bytes`]).
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.runtime.checkpoint_bytes = bytes.max(1);
+        self
+    }
+
+    /// When to train the SQ8 codes searches walk on (see [`OpenOptions::quantize_after`]).
+    pub fn quantize_after(mut self, live: u64) -> Self {
+        self.runtime.quantize_after = live;
+        self
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        let bad = |s: String| Err(Error::InvalidOption(s));
+        if self.dim == 0 || self.dim > 65_536 {
+            return bad(format!("dimension {} is not in 1..=65536", self.dim));
+        }
+        if !(2..=255).contains(&self.m) {
+            return bad(format!("M {} is not in 2..=255", self.m));
+        }
+        if self.ef_construction == 0 {
+            return bad("ef_construction must be at least 1".into());
+        }
+        self.runtime.validate()
+    }
+}
+
+/// When a write is durable, relative to the call that made it returning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The log record is fsynced before the call returns: an acknowledged write survives
+    /// `kill -9` and power loss. Concurrent writers share fsyncs (group commit).
+    Immediate,
+    /// The log is fsynced by a background thread at this interval: power loss may lose the
+    /// writes of the last interval; `kill -9` loses nothing (the page cache survives).
+    Periodic(Duration),
+    /// The log is never fsynced outside checkpoints: power loss may lose every write since
+    /// the last checkpoint; `kill -9` loses nothing. Never corrupts.
+    None,
+}
+
+/// Settings that are not stored in the index and may differ at each open.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    pub(super) ef_search: usize,
+    pub(super) threads: usize,
+    pub(super) cache_bytes: usize,
+    pub(super) durability: Durability,
+    pub(super) checkpoint_bytes: u64,
+    pub(super) salvage: bool,
+    pub(super) warm: bool,
+    pub(super) quantize_after: u64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            ef_search: 64,
+            threads: 0,
+            cache_bytes: 64 << 20,
+            durability: Durability::Immediate,
+            checkpoint_bytes: 64 << 20,
+            salvage: false,
+            warm: false,
+            quantize_after: SQ8_MIN_LIVE,
+        }
+    }
+}
+
+impl OpenOptions {
+    /// Durability of writes (default `Immediate`).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Log size past which a checkpoint runs automatically (default 64 MiB).
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = bytes.max(1);
+        self
+    }
+
+    /// Ask the kernel to read the page files into memory in the background (for an index
+    /// that fits in RAM and should answer at full speed from its first query). By default
+    /// the files are advised for random access instead: no read-ahead, so that an index
+    /// larger than memory keeps only the pages searches touch.
+    pub fn warm(mut self, warm: bool) -> Self {
+        self.warm = warm;
+        self
+    }
+
+    /// On a log damaged in its middle, keep the records before the damage instead of
+    /// refusing to open (default false: damage is an error).
+    pub fn salvage(mut self, salvage: bool) -> Self {
+        self.salvage = salvage;
+        self
+    }
+
+    /// Default beam width of `search` (at least k is always used). Larger: higher recall,
+    /// slower queries.
+    pub fn ef_search(mut self, ef: usize) -> Self {
+        self.ef_search = ef;
+        self
+    }
+
+    /// Worker threads for batch operations; 0 (the default) uses every core.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Page cache of the metadata database (redb), in bytes. Default 64 MiB.
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Train the SQ8 codes that searches walk on once the index holds `live` vectors
+    /// (default 1000), and retrain whenever it has doubled since. Searches then read one
+    /// byte per component instead of four and re-rank their beam exactly; recall per ef
+    /// is within noise of exact walks (docs/benchmarks.md). `u64::MAX` never trains
+    /// (existing codes stay in use and maintained).
+    pub fn quantize_after(mut self, live: u64) -> Self {
+        self.quantize_after = live.max(1);
+        self
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        if self.ef_search == 0 {
+            return Err(Error::InvalidOption("ef_search must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub(super) fn thread_count(&self) -> usize {
+        resolve_threads(self.threads)
+    }
+}
+
+/// A thread count as given by the user (0 = every core) made concrete.
+pub(super) fn resolve_threads(threads: usize) -> usize {
+    if threads > 0 {
+        threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}

@@ -1,0 +1,82 @@
+//! What the index reports: search hits, counts, recovery and verification results.
+
+use crate::distance::Metric;
+
+/// One search hit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Neighbour {
+    /// The external id given at insert.
+    pub id: u64,
+    /// Its distance to the query under the index metric.
+    pub distance: f32,
+}
+
+/// Counts and settings, for `stats` and monitoring.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    /// Live vectors.
+    pub len: u64,
+    /// Slots the page files hold.
+    pub capacity: usize,
+    /// Slots ever allocated (live + tombstoned + free).
+    pub high_water: u32,
+    /// Slots freed by consolidated deletes and not yet reused.
+    pub free_slots: usize,
+    /// Deleted vectors still linked into the graph, awaiting consolidation.
+    pub tombstones: usize,
+    /// Nodes on layer 1 and above.
+    pub upper_nodes: usize,
+    /// Top level of the graph.
+    pub max_level: usize,
+    /// Vector dimension.
+    pub dim: usize,
+    /// Metric.
+    pub metric: Metric,
+    /// M.
+    pub m: usize,
+    /// ef_construction.
+    pub ef_construction: usize,
+    /// Instruction set of the distance kernels in use.
+    pub kernels: &'static str,
+    /// Log bytes written since the last checkpoint.
+    pub wal_bytes: u64,
+    /// Generation `N` of the SQ8 code file `codes.N` searches walk on; 0 when searches
+    /// walk on exact vectors (no codes trained yet).
+    pub codes_generation: u64,
+}
+
+/// What opening the index had to recover.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Log records written after the last checkpoint and replayed.
+    pub replayed: usize,
+    /// Bytes of torn (or, with salvage, damaged) log tail that were dropped.
+    pub truncated_bytes: u64,
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    /// One line per integrity problem; empty when the index is sound.
+    pub problems: Vec<String>,
+    /// Live vectors that no search can reach from the entry point. Not an integrity
+    /// problem (their data and ids are intact) but a recall one: HNSW pruning can, rarely,
+    /// remove a node's last in-link. `Index::consolidate` links them back.
+    pub unreachable: usize,
+    /// Links to slots that hold no node (left by a write that power loss undid in a
+    /// non-`Immediate` mode). Searches skip them; `Index::consolidate` removes them.
+    pub stale_links: usize,
+    /// Live vectors checked.
+    pub live: u64,
+    /// Tombstoned slots.
+    pub tombstones: usize,
+    /// Free slots.
+    pub free: usize,
+}
+
+impl VerifyReport {
+    /// True when no integrity problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}

@@ -1,0 +1,84 @@
+//! `verify`: the whole-index check, O(n). Every cross-reference between the metadata,
+//! the ledger, the page files and the graph is checked both ways.
+
+use std::collections::HashSet;
+
+use super::{Index, VerifyReport};
+use crate::distance::Metric;
+use crate::error::Result;
+
+impl Index {
+    /// Checks the whole index: id maps both ways (metadata ↔ slot labels), slot states,
+    /// vectors finite, every link in range and into the graph, the entry point, and that
+    /// every live node is reachable from it. Reads every page: O(n).
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let graph = self.graph.read();
+        let p = self.ledger.lock();
+        let mut problems = Vec::new();
+        let ids = self.id_map(&p)?;
+        if ids.len() as u64 != p.live {
+            problems.push(format!(
+                "{} ids are mapped but {} vectors are counted live",
+                ids.len(),
+                p.live
+            ));
+        }
+        let mut mapped = HashSet::with_capacity(ids.len());
+        for &(id, slot) in &ids {
+            if slot >= p.high_water || !graph.is_live(slot) {
+                problems.push(format!("id {id} maps to slot {slot}, which is not live"));
+                continue;
+            }
+            if !mapped.insert(slot) {
+                problems.push(format!("slot {slot} is mapped by two ids"));
+            }
+            let label = graph.vectors().label(slot);
+            if label != id {
+                problems.push(format!(
+                    "id {id} maps to slot {slot}, whose label is {label}"
+                ));
+            }
+            let v = graph.vectors().vector(slot);
+            if v.iter().any(|x| !x.is_finite()) {
+                problems.push(format!("vector of id {id} holds NaN or infinity"));
+            } else if self.config.metric == Metric::Cosine {
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if (norm - 1.0).abs() > 1e-3 {
+                    problems.push(format!("vector of id {id} has norm {norm} under cosine"));
+                }
+            }
+            if let Some(q) = graph.quantized()
+                && !q.matches(slot, v)
+            {
+                problems.push(format!(
+                    "codes of id {id} (slot {slot}) in {} do not encode its vector",
+                    q.codes.file().path().display()
+                ));
+            }
+        }
+        for slot in 0..p.high_water {
+            let free = p.free.contains(&slot);
+            let tomb = p.tombstones.contains(&slot);
+            if free && tomb {
+                problems.push(format!("slot {slot} is both free and deleted"));
+            }
+            if graph.is_live(slot) != (!free && !tomb) {
+                problems.push(format!(
+                    "slot {slot}: live flag disagrees with the free and deleted sets"
+                ));
+            }
+            if graph.is_live(slot) && !mapped.contains(&slot) {
+                problems.push(format!("live slot {slot} has no id"));
+            }
+        }
+        let (stale_links, unreachable) = graph.check(p.high_water, &mut problems)?;
+        Ok(VerifyReport {
+            problems,
+            unreachable,
+            stale_links,
+            live: p.live,
+            tombstones: p.tombstones.len(),
+            free: p.free.len(),
+        })
+    }
+}

@@ -1,0 +1,508 @@
+//! The write path. Every write follows one order: plan it (validate, choose slots and
+//! levels) → append its record to the log → apply it to the slot ledger → make the record
+//! durable (per the durability mode) → apply it to the graph and pages → return. Replay
+//! on open applies the same records through the same functions.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use parking_lot::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+use super::{Durability, Index};
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::parallel::try_parallel_for;
+use crate::store::{SlotState, State};
+use crate::wal::{Op, Placed};
+
+/// Levels are capped so a level fits the metadata's u8 and a freak draw cannot build a
+/// tower of empty layers.
+const MAX_LEVEL: usize = 32;
+
+/// The slot ledger: in-memory bookkeeping of writes, the state as of the last checkpoint
+/// plus every logged write since. Changed only under its mutex, in log order.
+pub(super) struct Ledger {
+    pub(super) high_water: u32,
+    pub(super) live: u64,
+    /// Reusable slots, smallest reused first.
+    pub(super) free: BTreeSet<u32>,
+    pub(super) tombstones: BTreeSet<u32>,
+    pub(super) level_draws: u64,
+    pub(super) rng: StdRng,
+    /// External id → slot (None: deleted) since the last checkpoint.
+    pub(super) ids: HashMap<u64, Option<u32>>,
+    /// Slots whose state changed since the last checkpoint.
+    pub(super) slots: HashMap<u32, SlotState>,
+    /// Generation of the code file in use (0: none).
+    pub(super) codes_generation: u64,
+    /// Live vectors when its quantiser was trained.
+    pub(super) codes_trained_live: u64,
+}
+
+impl Ledger {
+    /// The ledger as of a checkpoint: its state, free and tombstoned slots, and the seed
+    /// of the level generator (continued where the checkpoint left it).
+    pub(super) fn at_checkpoint(
+        state: &State,
+        free: Vec<u32>,
+        tombstones: Vec<u32>,
+        seed: u64,
+    ) -> Ledger {
+        Ledger {
+            high_water: state.high_water,
+            live: state.live,
+            free: free.into_iter().collect(),
+            tombstones: tombstones.into_iter().collect(),
+            level_draws: state.level_draws,
+            rng: StdRng::seed_from_u64(seed ^ state.level_draws.rotate_left(32)),
+            ids: HashMap::new(),
+            slots: HashMap::new(),
+            codes_generation: state.codes_generation,
+            codes_trained_live: state.codes_trained_live,
+        }
+    }
+
+    /// The `n` slots the next insert would take: free ones first, then fresh ones.
+    pub(super) fn plan_slots(&self, n: usize) -> Vec<u32> {
+        let reused = self.free.iter().copied().take(n);
+        let fresh = (0..n.saturating_sub(self.free.len())).map(|i| self.high_water + i as u32);
+        reused.chain(fresh).collect()
+    }
+
+    /// Marks `slot` live: it must be free or at/after the high-water mark.
+    pub(super) fn take_slot(&mut self, slot: u32) -> std::result::Result<(), String> {
+        if slot < self.high_water {
+            if !self.free.remove(&slot) {
+                return Err(format!("slot {slot} is taken"));
+            }
+        } else {
+            // Slots skipped over (none in a log this code wrote) become free.
+            self.free.extend(self.high_water..slot);
+            self.high_water = slot + 1;
+        }
+        self.slots.insert(slot, SlotState::Live);
+        Ok(())
+    }
+
+    pub(super) fn tombstone(&mut self, slot: u32) {
+        self.tombstones.insert(slot);
+        self.slots.insert(slot, SlotState::Tombstone);
+    }
+
+    pub(super) fn draw_level(&mut self, level_mult: f64) -> u8 {
+        let r: f64 = self.rng.random();
+        self.level_draws += 1;
+        ((-(1.0 - r).ln() * level_mult) as usize).min(MAX_LEVEL) as u8
+    }
+}
+
+impl Index {
+    /// Re-applies the logged write `op` (record `lsn` of the log in `wal_dir`) during
+    /// recovery. A record that does not fit the state is a damaged log: `Error::Corrupt`.
+    pub(super) fn replay(&self, lsn: u64, op: &Op, wal_dir: &std::path::Path) -> Result<()> {
+        let needed = match op {
+            Op::Insert(items) => items.iter().map(|p| p.slot as usize + 1).max().unwrap_or(0),
+            Op::Upsert(p) => p.slot as usize + 1,
+            Op::Delete(_) => 0,
+        };
+        let mut graph = self.graph.write();
+        graph.grow(needed)?;
+        let old_slots = self
+            .apply_pending(&mut self.ledger.lock(), op)
+            .map_err(|why| Error::corrupt(wal_dir, format!("log record {lsn}: {why}")))?;
+        self.apply_graph(&graph, op, &old_slots, true)
+    }
+
+    /// Applies `op` to the bookkeeping. Returns the slots it tombstones. Fails (changing
+    /// nothing) if `op` does not fit the current state, which for a planned write is a bug
+    /// and for a replayed one a damaged log.
+    fn apply_pending(&self, p: &mut Ledger, op: &Op) -> std::result::Result<Vec<u32>, String> {
+        // Check everything first so that a bad record changes nothing.
+        let mut old = Vec::new();
+        match op {
+            Op::Insert(items) => {
+                let mut seen = HashSet::new();
+                for it in items {
+                    if !seen.insert(it.id)
+                        || self.slot_of(p, it.id).map_err(|e| e.to_string())?.is_some()
+                    {
+                        return Err(format!("insert of existing id {}", it.id));
+                    }
+                }
+            }
+            Op::Upsert(it) => old.push(
+                self.slot_of(p, it.id)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("upsert of unknown id {}", it.id))?,
+            ),
+            Op::Delete(ids) => {
+                let mut seen = HashSet::new();
+                for &id in ids {
+                    if !seen.insert(id) {
+                        return Err(format!("id {id} deleted twice in one record"));
+                    }
+                    old.push(
+                        self.slot_of(p, id)
+                            .map_err(|e| e.to_string())?
+                            .ok_or_else(|| format!("delete of unknown id {id}"))?,
+                    );
+                }
+            }
+        }
+        let placed: &[Placed] = match op {
+            Op::Insert(items) => items,
+            Op::Upsert(it) => std::slice::from_ref(it),
+            Op::Delete(_) => &[],
+        };
+        let mut slots = HashSet::new();
+        for it in placed {
+            let taken = it.slot < p.high_water && !p.free.contains(&it.slot);
+            if !slots.insert(it.slot) || taken || it.vector.len() != self.config.dim {
+                return Err(format!("slot {} of id {} is not available", it.slot, it.id));
+            }
+        }
+        for it in placed {
+            p.take_slot(it.slot)?;
+            p.ids.insert(it.id, Some(it.slot));
+        }
+        for &slot in &old {
+            p.tombstone(slot);
+        }
+        match op {
+            Op::Insert(items) => p.live += items.len() as u64,
+            Op::Upsert(_) => {}
+            Op::Delete(ids) => {
+                p.live -= ids.len() as u64;
+                for id in ids {
+                    p.ids.insert(*id, None);
+                }
+            }
+        }
+        Ok(old)
+    }
+
+    /// Applies `op` to the graph (after `apply_pending` returned `old`); `recovering`
+    /// when replaying the log (see `Graph::insert`).
+    fn apply_graph(&self, graph: &Graph, op: &Op, old: &[u32], recovering: bool) -> Result<()> {
+        match op {
+            Op::Insert(items) => try_parallel_for(items.len(), self.threads(), |i| {
+                let it = &items[i];
+                graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering)
+            })?,
+            Op::Upsert(it) => {
+                graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering)?;
+            }
+            Op::Delete(_) => {}
+        }
+        for &slot in old {
+            graph.tombstone(slot);
+        }
+        Ok(())
+    }
+
+    /// Logs `op`, applies it to the ledger, makes it durable per the mode and applies it to
+    /// `graph` (whose lock the caller holds, read or write as `op` needs). A failure after
+    /// the record reached the log poisons the index: whether the write happened is then
+    /// only known once a reopen replays the log.
+    fn log_and_apply(&self, graph: &Graph, p: MutexGuard<'_, Ledger>, op: &Op) -> Result<()> {
+        let old = self.log(p, op)?;
+        self.apply_graph(graph, op, &old, false)
+            .inspect_err(|_| self.poisoned.store(true, Ordering::Release))
+    }
+
+    /// Logs `op`, applies it to the ledger and makes it durable per the mode.
+    fn log(&self, mut p: MutexGuard<'_, Ledger>, op: &Op) -> Result<Vec<u32>> {
+        let (kind, payload) = op.encode();
+        let lsn = self.wal.append(kind, &payload)?;
+        let old = match self.apply_pending(&mut p, op) {
+            Ok(old) => old,
+            Err(why) => {
+                self.poisoned.store(true, Ordering::Release);
+                return Err(Error::Meta(format!("internal error after logging: {why}")));
+            }
+        };
+        drop(p);
+        if self.durability == Durability::Immediate
+            && let Err(e) = self.wal.sync_to(lsn)
+        {
+            // The record may or may not be on disk: the outcome is unknown until a
+            // reopen replays the log, so refuse further writes.
+            self.poisoned.store(true, Ordering::Release);
+            return Err(e);
+        }
+        Ok(old)
+    }
+
+    pub(super) fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// A read lock on the graph together with the bookkeeping, such that the page files
+    /// hold at least `needed(&pending)` slots; grows them (write lock) when not. Both
+    /// guards are returned together so that no other writer can allocate in between.
+    fn lock_with_room(
+        &self,
+        needed: impl Fn(&Ledger) -> usize,
+    ) -> Result<(RwLockReadGuard<'_, Graph>, MutexGuard<'_, Ledger>)> {
+        loop {
+            let graph = self.graph.read();
+            let pending = self.ledger.lock();
+            let want = needed(&pending);
+            if want <= graph.capacity() {
+                return Ok((graph, pending));
+            }
+            drop(pending);
+            drop(graph);
+            self.graph.write().grow(want)?;
+        }
+    }
+
+    /// The exclusive counterpart of `lock_with_room`.
+    fn lock_exclusive_with_room(
+        &self,
+        extra: usize,
+    ) -> Result<(RwLockWriteGuard<'_, Graph>, MutexGuard<'_, Ledger>)> {
+        let mut graph = self.graph.write();
+        let want = self.ledger.lock().high_water as usize + extra;
+        graph.grow(want)?;
+        let pending = self.ledger.lock();
+        Ok((graph, pending))
+    }
+
+    /// Inserts `vector` under `id`. Fails with `DuplicateId` if `id` is present.
+    pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.insert_batch(&[id], vector)
+    }
+
+    /// Inserts `ids.len()` vectors laid out row after row in `vectors`, on all worker
+    /// threads, as one logged write: all or nothing. A bad vector or a duplicate id
+    /// rejects the whole batch before anything is written. Searches may run meanwhile.
+    pub fn insert_batch(&self, ids: &[u64], vectors: &[f32]) -> Result<()> {
+        self.check_writable()?;
+        let dim = self.config.dim;
+        if vectors.len() != ids.len() * dim {
+            return Err(Error::DimensionMismatch {
+                expected: dim,
+                got: if ids.is_empty() {
+                    vectors.len()
+                } else {
+                    vectors.len() / ids.len()
+                },
+            });
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<Vec<f32>> = vectors
+            .chunks_exact(dim)
+            .map(|v| self.prepare(v))
+            .collect::<Result<_>>()?;
+        let n = ids.len();
+        // Room for the worst case (no free slot reused): the batch must not remap midway.
+        let (graph, mut p) = self.lock_with_room(|p| p.high_water as usize + n)?;
+        let mut seen = HashSet::with_capacity(n);
+        for &id in ids {
+            if !seen.insert(id) || self.slot_of(&p, id)?.is_some() {
+                return Err(Error::DuplicateId(id));
+            }
+        }
+        if p.high_water as u64 + n as u64 >= u32::MAX as u64 {
+            return Err(Error::Capacity);
+        }
+        let slots = p.plan_slots(n);
+        let items: Vec<Placed> = ids
+            .iter()
+            .zip(rows)
+            .zip(slots)
+            .map(|((&id, vector), slot)| Placed {
+                id,
+                slot,
+                level: p.draw_level(self.config.level_mult),
+                vector,
+            })
+            .collect();
+        let op = Op::Insert(items);
+        self.log_and_apply(&graph, p, &op)?;
+        drop(graph);
+        self.maybe_checkpoint();
+        Ok(())
+    }
+
+    /// Replaces the vector of `id`, or inserts it if absent, as one logged write. Searches
+    /// see the old vector or the new one, never both or neither.
+    pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.check_writable()?;
+        let vector = self.prepare(vector)?;
+        let (graph, mut p) = self.lock_exclusive_with_room(1)?;
+        let slot = p.plan_slots(1)[0];
+        let placed = Placed {
+            id,
+            slot,
+            level: p.draw_level(self.config.level_mult),
+            vector,
+        };
+        let op = if self.slot_of(&p, id)?.is_some() {
+            Op::Upsert(placed)
+        } else {
+            Op::Insert(vec![placed])
+        };
+        self.log_and_apply(&graph, p, &op)?;
+        drop(graph);
+        self.maybe_checkpoint();
+        Ok(())
+    }
+
+    /// Deletes `id`: it leaves search results at once. Fails with `UnknownId` if absent.
+    pub fn delete(&self, id: u64) -> Result<()> {
+        self.delete_batch(&[id])
+    }
+
+    /// Deletes every id of `ids` as one logged write: all or nothing (an unknown or
+    /// repeated id rejects the whole batch). The graph is repaired around the deleted
+    /// nodes by the next consolidation (see `docs/durability.md`), after which their slots
+    /// are reused.
+    pub fn delete_batch(&self, ids: &[u64]) -> Result<()> {
+        self.check_writable()?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let graph = self.graph.write();
+        let p = self.ledger.lock();
+        let mut seen = HashSet::with_capacity(ids.len());
+        for &id in ids {
+            if !seen.insert(id) || self.slot_of(&p, id)?.is_none() {
+                return Err(Error::UnknownId(id));
+            }
+        }
+        let op = Op::Delete(ids.to_vec());
+        self.log_and_apply(&graph, p, &op)?;
+        drop(graph);
+        self.maybe_checkpoint();
+        Ok(())
+    }
+
+    /// Deleted nodes are consolidated once they are this large a share of the graph:
+    /// often enough that each repair has few dead neighbours to route around, rarely
+    /// enough that the O(n) pass is amortised over many deletes.
+    pub(super) fn consolidation_due(p: &Ledger) -> bool {
+        let t = p.tombstones.len() as u64;
+        t > 0 && t * 20 >= p.live + t
+    }
+
+    /// Runs a checkpoint if one is due. Called after a write has succeeded: that write is
+    /// durable in the log whatever happens here, so a failed checkpoint (a full disk, say)
+    /// must not turn it into an error. The checkpoint is retried at the next write, and
+    /// `flush`/`close` report failures.
+    fn maybe_checkpoint(&self) {
+        let due = self.wal.bytes_since_checkpoint() >= self.checkpoint_bytes
+            || Self::consolidation_due(&self.ledger.lock())
+            || {
+                // Graph before bookkeeping: the lock order of every other path.
+                let graph = self.graph.read();
+                self.training_due(&self.ledger.lock(), &graph)
+            };
+        if due {
+            let _ = self.checkpoint();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{IndexOptions, Metric};
+
+    fn ledger(high_water: u32, free: &[u32]) -> Ledger {
+        let state = State {
+            high_water,
+            live: (high_water as usize - free.len()) as u64,
+            ..State::default()
+        };
+        Ledger::at_checkpoint(&state, free.to_vec(), Vec::new(), 7)
+    }
+
+    #[test]
+    fn free_slots_are_reused_smallest_first_then_fresh_ones() {
+        let l = ledger(10, &[7, 3]);
+        assert_eq!(l.plan_slots(1), [3]);
+        assert_eq!(l.plan_slots(4), [3, 7, 10, 11]);
+    }
+
+    #[test]
+    fn taking_slots_tracks_the_high_water_mark() {
+        let mut l = ledger(4, &[1]);
+        assert!(l.take_slot(2).is_err(), "slot 2 is live");
+        l.take_slot(1).unwrap();
+        assert!(l.free.is_empty());
+        // A slot past the mark moves it; the slots skipped over become free.
+        l.take_slot(6).unwrap();
+        assert_eq!(l.high_water, 7);
+        assert_eq!(l.free.iter().copied().collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(l.slots.get(&6), Some(&SlotState::Live));
+    }
+
+    #[test]
+    fn levels_continue_where_the_checkpoint_left_them() {
+        let mut a = ledger(0, &[]);
+        let first: Vec<u8> = (0..50).map(|_| a.draw_level(1.0 / 16f64.ln())).collect();
+        let state = State {
+            level_draws: a.level_draws,
+            ..State::default()
+        };
+        let mut b = Ledger::at_checkpoint(&state, Vec::new(), Vec::new(), 7);
+        let next: Vec<u8> = (0..50).map(|_| b.draw_level(1.0 / 16f64.ln())).collect();
+        assert_ne!(
+            first, next,
+            "a reopened index draws new levels, not the same ones"
+        );
+        assert!(first.iter().chain(&next).all(|&l| l as usize <= MAX_LEVEL));
+    }
+
+    fn placed(id: u64, slot: u32) -> Placed {
+        Placed {
+            id,
+            slot,
+            level: 0,
+            vector: vec![id as f32, 1.0],
+        }
+    }
+
+    #[test]
+    fn a_record_that_does_not_fit_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::create(dir.path(), &IndexOptions::new(2, Metric::L2)).unwrap();
+        index.insert_batch(&[1, 2], &[1.0, 1.0, 2.0, 1.0]).unwrap();
+        let mut p = index.ledger.lock();
+        let before = (p.high_water, p.live, p.ids.clone(), p.slots.clone());
+        let unfit = [
+            Op::Insert(vec![placed(3, 2), placed(1, 3)]), // id 1 exists
+            Op::Insert(vec![placed(3, 0)]),               // slot 0 is taken
+            Op::Insert(vec![placed(3, 2), placed(4, 2)]), // one slot twice
+            Op::Upsert(placed(9, 2)),                     // unknown id
+            Op::Delete(vec![2, 2]),                       // twice in one record
+            Op::Delete(vec![1, 5]),                       // unknown id
+        ];
+        for op in &unfit {
+            assert!(
+                index.apply_pending(&mut p, op).is_err(),
+                "{op:?} was accepted"
+            );
+            assert_eq!(
+                (p.high_water, p.live, p.ids.clone(), p.slots.clone()),
+                before,
+                "{op:?} changed the ledger"
+            );
+        }
+        // And a record that fits is applied: the upsert tombstones the old slot.
+        let old = index
+            .apply_pending(&mut p, &Op::Upsert(placed(1, 2)))
+            .unwrap();
+        assert_eq!(old, [0]);
+        assert!(p.tombstones.contains(&0));
+        assert_eq!(p.ids.get(&1), Some(&Some(2)));
+    }
+}

@@ -1,0 +1,11 @@
+//! The write-ahead log, all of it: segment files of crc32-framed records (`segment`), what
+//! a record means and its encoding (`record`), and reading them back for recovery
+//! (`replay`). See `docs/format.md` for the bytes.
+
+mod record;
+mod replay;
+mod segment;
+
+pub(crate) use record::{Op, Placed};
+pub(crate) use replay::read as read_for_replay;
+pub(crate) use segment::{Wal, WalIdentity};

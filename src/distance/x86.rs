@@ -1,15 +1,51 @@
 //! x86-64 kernels: AVX2+FMA and AVX-512F.
 //!
 //! The two instruction sets differ only in register width and in the names of the
-//! intrinsics, so one macro writes each set: two accumulators over `2 × lanes` elements
-//! per step, one more step of `lanes`, then a scalar tail (dimensions are usually
-//! multiples of the width, so the tail rarely runs). A macro rather than a generic
-//! function because the intrinsics of each set only inline into functions compiled with
-//! that set's `target_feature`.
+//! intrinsics, so one macro writes each set, and every kernel is the same loop
+//! (`simd_sum`) around its own step. Macros rather than generic functions because the
+//! intrinsics of each set only inline into functions compiled with that set's
+//! `target_feature`.
 
 use std::arch::x86_64::*;
 
 use super::Kernels;
+
+/// The loop every kernel runs: `step(acc, i)` adds the partial results of the `lanes`
+/// elements at `i` to a vector accumulator, two accumulators alternating over `2 × lanes`
+/// elements per round (to hide the FMA latency), one more step of `lanes`, then
+/// `tail(j)` for each remaining element.
+macro_rules! simd_sum {
+    ($n:expr, $lanes:literal, $zero:ident, $add:ident, $hsum:ident,
+     |$acc:ident, $i:ident| $step:expr, |$j:ident| $tail:expr) => {{
+        let n = $n;
+        let mut acc0 = $zero();
+        let mut acc1 = $zero();
+        let mut at = 0;
+        while at + 2 * $lanes <= n {
+            acc0 = {
+                let ($acc, $i) = (acc0, at);
+                $step
+            };
+            acc1 = {
+                let ($acc, $i) = (acc1, at + $lanes);
+                $step
+            };
+            at += 2 * $lanes;
+        }
+        if at + $lanes <= n {
+            acc0 = {
+                let ($acc, $i) = (acc0, at);
+                $step
+            };
+            at += $lanes;
+        }
+        let mut sum = $hsum($add(acc0, acc1));
+        for $j in at..n {
+            sum += $tail;
+        }
+        sum
+    }};
+}
 
 /// Defines, for one instruction set, the four kernels as `#[target_feature]` functions and
 /// a safe constructor `$set() -> Kernels` handing them out as safe function pointers.
@@ -19,122 +55,77 @@ macro_rules! kernel_set {
         /// The kernel set. Only sound to call on a CPU with the set's features: callers
         /// (`Kernels::detect`, `Kernels::available`) check them at runtime first.
         pub fn $set() -> Kernels {
+            // In every step below, the loads read `lanes` elements at `i`, and `simd_sum`
+            // calls a step only with `i + lanes <= n`, `n` the length of the shortest
+            // slice: every load lies inside its slice. Unaligned loads, as queries come
+            // from arbitrary user memory.
+
             #[target_feature(enable = $feature)]
             fn l2sq_impl(a: &[f32], b: &[f32]) -> f32 {
-                let n = a.len().min(b.len());
                 let (pa, pb) = (a.as_ptr(), b.as_ptr());
-                let mut acc0 = $zero();
-                let mut acc1 = $zero();
-                let mut i = 0;
-                // SAFETY (all loads below): each reads `lanes` floats at `i` or
-                // `i + lanes`, the loop conditions keeping the last one below `n`, inside
-                // both slices. Unaligned loads: queries come from arbitrary user memory.
-                unsafe {
-                    while i + 2 * $lanes <= n {
-                        let d0 = $sub($load(pa.add(i)), $load(pb.add(i)));
-                        let d1 = $sub($load(pa.add(i + $lanes)), $load(pb.add(i + $lanes)));
-                        acc0 = $fmadd(d0, d0, acc0);
-                        acc1 = $fmadd(d1, d1, acc1);
-                        i += 2 * $lanes;
-                    }
-                    if i + $lanes <= n {
-                        let d0 = $sub($load(pa.add(i)), $load(pb.add(i)));
-                        acc0 = $fmadd(d0, d0, acc0);
-                        i += $lanes;
-                    }
-                }
-                let mut sum = $hsum($add(acc0, acc1));
-                for j in i..n {
-                    let d = a[j] - b[j];
-                    sum += d * d;
-                }
-                sum
+                simd_sum!(
+                    a.len().min(b.len()),
+                    $lanes,
+                    $zero,
+                    $add,
+                    $hsum,
+                    |acc, i| {
+                        // SAFETY: `i + lanes <= n` (see above).
+                        let d = unsafe { $sub($load(pa.add(i)), $load(pb.add(i))) };
+                        $fmadd(d, d, acc)
+                    },
+                    |j| (a[j] - b[j]) * (a[j] - b[j])
+                )
             }
 
             #[target_feature(enable = $feature)]
             fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
-                let n = a.len().min(b.len());
                 let (pa, pb) = (a.as_ptr(), b.as_ptr());
-                let mut acc0 = $zero();
-                let mut acc1 = $zero();
-                let mut i = 0;
-                // SAFETY (all loads below): as in `l2sq_impl`, within both slices.
-                unsafe {
-                    while i + 2 * $lanes <= n {
-                        acc0 = $fmadd($load(pa.add(i)), $load(pb.add(i)), acc0);
-                        acc1 = $fmadd($load(pa.add(i + $lanes)), $load(pb.add(i + $lanes)), acc1);
-                        i += 2 * $lanes;
-                    }
-                    if i + $lanes <= n {
-                        acc0 = $fmadd($load(pa.add(i)), $load(pb.add(i)), acc0);
-                        i += $lanes;
-                    }
-                }
-                let mut sum = $hsum($add(acc0, acc1));
-                for j in i..n {
-                    sum += a[j] * b[j];
-                }
-                sum
+                simd_sum!(
+                    a.len().min(b.len()),
+                    $lanes,
+                    $zero,
+                    $add,
+                    $hsum,
+                    // SAFETY: `i + lanes <= n` (see above).
+                    |acc, i| unsafe { $fmadd($load(pa.add(i)), $load(pb.add(i)), acc) },
+                    |j| a[j] * b[j]
+                )
             }
 
             #[target_feature(enable = $feature)]
             fn l2sq_u8_impl(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
-                let n = a.len().min(b.len()).min(c.len());
                 let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_ptr());
-                let mut acc0 = $zero();
-                let mut acc1 = $zero();
-                let mut i = 0;
-                // SAFETY (all loads below): as in `l2sq_impl`, within all three slices.
-                unsafe {
-                    while i + 2 * $lanes <= n {
-                        let d0 = $fnmadd($load(pb.add(i)), $widen(pc.add(i)), $load(pa.add(i)));
-                        let d1 = $fnmadd(
-                            $load(pb.add(i + $lanes)),
-                            $widen(pc.add(i + $lanes)),
-                            $load(pa.add(i + $lanes)),
-                        );
-                        acc0 = $fmadd(d0, d0, acc0);
-                        acc1 = $fmadd(d1, d1, acc1);
-                        i += 2 * $lanes;
-                    }
-                    if i + $lanes <= n {
-                        let d0 = $fnmadd($load(pb.add(i)), $widen(pc.add(i)), $load(pa.add(i)));
-                        acc0 = $fmadd(d0, d0, acc0);
-                        i += $lanes;
-                    }
-                }
-                let mut sum = $hsum($add(acc0, acc1));
-                for j in i..n {
-                    let d = a[j] - b[j] * c[j] as f32;
-                    sum += d * d;
-                }
-                sum
+                simd_sum!(
+                    a.len().min(b.len()).min(c.len()),
+                    $lanes,
+                    $zero,
+                    $add,
+                    $hsum,
+                    |acc, i| {
+                        // SAFETY: `i + lanes <= n` (see above), in all three slices.
+                        let d = unsafe {
+                            $fnmadd($load(pb.add(i)), $widen(pc.add(i)), $load(pa.add(i)))
+                        };
+                        $fmadd(d, d, acc)
+                    },
+                    |j| (a[j] - b[j] * c[j] as f32) * (a[j] - b[j] * c[j] as f32)
+                )
             }
 
             #[target_feature(enable = $feature)]
             fn dot_u8_impl(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
-                let n = a.len().min(c.len());
                 let (pa, pc) = (a.as_ptr(), c.as_ptr());
-                let mut acc0 = $zero();
-                let mut acc1 = $zero();
-                let mut i = 0;
-                // SAFETY (all loads below): as in `l2sq_impl`, within both slices.
-                unsafe {
-                    while i + 2 * $lanes <= n {
-                        acc0 = $fmadd($load(pa.add(i)), $widen(pc.add(i)), acc0);
-                        acc1 = $fmadd($load(pa.add(i + $lanes)), $widen(pc.add(i + $lanes)), acc1);
-                        i += 2 * $lanes;
-                    }
-                    if i + $lanes <= n {
-                        acc0 = $fmadd($load(pa.add(i)), $widen(pc.add(i)), acc0);
-                        i += $lanes;
-                    }
-                }
-                let mut sum = $hsum($add(acc0, acc1));
-                for j in i..n {
-                    sum += a[j] * c[j] as f32;
-                }
-                sum
+                simd_sum!(
+                    a.len().min(c.len()),
+                    $lanes,
+                    $zero,
+                    $add,
+                    $hsum,
+                    // SAFETY: `i + lanes <= n` (see above), in both slices.
+                    |acc, i| unsafe { $fmadd($load(pa.add(i)), $widen(pc.add(i)), acc) },
+                    |j| a[j] * c[j] as f32
+                )
             }
 
             // The safe wrappers are only handed out after the runtime feature check (see

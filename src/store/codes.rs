@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::page::{FileIdentity, FileKind, PageFile, SLOT_ALIGN};
+use super::page::{FileIdentity, FileKind, PageFile, RowFile, SLOT_ALIGN};
 use crate::error::Result;
 
 /// Bytes per code slot: one per component, rounded up to 64.
@@ -42,23 +42,14 @@ pub struct Codes {
 impl Codes {
     /// Creates the file for `capacity` code vectors.
     pub fn create(path: &Path, identity: FileIdentity, capacity: usize) -> Result<Codes> {
-        let dim = identity.dim as usize;
-        let file = PageFile::create_typed(
-            path,
-            FileKind::Codes,
-            identity,
-            0,
-            stride_for(dim),
-            capacity,
-        )?;
+        let RowFile { file, dim } =
+            RowFile::create(path, FileKind::Codes, identity, capacity, stride_for)?;
         Ok(Codes { file, dim })
     }
 
     /// Opens the file; the caller checks the header against the metadata.
     pub fn open(path: &Path) -> Result<Codes> {
-        let file =
-            PageFile::open_typed(path, FileKind::Codes, |h| Some(stride_for(h.dim as usize)))?;
-        let dim = file.header().dim as usize;
+        let RowFile { file, dim } = RowFile::open(path, FileKind::Codes, stride_for)?;
         Ok(Codes { file, dim })
     }
 

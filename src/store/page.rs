@@ -402,6 +402,38 @@ impl PageFile {
     }
 }
 
+/// A page file whose slots each hold one row of `dim` elements (the vectors, the codes):
+/// what `Vectors` and `Codes` share.
+pub struct RowFile {
+    /// The page file.
+    pub file: PageFile,
+    /// Elements per row.
+    pub dim: usize,
+}
+
+impl RowFile {
+    /// Creates a file of `kind` for `capacity` rows of `identity.dim` elements, slots of
+    /// `stride_for(dim)` bytes.
+    pub fn create(
+        path: &Path,
+        kind: FileKind,
+        identity: FileIdentity,
+        capacity: usize,
+        stride_for: fn(usize) -> usize,
+    ) -> Result<RowFile> {
+        let dim = identity.dim as usize;
+        let file = PageFile::create_typed(path, kind, identity, 0, stride_for(dim), capacity)?;
+        Ok(RowFile { file, dim })
+    }
+
+    /// Opens a file of `kind` whose slots must be `stride_for(dim)` bytes.
+    pub fn open(path: &Path, kind: FileKind, stride_for: fn(usize) -> usize) -> Result<RowFile> {
+        let file = PageFile::open_typed(path, kind, |h| Some(stride_for(h.dim as usize)))?;
+        let dim = file.header().dim as usize;
+        Ok(RowFile { file, dim })
+    }
+}
+
 /// Extends `file` to `len` bytes with disk blocks actually allocated. A sparse file (plain
 /// `set_len`) would report a full disk only when a page of the mapping is first written
 /// back or touched, as SIGBUS, killing the process; allocating up front turns it into an

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::page::{FileIdentity, FileKind, PageFile, SLOT_ALIGN};
+use super::page::{FileIdentity, FileKind, PageFile, RowFile, SLOT_ALIGN};
 use crate::error::Result;
 
 const LABEL_BYTES: usize = 8;
@@ -22,24 +22,14 @@ pub struct Vectors {
 impl Vectors {
     /// Creates the file for `capacity` vectors.
     pub fn create(path: &Path, identity: FileIdentity, capacity: usize) -> Result<Vectors> {
-        let dim = identity.dim as usize;
-        let file = PageFile::create_typed(
-            path,
-            FileKind::Vectors,
-            identity,
-            0,
-            stride_for(dim),
-            capacity,
-        )?;
+        let RowFile { file, dim } =
+            RowFile::create(path, FileKind::Vectors, identity, capacity, stride_for)?;
         Ok(Vectors { file, dim })
     }
 
     /// Opens the file; the caller checks the header against the metadata.
     pub fn open(path: &Path) -> Result<Vectors> {
-        let file = PageFile::open_typed(path, FileKind::Vectors, |h| {
-            Some(stride_for(h.dim as usize))
-        })?;
-        let dim = file.header().dim as usize;
+        let RowFile { file, dim } = RowFile::open(path, FileKind::Vectors, stride_for)?;
         Ok(Vectors { file, dim })
     }
 

@@ -24,6 +24,9 @@ pub enum Error {
         /// Its value.
         value: f32,
     },
+    /// A vector whose distances would overflow f32 (components around 1e19 and above).
+    #[error("vector is out of range: {0}")]
+    InvalidVector(String),
     /// An all-zero vector cannot be normalised for the cosine metric.
     #[error("an all-zero vector has no direction and cannot be used with the cosine metric")]
     ZeroVector,

@@ -9,7 +9,7 @@ use hnswdb_datasets::{VectorFormat, VectorWriter};
 use serde_json::json;
 
 use crate::args::Command;
-use crate::{CliResult, EXIT_VERIFY_FAILED, Output, search};
+use crate::{CliResult, EXIT_VERIFY_FAILED, InputError, Output, search};
 
 /// Runs one command; returns the exit code of a command that completed.
 pub fn run(command: Command, out: Output) -> CliResult<u8> {
@@ -55,7 +55,7 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
             let index = Index::open(&dir)?;
             index.delete_batch(&ids)?;
             let len = index.len();
-            index.close()?;
+            close_after_durable_writes(index);
             out.emit(json!({"deleted": ids.len(), "len": len}), || {
                 format!("deleted {} ids ({len} vectors left)", ids.len())
             });
@@ -181,7 +181,17 @@ fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -
         VectorFormat::Jsonl => hnswdb_datasets::read_jsonl(file)?,
         _ => {
             let data = hnswdb_datasets::read_vectors(file)?;
-            ((ids_from..ids_from + data.rows as u64).collect(), data)
+            let ids = (0..data.rows as u64)
+                .map(|row| ids_from.checked_add(row))
+                .collect::<Option<Vec<u64>>>()
+                .ok_or_else(|| {
+                    InputError(format!(
+                        "--ids-from {ids_from} + {} rows goes past the largest id {}",
+                        data.rows,
+                        u64::MAX
+                    ))
+                })?;
+            (ids, data)
         }
     };
     let index = Index::open_with(dir, &OpenOptions::default().threads(threads))?;
@@ -205,7 +215,7 @@ fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -
     }
     progress.finish();
     let len = index.len();
-    index.close()?;
+    close_after_durable_writes(index);
     let secs = start.elapsed().as_secs_f64();
     let rate = data.rows as f64 / secs;
     out.emit(
@@ -218,6 +228,18 @@ fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -
         },
     );
     Ok(())
+}
+
+/// Closes an index whose writes are already durable in its log. The checkpoint a close
+/// runs can fail (a full disk, say) without losing them, so that failure is a warning, not
+/// the command's error: the writes are reported as done, and the next open replays them.
+fn close_after_durable_writes(index: Index) {
+    if let Err(e) = index.close() {
+        eprintln!(
+            "warning: the writes are durable in the log, but the checkpoint after them failed \
+             ({e}); the next open replays the log"
+        );
+    }
 }
 
 fn export(dir: &Path, file: &Path, ids_out: Option<&Path>, out: Output) -> CliResult {

@@ -29,7 +29,8 @@ fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
             | Error::ZeroVector
             | Error::DuplicateId(_)
             | Error::UnknownId(_)
-            | Error::InvalidOption(_),
+            | Error::InvalidOption(_)
+            | Error::InvalidVector(_),
         ) => 6,
         Some(Error::DiskFull { .. } | Error::Io { .. }) => 7,
         _ if e.downcast_ref::<InputError>().is_some() => 6,
@@ -40,7 +41,7 @@ fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
 /// A malformed command-line or stdin vector.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct InputError(String);
+pub struct InputError(String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -171,16 +171,27 @@ impl Distance {
     }
 }
 
-/// Scales `v` to unit length in place. Returns false for an all-zero vector.
+/// Scales `v` to unit length in place. Returns false for an all-zero vector. The norm is
+/// taken in f64, so that finite components of any size (up to f32::MAX, whose square
+/// overflows f32) normalise correctly.
 pub fn normalize(v: &mut [f32]) -> bool {
-    let norm = dot_scalar(v, v).sqrt();
-    if norm == 0.0 || !norm.is_finite() {
+    let norm = squared_norm(v).sqrt();
+    if norm == 0.0 {
         return false;
     }
-    let inv = 1.0 / norm;
-    v.iter_mut().for_each(|x| *x *= inv);
+    v.iter_mut().for_each(|x| *x = (*x as f64 / norm) as f32);
     true
 }
+
+/// `Σ x_i²` in f64: exact enough, and finite for any finite components.
+pub fn squared_norm(v: &[f32]) -> f64 {
+    v.iter().map(|&x| x as f64 * x as f64).sum()
+}
+
+/// The largest squared norm a stored vector or query may have under L2 and inner
+/// product: a quarter of f32::MAX, so that `|a − b|² ≤ 2(|a|² + |b|²)` and `|a·b|` stay
+/// finite for any two such vectors, partial sums included.
+pub const MAX_SQUARED_NORM: f64 = f32::MAX as f64 / 4.0;
 
 /// Portable squared L2. Four independent accumulators let the compiler vectorise and hide
 /// the add latency even without target features.

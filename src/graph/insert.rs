@@ -149,10 +149,10 @@ impl Graph {
         })
     }
 
-    /// Makes `from` link to `to` (at distance `d`) even when `from`'s list is full, by
+    /// Makes `from` link to `to` even when `from`'s list is full, by
     /// replacing its farthest neighbour. Used when no neighbour kept a new node, which
     /// would otherwise be unreachable.
-    pub(super) fn force_link(&self, from: u32, to: u32, d: f32, level: usize) -> Result<()> {
+    pub(super) fn force_link(&self, from: u32, to: u32, level: usize) -> Result<()> {
         let max = self.max_links(level);
         self.update_links(from, level, |list| {
             if list.contains(&to) || from == to {
@@ -162,14 +162,17 @@ impl Graph {
                 list.push(to);
                 return true;
             }
+            // A link to a node not in the graph is replaced first; else the farthest.
             let base = self.vectors.vector(from);
-            let (far, far_d) = list
+            let (far, _) = list
                 .iter()
                 .enumerate()
-                .map(|(i, &x)| (i, self.distance_to(base, x)))
+                .map(|(i, &x)| match self.routable.contains(x) {
+                    true => (i, self.distance_to(base, x)),
+                    false => (i, f32::INFINITY),
+                })
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .expect("a full list is not empty");
-            debug_assert!(far_d >= d || list.len() == max);
             list[far] = to;
             true
         })
@@ -269,7 +272,7 @@ impl Graph {
                     linked |= self.add_link(c.id, node, c.d, l)?;
                 }
                 if !linked && let Some(nearest) = chosen.first() {
-                    self.force_link(nearest.id, node, nearest.d, l)?;
+                    self.force_link(nearest.id, node, l)?;
                 }
             }
             Ok(())

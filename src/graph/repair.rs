@@ -96,7 +96,7 @@ impl Graph {
             let q = self.vectors.vector(x);
             let found = self.search(q, 2, self.params.ef_construction)?;
             if let Some(near) = found.iter().find(|c| c.id != x) {
-                self.force_link(near.id, x, near.d, 0)?;
+                self.force_link(near.id, x, 0)?;
                 relinked += 1;
             }
             self.mark_reachable(x, &mut seen)?;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::distance::{Kernels, Metric, normalize};
+use crate::distance::{Kernels, MAX_SQUARED_NORM, Metric, normalize, squared_norm};
 use crate::error::{Error, Result};
 use crate::graph::{Cand, Graph};
 use crate::parallel::try_parallel_for;
@@ -66,6 +66,17 @@ pub struct Index {
     quantize_after: u64,
     recovery: Recovery,
     _syncer: Option<Syncer>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("dir", &self.dir)
+            .field("dim", &self.config.dim)
+            .field("metric", &self.config.metric)
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Index {
@@ -140,18 +151,42 @@ impl Index {
             return Err(Error::NonFinite { position, value });
         }
         let mut v = v.to_vec();
-        if self.config.metric == Metric::Cosine && !normalize(&mut v) {
-            return Err(Error::ZeroVector);
+        if self.config.metric == Metric::Cosine {
+            if !normalize(&mut v) {
+                return Err(Error::ZeroVector);
+            }
+        } else if squared_norm(&v) > MAX_SQUARED_NORM {
+            return Err(Error::InvalidVector(format!(
+                "its squared norm {:.3e} exceeds {MAX_SQUARED_NORM:.3e}, so distances to it \
+                 would overflow f32; scale the vectors down",
+                squared_norm(&v)
+            )));
         }
         Ok(v)
     }
 
     /// Slot of `id`, counting changes since the last checkpoint.
+    /// A slot the metadata maps an id to must be live in the ledger: anything else is
+    /// damage, caught here before the slot is used.
     fn slot_of(&self, pending: &Ledger, id: u64) -> Result<Option<u32>> {
         match pending.ids.get(&id) {
             Some(&slot) => Ok(slot),
-            None => self.meta.lookup(id),
+            None => match self.meta.lookup(id)? {
+                Some(slot) if !pending.is_live(slot) => Err(Error::corrupt(
+                    self.meta.path(),
+                    format!("id {id} maps to slot {slot}, which holds no live vector"),
+                )),
+                found => Ok(found),
+            },
         }
+    }
+
+    /// The slot of `id` as readers may see it: mapped, and its vector in place. An insert
+    /// maps its ids in the ledger before it writes their vectors (they are logged first),
+    /// and its ids stay invisible until the graph publishes them.
+    fn visible_slot(&self, graph: &Graph, id: u64) -> Result<Option<u32>> {
+        let slot = self.slot_of(&self.ledger.lock(), id)?;
+        Ok(slot.filter(|&s| graph.is_live(s)))
     }
 
     /// The `k` nearest vectors to `query`, nearest first, with the default `ef`.
@@ -254,17 +289,14 @@ impl Index {
 
     /// Whether `id` is present.
     pub fn contains(&self, id: u64) -> Result<bool> {
-        let p = self.ledger.lock();
-        Ok(self.slot_of(&p, id)?.is_some())
+        let graph = self.graph.read();
+        Ok(self.visible_slot(&graph, id)?.is_some())
     }
 
     /// The stored vector of `id` (unit length under cosine, as hnswlib returns it).
     pub fn get(&self, id: u64) -> Result<Vec<f32>> {
         let graph = self.graph.read();
-        let slot = {
-            let p = self.ledger.lock();
-            self.slot_of(&p, id)?.ok_or(Error::UnknownId(id))?
-        };
+        let slot = self.visible_slot(&graph, id)?.ok_or(Error::UnknownId(id))?;
         Ok(graph.vectors().vector(slot).to_vec())
     }
 
@@ -284,8 +316,22 @@ impl Index {
 
     /// Every live id, ascending.
     pub fn ids(&self) -> Result<Vec<u64>> {
+        let graph = self.graph.read();
         let p = self.ledger.lock();
-        Ok(self.id_map(&p)?.into_iter().map(|(id, _)| id).collect())
+        let mut ids = Vec::with_capacity(p.live as usize);
+        for (id, slot) in self.id_map(&p)? {
+            if !p.is_live(slot) {
+                return Err(Error::corrupt(
+                    self.meta.path(),
+                    format!("id {id} maps to slot {slot}, which holds no live vector"),
+                ));
+            }
+            // Ids of an insert still in flight are not visible yet.
+            if graph.is_live(slot) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
     }
 
     /// Counts and settings. Fails only if the upper layers cannot be read from the

@@ -1,6 +1,7 @@
 //! Creating and opening an index: the files of a directory, cross-checked against each
 //! other and the metadata before anything is trusted, then the log replayed.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -9,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::RngExt;
 
 use super::checkpoint::Syncer;
-use super::write::Ledger;
+use super::write::{Ledger, MAX_LEVEL};
 use super::{Durability, Index, IndexOptions, OpenOptions, Recovery};
 use crate::distance::{Distance, Kernels};
 use crate::error::{Error, Result};
@@ -99,16 +100,7 @@ impl Index {
         }
         let free = meta.free_slots()?;
         let tombstones = meta.tombstones()?;
-        if free
-            .iter()
-            .chain(&tombstones)
-            .any(|&s| s >= state.high_water)
-        {
-            return Err(Error::corrupt(
-                meta.path(),
-                "free or deleted slot beyond the high-water mark",
-            ));
-        }
+        check_state(&meta, &state, &free, &tombstones)?;
         let kernels = Kernels::detect();
         let params = Params {
             m: config.m,
@@ -175,6 +167,45 @@ impl Index {
             index.replay(*lsn, op, &wal_dir)?;
         }
         Ok(index)
+    }
+}
+
+/// Checks the checkpointed state for consistency before anything is sized or indexed by
+/// it: every slot below the high-water mark is exactly one of live, free or deleted, the
+/// live count agrees, and the entry point is a node in the graph on a sane level.
+fn check_state(meta: &Meta, state: &State, free: &[u32], tombstones: &[u32]) -> Result<()> {
+    let corrupt = |why: String| Err(Error::corrupt(meta.path(), why));
+    // Both lists come sorted and duplicate-free from their tables.
+    if let Some(s) = free
+        .iter()
+        .chain(tombstones)
+        .find(|&&s| s >= state.high_water)
+    {
+        return corrupt(format!(
+            "free or deleted slot {s} beyond the high-water mark {}",
+            state.high_water
+        ));
+    }
+    let free_set: HashSet<u32> = free.iter().copied().collect();
+    if let Some(s) = tombstones.iter().find(|s| free_set.contains(s)) {
+        return corrupt(format!("slot {s} is both free and deleted"));
+    }
+    let counted = state.high_water as u64 - free.len() as u64 - tombstones.len() as u64;
+    if counted != state.live {
+        return corrupt(format!(
+            "{} vectors are counted live, but the slots say {counted}",
+            state.live
+        ));
+    }
+    match state.entry {
+        None if counted + tombstones.len() as u64 > 0 => {
+            corrupt("the graph has nodes but no entry point".into())
+        }
+        Some(e) if free_set.contains(&e.node) => {
+            corrupt(format!("entry point {} is a free slot", e.node))
+        }
+        Some(e) if e.level > MAX_LEVEL => corrupt(format!("entry point level {}", e.level)),
+        _ => Ok(()),
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::distance::Metric;
 use crate::error::{Error, Result};
+use crate::store::meta::{MAX_DIM, MAX_EF};
 
 /// Live vectors needed before the first SQ8 quantiser is trained: fewer would give
 /// component ranges that later vectors often fall outside of.
@@ -94,14 +95,17 @@ impl IndexOptions {
 
     pub(super) fn validate(&self) -> Result<()> {
         let bad = |s: String| Err(Error::InvalidOption(s));
-        if self.dim == 0 || self.dim > 65_536 {
-            return bad(format!("dimension {} is not in 1..=65536", self.dim));
+        if self.dim == 0 || self.dim > MAX_DIM {
+            return bad(format!("dimension {} is not in 1..={MAX_DIM}", self.dim));
         }
         if !(2..=255).contains(&self.m) {
             return bad(format!("M {} is not in 2..=255", self.m));
         }
-        if self.ef_construction == 0 {
-            return bad("ef_construction must be at least 1".into());
+        if !(1..=MAX_EF).contains(&self.ef_construction) {
+            return bad(format!(
+                "ef_construction {} is not in 1..={MAX_EF}",
+                self.ef_construction
+            ));
         }
         self.runtime.validate()
     }

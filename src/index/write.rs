@@ -18,7 +18,7 @@ use crate::wal::{Op, Placed};
 
 /// Levels are capped so a level fits the metadata's u8 and a freak draw cannot build a
 /// tower of empty layers.
-const MAX_LEVEL: usize = 32;
+pub(super) const MAX_LEVEL: usize = 32;
 
 /// The slot ledger: in-memory bookkeeping of writes, the state as of the last checkpoint
 /// plus every logged write since. Changed only under its mutex, in log order.
@@ -61,6 +61,12 @@ impl Ledger {
             codes_generation: state.codes_generation,
             codes_trained_live: state.codes_trained_live,
         }
+    }
+
+    /// Whether `slot` holds a live vector (below the high-water mark, neither free nor
+    /// deleted).
+    pub(super) fn is_live(&self, slot: u32) -> bool {
+        slot < self.high_water && !self.free.contains(&slot) && !self.tombstones.contains(&slot)
     }
 
     /// The `n` slots the next insert would take: free ones first, then fresh ones.

@@ -40,6 +40,13 @@ const SQ8: TableDefinition<&str, &[u8]> = TableDefinition::new("sq8");
 /// Version of the metadata schema (tables and keys). Checked on open like the page files'.
 pub const META_VERSION: u64 = 1;
 
+/// The largest dimension an index may have.
+pub const MAX_DIM: usize = 65_536;
+
+/// The largest ef_construction an index may have (a beam wider than this is no use, and a
+/// damaged value must not size the search's memory).
+pub const MAX_EF: usize = 1 << 20;
+
 /// The immutable configuration of an index, fixed at creation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -157,6 +164,18 @@ fn open_err(path: &Path, e: redb::DatabaseError) -> Error {
     }
 }
 
+/// Runs `f`, turning a panic inside it into `Error::Corrupt`: redb asserts on some
+/// damaged files instead of returning an error, and a damaged file must not take the
+/// process down.
+fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(Error::corrupt(
+            path,
+            "the metadata database failed an internal check reading it: the file is damaged",
+        ))
+    })
+}
+
 fn builder(cache_bytes: usize) -> redb::Builder {
     let mut b = Database::builder();
     b.set_cache_size(cache_bytes);
@@ -166,105 +185,145 @@ fn builder(cache_bytes: usize) -> redb::Builder {
 impl Meta {
     /// Creates the database and stores the configuration and an empty state.
     pub fn create(path: &Path, config: &Config, cache_bytes: usize) -> Result<Meta> {
-        let db = builder(cache_bytes)
-            .create(path)
-            .map_err(|e| open_err(path, e))?;
-        let meta = Meta {
-            db,
-            path: path.to_path_buf(),
-        };
-        let txn = meta.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = txn.open_table(CONFIG).map_err(db_err)?;
-            let rows: [(&str, u64); 9] = [
-                ("meta_version", META_VERSION),
-                ("dim", config.dim as u64),
-                ("metric", config.metric.code() as u64),
-                ("m", config.m as u64),
-                ("m0", config.m0 as u64),
-                ("ef_construction", config.ef_construction as u64),
-                ("level_mult_bits", config.level_mult.to_bits()),
-                ("seed", config.seed),
-                ("index_uid", config.index_uid),
-            ];
-            for (k, v) in rows {
-                t.insert(k, v).map_err(db_err)?;
+        guard(path, || {
+            let db = builder(cache_bytes)
+                .create(path)
+                .map_err(|e| open_err(path, e))?;
+            let meta = Meta {
+                db,
+                path: path.to_path_buf(),
+            };
+            let txn = meta.db.begin_write().map_err(db_err)?;
+            {
+                let mut t = txn.open_table(CONFIG).map_err(db_err)?;
+                let rows: [(&str, u64); 9] = [
+                    ("meta_version", META_VERSION),
+                    ("dim", config.dim as u64),
+                    ("metric", config.metric.code() as u64),
+                    ("m", config.m as u64),
+                    ("m0", config.m0 as u64),
+                    ("ef_construction", config.ef_construction as u64),
+                    ("level_mult_bits", config.level_mult.to_bits()),
+                    ("seed", config.seed),
+                    ("index_uid", config.index_uid),
+                ];
+                for (k, v) in rows {
+                    t.insert(k, v).map_err(db_err)?;
+                }
+                txn.open_table(IDS).map_err(db_err)?;
+                txn.open_table(UPPER).map_err(db_err)?;
+                txn.open_table(FREE).map_err(db_err)?;
+                txn.open_table(TOMBSTONES).map_err(db_err)?;
             }
-            txn.open_table(IDS).map_err(db_err)?;
-            txn.open_table(UPPER).map_err(db_err)?;
-            txn.open_table(FREE).map_err(db_err)?;
-            txn.open_table(TOMBSTONES).map_err(db_err)?;
-        }
-        Self::write_state(&txn, &State::default())?;
-        txn.commit().map_err(db_err)?;
-        Ok(meta)
+            Self::write_state(&txn, &State::default())?;
+            txn.commit().map_err(db_err)?;
+            Ok(meta)
+        })
     }
 
     /// Opens the database and reads configuration and state: O(1) in the index size.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<(Meta, Config, State)> {
-        if !path.exists() {
-            return Err(Error::NotFound(path.parent().unwrap_or(path).to_path_buf()));
-        }
-        let db = builder(cache_bytes)
-            .open(path)
-            .map_err(|e| open_err(path, e))?;
-        let meta = Meta {
-            db,
-            path: path.to_path_buf(),
-        };
-        let txn = meta.db.begin_read().map_err(db_err)?;
-        let missing = |k: &str| Error::corrupt(path, format!("metadata lacks {k}"));
-        let config = {
-            let t = txn
-                .open_table(CONFIG)
-                .map_err(|e| Error::corrupt(path, format!("no config table: {e}")))?;
-            let get = |k: &str| -> Result<u64> {
-                Ok(t.get(k).map_err(db_err)?.ok_or_else(|| missing(k))?.value())
+        guard(path, || {
+            if !path.exists() {
+                return Err(Error::NotFound(path.parent().unwrap_or(path).to_path_buf()));
+            }
+            let db = builder(cache_bytes)
+                .open(path)
+                .map_err(|e| open_err(path, e))?;
+            let meta = Meta {
+                db,
+                path: path.to_path_buf(),
             };
-            let version = get("meta_version")?;
-            if version > META_VERSION {
-                return Err(Error::UnsupportedVersion {
-                    path: path.to_path_buf(),
-                    found: version as u32,
-                    supported: META_VERSION as u32,
-                });
-            }
-            let metric = Metric::from_code(get("metric")? as u32)
-                .ok_or_else(|| Error::corrupt(path, "unknown metric code"))?;
-            Config {
-                dim: get("dim")? as usize,
-                metric,
-                m: get("m")? as usize,
-                m0: get("m0")? as usize,
-                ef_construction: get("ef_construction")? as usize,
-                level_mult: f64::from_bits(get("level_mult_bits")?),
-                seed: get("seed")?,
-                index_uid: get("index_uid")?,
-            }
-        };
-        let state = {
-            let t = txn
-                .open_table(STATE)
-                .map_err(|e| Error::corrupt(path, format!("no state table: {e}")))?;
-            let get = |k: &str| -> Result<u64> {
-                Ok(t.get(k).map_err(db_err)?.ok_or_else(|| missing(k))?.value())
+            let txn = meta.db.begin_read().map_err(db_err)?;
+            let missing = |k: &str| Error::corrupt(path, format!("metadata lacks {k}"));
+            let config = {
+                let t = txn
+                    .open_table(CONFIG)
+                    .map_err(|e| Error::corrupt(path, format!("no config table: {e}")))?;
+                let get = |k: &str| -> Result<u64> {
+                    Ok(t.get(k).map_err(db_err)?.ok_or_else(|| missing(k))?.value())
+                };
+                let version = get("meta_version")?;
+                if version > META_VERSION {
+                    return Err(Error::UnsupportedVersion {
+                        path: path.to_path_buf(),
+                        found: version as u32,
+                        supported: META_VERSION as u32,
+                    });
+                }
+                let metric = u32::try_from(get("metric")?)
+                    .ok()
+                    .and_then(Metric::from_code)
+                    .ok_or_else(|| Error::corrupt(path, "unknown metric code"))?;
+                // Every value is range-checked before anything sizes memory or files by it.
+                let in_range = |k: &str, range: std::ops::RangeInclusive<u64>| -> Result<usize> {
+                    let v = get(k)?;
+                    if range.contains(&v) {
+                        Ok(v as usize)
+                    } else {
+                        Err(Error::corrupt(path, format!("{k} = {v} is out of range")))
+                    }
+                };
+                let m = in_range("m", 2..=255)?;
+                let config = Config {
+                    dim: in_range("dim", 1..=MAX_DIM as u64)?,
+                    metric,
+                    m,
+                    m0: in_range("m0", 2 * m as u64..=2 * m as u64)?,
+                    ef_construction: in_range("ef_construction", 1..=MAX_EF as u64)?,
+                    level_mult: f64::from_bits(get("level_mult_bits")?),
+                    seed: get("seed")?,
+                    index_uid: get("index_uid")?,
+                };
+                if !(config.level_mult.is_finite() && config.level_mult > 0.0) {
+                    return Err(Error::corrupt(
+                        path,
+                        "level multiplier is not a positive number",
+                    ));
+                }
+                config
             };
-            let entry_node = get("entry_node")?;
-            State {
-                high_water: get("high_water")? as u32,
-                live: get("live")?,
-                entry: (entry_node != u64::MAX).then(|| EntryPoint {
-                    node: entry_node as u32,
-                    level: get("entry_level").unwrap_or(0) as usize,
-                }),
-                checkpoint_lsn: get("checkpoint_lsn")?,
-                level_draws: get("level_draws")?,
-                // Absent in indexes written before codes existed: no codes.
-                codes_generation: get("codes_generation").unwrap_or(0),
-                codes_trained_live: get("codes_trained_live").unwrap_or(0),
-            }
-        };
-        Ok((meta, config, state))
+            let state = {
+                let t = txn
+                    .open_table(STATE)
+                    .map_err(|e| Error::corrupt(path, format!("no state table: {e}")))?;
+                let get = |k: &str| -> Result<u64> {
+                    Ok(t.get(k).map_err(db_err)?.ok_or_else(|| missing(k))?.value())
+                };
+                let high_water = u32::try_from(get("high_water")?)
+                    .ok()
+                    .filter(|&h| h < u32::MAX)
+                    .ok_or_else(|| Error::corrupt(path, "high-water mark out of range"))?;
+                let entry = match get("entry_node")? {
+                    u64::MAX => None,
+                    node if node < high_water as u64 => Some(EntryPoint {
+                        node: node as u32,
+                        level: get("entry_level")? as usize,
+                    }),
+                    node => {
+                        return Err(Error::corrupt(
+                            path,
+                            format!("entry node {node} is beyond the high-water mark {high_water}"),
+                        ));
+                    }
+                };
+                let live = get("live")?;
+                if live > high_water as u64 {
+                    return Err(Error::corrupt(path, "more live vectors than slots"));
+                }
+                State {
+                    high_water,
+                    live,
+                    entry,
+                    checkpoint_lsn: get("checkpoint_lsn")?,
+                    level_draws: get("level_draws")?,
+                    // Absent in indexes written before codes existed: no codes.
+                    codes_generation: get("codes_generation").unwrap_or(0),
+                    codes_trained_live: get("codes_trained_live").unwrap_or(0),
+                }
+            };
+            Ok((meta, config, state))
+        })
     }
 
     /// The metadata file's path.
@@ -274,9 +333,11 @@ impl Meta {
 
     /// The slot stored for external id `id` at the last checkpoint.
     pub fn lookup(&self, id: u64) -> Result<Option<u32>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(IDS).map_err(db_err)?;
-        Ok(t.get(id).map_err(db_err)?.map(|g| g.value()))
+        guard(&self.path, || {
+            let txn = self.db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(IDS).map_err(db_err)?;
+            Ok(t.get(id).map_err(db_err)?.map(|g| g.value()))
+        })
     }
 
     /// The free slots at the last checkpoint.
@@ -290,156 +351,168 @@ impl Meta {
     }
 
     fn slot_set(&self, table: TableDefinition<u32, ()>) -> Result<Vec<u32>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(table).map_err(db_err)?;
-        t.iter()
-            .map_err(db_err)?
-            .map(|r| r.map(|(k, _)| k.value()).map_err(db_err))
-            .collect()
+        guard(&self.path, || {
+            let txn = self.db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(table).map_err(db_err)?;
+            t.iter()
+                .map_err(db_err)?
+                .map(|r| r.map(|(k, _)| k.value()).map_err(db_err))
+                .collect()
+        })
     }
 
     /// Every (external id, slot) pair at the last checkpoint.
     pub fn all_ids(&self) -> Result<Vec<(u64, u32)>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(IDS).map_err(db_err)?;
-        t.iter()
-            .map_err(db_err)?
-            .map(|r| r.map(|(k, v)| (k.value(), v.value())).map_err(db_err))
-            .collect()
+        guard(&self.path, || {
+            let txn = self.db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(IDS).map_err(db_err)?;
+            t.iter()
+                .map_err(db_err)?
+                .map(|r| r.map(|(k, v)| (k.value(), v.value())).map_err(db_err))
+                .collect()
+        })
     }
 
     /// One node's upper lists at the last checkpoint (empty: none).
     pub fn upper_of(&self, node: u32) -> Result<UpperLists> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(UPPER).map_err(db_err)?;
-        let mut lists = Vec::new();
-        for row in t.range((node, 1u8)..=(node, u8::MAX)).map_err(db_err)? {
-            let (k, v) = row.map_err(db_err)?;
-            if k.value().1 as usize != lists.len() + 1 || v.value().len() % 4 != 0 {
-                return Err(Error::corrupt(&self.path, "malformed upper-layer list"));
+        guard(&self.path, || {
+            let txn = self.db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(UPPER).map_err(db_err)?;
+            let mut lists = Vec::new();
+            for row in t.range((node, 1u8)..=(node, u8::MAX)).map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                if k.value().1 as usize != lists.len() + 1 || v.value().len() % 4 != 0 {
+                    return Err(Error::corrupt(&self.path, "malformed upper-layer list"));
+                }
+                lists.push(
+                    v.value()
+                        .chunks_exact(4)
+                        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                );
             }
-            lists.push(
-                v.value()
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-            );
-        }
-        Ok(lists)
+            Ok(lists)
+        })
     }
 
     /// Every node's upper lists at the last checkpoint.
     pub fn upper_lists(&self) -> Result<Vec<(u32, UpperLists)>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(UPPER).map_err(db_err)?;
-        let mut out: Vec<(u32, UpperLists)> = Vec::new();
-        for row in t.iter().map_err(db_err)? {
-            let (k, v) = row.map_err(db_err)?;
-            let (node, level) = k.value();
-            let bytes = v.value();
-            if bytes.len() % 4 != 0 || level == 0 {
-                return Err(Error::corrupt(&self.path, "malformed upper-layer list"));
-            }
-            let list: Vec<u32> = bytes
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            // Keys sort by (node, level), so a node's levels arrive together and in order.
-            match out.last_mut() {
-                Some((n, lists)) if *n == node && lists.len() + 1 == level as usize => {
-                    lists.push(list)
+        guard(&self.path, || {
+            let txn = self.db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(UPPER).map_err(db_err)?;
+            let mut out: Vec<(u32, UpperLists)> = Vec::new();
+            for row in t.iter().map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                let (node, level) = k.value();
+                let bytes = v.value();
+                if bytes.len() % 4 != 0 || level == 0 {
+                    return Err(Error::corrupt(&self.path, "malformed upper-layer list"));
                 }
-                _ if level == 1 => out.push((node, vec![list])),
-                _ => return Err(Error::corrupt(&self.path, "upper-layer levels have a gap")),
+                let list: Vec<u32> = bytes
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                // Keys sort by (node, level), so a node's levels arrive together and in order.
+                match out.last_mut() {
+                    Some((n, lists)) if *n == node && lists.len() + 1 == level as usize => {
+                        lists.push(list)
+                    }
+                    _ if level == 1 => out.push((node, vec![list])),
+                    _ => return Err(Error::corrupt(&self.path, "upper-layer levels have a gap")),
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The quantiser of the current code generation (`None` if none was stored).
     pub fn quantizer(&self, dim: usize) -> Result<Option<Sq8>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = match txn.open_table(SQ8) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db_err(e)),
-        };
-        let read = |key: &str| -> Result<Option<Vec<f32>>> {
-            let Some(v) = t.get(key).map_err(db_err)? else {
-                return Ok(None);
+        guard(&self.path, || {
+            let txn = self.db.begin_read().map_err(db_err)?;
+            let t = match txn.open_table(SQ8) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(db_err(e)),
             };
-            let bytes = v.value();
-            if bytes.len() != dim * 4 {
-                return Err(Error::corrupt(
-                    &self.path,
-                    format!("sq8 {key} has the wrong length"),
-                ));
-            }
-            Ok(Some(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-            ))
-        };
-        Ok(match (read("offset")?, read("scale")?) {
-            (Some(offset), Some(scale)) => Some(Sq8::from_parts(offset, scale)),
-            _ => None,
+            let read = |key: &str| -> Result<Option<Vec<f32>>> {
+                let Some(v) = t.get(key).map_err(db_err)? else {
+                    return Ok(None);
+                };
+                let bytes = v.value();
+                if bytes.len() != dim * 4 {
+                    return Err(Error::corrupt(
+                        &self.path,
+                        format!("sq8 {key} has the wrong length"),
+                    ));
+                }
+                Ok(Some(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                ))
+            };
+            Ok(match (read("offset")?, read("scale")?) {
+                (Some(offset), Some(scale)) => Some(Sq8::from_parts(offset, scale)),
+                _ => None,
+            })
         })
     }
 
     /// Applies one checkpoint's changes in a single durable transaction.
     pub fn commit(&self, changes: &Changes<'_>) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut ids = txn.open_table(IDS).map_err(db_err)?;
-            for (&id, &slot) in changes.ids {
-                match slot {
-                    Some(s) => ids.insert(id, s).map_err(db_err)?,
-                    None => ids.remove(id).map_err(db_err)?,
-                };
-            }
-            let mut free = txn.open_table(FREE).map_err(db_err)?;
-            let mut tombs = txn.open_table(TOMBSTONES).map_err(db_err)?;
-            for (&slot, &state) in changes.slots {
-                free.remove(slot).map_err(db_err)?;
-                tombs.remove(slot).map_err(db_err)?;
-                match state {
-                    SlotState::Free => free.insert(slot, ()).map_err(db_err)?,
-                    SlotState::Tombstone => tombs.insert(slot, ()).map_err(db_err)?,
-                    SlotState::Live => None,
-                };
-            }
-            let mut upper = txn.open_table(UPPER).map_err(db_err)?;
-            for (node, lists) in changes.upper {
-                // Drop every stored level of the node, then write the current ones.
-                let stale: Vec<(u32, u8)> = upper
-                    .range((*node, 0u8)..=(*node, u8::MAX))
-                    .map_err(db_err)?
-                    .map(|r| r.map(|(k, _)| k.value()).map_err(db_err))
-                    .collect::<Result<_>>()?;
-                for key in stale {
-                    upper.remove(key).map_err(db_err)?;
+        guard(&self.path, || {
+            let txn = self.db.begin_write().map_err(db_err)?;
+            {
+                let mut ids = txn.open_table(IDS).map_err(db_err)?;
+                for (&id, &slot) in changes.ids {
+                    match slot {
+                        Some(s) => ids.insert(id, s).map_err(db_err)?,
+                        None => ids.remove(id).map_err(db_err)?,
+                    };
                 }
-                for (i, list) in lists.iter().flatten().enumerate() {
-                    let bytes: Vec<u8> = list.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    upper
-                        .insert((*node, (i + 1) as u8), bytes.as_slice())
-                        .map_err(db_err)?;
+                let mut free = txn.open_table(FREE).map_err(db_err)?;
+                let mut tombs = txn.open_table(TOMBSTONES).map_err(db_err)?;
+                for (&slot, &state) in changes.slots {
+                    free.remove(slot).map_err(db_err)?;
+                    tombs.remove(slot).map_err(db_err)?;
+                    match state {
+                        SlotState::Free => free.insert(slot, ()).map_err(db_err)?,
+                        SlotState::Tombstone => tombs.insert(slot, ()).map_err(db_err)?,
+                        SlotState::Live => None,
+                    };
+                }
+                let mut upper = txn.open_table(UPPER).map_err(db_err)?;
+                for (node, lists) in changes.upper {
+                    // Drop every stored level of the node, then write the current ones.
+                    let stale: Vec<(u32, u8)> = upper
+                        .range((*node, 0u8)..=(*node, u8::MAX))
+                        .map_err(db_err)?
+                        .map(|r| r.map(|(k, _)| k.value()).map_err(db_err))
+                        .collect::<Result<_>>()?;
+                    for key in stale {
+                        upper.remove(key).map_err(db_err)?;
+                    }
+                    for (i, list) in lists.iter().flatten().enumerate() {
+                        let bytes: Vec<u8> = list.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        upper
+                            .insert((*node, (i + 1) as u8), bytes.as_slice())
+                            .map_err(db_err)?;
+                    }
                 }
             }
-        }
-        if let Some(sq8) = changes.quantizer {
-            let mut t = txn.open_table(SQ8).map_err(db_err)?;
-            for (key, values) in [("offset", sq8.offset()), ("scale", sq8.scale())] {
-                let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-                t.insert(key, bytes.as_slice()).map_err(db_err)?;
+            if let Some(sq8) = changes.quantizer {
+                let mut t = txn.open_table(SQ8).map_err(db_err)?;
+                for (key, values) in [("offset", sq8.offset()), ("scale", sq8.scale())] {
+                    let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    t.insert(key, bytes.as_slice()).map_err(db_err)?;
+                }
             }
-        }
-        Self::write_state(&txn, changes.state)?;
-        txn.commit().map_err(db_err)?;
-        failpoints::synced(&self.path, None);
-        Ok(())
+            Self::write_state(&txn, changes.state)?;
+            txn.commit().map_err(db_err)?;
+            failpoints::synced(&self.path, None);
+            Ok(())
+        })
     }
 
     fn write_state(txn: &redb::WriteTransaction, s: &State) -> Result<()> {

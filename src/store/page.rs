@@ -347,15 +347,20 @@ impl PageFile {
     }
 
     /// Pointer to the first byte of slot `i`. Valid until the next `grow`.
+    ///
+    /// Panics if `i` is not below the capacity: callers validate every slot number that
+    /// comes from a file before using it, so this check is the last line that keeps a
+    /// slot number the validation missed from reading outside the mapping.
     #[inline(always)]
     pub fn slot_ptr(&self, i: usize) -> *mut u8 {
-        debug_assert!(
+        assert!(
             i < self.capacity(),
             "slot {i} beyond capacity {}",
             self.capacity()
         );
-        // SAFETY: `i < capacity`, and the mapping covers HEADER_PAGE + capacity * stride
-        // bytes (checked on open, set on create and grow), so the offset is in bounds.
+        // SAFETY: `i < capacity` (asserted), and the mapping covers HEADER_PAGE +
+        // capacity * stride bytes (checked on open, set on create and grow), so the offset
+        // is in bounds.
         unsafe { self.map.as_mut_ptr().add(HEADER_PAGE + i * self.stride()) }
     }
 

@@ -166,26 +166,11 @@ impl Index {
     }
 
     /// Slot of `id`, counting changes since the last checkpoint.
-    /// A slot the metadata maps an id to must be live in the ledger: anything else is
-    /// damage, caught here before the slot is used.
-    fn slot_of(&self, pending: &Ledger, id: u64) -> Result<Option<u32>> {
-        match pending.ids.get(&id) {
-            Some(&slot) => Ok(slot),
-            None => match self.meta.lookup(id)? {
-                Some(slot) if !pending.is_live(slot) => Err(Error::corrupt(
-                    self.meta.path(),
-                    format!("id {id} maps to slot {slot}, which holds no live vector"),
-                )),
-                found => Ok(found),
-            },
-        }
-    }
-
     /// The slot of `id` as readers may see it: mapped, and its vector in place. An insert
     /// maps its ids in the ledger before it writes their vectors (they are logged first),
     /// and its ids stay invisible until the graph publishes them.
     fn visible_slot(&self, graph: &Graph, id: u64) -> Result<Option<u32>> {
-        let slot = self.slot_of(&self.ledger.lock(), id)?;
+        let slot = self.ledger.lock().slot_of(&self.meta, id)?;
         Ok(slot.filter(|&s| graph.is_live(s)))
     }
 

@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::RngExt;
 
 use super::checkpoint::Syncer;
-use super::write::{Ledger, MAX_LEVEL};
+use super::write::{self, Ledger, MAX_LEVEL};
 use super::{Durability, Index, IndexOptions, OpenOptions, Recovery};
 use crate::distance::{Distance, Kernels};
 use crate::error::{Error, Result};
@@ -125,48 +125,60 @@ impl Index {
         let quantized = load_codes(dir, &meta, &config, &state, kernels, &graph, options.warm)?;
         graph.set_quantized(quantized);
 
+        // Replay the log into the graph and the ledger. Nothing in the directory is removed
+        // or shortened before the whole open has succeeded: a failed open leaves the log's
+        // tail and any stale code file for the next one to judge.
         let wal_dir = dir.join(WAL_DIR);
         std::fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
         let identity = WalIdentity {
             dim: config.dim as u32,
             index_uid: config.index_uid,
         };
-        let replay = wal::read_for_replay(
-            &wal_dir,
-            identity,
-            state.checkpoint_lsn,
-            options.salvage,
-            false,
-        )?;
-        let wal = Arc::new(Wal::open(&wal_dir, identity, replay.next_lsn)?);
+        let replay =
+            wal::read_for_replay(&wal_dir, identity, state.checkpoint_lsn, options.salvage)?;
+        let mut ledger = Ledger::at_checkpoint(&state, free, tombstones, config.seed);
+        let threads = options.thread_count();
+        for (lsn, op) in &replay.ops {
+            write::replay(
+                &mut graph,
+                &mut ledger,
+                &meta,
+                config.dim,
+                threads,
+                *lsn,
+                op,
+                &wal_dir,
+            )?;
+        }
+        let recovery = Recovery {
+            replayed: replay.ops.len(),
+            truncated_bytes: replay.tail_bytes()?,
+        };
+        let next_lsn = replay.next_lsn;
+        replay.finish()?;
+        remove_stale_codes(dir, state.codes_generation)?;
+        let wal = Arc::new(Wal::open(&wal_dir, identity, next_lsn)?);
         let syncer = match options.durability {
             Durability::Periodic(every) => Some(Syncer::start(wal.clone(), every)),
             _ => None,
         };
-        let index = Index {
+        Ok(Index {
             dir: dir.to_path_buf(),
             kernels,
             graph: RwLock::new(graph),
             meta,
-            ledger: Mutex::new(Ledger::at_checkpoint(&state, free, tombstones, config.seed)),
+            ledger: Mutex::new(ledger),
             wal,
             durability: options.durability,
             checkpoint_bytes: options.checkpoint_bytes,
             poisoned: AtomicBool::new(false),
             ef_search: AtomicUsize::new(options.ef_search),
-            threads: AtomicUsize::new(options.thread_count()),
+            threads: AtomicUsize::new(threads),
             quantize_after: options.quantize_after,
-            recovery: Recovery {
-                replayed: replay.ops.len(),
-                truncated_bytes: replay.truncated_bytes,
-            },
+            recovery,
             _syncer: syncer,
             config,
-        };
-        for (lsn, op) in &replay.ops {
-            index.replay(*lsn, op, &wal_dir)?;
-        }
-        Ok(index)
+        })
     }
 }
 
@@ -209,8 +221,20 @@ fn check_state(meta: &Meta, state: &State, free: &[u32], tombstones: &[u32]) -> 
     }
 }
 
-/// Opens the code file the metadata names, if any, and removes every other `codes.N`
-/// (left by a checkpoint that crashed before or after its commit: never referenced).
+/// Removes every `codes.N` but the one the metadata names (`current`, 0 for none): left by
+/// a checkpoint that crashed before or after its commit, never referenced. Called only
+/// once an open has succeeded, so that a damaged metadata file cannot make it delete the
+/// codes in use.
+fn remove_stale_codes(dir: &Path, current: u64) -> Result<()> {
+    for (generation, path) in codes::generations_in(dir) {
+        if generation != current {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the code file the metadata names, if any.
 fn load_codes(
     dir: &Path,
     meta: &Meta,
@@ -220,11 +244,6 @@ fn load_codes(
     graph: &Graph,
     warm: bool,
 ) -> Result<Option<Quantized>> {
-    for (generation, path) in codes::generations_in(dir) {
-        if generation != state.codes_generation {
-            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-        }
-    }
     if state.codes_generation == 0 {
         return Ok(None);
     }

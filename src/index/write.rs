@@ -13,7 +13,7 @@ use super::{Durability, Index};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::parallel::try_parallel_for;
-use crate::store::{SlotState, State};
+use crate::store::{Meta, SlotState, State};
 use crate::wal::{Op, Placed};
 
 /// Levels are capped so a level fits the metadata's u8 and a freak draw cannot build a
@@ -69,6 +69,98 @@ impl Ledger {
         slot < self.high_water && !self.free.contains(&slot) && !self.tombstones.contains(&slot)
     }
 
+    /// The slot of `id`, counting changes since the last checkpoint. A slot the metadata
+    /// maps an id to must be live in the ledger: anything else is damage, caught here
+    /// before the slot is used.
+    pub(super) fn slot_of(&self, meta: &Meta, id: u64) -> Result<Option<u32>> {
+        match self.ids.get(&id) {
+            Some(&slot) => Ok(slot),
+            None => match meta.lookup(id)? {
+                Some(slot) if !self.is_live(slot) => Err(Error::corrupt(
+                    meta.path(),
+                    format!("id {id} maps to slot {slot}, which holds no live vector"),
+                )),
+                found => Ok(found),
+            },
+        }
+    }
+
+    /// Applies `op` to the ledger. Returns the slots it tombstones. Fails (changing
+    /// nothing) if `op` does not fit the current state, which for a planned write is a bug
+    /// and for a replayed one a damaged log.
+    pub(super) fn apply(
+        &mut self,
+        meta: &Meta,
+        dim: usize,
+        op: &Op,
+    ) -> std::result::Result<Vec<u32>, String> {
+        // Check everything first so that a bad record changes nothing.
+        let mut old = Vec::new();
+        match op {
+            Op::Insert(items) => {
+                let mut seen = HashSet::new();
+                for it in items {
+                    if !seen.insert(it.id)
+                        || self
+                            .slot_of(meta, it.id)
+                            .map_err(|e| e.to_string())?
+                            .is_some()
+                    {
+                        return Err(format!("insert of existing id {}", it.id));
+                    }
+                }
+            }
+            Op::Upsert(it) => old.push(
+                self.slot_of(meta, it.id)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("upsert of unknown id {}", it.id))?,
+            ),
+            Op::Delete(ids) => {
+                let mut seen = HashSet::new();
+                for &id in ids {
+                    if !seen.insert(id) {
+                        return Err(format!("id {id} deleted twice in one record"));
+                    }
+                    old.push(
+                        self.slot_of(meta, id)
+                            .map_err(|e| e.to_string())?
+                            .ok_or_else(|| format!("delete of unknown id {id}"))?,
+                    );
+                }
+            }
+        }
+        let placed: &[Placed] = match op {
+            Op::Insert(items) => items,
+            Op::Upsert(it) => std::slice::from_ref(it),
+            Op::Delete(_) => &[],
+        };
+        let mut slots = HashSet::new();
+        for it in placed {
+            let taken = it.slot < self.high_water && !self.free.contains(&it.slot);
+            if !slots.insert(it.slot) || taken || it.vector.len() != dim {
+                return Err(format!("slot {} of id {} is not available", it.slot, it.id));
+            }
+        }
+        for it in placed {
+            self.take_slot(it.slot)?;
+            self.ids.insert(it.id, Some(it.slot));
+        }
+        for &slot in &old {
+            self.tombstone(slot);
+        }
+        match op {
+            Op::Insert(items) => self.live += items.len() as u64,
+            Op::Upsert(_) => {}
+            Op::Delete(ids) => {
+                self.live -= ids.len() as u64;
+                for id in ids {
+                    self.ids.insert(*id, None);
+                }
+            }
+        }
+        Ok(old)
+    }
+
     /// The `n` slots the next insert would take: free ones first, then fresh ones.
     pub(super) fn plan_slots(&self, n: usize) -> Vec<u32> {
         let reused = self.free.iter().copied().take(n);
@@ -104,124 +196,20 @@ impl Ledger {
 }
 
 impl Index {
-    /// Re-applies the logged write `op` (record `lsn` of the log in `wal_dir`) during
-    /// recovery. A record that does not fit the state is a damaged log: `Error::Corrupt`.
-    pub(super) fn replay(&self, lsn: u64, op: &Op, wal_dir: &std::path::Path) -> Result<()> {
-        let needed = match op {
-            Op::Insert(items) => items.iter().map(|p| p.slot as usize + 1).max().unwrap_or(0),
-            Op::Upsert(p) => p.slot as usize + 1,
-            Op::Delete(_) => 0,
-        };
-        let mut graph = self.graph.write();
-        graph.grow(needed)?;
-        let old_slots = self
-            .apply_pending(&mut self.ledger.lock(), op)
-            .map_err(|why| Error::corrupt(wal_dir, format!("log record {lsn}: {why}")))?;
-        self.apply_graph(&graph, op, &old_slots, true)
-    }
-
-    /// Applies `op` to the bookkeeping. Returns the slots it tombstones. Fails (changing
-    /// nothing) if `op` does not fit the current state, which for a planned write is a bug
-    /// and for a replayed one a damaged log.
-    fn apply_pending(&self, p: &mut Ledger, op: &Op) -> std::result::Result<Vec<u32>, String> {
-        // Check everything first so that a bad record changes nothing.
-        let mut old = Vec::new();
-        match op {
-            Op::Insert(items) => {
-                let mut seen = HashSet::new();
-                for it in items {
-                    if !seen.insert(it.id)
-                        || self.slot_of(p, it.id).map_err(|e| e.to_string())?.is_some()
-                    {
-                        return Err(format!("insert of existing id {}", it.id));
-                    }
-                }
-            }
-            Op::Upsert(it) => old.push(
-                self.slot_of(p, it.id)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("upsert of unknown id {}", it.id))?,
-            ),
-            Op::Delete(ids) => {
-                let mut seen = HashSet::new();
-                for &id in ids {
-                    if !seen.insert(id) {
-                        return Err(format!("id {id} deleted twice in one record"));
-                    }
-                    old.push(
-                        self.slot_of(p, id)
-                            .map_err(|e| e.to_string())?
-                            .ok_or_else(|| format!("delete of unknown id {id}"))?,
-                    );
-                }
-            }
-        }
-        let placed: &[Placed] = match op {
-            Op::Insert(items) => items,
-            Op::Upsert(it) => std::slice::from_ref(it),
-            Op::Delete(_) => &[],
-        };
-        let mut slots = HashSet::new();
-        for it in placed {
-            let taken = it.slot < p.high_water && !p.free.contains(&it.slot);
-            if !slots.insert(it.slot) || taken || it.vector.len() != self.config.dim {
-                return Err(format!("slot {} of id {} is not available", it.slot, it.id));
-            }
-        }
-        for it in placed {
-            p.take_slot(it.slot)?;
-            p.ids.insert(it.id, Some(it.slot));
-        }
-        for &slot in &old {
-            p.tombstone(slot);
-        }
-        match op {
-            Op::Insert(items) => p.live += items.len() as u64,
-            Op::Upsert(_) => {}
-            Op::Delete(ids) => {
-                p.live -= ids.len() as u64;
-                for id in ids {
-                    p.ids.insert(*id, None);
-                }
-            }
-        }
-        Ok(old)
-    }
-
-    /// Applies `op` to the graph (after `apply_pending` returned `old`); `recovering`
-    /// when replaying the log (see `Graph::insert`).
-    fn apply_graph(&self, graph: &Graph, op: &Op, old: &[u32], recovering: bool) -> Result<()> {
-        match op {
-            Op::Insert(items) => try_parallel_for(items.len(), self.threads(), |i| {
-                let it = &items[i];
-                graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering)
-            })?,
-            Op::Upsert(it) => {
-                graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering)?;
-            }
-            Op::Delete(_) => {}
-        }
-        for &slot in old {
-            graph.tombstone(slot);
-        }
-        Ok(())
-    }
-
     /// Logs `op`, applies it to the ledger, makes it durable per the mode and applies it to
     /// `graph` (whose lock the caller holds, read or write as `op` needs). A failure after
     /// the record reached the log poisons the index: whether the write happened is then
     /// only known once a reopen replays the log.
     fn log_and_apply(&self, graph: &Graph, p: MutexGuard<'_, Ledger>, op: &Op) -> Result<()> {
         let old = self.log(p, op)?;
-        self.apply_graph(graph, op, &old, false)
+        apply_to_graph(graph, op, &old, false, self.threads())
             .inspect_err(|_| self.poisoned.store(true, Ordering::Release))
     }
 
     /// Logs `op`, applies it to the ledger and makes it durable per the mode.
     fn log(&self, mut p: MutexGuard<'_, Ledger>, op: &Op) -> Result<Vec<u32>> {
-        let (kind, payload) = op.encode();
-        let lsn = self.wal.append(kind, &payload)?;
-        let old = match self.apply_pending(&mut p, op) {
+        let lsn = self.wal.append(&op.encode())?;
+        let old = match p.apply(&self.meta, self.config.dim, op) {
             Ok(old) => old,
             Err(why) => {
                 self.poisoned.store(true, Ordering::Release);
@@ -312,7 +300,7 @@ impl Index {
         let (graph, mut p) = self.lock_with_room(|p| p.high_water as usize + n)?;
         let mut seen = HashSet::with_capacity(n);
         for &id in ids {
-            if !seen.insert(id) || self.slot_of(&p, id)?.is_some() {
+            if !seen.insert(id) || p.slot_of(&self.meta, id)?.is_some() {
                 return Err(Error::DuplicateId(id));
             }
         }
@@ -351,7 +339,7 @@ impl Index {
             level: p.draw_level(self.config.level_mult),
             vector,
         };
-        let op = if self.slot_of(&p, id)?.is_some() {
+        let op = if p.slot_of(&self.meta, id)?.is_some() {
             Op::Upsert(placed)
         } else {
             Op::Insert(vec![placed])
@@ -380,7 +368,7 @@ impl Index {
         let p = self.ledger.lock();
         let mut seen = HashSet::with_capacity(ids.len());
         for &id in ids {
-            if !seen.insert(id) || self.slot_of(&p, id)?.is_none() {
+            if !seen.insert(id) || p.slot_of(&self.meta, id)?.is_none() {
                 return Err(Error::UnknownId(id));
             }
         }
@@ -415,6 +403,57 @@ impl Index {
             let _ = self.checkpoint();
         }
     }
+}
+
+/// Applies `op` to the graph (after `Ledger::apply` returned `old`), inserting on
+/// `threads` threads; `recovering` when replaying the log (see `Graph::insert`).
+fn apply_to_graph(
+    graph: &Graph,
+    op: &Op,
+    old: &[u32],
+    recovering: bool,
+    threads: usize,
+) -> Result<()> {
+    match op {
+        Op::Insert(items) => try_parallel_for(items.len(), threads, |i| {
+            let it = &items[i];
+            graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering)
+        })?,
+        Op::Upsert(it) => {
+            graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering)?;
+        }
+        Op::Delete(_) => {}
+    }
+    for &slot in old {
+        graph.tombstone(slot);
+    }
+    Ok(())
+}
+
+/// Re-applies the logged write `op` (ending at record `lsn` of the log in `wal_dir`)
+/// during recovery, through the same steps as a live write. A record that does not fit the
+/// state is a damaged log: `Error::Corrupt`.
+#[allow(clippy::too_many_arguments)] // the parts of an index before it is assembled
+pub(super) fn replay(
+    graph: &mut Graph,
+    ledger: &mut Ledger,
+    meta: &Meta,
+    dim: usize,
+    threads: usize,
+    lsn: u64,
+    op: &Op,
+    wal_dir: &std::path::Path,
+) -> Result<()> {
+    let needed = match op {
+        Op::Insert(items) => items.iter().map(|p| p.slot as usize + 1).max().unwrap_or(0),
+        Op::Upsert(p) => p.slot as usize + 1,
+        Op::Delete(_) => 0,
+    };
+    graph.grow(needed)?;
+    let old = ledger
+        .apply(meta, dim, op)
+        .map_err(|why| Error::corrupt(wal_dir, format!("log record {lsn}: {why}")))?;
+    apply_to_graph(graph, op, &old, true, threads)
 }
 
 #[cfg(test)]
@@ -493,10 +532,7 @@ mod tests {
             Op::Delete(vec![1, 5]),                       // unknown id
         ];
         for op in &unfit {
-            assert!(
-                index.apply_pending(&mut p, op).is_err(),
-                "{op:?} was accepted"
-            );
+            assert!(p.apply(&index.meta, 2, op).is_err(), "{op:?} was accepted");
             assert_eq!(
                 (p.high_water, p.live, p.ids.clone(), p.slots.clone()),
                 before,
@@ -504,9 +540,7 @@ mod tests {
             );
         }
         // And a record that fits is applied: the upsert tombstones the old slot.
-        let old = index
-            .apply_pending(&mut p, &Op::Upsert(placed(1, 2)))
-            .unwrap();
+        let old = p.apply(&index.meta, 2, &Op::Upsert(placed(1, 2))).unwrap();
         assert_eq!(old, [0]);
         assert!(p.tombstones.contains(&0));
         assert_eq!(p.ids.get(&1), Some(&Some(2)));

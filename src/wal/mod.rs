@@ -1,7 +1,8 @@
-//! The write-ahead log, all of it: segment files of crc32-framed records (`segment`), what
-//! a record means and its encoding (`record`), and reading them back for recovery
-//! (`replay`). See `docs/format.md` for the bytes.
+//! The write-ahead log, all of it: record frames and telling a torn tail from damage
+//! (`frame`), segment files (`segment`), what a record means and its encoding (`record`),
+//! and reading them back for recovery (`replay`). See `docs/format.md` for the bytes.
 
+mod frame;
 mod record;
 mod replay;
 mod segment;

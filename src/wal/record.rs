@@ -7,14 +7,25 @@
 //! Payloads (little-endian):
 //! - `INSERT` (kind 1): `count u32`, then per item `id u64, slot u32, level u8, dim × f32`;
 //! - `UPSERT` (kind 2): one item as above (the id's old slot is tombstoned);
-//! - `DELETE` (kind 3): `count u32`, then `count × id u64`.
+//! - `DELETE` (kind 3): `count u32`, then `count × id u64`;
+//! - `INSERT_PART` (kind 4): as `INSERT`, for an insert too large for one record: its items
+//!   go into parts of at most `PART_BYTES`, the last of which is an `INSERT`. Replay
+//!   applies the parts with the `INSERT` that ends them, as one write; parts that no
+//!   `INSERT` ends (a crash while the group was written) were never acknowledged and are
+//!   dropped with the torn tail.
 
-/// Record kind of an insert batch.
+/// Record kind of an insert batch (or of the last record of a split one).
 pub const KIND_INSERT: u8 = 1;
 /// Record kind of an upsert.
 pub const KIND_UPSERT: u8 = 2;
 /// Record kind of a delete batch.
 pub const KIND_DELETE: u8 = 3;
+/// Record kind of a part of a split insert batch, continued by the next record.
+pub const KIND_INSERT_PART: u8 = 4;
+
+/// Payload bytes per record above which an insert is split into parts: far below what a
+/// frame can carry (1 GiB), so that no write builds a frame a reader would refuse.
+const PART_BYTES: usize = 64 << 20;
 
 /// A vector with the slot and level its write chose.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,40 +52,52 @@ pub enum Op {
 }
 
 impl Op {
-    /// The record kind and payload.
-    pub fn encode(&self) -> (u8, Vec<u8>) {
-        let mut out = Vec::new();
-        let put = |out: &mut Vec<u8>, p: &Placed| {
-            out.extend_from_slice(&p.id.to_le_bytes());
-            out.extend_from_slice(&p.slot.to_le_bytes());
-            out.push(p.level);
-            out.extend_from_slice(bytemuck::cast_slice(&p.vector));
-        };
+    /// The records (kind, payload) that log this operation: one, or for an insert of more
+    /// than `PART_BYTES` several (`INSERT_PART`s then an `INSERT`).
+    pub fn encode(&self) -> Vec<(u8, Vec<u8>)> {
         match self {
             Op::Insert(items) => {
-                out.extend_from_slice(&(items.len() as u32).to_le_bytes());
-                items.iter().for_each(|p| put(&mut out, p));
-                (KIND_INSERT, out)
+                let item_bytes = items.first().map_or(1, |p| 13 + 4 * p.vector.len());
+                let per_record = (PART_BYTES / item_bytes).max(1);
+                let parts = items.chunks(per_record);
+                let n = parts.len();
+                parts
+                    .enumerate()
+                    .map(|(i, part)| {
+                        let kind = if i + 1 == n {
+                            KIND_INSERT
+                        } else {
+                            KIND_INSERT_PART
+                        };
+                        let mut out = Vec::with_capacity(4 + part.len() * item_bytes);
+                        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                        part.iter().for_each(|p| put(&mut out, p));
+                        (kind, out)
+                    })
+                    .collect()
             }
             Op::Upsert(p) => {
+                let mut out = Vec::new();
                 put(&mut out, p);
-                (KIND_UPSERT, out)
+                vec![(KIND_UPSERT, out)]
             }
             Op::Delete(ids) => {
+                let mut out = Vec::with_capacity(4 + 8 * ids.len());
                 out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
                 ids.iter()
                     .for_each(|id| out.extend_from_slice(&id.to_le_bytes()));
-                (KIND_DELETE, out)
+                vec![(KIND_DELETE, out)]
             }
         }
     }
 
-    /// Decodes a payload written by `encode` for vectors of `dim` floats. Any other bytes
-    /// give an error message, never a panic.
+    /// Decodes a payload written by `encode` for vectors of `dim` floats (an
+    /// `INSERT_PART` decodes to the insert of its items). Any other bytes give an error
+    /// message, never a panic.
     pub fn decode(kind: u8, payload: &[u8], dim: usize) -> Result<Op, String> {
         let mut r = Reader { bytes: payload };
         let op = match kind {
-            KIND_INSERT => {
+            KIND_INSERT | KIND_INSERT_PART => {
                 let n = r.u32()? as usize;
                 let item_bytes = 13 + 4 * dim;
                 if n == 0 || n.checked_mul(item_bytes) != Some(r.bytes.len()) {
@@ -103,6 +126,13 @@ impl Op {
         }
         Ok(op)
     }
+}
+
+fn put(out: &mut Vec<u8>, p: &Placed) {
+    out.extend_from_slice(&p.id.to_le_bytes());
+    out.extend_from_slice(&p.slot.to_le_bytes());
+    out.push(p.level);
+    out.extend_from_slice(bytemuck::cast_slice(&p.vector));
 }
 
 struct Reader<'a> {
@@ -165,16 +195,43 @@ mod tests {
             Op::Upsert(p(3)),
             Op::Delete(vec![4, 5, 6]),
         ] {
-            let (kind, bytes) = op.encode();
-            assert_eq!(Op::decode(kind, &bytes, 3).unwrap(), op);
-            assert!(Op::decode(kind, &bytes[..bytes.len() - 1], 3).is_err());
+            let records = op.encode();
+            assert_eq!(records.len(), 1);
+            let (kind, bytes) = &records[0];
+            assert_eq!(Op::decode(*kind, bytes, 3).unwrap(), op);
+            assert!(Op::decode(*kind, &bytes[..bytes.len() - 1], 3).is_err());
             if !matches!(op, Op::Delete(_)) {
                 assert!(
-                    Op::decode(kind, &bytes, 4).is_err(),
+                    Op::decode(*kind, bytes, 4).is_err(),
                     "vectors of the wrong dimension"
                 );
             }
         }
         assert!(Op::decode(9, &[], 3).is_err());
+    }
+
+    #[test]
+    fn a_large_insert_is_split_into_parts_ending_in_an_insert() {
+        let dim = 4096; // 16 KiB a vector: PART_BYTES holds about 4,090 of them
+        let items: Vec<Placed> = (0..10_000)
+            .map(|i| Placed {
+                id: i,
+                slot: i as u32,
+                level: 0,
+                vector: vec![i as f32; dim],
+            })
+            .collect();
+        let records = Op::Insert(items.clone()).encode();
+        let kinds: Vec<u8> = records.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, [KIND_INSERT_PART, KIND_INSERT_PART, KIND_INSERT]);
+        assert!(records.iter().all(|(_, p)| p.len() <= PART_BYTES));
+        let mut decoded = Vec::new();
+        for (kind, payload) in &records {
+            let Op::Insert(part) = Op::decode(*kind, payload, dim).unwrap() else {
+                panic!("a part decodes to an insert");
+            };
+            decoded.extend(part);
+        }
+        assert_eq!(decoded, items);
     }
 }

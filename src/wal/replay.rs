@@ -1,46 +1,95 @@
 //! Recovery's reading side: the records written since a checkpoint, decoded into the
-//! operations they log, in log order. Applying them is the index's job.
+//! operations they log, in log order, with the parts of a split insert joined again.
+//! Reading changes nothing; `Replay::finish` cuts the torn tail off once the caller has
+//! applied the operations (an open that fails must leave every byte as it was).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::record::Op;
-use super::segment::{self, WalIdentity};
+use super::record::{KIND_INSERT_PART, Op};
+use super::segment::{self, Position, WalIdentity};
 use crate::error::{Error, Result};
 
 /// What reading the log for recovery found.
 pub struct Replay {
-    /// Every operation logged at or after the checkpoint's LSN, with its LSN, in order.
+    /// Every operation logged at or after the checkpoint's LSN, with the LSN of its last
+    /// record, in order.
     pub ops: Vec<(u64, Op)>,
-    /// Bytes of torn (or, with salvage, damaged) tail that were dropped.
-    pub truncated_bytes: u64,
     /// The LSN the next record will get.
     pub next_lsn: u64,
+    /// Where the log to keep ends, if anything follows it: a torn tail, the parts of an
+    /// insert that no final record completed, or (with salvage) damage and what follows.
+    tail: Option<Position>,
+    dir: PathBuf,
+}
+
+impl Replay {
+    /// Bytes after the log to keep (what `finish` drops).
+    pub fn tail_bytes(&self) -> Result<u64> {
+        match &self.tail {
+            Some(at) => segment::bytes_after(&self.dir, at),
+            None => Ok(0),
+        }
+    }
+
+    /// Cuts the tail off, so that appends continue the valid log. Returns the bytes cut.
+    pub fn finish(self) -> Result<u64> {
+        match &self.tail {
+            Some(at) => segment::cut(&self.dir, at),
+            None => Ok(0),
+        }
+    }
 }
 
 /// Reads the log in `dir` from `checkpoint_lsn` on and decodes each record for vectors of
-/// `identity.dim` floats. A torn tail is dropped (and cut off the file unless
-/// `read_only`); damage before it is `Error::Corrupt` unless `salvage` (see
-/// `segment::read_all`); a record that does not decode is `Error::Corrupt`.
+/// `identity.dim` floats. A torn tail is left for `finish`; damage before it is
+/// `Error::Corrupt` unless `salvage` (see `segment::read_all`); a record that does not
+/// decode is `Error::Corrupt`.
 pub fn read(
     dir: &Path,
     identity: WalIdentity,
     checkpoint_lsn: u64,
     salvage: bool,
-    read_only: bool,
 ) -> Result<Replay> {
-    let scan = segment::read_all(dir, identity, checkpoint_lsn, salvage, read_only)?;
-    let ops = scan
-        .records
-        .into_iter()
-        .map(|r| {
-            let op = Op::decode(r.kind, &r.payload, identity.dim as usize)
-                .map_err(|why| Error::corrupt(dir, format!("log record {}: {why}", r.lsn)))?;
-            Ok((r.lsn, op))
-        })
-        .collect::<Result<_>>()?;
+    let scan = segment::read_all(dir, identity, checkpoint_lsn, salvage)?;
+    let dim = identity.dim as usize;
+    let mut ops = Vec::new();
+    // Items of the insert parts read so far, and the LSN and place of the first part.
+    let mut parts: Vec<_> = Vec::new();
+    let mut parts_start: Option<(u64, Position)> = None;
+    for (record, at) in scan.records {
+        let bad = |why: String| Error::corrupt(dir, format!("log record {}: {why}", record.lsn));
+        let op = Op::decode(record.kind, &record.payload, dim).map_err(bad)?;
+        if record.kind == KIND_INSERT_PART {
+            let Op::Insert(items) = op else {
+                unreachable!("an insert part decodes to an insert")
+            };
+            parts.extend(items);
+            parts_start.get_or_insert((record.lsn, at));
+            continue;
+        }
+        let op = match op {
+            Op::Insert(items) if !parts.is_empty() => {
+                parts.extend(items);
+                parts_start = None;
+                Op::Insert(std::mem::take(&mut parts))
+            }
+            _ if !parts.is_empty() => {
+                return Err(bad("insert parts followed by another kind of record".into()));
+            }
+            op => op,
+        };
+        ops.push((record.lsn, op));
+    }
+    // Parts that nothing completed: the insert was never acknowledged. They go with the
+    // tail, which then starts at the first of them, and appends reuse their LSNs.
+    let (tail, next_lsn) = match parts_start {
+        Some((lsn, at)) => (Some(at), lsn),
+        None => (scan.tail, scan.next_lsn.unwrap_or(0)),
+    };
     Ok(Replay {
         ops,
-        truncated_bytes: scan.truncated_bytes,
-        next_lsn: scan.next_lsn.unwrap_or(0).max(checkpoint_lsn),
+        next_lsn: next_lsn.max(checkpoint_lsn),
+        tail,
+        dir: dir.to_path_buf(),
     })
 }

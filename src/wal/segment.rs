@@ -1,10 +1,7 @@
-//! Log segments: files of crc32-framed records, appended to and read back. They know
-//! records and bytes, not what they mean (`record` gives them meaning).
-//!
-//! Segment `wal/<first LSN, 20 digits>.log`:
-//! a 32-byte header (magic `HNSWDBWL`, version, dim, index uid, crc32), then records
-//! `len u32 | lsn u64 | kind u8 | payload | crc32 u32`, where `len` counts lsn + kind +
-//! payload and the crc covers len, lsn, kind and payload. See `docs/format.md`.
+//! Log segments: the files `wal/<first LSN, 20 digits>.log`, each a 32-byte header (magic
+//! `HNSWDBWL`, version, dim, index uid, crc32) followed by frames (`frame`). Appending,
+//! group-committed fsyncs, reading every segment back, and cutting a torn tail off. They
+//! know records and bytes, not what they mean (`record` gives them meaning).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -13,31 +10,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use super::frame::{self, Record};
 use crate::error::{Error, IoContext, Result};
 use crate::failpoints;
 
 const MAGIC: &[u8; 8] = b"HNSWDBWL";
-/// Version of the log format.
-pub const WAL_VERSION: u32 = 1;
+/// Version of the log format: 2 adds a crc over each frame's header (see `frame`).
+pub const WAL_VERSION: u32 = 2;
 /// Bytes of a segment header.
 pub const SEGMENT_HEADER: usize = 32;
-/// Frame bytes around a payload: len (4) + lsn (8) + kind (1) + crc (4).
-pub const FRAME_OVERHEAD: usize = 17;
-/// Largest payload accepted when reading (a corrupt length must not allocate gigabytes).
-const MAX_PAYLOAD: usize = 1 << 30;
 /// A segment is closed (synced) and a new one started past this size.
 const SEGMENT_BYTES: u64 = 64 << 20;
-
-/// One decoded record.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Record {
-    /// Log sequence number.
-    pub lsn: u64,
-    /// Record kind (meaning given by the caller).
-    pub kind: u8,
-    /// Payload bytes.
-    pub payload: Vec<u8>,
-}
 
 /// Identity a segment header must carry to belong to this index.
 #[derive(Clone, Copy, Debug)]
@@ -61,84 +44,12 @@ fn segment_header(id: WalIdentity, first_lsn: u64) -> [u8; SEGMENT_HEADER] {
     b
 }
 
-fn segment_name(first_lsn: u64) -> String {
-    format!("{first_lsn:020}.log")
-}
-
-/// Encodes one record frame.
-pub fn encode(lsn: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
-    let len = (8 + 1 + payload.len()) as u32;
-    let mut out = Vec::with_capacity(FRAME_OVERHEAD + payload.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&lsn.to_le_bytes());
-    out.push(kind);
-    out.extend_from_slice(payload);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
-}
-
-/// Result of decoding the frame at the start of `bytes`.
-enum Frame {
-    /// A valid record and its total length in bytes.
-    Ok(Record, usize),
-    /// The bytes end before the frame does (a torn write).
-    Short,
-    /// The frame is complete but its checksum or length is wrong; `usize` is its length if
-    /// the length field is plausible (so the next frame can be looked at).
-    Bad(Option<usize>),
-}
-
-fn decode(bytes: &[u8]) -> Frame {
-    if bytes.len() < 4 {
-        return Frame::Short;
-    }
-    let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
-    if !(9..=MAX_PAYLOAD + 9).contains(&len) {
-        return Frame::Bad(None);
-    }
-    let total = 4 + len + 4;
-    if bytes.len() < total {
-        return Frame::Short;
-    }
-    let crc = u32::from_le_bytes(bytes[4 + len..total].try_into().unwrap());
-    if crc32fast::hash(&bytes[..4 + len]) != crc {
-        return Frame::Bad(Some(total));
-    }
-    let lsn = u64::from_le_bytes(bytes[4..12].try_into().unwrap());
-    Frame::Ok(
-        Record {
-            lsn,
-            kind: bytes[12],
-            payload: bytes[13..4 + len].to_vec(),
-        },
-        total,
-    )
-}
-
-/// What reading the log found.
-pub struct Scan {
-    /// Every valid record, in order.
-    pub records: Vec<Record>,
-    /// Bytes dropped from the end of the last segment (a torn or corrupt tail).
-    pub truncated_bytes: u64,
-    /// One past the last valid LSN seen, if any record was seen (before filtering).
-    pub next_lsn: Option<u64>,
-}
-
-/// Reads bytes as one segment (header checked), returning its records, the byte offset
-/// where valid data ends, and whether what follows is a torn tail (true) or a corrupt
-/// record followed by valid data (false, with the offset of the bad record).
-fn scan_segment(bytes: &[u8], id: WalIdentity, path: &Path) -> Result<(Vec<Record>, usize, bool)> {
-    if bytes.len() < SEGMENT_HEADER {
-        // A segment created but never completely written: nothing in it was acknowledged.
-        return Ok((Vec::new(), 0, true));
-    }
-    let h = &bytes[..SEGMENT_HEADER];
+/// Checks a segment header; returns the segment's format version.
+fn check_header(h: &[u8], id: WalIdentity, path: &Path) -> Result<u32> {
     if &h[0..8] != MAGIC {
         return Err(Error::corrupt(path, "not a write-ahead-log segment"));
     }
-    let version = u32::from_le_bytes(h[8..12].try_into().unwrap());
+    let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
     if version > WAL_VERSION {
         return Err(Error::UnsupportedVersion {
             path: path.to_path_buf(),
@@ -146,44 +57,22 @@ fn scan_segment(bytes: &[u8], id: WalIdentity, path: &Path) -> Result<(Vec<Recor
             supported: WAL_VERSION,
         });
     }
-    if crc32fast::hash(&h[..28]) != u32::from_le_bytes(h[28..32].try_into().unwrap()) {
+    if version == 0 {
+        return Err(Error::corrupt(path, "segment format version 0"));
+    }
+    if crc32fast::hash(&h[..28]) != u32::from_le_bytes(h[28..32].try_into().expect("4 bytes")) {
         return Err(Error::corrupt(path, "segment header checksum mismatch"));
     }
-    if u32::from_le_bytes(h[12..16].try_into().unwrap()) != id.dim
-        || u64::from_le_bytes(h[16..24].try_into().unwrap()) != id.index_uid
+    if u32::from_le_bytes(h[12..16].try_into().expect("4 bytes")) != id.dim
+        || u64::from_le_bytes(h[16..24].try_into().expect("8 bytes")) != id.index_uid
     {
         return Err(Error::corrupt(path, "segment belongs to another index"));
     }
-    let mut records = Vec::new();
-    let mut at = SEGMENT_HEADER;
-    while at < bytes.len() {
-        match decode(&bytes[at..]) {
-            Frame::Ok(r, n) => {
-                if let Some(prev) = records.last().map(|p: &Record| p.lsn)
-                    && r.lsn != prev + 1
-                {
-                    return Err(Error::corrupt(
-                        path,
-                        format!("LSN {} follows {prev}", r.lsn),
-                    ));
-                }
-                records.push(r);
-                at += n;
-            }
-            Frame::Short => return Ok((records, at, true)),
-            Frame::Bad(len) => {
-                // A bad frame followed by a valid one whose LSN continues the sequence is
-                // damage in the middle of the log, not a torn tail.
-                let expected = records.last().map(|r| r.lsn + 2);
-                let followed = len.is_some_and(|n| match decode(&bytes[at + n..]) {
-                    Frame::Ok(next, _) => expected.is_none_or(|e| next.lsn == e),
-                    _ => false,
-                });
-                return Ok((records, at, !followed));
-            }
-        }
-    }
-    Ok((records, at, true))
+    Ok(version)
+}
+
+fn segment_name(first_lsn: u64) -> String {
+    format!("{first_lsn:020}.log")
 }
 
 /// Lists the segment files of `dir` in LSN order.
@@ -204,72 +93,141 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads every record with LSN ≥ `from_lsn`. A torn tail of the last segment is cut off
-/// (the file is truncated, unless `read_only`); damage anywhere else is an error, unless
-/// `salvage`, which keeps the valid prefix and drops everything after the damage.
-pub fn read_all(
-    dir: &Path,
-    id: WalIdentity,
-    from_lsn: u64,
-    salvage: bool,
-    read_only: bool,
-) -> Result<Scan> {
+/// A place in the log: a segment and a byte offset in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Byte offset from the start of the file.
+    pub offset: u64,
+}
+
+/// What reading the log found. Reading changes nothing; `cut` drops what should go.
+pub struct Scan {
+    /// Every valid record with LSN ≥ the one asked for, in order, with where it starts.
+    pub records: Vec<(Record, Position)>,
+    /// Where the valid log ends, if anything follows it (a torn tail, or with salvage the
+    /// damage and all after it): the place to `cut` before appending.
+    pub tail: Option<Position>,
+    /// One past the last valid LSN seen, if any record was seen (before filtering).
+    pub next_lsn: Option<u64>,
+}
+
+/// Reads every record with LSN ≥ `from_lsn`, changing nothing. A torn tail of the last
+/// segment is reported in `tail`; damage anywhere (a bad frame with a valid one after it,
+/// in any segment, or a bad frame in a segment that is not the last) is `Error::Corrupt`,
+/// unless `salvage`, which keeps the valid prefix and reports everything after the damage
+/// in `tail`.
+pub fn read_all(dir: &Path, id: WalIdentity, from_lsn: u64, salvage: bool) -> Result<Scan> {
     let segs = segments(dir)?;
-    let mut records = Vec::new();
-    let mut truncated_bytes = 0;
+    let mut records: Vec<(Record, Position)> = Vec::new();
     let mut next_lsn = None;
+    let mut last_lsn: Option<u64> = None;
     for (i, (_, path)) in segs.iter().enumerate() {
         let bytes = std::fs::read(path).at(path)?;
-        let (mut recs, valid_end, torn) = scan_segment(&bytes, id, path)?;
-        let last = i + 1 == segs.len();
-        if valid_end < bytes.len() {
-            let tolerated = salvage || (last && torn);
-            if !tolerated {
-                return Err(Error::corrupt(
-                    path,
-                    format!(
-                        "damaged record at byte {valid_end} with valid data after it (open with salvage to keep the records before it)"
-                    ),
-                ));
+        let last_segment = i + 1 == segs.len();
+        if bytes.len() < SEGMENT_HEADER {
+            // Created but never completely written (a crash right after the rotation): no
+            // record was ever in it. Only the last segment can be in that state.
+            if last_segment || salvage {
+                let tail = (!bytes.is_empty() || !last_segment).then(|| Position {
+                    segment: path.clone(),
+                    offset: 0,
+                });
+                return Ok(Scan {
+                    records,
+                    tail,
+                    next_lsn,
+                });
             }
-            truncated_bytes += (bytes.len() - valid_end) as u64;
-            if !read_only {
-                let f = OpenOptions::new().write(true).open(path).at(path)?;
-                f.set_len(valid_end as u64).at(path)?;
-                f.sync_all().at(path)?;
-            }
+            return Err(Error::corrupt(path, "segment shorter than its header"));
         }
-        if let (Some(prev), Some(first)) = (
-            records.last().map(|r: &Record| r.lsn),
-            recs.first().map(|r| r.lsn),
-        ) && first != prev + 1
+        let version = check_header(&bytes[..SEGMENT_HEADER], id, path)?;
+        let frames = frame::scan(&bytes[SEGMENT_HEADER..], version, path)?;
+        if let (Some(prev), Some((first, _))) = (last_lsn, frames.records.first())
+            && first.lsn != prev + 1
         {
             return Err(Error::corrupt(
                 path,
-                format!("segment starts at LSN {first} after {prev}"),
+                format!("segment starts at LSN {} after {prev}", first.lsn),
             ));
         }
-        if let Some(r) = recs.last() {
+        if let Some((r, _)) = frames.records.last() {
+            last_lsn = Some(r.lsn);
             next_lsn = Some(r.lsn + 1);
         }
-        recs.retain(|r| r.lsn >= from_lsn);
-        records.extend(recs);
-        if valid_end < bytes.len() && !last {
-            // Salvaged: later segments are beyond the damage, so they are dropped too.
-            for (_, later) in &segs[i + 1..] {
-                truncated_bytes += std::fs::metadata(later).map_or(0, |m| m.len());
-                if !read_only {
-                    std::fs::remove_file(later).at(later)?;
-                }
+        records.extend(
+            frames
+                .records
+                .into_iter()
+                .filter(|(r, _)| r.lsn >= from_lsn)
+                .map(|(r, at)| {
+                    let offset = (SEGMENT_HEADER + at) as u64;
+                    let segment = path.clone();
+                    (r, Position { segment, offset })
+                }),
+        );
+        let end = SEGMENT_HEADER + frames.end;
+        if end < bytes.len() {
+            let torn = !frames.damaged && last_segment;
+            if !torn && !salvage {
+                return Err(Error::corrupt(
+                    path,
+                    format!(
+                        "damaged record at byte {end} with valid data after it (open with \
+                         salvage to keep the records before it)"
+                    ),
+                ));
             }
-            break;
+            let tail = Position {
+                segment: path.clone(),
+                offset: end as u64,
+            };
+            return Ok(Scan {
+                records,
+                tail: Some(tail),
+                next_lsn,
+            });
         }
     }
     Ok(Scan {
         records,
-        truncated_bytes,
+        tail: None,
         next_lsn,
     })
+}
+
+/// Drops everything from `at` on: the rest of its segment and every later segment. Returns
+/// the bytes dropped.
+pub fn cut(dir: &Path, at: &Position) -> Result<u64> {
+    let mut dropped = 0;
+    for (_, path) in segments(dir)? {
+        if path == at.segment {
+            let f = OpenOptions::new().write(true).open(&path).at(&path)?;
+            dropped += f.metadata().at(&path)?.len().saturating_sub(at.offset);
+            f.set_len(at.offset).at(&path)?;
+            f.sync_all().at(&path)?;
+        } else if path > at.segment {
+            dropped += std::fs::metadata(&path).map_or(0, |m| m.len());
+            std::fs::remove_file(&path).at(&path)?;
+        }
+    }
+    sync_dir(dir)?;
+    Ok(dropped)
+}
+
+/// The bytes `cut(dir, at)` would drop, without dropping them.
+pub fn bytes_after(dir: &Path, at: &Position) -> Result<u64> {
+    let mut bytes = 0;
+    for (_, path) in segments(dir)? {
+        let len = std::fs::metadata(&path).at(&path)?.len();
+        if path == at.segment {
+            bytes += len.saturating_sub(at.offset);
+        } else if path > at.segment {
+            bytes += len;
+        }
+    }
+    Ok(bytes)
 }
 
 struct Writer {
@@ -294,31 +252,34 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Opens the log in `dir` (created if missing) to append after `next_lsn - 1`.
+    /// Opens the log in `dir` (created if missing) to append after `next_lsn - 1`. The
+    /// caller has cut any torn tail off (see `read_all`, `cut`). Appends go to the last
+    /// segment if it is of the current format version, else to a new one.
     pub fn open(dir: &Path, id: WalIdentity, next_lsn: u64) -> Result<Wal> {
         std::fs::create_dir_all(dir).at(dir)?;
-        let last = segments(dir)?.pop();
-        let (file, path, len) = match last {
+        let current = match segments(dir)?.pop() {
             Some((_, path)) => {
-                let file = OpenOptions::new()
+                let mut file = OpenOptions::new()
                     .read(true)
                     .write(true)
                     .open(&path)
                     .at(&path)?;
                 let len = file.metadata().at(&path)?.len();
-                if len < SEGMENT_HEADER as u64 {
-                    // Torn at creation: rewrite its header.
-                    file.set_len(0).at(&path)?;
-                    let mut f = file;
-                    f.write_all(&segment_header(id, next_lsn)).at(&path)?;
-                    (f, path, SEGMENT_HEADER as u64)
-                } else {
-                    (file, path, len)
+                let mut header = [0u8; SEGMENT_HEADER];
+                let readable = len >= SEGMENT_HEADER as u64
+                    && std::io::Read::read_exact(&mut file, &mut header).is_ok();
+                match readable.then(|| check_header(&header, id, &path)) {
+                    Some(Ok(WAL_VERSION)) => Some((file, path, len)),
+                    // Empty, or an older version: appends start a segment of their own.
+                    _ => None,
                 }
             }
+            None => None,
+        };
+        let (mut file, path, len) = match current {
+            Some(open) => open,
             None => Self::new_segment(dir, id, next_lsn)?,
         };
-        let mut file = file;
         file.seek(SeekFrom::End(0)).at(&path)?;
         Ok(Wal {
             dir: dir.to_path_buf(),
@@ -335,6 +296,8 @@ impl Wal {
         })
     }
 
+    /// Creates segment `first_lsn` (replacing a file of that name: one only ever holds no
+    /// record, as records of `first_lsn` and on are not written yet).
     fn new_segment(dir: &Path, id: WalIdentity, first_lsn: u64) -> Result<(File, PathBuf, u64)> {
         let path = dir.join(segment_name(first_lsn));
         let mut file = OpenOptions::new()
@@ -361,10 +324,11 @@ impl Wal {
         self.writer.lock().since_checkpoint
     }
 
-    /// Appends a record (one `write`), returning its LSN. Not yet durable: see `sync_to`.
-    /// On failure (a full disk) the segment is cut back to where it was: nothing is half
-    /// appended.
-    pub fn append(&self, kind: u8, payload: &[u8]) -> Result<u64> {
+    /// Appends `records` (kind, payload) with consecutive LSNs, in one `write` to one
+    /// segment, returning the last LSN. Not yet durable: see `sync_to`. On failure (a full
+    /// disk) the segment is cut back to where it was: none of them is appended.
+    pub fn append(&self, records: &[(u8, Vec<u8>)]) -> Result<u64> {
+        debug_assert!(!records.is_empty());
         let mut w = self.writer.lock();
         if w.len >= SEGMENT_BYTES {
             // Close the full segment durably before starting the next, so that only the
@@ -380,18 +344,21 @@ impl Wal {
                 since_checkpoint: w.since_checkpoint,
             };
         }
-        let lsn = w.next_lsn;
-        let frame = encode(lsn, kind, payload);
-        if let Err(e) = w.file.write_all(&frame) {
+        let first = w.next_lsn;
+        let mut bytes = Vec::new();
+        for (i, (kind, payload)) in records.iter().enumerate() {
+            bytes.extend(frame::encode(first + i as u64, *kind, payload));
+        }
+        if let Err(e) = w.file.write_all(&bytes) {
             let len = w.len;
             let _ = w.file.set_len(len);
             let _ = w.file.seek(SeekFrom::Start(len));
             return Err(Error::io(&w.path, e));
         }
-        w.len += frame.len() as u64;
-        w.since_checkpoint += frame.len() as u64;
-        w.next_lsn += 1;
-        Ok(lsn)
+        w.len += bytes.len() as u64;
+        w.since_checkpoint += bytes.len() as u64;
+        w.next_lsn += records.len() as u64;
+        Ok(w.next_lsn - 1)
     }
 
     /// Makes every record up to `lsn` durable. Concurrent callers share one fsync.
@@ -462,6 +429,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::frame::FRAME_OVERHEAD;
 
     const ID: WalIdentity = WalIdentity {
         dim: 4,
@@ -471,7 +439,7 @@ mod tests {
     fn write(dir: &Path, n: u64) -> Wal {
         let wal = Wal::open(dir, ID, 0).unwrap();
         for i in 0..n {
-            wal.append(1, &vec![i as u8; 10 + i as usize]).unwrap();
+            wal.append(&[(1, vec![i as u8; 10 + i as usize])]).unwrap();
         }
         wal.sync_all().unwrap();
         wal
@@ -481,33 +449,40 @@ mod tests {
         segments(dir).unwrap().pop().unwrap().1
     }
 
+    fn payloads(scan: &Scan) -> Vec<usize> {
+        scan.records.iter().map(|(r, _)| r.payload.len()).collect()
+    }
+
     #[test]
     fn records_round_trip() {
         let d = tempfile::tempdir().unwrap();
         drop(write(d.path(), 5));
-        let scan = read_all(d.path(), ID, 0, false, false).unwrap();
-        assert_eq!(scan.records.len(), 5);
-        assert_eq!(scan.records[3].payload, vec![3u8; 13]);
-        assert_eq!(
-            read_all(d.path(), ID, 3, false, false)
-                .unwrap()
-                .records
-                .len(),
-            2
-        );
+        let scan = read_all(d.path(), ID, 0, false).unwrap();
+        assert_eq!(payloads(&scan), [10, 11, 12, 13, 14]);
+        assert_eq!(scan.records[3].0.payload, vec![3u8; 13]);
+        assert_eq!(scan.tail, None);
+        assert_eq!(read_all(d.path(), ID, 3, false).unwrap().records.len(), 2);
     }
 
     #[test]
-    fn torn_tail_is_truncated_at_every_length() {
+    fn a_torn_tail_is_reported_and_cut_only_when_asked() {
         let d = tempfile::tempdir().unwrap();
         drop(write(d.path(), 3));
         let seg = only_segment(d.path());
         let full = std::fs::read(&seg).unwrap();
         let third_starts = full.len() - (FRAME_OVERHEAD + 12);
-        for cut in third_starts..full.len() {
-            std::fs::write(&seg, &full[..cut]).unwrap();
-            let scan = read_all(d.path(), ID, 0, false, false).unwrap();
-            assert_eq!(scan.records.len(), 2, "cut at {cut}");
+        for cut_at in third_starts + 1..full.len() {
+            std::fs::write(&seg, &full[..cut_at]).unwrap();
+            let scan = read_all(d.path(), ID, 0, false).unwrap();
+            assert_eq!(scan.records.len(), 2, "cut at {cut_at}");
+            let tail = scan.tail.expect("a torn tail");
+            assert_eq!(tail.offset as usize, third_starts);
+            // Reading changed nothing; cutting drops exactly the torn bytes.
+            assert_eq!(std::fs::metadata(&seg).unwrap().len() as usize, cut_at);
+            assert_eq!(
+                cut(d.path(), &tail).unwrap() as usize,
+                cut_at - third_starts
+            );
             assert_eq!(
                 std::fs::metadata(&seg).unwrap().len() as usize,
                 third_starts
@@ -520,20 +495,26 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         drop(write(d.path(), 4));
         let seg = only_segment(d.path());
-        let mut bytes = std::fs::read(&seg).unwrap();
+        let clean = std::fs::read(&seg).unwrap();
         let record1 = SEGMENT_HEADER + FRAME_OVERHEAD + 10;
-        bytes[record1 + 15] ^= 0xff; // inside record 1's payload
-        std::fs::write(&seg, &bytes).unwrap();
-        assert!(matches!(
-            read_all(d.path(), ID, 0, false, true),
-            Err(Error::Corrupt { .. })
-        ));
-        let scan = read_all(d.path(), ID, 0, true, false).unwrap();
-        assert_eq!(scan.records.len(), 1);
+        // A byte of record 1's payload, and its length field (which version 1 of the
+        // format took for a torn tail, dropping records 1 to 3).
+        for at in [record1 + 20, record1, record1 + 1] {
+            let mut bytes = clean.clone();
+            bytes[at] ^= 0x10;
+            std::fs::write(&seg, &bytes).unwrap();
+            assert!(
+                matches!(read_all(d.path(), ID, 0, false), Err(Error::Corrupt { .. })),
+                "flip at {at}"
+            );
+            let scan = read_all(d.path(), ID, 0, true).unwrap();
+            assert_eq!(scan.records.len(), 1);
+            assert_eq!(scan.tail.unwrap().offset as usize, record1);
+        }
     }
 
     #[test]
-    fn foreign_segment_is_refused() {
+    fn foreign_and_newer_segments_are_refused() {
         let d = tempfile::tempdir().unwrap();
         drop(write(d.path(), 1));
         let other = WalIdentity {
@@ -541,9 +522,33 @@ mod tests {
             index_uid: 10,
         };
         assert!(matches!(
-            read_all(d.path(), other, 0, false, true),
+            read_all(d.path(), other, 0, false),
             Err(Error::Corrupt { .. })
         ));
+        let seg = only_segment(d.path());
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[8] = 3;
+        let crc = crc32fast::hash(&bytes[..28]);
+        bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&seg, &bytes).unwrap();
+        assert!(matches!(
+            read_all(d.path(), ID, 0, false),
+            Err(Error::UnsupportedVersion { found: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_group_of_records_is_appended_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let wal = write(d.path(), 2);
+        let last = wal
+            .append(&[(4, vec![1; 5]), (4, vec![2; 5]), (1, vec![3; 5])])
+            .unwrap();
+        assert_eq!(last, 4);
+        wal.sync_all().unwrap();
+        let scan = read_all(d.path(), ID, 0, false).unwrap();
+        let kinds: Vec<u8> = scan.records.iter().map(|(r, _)| r.kind).collect();
+        assert_eq!(kinds, [1, 1, 4, 4, 1]);
     }
 
     #[test]
@@ -551,11 +556,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let wal = write(d.path(), 3);
         wal.truncate_before(3).unwrap();
-        wal.append(1, b"after").unwrap();
+        wal.append(&[(1, b"after".to_vec())]).unwrap();
         wal.sync_all().unwrap();
-        let scan = read_all(d.path(), ID, 3, false, false).unwrap();
+        let scan = read_all(d.path(), ID, 3, false).unwrap();
         assert_eq!(scan.records.len(), 1);
-        assert_eq!(scan.records[0].lsn, 3);
+        assert_eq!(scan.records[0].0.lsn, 3);
         assert_eq!(segments(d.path()).unwrap().len(), 1);
     }
 }

@@ -1,0 +1,157 @@
+//! The log under damage: a torn tail is dropped, damage before it is an error (never a
+//! quiet truncation that loses acknowledged writes), and a batch too large for one record
+//! is split into records that replay as one write.
+
+use std::path::{Path, PathBuf};
+
+use hnswdb::{Error, Index, IndexOptions, Metric, OpenOptions};
+
+/// Copies an open index's directory: the files as a `kill -9` would leave them.
+fn crash_copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            crash_copy(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn segment(dir: &Path) -> PathBuf {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    segs.pop().unwrap()
+}
+
+/// Start offsets of the frames of a version-2 segment (`docs/format.md`).
+fn frame_starts(seg: &[u8]) -> Vec<usize> {
+    let (mut at, mut out) = (32, Vec::new());
+    while at + 4 <= seg.len() {
+        out.push(at);
+        at += u32::from_le_bytes(seg[at..at + 4].try_into().unwrap()) as usize + 12;
+    }
+    out
+}
+
+/// An index with `n` single inserts in its log after the last checkpoint, as a crash left
+/// it, in `root/pristine`; returns a copy of it to damage, `root/copy`.
+fn logged_inserts(root: &Path, n: u64) -> PathBuf {
+    let live = root.join("live");
+    let index = Index::create(&live, &IndexOptions::new(4, Metric::L2)).unwrap();
+    for id in 0..n {
+        index.insert(id, &[id as f32, 1.0, 2.0, 3.0]).unwrap();
+    }
+    crash_copy(&live, &root.join("pristine"));
+    restore(root)
+}
+
+/// Replaces `root/copy` with a fresh copy of `root/pristine`.
+fn restore(root: &Path) -> PathBuf {
+    let copy = root.join("copy");
+    if copy.exists() {
+        std::fs::remove_dir_all(&copy).unwrap();
+    }
+    crash_copy(&root.join("pristine"), &copy);
+    copy
+}
+
+#[test]
+fn a_flipped_length_in_the_middle_of_the_log_is_corrupt_not_a_torn_tail() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = logged_inserts(root.path(), 10);
+    let seg = segment(&dir);
+    let clean = std::fs::read(&seg).unwrap();
+    let starts = frame_starts(&clean);
+    assert_eq!(starts.len(), 10);
+    for (k, byte) in [(3, 0), (3, 1), (0, 2), (8, 0)] {
+        let mut bytes = clean.clone();
+        bytes[starts[k] + byte] ^= 0x08;
+        std::fs::write(&seg, &bytes).unwrap();
+        let r = Index::open(&dir);
+        assert!(
+            matches!(r, Err(Error::Corrupt { .. })),
+            "length byte {byte} of record {k} flipped: {r:?}"
+        );
+        assert_eq!(
+            std::fs::read(&seg).unwrap(),
+            bytes,
+            "a failed open changed the log"
+        );
+        // Salvage keeps exactly the records before the damage, on purpose.
+        let salvaged = Index::open_with(&dir, &OpenOptions::default().salvage(true)).unwrap();
+        assert_eq!(salvaged.ids().unwrap(), (0..k as u64).collect::<Vec<_>>());
+        assert!(salvaged.recovery().truncated_bytes > 0);
+        assert!(salvaged.verify().unwrap().is_ok());
+        drop(salvaged);
+        restore(root.path());
+    }
+}
+
+#[test]
+fn a_torn_last_record_is_dropped_and_nothing_before_it() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = logged_inserts(root.path(), 6);
+    let seg = segment(&dir);
+    let clean = std::fs::read(&seg).unwrap();
+    let last = *frame_starts(&clean).last().unwrap();
+    for cut in [last + 1, last + 5, clean.len() - 1] {
+        std::fs::write(&seg, &clean[..cut]).unwrap();
+        let index = Index::open(&dir).unwrap();
+        assert_eq!(index.ids().unwrap(), [0, 1, 2, 3, 4]);
+        assert_eq!(index.recovery().truncated_bytes as usize, cut - last);
+        // The tail is gone for good: new writes continue the valid log.
+        index.insert(99, &[0.0; 4]).unwrap();
+        drop(index);
+        assert_eq!(
+            Index::open(&dir).unwrap().ids().unwrap(),
+            [0, 1, 2, 3, 4, 99]
+        );
+        restore(root.path());
+    }
+}
+
+#[test]
+fn a_batch_larger_than_a_record_is_logged_in_parts_and_replayed_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let live = root.path().join("live");
+    let dim = 1024; // 4 KiB a vector: 20,000 of them are 80 MiB, over one record's 64
+    let n = 20_000u64;
+    let options = IndexOptions::new(dim, Metric::L2)
+        .m(4)
+        .ef_construction(8)
+        .quantize_after(u64::MAX)
+        .checkpoint_bytes(1 << 40);
+    let index = Index::create(&live, &options).unwrap();
+    let ids: Vec<u64> = (0..n).collect();
+    let rows: Vec<f32> = (0..n as usize * dim).map(|i| (i % 251) as f32).collect();
+    index.insert_batch(&ids, &rows).unwrap();
+    // A crash after the acknowledgement: the whole batch comes back from the log.
+    let copy = root.path().join("copy");
+    crash_copy(&live, &copy);
+    let seg = segment(&copy);
+    let bytes = std::fs::read(&seg).unwrap();
+    let starts = frame_starts(&bytes);
+    assert_eq!(starts.len(), 2, "the batch is split in two records");
+    let reopened = Index::open(&copy).unwrap();
+    assert_eq!(reopened.len(), n);
+    assert_eq!(reopened.get(n - 1).unwrap(), rows[(n as usize - 1) * dim..]);
+    drop(reopened);
+    // A crash while the group was written: without its last record the batch was never
+    // acknowledged, and none of it comes back.
+    std::fs::remove_dir_all(&copy).unwrap();
+    crash_copy(&live, &copy);
+    std::fs::write(&seg, &bytes[..starts[1] + 100]).unwrap();
+    let reopened = Index::open(&copy).unwrap();
+    assert_eq!(reopened.len(), 0);
+    assert_eq!(reopened.recovery().replayed, 0);
+    // Appends continue the log where the dropped group began.
+    reopened.insert(1, &vec![0.5; dim]).unwrap();
+    drop(reopened);
+    assert_eq!(Index::open(&copy).unwrap().ids().unwrap(), [1]);
+}

@@ -207,3 +207,113 @@ fn vectors_whose_distances_would_overflow_are_rejected() {
     assert_eq!(index.get(2).unwrap(), [1.0, 0.0, 0.0]);
     assert!(matches!(index.insert(3, &[0.0; 3]), Err(Error::ZeroVector)));
 }
+
+#[test]
+fn of_two_racing_creates_exactly_one_wins() {
+    for round in 0..20 {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("idx");
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (dir, barrier) = (dir.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Index::create(&dir, &IndexOptions::new(8, Metric::L2)).map(drop)
+                })
+            })
+            .collect();
+        let results: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "round {round}: {results:?}");
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(Error::AlreadyExists(_)))),
+            "round {round}: {results:?}"
+        );
+        let index = Index::open(&dir).unwrap();
+        index.insert(1, &[1.0; 8]).unwrap();
+        // Nothing is left beside the index.
+        let names: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["idx"], "round {round}");
+    }
+}
+
+#[test]
+fn create_refuses_a_directory_holding_other_files() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("notes.txt"), "mine").unwrap();
+    let r = Index::create(root.path(), &IndexOptions::new(8, Metric::L2));
+    assert!(matches!(r, Err(Error::InvalidOption(_))), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("notes.txt")).unwrap(),
+        "mine"
+    );
+    // An empty directory, and an absent one, are fine.
+    let empty = root.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    Index::create(&empty, &IndexOptions::new(8, Metric::L2)).unwrap();
+    Index::create(
+        root.path().join("new/nested"),
+        &IndexOptions::new(8, Metric::L2),
+    )
+    .unwrap();
+}
+
+/// Set in the environment of `create_child`: the directory to create an index in.
+const CREATE_CHILD_ENV: &str = "HNSWDB_CREATE_CHILD";
+
+#[test]
+#[ignore = "the child process of create_killed_at_random_points"]
+fn create_child() {
+    let Ok(dir) = std::env::var(CREATE_CHILD_ENV) else {
+        eprintln!("create_child is a child process, not a test on its own");
+        return;
+    };
+    // A large capacity, so that the page files take a while to allocate and sync.
+    Index::create(&dir, &IndexOptions::new(256, Metric::L2).capacity(400_000)).unwrap();
+}
+
+#[test]
+fn create_killed_at_random_points_leaves_no_index_or_a_whole_one() {
+    use rand::{RngExt, SeedableRng, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(11);
+    let (mut whole, mut none) = (0, 0);
+    for _ in 0..40 {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("idx");
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["create_child", "--exact", "--ignored", "-q"])
+            .env(CREATE_CHILD_ENV, &dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(
+            rng.random_range(0..20_000),
+        ));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        match Index::open(&dir) {
+            Ok(index) => {
+                whole += 1;
+                index.insert(1, &[0.5; 256]).unwrap();
+            }
+            Err(Error::NotFound(_)) => {
+                none += 1;
+                // Nothing half-made stands in the way of creating it now.
+                Index::create(&dir, &IndexOptions::new(256, Metric::L2)).unwrap();
+            }
+            Err(e) => panic!("a killed create left {dir:?} unusable: {e}"),
+        }
+    }
+    eprintln!("killed creates: {whole} left a whole index, {none} none");
+    assert!(
+        none > 0 && whole > 0,
+        "kills did not land on both sides of the rename"
+    );
+}

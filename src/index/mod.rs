@@ -183,7 +183,7 @@ impl Index {
     pub fn search_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Neighbour>> {
         let q = self.prepare(query)?;
         let graph = self.graph.read();
-        Ok(Self::hits(&graph, graph.search(&q, k, ef.max(1))?))
+        Self::hits(&graph, graph.search(&q, k, ef.max(1))?)
     }
 
     /// `search_ef`, also returning the number of distances computed: the cost of the
@@ -197,7 +197,7 @@ impl Index {
         let q = self.prepare(query)?;
         let graph = self.graph.read();
         let (found, distances) = graph.search_counted(&q, k, ef.max(1))?;
-        Ok((Self::hits(&graph, found), distances))
+        Ok((Self::hits(&graph, found)?, distances))
     }
 
     /// The `k` nearest vectors to `query` among those whose id `filter` admits, nearest
@@ -224,7 +224,7 @@ impl Index {
         let q = self.prepare(query)?;
         let graph = self.graph.read();
         let (found, _) = graph.search_where(&q, k, ef.max(1), filter)?;
-        Ok(Self::hits(&graph, found))
+        Self::hits(&graph, found)
     }
 
     /// Searches every row of `queries` on all worker threads; answers in query order.
@@ -249,7 +249,7 @@ impl Index {
         let answers: Vec<Mutex<Vec<Neighbour>>> =
             rows.iter().map(|_| Mutex::new(Vec::new())).collect();
         try_parallel_for(rows.len(), self.threads(), |i| {
-            *answers[i].lock() = Self::hits(&graph, graph.search(&rows[i], k, ef.max(1))?);
+            *answers[i].lock() = Self::hits(&graph, graph.search(&rows[i], k, ef.max(1))?)?;
             Ok(())
         })?;
         Ok(answers.into_iter().map(Mutex::into_inner).collect())
@@ -259,17 +259,33 @@ impl Index {
     pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>> {
         let q = self.prepare(query)?;
         let graph = self.graph.read();
-        Ok(Self::hits(&graph, graph.brute_force(&q, k)))
+        Self::hits(&graph, graph.brute_force(&q, k))
     }
 
-    fn hits(graph: &Graph, found: Vec<Cand>) -> Vec<Neighbour> {
+    /// The answers of a search, each checked against its slot's checksum: a damaged vector
+    /// or label is an error, never a wrong id or distance.
+    fn hits(graph: &Graph, found: Vec<Cand>) -> Result<Vec<Neighbour>> {
         found
             .into_iter()
-            .map(|c| Neighbour {
-                id: graph.vectors().label(c.id),
-                distance: c.d,
+            .map(|c| {
+                Self::check_intact(graph, c.id)?;
+                Ok(Neighbour {
+                    id: graph.vectors().label(c.id),
+                    distance: c.d,
+                })
             })
             .collect()
+    }
+
+    fn check_intact(graph: &Graph, slot: u32) -> Result<()> {
+        if graph.vectors().intact(slot) {
+            Ok(())
+        } else {
+            Err(Error::corrupt(
+                graph.vectors().file().path(),
+                format!("slot {slot} fails its checksum: its vector or id is damaged"),
+            ))
+        }
     }
 
     /// Whether `id` is present.
@@ -282,6 +298,14 @@ impl Index {
     pub fn get(&self, id: u64) -> Result<Vec<f32>> {
         let graph = self.graph.read();
         let slot = self.visible_slot(&graph, id)?.ok_or(Error::UnknownId(id))?;
+        Self::check_intact(&graph, slot)?;
+        let label = graph.vectors().label(slot);
+        if label != id {
+            return Err(Error::corrupt(
+                self.meta.path(),
+                format!("id {id} maps to slot {slot}, which holds id {label}"),
+            ));
+        }
         Ok(graph.vectors().vector(slot).to_vec())
     }
 

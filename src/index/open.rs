@@ -2,7 +2,7 @@
 //! other and the metadata before anything is trusted, then the log replayed.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 
@@ -34,43 +34,35 @@ impl UpperSource for Meta {
 }
 
 impl Index {
-    /// Creates a new index in `dir` (created if missing; must not already hold an index).
+    /// Creates a new index in `dir`, which must be absent or an empty directory.
+    ///
+    /// Atomic: the files are built in a hidden sibling directory and renamed onto `dir` in
+    /// one step, so a crash leaves either no index or a whole one (plus, at worst, a
+    /// `.NAME.creating-*` directory beside it), and of two racing creates exactly one wins;
+    /// the other gets `Error::AlreadyExists`.
     pub fn create(dir: impl AsRef<Path>, options: &IndexOptions) -> Result<Index> {
         options.validate()?;
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        if dir.join(META_FILE_NAME).exists() {
-            return Err(Error::AlreadyExists(dir.to_path_buf()));
-        }
-        let config = Config {
-            dim: options.dim,
-            metric: options.metric,
-            m: options.m,
-            m0: 2 * options.m,
-            ef_construction: options.ef_construction,
-            level_mult: 1.0 / (options.m as f64).ln(),
-            seed: options.seed,
-            index_uid: rand::rng().random(),
+        refuse_occupied(dir)?;
+        let name = dir
+            .file_name()
+            .ok_or_else(|| Error::InvalidOption(format!("{} names no directory", dir.display())))?;
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
         };
-        // Page files and log first, metadata last: the metadata file is what marks the
-        // directory as holding an index, so a crash before it leaves no half-made index.
-        let identity = config.file_identity();
-        Vectors::create(&dir.join(VECTORS_FILE), identity, options.capacity)?;
-        Layer0::create(
-            &dir.join(GRAPH0_FILE),
-            identity,
-            config.m0,
-            options.capacity,
-        )?;
-        let wal_dir = dir.join(WAL_DIR);
-        if wal_dir.exists() {
-            std::fs::remove_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        let staging = parent.join(format!(
+            ".{}.creating-{:016x}",
+            name.to_string_lossy(),
+            rand::rng().random::<u64>()
+        ));
+        let built = build(&staging, options).and_then(|()| publish(&staging, dir, &parent));
+        if built.is_err() {
+            // Best effort: the staging directory was never visible under `dir`.
+            let _ = std::fs::remove_dir_all(&staging);
         }
-        drop(Meta::create(
-            &dir.join(META_FILE_NAME),
-            &config,
-            options.runtime.cache_bytes,
-        )?);
+        built?;
         Self::open_with(dir, &options.runtime)
     }
 
@@ -180,6 +172,93 @@ impl Index {
             config,
         })
     }
+}
+
+/// `create` needs `dir` absent or empty: an index there is `AlreadyExists`, other files
+/// are refused rather than mixed with the index's.
+fn refuse_occupied(dir: &Path) -> Result<()> {
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    if dir.join(META_FILE_NAME).exists() {
+        return Err(Error::AlreadyExists(dir.to_path_buf()));
+    }
+    if entries.next().is_some() {
+        return Err(Error::InvalidOption(format!(
+            "{} is not empty and holds no index: create needs an absent or empty directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Builds a complete, closed index in `staging` (a new directory).
+fn build(staging: &Path, options: &IndexOptions) -> Result<()> {
+    std::fs::create_dir(staging).map_err(|e| Error::io(staging, e))?;
+    let config = Config {
+        dim: options.dim,
+        metric: options.metric,
+        m: options.m,
+        m0: 2 * options.m,
+        ef_construction: options.ef_construction,
+        level_mult: 1.0 / (options.m as f64).ln(),
+        seed: options.seed,
+        index_uid: rand::rng().random(),
+    };
+    let identity = config.file_identity();
+    Vectors::create(&staging.join(VECTORS_FILE), identity, options.capacity)?;
+    Layer0::create(
+        &staging.join(GRAPH0_FILE),
+        identity,
+        config.m0,
+        options.capacity,
+    )?;
+    drop(Meta::create(
+        &staging.join(META_FILE_NAME),
+        &config,
+        options.runtime.cache_bytes,
+    )?);
+    let wal_dir = staging.join(WAL_DIR);
+    std::fs::create_dir(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+    // Every file is synced by its own create; the directory entries must be too before
+    // the rename can make them reachable under the index's name.
+    sync_dir(&wal_dir)?;
+    sync_dir(staging)
+}
+
+/// Renames `staging` onto `dir` (absent, or an empty directory, which rename replaces)
+/// and makes the rename durable. A rename onto a directory that is no longer empty fails:
+/// another create won.
+fn publish(staging: &Path, dir: &Path, parent: &Path) -> Result<()> {
+    match std::fs::rename(staging, dir) {
+        Ok(()) => {
+            sync_dir(parent)?;
+            // The files were synced under the staging name; the crash-test hooks learn
+            // that they are durable under this one.
+            #[cfg(feature = "failpoints")]
+            for sub in [dir.to_path_buf(), dir.join(WAL_DIR)] {
+                for entry in std::fs::read_dir(&sub).map_err(|e| Error::io(&sub, e))? {
+                    let path = entry.map_err(|e| Error::io(&sub, e))?.path();
+                    if path.is_file() {
+                        crate::failpoints::synced(&path, None);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
+            Err(Error::AlreadyExists(dir.to_path_buf()))
+        }
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }
 
 /// Checks the checkpointed state for consistency before anything is sized or indexed by

@@ -32,6 +32,12 @@ impl Index {
             if !mapped.insert(slot) {
                 problems.push(format!("slot {slot} is mapped by two ids"));
             }
+            if !graph.vectors().intact(slot) {
+                problems.push(format!(
+                    "slot {slot} (id {id}) fails its checksum: its vector or id is damaged"
+                ));
+                continue;
+            }
             let label = graph.vectors().label(slot);
             if label != id {
                 problems.push(format!(

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::page::{FileIdentity, FileKind, PageFile, RowFile, SLOT_ALIGN};
 use crate::error::Result;
 
-/// Bytes per code slot: one per component, rounded up to 64.
-pub fn stride_for(dim: usize) -> usize {
+/// Bytes per code slot: one per component, rounded up to 64 (the same in every version).
+pub fn stride_for(dim: usize, _version: u32) -> usize {
     dim.max(1).div_ceil(SLOT_ALIGN) * SLOT_ALIGN
 }
 

@@ -15,9 +15,10 @@ pub const HEADER_PAGE: usize = 4096;
 /// Bytes of the header that carry meaning (the rest of the page is zero).
 pub const HEADER_LEN: usize = 128;
 /// Current on-disk format version, written into every new page file. A file with a larger
-/// version is refused; every smaller one is read (version 1 differs only in its `graph0`
-/// record layout, see `layer0`).
-pub const FORMAT_VERSION: u32 = 2;
+/// version is refused; every smaller one is read: version 1 differs in its `graph0` record
+/// layout (see `layer0`), versions 1 and 2 in their `vectors` slots, which end with a
+/// checksum from version 3 on (see `vectors`).
+pub const FORMAT_VERSION: u32 = 3;
 /// Slots are aligned to this many bytes so that SIMD loads of a slot are aligned.
 pub const SLOT_ALIGN: usize = 64;
 
@@ -418,22 +419,28 @@ pub struct RowFile {
 
 impl RowFile {
     /// Creates a file of `kind` for `capacity` rows of `identity.dim` elements, slots of
-    /// `stride_for(dim)` bytes.
+    /// `stride_for(dim, version)` bytes.
     pub fn create(
         path: &Path,
         kind: FileKind,
         identity: FileIdentity,
         capacity: usize,
-        stride_for: fn(usize) -> usize,
+        stride_for: fn(usize, u32) -> usize,
     ) -> Result<RowFile> {
         let dim = identity.dim as usize;
-        let file = PageFile::create_typed(path, kind, identity, 0, stride_for(dim), capacity)?;
+        let stride = stride_for(dim, FORMAT_VERSION);
+        let file = PageFile::create_typed(path, kind, identity, 0, stride, capacity)?;
         Ok(RowFile { file, dim })
     }
 
-    /// Opens a file of `kind` whose slots must be `stride_for(dim)` bytes.
-    pub fn open(path: &Path, kind: FileKind, stride_for: fn(usize) -> usize) -> Result<RowFile> {
-        let file = PageFile::open_typed(path, kind, |h| Some(stride_for(h.dim as usize)))?;
+    /// Opens a file of `kind` whose slots must be `stride_for(dim, version)` bytes.
+    pub fn open(
+        path: &Path,
+        kind: FileKind,
+        stride_for: fn(usize, u32) -> usize,
+    ) -> Result<RowFile> {
+        let file =
+            PageFile::open_typed(path, kind, |h| Some(stride_for(h.dim as usize, h.version)))?;
         let dim = file.header().dim as usize;
         Ok(RowFile { file, dim })
     }

@@ -1,5 +1,7 @@
-//! The vector arena: slot `i` holds the vector of internal node `i` followed by its external
-//! id (the label). Vectors are read in place through bytemuck casts, never copied.
+//! The vector arena: slot `i` holds the vector of internal node `i`, then its external id
+//! (the label), then (format version 3 on) a crc32 of both, so that a damaged vector or
+//! label is caught before it is returned. Vectors are read in place through bytemuck
+//! casts, never copied.
 
 use std::path::Path;
 
@@ -7,16 +9,27 @@ use super::page::{FileIdentity, FileKind, PageFile, RowFile, SLOT_ALIGN};
 use crate::error::Result;
 
 const LABEL_BYTES: usize = 8;
+const CRC_BYTES: usize = 4;
+/// The first format version whose slots end with a checksum.
+const FIRST_CHECKSUMMED: u32 = 3;
 
-/// Bytes per vector slot: the vector, the 8-byte label, rounded up to 64.
-pub fn stride_for(dim: usize) -> usize {
-    (dim * 4 + LABEL_BYTES).div_ceil(SLOT_ALIGN) * SLOT_ALIGN
+/// Bytes per vector slot in format `version`: the vector, the 8-byte label, the checksum
+/// (from version 3), rounded up to 64.
+pub fn stride_for(dim: usize, version: u32) -> usize {
+    let crc = if version >= FIRST_CHECKSUMMED {
+        CRC_BYTES
+    } else {
+        0
+    };
+    (dim * 4 + LABEL_BYTES + crc).div_ceil(SLOT_ALIGN) * SLOT_ALIGN
 }
 
 /// Typed access to the `vectors` file.
 pub struct Vectors {
     file: PageFile,
     dim: usize,
+    /// Whether slots carry a checksum (files of format version 3 on).
+    checksummed: bool,
 }
 
 impl Vectors {
@@ -24,13 +37,22 @@ impl Vectors {
     pub fn create(path: &Path, identity: FileIdentity, capacity: usize) -> Result<Vectors> {
         let RowFile { file, dim } =
             RowFile::create(path, FileKind::Vectors, identity, capacity, stride_for)?;
-        Ok(Vectors { file, dim })
+        Ok(Vectors::typed(file, dim))
     }
 
     /// Opens the file; the caller checks the header against the metadata.
     pub fn open(path: &Path) -> Result<Vectors> {
         let RowFile { file, dim } = RowFile::open(path, FileKind::Vectors, stride_for)?;
-        Ok(Vectors { file, dim })
+        Ok(Vectors::typed(file, dim))
+    }
+
+    fn typed(file: PageFile, dim: usize) -> Vectors {
+        let checksummed = file.header().version >= FIRST_CHECKSUMMED;
+        Vectors {
+            file,
+            dim,
+            checksummed,
+        }
     }
 
     /// The underlying page file.
@@ -67,13 +89,37 @@ impl Vectors {
         u64::from_le_bytes(bytes.try_into().unwrap())
     }
 
-    /// Writes vector and label into slot `i`. The caller guarantees no reader looks at
-    /// slot `i` until it is published (made live) afterwards.
+    /// The bytes of slot `i` that its checksum covers (vector and label).
+    fn covered(&self, i: u32) -> &[u8] {
+        // SAFETY: the vector and label lie inside the slot (stride >= dim * 4 + 8); see
+        // `vector` for why no writer changes a slot while it is read.
+        unsafe {
+            std::slice::from_raw_parts(self.file.slot_ptr(i as usize), self.dim * 4 + LABEL_BYTES)
+        }
+    }
+
+    /// Whether slot `i` holds what was written there: its checksum matches its vector and
+    /// label (always true for files older than checksums).
+    pub fn intact(&self, i: u32) -> bool {
+        if !self.checksummed {
+            return true;
+        }
+        let covered = self.covered(i);
+        // SAFETY: the checksum's 4 bytes follow the label inside the slot (stride >=
+        // dim * 4 + 12 in checksummed files).
+        let stored = unsafe {
+            std::slice::from_raw_parts(self.file.slot_ptr(i as usize).add(covered.len()), CRC_BYTES)
+        };
+        crc32fast::hash(covered).to_le_bytes() == stored
+    }
+
+    /// Writes vector, label and checksum into slot `i`. The caller guarantees no reader
+    /// looks at slot `i` until it is published (made live) afterwards.
     pub fn write(&self, i: u32, v: &[f32], label: u64) {
         debug_assert_eq!(v.len(), self.dim);
         let p = self.file.slot_ptr(i as usize);
-        // SAFETY: both copies stay within the slot (dim * 4 + 8 <= stride); slot `i` is not
-        // live, so no reader holds a reference to these bytes.
+        // SAFETY: every copy stays within the slot (dim * 4 + 8, + 4 when checksummed, <=
+        // stride); slot `i` is not live, so no reader holds a reference to these bytes.
         unsafe {
             std::ptr::copy_nonoverlapping(v.as_ptr() as *const u8, p, self.dim * 4);
             std::ptr::copy_nonoverlapping(
@@ -81,6 +127,17 @@ impl Vectors {
                 p.add(self.dim * 4),
                 LABEL_BYTES,
             );
+        }
+        if self.checksummed {
+            let crc = crc32fast::hash(self.covered(i)).to_le_bytes();
+            // SAFETY: as above: the 4 bytes after the label, inside the slot.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    crc.as_ptr(),
+                    p.add(self.dim * 4 + LABEL_BYTES),
+                    CRC_BYTES,
+                )
+            };
         }
     }
 

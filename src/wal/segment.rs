@@ -120,10 +120,23 @@ pub struct Scan {
 /// in `tail`.
 pub fn read_all(dir: &Path, id: WalIdentity, from_lsn: u64, salvage: bool) -> Result<Scan> {
     let segs = segments(dir)?;
+    // A checkpoint drops only segments wholly before it, so the log must start at or
+    // before the checkpoint's LSN: a later start means records are missing (a damaged
+    // metadata file that fell back to an older checkpoint, say).
+    if let Some((first, path)) = segs.first()
+        && *first > from_lsn
+    {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "the log starts at LSN {first}, but the checkpoint needs the records from {from_lsn} on"
+            ),
+        ));
+    }
     let mut records: Vec<(Record, Position)> = Vec::new();
     let mut next_lsn = None;
     let mut last_lsn: Option<u64> = None;
-    for (i, (_, path)) in segs.iter().enumerate() {
+    for (i, (first_lsn, path)) in segs.iter().enumerate() {
         let bytes = std::fs::read(path).at(path)?;
         let last_segment = i + 1 == segs.len();
         if bytes.len() < SEGMENT_HEADER {
@@ -143,7 +156,21 @@ pub fn read_all(dir: &Path, id: WalIdentity, from_lsn: u64, salvage: bool) -> Re
             return Err(Error::corrupt(path, "segment shorter than its header"));
         }
         let version = check_header(&bytes[..SEGMENT_HEADER], id, path)?;
+        if u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes")) != *first_lsn as u32 {
+            return Err(Error::corrupt(
+                path,
+                "segment header and file name disagree on its first LSN",
+            ));
+        }
         let frames = frame::scan(&bytes[SEGMENT_HEADER..], version, path)?;
+        if let Some((r, _)) = frames.records.first()
+            && r.lsn != *first_lsn
+        {
+            return Err(Error::corrupt(
+                path,
+                format!("segment of LSN {first_lsn} on starts with record {}", r.lsn),
+            ));
+        }
         if let (Some(prev), Some((first, _))) = (last_lsn, frames.records.first())
             && first.lsn != prev + 1
         {

@@ -1,0 +1,25 @@
+//! Arbitrary bytes patched into a valid index's `meta.redb` (redb's own structures, and
+//! every value hnswdb stores there), then every call: any error is fine, a panic or a
+//! crash is a bug.
+#![no_main]
+
+use hnswdb_fuzz::{copy_dir, exercise, template};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|input: &[u8]| {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("idx");
+    copy_dir(template(), &dir);
+    let path = dir.join("meta.redb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The input is a list of patches: 4 bytes of offset, 1 of length, then the bytes.
+    let mut rest = input;
+    while let [a, b, c, d, n, tail @ ..] = rest {
+        let at = u32::from_le_bytes([*a, *b, *c, *d]) as usize % bytes.len();
+        let n = (*n as usize).min(tail.len()).min(bytes.len() - at);
+        bytes[at..at + n].copy_from_slice(&tail[..n]);
+        rest = &tail[n..];
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    exercise(&dir);
+});

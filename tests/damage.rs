@@ -1,0 +1,344 @@
+//! The directory fuzzer: a small valid index (a checkpoint, SQ8 codes, deletes, and
+//! acknowledged writes in the log after the checkpoint) is damaged at random — a flipped
+//! bit, a burst of random bytes, a truncation, a zeroed range, or a file swapped with
+//! another index's — and then every read and write call runs on it. Each must give a
+//! typed error or a correct answer: never a panic (caught here), a crash (which fails the
+//! test binary), or an answer that disagrees with the acknowledged history while the index
+//! says it is sound.
+//!
+//! What "correct" can mean depends on what the format checks (`docs/durability.md`,
+//! "What is detected"): vector bodies and layer-0 records carry no checksum yet, so damage
+//! there is allowed to change vectors and recall, never to crash. The log's last record,
+//! if damaged, reads as a torn write and is dropped; a truncated log loses its tail.
+//!
+//! `cargo test --release --test damage` runs `HNSWDB_DAMAGE_ROUNDS` (default 300) damaged
+//! directories; the long run sets it to 60,000.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use hnswdb::{Index, IndexOptions, Metric, OpenOptions};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+const DIM: usize = 8;
+
+type Model = BTreeMap<u64, Vec<f32>>;
+
+fn vector(rng: &mut StdRng) -> Vec<f32> {
+    let centre = rng.random_range(0..4) as f32;
+    (0..DIM)
+        .map(|_| centre + rng.random_range(-0.5f32..0.5))
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Builds an index in `dir` as a crash leaves it, returning the states it went through
+/// after its checkpoint: `states[0]` is the checkpointed one, `states[k]` the one after
+/// the k-th write logged since.
+fn template(dir: &Path, seed: u64) -> Vec<Model> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let live = dir.with_extension("live");
+    let opts = IndexOptions::new(DIM, Metric::L2)
+        .m(8)
+        .ef_construction(32)
+        .quantize_after(64)
+        .seed(seed);
+    let index = Index::create(&live, &opts).unwrap();
+    let mut model = Model::new();
+    let ids: Vec<u64> = (0..200).collect();
+    let rows: Vec<Vec<f32>> = ids.iter().map(|_| vector(&mut rng)).collect();
+    index.insert_batch(&ids, &rows.concat()).unwrap();
+    model.extend(ids.iter().copied().zip(rows));
+    let dead: Vec<u64> = (0..200).step_by(9).collect();
+    index.delete_batch(&dead).unwrap();
+    dead.iter().for_each(|id| {
+        model.remove(id);
+    });
+    index.checkpoint().unwrap();
+    let mut states = vec![model.clone()];
+    for k in 0..12u64 {
+        match k % 3 {
+            0 => {
+                let v = vector(&mut rng);
+                index.insert(1000 + k, &v).unwrap();
+                model.insert(1000 + k, v);
+            }
+            1 => {
+                let v = vector(&mut rng);
+                index.upsert(10 + k, &v).unwrap();
+                model.insert(10 + k, v);
+            }
+            _ => {
+                index.delete(20 + k).unwrap();
+                model.remove(&(20 + k));
+            }
+        }
+        states.push(model.clone());
+    }
+    copy_dir(&live, dir);
+    drop(index);
+    std::fs::remove_dir_all(&live).unwrap();
+    states
+}
+
+/// Start offsets of the frames of the (only) log segment of `dir` (`docs/durability.md`).
+fn frame_starts(dir: &Path) -> Vec<usize> {
+    let seg = files(dir)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "log"));
+    let bytes = std::fs::read(seg.unwrap()).unwrap();
+    let (mut at, mut out) = (32, Vec::new());
+    while at + 4 <= bytes.len() {
+        out.push(at);
+        at += u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize + 12;
+    }
+    out
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    out.extend(
+        std::fs::read_dir(dir.join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
+    out.retain(|p| p.is_file());
+    out.sort();
+    out
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Damage {
+    Flip,
+    Burst,
+    Truncate,
+    Zero,
+    Swap,
+}
+
+/// Damages one file of `dir`; returns the file's name, what was done, and the byte range
+/// it changed.
+fn damage(
+    dir: &Path,
+    foreign: &Path,
+    rng: &mut StdRng,
+) -> (String, Damage, std::ops::Range<usize>) {
+    let all = files(dir);
+    let file = &all[rng.random_range(0..all.len())];
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let mut bytes = std::fs::read(file).unwrap();
+    let kind = [
+        Damage::Flip,
+        Damage::Burst,
+        Damage::Truncate,
+        Damage::Zero,
+        Damage::Swap,
+    ][rng.random_range(0..5)];
+    let at = if bytes.is_empty() {
+        0
+    } else {
+        rng.random_range(0..bytes.len())
+    };
+    let len = bytes.len();
+    let mut range = at..(at + 1).min(len);
+    match kind {
+        Damage::Flip if !bytes.is_empty() => bytes[at] ^= 1 << rng.random_range(0..8),
+        Damage::Burst => {
+            range = at..(at + 64).min(len);
+            bytes[range.clone()]
+                .iter_mut()
+                .for_each(|b| *b = rng.random());
+        }
+        Damage::Truncate => {
+            bytes.truncate(at);
+            range = at..len;
+        }
+        Damage::Zero => {
+            range = at..(at + rng.random_range(1..8192)).min(len);
+            bytes[range.clone()].fill(0);
+        }
+        Damage::Swap => {
+            // The same file of another index (for a log segment, its only segment).
+            let theirs = if file.parent().unwrap().ends_with("wal") {
+                files(foreign)
+                    .into_iter()
+                    .find(|p| p.parent().unwrap().ends_with("wal"))
+            } else {
+                Some(foreign.join(&name)).filter(|p| p.exists())
+            };
+            if let Some(theirs) = theirs {
+                bytes = std::fs::read(theirs).unwrap();
+                range = 0..len;
+            }
+        }
+        Damage::Flip => {}
+    }
+    std::fs::write(file, &bytes).unwrap();
+    (name, kind, range)
+}
+
+/// What the index answers, all of it: ids, vectors, and searches checked against the
+/// vectors it returned. Any error ends the exam (typed errors are allowed).
+fn examine(index: &Index, rng: &mut StdRng) -> hnswdb::Result<Model> {
+    index.stats()?;
+    let ids = index.ids()?;
+    let mut seen = Model::new();
+    for id in ids {
+        seen.insert(id, index.get(id)?);
+    }
+    for _ in 0..5 {
+        let q = vector(rng);
+        for hit in index.search(&q, 10)? {
+            // Every answer is a live id, at the distance of the vector `get` returns.
+            let v = seen
+                .get(&hit.id)
+                .expect("search returned an id that ids() does not list");
+            let d: f32 = v.iter().zip(&q).map(|(a, b)| (a - b) * (a - b)).sum();
+            assert!(
+                (d - hit.distance).abs() <= 1e-3 * d.max(1.0),
+                "id {} at distance {} but its vector is at {d}",
+                hit.id,
+                hit.distance
+            );
+        }
+    }
+    Ok(seen)
+}
+
+/// One damaged directory: runs every call and checks the answers. Returns how the open
+/// went, for the tally.
+fn one(
+    template: &Path,
+    foreign: &Path,
+    states: &[Model],
+    work: &Path,
+    rng: &mut StdRng,
+) -> (String, &'static str) {
+    let dir = work.join("idx");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    copy_dir(template, &dir);
+    let log_frames = frame_starts(&dir);
+    let (file, kind, range) = damage(&dir, foreign, rng);
+    let context = format!("{file} {kind:?}");
+    let file_kind = match file.as_str() {
+        f if f.ends_with(".log") => "wal".to_string(),
+        f if f.starts_with("codes.") => "codes".to_string(),
+        f => f.to_string(),
+    };
+    let outcome = match Index::open(&dir) {
+        Err(_) => {
+            // Salvage must not crash either; its answers are whatever it kept.
+            if let Ok(index) = Index::open_with(&dir, &OpenOptions::default().salvage(true)) {
+                let _ = examine(&index, rng);
+            }
+            "refused"
+        }
+        Ok(index) => {
+            let sound = index.verify().map(|r| r.is_ok()).unwrap_or(false);
+            let seen = examine(&index, rng);
+            // Whatever answered must be right. The one exception is damage to meta.redb
+            // that remaps ids among live slots: reads cannot see it (redb checks its own
+            // pages only when it repairs), `verify` does.
+            if let Ok(seen) = &seen
+                && (sound || file != "meta.redb")
+            {
+                let last = states.len() - 1;
+                let allowed: &[Model] = if file.ends_with(".log") {
+                    // Damage that reaches into the last record has nothing valid after it:
+                    // it reads as a torn write, and the records from the first one it
+                    // touched on are dropped as such. Any other damage must be refused.
+                    let first = log_frames.iter().filter(|&&s| s <= range.start).count();
+                    let reaches_last = log_frames.last().is_some_and(|&s| range.end > s);
+                    if reaches_last {
+                        &states[first.saturating_sub(1)..]
+                    } else {
+                        &states[last..]
+                    }
+                } else {
+                    &states[last..]
+                };
+                assert!(
+                    allowed.contains(seen),
+                    "{context}: the index answered with {} ids (verify: {sound}) that no \
+                     acknowledged state had",
+                    seen.len()
+                );
+            }
+            // Writes on whatever opened: typed errors allowed, no crash.
+            let _ = index.insert(5000, &vector(rng));
+            let _ = index.delete(1);
+            let _ = index.checkpoint();
+            drop(index);
+            if let Ok(again) = Index::open(&dir) {
+                let _ = examine(&again, rng);
+            }
+            if sound {
+                "opened, verify ok"
+            } else {
+                "opened, verify found problems"
+            }
+        }
+    };
+    (file_kind, outcome)
+}
+
+#[test]
+fn damaged_directories_give_typed_errors_or_correct_answers() {
+    let rounds: usize = std::env::var("HNSWDB_DAMAGE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let root = tempfile::tempdir().unwrap();
+    let pristine = root.path().join("pristine");
+    let states = template(&pristine, 1);
+    let foreign = root.path().join("foreign");
+    template(&foreign, 2);
+    let mut rng = StdRng::seed_from_u64(
+        std::env::var("HNSWDB_DAMAGE_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(7),
+    );
+    let mut tally: BTreeMap<(String, &str), usize> = BTreeMap::new();
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    for round in 0..rounds {
+        let mut round_rng = StdRng::seed_from_u64(rng.random());
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            one(&pristine, &foreign, &states, &work, &mut round_rng)
+        }));
+        match outcome {
+            Ok(o) => *tally.entry(o).or_default() += 1,
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panic!("round {round}: a call panicked: {why}");
+            }
+        }
+    }
+    eprintln!("damaged directories: {rounds}, 0 panics, 0 wrong answers");
+    for ((file, outcome), n) in &tally {
+        eprintln!("  {file:<10} {outcome:<30} {n}");
+    }
+}

@@ -7,7 +7,9 @@ use hnswdb_fuzz::{copy_dir, exercise, files, template};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
-    let [which, how, a, b, c, d, patch @ ..] = input else { return };
+    let [which, how, a, b, c, d, patch @ ..] = input else {
+        return;
+    };
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("idx");
     copy_dir(template(), &dir);

@@ -10,7 +10,11 @@ fuzz_target!(|input: &[u8]| {
     // byte is odd, write both in so that the checks behind them are exercised too.
     let mut data = input.to_vec();
     if data.len() >= 128 && data[0] & 1 == 1 {
-        let magic: &[u8; 8] = if data[1] & 1 == 0 { b"HNSWDBVC" } else { b"HNSWDBG0" };
+        let magic: &[u8; 8] = if data[1] & 1 == 0 {
+            b"HNSWDBVC"
+        } else {
+            b"HNSWDBG0"
+        };
         data[..8].copy_from_slice(magic);
         let crc = crc32fast::hash(&data[..124]);
         data[124..128].copy_from_slice(&crc.to_le_bytes());

@@ -19,9 +19,20 @@ fn template() -> &'static (tempfile::TempDir, PathBuf, Vec<u8>, u64) {
         let rows: Vec<f32> = (0..40).map(|i| (i % 7) as f32).collect();
         index.insert_batch(&ids, &rows).unwrap();
         index.close().unwrap();
-        let segment = std::fs::read_dir(idx.join("wal")).unwrap().next().unwrap().unwrap().path();
+        let segment = std::fs::read_dir(idx.join("wal"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         let header = std::fs::read(&segment).unwrap()[..32].to_vec();
-        let first_lsn: u64 = segment.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let first_lsn: u64 = segment
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         (dir, idx, header, first_lsn)
     })
 }
@@ -44,7 +55,9 @@ fuzz_target!(|input: &[u8]| {
         // decoder and replay see arbitrary payloads, not just checksum failures.
         let mut lsn = *first_lsn;
         for chunk in input[1..].chunks(29) {
-            let Some((&kind, payload)) = chunk.split_first() else { continue };
+            let Some((&kind, payload)) = chunk.split_first() else {
+                continue;
+            };
             let mut frame = Vec::new();
             frame.extend_from_slice(&(9 + payload.len() as u32).to_le_bytes());
             frame.extend_from_slice(&lsn.to_le_bytes());
@@ -64,6 +77,10 @@ fuzz_target!(|input: &[u8]| {
     std::fs::write(dir.join("wal").join(format!("{first_lsn:020}.log")), &log).unwrap();
     if let Ok(index) = Index::open(&dir) {
         let report = index.verify().unwrap();
-        assert!(report.is_ok(), "replayed log left problems: {:?}", report.problems);
+        assert!(
+            report.is_ok(),
+            "replayed log left problems: {:?}",
+            report.problems
+        );
     }
 });

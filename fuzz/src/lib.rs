@@ -14,7 +14,11 @@ pub fn template() -> &'static Path {
     let (_, dir) = T.get_or_init(|| {
         let root = tempfile::tempdir().unwrap();
         let live = root.path().join("live");
-        let opts = IndexOptions::new(4, Metric::L2).m(4).ef_construction(16).quantize_after(16).threads(1);
+        let opts = IndexOptions::new(4, Metric::L2)
+            .m(4)
+            .ef_construction(16)
+            .quantize_after(16)
+            .threads(1);
         let index = Index::create(&live, &opts).unwrap();
         let ids: Vec<u64> = (0..60).collect();
         let rows: Vec<f32> = (0..240).map(|i| ((i * 7) % 23) as f32).collect();
@@ -47,8 +51,15 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// The files of an index directory, its log segments included, in a fixed order.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-    out.extend(std::fs::read_dir(dir.join("wal")).unwrap().map(|e| e.unwrap().path()));
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    out.extend(
+        std::fs::read_dir(dir.join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
     out.retain(|p| p.is_file());
     out.sort();
     out

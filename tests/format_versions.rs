@@ -2,7 +2,8 @@
 //! the last version-1 build (600 vectors of 8 dimensions from `format-v1.fvecs`, ids = row
 //! numbers, ids 0..50 then deleted and checkpointed). Its `graph0` records are
 //! count-prefixed; this build must read them, write new lists in the same layout, and
-//! leave the file at version 1, while new indexes get the version-2 layout.
+//! leave the file at version 1, while new indexes get the version-2 record layout (in files
+//! of version 3, whose vectors slots carry checksums).
 
 use std::path::Path;
 
@@ -128,11 +129,14 @@ fn new_indexes_get_the_terminated_layout() {
     let dir = tempfile::tempdir().unwrap();
     let index = Index::create(dir.path(), &IndexOptions::new(DIM, Metric::L2).m(16)).unwrap();
     index.close().unwrap();
-    // M = 16: 32 ids of 4 bytes, two cache lines (version 1 needed three).
-    assert_eq!(version_and_stride(&dir.path().join("graph0")), (2, 128));
+    // M = 16: 32 ids of 4 bytes, two cache lines (version 1 needed three). The record
+    // layout is version 2's; version 3 changed only the vectors' slots.
+    assert_eq!(version_and_stride(&dir.path().join("graph0")), (3, 128));
+    // 8 floats, the label and the checksum: 44 bytes, one cache line.
+    assert_eq!(version_and_stride(&dir.path().join("vectors")), (3, 64));
     let dir = tempfile::tempdir().unwrap();
     let index = Index::create(dir.path(), &IndexOptions::new(DIM, Metric::L2).m(8)).unwrap();
     index.close().unwrap();
     // M = 8: one cache line.
-    assert_eq!(version_and_stride(&dir.path().join("graph0")), (2, 64));
+    assert_eq!(version_and_stride(&dir.path().join("graph0")), (3, 64));
 }

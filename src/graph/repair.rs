@@ -185,12 +185,27 @@ impl Graph {
                 }
             }
         }
+        // No write, and no crash in any durability mode, puts an id beyond the files'
+        // capacity or the same id twice into a list: such a list is damage, not staleness.
+        let capacity = self.capacity() as u32;
+        let mut damaged = Vec::new();
         for n in (0..high_water).filter(|&n| self.routable.contains(n)) {
             self.links(n, 0, &mut list)?;
+            let mut sorted = list.clone();
+            sorted.sort_unstable();
+            if list.iter().any(|&t| t >= capacity) || sorted.windows(2).any(|w| w[0] == w[1]) {
+                damaged.push(n);
+            }
             stale += list
                 .iter()
                 .filter(|&&t| t >= high_water || t == n || !self.routable.contains(t))
                 .count();
+        }
+        if let Some(first) = damaged.first() {
+            problems.push(format!(
+                "{} layer-0 lists hold ids beyond the capacity or an id twice (first: node {first}): graph0 is damaged",
+                damaged.len()
+            ));
         }
         for (&n, u) in upper.iter() {
             if !self.routable.contains(n) {

@@ -88,6 +88,17 @@ pub enum Error {
     /// the index is reopened.
     #[error("an earlier write failed after it was logged; reopen the index to recover")]
     Poisoned,
+    /// A read-only view met a slot the writer has reused (or is writing) since the view
+    /// was taken: `Index::refresh` and ask again.
+    #[error("the index changed under this read-only view ({0}); refresh it")]
+    Stale(String),
+    /// A read-only open of an index whose writer crashed: its metadata needs a repair,
+    /// which is a write. Open it once for writing (which recovers it), then read-only.
+    #[error("index at {0} needs recovery after a crash: open it for writing once")]
+    NeedsRecovery(PathBuf),
+    /// A write (or checkpoint) on an index opened read-only.
+    #[error("the index was opened read-only")]
+    ReadOnly,
     /// The index holds the maximum number of slots (2^32 - 1).
     #[error("index is full: at most 4294967295 vectors")]
     Capacity,

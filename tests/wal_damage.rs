@@ -155,3 +155,35 @@ fn a_batch_larger_than_a_record_is_logged_in_parts_and_replayed_whole() {
     drop(reopened);
     assert_eq!(Index::open(&copy).unwrap().ids().unwrap(), [1]);
 }
+
+#[test]
+#[ignore = "writes 1.1 GiB of vectors and needs about 6 GiB of memory; run by hand"]
+fn a_batch_over_1_gib_is_acknowledged_and_survives_a_crash() {
+    let root = tempfile::tempdir().unwrap();
+    let live = root.path().join("live");
+    let dim = 4096;
+    let n = 70_000u64; // 70,000 × 16 KiB = 1.07 GiB of vectors in one batch
+    let options = IndexOptions::new(dim, Metric::L2)
+        .m(4)
+        .ef_construction(8)
+        .quantize_after(u64::MAX)
+        .checkpoint_bytes(1 << 40);
+    let index = Index::create(&live, &options).unwrap();
+    let ids: Vec<u64> = (0..n).collect();
+    let rows: Vec<f32> = (0..n as usize * dim).map(|i| (i % 4093) as f32).collect();
+    index.insert_batch(&ids, &rows).unwrap();
+    let copy = root.path().join("copy");
+    crash_copy(&live, &copy);
+    drop(index);
+    let reopened = Index::open(&copy).unwrap();
+    assert_eq!(reopened.len(), n);
+    assert_eq!(
+        reopened.recovery().replayed,
+        1,
+        "one write, replayed as one"
+    );
+    for id in [0, n / 2, n - 1] {
+        let row = id as usize * dim;
+        assert_eq!(reopened.get(id).unwrap(), rows[row..row + dim]);
+    }
+}

@@ -61,7 +61,7 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
             });
         }
         Command::Get { dir, ids } => {
-            let index = Index::open(&dir)?;
+            let index = crate::open_for_reading(&dir)?;
             for id in ids {
                 let v = index.get(id)?;
                 out.emit(json!({"id": id, "vector": v}), || {
@@ -244,7 +244,7 @@ fn close_after_durable_writes(index: Index) {
 
 fn export(dir: &Path, file: &Path, ids_out: Option<&Path>, out: Output) -> CliResult {
     let format = VectorFormat::of_path(file)?;
-    let index = Index::open(dir)?;
+    let index = crate::open_for_reading(dir)?;
     let ids = index.ids()?;
     let mut writer = VectorWriter::create(file, format, ids.len(), index.dim())?;
     for &id in &ids {
@@ -271,7 +271,7 @@ fn export(dir: &Path, file: &Path, ids_out: Option<&Path>, out: Output) -> CliRe
 
 fn verify(dir: &Path, strict: bool, out: Output) -> CliResult<u8> {
     let start = Instant::now();
-    let index = Index::open(dir)?;
+    let index = crate::open_for_reading(dir)?;
     let recovery = index.recovery();
     let report = index.verify()?;
     let failed = !report.is_ok() || (strict && (report.unreachable > 0 || report.stale_links > 0));
@@ -322,7 +322,7 @@ fn file_size(path: &Path) -> u64 {
 }
 
 fn stats(dir: &Path, out: Output) -> CliResult {
-    let index = Index::open(dir)?;
+    let index = crate::open_for_reading(dir)?;
     let s = index.stats()?;
     let codes = format!("codes.{}", s.codes_generation);
     let mut names = vec!["vectors", "graph0", "meta.redb"];

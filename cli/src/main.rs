@@ -38,6 +38,17 @@ fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
     }
 }
 
+/// Opens an index for a command that only reads: read-only, so that any number of them
+/// run beside a writer and change nothing. After a writer crashed, the metadata needs a
+/// repair only a writable open makes: then the command opens for writing (recovering the
+/// index, as any writable open does), unless a writer holds the index.
+fn open_for_reading(dir: &std::path::Path) -> hnswdb::Result<hnswdb::Index> {
+    match hnswdb::Index::open_read_only(dir) {
+        Err(Error::NeedsRecovery(_)) => hnswdb::Index::open(dir),
+        opened => opened,
+    }
+}
+
 /// A malformed command-line or stdin vector.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

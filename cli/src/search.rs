@@ -27,7 +27,7 @@ fn parse_vector(text: &str) -> Result<Vec<f32>, InputError> {
 
 /// Lookup mode: prints the neighbours of each vector given on the command line or stdin.
 pub fn lookup(args: &SearchArgs, vector: &str, out: Output) -> CliResult {
-    let index = Index::open(&args.dir)?;
+    let index = crate::open_for_reading(&args.dir)?;
     let ef = match args.ef[..] {
         [ef] => ef,
         _ => return Err(InputError("lookup mode takes one --ef value".into()).into()),
@@ -155,7 +155,7 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
         .as_deref()
         .expect("clap requires --query without --vector");
     let opened = Instant::now();
-    let index = Index::open(dir)?;
+    let index = crate::open_for_reading(dir)?;
     let open_ms = opened.elapsed().as_secs_f64() * 1e3;
     let queries = hnswdb_datasets::read_vectors(query)?;
     let gt = gt.as_deref().map(hnswdb_datasets::read_ivecs).transpose()?;

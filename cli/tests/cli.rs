@@ -156,9 +156,10 @@ fn exit_codes_and_json_errors() {
     std::fs::write(&bad, "{\"id\": 1, \"vector\": [1, 2, 3]}\nnot json\n").unwrap();
     assert_eq!(code(&["import", s(&idx), s(&bad)]), 6);
 
-    // A second writer is refused while this process holds the index.
+    // A second writer is refused while this process holds the index; readers are not.
     let held = hnswdb::Index::open(&idx).unwrap();
-    let out = hnswdb(&["--json", "stats", s(&idx)], None);
+    ok(&["stats", s(&idx)], None);
+    let out = hnswdb(&["--json", "delete", s(&idx), "1"], None);
     assert_eq!(out.status.code(), Some(4));
     let error = json_lines(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(error[0]["code"], 4);
@@ -168,4 +169,53 @@ fn exit_codes_and_json_errors() {
     // A foreign file where the vector arena should be.
     std::fs::write(idx.join("vectors"), vec![7u8; 8192]).unwrap();
     assert_eq!(code(&["verify", s(&idx)]), 5);
+}
+
+#[test]
+fn twenty_searches_succeed_while_an_import_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    let first = clustered(2_000, 16, 10, 1);
+    let second = clustered(30_000, 16, 10, 2);
+    let (a, b) = (tmp.path().join("a.fvecs"), tmp.path().join("b.fvecs"));
+    datasets::write_vectors(&a, None, &first).unwrap();
+    datasets::write_vectors(&b, None, &second).unwrap();
+    ok(&["create", s(&idx), "--dim", "16", "--metric", "l2"], None);
+    ok(&["import", s(&idx), s(&a)], None);
+    let import = Command::new(env!("CARGO_BIN_EXE_hnswdb"))
+        .args(["import", s(&idx), s(&b), "--ids-from", "2000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let query: Vec<String> = first.row(5).iter().map(|x| x.to_string()).collect();
+    let query = query.join(",");
+    let searches: Vec<_> = (0..20)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_hnswdb"))
+                .args(["--json", "search", s(&idx), "--vector", &query, "--k", "3"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for search in searches {
+        let out = search.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a search beside the import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let hits = json_lines(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(hits[0]["results"][0]["id"], 5, "{hits:?}");
+    }
+    let out = import.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = json_lines(&ok(&["--json", "stats", s(&idx)], None));
+    assert_eq!(stats[0]["len"], 32_000);
 }

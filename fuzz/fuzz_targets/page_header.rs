@@ -33,6 +33,7 @@ fuzz_target!(|input: &[u8]| {
     let file = dir.path().join("pages");
     std::fs::write(&file, data).unwrap();
     for kind in [FileKind::Vectors, FileKind::Graph0, FileKind::Codes] {
-        let _ = PageFile::open(&file, kind);
+        let _ = PageFile::open(&file, kind, false);
+        let _ = PageFile::open(&file, kind, true);
     }
 });

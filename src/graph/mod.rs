@@ -224,12 +224,17 @@ impl Graph {
         *self.entry.get_mut() = entry;
     }
 
-    /// Slots the files hold.
+    /// Slots every file holds.
     pub fn capacity(&self) -> usize {
+        let codes = self
+            .quantized
+            .as_ref()
+            .map_or(usize::MAX, |q| q.codes.file().capacity());
         self.vectors
             .file()
             .capacity()
             .min(self.layer0.file().capacity())
+            .min(codes)
     }
 
     /// Grows every page file to at least `cap` slots. Needs exclusive access (remaps).

@@ -166,8 +166,8 @@ fn unreadable_upper_layers_fail_searches_instead_of_cutting_links() {
             ef_construction: 64,
         },
         Distance::new(Metric::L2, Kernels::detect()),
-        Vectors::open(&dir.path().join("vectors")).unwrap(),
-        Layer0::open(&dir.path().join("graph0")).unwrap(),
+        Vectors::open(&dir.path().join("vectors"), false).unwrap(),
+        Layer0::open(&dir.path().join("graph0"), false).unwrap(),
     );
     graph.restore(300, &[], &[], Arc::new(Unreadable), Some(entry));
     let q = random_vector(&mut rng);

@@ -72,7 +72,7 @@ impl Index {
     }
 
     fn checkpoint_inner(&self, force_consolidate: bool) -> Result<()> {
-        self.check_writable()?;
+        let wal = self.writable_log()?;
         let mut graph = self.graph.write();
         let mut p = self.ledger.lock();
         if force_consolidate || Self::consolidation_due(&p) {
@@ -95,7 +95,7 @@ impl Index {
             None
         };
         graph.sync()?;
-        let checkpoint_lsn = self.wal.next_lsn();
+        let checkpoint_lsn = wal.next_lsn();
         let upper = graph.dirty_upper();
         let (codes_generation, codes_trained_live) = match &trained {
             Some(q) => (q.generation, p.live),
@@ -133,7 +133,7 @@ impl Index {
         graph.clear_upper_dirty();
         p.ids.clear();
         p.slots.clear();
-        self.wal.truncate_before(checkpoint_lsn)
+        wal.truncate_before(checkpoint_lsn)
     }
 
     /// Whether a checkpoint should (re)train the quantiser: first once the index has
@@ -184,14 +184,18 @@ impl Index {
     }
 
     /// Makes every write so far durable: a checkpoint. After it returns, a reopen sees
-    /// every write made before it, whatever the durability mode.
+    /// every write made before it, whatever the durability mode. A read-only index has
+    /// nothing to make durable: it returns at once.
     pub fn flush(&self) -> Result<()> {
+        if self.wal.is_none() {
+            return Ok(());
+        }
         self.checkpoint()
     }
 
     /// Checkpoints and closes the index, reporting any error (dropping it checkpoints
-    /// too, but cannot report).
+    /// too, but cannot report). Closing a read-only index writes nothing.
     pub fn close(self) -> Result<()> {
-        self.checkpoint()
+        self.flush()
     }
 }

@@ -55,7 +55,10 @@ pub struct Index {
     graph: RwLock<Graph>,
     meta: Arc<Meta>,
     ledger: Mutex<Ledger>,
-    wal: Arc<Wal>,
+    /// The log to append to; `None` when opened read-only.
+    wal: Option<Arc<Wal>>,
+    /// The options the index was opened with (a refresh reopens with them).
+    options: OpenOptions,
     durability: Durability,
     checkpoint_bytes: u64,
     /// Set when a write failed after its record was logged: memory and log may disagree,
@@ -183,7 +186,7 @@ impl Index {
     pub fn search_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Neighbour>> {
         let q = self.prepare(query)?;
         let graph = self.graph.read();
-        Self::hits(&graph, graph.search(&q, k, ef.max(1))?)
+        self.hits(&graph, graph.search(&q, k, ef.max(1))?)
     }
 
     /// `search_ef`, also returning the number of distances computed: the cost of the
@@ -197,7 +200,7 @@ impl Index {
         let q = self.prepare(query)?;
         let graph = self.graph.read();
         let (found, distances) = graph.search_counted(&q, k, ef.max(1))?;
-        Ok((Self::hits(&graph, found)?, distances))
+        Ok((self.hits(&graph, found)?, distances))
     }
 
     /// The `k` nearest vectors to `query` among those whose id `filter` admits, nearest
@@ -224,7 +227,7 @@ impl Index {
         let q = self.prepare(query)?;
         let graph = self.graph.read();
         let (found, _) = graph.search_where(&q, k, ef.max(1), filter)?;
-        Self::hits(&graph, found)
+        self.hits(&graph, found)
     }
 
     /// Searches every row of `queries` on all worker threads; answers in query order.
@@ -249,7 +252,7 @@ impl Index {
         let answers: Vec<Mutex<Vec<Neighbour>>> =
             rows.iter().map(|_| Mutex::new(Vec::new())).collect();
         try_parallel_for(rows.len(), self.threads(), |i| {
-            *answers[i].lock() = Self::hits(&graph, graph.search(&rows[i], k, ef.max(1))?)?;
+            *answers[i].lock() = self.hits(&graph, graph.search(&rows[i], k, ef.max(1))?)?;
             Ok(())
         })?;
         Ok(answers.into_iter().map(Mutex::into_inner).collect())
@@ -259,16 +262,16 @@ impl Index {
     pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>> {
         let q = self.prepare(query)?;
         let graph = self.graph.read();
-        Self::hits(&graph, graph.brute_force(&q, k))
+        self.hits(&graph, graph.brute_force(&q, k))
     }
 
     /// The answers of a search, each checked against its slot's checksum: a damaged vector
     /// or label is an error, never a wrong id or distance.
-    fn hits(graph: &Graph, found: Vec<Cand>) -> Result<Vec<Neighbour>> {
+    fn hits(&self, graph: &Graph, found: Vec<Cand>) -> Result<Vec<Neighbour>> {
         found
             .into_iter()
             .map(|c| {
-                Self::check_intact(graph, c.id)?;
+                self.check_intact(graph, c.id)?;
                 Ok(Neighbour {
                     id: graph.vectors().label(c.id),
                     distance: c.d,
@@ -277,9 +280,13 @@ impl Index {
             .collect()
     }
 
-    fn check_intact(graph: &Graph, slot: u32) -> Result<()> {
+    fn check_intact(&self, graph: &Graph, slot: u32) -> Result<()> {
         if graph.vectors().intact(slot) {
             Ok(())
+        } else if self.wal.is_none() {
+            // A read-only view shares the pages with the writer, which may be writing this
+            // slot (free in its state) right now.
+            Err(Error::Stale(format!("slot {slot} is being rewritten")))
         } else {
             Err(Error::corrupt(
                 graph.vectors().file().path(),
@@ -298,13 +305,16 @@ impl Index {
     pub fn get(&self, id: u64) -> Result<Vec<f32>> {
         let graph = self.graph.read();
         let slot = self.visible_slot(&graph, id)?.ok_or(Error::UnknownId(id))?;
-        Self::check_intact(&graph, slot)?;
+        self.check_intact(&graph, slot)?;
         let label = graph.vectors().label(slot);
         if label != id {
-            return Err(Error::corrupt(
-                self.meta.path(),
-                format!("id {id} maps to slot {slot}, which holds id {label}"),
-            ));
+            let why = format!("id {id} maps to slot {slot}, which holds id {label}");
+            return Err(if self.wal.is_none() {
+                // The writer freed and reused the slot since this view was taken.
+                Error::Stale(why)
+            } else {
+                Error::corrupt(self.meta.path(), why)
+            });
         }
         Ok(graph.vectors().vector(slot).to_vec())
     }
@@ -361,7 +371,7 @@ impl Index {
             m: self.config.m,
             ef_construction: self.config.ef_construction,
             kernels: self.kernels.isa,
-            wal_bytes: self.wal.bytes_since_checkpoint(),
+            wal_bytes: self.wal.as_ref().map_or(0, |w| w.bytes_since_checkpoint()),
             codes_generation: graph.quantized().map_or(0, |q| q.generation),
         })
     }
@@ -370,7 +380,7 @@ impl Index {
 impl Drop for Index {
     fn drop(&mut self) {
         // A clean close checkpoints; errors cannot be reported from drop (use `close`).
-        if !self.poisoned.load(Ordering::Acquire) {
+        if self.wal.is_some() && !self.poisoned.load(Ordering::Acquire) {
             let _ = self.checkpoint();
         }
     }

@@ -22,6 +22,8 @@ use crate::wal::{self, Wal, WalIdentity};
 const VECTORS_FILE: &str = "vectors";
 const GRAPH0_FILE: &str = "graph0";
 const WAL_DIR: &str = "wal";
+/// How often a read-only open retries after racing the writer's checkpoint.
+const READ_ONLY_ATTEMPTS: u32 = 6;
 
 /// Upper lists not yet in memory are read from the last checkpoint's metadata.
 impl UpperSource for Meta {
@@ -77,9 +79,51 @@ impl Index {
     pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Index> {
         options.validate()?;
         let dir = dir.as_ref();
-        let (meta, config, state) = Meta::open(&dir.join(META_FILE_NAME), options.cache_bytes)?;
-        let vectors = Vectors::open(&dir.join(VECTORS_FILE))?;
-        let layer0 = Layer0::open(&dir.join(GRAPH0_FILE))?;
+        if !options.read_only {
+            return Self::open_once(dir, options);
+        }
+        // A reader races the writer: a checkpoint can drop the log segments, or a
+        // retraining the codes file, between the reader's reading of the metadata and of
+        // those files. Such an open is retried on a fresh view; damage fails every time.
+        let mut attempt = 0;
+        loop {
+            match Self::open_once(dir, options) {
+                Err(Error::Corrupt { .. } | Error::Io { .. }) if attempt < READ_ONLY_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(2 << attempt));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Opens the index in `dir` read-only: see [`OpenOptions::read_only`].
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Index> {
+        Self::open_with(dir, &OpenOptions::default().read_only(true))
+    }
+
+    /// A read-only index moves its view forward to everything the writer has acknowledged
+    /// by now (it reopens the files and replays the log since the latest checkpoint). A
+    /// writable index is always current: this does nothing.
+    pub fn refresh(&mut self) -> Result<()> {
+        if self.wal.is_some() {
+            return Ok(());
+        }
+        let options = self
+            .options
+            .clone()
+            .ef_search(self.ef())
+            .threads(self.threads());
+        *self = Self::open_with(&self.dir, &options)?;
+        Ok(())
+    }
+
+    fn open_once(dir: &Path, options: &OpenOptions) -> Result<Index> {
+        let read_only = options.read_only;
+        let (meta, config, state) =
+            Meta::open(&dir.join(META_FILE_NAME), options.cache_bytes, read_only)?;
+        let vectors = Vectors::open(&dir.join(VECTORS_FILE), read_only)?;
+        let layer0 = Layer0::open(&dir.join(GRAPH0_FILE), read_only)?;
         for file in [vectors.file(), layer0.file()] {
             file.check_identity(config.file_identity(), state.high_water as usize)?;
             file.advise(options.warm);
@@ -114,14 +158,16 @@ impl Index {
             meta.clone(),
             state.entry,
         );
-        let quantized = load_codes(dir, &meta, &config, &state, kernels, &graph, options.warm)?;
+        let quantized = load_codes(dir, &meta, &config, &state, kernels, &graph, options)?;
         graph.set_quantized(quantized);
 
         // Replay the log into the graph and the ledger. Nothing in the directory is removed
         // or shortened before the whole open has succeeded: a failed open leaves the log's
         // tail and any stale code file for the next one to judge.
         let wal_dir = dir.join(WAL_DIR);
-        std::fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        if !read_only {
+            std::fs::create_dir_all(&wal_dir).map_err(|e| Error::io(&wal_dir, e))?;
+        }
         let identity = WalIdentity {
             dim: config.dim as u32,
             index_uid: config.index_uid,
@@ -146,13 +192,18 @@ impl Index {
             replayed: replay.ops.len(),
             truncated_bytes: replay.tail_bytes()?,
         };
-        let next_lsn = replay.next_lsn;
-        replay.finish()?;
-        remove_stale_codes(dir, state.codes_generation)?;
-        let wal = Arc::new(Wal::open(&wal_dir, identity, next_lsn)?);
-        let syncer = match options.durability {
-            Durability::Periodic(every) => Some(Syncer::start(wal.clone(), every)),
-            _ => None,
+        let (wal, syncer) = if read_only {
+            (None, None)
+        } else {
+            let next_lsn = replay.next_lsn;
+            replay.finish()?;
+            remove_stale_codes(dir, state.codes_generation)?;
+            let wal = Arc::new(Wal::open(&wal_dir, identity, next_lsn)?);
+            let syncer = match options.durability {
+                Durability::Periodic(every) => Some(Syncer::start(wal.clone(), every)),
+                _ => None,
+            };
+            (Some(wal), syncer)
         };
         Ok(Index {
             dir: dir.to_path_buf(),
@@ -161,6 +212,7 @@ impl Index {
             meta,
             ledger: Mutex::new(ledger),
             wal,
+            options: options.clone(),
             durability: options.durability,
             checkpoint_bytes: options.checkpoint_bytes,
             poisoned: AtomicBool::new(false),
@@ -321,7 +373,7 @@ fn load_codes(
     state: &State,
     kernels: Kernels,
     graph: &Graph,
-    warm: bool,
+    options: &OpenOptions,
 ) -> Result<Option<Quantized>> {
     if state.codes_generation == 0 {
         return Ok(None);
@@ -339,13 +391,16 @@ fn load_codes(
             "the code file the metadata names is missing",
         ));
     }
-    let mut codes = Codes::open(&path)?;
+    let mut codes = Codes::open(&path, options.read_only)?;
     codes
         .file()
         .check_identity(config.file_identity(), state.high_water as usize)?;
-    // A crash between growing the vectors and growing the codes leaves the codes short.
-    codes.file_mut().grow(graph.capacity())?;
-    codes.file().advise(warm);
+    // A crash between growing the vectors and growing the codes leaves the codes short
+    // (a reader cannot grow them; the graph then counts only the slots all files hold).
+    if !options.read_only {
+        codes.file_mut().grow(graph.capacity())?;
+    }
+    codes.file().advise(options.warm);
     Ok(Some(Quantized {
         sq8,
         codes,

@@ -136,6 +136,7 @@ pub struct OpenOptions {
     pub(super) salvage: bool,
     pub(super) warm: bool,
     pub(super) quantize_after: u64,
+    pub(super) read_only: bool,
 }
 
 impl Default for OpenOptions {
@@ -149,6 +150,7 @@ impl Default for OpenOptions {
             salvage: false,
             warm: false,
             quantize_after: SQ8_MIN_LIVE,
+            read_only: false,
         }
     }
 }
@@ -172,6 +174,16 @@ impl OpenOptions {
     /// larger than memory keeps only the pages searches touch.
     pub fn warm(mut self, warm: bool) -> Self {
         self.warm = warm;
+        self
+    }
+
+    /// Open without writing a byte (default false): the files are only read, the log is
+    /// replayed into this process's memory, and any number of read-only opens, in any
+    /// number of processes, may run beside the one writer. Writes and checkpoints return
+    /// `Error::ReadOnly`; `Index::refresh` moves the view forward to what the writer has
+    /// acknowledged since. Works on read-only files and directories.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
         self
     }
 

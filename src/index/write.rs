@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::parallel::try_parallel_for;
 use crate::store::{Meta, SlotState, State};
-use crate::wal::{Op, Placed};
+use crate::wal::{Op, Placed, Wal};
 
 /// Levels are capped so a level fits the metadata's u8 and a freak draw cannot build a
 /// tower of empty layers.
@@ -208,7 +208,8 @@ impl Index {
 
     /// Logs `op`, applies it to the ledger and makes it durable per the mode.
     fn log(&self, mut p: MutexGuard<'_, Ledger>, op: &Op) -> Result<Vec<u32>> {
-        let lsn = self.wal.append(&op.encode())?;
+        let wal = self.writable_log()?;
+        let lsn = wal.append(&op.encode())?;
         let old = match p.apply(&self.meta, self.config.dim, op) {
             Ok(old) => old,
             Err(why) => {
@@ -218,7 +219,7 @@ impl Index {
         };
         drop(p);
         if self.durability == Durability::Immediate
-            && let Err(e) = self.wal.sync_to(lsn)
+            && let Err(e) = wal.sync_to(lsn)
         {
             // The record may or may not be on disk: the outcome is unknown until a
             // reopen replays the log, so refuse further writes.
@@ -228,11 +229,13 @@ impl Index {
         Ok(old)
     }
 
-    pub(super) fn check_writable(&self) -> Result<()> {
+    /// The log, if the index may write now: not read-only, not poisoned.
+    pub(super) fn writable_log(&self) -> Result<&Wal> {
+        let wal = self.wal.as_deref().ok_or(Error::ReadOnly)?;
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        Ok(())
+        Ok(wal)
     }
 
     /// A read lock on the graph together with the bookkeeping, such that the page files
@@ -276,7 +279,7 @@ impl Index {
     /// threads, as one logged write: all or nothing. A bad vector or a duplicate id
     /// rejects the whole batch before anything is written. Searches may run meanwhile.
     pub fn insert_batch(&self, ids: &[u64], vectors: &[f32]) -> Result<()> {
-        self.check_writable()?;
+        self.writable_log()?;
         let dim = self.config.dim;
         if vectors.len() != ids.len() * dim {
             return Err(Error::DimensionMismatch {
@@ -329,7 +332,7 @@ impl Index {
     /// Replaces the vector of `id`, or inserts it if absent, as one logged write. Searches
     /// see the old vector or the new one, never both or neither.
     pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
-        self.check_writable()?;
+        self.writable_log()?;
         let vector = self.prepare(vector)?;
         let (graph, mut p) = self.lock_exclusive_with_room(1)?;
         let slot = p.plan_slots(1)[0];
@@ -360,7 +363,7 @@ impl Index {
     /// nodes by the next consolidation (see `docs/durability.md`), after which their slots
     /// are reused.
     pub fn delete_batch(&self, ids: &[u64]) -> Result<()> {
-        self.check_writable()?;
+        self.writable_log()?;
         if ids.is_empty() {
             return Ok(());
         }
@@ -392,7 +395,10 @@ impl Index {
     /// must not turn it into an error. The checkpoint is retried at the next write, and
     /// `flush`/`close` report failures.
     fn maybe_checkpoint(&self) {
-        let due = self.wal.bytes_since_checkpoint() >= self.checkpoint_bytes
+        let Some(wal) = self.wal.as_deref() else {
+            return;
+        };
+        let due = wal.bytes_since_checkpoint() >= self.checkpoint_bytes
             || Self::consolidation_due(&self.ledger.lock())
             || {
                 // Graph before bookkeeping: the lock order of every other path.

@@ -47,9 +47,10 @@ impl Codes {
         Ok(Codes { file, dim })
     }
 
-    /// Opens the file; the caller checks the header against the metadata.
-    pub fn open(path: &Path) -> Result<Codes> {
-        let RowFile { file, dim } = RowFile::open(path, FileKind::Codes, stride_for)?;
+    /// Opens the file (read-only: see `PageFile::open`); the caller checks the header
+    /// against the metadata.
+    pub fn open(path: &Path, read_only: bool) -> Result<Codes> {
+        let RowFile { file, dim } = RowFile::open(path, FileKind::Codes, read_only, stride_for)?;
         Ok(Codes { file, dim })
     }
 

@@ -82,8 +82,8 @@ impl Layer0 {
     }
 
     /// Opens the file; the caller checks the header against the metadata.
-    pub fn open(path: &Path) -> Result<Layer0> {
-        let file = PageFile::open_typed(path, FileKind::Graph0, |h| {
+    pub fn open(path: &Path, read_only: bool) -> Result<Layer0> {
+        let file = PageFile::open_typed(path, FileKind::Graph0, read_only, |h| {
             let m0 = h.max_neighbours as usize;
             (m0 > 0).then(|| Layout::of(h.version).stride(m0))
         })?;
@@ -200,7 +200,7 @@ mod tests {
             index_uid: 7,
         };
         drop(PageFile::create(&path, header).unwrap());
-        Layer0::open(&path).unwrap()
+        Layer0::open(&path, false).unwrap()
     }
 
     fn read(l: &Layer0, i: u32) -> Vec<u32> {

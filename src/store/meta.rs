@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
+};
 
 use crate::distance::{Metric, Sq8};
 use crate::error::{Error, Result};
@@ -126,8 +128,51 @@ pub enum SlotState {
 
 /// The open metadata database.
 pub struct Meta {
-    db: Database,
+    db: Db,
     path: PathBuf,
+    /// A read-only open reads every table through the one transaction it began at open:
+    /// the checkpoint its view starts from, however many the writer commits meanwhile.
+    pinned: Option<redb::ReadTransaction>,
+}
+
+/// A read transaction: the pinned one, or a fresh one of the latest commit.
+enum Txn<'a> {
+    Pinned(&'a redb::ReadTransaction),
+    Fresh(redb::ReadTransaction),
+}
+
+impl std::ops::Deref for Txn<'_> {
+    type Target = redb::ReadTransaction;
+    fn deref(&self) -> &redb::ReadTransaction {
+        match self {
+            Txn::Pinned(t) => t,
+            Txn::Fresh(t) => t,
+        }
+    }
+}
+
+/// The database, opened for writing (one process at a time) or read-only (any number of
+/// processes, beside the writer: redb's single-writer mode lets readers follow its
+/// commits).
+enum Db {
+    Writable(Database),
+    ReadOnly(ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Writable(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        }
+    }
+
+    fn begin_write(&self) -> Result<redb::WriteTransaction> {
+        match self {
+            Db::Writable(db) => db.begin_write().map_err(db_err),
+            Db::ReadOnly(_) => Err(Error::ReadOnly),
+        }
+    }
 }
 
 fn db_err(e: impl std::fmt::Display) -> Error {
@@ -149,6 +194,11 @@ fn open_err(path: &Path, e: redb::DatabaseError) -> Error {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => {
             Error::Locked(path.parent().unwrap_or(path).to_path_buf())
+        }
+        // Only a read-only open aborts a repair: the writer crashed, and the repair (a
+        // write) waits for the next writable open.
+        redb::DatabaseError::RepairAborted => {
+            Error::NeedsRecovery(path.parent().unwrap_or(path).to_path_buf())
         }
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => {
             Error::corrupt(path, why)
@@ -178,7 +228,8 @@ fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
 
 fn builder(cache_bytes: usize) -> redb::Builder {
     let mut b = Database::builder();
-    b.set_cache_size(cache_bytes);
+    b.set_cache_size(cache_bytes)
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter);
     b
 }
 
@@ -190,10 +241,11 @@ impl Meta {
                 .create(path)
                 .map_err(|e| open_err(path, e))?;
             let meta = Meta {
-                db,
+                db: Db::Writable(db),
                 path: path.to_path_buf(),
+                pinned: None,
             };
-            let txn = meta.db.begin_write().map_err(db_err)?;
+            let txn = meta.db.begin_write()?;
             {
                 let mut t = txn.open_table(CONFIG).map_err(db_err)?;
                 let rows: [(&str, u64); 9] = [
@@ -222,19 +274,28 @@ impl Meta {
     }
 
     /// Opens the database and reads configuration and state: O(1) in the index size.
-    pub fn open(path: &Path, cache_bytes: usize) -> Result<(Meta, Config, State)> {
+    /// `read_only` opens change nothing in the file and may run beside the writer.
+    pub fn open(path: &Path, cache_bytes: usize, read_only: bool) -> Result<(Meta, Config, State)> {
         guard(path, || {
             if !path.exists() {
                 return Err(Error::NotFound(path.parent().unwrap_or(path).to_path_buf()));
             }
-            let db = builder(cache_bytes)
-                .open(path)
-                .map_err(|e| open_err(path, e))?;
+            let b = builder(cache_bytes);
+            let db = if read_only {
+                Db::ReadOnly(b.open_read_only(path).map_err(|e| open_err(path, e))?)
+            } else {
+                Db::Writable(b.open(path).map_err(|e| open_err(path, e))?)
+            };
+            let pinned = match &db {
+                Db::ReadOnly(_) => Some(db.begin_read().map_err(db_err)?),
+                Db::Writable(_) => None,
+            };
             let meta = Meta {
                 db,
                 path: path.to_path_buf(),
+                pinned,
             };
-            let txn = meta.db.begin_read().map_err(db_err)?;
+            let txn = meta.txn()?;
             let missing = |k: &str| Error::corrupt(path, format!("metadata lacks {k}"));
             let config = {
                 let t = txn
@@ -326,6 +387,13 @@ impl Meta {
         })
     }
 
+    fn txn(&self) -> Result<Txn<'_>> {
+        Ok(match &self.pinned {
+            Some(t) => Txn::Pinned(t),
+            None => Txn::Fresh(self.db.begin_read().map_err(db_err)?),
+        })
+    }
+
     /// The metadata file's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -334,7 +402,7 @@ impl Meta {
     /// The slot stored for external id `id` at the last checkpoint.
     pub fn lookup(&self, id: u64) -> Result<Option<u32>> {
         guard(&self.path, || {
-            let txn = self.db.begin_read().map_err(db_err)?;
+            let txn = self.txn()?;
             let t = txn.open_table(IDS).map_err(db_err)?;
             Ok(t.get(id).map_err(db_err)?.map(|g| g.value()))
         })
@@ -352,7 +420,7 @@ impl Meta {
 
     fn slot_set(&self, table: TableDefinition<u32, ()>) -> Result<Vec<u32>> {
         guard(&self.path, || {
-            let txn = self.db.begin_read().map_err(db_err)?;
+            let txn = self.txn()?;
             let t = txn.open_table(table).map_err(db_err)?;
             t.iter()
                 .map_err(db_err)?
@@ -364,7 +432,7 @@ impl Meta {
     /// Every (external id, slot) pair at the last checkpoint.
     pub fn all_ids(&self) -> Result<Vec<(u64, u32)>> {
         guard(&self.path, || {
-            let txn = self.db.begin_read().map_err(db_err)?;
+            let txn = self.txn()?;
             let t = txn.open_table(IDS).map_err(db_err)?;
             t.iter()
                 .map_err(db_err)?
@@ -376,7 +444,7 @@ impl Meta {
     /// One node's upper lists at the last checkpoint (empty: none).
     pub fn upper_of(&self, node: u32) -> Result<UpperLists> {
         guard(&self.path, || {
-            let txn = self.db.begin_read().map_err(db_err)?;
+            let txn = self.txn()?;
             let t = txn.open_table(UPPER).map_err(db_err)?;
             let mut lists = Vec::new();
             for row in t.range((node, 1u8)..=(node, u8::MAX)).map_err(db_err)? {
@@ -398,7 +466,7 @@ impl Meta {
     /// Every node's upper lists at the last checkpoint.
     pub fn upper_lists(&self) -> Result<Vec<(u32, UpperLists)>> {
         guard(&self.path, || {
-            let txn = self.db.begin_read().map_err(db_err)?;
+            let txn = self.txn()?;
             let t = txn.open_table(UPPER).map_err(db_err)?;
             let mut out: Vec<(u32, UpperLists)> = Vec::new();
             for row in t.iter().map_err(db_err)? {
@@ -428,7 +496,7 @@ impl Meta {
     /// The quantiser of the current code generation (`None` if none was stored).
     pub fn quantizer(&self, dim: usize) -> Result<Option<Sq8>> {
         guard(&self.path, || {
-            let txn = self.db.begin_read().map_err(db_err)?;
+            let txn = self.txn()?;
             let t = match txn.open_table(SQ8) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -462,7 +530,7 @@ impl Meta {
     /// Applies one checkpoint's changes in a single durable transaction.
     pub fn commit(&self, changes: &Changes<'_>) -> Result<()> {
         guard(&self.path, || {
-            let txn = self.db.begin_write().map_err(db_err)?;
+            let txn = self.db.begin_write()?;
             {
                 let mut ids = txn.open_table(IDS).map_err(db_err)?;
                 for (&id, &slot) in changes.ids {
@@ -559,12 +627,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(META_FILE_NAME);
         drop(Meta::create(&path, &config(), 1 << 20).unwrap());
-        let (meta, cfg, state) = Meta::open(&path, 1 << 20).unwrap();
+        let (meta, cfg, state) = Meta::open(&path, 1 << 20, false).unwrap();
         assert_eq!(cfg, config());
         assert_eq!(state, State::default());
         assert!(meta.quantizer(3).unwrap().is_none());
         assert!(matches!(
-            Meta::open(&dir.path().join("absent"), 1 << 20),
+            Meta::open(&dir.path().join("absent"), 1 << 20, false),
             Err(Error::NotFound(_))
         ));
     }
@@ -612,7 +680,7 @@ mod tests {
         })
         .unwrap();
         drop(meta);
-        let (meta, _, reopened) = Meta::open(&path, 1 << 20).unwrap();
+        let (meta, _, reopened) = Meta::open(&path, 1 << 20, false).unwrap();
         assert_eq!(reopened, state);
         assert_eq!(meta.all_ids().unwrap(), [(10, 0), (12, 2)]);
         assert_eq!(meta.lookup(11).unwrap(), None);

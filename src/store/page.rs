@@ -191,6 +191,8 @@ pub struct PageFile {
     file: File,
     map: MmapRaw,
     header: Header,
+    /// Opened read-only: mapped private, never grown, synced or written back.
+    read_only: bool,
 }
 
 impl PageFile {
@@ -212,6 +214,7 @@ impl PageFile {
             file,
             map,
             header,
+            read_only: false,
         };
         file.write_header();
         file.sync()?;
@@ -220,29 +223,47 @@ impl PageFile {
 
     /// Opens a page file, checking magic, version, checksum, kind and length. Reads the
     /// header only: O(1) in the file size.
-    pub fn open(path: &Path, kind: FileKind) -> Result<PageFile> {
+    ///
+    /// `read_only` opens the file read-only and maps it private (copy-on-write): what is
+    /// written to its slots (log records replayed into a reader's view) stays in this
+    /// process's memory and never reaches the file, which a writer process may be changing
+    /// meanwhile. Such a file never grows; it maps every slot its length holds.
+    pub fn open(path: &Path, kind: FileKind, read_only: bool) -> Result<PageFile> {
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(!read_only)
             .open(path)
             .at(path)?;
         let file_len = file.metadata().at(path)?.len();
         if file_len < HEADER_PAGE as u64 {
             return Err(Error::corrupt(path, "file is shorter than its header page"));
         }
-        let map = MmapOptions::new().map_raw(&file).at(path)?;
+        let map = if read_only {
+            // SAFETY: a private mapping of a file we only read; other processes may change
+            // the file, which is why every slot access goes through atomics or through
+            // slots the writer does not change while they are live (see `graph`).
+            MmapRaw::from(unsafe { MmapOptions::new().map_copy(&file) }.at(path)?)
+        } else {
+            MmapOptions::new().map_raw(&file).at(path)?
+        };
         // SAFETY: the mapping is at least HEADER_PAGE bytes long (checked above) and
         // nothing else writes to it while we read the header.
         let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), HEADER_LEN) };
-        let header = Header::decode(bytes, file_len, path)?;
+        let mut header = Header::decode(bytes, file_len, path)?;
         if header.kind != kind {
             return Err(Error::corrupt(path, "file holds the wrong kind of pages"));
+        }
+        if read_only {
+            // A writer grows the file (and syncs its length) before it logs a write to the
+            // new slots, and rewrites the header after: the length is what counts.
+            header.capacity = (file_len - HEADER_PAGE as u64) / header.stride;
         }
         Ok(PageFile {
             path: path.to_path_buf(),
             file,
             map,
             header,
+            read_only,
         })
     }
 
@@ -276,9 +297,10 @@ impl PageFile {
     pub fn open_typed(
         path: &Path,
         kind: FileKind,
+        read_only: bool,
         stride_for: impl FnOnce(&Header) -> Option<usize>,
     ) -> Result<PageFile> {
-        let file = PageFile::open(path, kind)?;
+        let file = PageFile::open(path, kind, read_only)?;
         let h = file.header();
         if h.dim == 0 || h.elem_type != kind.elem_type() || stride_for(h) != Some(h.stride as usize)
         {
@@ -372,6 +394,16 @@ impl PageFile {
         if min_capacity <= self.capacity() {
             return Ok(());
         }
+        if self.read_only {
+            return Err(Error::corrupt(
+                &self.path,
+                format!(
+                    "slot {} is beyond the {} slots of the file",
+                    min_capacity - 1,
+                    self.capacity()
+                ),
+            ));
+        }
         let new_cap = min_capacity
             .max(self.capacity() + self.capacity() / 2)
             .max(self.capacity() + 1024) as u64;
@@ -392,6 +424,9 @@ impl PageFile {
 
     /// Writes data and metadata to stable storage (msync, then fsync for the file length).
     pub fn sync(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         self.map.flush().at(&self.path)?;
         self.file.sync_all().at(&self.path)?;
         failpoints::synced(&self.path, None);
@@ -437,10 +472,12 @@ impl RowFile {
     pub fn open(
         path: &Path,
         kind: FileKind,
+        read_only: bool,
         stride_for: fn(usize, u32) -> usize,
     ) -> Result<RowFile> {
-        let file =
-            PageFile::open_typed(path, kind, |h| Some(stride_for(h.dim as usize, h.version)))?;
+        let file = PageFile::open_typed(path, kind, read_only, |h| {
+            Some(stride_for(h.dim as usize, h.version))
+        })?;
         let dim = file.header().dim as usize;
         Ok(RowFile { file, dim })
     }
@@ -543,10 +580,10 @@ mod tests {
         assert_eq!(unsafe { *a.slot_ptr(1) }, 7);
         a.sync().unwrap();
         drop(a);
-        let b = PageFile::open(&p, FileKind::Vectors).unwrap();
+        let b = PageFile::open(&p, FileKind::Vectors, false).unwrap();
         assert!(b.capacity() >= 5000);
         assert!(matches!(
-            PageFile::open(&p, FileKind::Graph0),
+            PageFile::open(&p, FileKind::Graph0, false),
             Err(Error::Corrupt { .. })
         ));
     }

@@ -40,9 +40,10 @@ impl Vectors {
         Ok(Vectors::typed(file, dim))
     }
 
-    /// Opens the file; the caller checks the header against the metadata.
-    pub fn open(path: &Path) -> Result<Vectors> {
-        let RowFile { file, dim } = RowFile::open(path, FileKind::Vectors, stride_for)?;
+    /// Opens the file (read-only: see `PageFile::open`); the caller checks the header
+    /// against the metadata.
+    pub fn open(path: &Path, read_only: bool) -> Result<Vectors> {
+        let RowFile { file, dim } = RowFile::open(path, FileKind::Vectors, read_only, stride_for)?;
         Ok(Vectors::typed(file, dim))
     }
 

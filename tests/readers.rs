@@ -1,0 +1,280 @@
+//! Read-only opens: they change no byte, refuse writes, follow the writer with `refresh`,
+//! and any number of them, in other processes, answer correctly while one writer writes.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hnswdb::{Error, Index, IndexOptions, Metric};
+
+const DIM: usize = 8;
+
+/// The vector id `id` has at version `v` of the writer's workload: readers can tell
+/// every value an id ever had from the id alone.
+fn vector(id: u64, v: u64) -> Vec<f32> {
+    (0..DIM as u64)
+        .map(|j| ((id * 31 + v * 7 + j * 3) % 101) as f32 / 10.0)
+        .collect()
+}
+
+/// Every file's bytes and modification time, to prove a read-only open changed nothing.
+fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(fingerprint(&entry.path()));
+        } else {
+            let meta = entry.metadata().unwrap();
+            out.insert(
+                entry.path(),
+                (
+                    std::fs::read(entry.path()).unwrap(),
+                    meta.modified().unwrap(),
+                ),
+            );
+        }
+    }
+    out.insert(
+        dir.to_path_buf(),
+        (
+            Vec::new(),
+            std::fs::metadata(dir).unwrap().modified().unwrap(),
+        ),
+    );
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A writer with `n` ids checkpointed (codes trained) and a few more writes in its log.
+fn writer(dir: &Path, n: u64) -> Index {
+    let index =
+        Index::create(dir, &IndexOptions::new(DIM, Metric::L2).quantize_after(100)).unwrap();
+    let ids: Vec<u64> = (0..n).collect();
+    let rows: Vec<f32> = ids.iter().flat_map(|&id| vector(id, 0)).collect();
+    index.insert_batch(&ids, &rows).unwrap();
+    index.checkpoint().unwrap();
+    index.upsert(1, &vector(1, 1)).unwrap();
+    index.delete(2).unwrap();
+    index.insert(n, &vector(n, 0)).unwrap();
+    index
+}
+
+#[test]
+fn a_read_only_open_changes_no_byte_and_refuses_writes() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("idx");
+    // An idle writer keeps the index open with three writes in its log after the
+    // checkpoint, so that the reader has a log to replay.
+    let w = writer(&dir, 500);
+    std::thread::sleep(Duration::from_millis(20)); // a write would move an mtime
+    let before = fingerprint(&dir);
+    {
+        let index = Index::open_read_only(&dir).unwrap();
+        assert_eq!(index.recovery().replayed, 3);
+        assert_eq!(index.get(1).unwrap(), vector(1, 1));
+        assert!(matches!(index.get(2), Err(Error::UnknownId(2))));
+        assert_eq!(index.search(&vector(7, 0), 1).unwrap()[0].id, 7);
+        assert!(index.verify().unwrap().is_ok());
+        assert!(index.stats().unwrap().len == 500);
+        assert!(matches!(
+            index.insert(9999, &vector(1, 1)),
+            Err(Error::ReadOnly)
+        ));
+        assert!(matches!(index.delete(1), Err(Error::ReadOnly)));
+        assert!(matches!(index.checkpoint(), Err(Error::ReadOnly)));
+        index.close().unwrap();
+    }
+    assert!(
+        fingerprint(&dir) == before,
+        "a read-only open changed the directory"
+    );
+    drop(w);
+}
+
+#[test]
+fn a_crashed_index_needs_one_writable_open_before_read_only_ones() {
+    let root = tempfile::tempdir().unwrap();
+    let live = root.path().join("live");
+    let w = writer(&live, 100);
+    let crashed = root.path().join("crashed");
+    copy_dir(&live, &crashed); // the files as kill -9 of the writer leaves them
+    drop(w);
+    assert!(matches!(
+        Index::open_read_only(&crashed),
+        Err(Error::NeedsRecovery(_))
+    ));
+    drop(Index::open(&crashed).unwrap());
+    assert_eq!(Index::open_read_only(&crashed).unwrap().len(), 100);
+}
+
+#[test]
+fn readers_follow_the_writer_and_a_second_writer_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("idx");
+    let w = writer(&dir, 300);
+    let mut reader = Index::open_read_only(&dir).unwrap();
+    assert_eq!(reader.len(), 300);
+    assert!(matches!(Index::open(&dir), Err(Error::Locked(_))));
+    w.insert(1000, &vector(1000, 0)).unwrap();
+    w.delete(3).unwrap();
+    // The view stays where it was taken until refreshed.
+    assert!(matches!(reader.get(1000), Err(Error::UnknownId(1000))));
+    assert_eq!(reader.get(3).unwrap(), vector(3, 0));
+    reader.refresh().unwrap();
+    assert_eq!(reader.get(1000).unwrap(), vector(1000, 0));
+    assert!(matches!(reader.get(3), Err(Error::UnknownId(3))));
+    // Through a checkpoint that drops the log and frees slots, and the writer reusing them.
+    w.consolidate().unwrap();
+    let ids: Vec<u64> = (2000..2100).collect();
+    let rows: Vec<f32> = ids.iter().flat_map(|&id| vector(id, 0)).collect();
+    w.insert_batch(&ids, &rows).unwrap();
+    match reader.get(4) {
+        Ok(v) => assert_eq!(v, vector(4, 0)),
+        Err(e) => assert!(matches!(e, Error::Stale(_)), "{e}"),
+    }
+    reader.refresh().unwrap();
+    assert_eq!(reader.len(), w.len());
+    assert_eq!(reader.get(2050).unwrap(), vector(2050, 0));
+    drop(w);
+    reader.refresh().unwrap();
+    assert!(reader.verify().unwrap().is_ok());
+}
+
+/// Set in a reader child's environment: the index directory.
+const READER_ENV: &str = "HNSWDB_READER_CHILD";
+
+/// A reader process: opens the index read-only, searches, gets and refreshes in a loop,
+/// checks every answer against what the writer can have written, and prints its counts.
+#[test]
+#[ignore = "the child process of many_reader_processes_beside_a_writer"]
+fn reader_child() {
+    let Ok(dir) = std::env::var(READER_ENV) else {
+        eprintln!("reader_child is a child process, not a test on its own");
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let (mut checked, mut stale, mut refreshes) = (0u64, 0u64, 0u64);
+    let mut index = Index::open_read_only(&dir).unwrap();
+    while Instant::now() < deadline {
+        for id in (0..3000u64).step_by(37) {
+            match index.get(id) {
+                // Ids are written at versions 0 and 1 only: any other value was never it.
+                Ok(v) => {
+                    assert!(
+                        v == vector(id, 0) || v == vector(id, 1),
+                        "get({id}) = {v:?}"
+                    );
+                    checked += 1;
+                }
+                Err(Error::UnknownId(_)) => checked += 1,
+                Err(Error::Stale(_)) => stale += 1,
+                Err(e) => panic!("get({id}): {e}"),
+            }
+        }
+        for q in 0..10u64 {
+            match index.search(&vector(q * 97, 0), 5) {
+                Ok(hits) => {
+                    for h in hits {
+                        let d0: f32 = vector(h.id, 0)
+                            .iter()
+                            .zip(vector(q * 97, 0))
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum();
+                        let d1: f32 = vector(h.id, 1)
+                            .iter()
+                            .zip(vector(q * 97, 0))
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum();
+                        assert!(
+                            (h.distance - d0).abs() < 1e-3 || (h.distance - d1).abs() < 1e-3,
+                            "hit {} at {} is at no distance its vectors have",
+                            h.id,
+                            h.distance
+                        );
+                        checked += 1;
+                    }
+                }
+                Err(Error::Stale(_)) => stale += 1,
+                Err(e) => panic!("search: {e}"),
+            }
+        }
+        index.refresh().unwrap();
+        refreshes += 1;
+    }
+    println!("reader: {checked} answers checked, {stale} stale, {refreshes} refreshes");
+}
+
+#[test]
+fn many_reader_processes_beside_a_writer() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("idx");
+    let w = writer(&dir, 1000);
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["reader_child", "--exact", "--ignored", "--nocapture", "-q"])
+                .env(READER_ENV, &dir)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // The writer inserts, upserts (to version 1), deletes and checkpoints meanwhile.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut next = 1001u64;
+    let mut writes = 0;
+    while Instant::now() < deadline {
+        let ids: Vec<u64> = (next..next + 20).collect();
+        let rows: Vec<f32> = ids.iter().flat_map(|&id| vector(id, 0)).collect();
+        w.insert_batch(&ids, &rows).unwrap();
+        w.upsert(next - 500, &vector(next - 500, 1)).unwrap();
+        w.delete(next - 900).unwrap();
+        if writes % 10 == 9 {
+            w.consolidate().unwrap();
+        }
+        next += 20;
+        writes += 1;
+    }
+    let mut total = 0u64;
+    for child in readers {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "a reader failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = BufReader::new(stdout.as_bytes())
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("reader:"))
+            .expect("the reader reports");
+        total += line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
+        eprintln!("{line}");
+    }
+    eprintln!("writer: {writes} rounds of writes; readers checked {total} answers, 0 wrong");
+    assert!(total > 0);
+    drop(w);
+    assert!(Index::open(&dir).unwrap().verify().unwrap().is_ok());
+}

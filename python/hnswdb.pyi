@@ -28,7 +28,7 @@ class Index:
     def __init__(self, space: str, dim: int) -> None:
         """`space`: 'cosine', 'l2' or 'ip'. Call `init_index` or `load_index` next."""
     @staticmethod
-    def open(path: _Path) -> "Index":
+    def open(path: _Path, read_only: bool = False) -> "Index":
         """Opens the index at `path`; space and dimension come from its files."""
     def init_index(
         self,
@@ -76,6 +76,7 @@ class Index:
     def resize_index(self, new_size: int) -> None: ...
     def flush(self) -> None:
         """Checkpoint: every acknowledged write is in the page files."""
+    def refresh(self) -> None: ...
     def close(self) -> None: ...
     def __enter__(self) -> "Index": ...
     def __exit__(self, *exc: object) -> bool: ...

@@ -194,9 +194,15 @@ impl Index {
     }
 
     /// Opens the index stored at `path` (space and dimension come from the files).
+    /// `read_only=True` writes nothing, works on read-only files, and may run in any
+    /// number of processes beside the one that writes (see `refresh`).
     #[staticmethod]
-    fn open(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let index = py.detach(|| hnswdb::Index::open(&path)).map_err(py_err)?;
+    #[pyo3(signature = (path, read_only=false))]
+    fn open(py: Python<'_>, path: PathBuf, read_only: bool) -> PyResult<Self> {
+        let options = hnswdb::OpenOptions::default().read_only(read_only);
+        let index = py
+            .detach(|| hnswdb::Index::open_with(&path, &options))
+            .map_err(py_err)?;
         let this = Index {
             space: index.metric(),
             dim: index.dim(),
@@ -204,6 +210,28 @@ impl Index {
         };
         this.install(index, None)?;
         Ok(this)
+    }
+
+    /// Moves a read-only index forward to everything the writer has acknowledged since it
+    /// was opened (or last refreshed). Does nothing on a writable index.
+    fn refresh(&self, py: Python<'_>) -> PyResult<()> {
+        let current = self.index()?;
+        let (dir, ef, threads) = (current.path().to_path_buf(), current.ef(), current.threads());
+        if !current.is_read_only() {
+            return Ok(());
+        }
+        let options = hnswdb::OpenOptions::default()
+            .read_only(true)
+            .ef_search(ef)
+            .threads(threads);
+        let fresh = py
+            .detach(|| hnswdb::Index::open_with(&dir, &options))
+            .map_err(py_err)?;
+        if let Some(open) = self.open.lock().as_mut() {
+            // Calls in flight keep the old view (their own Arc) until they finish.
+            open.index = Arc::new(fresh);
+        }
+        Ok(())
     }
 
     /// Creates the index. `path` is the directory that holds it; without one the index

@@ -262,3 +262,33 @@ def test_same_answers_as_the_rust_api(path):
     for row, answer in enumerate(answers):
         assert [h["id"] for h in answer["results"]] == labels[row].tolist()
         np.testing.assert_allclose([h["distance"] for h in answer["results"]], distances[row], rtol=1e-6)
+
+
+def test_read_only_processes_beside_a_writer(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "multiprocess_readers",
+        os.path.join(os.path.dirname(__file__), "..", "..", "examples", "multiprocess_readers.py"),
+    )
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    added, answers = example.main(str(tmp_path / "idx"), seconds=1.5)
+    assert len(answers) == 4 and all(served > 0 for served, _ in answers)
+    # Readers saw the writer's progress through refresh, never more than was added.
+    assert all(1000 <= seen <= added for _, seen in answers)
+    assert max(seen for _, seen in answers) > 1000
+
+
+def test_read_only_open_refuses_writes(path):
+    index, data = build(path, n=300)
+    reader = hnswdb.Index.open(path, read_only=True)
+    assert reader.get_current_count() == 300
+    with pytest.raises(hnswdb.HnswdbError):
+        reader.add_items(data[:1], np.array([999]))
+    index.add_items(data[:1], np.array([999]))
+    assert reader.get_current_count() == 300
+    reader.refresh()
+    assert reader.get_current_count() == 301
+    index.close()
+    reader.close()

@@ -88,6 +88,11 @@ impl Index {
         self.recovery
     }
 
+    /// Whether the index was opened read-only (see [`OpenOptions::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.wal.is_none()
+    }
+
     /// Directory of the index.
     pub fn path(&self) -> &Path {
         &self.dir

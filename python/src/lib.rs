@@ -216,19 +216,21 @@ impl Index {
     /// was opened (or last refreshed). Does nothing on a writable index.
     fn refresh(&self, py: Python<'_>) -> PyResult<()> {
         let current = self.index()?;
-        let (dir, ef, threads) = (current.path().to_path_buf(), current.ef(), current.threads());
-        if !current.is_read_only() {
+        // In place when it can be (only the log written since is read); the lock on this
+        // object is not held meanwhile, so other threads keep calling.
+        if py.detach(|| current.catch_up()).map_err(py_err)? {
             return Ok(());
         }
         let options = hnswdb::OpenOptions::default()
             .read_only(true)
-            .ef_search(ef)
-            .threads(threads);
+            .ef_search(current.ef())
+            .threads(current.threads());
+        let dir = current.path().to_path_buf();
         let fresh = py
             .detach(|| hnswdb::Index::open_with(&dir, &options))
             .map_err(py_err)?;
         if let Some(open) = self.open.lock().as_mut() {
-            // Calls in flight keep the old view (their own Arc) until they finish.
+            // Calls in flight keep the old view until they finish; later ones get the new.
             open.index = Arc::new(fresh);
         }
         Ok(())

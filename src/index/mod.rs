@@ -57,6 +57,8 @@ pub struct Index {
     ledger: Mutex<Ledger>,
     /// The log to append to; `None` when opened read-only.
     wal: Option<Arc<Wal>>,
+    /// Where a read-only view stands in the writer's history; `None` when writable.
+    view: Mutex<Option<View>>,
     /// The options the index was opened with (a refresh reopens with them).
     options: OpenOptions,
     durability: Durability,
@@ -69,6 +71,14 @@ pub struct Index {
     quantize_after: u64,
     recovery: Recovery,
     _syncer: Option<Syncer>,
+}
+
+/// A read-only view's place in the writer's history: the checkpoint it started from and
+/// the LSN after the last log record it applied.
+#[derive(Clone, Copy, Debug)]
+struct View {
+    checkpoint_lsn: u64,
+    next_lsn: u64,
 }
 
 impl std::fmt::Debug for Index {

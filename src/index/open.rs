@@ -11,7 +11,7 @@ use rand::RngExt;
 
 use super::checkpoint::Syncer;
 use super::write::{self, Ledger, MAX_LEVEL};
-use super::{Durability, Index, IndexOptions, OpenOptions, Recovery};
+use super::{Durability, Index, IndexOptions, OpenOptions, Recovery, View};
 use crate::distance::{Distance, Kernels};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Quantized, UpperSource};
@@ -103,10 +103,12 @@ impl Index {
     }
 
     /// A read-only index moves its view forward to everything the writer has acknowledged
-    /// by now (it reopens the files and replays the log since the latest checkpoint). A
-    /// writable index is always current: this does nothing.
+    /// by now. While the writer has not checkpointed since the view was taken, only the
+    /// log records written since are read and applied (`catch_up`); otherwise the view is
+    /// reopened (the checkpoint and log as they are now). A writable index is always
+    /// current: this does nothing.
     pub fn refresh(&mut self) -> Result<()> {
-        if self.wal.is_some() {
+        if self.catch_up()? {
             return Ok(());
         }
         let options = self
@@ -116,6 +118,70 @@ impl Index {
             .threads(self.threads());
         *self = Self::open_with(&self.dir, &options)?;
         Ok(())
+    }
+
+    /// Moves a read-only view forward in place, applying the log records the writer has
+    /// written since its last one (searches wait meanwhile). True when done, or when the
+    /// index is writable (always current); false when it cannot be done in place (the
+    /// writer checkpointed since, or grew the files past the view's mappings): then
+    /// `refresh` reopens the view.
+    pub fn catch_up(&self) -> Result<bool> {
+        let mut view_slot = self.view.lock();
+        let Some(view) = *view_slot else {
+            return Ok(self.wal.is_some());
+        };
+        if self.meta.latest_checkpoint_lsn()? != view.checkpoint_lsn {
+            return Ok(false);
+        }
+        let wal_dir = self.dir.join(WAL_DIR);
+        let identity = WalIdentity {
+            dim: self.config.dim as u32,
+            index_uid: self.config.index_uid,
+        };
+        let replay = match wal::read_for_replay(&wal_dir, identity, view.next_lsn, false) {
+            Ok(replay) => replay,
+            // A checkpoint between the two reads dropped the segments: reopen.
+            Err(Error::Corrupt { .. } | Error::Io { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut graph = self.graph.write();
+        let needed = replay
+            .ops
+            .iter()
+            .map(|(_, op)| op.slots_needed())
+            .max()
+            .unwrap_or(0);
+        if needed > graph.capacity() {
+            return Ok(false);
+        }
+        let mut ledger = self.ledger.lock();
+        // Check on a copy of the ledger that every record applies, so that a view is
+        // moved whole or not at all.
+        let mut trial = ledger.trial();
+        if replay
+            .ops
+            .iter()
+            .any(|(_, op)| trial.apply(&self.meta, self.config.dim, op).is_err())
+        {
+            return Ok(false);
+        }
+        for (lsn, op) in &replay.ops {
+            write::replay(
+                &mut graph,
+                &mut ledger,
+                &self.meta,
+                self.config.dim,
+                self.threads(),
+                *lsn,
+                op,
+                &wal_dir,
+            )?;
+        }
+        *view_slot = Some(View {
+            checkpoint_lsn: view.checkpoint_lsn,
+            next_lsn: replay.next_lsn,
+        });
+        Ok(true)
     }
 
     fn open_once(dir: &Path, options: &OpenOptions) -> Result<Index> {
@@ -192,6 +258,10 @@ impl Index {
             replayed: replay.ops.len(),
             truncated_bytes: replay.tail_bytes()?,
         };
+        let view = read_only.then_some(View {
+            checkpoint_lsn: state.checkpoint_lsn,
+            next_lsn: replay.next_lsn,
+        });
         let (wal, syncer) = if read_only {
             (None, None)
         } else {
@@ -212,6 +282,7 @@ impl Index {
             meta,
             ledger: Mutex::new(ledger),
             wal,
+            view: Mutex::new(view),
             options: options.clone(),
             durability: options.durability,
             checkpoint_bytes: options.checkpoint_bytes,

@@ -161,6 +161,24 @@ impl Ledger {
         Ok(old)
     }
 
+    /// A copy to try operations on (`apply`) without changing this ledger. Its level
+    /// generator is not this one's: a trial applies logged operations, which carry their
+    /// levels, and draws none.
+    pub(super) fn trial(&self) -> Ledger {
+        Ledger {
+            high_water: self.high_water,
+            live: self.live,
+            free: self.free.clone(),
+            tombstones: self.tombstones.clone(),
+            level_draws: self.level_draws,
+            rng: StdRng::seed_from_u64(0),
+            ids: self.ids.clone(),
+            slots: self.slots.clone(),
+            codes_generation: self.codes_generation,
+            codes_trained_live: self.codes_trained_live,
+        }
+    }
+
     /// The `n` slots the next insert would take: free ones first, then fresh ones.
     pub(super) fn plan_slots(&self, n: usize) -> Vec<u32> {
         let reused = self.free.iter().copied().take(n);
@@ -450,12 +468,7 @@ pub(super) fn replay(
     op: &Op,
     wal_dir: &std::path::Path,
 ) -> Result<()> {
-    let needed = match op {
-        Op::Insert(items) => items.iter().map(|p| p.slot as usize + 1).max().unwrap_or(0),
-        Op::Upsert(p) => p.slot as usize + 1,
-        Op::Delete(_) => 0,
-    };
-    graph.grow(needed)?;
+    graph.grow(op.slots_needed())?;
     let old = ledger
         .apply(meta, dim, op)
         .map_err(|why| Error::corrupt(wal_dir, format!("log record {lsn}: {why}")))?;

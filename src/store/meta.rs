@@ -394,6 +394,19 @@ impl Meta {
         })
     }
 
+    /// The checkpoint LSN of the latest commit (not of a read-only view's pinned one):
+    /// whether the writer has checkpointed since a view was taken.
+    pub fn latest_checkpoint_lsn(&self) -> Result<u64> {
+        guard(&self.path, || {
+            let txn = self.db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(STATE).map_err(db_err)?;
+            Ok(t.get("checkpoint_lsn")
+                .map_err(db_err)?
+                .ok_or_else(|| Error::corrupt(&self.path, "metadata lacks checkpoint_lsn"))?
+                .value())
+        })
+    }
+
     /// The metadata file's path.
     pub fn path(&self) -> &Path {
         &self.path

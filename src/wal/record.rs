@@ -91,6 +91,16 @@ impl Op {
         }
     }
 
+    /// The slots the page files must hold for this operation to apply: one past the
+    /// highest slot it writes.
+    pub fn slots_needed(&self) -> usize {
+        match self {
+            Op::Insert(items) => items.iter().map(|p| p.slot as usize + 1).max().unwrap_or(0),
+            Op::Upsert(p) => p.slot as usize + 1,
+            Op::Delete(_) => 0,
+        }
+    }
+
     /// Decodes a payload written by `encode` for vectors of `dim` floats (an
     /// `INSERT_PART` decodes to the insert of its items). Any other bytes give an error
     /// message, never a panic.

@@ -143,13 +143,20 @@ fn readers_follow_the_writer_and_a_second_writer_is_refused() {
     w.insert(1001, &vector(1001, 0)).unwrap();
     assert!(reader.catch_up().unwrap());
     assert_eq!(reader.get(1001).unwrap(), vector(1001, 0));
-    assert_eq!(reader.recovery().replayed, 3, "the open replayed 3; catching up adds none");
+    assert_eq!(
+        reader.recovery().replayed,
+        3,
+        "the open replayed 3; catching up adds none"
+    );
     // Through a checkpoint that drops the log and frees slots, and the writer reusing them.
     w.consolidate().unwrap();
     let ids: Vec<u64> = (2000..2100).collect();
     let rows: Vec<f32> = ids.iter().flat_map(|&id| vector(id, 0)).collect();
     w.insert_batch(&ids, &rows).unwrap();
-    assert!(!reader.catch_up().unwrap(), "a checkpoint since: only a reopen will do");
+    assert!(
+        !reader.catch_up().unwrap(),
+        "a checkpoint since: only a reopen will do"
+    );
     match reader.get(4) {
         Ok(v) => assert_eq!(v, vector(4, 0)),
         Err(e) => assert!(matches!(e, Error::Stale(_)), "{e}"),

@@ -127,7 +127,7 @@ fn readers_follow_the_writer_and_a_second_writer_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("idx");
     let w = writer(&dir, 300);
-    let mut reader = Index::open_read_only(&dir).unwrap();
+    let reader = Index::open_read_only(&dir).unwrap();
     assert_eq!(reader.len(), 300);
     assert!(matches!(Index::open(&dir), Err(Error::Locked(_))));
     w.insert(1000, &vector(1000, 0)).unwrap();
@@ -183,7 +183,7 @@ fn reader_child() {
     };
     let deadline = Instant::now() + Duration::from_millis(1500);
     let (mut checked, mut stale, mut refreshes) = (0u64, 0u64, 0u64);
-    let mut index = Index::open_read_only(&dir).unwrap();
+    let index = Index::open_read_only(&dir).unwrap();
     while Instant::now() < deadline {
         for id in (0..3000u64).step_by(37) {
             match index.get(id) {
@@ -405,4 +405,61 @@ fn readers_and_writer_survive_kill_9() {
         "kill -9: 3 writers and 3 readers killed; {acked_total} acknowledged write rounds found after \
          recovery; surviving readers checked {checked_total} answers, 0 wrong"
     );
+}
+
+#[test]
+fn a_following_reader_keeps_up_without_refresh() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("idx");
+    let w = writer(&dir, 300);
+    let options = hnswdb::OpenOptions::default()
+        .read_only(true)
+        .follow(Duration::ZERO);
+    let reader = std::sync::Arc::new(Index::open_with(&dir, &options).unwrap());
+    w.insert(5000, &vector(5000, 0)).unwrap();
+    assert_eq!(
+        reader.get(5000).unwrap(),
+        vector(5000, 0),
+        "caught up in place"
+    );
+    // After a checkpoint the view is reopened, behind the same shared handle.
+    w.consolidate().unwrap();
+    w.insert(5001, &vector(5001, 0)).unwrap();
+    assert_eq!(reader.get(5001).unwrap(), vector(5001, 0), "reopened");
+    assert_eq!(reader.len(), w.len());
+    assert_eq!(reader.search(&vector(5001, 0), 1).unwrap()[0].id, 5001);
+}
+
+#[test]
+fn a_read_only_open_works_on_a_read_only_mount() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("idx");
+    writer(&dir, 200).close().unwrap();
+    let ro = root.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let bind = |args: &[&str]| {
+        Command::new("mount")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !bind(&["--bind", dir.to_str().unwrap(), ro.to_str().unwrap()]) {
+        eprintln!("skipped: cannot bind-mount here (needs root)");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&ro);
+    assert!(bind(&["-o", "remount,ro,bind", ro.to_str().unwrap()]));
+    let index = Index::open_read_only(&ro).unwrap();
+    assert_eq!(index.len(), 200);
+    assert_eq!(index.search(&vector(9, 0), 1).unwrap()[0].id, 9);
+    assert!(index.verify().unwrap().is_ok());
+    drop(index);
+    // A writable open of read-only files is a typed error, not a crash.
+    assert!(Index::open(&ro).is_err());
 }

@@ -215,25 +215,10 @@ impl Index {
     /// Moves a read-only index forward to everything the writer has acknowledged since it
     /// was opened (or last refreshed). Does nothing on a writable index.
     fn refresh(&self, py: Python<'_>) -> PyResult<()> {
-        let current = self.index()?;
-        // In place when it can be (only the log written since is read); the lock on this
-        // object is not held meanwhile, so other threads keep calling.
-        if py.detach(|| current.catch_up()).map_err(py_err)? {
-            return Ok(());
-        }
-        let options = hnswdb::OpenOptions::default()
-            .read_only(true)
-            .ef_search(current.ef())
-            .threads(current.threads());
-        let dir = current.path().to_path_buf();
-        let fresh = py
-            .detach(|| hnswdb::Index::open_with(&dir, &options))
-            .map_err(py_err)?;
-        if let Some(open) = self.open.lock().as_mut() {
-            // Calls in flight keep the old view until they finish; later ones get the new.
-            open.index = Arc::new(fresh);
-        }
-        Ok(())
+        // The lock on this object is not held meanwhile: other threads keep calling, and
+        // see the old view or the new one.
+        let index = self.index()?;
+        py.detach(|| index.refresh()).map_err(py_err)
     }
 
     /// Creates the index. `path` is the directory that holds it; without one the index

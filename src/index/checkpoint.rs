@@ -110,7 +110,7 @@ impl Index {
             codes_generation,
             codes_trained_live,
         };
-        self.meta.commit(&Changes {
+        self.meta().commit(&Changes {
             ids: &p.ids,
             slots: &p.slots,
             upper: &upper,

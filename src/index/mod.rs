@@ -4,7 +4,8 @@
 //! (making it all durable in the pages and metadata), `verify` (the whole-index check),
 //! `report` (what the API returns).
 //!
-//! Lock order: `graph` (read or write) → `ledger` → the log's own locks.
+//! Lock order: `view` (read-only views) → `graph` (read or write) → `ledger` → `meta` →
+//! the log's own locks.
 
 mod checkpoint;
 mod open;
@@ -53,12 +54,15 @@ pub struct Index {
     /// Read-locked by inserts and searches; write-locked to remap (grow), for deletes and
     /// upserts (so that they apply in log order relative to inserts), and to checkpoint.
     graph: RwLock<Graph>,
-    meta: Arc<Meta>,
+    /// Replaced (under the graph's write lock) only when a read-only view is reopened.
+    meta: RwLock<Arc<Meta>>,
     ledger: Mutex<Ledger>,
     /// The log to append to; `None` when opened read-only.
     wal: Option<Arc<Wal>>,
     /// Where a read-only view stands in the writer's history; `None` when writable.
     view: Mutex<Option<View>>,
+    /// When a following view last caught up (see [`OpenOptions::follow`]).
+    followed: Mutex<std::time::Instant>,
     /// The options the index was opened with (a refresh reopens with them).
     options: OpenOptions,
     durability: Durability,
@@ -96,6 +100,25 @@ impl Index {
     /// What opening this index recovered from the log.
     pub fn recovery(&self) -> Recovery {
         self.recovery
+    }
+
+    fn meta(&self) -> Arc<Meta> {
+        self.meta.read().clone()
+    }
+
+    /// With [`OpenOptions::follow`], refreshes a read-only view before a read once the
+    /// interval has passed since it last did.
+    fn follow(&self) -> Result<()> {
+        let Some(every) = self.options.follow else {
+            return Ok(());
+        };
+        let mut last = self.followed.lock();
+        if last.elapsed() >= every {
+            *last = std::time::Instant::now();
+            drop(last);
+            self.refresh()?;
+        }
+        Ok(())
     }
 
     /// Whether the index was opened read-only (see [`OpenOptions::read_only`]).
@@ -188,7 +211,7 @@ impl Index {
     /// maps its ids in the ledger before it writes their vectors (they are logged first),
     /// and its ids stay invisible until the graph publishes them.
     fn visible_slot(&self, graph: &Graph, id: u64) -> Result<Option<u32>> {
-        let slot = self.ledger.lock().slot_of(&self.meta, id)?;
+        let slot = self.ledger.lock().slot_of(&self.meta(), id)?;
         Ok(slot.filter(|&s| graph.is_live(s)))
     }
 
@@ -199,6 +222,7 @@ impl Index {
 
     /// The `k` nearest vectors to `query`, searching with beam width `max(ef, k)`.
     pub fn search_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Neighbour>> {
+        self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
         self.hits(&graph, graph.search(&q, k, ef.max(1))?)
@@ -212,6 +236,7 @@ impl Index {
         k: usize,
         ef: usize,
     ) -> Result<(Vec<Neighbour>, usize)> {
+        self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
         let (found, distances) = graph.search_counted(&q, k, ef.max(1))?;
@@ -239,6 +264,7 @@ impl Index {
         ef: usize,
         filter: impl Fn(u64) -> bool,
     ) -> Result<Vec<Neighbour>> {
+        self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
         let (found, _) = graph.search_where(&q, k, ef.max(1), filter)?;
@@ -252,6 +278,7 @@ impl Index {
         k: usize,
         ef: usize,
     ) -> Result<Vec<Vec<Neighbour>>> {
+        self.follow()?;
         let dim = self.config.dim;
         if !queries.len().is_multiple_of(dim) {
             return Err(Error::DimensionMismatch {
@@ -275,6 +302,7 @@ impl Index {
 
     /// Exact search by a full scan (slow; for measuring recall).
     pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>> {
+        self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
         self.hits(&graph, graph.brute_force(&q, k))
@@ -312,12 +340,14 @@ impl Index {
 
     /// Whether `id` is present.
     pub fn contains(&self, id: u64) -> Result<bool> {
+        self.follow()?;
         let graph = self.graph.read();
         Ok(self.visible_slot(&graph, id)?.is_some())
     }
 
     /// The stored vector of `id` (unit length under cosine, as hnswlib returns it).
     pub fn get(&self, id: u64) -> Result<Vec<f32>> {
+        self.follow()?;
         let graph = self.graph.read();
         let slot = self.visible_slot(&graph, id)?.ok_or(Error::UnknownId(id))?;
         self.check_intact(&graph, slot)?;
@@ -328,7 +358,7 @@ impl Index {
                 // The writer freed and reused the slot since this view was taken.
                 Error::Stale(why)
             } else {
-                Error::corrupt(self.meta.path(), why)
+                Error::corrupt(self.meta().path(), why)
             });
         }
         Ok(graph.vectors().vector(slot).to_vec())
@@ -336,7 +366,7 @@ impl Index {
 
     /// Every live id with its slot, in id order.
     fn id_map(&self, p: &Ledger) -> Result<Vec<(u64, u32)>> {
-        let mut map: HashMap<u64, u32> = self.meta.all_ids()?.into_iter().collect();
+        let mut map: HashMap<u64, u32> = self.meta().all_ids()?.into_iter().collect();
         for (&id, &slot) in &p.ids {
             match slot {
                 Some(s) => map.insert(id, s),
@@ -350,13 +380,14 @@ impl Index {
 
     /// Every live id, ascending.
     pub fn ids(&self) -> Result<Vec<u64>> {
+        self.follow()?;
         let graph = self.graph.read();
         let p = self.ledger.lock();
         let mut ids = Vec::with_capacity(p.live as usize);
         for (id, slot) in self.id_map(&p)? {
             if !p.is_live(slot) {
                 return Err(Error::corrupt(
-                    self.meta.path(),
+                    self.meta().path(),
                     format!("id {id} maps to slot {slot}, which holds no live vector"),
                 ));
             }

@@ -107,7 +107,7 @@ impl Index {
     /// log records written since are read and applied (`catch_up`); otherwise the view is
     /// reopened (the checkpoint and log as they are now). A writable index is always
     /// current: this does nothing.
-    pub fn refresh(&mut self) -> Result<()> {
+    pub fn refresh(&self) -> Result<()> {
         if self.catch_up()? {
             return Ok(());
         }
@@ -116,7 +116,22 @@ impl Index {
             .clone()
             .ef_search(self.ef())
             .threads(self.threads());
-        *self = Self::open_with(&self.dir, &options)?;
+        let fresh = Self::open_with(&self.dir, &options)?;
+        if fresh.config.index_uid != self.config.index_uid {
+            return Err(Error::corrupt(
+                &self.dir,
+                "the directory now holds another index",
+            ));
+        }
+        // Swap the new view's parts in, under the graph's write lock (which every read
+        // holds while it uses them); `fresh` leaves with the old ones. Lock order, as in
+        // `catch_up`: view, graph, ledger, meta.
+        let mut view = self.view.lock();
+        let mut graph = self.graph.write();
+        std::mem::swap(&mut *graph, &mut *fresh.graph.write());
+        std::mem::swap(&mut *self.ledger.lock(), &mut *fresh.ledger.lock());
+        std::mem::swap(&mut *self.meta.write(), &mut *fresh.meta.write());
+        std::mem::swap(&mut *view, &mut *fresh.view.lock());
         Ok(())
     }
 
@@ -130,7 +145,7 @@ impl Index {
         let Some(view) = *view_slot else {
             return Ok(self.wal.is_some());
         };
-        if self.meta.latest_checkpoint_lsn()? != view.checkpoint_lsn {
+        if self.meta().latest_checkpoint_lsn()? != view.checkpoint_lsn {
             return Ok(false);
         }
         let wal_dir = self.dir.join(WAL_DIR);
@@ -161,7 +176,7 @@ impl Index {
         if replay
             .ops
             .iter()
-            .any(|(_, op)| trial.apply(&self.meta, self.config.dim, op).is_err())
+            .any(|(_, op)| trial.apply(&self.meta(), self.config.dim, op).is_err())
         {
             return Ok(false);
         }
@@ -169,7 +184,7 @@ impl Index {
             write::replay(
                 &mut graph,
                 &mut ledger,
-                &self.meta,
+                &self.meta(),
                 self.config.dim,
                 self.threads(),
                 *lsn,
@@ -279,10 +294,11 @@ impl Index {
             dir: dir.to_path_buf(),
             kernels,
             graph: RwLock::new(graph),
-            meta,
+            meta: RwLock::new(meta),
             ledger: Mutex::new(ledger),
             wal,
             view: Mutex::new(view),
+            followed: Mutex::new(std::time::Instant::now()),
             options: options.clone(),
             durability: options.durability,
             checkpoint_bytes: options.checkpoint_bytes,

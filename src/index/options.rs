@@ -137,6 +137,7 @@ pub struct OpenOptions {
     pub(super) warm: bool,
     pub(super) quantize_after: u64,
     pub(super) read_only: bool,
+    pub(super) follow: Option<Duration>,
 }
 
 impl Default for OpenOptions {
@@ -151,6 +152,7 @@ impl Default for OpenOptions {
             warm: false,
             quantize_after: SQ8_MIN_LIVE,
             read_only: false,
+            follow: None,
         }
     }
 }
@@ -184,6 +186,16 @@ impl OpenOptions {
     /// acknowledged since. Works on read-only files and directories.
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
+        self
+    }
+
+    /// For a read-only open: before a read, catch up with the writer (`Index::catch_up`)
+    /// if `every` has passed since the view last did, so that a long-lived reader follows
+    /// the writer without calling `refresh` (default: never). Catching up in place reads
+    /// only the log written since; after a checkpoint of the writer's the view needs a
+    /// `refresh`, which this does not do (it needs `&mut`).
+    pub fn follow(mut self, every: Duration) -> Self {
+        self.follow = Some(every);
         self
     }
 

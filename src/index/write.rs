@@ -228,7 +228,7 @@ impl Index {
     fn log(&self, mut p: MutexGuard<'_, Ledger>, op: &Op) -> Result<Vec<u32>> {
         let wal = self.writable_log()?;
         let lsn = wal.append(&op.encode())?;
-        let old = match p.apply(&self.meta, self.config.dim, op) {
+        let old = match p.apply(&self.meta(), self.config.dim, op) {
             Ok(old) => old,
             Err(why) => {
                 self.poisoned.store(true, Ordering::Release);
@@ -321,7 +321,7 @@ impl Index {
         let (graph, mut p) = self.lock_with_room(|p| p.high_water as usize + n)?;
         let mut seen = HashSet::with_capacity(n);
         for &id in ids {
-            if !seen.insert(id) || p.slot_of(&self.meta, id)?.is_some() {
+            if !seen.insert(id) || p.slot_of(&self.meta(), id)?.is_some() {
                 return Err(Error::DuplicateId(id));
             }
         }
@@ -360,7 +360,7 @@ impl Index {
             level: p.draw_level(self.config.level_mult),
             vector,
         };
-        let op = if p.slot_of(&self.meta, id)?.is_some() {
+        let op = if p.slot_of(&self.meta(), id)?.is_some() {
             Op::Upsert(placed)
         } else {
             Op::Insert(vec![placed])
@@ -389,7 +389,7 @@ impl Index {
         let p = self.ledger.lock();
         let mut seen = HashSet::with_capacity(ids.len());
         for &id in ids {
-            if !seen.insert(id) || p.slot_of(&self.meta, id)?.is_none() {
+            if !seen.insert(id) || p.slot_of(&self.meta(), id)?.is_none() {
                 return Err(Error::UnknownId(id));
             }
         }
@@ -551,7 +551,7 @@ mod tests {
             Op::Delete(vec![1, 5]),                       // unknown id
         ];
         for op in &unfit {
-            assert!(p.apply(&index.meta, 2, op).is_err(), "{op:?} was accepted");
+            assert!(p.apply(&index.meta(), 2, op).is_err(), "{op:?} was accepted");
             assert_eq!(
                 (p.high_water, p.live, p.ids.clone(), p.slots.clone()),
                 before,
@@ -559,7 +559,7 @@ mod tests {
             );
         }
         // And a record that fits is applied: the upsert tombstones the old slot.
-        let old = p.apply(&index.meta, 2, &Op::Upsert(placed(1, 2))).unwrap();
+        let old = p.apply(&index.meta(), 2, &Op::Upsert(placed(1, 2))).unwrap();
         assert_eq!(old, [0]);
         assert!(p.tombstones.contains(&0));
         assert_eq!(p.ids.get(&1), Some(&Some(2)));

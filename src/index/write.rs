@@ -551,7 +551,10 @@ mod tests {
             Op::Delete(vec![1, 5]),                       // unknown id
         ];
         for op in &unfit {
-            assert!(p.apply(&index.meta(), 2, op).is_err(), "{op:?} was accepted");
+            assert!(
+                p.apply(&index.meta(), 2, op).is_err(),
+                "{op:?} was accepted"
+            );
             assert_eq!(
                 (p.high_water, p.live, p.ids.clone(), p.slots.clone()),
                 before,
@@ -559,7 +562,9 @@ mod tests {
             );
         }
         // And a record that fits is applied: the upsert tombstones the old slot.
-        let old = p.apply(&index.meta(), 2, &Op::Upsert(placed(1, 2))).unwrap();
+        let old = p
+            .apply(&index.meta(), 2, &Op::Upsert(placed(1, 2)))
+            .unwrap();
         assert_eq!(old, [0]);
         assert!(p.tombstones.contains(&0));
         assert_eq!(p.ids.get(&1), Some(&Some(2)));

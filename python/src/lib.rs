@@ -156,9 +156,13 @@ impl Index {
         Ok(())
     }
 
-    fn apply_threads(index: &hnswdb::Index, num_threads: i64) {
+    /// The threads a call runs on: its own `num_threads` when given (> 0), for that call
+    /// only, as in hnswlib; else the index's default (`set_num_threads`).
+    fn call_threads(index: &hnswdb::Index, num_threads: i64) -> usize {
         if num_threads > 0 {
-            index.set_threads(num_threads as usize);
+            num_threads as usize
+        } else {
+            index.threads()
         }
     }
 }
@@ -334,7 +338,7 @@ impl Index {
                 ids.len()
             )));
         }
-        Self::apply_threads(&index, num_threads);
+        let threads = Self::call_threads(&index, num_threads);
         py.detach(|| -> hnswdb::Result<()> {
             let mut new_ids = Vec::with_capacity(n);
             let mut new_rows = Vec::with_capacity(vectors.len());
@@ -349,7 +353,7 @@ impl Index {
                 }
             }
             if !new_ids.is_empty() {
-                index.insert_batch(&new_ids, &new_rows)?;
+                index.insert_batch_threads(&new_ids, &new_rows, threads)?;
             }
             for (id, row) in updates {
                 index.upsert(id, row)?;
@@ -390,8 +394,8 @@ impl Index {
         let ef = index.ef();
         let answers: Vec<Vec<Neighbour>> = match filter {
             None => {
-                Self::apply_threads(&index, num_threads);
-                py.detach(|| index.search_batch(&queries, k, ef))
+                let threads = Self::call_threads(&index, num_threads);
+                py.detach(|| index.search_batch_threads(&queries, k, ef, threads))
                     .map_err(py_err)?
             }
             Some(filter) => {
@@ -459,6 +463,13 @@ impl Index {
     fn set_num_threads(&self, num_threads: i64) -> PyResult<()> {
         self.index()?.set_threads(num_threads.max(0) as usize);
         Ok(())
+    }
+
+    /// The default thread count of `add_items` and `knn_query` (hnswlib's `num_threads`);
+    /// a call's own `num_threads` does not change it.
+    #[getter]
+    fn num_threads(&self) -> PyResult<usize> {
+        Ok(self.index()?.threads())
     }
 
     /// The stored vectors of `ids` as a float32 array of shape `(len(ids), dim)` (unit

@@ -292,3 +292,13 @@ def test_read_only_open_refuses_writes(path):
     assert reader.get_current_count() == 301
     index.close()
     reader.close()
+
+
+def test_a_calls_num_threads_is_for_that_call_only(path):
+    index, data = build(path, n=500)
+    index.set_num_threads(2)
+    index.knn_query(data[:50], k=3, num_threads=1)
+    index.add_items(data[:10] + 0.5, np.arange(500, 510), num_threads=1)
+    assert index.num_threads == 2
+    index.set_num_threads(1)
+    assert index.num_threads == 1

@@ -271,12 +271,25 @@ impl Index {
         self.hits(&graph, found)
     }
 
-    /// Searches every row of `queries` on all worker threads; answers in query order.
+    /// Searches every row of `queries` on the index's worker threads; answers in query
+    /// order.
     pub fn search_batch(
         &self,
         queries: &[f32],
         k: usize,
         ef: usize,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        self.search_batch_threads(queries, k, ef, self.threads())
+    }
+
+    /// `search_batch` on `threads` threads (at least one) for this call only: the index's
+    /// default (`set_threads`) is left as it is.
+    pub fn search_batch_threads(
+        &self,
+        queries: &[f32],
+        k: usize,
+        ef: usize,
+        threads: usize,
     ) -> Result<Vec<Vec<Neighbour>>> {
         self.follow()?;
         let dim = self.config.dim;
@@ -293,7 +306,7 @@ impl Index {
         let graph = self.graph.read();
         let answers: Vec<Mutex<Vec<Neighbour>>> =
             rows.iter().map(|_| Mutex::new(Vec::new())).collect();
-        try_parallel_for(rows.len(), self.threads(), |i| {
+        try_parallel_for(rows.len(), threads.max(1), |i| {
             *answers[i].lock() = self.hits(&graph, graph.search(&rows[i], k, ef.max(1))?)?;
             Ok(())
         })?;

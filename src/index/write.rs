@@ -218,9 +218,15 @@ impl Index {
     /// `graph` (whose lock the caller holds, read or write as `op` needs). A failure after
     /// the record reached the log poisons the index: whether the write happened is then
     /// only known once a reopen replays the log.
-    fn log_and_apply(&self, graph: &Graph, p: MutexGuard<'_, Ledger>, op: &Op) -> Result<()> {
+    fn log_and_apply(
+        &self,
+        graph: &Graph,
+        p: MutexGuard<'_, Ledger>,
+        op: &Op,
+        threads: usize,
+    ) -> Result<()> {
         let old = self.log(p, op)?;
-        apply_to_graph(graph, op, &old, false, self.threads())
+        apply_to_graph(graph, op, &old, false, threads)
             .inspect_err(|_| self.poisoned.store(true, Ordering::Release))
     }
 
@@ -293,10 +299,16 @@ impl Index {
         self.insert_batch(&[id], vector)
     }
 
-    /// Inserts `ids.len()` vectors laid out row after row in `vectors`, on all worker
-    /// threads, as one logged write: all or nothing. A bad vector or a duplicate id
+    /// Inserts `ids.len()` vectors laid out row after row in `vectors`, on the index's
+    /// worker threads, as one logged write: all or nothing. A bad vector or a duplicate id
     /// rejects the whole batch before anything is written. Searches may run meanwhile.
     pub fn insert_batch(&self, ids: &[u64], vectors: &[f32]) -> Result<()> {
+        self.insert_batch_threads(ids, vectors, self.threads())
+    }
+
+    /// `insert_batch` on `threads` threads (at least one) for this call only: the index's
+    /// default (`set_threads`) is left as it is.
+    pub fn insert_batch_threads(&self, ids: &[u64], vectors: &[f32], threads: usize) -> Result<()> {
         self.writable_log()?;
         let dim = self.config.dim;
         if vectors.len() != ids.len() * dim {
@@ -341,7 +353,7 @@ impl Index {
             })
             .collect();
         let op = Op::Insert(items);
-        self.log_and_apply(&graph, p, &op)?;
+        self.log_and_apply(&graph, p, &op, threads.max(1))?;
         drop(graph);
         self.maybe_checkpoint();
         Ok(())
@@ -365,7 +377,7 @@ impl Index {
         } else {
             Op::Insert(vec![placed])
         };
-        self.log_and_apply(&graph, p, &op)?;
+        self.log_and_apply(&graph, p, &op, self.threads())?;
         drop(graph);
         self.maybe_checkpoint();
         Ok(())
@@ -394,7 +406,7 @@ impl Index {
             }
         }
         let op = Op::Delete(ids.to_vec());
-        self.log_and_apply(&graph, p, &op)?;
+        self.log_and_apply(&graph, p, &op, self.threads())?;
         drop(graph);
         self.maybe_checkpoint();
         Ok(())

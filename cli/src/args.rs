@@ -128,6 +128,14 @@ per line, in row order), or export .jsonl, which carries them."
         /// Index directory.
         dir: PathBuf,
     },
+    /// Copy the index into DEST as of one moment, while other processes may keep writing
+    /// to it; the copy is checked (it opens on its own and verifies).
+    Backup {
+        /// Index directory.
+        dir: PathBuf,
+        /// Where to put the copy (must not exist).
+        dest: PathBuf,
+    },
     /// Print counts, levels, file sizes and configuration.
     Stats {
         /// Index directory.

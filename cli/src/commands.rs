@@ -80,6 +80,24 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
                 format!("checkpointed {} ({} vectors)", dir.display(), index.len())
             });
         }
+        Command::Backup { dir, dest } => {
+            // Read-only, so that it runs beside the process that writes.
+            let index = crate::open_for_reading(&dir)?;
+            let start = Instant::now();
+            let bytes = index.backup(&dest)?;
+            let secs = start.elapsed().as_secs_f64();
+            out.emit(
+                json!({"backup": dest, "bytes": bytes, "len": index.len(), "seconds": secs}),
+                || {
+                    format!(
+                        "backed up {} vectors ({:.1} MiB) to {} in {secs:.2} s",
+                        index.len(),
+                        bytes as f64 / (1 << 20) as f64,
+                        dest.display()
+                    )
+                },
+            );
+        }
         Command::Demo { dir, n, dim } => demo(dir, n, dim, out)?,
         Command::Synth {
             dir,

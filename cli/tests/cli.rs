@@ -218,4 +218,17 @@ fn twenty_searches_succeed_while_an_import_runs() {
     );
     let stats = json_lines(&ok(&["--json", "stats", s(&idx)], None));
     assert_eq!(stats[0]["len"], 32_000);
+    // A backup opens on its own and holds the same vectors.
+    let copy = tmp.path().join("copy");
+    let report = json_lines(&ok(&["--json", "backup", s(&idx), s(&copy)], None));
+    assert_eq!(report[0]["len"], 32_000);
+    assert_eq!(
+        ok(&["get", s(&copy), "31999"], None),
+        ok(&["get", s(&idx), "31999"], None)
+    );
+    assert_eq!(
+        code(&["backup", s(&idx), s(&copy)]),
+        3,
+        "the destination exists"
+    );
 }

@@ -3,7 +3,7 @@
 //! Arrays cross the boundary as numpy arrays; every build and search runs with the
 //! interpreter detached (the GIL released) so that other Python threads keep running.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use hnswdb::{Error, Metric, Neighbour};
@@ -287,21 +287,19 @@ impl Index {
     }
 
     /// Makes every write durable in the page files (a checkpoint), then, if `path` is
-    /// not where the index lives, copies the index there.
+    /// not where the index lives, backs the index up there: a consistent copy as of one
+    /// moment, even while other threads or processes write (see `Index::backup`).
     fn save_index(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let index = self.index()?;
-        py.detach(|| -> PyResult<()> {
-            index.flush().map_err(py_err)?;
-            let from = index.path();
-            let same = path.canonicalize().ok() == from.canonicalize().ok();
+        py.detach(|| -> hnswdb::Result<()> {
+            index.flush()?;
+            let same = path.canonicalize().ok() == index.path().canonicalize().ok();
             if !same {
-                if path.exists() {
-                    return Err(py_err(Error::AlreadyExists(path.clone())));
-                }
-                copy_dir(from, &path)?;
+                index.backup(&path)?;
             }
             Ok(())
         })
+        .map_err(py_err)
     }
 
     /// Adds the rows of `data` under `ids` (default: consecutive ids after the largest
@@ -626,21 +624,6 @@ impl Index {
             ),
         }
     }
-}
-
-/// Copies an index directory (files and the `wal/` subdirectory).
-fn copy_dir(from: &Path, to: &Path) -> PyResult<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
 }
 
 /// Persistent HNSW vector search with hnswlib's API.

@@ -7,6 +7,7 @@
 //! Lock order: `view` (read-only views) → `graph` (read or write) → `ledger` → `meta` →
 //! the log's own locks.
 
+mod backup;
 mod checkpoint;
 mod open;
 mod options;

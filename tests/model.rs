@@ -15,6 +15,7 @@ enum Step {
     Insert(u64, Vec<f32>),
     InsertBatch(Vec<(u64, Vec<f32>)>),
     Upsert(u64, Vec<f32>),
+    UpsertBatch(Vec<(u64, Vec<f32>)>),
     Delete(u64),
     DeleteBatch(Vec<u64>),
     Search(Vec<f32>, usize),
@@ -35,6 +36,7 @@ fn step() -> impl Strategy<Value = Step> {
         6 => (0..IDS, vector()).prop_map(|(i, v)| Step::Insert(i, v)),
         2 => prop::collection::vec((0..IDS, vector()), 1..6).prop_map(Step::InsertBatch),
         2 => (0..IDS, vector()).prop_map(|(i, v)| Step::Upsert(i, v)),
+        2 => prop::collection::vec((0..IDS, vector()), 1..6).prop_map(Step::UpsertBatch),
         3 => (0..IDS).prop_map(Step::Delete),
         1 => prop::collection::vec(0..IDS, 1..4).prop_map(Step::DeleteBatch),
         4 => (vector(), 1..8usize).prop_map(|(q, k)| Step::Search(q, k)),
@@ -134,6 +136,18 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             Step::Upsert(id, v) => {
                 ix.upsert(id, &v).unwrap();
                 model.insert(id, v);
+            }
+            Step::UpsertBatch(items) => {
+                let ids: Vec<u64> = items.iter().map(|(i, _)| *i).collect();
+                let flat: Vec<f32> = items.iter().flat_map(|(_, v)| v.clone()).collect();
+                let mut distinct = ids.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let r = ix.upsert_batch(&ids, &flat);
+                prop_assert_eq!(r.is_ok(), distinct.len() == ids.len(), "{:?}", r);
+                if r.is_ok() {
+                    model.extend(items);
+                }
             }
             Step::Delete(id) => {
                 let r = ix.delete(id);

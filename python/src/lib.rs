@@ -303,8 +303,9 @@ impl Index {
     }
 
     /// Adds the rows of `data` under `ids` (default: consecutive ids after the largest
-    /// present). As in hnswlib, an id already present has its vector replaced. New ids are
-    /// added as one durable write (all or nothing), on `num_threads` threads (-1: all).
+    /// present). As in hnswlib, an id already present has its vector replaced. The whole
+    /// call is one durable write (all or nothing, whatever other writers do), on
+    /// `num_threads` threads for this call (-1: the index's default).
     #[pyo3(signature = (data, ids=None, num_threads=-1, replace_deleted=false))]
     fn add_items(
         &self,
@@ -338,25 +339,20 @@ impl Index {
         }
         let threads = Self::call_threads(&index, num_threads);
         py.detach(|| -> hnswdb::Result<()> {
-            let mut new_ids = Vec::with_capacity(n);
-            let mut new_rows = Vec::with_capacity(vectors.len());
-            let mut updates = Vec::new();
-            for (id, row) in ids.iter().zip(vectors.chunks_exact(self.dim)) {
-                if index.contains(*id)? {
-                    index.validate(row)?;
-                    updates.push((*id, row));
-                } else {
-                    new_ids.push(*id);
-                    new_rows.extend_from_slice(row);
+            // One durable write either way, all or nothing. New ids only: an insert, which
+            // searches run beside; if any id is present (or a concurrent writer adds one
+            // meanwhile), an upsert batch, which replaces those ids in the same write.
+            let mut present = false;
+            for id in &ids {
+                present |= index.contains(*id)?;
+            }
+            if !present {
+                match index.insert_batch_threads(&ids, &vectors, threads) {
+                    Err(Error::DuplicateId(_)) => {}
+                    done => return done,
                 }
             }
-            if !new_ids.is_empty() {
-                index.insert_batch_threads(&new_ids, &new_rows, threads)?;
-            }
-            for (id, row) in updates {
-                index.upsert(id, row)?;
-            }
-            Ok(())
+            index.upsert_batch_threads(&ids, &vectors, threads)
         })
         .map_err(py_err)
     }

@@ -302,3 +302,21 @@ def test_a_calls_num_threads_is_for_that_call_only(path):
     assert index.num_threads == 2
     index.set_num_threads(1)
     assert index.num_threads == 1
+
+
+def test_add_items_is_one_write_all_or_nothing(path):
+    index, data = build(path, n=100)
+    before = index.get_items([5])
+    rows = np.stack([data[0] + 1, data[1] + 1])
+    # An id twice in one call rejects the whole call: nothing replaced, nothing added.
+    with pytest.raises(Exception):
+        index.add_items(rows, np.array([5, 5]))
+    assert index.get_current_count() == 100
+    np.testing.assert_array_equal(index.get_items([5]), before)
+    # A replaced id and a new one, in one durable write.
+    index.add_items(rows, np.array([5, 500]))
+    assert index.get_current_count() == 101
+    np.testing.assert_allclose(index.get_items([5, 500]), rows, rtol=1e-6)
+    index.close()
+    reopened = hnswdb.Index.open(path, read_only=True)
+    np.testing.assert_allclose(reopened.get_items([5, 500]), rows, rtol=1e-6)

@@ -110,11 +110,17 @@ impl Ledger {
                     }
                 }
             }
-            Op::Upsert(it) => old.push(
-                self.slot_of(meta, it.id)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("upsert of unknown id {}", it.id))?,
-            ),
+            Op::Upsert(items) => {
+                let mut seen = HashSet::new();
+                for it in items {
+                    if !seen.insert(it.id) {
+                        return Err(format!("id {} upserted twice in one record", it.id));
+                    }
+                    if let Some(slot) = self.slot_of(meta, it.id).map_err(|e| e.to_string())? {
+                        old.push(slot);
+                    }
+                }
+            }
             Op::Delete(ids) => {
                 let mut seen = HashSet::new();
                 for &id in ids {
@@ -130,8 +136,7 @@ impl Ledger {
             }
         }
         let placed: &[Placed] = match op {
-            Op::Insert(items) => items,
-            Op::Upsert(it) => std::slice::from_ref(it),
+            Op::Insert(items) | Op::Upsert(items) => items,
             Op::Delete(_) => &[],
         };
         let mut slots = HashSet::new();
@@ -150,7 +155,8 @@ impl Ledger {
         }
         match op {
             Op::Insert(items) => self.live += items.len() as u64,
-            Op::Upsert(_) => {}
+            // Replaced ids stay live in their new slots; the others are new.
+            Op::Upsert(items) => self.live += (items.len() - old.len()) as u64,
             Op::Delete(ids) => {
                 self.live -= ids.len() as u64;
                 for id in ids {
@@ -294,6 +300,23 @@ impl Index {
         Ok((graph, pending))
     }
 
+    /// Checks the rows of a batch (one per id, each as `insert` checks a vector) and
+    /// returns them as stored.
+    fn prepare_rows(&self, ids: &[u64], vectors: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let dim = self.config.dim;
+        if vectors.len() != ids.len() * dim {
+            return Err(Error::DimensionMismatch {
+                expected: dim,
+                got: if ids.is_empty() {
+                    vectors.len()
+                } else {
+                    vectors.len() / ids.len()
+                },
+            });
+        }
+        vectors.chunks_exact(dim).map(|v| self.prepare(v)).collect()
+    }
+
     /// Inserts `vector` under `id`. Fails with `DuplicateId` if `id` is present.
     pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
         self.insert_batch(&[id], vector)
@@ -310,24 +333,10 @@ impl Index {
     /// default (`set_threads`) is left as it is.
     pub fn insert_batch_threads(&self, ids: &[u64], vectors: &[f32], threads: usize) -> Result<()> {
         self.writable_log()?;
-        let dim = self.config.dim;
-        if vectors.len() != ids.len() * dim {
-            return Err(Error::DimensionMismatch {
-                expected: dim,
-                got: if ids.is_empty() {
-                    vectors.len()
-                } else {
-                    vectors.len() / ids.len()
-                },
-            });
-        }
+        let rows = self.prepare_rows(ids, vectors)?;
         if ids.is_empty() {
             return Ok(());
         }
-        let rows: Vec<Vec<f32>> = vectors
-            .chunks_exact(dim)
-            .map(|v| self.prepare(v))
-            .collect::<Result<_>>()?;
         let n = ids.len();
         // Room for the worst case (no free slot reused): the batch must not remap midway.
         let (graph, mut p) = self.lock_with_room(|p| p.high_water as usize + n)?;
@@ -362,22 +371,51 @@ impl Index {
     /// Replaces the vector of `id`, or inserts it if absent, as one logged write. Searches
     /// see the old vector or the new one, never both or neither.
     pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.upsert_batch(&[id], vector)
+    }
+
+    /// Inserts or replaces each of `ids` (rows of `vectors`, as `insert_batch` takes them)
+    /// as one logged write: all or nothing, whatever other writers do meanwhile. A bad
+    /// vector or a repeated id rejects the whole batch before anything is written.
+    pub fn upsert_batch(&self, ids: &[u64], vectors: &[f32]) -> Result<()> {
+        self.upsert_batch_threads(ids, vectors, self.threads())
+    }
+
+    /// `upsert_batch` on `threads` threads (at least one) for this call only.
+    pub fn upsert_batch_threads(&self, ids: &[u64], vectors: &[f32], threads: usize) -> Result<()> {
         self.writable_log()?;
-        let vector = self.prepare(vector)?;
-        let (graph, mut p) = self.lock_exclusive_with_room(1)?;
-        let slot = p.plan_slots(1)[0];
-        let placed = Placed {
-            id,
-            slot,
-            level: p.draw_level(self.config.level_mult),
-            vector,
-        };
-        let op = if p.slot_of(&self.meta(), id)?.is_some() {
-            Op::Upsert(placed)
-        } else {
-            Op::Insert(vec![placed])
-        };
-        self.log_and_apply(&graph, p, &op, self.threads())?;
+        let rows = self.prepare_rows(ids, vectors)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut seen = HashSet::with_capacity(ids.len());
+        if let Some(&twice) = ids.iter().find(|&&id| !seen.insert(id)) {
+            return Err(Error::DuplicateId(twice));
+        }
+        // Exclusive: replaced slots are tombstoned in log order relative to other writes.
+        let (graph, mut p) = self.lock_exclusive_with_room(ids.len())?;
+        if p.high_water as u64 + ids.len() as u64 >= u32::MAX as u64 {
+            return Err(Error::Capacity);
+        }
+        // Plan before logging: a mapping the metadata holds for one of the ids must be
+        // sound, or the record would not apply.
+        let meta = self.meta();
+        for &id in ids {
+            p.slot_of(&meta, id)?;
+        }
+        let slots = p.plan_slots(ids.len());
+        let items = ids
+            .iter()
+            .zip(rows)
+            .zip(slots)
+            .map(|((&id, vector), slot)| Placed {
+                id,
+                slot,
+                level: p.draw_level(self.config.level_mult),
+                vector,
+            })
+            .collect();
+        self.log_and_apply(&graph, p, &Op::Upsert(items), threads.max(1))?;
         drop(graph);
         self.maybe_checkpoint();
         Ok(())
@@ -451,13 +489,10 @@ fn apply_to_graph(
     threads: usize,
 ) -> Result<()> {
     match op {
-        Op::Insert(items) => try_parallel_for(items.len(), threads, |i| {
+        Op::Insert(items) | Op::Upsert(items) => try_parallel_for(items.len(), threads, |i| {
             let it = &items[i];
             graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering)
         })?,
-        Op::Upsert(it) => {
-            graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering)?;
-        }
         Op::Delete(_) => {}
     }
     for &slot in old {
@@ -558,7 +593,7 @@ mod tests {
             Op::Insert(vec![placed(3, 2), placed(1, 3)]), // id 1 exists
             Op::Insert(vec![placed(3, 0)]),               // slot 0 is taken
             Op::Insert(vec![placed(3, 2), placed(4, 2)]), // one slot twice
-            Op::Upsert(placed(9, 2)),                     // unknown id
+            Op::Upsert(vec![placed(1, 2), placed(1, 3)]), // one id twice
             Op::Delete(vec![2, 2]),                       // twice in one record
             Op::Delete(vec![1, 5]),                       // unknown id
         ];
@@ -575,7 +610,7 @@ mod tests {
         }
         // And a record that fits is applied: the upsert tombstones the old slot.
         let old = p
-            .apply(&index.meta(), 2, &Op::Upsert(placed(1, 2)))
+            .apply(&index.meta(), 2, &Op::Upsert(vec![placed(1, 2)]))
             .unwrap();
         assert_eq!(old, [0]);
         assert!(p.tombstones.contains(&0));

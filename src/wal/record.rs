@@ -6,13 +6,16 @@
 //!
 //! Payloads (little-endian):
 //! - `INSERT` (kind 1): `count u32`, then per item `id u64, slot u32, level u8, dim × f32`;
-//! - `UPSERT` (kind 2): one item as above (the id's old slot is tombstoned);
+//! - `UPSERT` (kind 2, written by builds before `UPSERT_BATCH`): one item as above (the
+//!   id's old slot is tombstoned);
 //! - `DELETE` (kind 3): `count u32`, then `count × id u64`;
 //! - `INSERT_PART` (kind 4): as `INSERT`, for an insert too large for one record: its items
 //!   go into parts of at most `PART_BYTES`, the last of which is an `INSERT`. Replay
 //!   applies the parts with the `INSERT` that ends them, as one write; parts that no
 //!   `INSERT` ends (a crash while the group was written) were never acknowledged and are
-//!   dropped with the torn tail.
+//!   dropped with the torn tail;
+//! - `UPSERT_BATCH` (kind 5): as `INSERT`, but each id may exist (its old slot is then
+//!   tombstoned); `UPSERT_PART` (kind 6) splits it as `INSERT_PART` splits an insert.
 
 /// Record kind of an insert batch (or of the last record of a split one).
 pub const KIND_INSERT: u8 = 1;
@@ -22,6 +25,10 @@ pub const KIND_UPSERT: u8 = 2;
 pub const KIND_DELETE: u8 = 3;
 /// Record kind of a part of a split insert batch, continued by the next record.
 pub const KIND_INSERT_PART: u8 = 4;
+/// Record kind of an upsert batch (or of the last record of a split one).
+pub const KIND_UPSERT_BATCH: u8 = 5;
+/// Record kind of a part of a split upsert batch.
+pub const KIND_UPSERT_PART: u8 = 6;
 
 /// Payload bytes per record above which an insert is split into parts: far below what a
 /// frame can carry (1 GiB), so that no write builds a frame a reader would refuse.
@@ -45,8 +52,9 @@ pub struct Placed {
 pub enum Op {
     /// Insert new ids.
     Insert(Vec<Placed>),
-    /// Replace an existing id's vector (new slot; the old one is tombstoned).
-    Upsert(Placed),
+    /// Insert or replace each id: a new slot each, and a replaced id's old slot is
+    /// tombstoned.
+    Upsert(Vec<Placed>),
     /// Delete ids.
     Delete(Vec<u64>),
 }
@@ -56,31 +64,8 @@ impl Op {
     /// than `PART_BYTES` several (`INSERT_PART`s then an `INSERT`).
     pub fn encode(&self) -> Vec<(u8, Vec<u8>)> {
         match self {
-            Op::Insert(items) => {
-                let item_bytes = items.first().map_or(1, |p| 13 + 4 * p.vector.len());
-                let per_record = (PART_BYTES / item_bytes).max(1);
-                let parts = items.chunks(per_record);
-                let n = parts.len();
-                parts
-                    .enumerate()
-                    .map(|(i, part)| {
-                        let kind = if i + 1 == n {
-                            KIND_INSERT
-                        } else {
-                            KIND_INSERT_PART
-                        };
-                        let mut out = Vec::with_capacity(4 + part.len() * item_bytes);
-                        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
-                        part.iter().for_each(|p| put(&mut out, p));
-                        (kind, out)
-                    })
-                    .collect()
-            }
-            Op::Upsert(p) => {
-                let mut out = Vec::new();
-                put(&mut out, p);
-                vec![(KIND_UPSERT, out)]
-            }
+            Op::Insert(items) => batch(items, KIND_INSERT, KIND_INSERT_PART),
+            Op::Upsert(items) => batch(items, KIND_UPSERT_BATCH, KIND_UPSERT_PART),
             Op::Delete(ids) => {
                 let mut out = Vec::with_capacity(4 + 8 * ids.len());
                 out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
@@ -95,8 +80,9 @@ impl Op {
     /// highest slot it writes.
     pub fn slots_needed(&self) -> usize {
         match self {
-            Op::Insert(items) => items.iter().map(|p| p.slot as usize + 1).max().unwrap_or(0),
-            Op::Upsert(p) => p.slot as usize + 1,
+            Op::Insert(items) | Op::Upsert(items) => {
+                items.iter().map(|p| p.slot as usize + 1).max().unwrap_or(0)
+            }
             Op::Delete(_) => 0,
         }
     }
@@ -107,18 +93,9 @@ impl Op {
     pub fn decode(kind: u8, payload: &[u8], dim: usize) -> Result<Op, String> {
         let mut r = Reader { bytes: payload };
         let op = match kind {
-            KIND_INSERT | KIND_INSERT_PART => {
-                let n = r.u32()? as usize;
-                let item_bytes = 13 + 4 * dim;
-                if n == 0 || n.checked_mul(item_bytes) != Some(r.bytes.len()) {
-                    return Err(format!(
-                        "insert record of {n} items has {} payload bytes",
-                        payload.len()
-                    ));
-                }
-                Op::Insert((0..n).map(|_| r.placed(dim)).collect::<Result<_, _>>()?)
-            }
-            KIND_UPSERT => Op::Upsert(r.placed(dim)?),
+            KIND_INSERT | KIND_INSERT_PART => Op::Insert(r.items(dim)?),
+            KIND_UPSERT => Op::Upsert(vec![r.placed(dim)?]),
+            KIND_UPSERT_BATCH | KIND_UPSERT_PART => Op::Upsert(r.items(dim)?),
             KIND_DELETE => {
                 let n = r.u32()? as usize;
                 if n == 0 || n.checked_mul(8) != Some(r.bytes.len()) {
@@ -135,6 +112,34 @@ impl Op {
             return Err("trailing bytes after the record".into());
         }
         Ok(op)
+    }
+}
+
+/// The records of a batch of placed vectors: one of `final_kind`, or, past `PART_BYTES`,
+/// parts of `part_kind` then one of `final_kind`.
+fn batch(items: &[Placed], final_kind: u8, part_kind: u8) -> Vec<(u8, Vec<u8>)> {
+    let item_bytes = items.first().map_or(1, |p| 13 + 4 * p.vector.len());
+    let per_record = (PART_BYTES / item_bytes).max(1);
+    let parts = items.chunks(per_record);
+    let n = parts.len();
+    parts
+        .enumerate()
+        .map(|(i, part)| {
+            let kind = if i + 1 == n { final_kind } else { part_kind };
+            let mut out = Vec::with_capacity(4 + part.len() * item_bytes);
+            out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            part.iter().for_each(|p| put(&mut out, p));
+            (kind, out)
+        })
+        .collect()
+}
+
+/// The record kind that ends a group of parts of `kind`, if `kind` is a part.
+pub fn final_of(kind: u8) -> Option<u8> {
+    match kind {
+        KIND_INSERT_PART => Some(KIND_INSERT),
+        KIND_UPSERT_PART => Some(KIND_UPSERT_BATCH),
+        _ => None,
     }
 }
 
@@ -164,6 +169,19 @@ impl Reader<'_> {
     fn u64(&mut self) -> Result<u64, String> {
         Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
     }
+    /// `count u32` then that many placed vectors, exactly filling the payload.
+    fn items(&mut self, dim: usize) -> Result<Vec<Placed>, String> {
+        let n = self.u32()? as usize;
+        let item_bytes = 13 + 4 * dim;
+        if n == 0 || n.checked_mul(item_bytes) != Some(self.bytes.len()) {
+            return Err(format!(
+                "record of {n} items has {} bytes of items",
+                self.bytes.len()
+            ));
+        }
+        (0..n).map(|_| self.placed(dim)).collect()
+    }
+
     fn placed(&mut self, dim: usize) -> Result<Placed, String> {
         let id = self.u64()?;
         let slot = self.u32()?;
@@ -202,7 +220,8 @@ mod tests {
         };
         for op in [
             Op::Insert(vec![p(1), p(2)]),
-            Op::Upsert(p(3)),
+            Op::Upsert(vec![p(3)]),
+            Op::Upsert(vec![p(3), p(4)]),
             Op::Delete(vec![4, 5, 6]),
         ] {
             let records = op.encode();

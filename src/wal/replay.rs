@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::record::{KIND_INSERT_PART, Op};
+use super::record::{Op, final_of};
 use super::segment::{self, Position, WalIdentity};
 use crate::error::{Error, Result};
 
@@ -53,37 +53,42 @@ pub fn read(
     let scan = segment::read_all(dir, identity, checkpoint_lsn, salvage)?;
     let dim = identity.dim as usize;
     let mut ops = Vec::new();
-    // Items of the insert parts read so far, and the LSN and place of the first part.
+    // Items of the parts read so far, the kind of record that will end them, and the LSN
+    // and place of the first part.
     let mut parts: Vec<_> = Vec::new();
-    let mut parts_start: Option<(u64, Position)> = None;
+    let mut group: Option<(u8, u64, Position)> = None;
     for (record, at) in scan.records {
         let bad = |why: String| Error::corrupt(dir, format!("log record {}: {why}", record.lsn));
         let op = Op::decode(record.kind, &record.payload, dim).map_err(bad)?;
-        if record.kind == KIND_INSERT_PART {
-            let Op::Insert(items) = op else {
-                unreachable!("an insert part decodes to an insert")
+        if let Some(final_kind) = final_of(record.kind) {
+            if group.as_ref().is_some_and(|(k, _, _)| *k != final_kind) {
+                return Err(bad("parts of two kinds of batch".into()));
+            }
+            let (Op::Insert(items) | Op::Upsert(items)) = op else {
+                unreachable!("a part decodes to a batch")
             };
             parts.extend(items);
-            parts_start.get_or_insert((record.lsn, at));
+            group.get_or_insert((final_kind, record.lsn, at));
             continue;
         }
-        let op = match op {
-            Op::Insert(items) if !parts.is_empty() => {
+        let op = match (op, group.take()) {
+            (op, None) => op,
+            (Op::Insert(items), Some((final_kind, ..))) if final_kind == record.kind => {
                 parts.extend(items);
-                parts_start = None;
                 Op::Insert(std::mem::take(&mut parts))
             }
-            _ if !parts.is_empty() => {
-                return Err(bad("insert parts followed by another kind of record".into()));
+            (Op::Upsert(items), Some((final_kind, ..))) if final_kind == record.kind => {
+                parts.extend(items);
+                Op::Upsert(std::mem::take(&mut parts))
             }
-            op => op,
+            _ => return Err(bad("batch parts followed by another kind of record".into())),
         };
         ops.push((record.lsn, op));
     }
-    // Parts that nothing completed: the insert was never acknowledged. They go with the
+    // Parts that nothing completed: the batch was never acknowledged. They go with the
     // tail, which then starts at the first of them, and appends reuse their LSNs.
-    let (tail, next_lsn) = match parts_start {
-        Some((lsn, at)) => (Some(at), lsn),
+    let (tail, next_lsn) = match group {
+        Some((_, lsn, at)) => (Some(at), lsn),
         None => (scan.tail, scan.next_lsn.unwrap_or(0)),
     };
     Ok(Replay {

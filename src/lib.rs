@@ -47,5 +47,6 @@ mod wal;
 pub use distance::Metric;
 pub use error::{Error, Result};
 pub use index::{
-    Durability, Index, IndexOptions, Neighbour, OpenOptions, Recovery, Stats, VerifyReport,
+    Compaction, Durability, Index, IndexOptions, Neighbour, OpenOptions, Recovery, Stats,
+    VerifyReport,
 };

@@ -136,6 +136,13 @@ per line, in row order), or export .jsonl, which carries them."
         /// Where to put the copy (must not exist).
         dest: PathBuf,
     },
+    /// Rebuild the index from its live vectors into dense files, giving back the space of
+    /// deleted ones; the new files replace the old in one atomic step. Nothing else may
+    /// write meanwhile (the index is locked as for any write).
+    Compact {
+        /// Index directory.
+        dir: PathBuf,
+    },
     /// Print counts, levels, file sizes and configuration.
     Stats {
         /// Index directory.

@@ -98,6 +98,26 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
                 },
             );
         }
+        Command::Compact { dir } => {
+            let start = Instant::now();
+            let (index, report) = Index::open(&dir)?.compact()?;
+            index.close()?;
+            let secs = start.elapsed().as_secs_f64();
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            out.emit(
+                json!({"compacted": dir, "live": report.live, "bytes_before": report.bytes_before,
+                       "bytes_after": report.bytes_after, "seconds": secs}),
+                || {
+                    format!(
+                        "compacted {} ({} vectors): {:.1} MiB -> {:.1} MiB in {secs:.2} s",
+                        dir.display(),
+                        report.live,
+                        mib(report.bytes_before),
+                        mib(report.bytes_after)
+                    )
+                },
+            );
+        }
         Command::Demo { dir, n, dim } => demo(dir, n, dim, out)?,
         Command::Synth {
             dir,

@@ -9,6 +9,7 @@
 
 mod backup;
 mod checkpoint;
+mod compact;
 mod open;
 mod options;
 mod report;
@@ -30,6 +31,7 @@ use crate::store::{Config, Meta};
 use crate::wal::Wal;
 
 use checkpoint::Syncer;
+pub use compact::Compaction;
 use options::resolve_threads;
 pub use options::{Durability, IndexOptions, OpenOptions};
 pub use report::{Neighbour, Recovery, Stats, VerifyReport};

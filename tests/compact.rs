@@ -1,0 +1,119 @@
+//! Compaction gives back the space of deleted vectors, keeps every live one, and a kill
+//! at any moment leaves the old index or the new one, both whole.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use hnswdb::{Index, IndexOptions, Metric};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+const DIM: usize = 32;
+
+fn vector(id: u64) -> Vec<f32> {
+    (0..DIM as u64)
+        .map(|j| ((id * 131 + j * 17) % 1009) as f32 / 100.0)
+        .collect()
+}
+
+/// An index of 5,000 vectors of which 4,000 were deleted in 20 batches; returns the
+/// live ids.
+fn thinned(dir: &Path) -> Vec<u64> {
+    let index = Index::create(dir, &IndexOptions::new(DIM, Metric::L2)).unwrap();
+    let ids: Vec<u64> = (0..5000).collect();
+    let rows: Vec<f32> = ids.iter().flat_map(|&id| vector(id)).collect();
+    index.insert_batch(&ids, &rows).unwrap();
+    let dead: Vec<u64> = ids.iter().copied().filter(|id| id % 5 != 0).collect();
+    for batch in dead.chunks(200) {
+        index.delete_batch(batch).unwrap();
+    }
+    index.close().unwrap();
+    ids.into_iter().filter(|id| id % 5 == 0).collect()
+}
+
+fn assert_holds(index: &Index, live: &[u64]) {
+    assert_eq!(index.ids().unwrap(), live);
+    for &id in live.iter().step_by(37) {
+        assert_eq!(index.get(id).unwrap(), vector(id));
+        assert_eq!(index.search(&vector(id), 1).unwrap()[0].id, id);
+    }
+    assert!(index.verify().unwrap().is_ok());
+}
+
+#[test]
+fn compaction_gives_back_the_space_of_deletes() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("idx");
+    let live = thinned(&dir);
+    let (index, report) = Index::open(&dir).unwrap().compact().unwrap();
+    eprintln!("compaction: {report:?}");
+    assert_eq!(report.live, live.len() as u64);
+    assert!(
+        report.bytes_after * 2 < report.bytes_before,
+        "{report:?}: the files did not shrink"
+    );
+    assert_holds(&index, &live);
+    drop(index);
+    assert_holds(&Index::open(&dir).unwrap(), &live);
+    let names: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["idx"], "nothing left beside the index");
+}
+
+/// Set in the child's environment: the index to compact.
+const CHILD_ENV: &str = "HNSWDB_COMPACT_CHILD";
+
+#[test]
+#[ignore = "the child process of compaction_killed_at_random_points_loses_nothing"]
+fn compact_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        eprintln!("compact_child is a child process, not a test on its own");
+        return;
+    };
+    Index::open(&dir).unwrap().compact().unwrap();
+}
+
+#[test]
+fn compaction_killed_at_random_points_loses_nothing() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let root = tempfile::tempdir().unwrap();
+    let pristine = root.path().join("pristine");
+    let live = thinned(&pristine);
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    for round in 0..16 {
+        let work = root.path().join(format!("round{round}"));
+        let dir = work.join("idx");
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(&pristine).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                std::fs::create_dir_all(dir.join(entry.file_name())).unwrap();
+            } else {
+                std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+            }
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["compact_child", "--exact", "--ignored", "-q"])
+            .env(CHILD_ENV, &dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..90)));
+        child.kill().unwrap();
+        let finished = child.wait().unwrap().success();
+        let index = Index::open(&dir).unwrap();
+        let compacted = index.stats().unwrap().high_water as usize == live.len();
+        assert_holds(&index, &live);
+        *outcomes
+            .entry(match (finished, compacted) {
+                (true, _) => "finished before the kill",
+                (false, true) => "killed after the exchange: compacted",
+                (false, false) => "killed before the exchange: as it was",
+            })
+            .or_default() += 1;
+    }
+    eprintln!("compaction kills: {outcomes:?}");
+}

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+mod common;
+
+use common::{copy_dir, spawn_child};
 use hnswdb::{Index, IndexOptions, Metric};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -85,22 +88,8 @@ fn compaction_killed_at_random_points_loses_nothing() {
     for round in 0..16 {
         let work = root.path().join(format!("round{round}"));
         let dir = work.join("idx");
-        std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(&pristine).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                std::fs::create_dir_all(dir.join(entry.file_name())).unwrap();
-            } else {
-                std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-            }
-        }
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["compact_child", "--exact", "--ignored", "-q"])
-            .env(CHILD_ENV, &dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        copy_dir(&pristine, &dir);
+        let mut child = spawn_child("compact_child", CHILD_ENV, &dir);
         std::thread::sleep(Duration::from_millis(rng.random_range(0..90)));
         child.kill().unwrap();
         let finished = child.wait().unwrap().success();

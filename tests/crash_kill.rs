@@ -13,9 +13,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
+use common::spawn_child;
 use common::workload::{Model, Workload, apply, snapshot};
 use hnswdb::{Durability, Index, IndexOptions, Metric};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -94,16 +95,11 @@ fn one_kill(iteration: u64) -> Outcome {
     let index_dir = dir.path().join("idx");
     let durability = ["immediate", "periodic", "none"][iteration as usize % 3];
     let seed = 1000 + iteration;
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--ignored", "--nocapture", "-q"])
-        .env(
-            CHILD_ENV,
-            format!("{};{seed};{durability}", index_dir.to_str().unwrap()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child(
+        "crash_child",
+        CHILD_ENV,
+        format!("{};{seed};{durability}", index_dir.to_str().unwrap()),
+    );
     // Kill after a random number of acknowledgements (or a random time, whichever first),
     // so that kills land at every stage: early, mid-checkpoint, after many operations.
     let target_acks = rng.random_range(1..400usize);

@@ -18,6 +18,9 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::copy_dir;
 use hnswdb::{Index, IndexOptions, Metric, OpenOptions};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
@@ -30,19 +33,6 @@ fn vector(rng: &mut StdRng) -> Vec<f32> {
     (0..DIM)
         .map(|_| centre + rng.random_range(-0.5f32..0.5))
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// Builds an index in `dir` as a crash leaves it, returning the states it went through

@@ -7,6 +7,9 @@
 
 use std::path::Path;
 
+mod common;
+
+use common::copy_dir;
 use hnswdb::{Index, IndexOptions, Metric};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format-v1");
@@ -24,19 +27,6 @@ fn fixture_vectors() -> Vec<Vec<f32>> {
                 .collect()
         })
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// (format version, slot stride) from a page file's header (`docs/format.md`).

@@ -4,9 +4,12 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{copy_dir, spawn_child};
 use hnswdb::{Error, Index, IndexOptions, Metric};
 
 const DIM: usize = 8;
@@ -45,19 +48,6 @@ fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)
         ),
     );
     out
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// A writer with `n` ids checkpointed (codes trained) and a few more writes in its log.
@@ -244,15 +234,7 @@ fn many_reader_processes_beside_a_writer() {
     let dir = root.path().join("idx");
     let w = writer(&dir, 1000);
     let readers: Vec<_> = (0..4)
-        .map(|_| {
-            Command::new(std::env::current_exe().unwrap())
-                .args(["reader_child", "--exact", "--ignored", "--nocapture", "-q"])
-                .env(READER_ENV, &dir)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| spawn_child("reader_child", READER_ENV, &dir))
         .collect();
     // The writer inserts, upserts (to version 1), deletes and checkpoints meanwhile.
     let deadline = Instant::now() + Duration::from_millis(1500);
@@ -330,16 +312,6 @@ fn writer_child() {
     }
 }
 
-fn child(test: &str, env: &str, dir: &Path) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--ignored", "--nocapture", "-q"])
-        .env(env, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn readers_and_writer_survive_kill_9() {
     use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -349,9 +321,9 @@ fn readers_and_writer_survive_kill_9() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("idx");
         writer(&dir, 1000).close().unwrap();
-        let mut w = child("writer_child", WRITER_ENV, &dir);
+        let mut w = spawn_child("writer_child", WRITER_ENV, &dir);
         let mut readers: Vec<_> = (0..4)
-            .map(|_| child("reader_child", READER_ENV, &dir))
+            .map(|_| spawn_child("reader_child", READER_ENV, &dir))
             .collect();
         // Kill the writer at a random moment, and one reader too.
         std::thread::sleep(Duration::from_millis(rng.random_range(200..900)));

@@ -6,6 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod common;
+
+use common::spawn_child;
 use hnswdb::{Error, Index, IndexOptions, Metric};
 use redb::{Database, TableDefinition};
 
@@ -286,13 +289,7 @@ fn create_killed_at_random_points_leaves_no_index_or_a_whole_one() {
     for _ in 0..40 {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("idx");
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["create_child", "--exact", "--ignored", "-q"])
-            .env(CREATE_CHILD_ENV, &dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_child("create_child", CREATE_CHILD_ENV, &dir);
         std::thread::sleep(std::time::Duration::from_micros(
             rng.random_range(0..20_000),
         ));

@@ -4,21 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use hnswdb::{Error, Index, IndexOptions, Metric, OpenOptions};
+mod common;
 
-/// Copies an open index's directory: the files as a `kill -9` would leave them.
-fn crash_copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            crash_copy(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
+use common::copy_dir;
+use hnswdb::{Error, Index, IndexOptions, Metric, OpenOptions};
 
 fn segment(dir: &Path) -> PathBuf {
     let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
@@ -47,7 +36,7 @@ fn logged_inserts(root: &Path, n: u64) -> PathBuf {
     for id in 0..n {
         index.insert(id, &[id as f32, 1.0, 2.0, 3.0]).unwrap();
     }
-    crash_copy(&live, &root.join("pristine"));
+    copy_dir(&live, &root.join("pristine"));
     restore(root)
 }
 
@@ -57,7 +46,7 @@ fn restore(root: &Path) -> PathBuf {
     if copy.exists() {
         std::fs::remove_dir_all(&copy).unwrap();
     }
-    crash_copy(&root.join("pristine"), &copy);
+    copy_dir(&root.join("pristine"), &copy);
     copy
 }
 
@@ -116,24 +105,32 @@ fn a_torn_last_record_is_dropped_and_nothing_before_it() {
     }
 }
 
+/// An index in `root/live` with one batch of `n` vectors of `dim` floats in its log (a
+/// cheap graph, no codes, no checkpoint), crash-copied to `root/copy`; returns the index
+/// (still open) and the rows.
+fn one_big_batch(root: &Path, n: u64, dim: usize) -> (Index, Vec<f32>) {
+    let options = IndexOptions::new(dim, Metric::L2)
+        .m(4)
+        .ef_construction(8)
+        .quantize_after(u64::MAX)
+        .checkpoint_bytes(1 << 40);
+    let index = Index::create(root.join("live"), &options).unwrap();
+    let ids: Vec<u64> = (0..n).collect();
+    let rows: Vec<f32> = (0..n as usize * dim).map(|i| (i % 4093) as f32).collect();
+    index.insert_batch(&ids, &rows).unwrap();
+    copy_dir(&root.join("live"), &root.join("copy"));
+    (index, rows)
+}
+
 #[test]
 fn a_batch_larger_than_a_record_is_logged_in_parts_and_replayed_whole() {
     let root = tempfile::tempdir().unwrap();
     let live = root.path().join("live");
     let dim = 1024; // 4 KiB a vector: 20,000 of them are 80 MiB, over one record's 64
     let n = 20_000u64;
-    let options = IndexOptions::new(dim, Metric::L2)
-        .m(4)
-        .ef_construction(8)
-        .quantize_after(u64::MAX)
-        .checkpoint_bytes(1 << 40);
-    let index = Index::create(&live, &options).unwrap();
-    let ids: Vec<u64> = (0..n).collect();
-    let rows: Vec<f32> = (0..n as usize * dim).map(|i| (i % 251) as f32).collect();
-    index.insert_batch(&ids, &rows).unwrap();
     // A crash after the acknowledgement: the whole batch comes back from the log.
+    let (_index, rows) = one_big_batch(root.path(), n, dim);
     let copy = root.path().join("copy");
-    crash_copy(&live, &copy);
     let seg = segment(&copy);
     let bytes = std::fs::read(&seg).unwrap();
     let starts = frame_starts(&bytes);
@@ -145,7 +142,7 @@ fn a_batch_larger_than_a_record_is_logged_in_parts_and_replayed_whole() {
     // A crash while the group was written: without its last record the batch was never
     // acknowledged, and none of it comes back.
     std::fs::remove_dir_all(&copy).unwrap();
-    crash_copy(&live, &copy);
+    copy_dir(&live, &copy);
     std::fs::write(&seg, &bytes[..starts[1] + 100]).unwrap();
     let reopened = Index::open(&copy).unwrap();
     assert_eq!(reopened.len(), 0);
@@ -160,20 +157,10 @@ fn a_batch_larger_than_a_record_is_logged_in_parts_and_replayed_whole() {
 #[ignore = "writes 1.1 GiB of vectors and needs about 6 GiB of memory; run by hand"]
 fn a_batch_over_1_gib_is_acknowledged_and_survives_a_crash() {
     let root = tempfile::tempdir().unwrap();
-    let live = root.path().join("live");
     let dim = 4096;
     let n = 70_000u64; // 70,000 × 16 KiB = 1.07 GiB of vectors in one batch
-    let options = IndexOptions::new(dim, Metric::L2)
-        .m(4)
-        .ef_construction(8)
-        .quantize_after(u64::MAX)
-        .checkpoint_bytes(1 << 40);
-    let index = Index::create(&live, &options).unwrap();
-    let ids: Vec<u64> = (0..n).collect();
-    let rows: Vec<f32> = (0..n as usize * dim).map(|i| (i % 4093) as f32).collect();
-    index.insert_batch(&ids, &rows).unwrap();
+    let (index, rows) = one_big_batch(root.path(), n, dim);
     let copy = root.path().join("copy");
-    crash_copy(&live, &copy);
     drop(index);
     let reopened = Index::open(&copy).unwrap();
     assert_eq!(reopened.len(), n);

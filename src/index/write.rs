@@ -317,6 +317,26 @@ impl Index {
         vectors.chunks_exact(dim).map(|v| self.prepare(v)).collect()
     }
 
+    /// Chooses a slot (free ones first) and a level for each row: the decisions a write's
+    /// record carries.
+    fn place(&self, p: &mut Ledger, ids: &[u64], rows: Vec<Vec<f32>>) -> Result<Vec<Placed>> {
+        if p.high_water as u64 + ids.len() as u64 >= u32::MAX as u64 {
+            return Err(Error::Capacity);
+        }
+        let slots = p.plan_slots(ids.len());
+        Ok(ids
+            .iter()
+            .zip(rows)
+            .zip(slots)
+            .map(|((&id, vector), slot)| Placed {
+                id,
+                slot,
+                level: p.draw_level(self.config.level_mult),
+                vector,
+            })
+            .collect())
+    }
+
     /// Inserts `vector` under `id`. Fails with `DuplicateId` if `id` is present.
     pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
         self.insert_batch(&[id], vector)
@@ -346,21 +366,7 @@ impl Index {
                 return Err(Error::DuplicateId(id));
             }
         }
-        if p.high_water as u64 + n as u64 >= u32::MAX as u64 {
-            return Err(Error::Capacity);
-        }
-        let slots = p.plan_slots(n);
-        let items: Vec<Placed> = ids
-            .iter()
-            .zip(rows)
-            .zip(slots)
-            .map(|((&id, vector), slot)| Placed {
-                id,
-                slot,
-                level: p.draw_level(self.config.level_mult),
-                vector,
-            })
-            .collect();
+        let items = self.place(&mut p, ids, rows)?;
         let op = Op::Insert(items);
         self.log_and_apply(&graph, p, &op, threads.max(1))?;
         drop(graph);
@@ -394,27 +400,13 @@ impl Index {
         }
         // Exclusive: replaced slots are tombstoned in log order relative to other writes.
         let (graph, mut p) = self.lock_exclusive_with_room(ids.len())?;
-        if p.high_water as u64 + ids.len() as u64 >= u32::MAX as u64 {
-            return Err(Error::Capacity);
-        }
         // Plan before logging: a mapping the metadata holds for one of the ids must be
         // sound, or the record would not apply.
         let meta = self.meta();
         for &id in ids {
             p.slot_of(&meta, id)?;
         }
-        let slots = p.plan_slots(ids.len());
-        let items = ids
-            .iter()
-            .zip(rows)
-            .zip(slots)
-            .map(|((&id, vector), slot)| Placed {
-                id,
-                slot,
-                level: p.draw_level(self.config.level_mult),
-                vector,
-            })
-            .collect();
+        let items = self.place(&mut p, ids, rows)?;
         self.log_and_apply(&graph, p, &Op::Upsert(items), threads.max(1))?;
         drop(graph);
         self.maybe_checkpoint();

@@ -140,6 +140,21 @@ impl Graph {
             self.links(other, level, &mut theirs)?;
             pool.extend(self.sound_links(node, level, &theirs)?);
         }
+        // Where many neighbours died, that pool is thin, and repeated consolidations then
+        // lose recall a little each time. A beam search from the node itself, as an insert
+        // runs, finds the neighbourhood a fresh build would see.
+        let base = self.vectors.vector(node);
+        let start = [super::Cand { d: 0.0, id: node }];
+        let found = self.with_scratch(|s| {
+            self.search_layer_exact(s, base, &start, 2 * self.max_links(level), level, |n| {
+                n != node && self.live.contains(n)
+            })
+        })?;
+        pool.extend(self.sound_links(
+            node,
+            level,
+            &found.iter().map(|c| c.id).collect::<Vec<_>>(),
+        )?);
         let mut cands = self.by_distance(node, pool);
         cands.truncate(self.params.ef_construction.max(self.max_links(level)));
         let kept = self.select(&cands, self.max_links(level), None);

@@ -141,12 +141,12 @@ impl Index {
     /// so that component ranges follow the data at amortised O(1) cost per insert.
     pub(super) fn training_due(&self, p: &Ledger, graph: &Graph) -> bool {
         match graph.quantized() {
-            None => p.live >= self.quantize_after,
+            None => p.live >= self.options.quantize_after,
             Some(_) => {
-                self.quantize_after != u64::MAX
+                self.options.quantize_after != u64::MAX
                     && p.live
                         >= p.codes_trained_live
-                            .max(self.quantize_after)
+                            .max(self.options.quantize_after)
                             .saturating_mul(2)
             }
         }

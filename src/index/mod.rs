@@ -68,14 +68,11 @@ pub struct Index {
     followed: Mutex<std::time::Instant>,
     /// The options the index was opened with (a refresh reopens with them).
     options: OpenOptions,
-    durability: Durability,
-    checkpoint_bytes: u64,
     /// Set when a write failed after its record was logged: memory and log may disagree,
     /// so further writes are refused until a reopen replays the log.
     poisoned: AtomicBool,
     ef_search: AtomicUsize,
     threads: AtomicUsize,
-    quantize_after: u64,
     recovery: Recovery,
     _syncer: Option<Syncer>,
 }

@@ -248,7 +248,7 @@ impl Index {
             }
         };
         drop(p);
-        if self.durability == Durability::Immediate
+        if self.options.durability == Durability::Immediate
             && let Err(e) = wal.sync_to(lsn)
         {
             // The record may or may not be on disk: the outcome is unknown until a
@@ -458,7 +458,7 @@ impl Index {
         let Some(wal) = self.wal.as_deref() else {
             return;
         };
-        let due = wal.bytes_since_checkpoint() >= self.checkpoint_bytes
+        let due = wal.bytes_since_checkpoint() >= self.options.checkpoint_bytes
             || Self::consolidation_due(&self.ledger.lock())
             || {
                 // Graph before bookkeeping: the lock order of every other path.

@@ -285,14 +285,21 @@ fn create_child() {
 fn create_killed_at_random_points_leaves_no_index_or_a_whole_one() {
     use rand::{RngExt, SeedableRng, rngs::StdRng};
     let mut rng = StdRng::seed_from_u64(11);
+    // Kills fall anywhere in twice the time an unkilled child takes here, so that they
+    // land on both sides of the create's rename whatever the machine's speed.
+    let timed = tempfile::tempdir().unwrap();
+    let start = std::time::Instant::now();
+    let out = spawn_child("create_child", CREATE_CHILD_ENV, timed.path().join("idx"))
+        .wait_with_output()
+        .unwrap();
+    assert!(out.status.success());
+    let span = (2 * start.elapsed().as_micros() as u64).max(1);
     let (mut whole, mut none) = (0, 0);
     for _ in 0..40 {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("idx");
         let mut child = spawn_child("create_child", CREATE_CHILD_ENV, &dir);
-        std::thread::sleep(std::time::Duration::from_micros(
-            rng.random_range(0..20_000),
-        ));
+        std::thread::sleep(std::time::Duration::from_micros(rng.random_range(0..span)));
         child.kill().unwrap();
         child.wait().unwrap();
         match Index::open(&dir) {

@@ -65,8 +65,19 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// libFuzzer's panic hook aborts at every panic, even one the code under test catches.
+/// hnswdb catches, by design, the panics redb raises on some damaged files (they become
+/// `Error::Corrupt`); only a panic that escapes hnswdb is a bug. So the hook is replaced
+/// by one that reports and lets the panic unwind: one that escapes the call still reaches
+/// `fuzz_target!`'s catch, which aborts, and libFuzzer records the crash.
+fn contain_panics_as_hnswdb_does() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}"))));
+}
+
 /// Runs every call on the index in `dir`, ignoring their errors.
 pub fn exercise(dir: &Path) {
+    contain_panics_as_hnswdb_does();
     let index = match Index::open(dir) {
         Ok(index) => index,
         Err(_) => match Index::open_with(dir, &OpenOptions::default().salvage(true)) {

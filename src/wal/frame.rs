@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 pub const FRAME_OVERHEAD: usize = 21;
 /// Bytes of a version-2 frame header (len, lsn, kind, header crc).
 const HEADER: usize = 17;
-/// Frame bytes around a payload in version 1: no header crc.
-const FRAME_OVERHEAD_V1: usize = 17;
+/// Bytes of a version-1 frame header (len, lsn, kind: no header crc).
+const HEADER_V1: usize = 13;
 /// Largest payload a frame may carry. Writers split larger writes into several records
 /// (see `record`), so a reader can refuse anything longer as damage without ever
 /// allocating for a corrupt length.
@@ -67,18 +67,27 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 
-fn decode_v2(bytes: &[u8]) -> Frame {
-    if bytes.len() < HEADER {
+/// Decodes the frame at the start of `bytes`, written in log format `version`. Version 2
+/// checks its header crc before it trusts the length; version 1 has none (its payload
+/// starts right after the kind).
+fn decode(bytes: &[u8], version: u32) -> Frame {
+    let (header, trusted_from) = if version >= 2 {
+        (HEADER, HEADER)
+    } else {
+        (HEADER_V1, 4)
+    };
+    if bytes.len() < trusted_from {
         return Frame::Short;
     }
-    if crc32fast::hash(&bytes[..13]) != u32_at(bytes, 13) {
+    if version >= 2 && crc32fast::hash(&bytes[..13]) != u32_at(bytes, 13) {
         return Frame::Bad;
     }
     let len = u32_at(bytes, 0) as usize;
     if !(9..=MAX_PAYLOAD + 9).contains(&len) {
         return Frame::Bad;
     }
-    let total = len + 4 + 4 + 4;
+    // `len` counts lsn, kind and payload; the payload ends where the crc begins.
+    let total = header + (len - 9) + 4;
     if bytes.len() < total {
         return Frame::Short;
     }
@@ -89,32 +98,7 @@ fn decode_v2(bytes: &[u8]) -> Frame {
         Record {
             lsn: u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes")),
             kind: bytes[12],
-            payload: bytes[HEADER..total - 4].to_vec(),
-        },
-        total,
-    )
-}
-
-fn decode_v1(bytes: &[u8]) -> Frame {
-    if bytes.len() < 4 {
-        return Frame::Short;
-    }
-    let len = u32_at(bytes, 0) as usize;
-    if !(9..=MAX_PAYLOAD + 9).contains(&len) {
-        return Frame::Bad;
-    }
-    let total = FRAME_OVERHEAD_V1 - 9 + len;
-    if bytes.len() < total {
-        return Frame::Short;
-    }
-    if crc32fast::hash(&bytes[..total - 4]) != u32_at(bytes, total - 4) {
-        return Frame::Bad;
-    }
-    Frame::Ok(
-        Record {
-            lsn: u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes")),
-            kind: bytes[12],
-            payload: bytes[13..total - 4].to_vec(),
+            payload: bytes[header..total - 4].to_vec(),
         },
         total,
     )
@@ -134,11 +118,10 @@ pub struct Frames {
 /// Reads the frames of a segment body (the bytes after its header) written in format
 /// `version`, checking that LSNs are consecutive.
 pub fn scan(body: &[u8], version: u32, path: &Path) -> Result<Frames> {
-    let decode = if version >= 2 { decode_v2 } else { decode_v1 };
     let mut records: Vec<(Record, usize)> = Vec::new();
     let mut at = 0;
     while at < body.len() {
-        let (record, n) = match decode(&body[at..]) {
+        let (record, n) = match decode(&body[at..], version) {
             Frame::Ok(r, n) => (r, n),
             Frame::Short | Frame::Bad => {
                 let last = records.last().map(|(r, _)| r.lsn);
@@ -173,7 +156,6 @@ pub fn scan(body: &[u8], version: u32, path: &Path) -> Result<Frames> {
 /// frame means the bad frame was damaged after it was written. Searches byte by byte, as
 /// the bad frame's length cannot be trusted; the header crc makes each try cheap.
 fn valid_frame_after(body: &[u8], at: usize, last: Option<u64>, version: u32) -> bool {
-    let decode = if version >= 2 { decode_v2 } else { decode_v1 };
     (at + 1..body.len()).any(|start| {
         let rest = &body[start..];
         // Version 1 frames have no header crc, so a try costs a crc over the whole claimed
@@ -188,7 +170,7 @@ fn valid_frame_after(body: &[u8], at: usize, last: Option<u64>, version: u32) ->
                 return false;
             }
         }
-        match decode(rest) {
+        match decode(rest, version) {
             Frame::Ok(r, _) => last.is_none_or(|l| r.lsn > l),
             _ => false,
         }

@@ -370,8 +370,12 @@ impl Index {
     /// The `k` nearest stored vectors of each row of `data`: `(labels, distances)`, both
     /// of shape `(rows, k)`, nearest first. `filter`, if given, is called with a label and
     /// must return True for labels that may be answers (it runs with the GIL, one query at
-    /// a time). Raises RuntimeError, as hnswlib does, if fewer than `k` are found.
-    #[pyo3(signature = (data, k=1, num_threads=-1, filter=None))]
+    /// a time). `ef` is this call's beam width (default: the index's, see `set_ef`).
+    /// Raises RuntimeError, as hnswlib does, if fewer than `k` are found; with
+    /// `strict=False` such rows are padded instead with label 2**64-1 and distance inf
+    /// (what a shard holding fewer than `k` vectors answers).
+    #[pyo3(signature = (data, k=1, num_threads=-1, filter=None, ef=None, strict=true))]
+    #[allow(clippy::too_many_arguments)]
     fn knn_query<'py>(
         &self,
         py: Python<'py>,
@@ -379,13 +383,15 @@ impl Index {
         k: usize,
         num_threads: i64,
         filter: Option<&Bound<'py, PyAny>>,
+        ef: Option<usize>,
+        strict: bool,
     ) -> PyResult<QueryAnswer<'py>> {
         let index = self.index()?;
         let (queries, n) = rows(data, self.dim)?;
         if k == 0 {
             return Err(PyValueError::new_err("k must be at least 1"));
         }
-        let ef = index.ef();
+        let ef = ef.unwrap_or_else(|| index.ef());
         let answers: Vec<Vec<Neighbour>> = match filter {
             None => {
                 let threads = Self::call_threads(&index, num_threads);
@@ -423,7 +429,7 @@ impl Index {
         let mut ids = Vec::with_capacity(n * k);
         let mut distances = Vec::with_capacity(n * k);
         for hits in &answers {
-            if hits.len() < k {
+            if hits.len() < k && strict {
                 return Err(PyRuntimeError::new_err(format!(
                     "found only {} of the k={k} neighbours asked for: the index holds fewer \
                      vectors, or the filter admits fewer, or ef ({ef}) is too small",
@@ -432,6 +438,9 @@ impl Index {
             }
             ids.extend(hits.iter().map(|h| h.id));
             distances.extend(hits.iter().map(|h| h.distance));
+            let missing = k - hits.len();
+            ids.extend(std::iter::repeat_n(u64::MAX, missing));
+            distances.extend(std::iter::repeat_n(f32::INFINITY, missing));
         }
         Ok((to_matrix(py, ids, n, k), to_matrix(py, distances, n, k)))
     }
@@ -498,6 +507,14 @@ impl Index {
     fn delete(&self, py: Python<'_>, label: u64) -> PyResult<()> {
         let index = self.index()?;
         py.detach(|| index.delete(label)).map_err(py_err)
+    }
+
+    /// Deletes every id of `ids` as one durable write, all or nothing. Raises KeyError if
+    /// any is absent (then nothing is deleted) and ValueError if one repeats.
+    fn delete_items(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
+        let index = self.index()?;
+        let ids = labels(ids)?;
+        py.detach(|| index.delete_batch(&ids)).map_err(py_err)
     }
 
     /// Number of vectors stored.
@@ -623,7 +640,7 @@ impl Index {
 }
 
 /// Persistent HNSW vector search with hnswlib's API.
-#[pymodule(name = "hnswdb")]
+#[pymodule(name = "_hnswdb")]
 fn hnswdb_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Index>()?;
     m.add("HnswdbError", m.py().get_type::<HnswdbError>())?;

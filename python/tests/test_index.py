@@ -320,3 +320,23 @@ def test_add_items_is_one_write_all_or_nothing(path):
     index.close()
     reopened = hnswdb.Index.open(path, read_only=True)
     np.testing.assert_allclose(reopened.get_items([5, 500]), rows, rtol=1e-6)
+
+
+def test_per_call_ef_padding_and_batch_delete(path):
+    index, data = build(path, n=500)
+    index.set_ef(10)
+    # A per-call ef leaves the index's default alone and reaches exact answers here.
+    exact, _ = brute_force(data, data[:20], 10, "l2")
+    labels, _ = index.knn_query(data[:20], k=10, ef=500)
+    assert recall(labels, exact) == 1.0 and index.ef == 10
+    with pytest.raises(RuntimeError):
+        index.knn_query(data[:1], k=5, filter=lambda label: label < 3)
+    labels, distances = index.knn_query(data[:1], k=5, filter=lambda label: label < 3, strict=False)
+    assert sorted(labels[0, :3]) == [0, 1, 2]
+    assert (labels[0, 3:] == 2**64 - 1).all() and np.isinf(distances[0, 3:]).all()
+    with pytest.raises(KeyError):
+        index.delete_items([1, 2, 10_000])
+    assert len(index) == 500  # all or nothing
+    index.delete_items([1, 2])
+    assert len(index) == 498 and 1 not in index
+    index.close()

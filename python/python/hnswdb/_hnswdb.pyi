@@ -60,8 +60,12 @@ class Index:
         k: int = 1,
         num_threads: int = -1,
         filter: Optional[Callable[[int], bool]] = None,
+        ef: Optional[int] = None,
+        strict: bool = True,
     ) -> Tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
-        """(labels, distances), each of shape (rows, k), nearest first."""
+        """(labels, distances), each of shape (rows, k), nearest first. `ef` is this call's
+        beam width; with strict=False rows with fewer than k hits are padded with label
+        2**64-1 and distance inf instead of raising."""
     def set_ef(self, ef: int) -> None: ...
     ef: int
     def set_num_threads(self, num_threads: int) -> None: ...
@@ -73,6 +77,8 @@ class Index:
     def mark_deleted(self, label: int) -> None:
         """Deletes `label` (a real delete: the graph is repaired)."""
     def delete(self, label: int) -> None: ...
+    def delete_items(self, ids: _Ids) -> None:
+        """Deletes all of `ids` as one durable write; KeyError (nothing deleted) if one is absent."""
     def get_current_count(self) -> int: ...
     def get_max_elements(self) -> int: ...
     def resize_index(self, new_size: int) -> None: ...

@@ -196,3 +196,17 @@ def test_killed_actor_restarts_and_loses_nothing_acknowledged(cluster, tmp_path)
         ids = np.array(sorted(acknowledged))
         np.testing.assert_array_equal(ix.get_items(ids), np.stack([acknowledged[i] for i in ids]))
         assert len(ix) == len(acknowledged)
+
+
+def test_reshard_copies_every_vector(cluster, tmp_path):
+    dim, n = 8, 900
+    base = data(n, dim, 9)
+    ids = np.arange(n) * 3 + 1
+    with cluster.ShardedIndex.create("from", dim, "l2", shards=2, root=str(tmp_path), num_cpus=0.5) as ix:
+        ix.add_items(base, ids)
+        with ix.reshard("to", shards=3, batch=250, num_cpus=0.5) as wider:
+            assert wider.shards == 3 and len(wider) == n and len(ix) == n
+            for s in range(3):
+                held = ray.get(wider.actor(s).ids.remote())
+                assert (cluster.shard_of(held, 3) == s).all()
+            np.testing.assert_array_equal(wider.get_items(ids), base)

@@ -36,6 +36,10 @@ MISSING_LABEL = np.uint64(2**64 - 1)
 
 _MANIFEST_VERSION = 1
 
+# Arguments smaller than this travel inside each task (as Ray inlines small objects);
+# larger ones go to the object store once and every task reads them from there.
+_INLINE_BYTES = 64 * 1024
+
 
 def shard_of(ids: Any, shards: int) -> np.ndarray:
     """The shard of each id: splitmix64's finaliser of the id, modulo ``shards``.
@@ -427,7 +431,10 @@ class ShardedIndex:
         inf)."""
         if k < 1:
             raise ValueError("k must be at least 1")
-        queries = ray.put(_vectors(data, self.dim))
+        queries = _vectors(data, self.dim)
+        if queries.nbytes > _INLINE_BYTES:
+            # One copy in the object store for every shard, instead of one per task.
+            queries = ray.put(queries)
         ef = ef if ef is not None else self.ef
         refs = [self._reader(s).knn_query.remote(queries, k, ef, filter) for s in range(self.shards)]
         answers = ray.get(refs)

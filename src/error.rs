@@ -36,6 +36,16 @@ pub enum Error {
     /// An operation named an id that is not present.
     #[error("id {0} is not in the index")]
     UnknownId(u64),
+
+    /// A payload that is not a JSON object, too large, or whose indexed field has the
+    /// wrong type.
+    #[error("invalid payload: {0}")]
+    InvalidPayload(String),
+
+    /// A filter that names a field that is not indexed, or compares it with a value of
+    /// the wrong type, or is not a filter at all.
+    #[error("invalid filter: {0}")]
+    InvalidFilter(String),
     /// An option out of range (M, ef, dimension...).
     #[error("invalid option: {0}")]
     InvalidOption(String),

@@ -33,6 +33,7 @@
 
 pub mod distance;
 mod error;
+pub mod filter;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
 #[cfg(not(feature = "failpoints"))]
@@ -46,6 +47,7 @@ mod wal;
 
 pub use distance::Metric;
 pub use error::{Error, Result};
+pub use filter::{FieldKind, FieldSpec, Filter};
 pub use index::{
     Compaction, Durability, Index, IndexOptions, Neighbour, OpenOptions, Recovery, Stats,
     VerifyReport,

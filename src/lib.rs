@@ -33,11 +33,11 @@
 
 pub mod distance;
 mod error;
-pub mod filter;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
 #[cfg(not(feature = "failpoints"))]
 mod failpoints;
+pub mod filter;
 mod graph;
 mod index;
 mod parallel;
@@ -49,6 +49,8 @@ pub use distance::Metric;
 pub use error::{Error, Result};
 pub use filter::{FieldKind, FieldSpec, Filter};
 pub use index::{
-    Compaction, Durability, Index, IndexOptions, Neighbour, OpenOptions, Recovery, Stats,
-    VerifyReport,
+    Compaction, Durability, Explain, Index, IndexOptions, Neighbour, OpenOptions, Plan, Query,
+    Recovery, Stats, Tuning, VerifyReport,
 };
+/// Payloads are `serde_json` values; re-exported so that callers use the same version.
+pub use serde_json;

@@ -9,6 +9,14 @@ use std::ops::Bound as Edge;
 use roaring::{MultiOps, RoaringBitmap};
 use serde_json::{Map, Number, Value};
 
+/// A bound's number (evaluation checked it is one).
+fn bound_number(b: &Bound) -> &Number {
+    match &b.value {
+        Value::Number(n) => n,
+        _ => unreachable!("eval checks bounds are numbers"),
+    }
+}
+
 use super::expr::{Bound, Filter};
 use super::fields::{FieldKind, FieldSpec, Key, key_of, keys};
 use crate::error::{Error, Result};
@@ -126,8 +134,12 @@ impl Column {
     fn range(&self, lower: Option<&Bound>, upper: Option<&Bound>) -> Result<RoaringBitmap> {
         Ok(match &self.values {
             Values::Integer(m) => {
-                let lo = lower.map_or(Edge::Unbounded, |b| int_edge(&b.value, b.inclusive, true));
-                let hi = upper.map_or(Edge::Unbounded, |b| int_edge(&b.value, b.inclusive, false));
+                let lo = lower.map_or(Edge::Unbounded, |b| {
+                    int_edge(bound_number(b), b.inclusive, true)
+                });
+                let hi = upper.map_or(Edge::Unbounded, |b| {
+                    int_edge(bound_number(b), b.inclusive, false)
+                });
                 if empty_range(&lo, &hi) {
                     return Ok(RoaringBitmap::new());
                 }
@@ -135,7 +147,7 @@ impl Column {
             }
             Values::Float(m) => {
                 let edge = |b: &Bound| {
-                    let x = Float::new(b.value.as_f64().unwrap_or(f64::NAN));
+                    let x = Float::new(bound_number(b).as_f64().unwrap_or(f64::NAN));
                     if b.inclusive {
                         Edge::Included(x)
                     } else {
@@ -344,7 +356,10 @@ mod tests {
     }
 
     fn slots(ix: &FieldIndex, f: serde_json::Value) -> Vec<u32> {
-        ix.eval(&Filter::from_json(&f).unwrap()).unwrap().iter().collect()
+        ix.eval(&Filter::from_json(&f).unwrap())
+            .unwrap()
+            .iter()
+            .collect()
     }
 
     #[test]
@@ -354,15 +369,24 @@ mod tests {
         assert_eq!(slots(&ix, json!({"lang": {"$in": ["de", "fr"]}})), [1, 2]);
         assert_eq!(slots(&ix, json!({"lang": {"$ne": "en"}})), [2, 3, 4]);
         assert_eq!(slots(&ix, json!({"year": {"$gte": 2020}})), [1, 2]);
-        assert_eq!(slots(&ix, json!({"year": {"$gt": 2019.5, "$lt": 2024}})), [1]);
-        assert_eq!(slots(&ix, json!({"year": {"$gt": 2024, "$lt": 2020}})), [] as [u32; 0]);
+        assert_eq!(
+            slots(&ix, json!({"year": {"$gt": 2019.5, "$lt": 2024}})),
+            [1]
+        );
+        assert_eq!(
+            slots(&ix, json!({"year": {"$gt": 2024, "$lt": 2020}})),
+            [] as [u32; 0]
+        );
         assert_eq!(slots(&ix, json!({"year": 2021.5})), [] as [u32; 0]);
         assert_eq!(slots(&ix, json!({"score": 0})), [1]);
         assert_eq!(slots(&ix, json!({"score": {"$lte": 0.5}})), [0, 1]);
         assert_eq!(slots(&ix, json!({"ok": false})), [2]);
         assert_eq!(slots(&ix, json!({"ok": {"$exists": false}})), [1, 3, 4]);
         assert_eq!(
-            slots(&ix, json!({"$or": [{"lang": "fr"}, {"year": 2019}], "ok": {"$exists": true}})),
+            slots(
+                &ix,
+                json!({"$or": [{"lang": "fr"}, {"year": 2019}], "ok": {"$exists": true}})
+            ),
             [0, 2]
         );
         for bad in [
@@ -380,15 +404,20 @@ mod tests {
     #[test]
     fn removing_a_slot_removes_it_everywhere() {
         let mut ix = index();
-        ix.remove(1, json!({"lang": ["en", "de"], "year": 2021, "score": -0.0}).as_object());
+        ix.remove(
+            1,
+            json!({"lang": ["en", "de"], "year": 2021, "score": -0.0}).as_object(),
+        );
         assert_eq!(slots(&ix, json!({"lang": "en"})), [0]);
         assert_eq!(slots(&ix, json!({"lang": "de"})), [] as [u32; 0]);
         assert_eq!(slots(&ix, json!({"lang": {"$ne": "en"}})), [2, 3, 4]);
         assert!(!ix.live().contains(1));
-        assert!(FieldIndex::check(
-            &[FieldSpec::parse("year:int").unwrap()],
-            json!({"year": "x"}).as_object().unwrap()
-        )
-        .is_err());
+        assert!(
+            FieldIndex::check(
+                &[FieldSpec::parse("year:int").unwrap()],
+                json!({"year": "x"}).as_object().unwrap()
+            )
+            .is_err()
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Filter expressions over indexed payload fields: a Rust builder and a JSON form close
 //! to MongoDB's and Chroma's (`{"lang": "en", "year": {"$gte": 2020}}`).
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 
@@ -35,8 +35,8 @@ pub enum Filter {
 /// A range bound: a number, inclusive or not.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bound {
-    /// The number.
-    pub value: Number,
+    /// The number (anything else, NaN included, is an `InvalidFilter` when evaluated).
+    pub value: Value,
     /// Whether the bound itself is in the range.
     pub inclusive: bool,
 }
@@ -56,22 +56,22 @@ impl Filter {
     }
 
     /// `field > value`.
-    pub fn gt(field: impl Into<String>, value: impl Into<Number>) -> Filter {
+    pub fn gt(field: impl Into<String>, value: impl Into<Value>) -> Filter {
         Filter::range(field, Some(Bound::new(value, false)), None)
     }
 
     /// `field >= value`.
-    pub fn gte(field: impl Into<String>, value: impl Into<Number>) -> Filter {
+    pub fn gte(field: impl Into<String>, value: impl Into<Value>) -> Filter {
         Filter::range(field, Some(Bound::new(value, true)), None)
     }
 
     /// `field < value`.
-    pub fn lt(field: impl Into<String>, value: impl Into<Number>) -> Filter {
+    pub fn lt(field: impl Into<String>, value: impl Into<Value>) -> Filter {
         Filter::range(field, None, Some(Bound::new(value, false)))
     }
 
     /// `field <= value`.
-    pub fn lte(field: impl Into<String>, value: impl Into<Number>) -> Filter {
+    pub fn lte(field: impl Into<String>, value: impl Into<Value>) -> Filter {
         Filter::range(field, None, Some(Bound::new(value, true)))
     }
 
@@ -145,15 +145,14 @@ impl Filter {
 
     /// Parses the JSON form from text (the CLI's `--filter`).
     pub fn parse(text: &str) -> Result<Filter> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
         Filter::from_json(&value)
     }
 }
 
 impl Bound {
     /// A bound at `value`.
-    pub fn new(value: impl Into<Number>, inclusive: bool) -> Bound {
+    pub fn new(value: impl Into<Value>, inclusive: bool) -> Bound {
         Bound {
             value: value.into(),
             inclusive,
@@ -174,12 +173,10 @@ fn list(op: &str, value: &Value) -> Result<Vec<Filter>> {
         .collect()
 }
 
-fn number(field: &str, op: &str, value: &Value) -> Result<Number> {
+fn number(field: &str, op: &str, value: &Value) -> Result<Value> {
     match value {
-        Value::Number(n) => Ok(n.clone()),
-        other => Err(bad(format!(
-            "{field}: {op} takes a number, not {other}"
-        ))),
+        Value::Number(_) => Ok(value.clone()),
+        other => Err(bad(format!("{field}: {op} takes a number, not {other}"))),
     }
 }
 
@@ -193,7 +190,9 @@ fn field_condition(field: &str, value: &Value) -> Result<Filter> {
             )));
         }
         Value::Array(_) => {
-            return Err(bad(format!("{field}: to match one of several values use $in")));
+            return Err(bad(format!(
+                "{field}: to match one of several values use $in"
+            )));
         }
         Value::Null => return Err(bad(format!("{field}: null; use $exists: false"))),
         scalar => return Ok(Filter::eq(field, scalar.clone())),
@@ -247,8 +246,8 @@ mod tests {
 
     #[test]
     fn json_form_parses_to_the_builders_filters() {
-        let f = Filter::from_json(&json!({"lang": "en", "year": {"$gte": 2020, "$lt": 2024}}))
-            .unwrap();
+        let f =
+            Filter::from_json(&json!({"lang": "en", "year": {"$gte": 2020, "$lt": 2024}})).unwrap();
         assert_eq!(
             f,
             Filter::And(vec![

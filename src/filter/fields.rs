@@ -172,7 +172,11 @@ mod tests {
             [Key::Str("en".into()), Key::Str("de".into())]
         );
         assert_eq!(keys(&year, p).unwrap(), [Key::Int(2020)]);
-        assert!(keys(&FieldSpec::parse("n:float").unwrap(), p).unwrap().is_empty());
+        assert!(
+            keys(&FieldSpec::parse("n:float").unwrap(), p)
+                .unwrap()
+                .is_empty()
+        );
         let bad = json!({"year": "2020"});
         assert!(keys(&year, bad.as_object().unwrap()).is_err());
         assert!(keys(&year, json!({"year": 1.5}).as_object().unwrap()).is_err());

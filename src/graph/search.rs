@@ -18,6 +18,8 @@ pub(super) struct Scratch {
     results: BinaryHeap<Cand>,
     links: Vec<u32>,
     fresh: Vec<u32>,
+    /// A second list buffer, for the two-hop expansion of `Walk::Within`.
+    hop: Vec<u32>,
     /// Distances computed by the current search (its cost, independent of the clock).
     pub(super) distances: usize,
 }
@@ -31,6 +33,7 @@ impl Scratch {
             results: BinaryHeap::new(),
             links: Vec::new(),
             fresh: Vec::new(),
+            hop: Vec::new(),
             distances: 0,
         }
     }
@@ -61,6 +64,23 @@ fn first_visit(marks: &mut [u16], epoch: u16, i: u32) -> bool {
         _ => false,
     }
 }
+
+/// How a beam search treats the nodes its `accept` predicate rejects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Walk {
+    /// Every routable node guides the walk; only accepted nodes become answers (how
+    /// tombstones and hnswlib-style filters work: the graph is never cut, but a filter
+    /// that admits few nodes makes the walk visit many).
+    Route,
+    /// Only accepted nodes are walked. A rejected neighbour is crossed instead: its own
+    /// accepted neighbours are taken in its place (ACORN-1's two-hop expansion, Patel et
+    /// al., SIGMOD 2024), up to a list's worth per node, so the walk stays inside the
+    /// filter's subgraph yet does not strand where the filter cuts the graph apart.
+    Within,
+}
+
+/// Seeds a filtered walk starts from besides the upper layers' node (see `search_subset`).
+const SEEDS_KEPT: usize = 8;
 
 impl Graph {
     pub(super) fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
@@ -120,8 +140,7 @@ impl Graph {
 
     /// Best-first beam search of width `ef` on `level` from `entry`; the answer is sorted
     /// by ascending distance (paper, Algorithm 2). Only nodes that `accept` admits become
-    /// answers; every routable node still guides the walk, so a filter narrows the answers
-    /// without cutting the graph (as hnswlib's filtered search does).
+    /// answers; `walk` says whether the others still guide the walk (see `Walk`).
     ///
     /// `score` gives a node's distance to the query and `prefetch` starts loading what
     /// `score` will read: exact vectors, or codes.
@@ -132,6 +151,7 @@ impl Graph {
         entry: &[Cand],
         ef: usize,
         level: usize,
+        walk: Walk,
         accept: impl Fn(u32) -> bool,
         score: impl Fn(u32) -> f32,
         prefetch: impl Fn(u32),
@@ -144,6 +164,7 @@ impl Graph {
             results,
             links,
             fresh,
+            hop,
             distances,
         } = s;
         let epoch = *epoch;
@@ -174,10 +195,47 @@ impl Graph {
             // the rest, so that their cache misses overlap instead of queueing behind each
             // distance computation.
             fresh.clear();
-            for &n in links.iter() {
-                if self.routable.contains(n) && first_visit(marks, epoch, n) {
-                    prefetch(n);
-                    fresh.push(n);
+            match walk {
+                Walk::Route => {
+                    for &n in links.iter() {
+                        if self.routable.contains(n) && first_visit(marks, epoch, n) {
+                            prefetch(n);
+                            fresh.push(n);
+                        }
+                    }
+                }
+                Walk::Within => {
+                    // Rejected neighbours are not marked: another node may cross them to
+                    // different accepted nodes.
+                    let budget = self.max_links(level);
+                    for &n in links.iter() {
+                        if fresh.len() >= budget {
+                            break;
+                        }
+                        if !self.routable.contains(n) {
+                            continue;
+                        }
+                        if accept(n) {
+                            if first_visit(marks, epoch, n) {
+                                prefetch(n);
+                                fresh.push(n);
+                            }
+                            continue;
+                        }
+                        self.links(n, level, hop)?;
+                        for &m in hop.iter() {
+                            if fresh.len() >= budget {
+                                break;
+                            }
+                            if self.routable.contains(m)
+                                && accept(m)
+                                && first_visit(marks, epoch, m)
+                            {
+                                prefetch(m);
+                                fresh.push(m);
+                            }
+                        }
+                    }
                 }
             }
             *distances += fresh.len();
@@ -201,7 +259,7 @@ impl Graph {
         Ok(out)
     }
 
-    /// `search_layer` on exact vectors.
+    /// `search_layer` on exact vectors, every routable node guiding the walk.
     pub(super) fn search_layer_exact(
         &self,
         s: &mut Scratch,
@@ -211,11 +269,27 @@ impl Graph {
         level: usize,
         accept: impl Fn(u32) -> bool,
     ) -> Result<Vec<Cand>> {
+        self.search_layer_walk(s, q, entry, ef, level, Walk::Route, accept)
+    }
+
+    /// `search_layer` on exact vectors.
+    #[allow(clippy::too_many_arguments)] // private; as search_layer
+    fn search_layer_walk(
+        &self,
+        s: &mut Scratch,
+        q: &[f32],
+        entry: &[Cand],
+        ef: usize,
+        level: usize,
+        walk: Walk,
+        accept: impl Fn(u32) -> bool,
+    ) -> Result<Vec<Cand>> {
         self.search_layer(
             s,
             entry,
             ef,
             level,
+            walk,
             accept,
             |n| self.distance_to(q, n),
             |n| self.vectors.prefetch(n),
@@ -224,6 +298,7 @@ impl Graph {
 
     /// `search_layer` on layer 0 walking on codes, then the beam re-ranked exactly: the
     /// order within the beam is what quantisation blurs, and the beam is small.
+    #[allow(clippy::too_many_arguments)] // private; as search_layer
     pub(super) fn search_codes(
         &self,
         s: &mut Scratch,
@@ -231,6 +306,7 @@ impl Graph {
         q: &[f32],
         entry: &[Cand],
         ef: usize,
+        walk: Walk,
         accept: impl Fn(u32) -> bool,
     ) -> Result<Vec<Cand>> {
         let prepared = quantized.sq8.query(quantized.metric, quantized.kernels, q);
@@ -242,7 +318,7 @@ impl Graph {
                 id: c.id,
             })
             .collect();
-        let mut beam = self.search_layer(s, &start, ef, 0, accept, score, |n| {
+        let mut beam = self.search_layer(s, &start, ef, 0, walk, accept, score, |n| {
             quantized.codes.prefetch(n)
         })?;
         // The beam's vectors are cold (the walk read codes): start loading all of them
@@ -265,7 +341,93 @@ impl Graph {
 
     /// `search`, also returning how many distances it computed.
     pub fn search_counted(&self, q: &[f32], k: usize, ef: usize) -> Result<(Vec<Cand>, usize)> {
-        self.search_accepting(q, k, ef, |n| self.live.contains(n))
+        self.search_accepting(q, k, ef, Walk::Route, |n| self.live.contains(n))
+    }
+
+    /// The `k` nearest live nodes among those `admit` accepts, walking only inside them
+    /// (`Walk::Within`): for filters the caller has as a set. Besides the node the upper
+    /// layers lead to, the walk starts from the nearest `SEEDS_KEPT` of `seeds` (admitted
+    /// nodes spread over the set): where the filter's nodes lie in several regions, or
+    /// away from the query (a filter anti-correlated with it), the walk then starts inside
+    /// each region near the query rather than only where the unfiltered graph leads. May
+    /// find fewer than `k` when the admitted nodes are few and scattered; the caller then
+    /// scans them.
+    pub fn search_subset(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        admit: impl Fn(u32) -> bool,
+        seeds: impl Iterator<Item = u32>,
+    ) -> Result<(Vec<Cand>, usize)> {
+        let mut scored: Vec<Cand> = seeds
+            .filter(|&n| self.live.contains(n) && admit(n))
+            .map(|n| Cand {
+                d: self.distance_to(q, n),
+                id: n,
+            })
+            .collect();
+        scored.sort_unstable();
+        scored.truncate(SEEDS_KEPT);
+        let seeds: Vec<u32> = scored.iter().map(|c| c.id).collect();
+        let (found, distances) = self.search_from(q, k, ef, Walk::Within, &seeds, |n| {
+            self.live.contains(n) && admit(n)
+        })?;
+        Ok((found, distances + scored.len()))
+    }
+
+    /// The `k` nearest live nodes among `slots` by a scan: on codes with the best
+    /// `max(rerank, k)` re-ranked exactly when the graph has codes, else exactly. For
+    /// filters that admit few nodes, where a scan beats any walk.
+    pub fn scan_subset(
+        &self,
+        q: &[f32],
+        k: usize,
+        rerank: usize,
+        slots: impl Iterator<Item = u32>,
+    ) -> Vec<Cand> {
+        let live = slots.filter(|&n| self.live.contains(n));
+        let top = |scored: &mut dyn Iterator<Item = Cand>, keep: usize| {
+            let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(keep + 1);
+            for c in scored {
+                if heap.len() < keep {
+                    heap.push(c);
+                } else if heap.peek().is_some_and(|w| c.d < w.d) {
+                    heap.pop();
+                    heap.push(c);
+                }
+            }
+            heap.into_vec()
+        };
+        let mut found = match &self.quantized {
+            None => top(
+                &mut live.map(|n| Cand {
+                    d: self.distance_to(q, n),
+                    id: n,
+                }),
+                k,
+            ),
+            Some(quantized) => {
+                let prepared = quantized.sq8.query(quantized.metric, quantized.kernels, q);
+                let mut pool = top(
+                    &mut live.map(|n| Cand {
+                        d: prepared.eval(quantized.codes.codes(n)),
+                        id: n,
+                    }),
+                    rerank.max(k),
+                );
+                for c in &pool {
+                    self.vectors.prefetch(c.id);
+                }
+                for c in &mut pool {
+                    c.d = self.distance_to(q, c.id);
+                }
+                pool
+            }
+        };
+        found.sort_unstable();
+        found.truncate(k);
+        found
     }
 
     /// `search_counted` restricted to the live nodes whose label `filter` admits.
@@ -276,7 +438,7 @@ impl Graph {
         ef: usize,
         filter: impl Fn(u64) -> bool,
     ) -> Result<(Vec<Cand>, usize)> {
-        self.search_accepting(q, k, ef, |n| {
+        self.search_accepting(q, k, ef, Walk::Route, |n| {
             self.live.contains(n) && filter(self.vectors.label(n))
         })
     }
@@ -286,6 +448,20 @@ impl Graph {
         q: &[f32],
         k: usize,
         ef: usize,
+        walk: Walk,
+        accept: impl Fn(u32) -> bool,
+    ) -> Result<(Vec<Cand>, usize)> {
+        self.search_from(q, k, ef, walk, &[], accept)
+    }
+
+    /// The layer-0 search from where the upper layers lead, and from `seeds` too.
+    fn search_from(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        walk: Walk,
+        seeds: &[u32],
         accept: impl Fn(u32) -> bool,
     ) -> Result<(Vec<Cand>, usize)> {
         let Some(ep) = self.entry() else {
@@ -293,11 +469,19 @@ impl Graph {
         };
         self.with_scratch(|s| {
             s.distances = 0;
-            let start = self.descend(s, q, ep, 0)?;
+            let mut entry = vec![self.descend(s, q, ep, 0)?];
+            // Seeds enter as the walk's other starting points (their distances are
+            // recomputed on the walk's own scale, codes or exact).
+            entry.extend(seeds.iter().map(|&id| Cand { d: 0.0, id }));
             let mut found = match &self.quantized {
-                None => self.search_layer_exact(s, q, &[start], ef.max(k), 0, accept)?,
+                None => {
+                    for c in &mut entry[1..] {
+                        c.d = self.distance_to(q, c.id);
+                    }
+                    self.search_layer_walk(s, q, &entry, ef.max(k), 0, walk, accept)?
+                }
                 Some(quantized) => {
-                    self.search_codes(s, quantized, q, &[start], ef.max(k), accept)?
+                    self.search_codes(s, quantized, q, &entry, ef.max(k), walk, accept)?
                 }
             };
             found.truncate(k);

@@ -116,6 +116,7 @@ impl Index {
             upper: &upper,
             state: &state,
             quantizer: trained.as_ref().map(|q| &q.sq8),
+            payloads: &p.payloads,
         })?;
         if let Some(q) = trained {
             // The metadata now names the new generation: searches may use it, and the old
@@ -133,6 +134,7 @@ impl Index {
         graph.clear_upper_dirty();
         p.ids.clear();
         p.slots.clear();
+        p.payloads.clear();
         wal.truncate_before(checkpoint_lsn)
     }
 

@@ -4,14 +4,16 @@
 //! (making it all durable in the pages and metadata), `verify` (the whole-index check),
 //! `report` (what the API returns).
 //!
-//! Lock order: `view` (read-only views) → `graph` (read or write) → `ledger` → `meta` →
-//! the log's own locks.
+//! Lock order: `view` (read-only views) → `graph` (read or write) → `ledger` → `fields`
+//! → `meta` → the log's own locks.
 
 mod backup;
 mod checkpoint;
 mod compact;
 mod open;
 mod options;
+mod payload;
+mod query;
 mod report;
 mod verify;
 mod write;
@@ -34,6 +36,8 @@ use checkpoint::Syncer;
 pub use compact::Compaction;
 use options::resolve_threads;
 pub use options::{Durability, IndexOptions, OpenOptions};
+use payload::Fields;
+pub use query::{Explain, Plan, Query, Tuning};
 pub use report::{Neighbour, Recovery, Stats, VerifyReport};
 use write::Ledger;
 
@@ -60,6 +64,8 @@ pub struct Index {
     /// Replaced (under the graph's write lock) only when a read-only view is reopened.
     meta: RwLock<Arc<Meta>>,
     ledger: Mutex<Ledger>,
+    /// Indexed payload fields and their (lazily built) index. Locked after the ledger.
+    fields: RwLock<Fields>,
     /// The log to append to; `None` when opened read-only.
     wal: Option<Arc<Wal>>,
     /// Where a read-only view stands in the writer's history; `None` when writable.

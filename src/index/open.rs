@@ -10,6 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::RngExt;
 
 use super::checkpoint::Syncer;
+use super::payload::{self, Fields};
 use super::write::{self, Ledger, MAX_LEVEL};
 use super::{Durability, Index, IndexOptions, OpenOptions, Recovery, View};
 use crate::distance::{Distance, Kernels};
@@ -130,6 +131,7 @@ impl Index {
         let mut graph = self.graph.write();
         std::mem::swap(&mut *graph, &mut *fresh.graph.write());
         std::mem::swap(&mut *self.ledger.lock(), &mut *fresh.ledger.lock());
+        std::mem::swap(&mut *self.fields.write(), &mut *fresh.fields.write());
         std::mem::swap(&mut *self.meta.write(), &mut *fresh.meta.write());
         std::mem::swap(&mut *view, &mut *fresh.view.lock());
         Ok(())
@@ -191,6 +193,10 @@ impl Index {
                 op,
                 &wal_dir,
             )?;
+        }
+        if !replay.ops.is_empty() {
+            // Rebuilt on the next filtered search from the moved view.
+            self.fields.write().index = None;
         }
         *view_slot = Some(View {
             checkpoint_lsn: view.checkpoint_lsn,
@@ -290,12 +296,17 @@ impl Index {
             };
             (Some(wal), syncer)
         };
+        let fields = Fields {
+            specs: payload::stored_fields(&meta)?,
+            index: None,
+        };
         Ok(Index {
             dir: dir.to_path_buf(),
             kernels,
             graph: RwLock::new(graph),
             meta: RwLock::new(meta),
             ledger: Mutex::new(ledger),
+            fields: RwLock::new(fields),
             wal,
             view: Mutex::new(view),
             followed: Mutex::new(std::time::Instant::now()),
@@ -351,9 +362,15 @@ fn build(staging: &Path, options: &IndexOptions) -> Result<()> {
         config.m0,
         options.capacity,
     )?;
+    let fields: Vec<(String, u64)> = options
+        .fields
+        .iter()
+        .map(|f| (f.name.clone(), f.kind.code()))
+        .collect();
     drop(Meta::create(
         &staging.join(META_FILE_NAME),
         &config,
+        &fields,
         options.runtime.cache_bytes,
     )?);
     let wal_dir = staging.join(WAL_DIR);

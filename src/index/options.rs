@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::distance::Metric;
 use crate::error::{Error, Result};
+use crate::filter::FieldSpec;
 use crate::store::meta::{MAX_DIM, MAX_EF};
 
 /// Live vectors needed before the first SQ8 quantiser is trained: fewer would give
@@ -21,6 +22,7 @@ pub struct IndexOptions {
     pub(super) ef_construction: usize,
     pub(super) seed: u64,
     pub(super) capacity: usize,
+    pub(super) fields: Vec<FieldSpec>,
     pub(super) runtime: OpenOptions,
 }
 
@@ -34,6 +36,7 @@ impl IndexOptions {
             ef_construction: 200,
             seed: 100,
             capacity: 1024,
+            fields: Vec::new(),
             runtime: OpenOptions::default(),
         }
     }
@@ -60,6 +63,13 @@ impl IndexOptions {
     /// Slots to allocate up front (the files grow on demand anyway).
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Indexes a payload field, so that filters may use it (more can be added later with
+    /// [`Index::create_field_index`](crate::Index::create_field_index)).
+    pub fn field(mut self, spec: FieldSpec) -> Self {
+        self.fields.push(spec);
         self
     }
 
@@ -106,6 +116,13 @@ impl IndexOptions {
                 "ef_construction {} is not in 1..={MAX_EF}",
                 self.ef_construction
             ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for f in &self.fields {
+            f.check()?;
+            if !names.insert(&f.name) {
+                return bad(format!("field {:?} is declared twice", f.name));
+            }
         }
         self.runtime.validate()
     }

@@ -11,6 +11,7 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 use super::{Durability, Index};
 use crate::error::{Error, Result};
+use crate::filter::decode_payload;
 use crate::graph::Graph;
 use crate::parallel::try_parallel_for;
 use crate::store::{Meta, SlotState, State};
@@ -38,6 +39,8 @@ pub(super) struct Ledger {
     pub(super) codes_generation: u64,
     /// Live vectors when its quantiser was trained.
     pub(super) codes_trained_live: u64,
+    /// External id → its payload (None: removed) since the last checkpoint.
+    pub(super) payloads: HashMap<u64, Option<Vec<u8>>>,
 }
 
 impl Ledger {
@@ -60,6 +63,15 @@ impl Ledger {
             slots: HashMap::new(),
             codes_generation: state.codes_generation,
             codes_trained_live: state.codes_trained_live,
+            payloads: HashMap::new(),
+        }
+    }
+
+    /// The payload of `id`, counting changes since the last checkpoint.
+    pub(super) fn payload_of(&self, meta: &Meta, id: u64) -> Result<Option<Vec<u8>>> {
+        match self.payloads.get(&id) {
+            Some(payload) => Ok(payload.clone()),
+            None => meta.payload(id),
         }
     }
 
@@ -134,10 +146,25 @@ impl Ledger {
                     );
                 }
             }
+            Op::SetPayloads(items) => {
+                let mut seen = HashSet::new();
+                for (id, _) in items {
+                    if !seen.insert(*id) {
+                        return Err(format!("payload of id {id} set twice in one record"));
+                    }
+                    if self
+                        .slot_of(meta, *id)
+                        .map_err(|e| e.to_string())?
+                        .is_none()
+                    {
+                        return Err(format!("payload of unknown id {id}"));
+                    }
+                }
+            }
         }
         let placed: &[Placed] = match op {
             Op::Insert(items) | Op::Upsert(items) => items,
-            Op::Delete(_) => &[],
+            Op::Delete(_) | Op::SetPayloads(_) => &[],
         };
         let mut slots = HashSet::new();
         for it in placed {
@@ -149,6 +176,10 @@ impl Ledger {
         for it in placed {
             self.take_slot(it.slot)?;
             self.ids.insert(it.id, Some(it.slot));
+            // No payload: a new id has none, a replaced id keeps its own.
+            if let Some(payload) = &it.payload {
+                self.payloads.insert(it.id, Some(payload.clone()));
+            }
         }
         for &slot in &old {
             self.tombstone(slot);
@@ -161,6 +192,12 @@ impl Ledger {
                 self.live -= ids.len() as u64;
                 for id in ids {
                     self.ids.insert(*id, None);
+                    self.payloads.insert(*id, None);
+                }
+            }
+            Op::SetPayloads(items) => {
+                for (id, payload) in items {
+                    self.payloads.insert(*id, payload.clone());
                 }
             }
         }
@@ -182,6 +219,7 @@ impl Ledger {
             slots: self.slots.clone(),
             codes_generation: self.codes_generation,
             codes_trained_live: self.codes_trained_live,
+            payloads: self.payloads.clone(),
         }
     }
 
@@ -236,9 +274,17 @@ impl Index {
             .inspect_err(|_| self.poisoned.store(true, Ordering::Release))
     }
 
-    /// Logs `op`, applies it to the ledger and makes it durable per the mode.
-    fn log(&self, mut p: MutexGuard<'_, Ledger>, op: &Op) -> Result<Vec<u32>> {
+    /// Logs `op`, applies it to the ledger (and to the field index, if built) and makes
+    /// it durable per the mode.
+    pub(super) fn log(&self, mut p: MutexGuard<'_, Ledger>, op: &Op) -> Result<Vec<u32>> {
         let wal = self.writable_log()?;
+        // The field index is built and dropped only under the ledger's lock, which this
+        // write holds: whether it exists cannot change until the write is applied.
+        let before = if self.fields.read().index.is_some() {
+            Some(self.fields_before(&p, op)?)
+        } else {
+            None
+        };
         let lsn = wal.append(&op.encode())?;
         let old = match p.apply(&self.meta(), self.config.dim, op) {
             Ok(old) => old,
@@ -247,6 +293,11 @@ impl Index {
                 return Err(Error::Meta(format!("internal error after logging: {why}")));
             }
         };
+        if let Some(before) = before
+            && let Some(index) = self.fields.write().index.as_mut()
+        {
+            super::payload::apply_to_fields(index, op, &before);
+        }
         drop(p);
         if self.options.durability == Durability::Immediate
             && let Err(e) = wal.sync_to(lsn)
@@ -318,12 +369,19 @@ impl Index {
     }
 
     /// Chooses a slot (free ones first) and a level for each row: the decisions a write's
-    /// record carries.
-    fn place(&self, p: &mut Ledger, ids: &[u64], rows: Vec<Vec<f32>>) -> Result<Vec<Placed>> {
+    /// record carries. `payloads`, if any, go one per row.
+    fn place(
+        &self,
+        p: &mut Ledger,
+        ids: &[u64],
+        rows: Vec<Vec<f32>>,
+        payloads: Option<Vec<Option<Vec<u8>>>>,
+    ) -> Result<Vec<Placed>> {
         if p.high_water as u64 + ids.len() as u64 >= u32::MAX as u64 {
             return Err(Error::Capacity);
         }
         let slots = p.plan_slots(ids.len());
+        let mut payloads = payloads.map(Vec::into_iter);
         Ok(ids
             .iter()
             .zip(rows)
@@ -333,6 +391,7 @@ impl Index {
                 slot,
                 level: p.draw_level(self.config.level_mult),
                 vector,
+                payload: payloads.as_mut().and_then(Iterator::next).flatten(),
             })
             .collect())
     }
@@ -352,8 +411,21 @@ impl Index {
     /// `insert_batch` on `threads` threads (at least one) for this call only: the index's
     /// default (`set_threads`) is left as it is.
     pub fn insert_batch_threads(&self, ids: &[u64], vectors: &[f32], threads: usize) -> Result<()> {
+        self.insert_rows(ids, vectors, None, threads)
+    }
+
+    /// `insert_batch_threads` of rows with payloads (`payloads[i]` for `ids[i]`; see
+    /// `insert_batch_with_payloads`).
+    pub(super) fn insert_rows(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        payloads: Option<&[serde_json::Value]>,
+        threads: usize,
+    ) -> Result<()> {
         self.writable_log()?;
         let rows = self.prepare_rows(ids, vectors)?;
+        let payloads = self.encode_payloads(ids.len(), payloads)?;
         if ids.is_empty() {
             return Ok(());
         }
@@ -366,7 +438,7 @@ impl Index {
                 return Err(Error::DuplicateId(id));
             }
         }
-        let items = self.place(&mut p, ids, rows)?;
+        let items = self.place(&mut p, ids, rows, payloads)?;
         let op = Op::Insert(items);
         self.log_and_apply(&graph, p, &op, threads.max(1))?;
         drop(graph);
@@ -389,8 +461,20 @@ impl Index {
 
     /// `upsert_batch` on `threads` threads (at least one) for this call only.
     pub fn upsert_batch_threads(&self, ids: &[u64], vectors: &[f32], threads: usize) -> Result<()> {
+        self.upsert_rows(ids, vectors, None, threads)
+    }
+
+    /// `upsert_batch_threads` of rows with payloads (see `upsert_batch_with_payloads`).
+    pub(super) fn upsert_rows(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        payloads: Option<&[serde_json::Value]>,
+        threads: usize,
+    ) -> Result<()> {
         self.writable_log()?;
         let rows = self.prepare_rows(ids, vectors)?;
+        let payloads = self.encode_payloads(ids.len(), payloads)?;
         if ids.is_empty() {
             return Ok(());
         }
@@ -406,7 +490,7 @@ impl Index {
         for &id in ids {
             p.slot_of(&meta, id)?;
         }
-        let items = self.place(&mut p, ids, rows)?;
+        let items = self.place(&mut p, ids, rows, payloads)?;
         self.log_and_apply(&graph, p, &Op::Upsert(items), threads.max(1))?;
         drop(graph);
         self.maybe_checkpoint();
@@ -454,7 +538,7 @@ impl Index {
     /// durable in the log whatever happens here, so a failed checkpoint (a full disk, say)
     /// must not turn it into an error. The checkpoint is retried at the next write, and
     /// `flush`/`close` report failures.
-    fn maybe_checkpoint(&self) {
+    pub(super) fn maybe_checkpoint(&self) {
         let Some(wal) = self.wal.as_deref() else {
             return;
         };
@@ -485,7 +569,7 @@ fn apply_to_graph(
             let it = &items[i];
             graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering)
         })?,
-        Op::Delete(_) => {}
+        Op::Delete(_) | Op::SetPayloads(_) => {}
     }
     for &slot in old {
         graph.tombstone(slot);
@@ -507,10 +591,17 @@ pub(super) fn replay(
     op: &Op,
     wal_dir: &std::path::Path,
 ) -> Result<()> {
+    let bad = |why: String| Error::corrupt(wal_dir, format!("log record {lsn}: {why}"));
+    // A payload that is not a JSON object was never written by this code: the record is
+    // damaged (its checksum notwithstanding), and must not reach the field index.
+    if let Some(id) = op
+        .payloads()
+        .find(|(_, p)| p.is_some_and(|b| decode_payload(b).is_none()))
+    {
+        return Err(bad(format!("payload of id {} is not a JSON object", id.0)));
+    }
     graph.grow(op.slots_needed())?;
-    let old = ledger
-        .apply(meta, dim, op)
-        .map_err(|why| Error::corrupt(wal_dir, format!("log record {lsn}: {why}")))?;
+    let old = ledger.apply(meta, dim, op).map_err(bad)?;
     apply_to_graph(graph, op, &old, true, threads)
 }
 
@@ -571,6 +662,7 @@ mod tests {
             slot,
             level: 0,
             vector: vec![id as f32, 1.0],
+            payload: None,
         }
     }
 
@@ -588,6 +680,8 @@ mod tests {
             Op::Upsert(vec![placed(1, 2), placed(1, 3)]), // one id twice
             Op::Delete(vec![2, 2]),                       // twice in one record
             Op::Delete(vec![1, 5]),                       // unknown id
+            Op::SetPayloads(vec![(5, None)]),             // unknown id
+            Op::SetPayloads(vec![(1, None), (1, None)]),  // twice in one record
         ];
         for op in &unfit {
             assert!(

@@ -39,8 +39,15 @@ const TOMBSTONES: TableDefinition<u32, ()> = TableDefinition::new("tombstones");
 /// little-endian f32.
 const SQ8: TableDefinition<&str, &[u8]> = TableDefinition::new("sq8");
 
+/// External id → its payload (a serialised JSON object), as of the checkpoint.
+const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
+/// Indexed payload field → the code of its kind.
+const FIELDS: TableDefinition<&str, u64> = TableDefinition::new("fields");
+
 /// Version of the metadata schema (tables and keys). Checked on open like the page files'.
-pub const META_VERSION: u64 = 1;
+/// Version 2 added the `payloads` and `fields` tables; a version-1 database reads as one
+/// without payloads and is upgraded by its next commit.
+pub const META_VERSION: u64 = 2;
 
 /// The largest dimension an index may have.
 pub const MAX_DIM: usize = 65_536;
@@ -113,6 +120,8 @@ pub struct Changes<'a> {
     pub state: &'a State,
     /// A quantiser trained at this checkpoint (of generation `state.codes_generation`).
     pub quantizer: Option<&'a Sq8>,
+    /// External id → its new payload, or `None` if it has none any more.
+    pub payloads: &'a HashMap<u64, Option<Vec<u8>>>,
 }
 
 /// What a slot below the high-water mark holds.
@@ -235,7 +244,12 @@ fn builder(cache_bytes: usize) -> redb::Builder {
 
 impl Meta {
     /// Creates the database and stores the configuration and an empty state.
-    pub fn create(path: &Path, config: &Config, cache_bytes: usize) -> Result<Meta> {
+    pub fn create(
+        path: &Path,
+        config: &Config,
+        fields: &[(String, u64)],
+        cache_bytes: usize,
+    ) -> Result<Meta> {
         guard(path, || {
             let db = builder(cache_bytes)
                 .create(path)
@@ -266,6 +280,11 @@ impl Meta {
                 txn.open_table(UPPER).map_err(db_err)?;
                 txn.open_table(FREE).map_err(db_err)?;
                 txn.open_table(TOMBSTONES).map_err(db_err)?;
+                txn.open_table(PAYLOADS).map_err(db_err)?;
+                let mut t = txn.open_table(FIELDS).map_err(db_err)?;
+                for (name, kind) in fields {
+                    t.insert(name.as_str(), kind).map_err(db_err)?;
+                }
             }
             Self::write_state(&txn, &State::default())?;
             txn.commit().map_err(db_err)?;
@@ -506,6 +525,74 @@ impl Meta {
         })
     }
 
+    /// The payload of `id` at the last checkpoint.
+    pub fn payload(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        guard(&self.path, || {
+            let txn = self.txn()?;
+            let t = match txn.open_table(PAYLOADS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(db_err(e)),
+            };
+            Ok(t.get(id).map_err(db_err)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// Calls `f` with every (id, payload) at the last checkpoint, in id order.
+    pub fn for_each_payload(&self, mut f: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        guard(&self.path, || {
+            let txn = self.txn()?;
+            let t = match txn.open_table(PAYLOADS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(db_err(e)),
+            };
+            for row in t.iter().map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                f(k.value(), v.value())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The indexed payload fields: (name, kind code), in name order.
+    pub fn fields(&self) -> Result<Vec<(String, u64)>> {
+        guard(&self.path, || {
+            let txn = self.txn()?;
+            let t = match txn.open_table(FIELDS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(db_err(e)),
+            };
+            t.iter()
+                .map_err(db_err)?
+                .map(|r| {
+                    r.map(|(k, v)| (k.value().to_string(), v.value()))
+                        .map_err(db_err)
+                })
+                .collect()
+        })
+    }
+
+    /// Declares one more indexed field, durably (its own commit: it changes no other
+    /// state, and the field's index is derived from the payloads).
+    pub fn add_field(&self, name: &str, kind: u64) -> Result<()> {
+        guard(&self.path, || {
+            let txn = self.db.begin_write()?;
+            txn.open_table(FIELDS)
+                .map_err(db_err)?
+                .insert(name, kind)
+                .map_err(db_err)?;
+            txn.open_table(CONFIG)
+                .map_err(db_err)?
+                .insert("meta_version", META_VERSION)
+                .map_err(db_err)?;
+            txn.commit().map_err(db_err)?;
+            failpoints::synced(&self.path, None);
+            Ok(())
+        })
+    }
+
     /// The quantiser of the current code generation (`None` if none was stored).
     pub fn quantizer(&self, dim: usize) -> Result<Option<Sq8>> {
         guard(&self.path, || {
@@ -589,6 +676,21 @@ impl Meta {
                     t.insert(key, bytes.as_slice()).map_err(db_err)?;
                 }
             }
+            if !changes.payloads.is_empty() {
+                let mut t = txn.open_table(PAYLOADS).map_err(db_err)?;
+                for (&id, payload) in changes.payloads {
+                    match payload {
+                        Some(bytes) => t.insert(id, bytes.as_slice()).map_err(db_err)?,
+                        None => t.remove(id).map_err(db_err)?,
+                    };
+                }
+            }
+            // A version-1 database becomes version 2 here (the tables it lacked are
+            // created as they are first written).
+            txn.open_table(CONFIG)
+                .map_err(db_err)?
+                .insert("meta_version", META_VERSION)
+                .map_err(db_err)?;
             Self::write_state(&txn, changes.state)?;
             txn.commit().map_err(db_err)?;
             failpoints::synced(&self.path, None);
@@ -639,7 +741,7 @@ mod tests {
     fn configuration_and_state_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(META_FILE_NAME);
-        drop(Meta::create(&path, &config(), 1 << 20).unwrap());
+        drop(Meta::create(&path, &config(), &[], 1 << 20).unwrap());
         let (meta, cfg, state) = Meta::open(&path, 1 << 20, false).unwrap();
         assert_eq!(cfg, config());
         assert_eq!(state, State::default());
@@ -654,7 +756,7 @@ mod tests {
     fn a_commit_stores_every_change_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(META_FILE_NAME);
-        let meta = Meta::create(&path, &config(), 1 << 20).unwrap();
+        let meta = Meta::create(&path, &config(), &[], 1 << 20).unwrap();
         let ids = HashMap::from([(10, Some(0)), (11, Some(1)), (12, Some(2))]);
         let slots = HashMap::from([
             (0, SlotState::Live),
@@ -679,6 +781,10 @@ mod tests {
             upper: &upper,
             state: &state,
             quantizer: Some(&sq8),
+            payloads: &HashMap::from([
+                (10, Some(b"{}".to_vec())),
+                (12, Some(b"{\"a\":1}".to_vec())),
+            ]),
         })
         .unwrap();
         // A second commit removes an id and a node's upper lists.
@@ -690,6 +796,7 @@ mod tests {
             upper: &upper,
             state: &state,
             quantizer: None,
+            payloads: &HashMap::from([(10, None)]),
         })
         .unwrap();
         drop(meta);
@@ -703,13 +810,15 @@ mod tests {
         assert!(meta.upper_of(2).unwrap().is_empty());
         assert_eq!(meta.quantizer(3).unwrap(), Some(sq8));
         assert!(matches!(meta.quantizer(4), Err(Error::Corrupt { .. })));
+        assert_eq!(meta.payload(10).unwrap(), None);
+        assert_eq!(meta.payload(12).unwrap().unwrap(), br#"{"a":1}"#);
     }
 
     #[test]
     fn malformed_upper_lists_are_corrupt_not_empty() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(META_FILE_NAME);
-        let meta = Meta::create(&path, &config(), 1 << 20).unwrap();
+        let meta = Meta::create(&path, &config(), &[], 1 << 20).unwrap();
         // Level 2 without level 1, and a list whose bytes are not whole ids.
         let txn = meta.db.begin_write().unwrap();
         {

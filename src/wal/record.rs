@@ -16,6 +16,12 @@
 //!   dropped with the torn tail;
 //! - `UPSERT_BATCH` (kind 5): as `INSERT`, but each id may exist (its old slot is then
 //!   tombstoned); `UPSERT_PART` (kind 6) splits it as `INSERT_PART` splits an insert.
+//! - `INSERT_P`, `INSERT_P_PART`, `UPSERT_P`, `UPSERT_P_PART` (kinds 7–10): kinds 1, 4, 5
+//!   and 6 for batches that carry payloads: each item is followed by `payload_len u32`
+//!   and that many bytes of JSON (`u32::MAX`: no payload; an upserted id then keeps the
+//!   one it has);
+//! - `PAYLOADS` (kind 11): `count u32`, then per item `id u64, payload_len u32` and the
+//!   bytes (`u32::MAX`: the id's payload is removed). Sets the payloads of present ids.
 
 /// Record kind of an insert batch (or of the last record of a split one).
 pub const KIND_INSERT: u8 = 1;
@@ -29,6 +35,20 @@ pub const KIND_INSERT_PART: u8 = 4;
 pub const KIND_UPSERT_BATCH: u8 = 5;
 /// Record kind of a part of a split upsert batch.
 pub const KIND_UPSERT_PART: u8 = 6;
+
+/// Record kind of an insert batch with payloads (or the last record of a split one).
+pub const KIND_INSERT_P: u8 = 7;
+/// Record kind of a part of a split insert batch with payloads.
+pub const KIND_INSERT_P_PART: u8 = 8;
+/// Record kind of an upsert batch with payloads (or the last record of a split one).
+pub const KIND_UPSERT_P: u8 = 9;
+/// Record kind of a part of a split upsert batch with payloads.
+pub const KIND_UPSERT_P_PART: u8 = 10;
+/// Record kind of a payload change of present ids.
+pub const KIND_PAYLOADS: u8 = 11;
+
+/// `payload_len` of an item without a payload.
+const NO_PAYLOAD: u32 = u32::MAX;
 
 /// Payload bytes per record above which an insert is split into parts: far below what a
 /// frame can carry (1 GiB), so that no write builds a frame a reader would refuse.
@@ -45,6 +65,14 @@ pub struct Placed {
     pub level: u8,
     /// The vector as stored (normalised under cosine).
     pub vector: Vec<f32>,
+    /// Its payload (serialised JSON object), if the write gave one.
+    pub payload: Option<Vec<u8>>,
+}
+
+impl Placed {
+    fn encoded_len(&self) -> usize {
+        13 + 4 * self.vector.len() + self.payload.as_ref().map_or(0, |p| 4 + p.len())
+    }
 }
 
 /// One logged write.
@@ -55,8 +83,10 @@ pub enum Op {
     /// Insert or replace each id: a new slot each, and a replaced id's old slot is
     /// tombstoned.
     Upsert(Vec<Placed>),
-    /// Delete ids.
+    /// Delete ids (and their payloads).
     Delete(Vec<u64>),
+    /// Set (`Some`) or remove (`None`) the payloads of present ids.
+    SetPayloads(Vec<(u64, Option<Vec<u8>>)>),
 }
 
 impl Op {
@@ -64,8 +94,23 @@ impl Op {
     /// than `PART_BYTES` several (`INSERT_PART`s then an `INSERT`).
     pub fn encode(&self) -> Vec<(u8, Vec<u8>)> {
         match self {
-            Op::Insert(items) => batch(items, KIND_INSERT, KIND_INSERT_PART),
-            Op::Upsert(items) => batch(items, KIND_UPSERT_BATCH, KIND_UPSERT_PART),
+            Op::Insert(items) if has_payloads(items) => {
+                batch(items, KIND_INSERT_P, KIND_INSERT_P_PART, true)
+            }
+            Op::Insert(items) => batch(items, KIND_INSERT, KIND_INSERT_PART, false),
+            Op::Upsert(items) if has_payloads(items) => {
+                batch(items, KIND_UPSERT_P, KIND_UPSERT_P_PART, true)
+            }
+            Op::Upsert(items) => batch(items, KIND_UPSERT_BATCH, KIND_UPSERT_PART, false),
+            Op::SetPayloads(items) => {
+                let mut out = Vec::new();
+                out.extend_from_slice(&(items.len() as u32).to_le_bytes());
+                for (id, payload) in items {
+                    out.extend_from_slice(&id.to_le_bytes());
+                    put_payload(&mut out, payload.as_deref());
+                }
+                vec![(KIND_PAYLOADS, out)]
+            }
             Op::Delete(ids) => {
                 let mut out = Vec::with_capacity(4 + 8 * ids.len());
                 out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
@@ -76,6 +121,20 @@ impl Op {
         }
     }
 
+    /// Every payload the operation sets or removes: (id, bytes or `None`).
+    pub fn payloads(&self) -> Box<dyn Iterator<Item = (u64, Option<&[u8]>)> + '_> {
+        match self {
+            Op::Insert(items) | Op::Upsert(items) => Box::new(
+                items
+                    .iter()
+                    .filter(|p| p.payload.is_some())
+                    .map(|p| (p.id, p.payload.as_deref())),
+            ),
+            Op::SetPayloads(items) => Box::new(items.iter().map(|(id, p)| (*id, p.as_deref()))),
+            Op::Delete(_) => Box::new(std::iter::empty()),
+        }
+    }
+
     /// The slots the page files must hold for this operation to apply: one past the
     /// highest slot it writes.
     pub fn slots_needed(&self) -> usize {
@@ -83,7 +142,7 @@ impl Op {
             Op::Insert(items) | Op::Upsert(items) => {
                 items.iter().map(|p| p.slot as usize + 1).max().unwrap_or(0)
             }
-            Op::Delete(_) => 0,
+            Op::Delete(_) | Op::SetPayloads(_) => 0,
         }
     }
 
@@ -94,8 +153,26 @@ impl Op {
         let mut r = Reader { bytes: payload };
         let op = match kind {
             KIND_INSERT | KIND_INSERT_PART => Op::Insert(r.items(dim)?),
-            KIND_UPSERT => Op::Upsert(vec![r.placed(dim)?]),
+            KIND_UPSERT => Op::Upsert(vec![r.placed(dim, false)?]),
             KIND_UPSERT_BATCH | KIND_UPSERT_PART => Op::Upsert(r.items(dim)?),
+            KIND_INSERT_P | KIND_INSERT_P_PART => Op::Insert(r.items_with_payloads(dim)?),
+            KIND_UPSERT_P | KIND_UPSERT_P_PART => Op::Upsert(r.items_with_payloads(dim)?),
+            KIND_PAYLOADS => {
+                let n = r.u32()? as usize;
+                // At least 12 bytes an item: a count beyond that is damage, not a size
+                // to allocate.
+                if n == 0 || n > r.bytes.len() / 12 {
+                    return Err(format!(
+                        "payload record of {n} items has {} bytes",
+                        r.bytes.len()
+                    ));
+                }
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push((r.u64()?, r.payload()?));
+                }
+                Op::SetPayloads(items)
+            }
             KIND_DELETE => {
                 let n = r.u32()? as usize;
                 if n == 0 || n.checked_mul(8) != Some(r.bytes.len()) {
@@ -115,23 +192,60 @@ impl Op {
     }
 }
 
+fn has_payloads(items: &[Placed]) -> bool {
+    items.iter().any(|p| p.payload.is_some())
+}
+
 /// The records of a batch of placed vectors: one of `final_kind`, or, past `PART_BYTES`,
-/// parts of `part_kind` then one of `final_kind`.
-fn batch(items: &[Placed], final_kind: u8, part_kind: u8) -> Vec<(u8, Vec<u8>)> {
-    let item_bytes = items.first().map_or(1, |p| 13 + 4 * p.vector.len());
-    let per_record = (PART_BYTES / item_bytes).max(1);
-    let parts = items.chunks(per_record);
+/// parts of `part_kind` then one of `final_kind`. `with_payloads` selects the item
+/// encoding that carries payloads.
+fn batch(
+    items: &[Placed],
+    final_kind: u8,
+    part_kind: u8,
+    with_payloads: bool,
+) -> Vec<(u8, Vec<u8>)> {
+    // Cut the batch where a part would pass PART_BYTES (every part holds one item at
+    // least).
+    let mut parts = Vec::new();
+    let (mut start, mut bytes) = (0, 4);
+    for (i, p) in items.iter().enumerate() {
+        let len = p.encoded_len() + if with_payloads { 4 } else { 0 };
+        if i > start && bytes + len > PART_BYTES {
+            parts.push(&items[start..i]);
+            (start, bytes) = (i, 4);
+        }
+        bytes += len;
+    }
+    parts.push(&items[start..]);
     let n = parts.len();
     parts
+        .into_iter()
         .enumerate()
         .map(|(i, part)| {
             let kind = if i + 1 == n { final_kind } else { part_kind };
-            let mut out = Vec::with_capacity(4 + part.len() * item_bytes);
+            let mut out =
+                Vec::with_capacity(4 + part.iter().map(Placed::encoded_len).sum::<usize>());
             out.extend_from_slice(&(part.len() as u32).to_le_bytes());
-            part.iter().for_each(|p| put(&mut out, p));
+            for p in part {
+                put(&mut out, p);
+                if with_payloads {
+                    put_payload(&mut out, p.payload.as_deref());
+                }
+            }
             (kind, out)
         })
         .collect()
+}
+
+fn put_payload(out: &mut Vec<u8>, payload: Option<&[u8]>) {
+    match payload {
+        Some(bytes) => {
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        None => out.extend_from_slice(&NO_PAYLOAD.to_le_bytes()),
+    }
 }
 
 /// The record kind that ends a group of parts of `kind`, if `kind` is a part.
@@ -139,6 +253,8 @@ pub fn final_of(kind: u8) -> Option<u8> {
     match kind {
         KIND_INSERT_PART => Some(KIND_INSERT),
         KIND_UPSERT_PART => Some(KIND_UPSERT_BATCH),
+        KIND_INSERT_P_PART => Some(KIND_INSERT_P),
+        KIND_UPSERT_P_PART => Some(KIND_UPSERT_P),
         _ => None,
     }
 }
@@ -179,10 +295,31 @@ impl Reader<'_> {
                 self.bytes.len()
             ));
         }
-        (0..n).map(|_| self.placed(dim)).collect()
+        (0..n).map(|_| self.placed(dim, false)).collect()
     }
 
-    fn placed(&mut self, dim: usize) -> Result<Placed, String> {
+    /// `count u32` then that many placed vectors, each with its payload.
+    fn items_with_payloads(&mut self, dim: usize) -> Result<Vec<Placed>, String> {
+        let n = self.u32()? as usize;
+        let min_bytes = 17 + 4 * dim;
+        if n == 0 || n > self.bytes.len() / min_bytes {
+            return Err(format!(
+                "record of {n} items has {} bytes of items",
+                self.bytes.len()
+            ));
+        }
+        (0..n).map(|_| self.placed(dim, true)).collect()
+    }
+
+    /// `payload_len u32` and the bytes, or none.
+    fn payload(&mut self) -> Result<Option<Vec<u8>>, String> {
+        match self.u32()? {
+            NO_PAYLOAD => Ok(None),
+            len => Ok(Some(self.take(len as usize)?.to_vec())),
+        }
+    }
+
+    fn placed(&mut self, dim: usize, with_payload: bool) -> Result<Placed, String> {
         let id = self.u64()?;
         let slot = self.u32()?;
         let level = self.take(1)?[0];
@@ -197,11 +334,13 @@ impl Reader<'_> {
         if vector.iter().any(|x| !x.is_finite()) {
             return Err(format!("vector of id {id} holds NaN or infinity"));
         }
+        let payload = if with_payload { self.payload()? } else { None };
         Ok(Placed {
             id,
             slot,
             level,
             vector,
+            payload,
         })
     }
 }
@@ -217,26 +356,34 @@ mod tests {
             slot: id as u32 * 2,
             level: 1,
             vector: vec![1.0, -2.0, 0.5],
+            payload: None,
+        };
+        let with = |id, json: &str| Placed {
+            payload: Some(json.as_bytes().to_vec()),
+            ..p(id)
         };
         for op in [
             Op::Insert(vec![p(1), p(2)]),
             Op::Upsert(vec![p(3)]),
             Op::Upsert(vec![p(3), p(4)]),
             Op::Delete(vec![4, 5, 6]),
+            Op::Insert(vec![with(1, "{}"), p(2)]),
+            Op::Upsert(vec![p(3), with(4, r#"{"a":1}"#)]),
+            Op::SetPayloads(vec![(4, Some(b"{}".to_vec())), (5, None)]),
         ] {
             let records = op.encode();
             assert_eq!(records.len(), 1);
             let (kind, bytes) = &records[0];
             assert_eq!(Op::decode(*kind, bytes, 3).unwrap(), op);
             assert!(Op::decode(*kind, &bytes[..bytes.len() - 1], 3).is_err());
-            if !matches!(op, Op::Delete(_)) {
+            if !matches!(op, Op::Delete(_) | Op::SetPayloads(_)) {
                 assert!(
                     Op::decode(*kind, bytes, 4).is_err(),
                     "vectors of the wrong dimension"
                 );
             }
         }
-        assert!(Op::decode(9, &[], 3).is_err());
+        assert!(Op::decode(12, &[], 3).is_err());
     }
 
     #[test]
@@ -248,11 +395,16 @@ mod tests {
                 slot: i as u32,
                 level: 0,
                 vector: vec![i as f32; dim],
+                // Payloads of varied sizes: parts are cut by bytes, not by item count.
+                payload: (i % 3 == 0).then(|| vec![b'x'; (i % 1000) as usize]),
             })
             .collect();
         let records = Op::Insert(items.clone()).encode();
         let kinds: Vec<u8> = records.iter().map(|(k, _)| *k).collect();
-        assert_eq!(kinds, [KIND_INSERT_PART, KIND_INSERT_PART, KIND_INSERT]);
+        assert_eq!(
+            kinds,
+            [KIND_INSERT_P_PART, KIND_INSERT_P_PART, KIND_INSERT_P]
+        );
         assert!(records.iter().all(|(_, p)| p.len() <= PART_BYTES));
         let mut decoded = Vec::new();
         for (kind, payload) in &records {

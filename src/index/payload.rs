@@ -1,0 +1,310 @@
+//! Payloads (a JSON object per id, logged and checkpointed like vectors) and the field
+//! index over them: declared fields, the lazily built bitmaps, and how each write changes
+//! them.
+
+use std::collections::{HashMap, HashSet};
+
+use parking_lot::RwLockWriteGuard;
+use serde_json::{Map, Value};
+
+use super::Index;
+use super::write::Ledger;
+use crate::error::{Error, Result};
+use crate::filter::{FieldIndex, FieldKind, FieldSpec, decode_payload, encode_payload};
+use crate::wal::Op;
+
+/// The indexed fields and their index. The index is built on first use (an open stays
+/// O(1)), then kept exact by every write; it is built and dropped only under the ledger's
+/// lock, so a write (which holds that lock) sees it either built or not throughout.
+pub(super) struct Fields {
+    pub(super) specs: Vec<FieldSpec>,
+    pub(super) index: Option<FieldIndex>,
+}
+
+/// The slot and payload each id a write touches has before it.
+pub(super) type Before = HashMap<u64, (u32, Option<Map<String, Value>>)>;
+
+/// Reads the field declarations stored in the metadata.
+pub(super) fn stored_fields(meta: &crate::store::Meta) -> Result<Vec<FieldSpec>> {
+    meta.fields()?
+        .into_iter()
+        .map(|(name, code)| {
+            let kind = FieldKind::from_code(code).ok_or_else(|| {
+                Error::corrupt(
+                    meta.path(),
+                    format!("field {name:?} has unknown kind code {code}"),
+                )
+            })?;
+            Ok(FieldSpec::new(name, kind))
+        })
+        .collect()
+}
+
+/// Applies `op` (already applied to the ledger) to the field index; `before` is what
+/// `Index::fields_before` returned for it.
+pub(super) fn apply_to_fields(index: &mut FieldIndex, op: &Op, before: &Before) {
+    let parsed = |bytes: Option<&Vec<u8>>| bytes.and_then(|b| decode_payload(b));
+    match op {
+        Op::Insert(items) => {
+            for it in items {
+                index.add(it.slot, parsed(it.payload.as_ref()).as_ref());
+            }
+        }
+        Op::Upsert(items) => {
+            for it in items {
+                let old = before.get(&it.id);
+                if let Some((slot, payload)) = old {
+                    index.remove(*slot, payload.as_ref());
+                }
+                // Without a payload of its own, a replaced id keeps the one it had.
+                let payload = parsed(it.payload.as_ref())
+                    .or_else(|| old.and_then(|(_, payload)| payload.clone()));
+                index.add(it.slot, payload.as_ref());
+            }
+        }
+        Op::Delete(ids) => {
+            for id in ids {
+                if let Some((slot, payload)) = before.get(id) {
+                    index.remove(*slot, payload.as_ref());
+                }
+            }
+        }
+        Op::SetPayloads(items) => {
+            for (id, payload) in items {
+                if let Some((slot, old)) = before.get(id) {
+                    index.remove(*slot, old.as_ref());
+                    index.add(*slot, parsed(payload.as_ref()).as_ref());
+                }
+            }
+        }
+    }
+}
+
+impl Index {
+    /// The indexed payload fields.
+    pub fn fields(&self) -> Vec<FieldSpec> {
+        self.fields.read().specs.clone()
+    }
+
+    /// Indexes one more payload field. Existing payloads are indexed on the next filtered
+    /// search (values of another kind in them are left out of the index; new writes must
+    /// match the kind). Durable when it returns.
+    pub fn create_field_index(&self, spec: FieldSpec) -> Result<()> {
+        spec.check()?;
+        self.writable_log()?;
+        let _p = self.ledger.lock();
+        let mut fields = self.fields.write();
+        if let Some(have) = fields.specs.iter().find(|s| s.name == spec.name) {
+            return if have.kind == spec.kind {
+                Ok(())
+            } else {
+                Err(Error::InvalidOption(format!(
+                    "field {:?} is already indexed as {}",
+                    spec.name,
+                    have.kind.name()
+                )))
+            };
+        }
+        self.meta().add_field(&spec.name, spec.kind.code())?;
+        fields.specs.push(spec);
+        // Rebuilt with the new field on next use.
+        fields.index = None;
+        Ok(())
+    }
+
+    /// The payload of `id` (`None` if it has none). `UnknownId` if `id` is absent.
+    pub fn get_payload(&self, id: u64) -> Result<Option<Value>> {
+        self.follow()?;
+        let graph = self.graph.read();
+        if self.visible_slot(&graph, id)?.is_none() {
+            return Err(Error::UnknownId(id));
+        }
+        let bytes = self.ledger.lock().payload_of(&self.meta(), id)?;
+        bytes
+            .map(|b| {
+                decode_payload(&b).map(Value::Object).ok_or_else(|| {
+                    Error::corrupt(
+                        self.meta().path(),
+                        format!("payload of id {id} is not a JSON object"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// Sets the payload of `id` (a JSON object; `Value::Null` removes it) as one durable
+    /// write. `UnknownId` if `id` is absent.
+    pub fn set_payload(&self, id: u64, payload: &Value) -> Result<()> {
+        self.set_payloads(&[id], std::slice::from_ref(payload))
+    }
+
+    /// Removes the payload of `id`.
+    pub fn delete_payload(&self, id: u64) -> Result<()> {
+        self.set_payload(id, &Value::Null)
+    }
+
+    /// Sets the payloads of `ids` (`Value::Null` removes one) as one durable write: all
+    /// or nothing.
+    pub fn set_payloads(&self, ids: &[u64], payloads: &[Value]) -> Result<()> {
+        self.writable_log()?;
+        let encoded = self
+            .encode_payloads(ids.len(), Some(payloads))?
+            .unwrap_or_default();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // Exclusive, as deletes and upserts: a search evaluates its filter and walks under
+        // one read lock, so it never sees a payload change halfway.
+        let graph = self.graph.write();
+        let p = self.ledger.lock();
+        let meta = self.meta();
+        let mut seen = HashSet::with_capacity(ids.len());
+        for &id in ids {
+            if !seen.insert(id) {
+                return Err(Error::DuplicateId(id));
+            }
+            if p.slot_of(&meta, id)?.is_none() {
+                return Err(Error::UnknownId(id));
+            }
+        }
+        let op = Op::SetPayloads(ids.iter().copied().zip(encoded).collect());
+        self.log(p, &op)?;
+        drop(graph);
+        self.maybe_checkpoint();
+        Ok(())
+    }
+
+    /// Inserts `vector` under `id` with `payload` (a JSON object).
+    pub fn insert_with_payload(&self, id: u64, vector: &[f32], payload: &Value) -> Result<()> {
+        self.insert_rows(
+            &[id],
+            vector,
+            Some(std::slice::from_ref(payload)),
+            self.threads(),
+        )
+    }
+
+    /// `insert_batch` with a payload per row (`Value::Null`: none), on `threads` threads:
+    /// one durable write, all or nothing. A payload that is not a JSON object, is over
+    /// `filter::MAX_PAYLOAD_BYTES`, or gives an indexed field a value of another kind
+    /// rejects the batch (`Error::InvalidPayload`).
+    pub fn insert_batch_with_payloads(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        payloads: &[Value],
+        threads: usize,
+    ) -> Result<()> {
+        self.insert_rows(ids, vectors, Some(payloads), threads)
+    }
+
+    /// `upsert_batch` with a payload per row: a payload replaces the id's; `Value::Null`
+    /// keeps the one it has (a new id then has none).
+    pub fn upsert_batch_with_payloads(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        payloads: &[Value],
+        threads: usize,
+    ) -> Result<()> {
+        self.upsert_rows(ids, vectors, Some(payloads), threads)
+    }
+
+    /// Checks and serialises one payload per id (`Value::Null`: none).
+    pub(super) fn encode_payloads(
+        &self,
+        n: usize,
+        payloads: Option<&[Value]>,
+    ) -> Result<Option<Vec<Option<Vec<u8>>>>> {
+        let Some(payloads) = payloads else {
+            return Ok(None);
+        };
+        if payloads.len() != n {
+            return Err(Error::InvalidPayload(format!(
+                "{} payloads for {n} ids",
+                payloads.len()
+            )));
+        }
+        let specs = self.fields.read().specs.clone();
+        payloads
+            .iter()
+            .map(|p| match p {
+                Value::Null => Ok(None),
+                p => encode_payload(p, &specs).map(Some),
+            })
+            .collect::<Result<_>>()
+            .map(Some)
+    }
+
+    /// The slot and payload of each id `op` replaces, deletes or re-labels, before it.
+    pub(super) fn fields_before(&self, p: &Ledger, op: &Op) -> Result<Before> {
+        let ids: Vec<u64> = match op {
+            Op::Insert(_) => return Ok(Before::new()),
+            Op::Upsert(items) => items.iter().map(|it| it.id).collect(),
+            Op::Delete(ids) => ids.clone(),
+            Op::SetPayloads(items) => items.iter().map(|(id, _)| *id).collect(),
+        };
+        let meta = self.meta();
+        let mut before = Before::with_capacity(ids.len());
+        for id in ids {
+            if let Some(slot) = p.slot_of(&meta, id)? {
+                let payload = p.payload_of(&meta, id)?.and_then(|b| decode_payload(&b));
+                before.insert(id, (slot, payload));
+            }
+        }
+        Ok(before)
+    }
+
+    /// Runs `f` on the field index, building it first if no search has yet.
+    pub(super) fn with_field_index<R>(&self, f: impl FnOnce(&FieldIndex) -> R) -> Result<R> {
+        {
+            let fields = self.fields.read();
+            if let Some(index) = &fields.index {
+                return Ok(f(index));
+            }
+        }
+        let p = self.ledger.lock();
+        let mut fields = self.fields.write();
+        if fields.index.is_none() {
+            fields.index = Some(self.build_field_index(&p, &fields.specs)?);
+        }
+        drop(p);
+        let fields = RwLockWriteGuard::downgrade(fields);
+        Ok(f(fields.index.as_ref().expect("built above")))
+    }
+
+    /// The field index of the current state: every live slot, and the fields of every
+    /// payload (checkpointed ones from the metadata, newer ones from the ledger).
+    fn build_field_index(&self, p: &Ledger, specs: &[FieldSpec]) -> Result<FieldIndex> {
+        let meta = self.meta();
+        let mut index = FieldIndex::new(specs);
+        let slots: HashMap<u64, u32> = self.id_map(p)?.into_iter().collect();
+        for &slot in slots.values() {
+            index.add(slot, None);
+        }
+        let mut add = |id: u64, bytes: &[u8]| -> Result<()> {
+            if let Some(&slot) = slots.get(&id) {
+                let payload = decode_payload(bytes).ok_or_else(|| {
+                    Error::corrupt(
+                        meta.path(),
+                        format!("payload of id {id} is not a JSON object"),
+                    )
+                })?;
+                index.add(slot, Some(&payload));
+            }
+            Ok(())
+        };
+        meta.for_each_payload(|id, bytes| {
+            if p.payloads.contains_key(&id) {
+                return Ok(()); // changed since the checkpoint: the ledger has it
+            }
+            add(id, bytes)
+        })?;
+        for (&id, payload) in &p.payloads {
+            if let Some(bytes) = payload {
+                add(id, bytes)?;
+            }
+        }
+        Ok(index)
+    }
+}

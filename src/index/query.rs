@@ -1,0 +1,333 @@
+//! Searches with options: payload filters answered by a planner, paging, a distance cap;
+//! range search; and `tune`, which picks the smallest ef that reaches a target recall.
+
+use rand::seq::index::sample;
+
+use super::{Index, Neighbour};
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::graph::Cand;
+
+/// A search's options beyond the query vector: `Query::new(k)` then the builders.
+///
+/// ```
+/// # use hnswdb::{Index, IndexOptions, Metric, Filter, FieldSpec, FieldKind};
+/// # use serde_json::json;
+/// # let dir = tempfile::tempdir()?;
+/// let options = IndexOptions::new(2, Metric::L2).field(FieldSpec::new("lang", FieldKind::Keyword));
+/// let index = Index::create(dir.path(), &options)?;
+/// index.insert_with_payload(1, &[0.0, 0.0], &json!({"lang": "en"}))?;
+/// index.insert_with_payload(2, &[0.1, 0.0], &json!({"lang": "de"}))?;
+/// let english = Filter::eq("lang", "en");
+/// let hits = index.search_with(&[0.1, 0.0], &hnswdb::Query::new(5).filter(&english))?;
+/// assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [1]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Query<'a> {
+    k: usize,
+    ef: Option<usize>,
+    filter: Option<&'a Filter>,
+    offset: usize,
+    max_distance: Option<f32>,
+    plan: Option<Plan>,
+}
+
+impl<'a> Query<'a> {
+    /// The `k` nearest (after `offset`), with the index's default ef and no filter.
+    pub fn new(k: usize) -> Query<'a> {
+        Query {
+            k,
+            ef: None,
+            filter: None,
+            offset: 0,
+            max_distance: None,
+            plan: None,
+        }
+    }
+
+    /// Uses this plan for a filtered search instead of the planner's choice (for
+    /// benchmarks and tests; a walk that finds too few still falls back to a scan).
+    pub fn force_plan(mut self, plan: Plan) -> Self {
+        self.plan = Some(plan);
+        self
+    }
+
+    /// Beam width (at least `offset + k` is used).
+    pub fn ef(mut self, ef: usize) -> Self {
+        self.ef = Some(ef);
+        self
+    }
+
+    /// Only vectors whose payload `filter` admits (its fields must be indexed).
+    pub fn filter(mut self, filter: &'a Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Skips the `offset` nearest: page `p` of size `k` is `offset(p * k)`.
+    pub fn offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// Only answers at most this far from the query.
+    pub fn max_distance(mut self, d: f32) -> Self {
+        self.max_distance = Some(d);
+        self
+    }
+}
+
+/// How a search is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// No filter: the graph walk.
+    Unfiltered,
+    /// A walk inside the filter's vectors (two-hop expansion over the others).
+    FilteredWalk,
+    /// A scan of the filter's vectors (on codes, then exact re-rank): few match.
+    Scan,
+}
+
+/// What the planner decided for a query, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Explain {
+    /// The plan.
+    pub plan: Plan,
+    /// Live vectors the filter admits (all live vectors without one).
+    pub matching: u64,
+    /// Live vectors.
+    pub live: u64,
+}
+
+/// Vectors a scan may cover per unit of beam width before a walk is cheaper: a scan
+/// scores each admitted vector once, in slot order, on codes; a walk scores each node
+/// it reaches, in random order, with its lists to read. Measured on the Debian set
+/// (`benches/compare/filters.py`, docs/filters.md).
+const SCAN_PER_EF: u64 = 64;
+
+/// Below this many admitted vectors a scan always wins, whatever ef is.
+const SCAN_MIN: u64 = 2_048;
+
+/// Admitted slots sampled as candidate starting points of a filtered walk (the graph
+/// keeps the nearest few).
+const SEEDS: u64 = 64;
+
+/// The plan for a filter admitting `matching` of `live` vectors at beam width `ef`.
+fn plan(matching: u64, ef: usize) -> Plan {
+    if matching <= SCAN_MIN.max(SCAN_PER_EF * ef as u64) {
+        Plan::Scan
+    } else {
+        Plan::FilteredWalk
+    }
+}
+
+/// What `tune` found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tuning {
+    /// The smallest ef that reached the target on the sample (now the index's default).
+    pub ef: usize,
+    /// Mean recall@k at that ef on the sample.
+    pub recall: f64,
+    /// Whether the target was reached (else `ef` is the largest tried).
+    pub reached: bool,
+    /// Queries sampled (stored vectors, each excluded from its own answers).
+    pub sample: usize,
+    /// Every (ef, recall) measured.
+    pub curve: Vec<(usize, f64)>,
+}
+
+/// The largest ef `tune` tries.
+const TUNE_MAX_EF: usize = 4096;
+
+impl Index {
+    /// A search with options: a payload filter (planned: see [`Index::explain`]),
+    /// paging, a distance cap. Nearest first.
+    pub fn search_with(&self, query: &[f32], q: &Query<'_>) -> Result<Vec<Neighbour>> {
+        self.follow()?;
+        let v = self.prepare(query)?;
+        let want = q.offset.saturating_add(q.k);
+        if q.k == 0 {
+            return Ok(Vec::new());
+        }
+        let ef = q.ef.unwrap_or_else(|| self.ef()).max(want).max(1);
+        let graph = self.graph.read();
+        let found = match q.filter {
+            None => graph.search(&v, want, ef)?,
+            Some(filter) => {
+                // Evaluated under the graph's read lock, which every payload change and
+                // delete needs exclusively: the bitmap holds for the whole walk.
+                let admitted = self.with_field_index(|ix| ix.eval(filter))??;
+                let matching = admitted.len();
+                if q.plan.unwrap_or_else(|| plan(matching, ef)) == Plan::Scan {
+                    graph.scan_subset(&v, want, ef, admitted.iter())
+                } else {
+                    // Seeds spread evenly over the admitted slots.
+                    let step = (matching / SEEDS).max(1);
+                    let seeds =
+                        (0..matching.min(SEEDS)).filter_map(|i| admitted.select((i * step) as u32));
+                    let (found, _) =
+                        graph.search_subset(&v, want, ef, |n| admitted.contains(n), seeds)?;
+                    if (found.len() as u64) < (want as u64).min(matching) {
+                        // The walk could not reach enough of a scattered subset: a scan
+                        // always finds every admitted vector.
+                        graph.scan_subset(&v, want, ef, admitted.iter())
+                    } else {
+                        found
+                    }
+                }
+            }
+        };
+        let page: Vec<Cand> = found
+            .into_iter()
+            .skip(q.offset)
+            .take(q.k)
+            .filter(|c| q.max_distance.is_none_or(|d| c.d <= d))
+            .collect();
+        self.hits(&graph, page)
+    }
+
+    /// The plan `search_with` would use for `q`'s filter, with the number of vectors it
+    /// admits (exact: the field index counts them).
+    pub fn explain(&self, q: &Query<'_>) -> Result<Explain> {
+        let live = self.len();
+        let Some(filter) = q.filter else {
+            return Ok(Explain {
+                plan: Plan::Unfiltered,
+                matching: live,
+                live,
+            });
+        };
+        let matching = self.with_field_index(|ix| ix.eval(filter))??.len();
+        let ef = q.ef.unwrap_or_else(|| self.ef()).max(q.offset + q.k);
+        Ok(Explain {
+            plan: q.plan.unwrap_or_else(|| plan(matching, ef)),
+            matching,
+            live,
+        })
+    }
+
+    /// Every vector within `max_distance` of `query` (admitted by `filter`, if given),
+    /// nearest first. Searches with a growing k until the farthest answer is beyond the
+    /// radius; like any graph search it can miss a vector a scan would find.
+    pub fn search_within(
+        &self,
+        query: &[f32],
+        max_distance: f32,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Neighbour>> {
+        if max_distance.is_nan() {
+            return Err(Error::InvalidOption("max_distance is NaN".into()));
+        }
+        let live = self.len() as usize;
+        let mut k = 64.min(live.max(1));
+        loop {
+            let mut q = Query::new(k).ef(k.max(self.ef()));
+            if let Some(f) = filter {
+                q = q.filter(f);
+            }
+            let hits = self.search_with(query, &q)?;
+            let complete = hits.len() < k || hits.last().is_some_and(|h| h.distance > max_distance);
+            if complete || k >= live {
+                return Ok(hits
+                    .into_iter()
+                    .filter(|h| h.distance <= max_distance)
+                    .collect());
+            }
+            k = (k * 2).min(live);
+        }
+    }
+
+    /// Picks the smallest ef whose recall@k reaches `target` on a sample of stored
+    /// vectors (each searched for, and left out of, its own answers) against exact
+    /// search, and makes it the index's default. Costs `sample × len` distances for the
+    /// exact answers; stored vectors are an estimate of real queries, usually a close one.
+    pub fn tune(&self, target: f64, k: usize) -> Result<Tuning> {
+        if !(0.0..=1.0).contains(&target) || k == 0 {
+            return Err(Error::InvalidOption(
+                "tune needs a target recall in 0..=1 and k >= 1".into(),
+            ));
+        }
+        let ids = self.ids()?;
+        if ids.len() <= k {
+            return Err(Error::InvalidOption(format!(
+                "tune needs more than k = {k} vectors; the index holds {}",
+                ids.len()
+            )));
+        }
+        let n = 100.min(ids.len());
+        let picked: Vec<u64> = sample(&mut rand::rng(), ids.len(), n)
+            .into_iter()
+            .map(|i| ids[i])
+            .collect();
+        let mut queries = Vec::with_capacity(n);
+        let mut truth = Vec::with_capacity(n);
+        for &id in &picked {
+            let v = self.get(id)?;
+            let exact: Vec<u64> = self
+                .search_exact(&v, k + 1)?
+                .into_iter()
+                .map(|h| h.id)
+                .filter(|&h| h != id)
+                .take(k)
+                .collect();
+            queries.push((id, v));
+            truth.push(exact);
+        }
+        let recall_at = |ef: usize| -> Result<f64> {
+            let mut hit = 0usize;
+            for ((id, v), exact) in queries.iter().zip(&truth) {
+                let found = self.search_ef(v, k + 1, ef)?;
+                hit += found
+                    .iter()
+                    .filter(|h| h.id != *id)
+                    .take(k)
+                    .filter(|h| exact.contains(&h.id))
+                    .count();
+            }
+            Ok(hit as f64 / (k * queries.len()) as f64)
+        };
+        let mut curve = Vec::new();
+        // Double until the target is reached, then bisect between the last two.
+        let (mut lo, mut hi) = (0usize, k.max(8));
+        let mut best = None;
+        loop {
+            let r = recall_at(hi)?;
+            curve.push((hi, r));
+            if r >= target {
+                best = Some((hi, r));
+                break;
+            }
+            if hi >= TUNE_MAX_EF {
+                break;
+            }
+            lo = hi;
+            hi = (hi * 2).min(TUNE_MAX_EF);
+        }
+        let (ef, recall, reached) = match best {
+            None => (hi, curve.last().map_or(0.0, |c| c.1), false),
+            Some((mut ef, mut recall)) => {
+                while ef - lo > 1 {
+                    let mid = (lo + ef) / 2;
+                    let r = recall_at(mid)?;
+                    curve.push((mid, r));
+                    if r >= target {
+                        (ef, recall) = (mid, r);
+                    } else {
+                        lo = mid;
+                    }
+                }
+                (ef, recall, true)
+            }
+        };
+        curve.sort_by_key(|c| c.0);
+        self.set_ef(ef);
+        Ok(Tuning {
+            ef,
+            recall,
+            reached,
+            sample: n,
+            curve,
+        })
+    }
+}

@@ -6,12 +6,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hnswdb::{Error, Metric, Neighbour};
+use hnswdb::serde_json::{self, Value};
+use hnswdb::{Error, FieldSpec, Filter, Metric, Neighbour, Query};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 pyo3::create_exception!(
     hnswdb,
@@ -40,6 +41,8 @@ fn py_err(e: Error) -> PyErr {
         | Error::NonFinite { .. }
         | Error::ZeroVector
         | Error::DuplicateId(_)
+        | Error::InvalidPayload(_)
+        | Error::InvalidFilter(_)
         | Error::InvalidOption(_) => PyValueError::new_err(text),
         Error::UnknownId(_) => PyKeyError::new_err(text),
         Error::Locked(_) => LockedError::new_err(text),
@@ -84,6 +87,104 @@ fn rows(data: &Bound<'_, PyAny>, dim: usize) -> PyResult<(Vec<f32>, usize)> {
 }
 
 /// `ids` (an int, a sequence or an integer array) as u64s; negative ids are refused.
+/// A Python value (dict, list, tuple, str, int, float, bool, None) as JSON.
+fn to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if v.is_none() {
+        return Ok(Value::Null);
+    }
+    // bool before int: Python's bool is an int.
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if let Ok(i) = v.cast::<PyInt>() {
+        return match i.extract::<i64>() {
+            Ok(i) => Ok(Value::from(i)),
+            Err(_) => Ok(Value::from(i.extract::<u64>()?)),
+        };
+    }
+    if let Ok(f) = v.cast::<PyFloat>() {
+        let x = f.value();
+        return serde_json::Number::from_f64(x)
+            .map(Value::Number)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("{x} is not a JSON number (NaN and inf are not)"))
+            });
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(Value::String(s.to_cow()?.into_owned()));
+    }
+    if let Ok(d) = v.cast::<PyDict>() {
+        let mut map = serde_json::Map::with_capacity(d.len());
+        for (k, v) in d.iter() {
+            let key = k
+                .cast::<PyString>()
+                .map_err(|_| PyTypeError::new_err("payload and filter keys must be strings"))?
+                .to_cow()?
+                .into_owned();
+            map.insert(key, to_json(&v)?);
+        }
+        return Ok(Value::Object(map));
+    }
+    if let Ok(l) = v.cast::<PyList>() {
+        return l
+            .iter()
+            .map(|x| to_json(&x))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
+    }
+    if let Ok(t) = v.cast::<PyTuple>() {
+        return t
+            .iter()
+            .map(|x| to_json(&x))
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
+    }
+    // numpy scalars and other numbers: through Python's own int/float.
+    if let Ok(i) = v.call_method0("__index__") {
+        return to_json(&i);
+    }
+    if let Ok(f) = v.call_method0("__float__") {
+        return to_json(&f);
+    }
+    Err(PyTypeError::new_err(format!(
+        "{} cannot be stored as JSON",
+        v.get_type().name()?
+    )))
+}
+
+/// JSON as the Python value json.loads would give.
+fn from_json<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.into_pyobject(py)?.into_any(),
+            (None, Some(u)) => u.into_pyobject(py)?.into_any(),
+            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(a) => PyList::new(
+            py,
+            a.iter()
+                .map(|x| from_json(py, x))
+                .collect::<PyResult<Vec<_>>>()?,
+        )?
+        .into_any(),
+        Value::Object(m) => {
+            let d = PyDict::new(py);
+            for (k, v) in m {
+                d.set_item(k, from_json(py, v)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+/// A filter: a dict in the JSON form (see docs/filters.md).
+fn to_filter(filter: &Bound<'_, PyAny>) -> PyResult<Filter> {
+    Filter::from_json(&to_json(filter)?).map_err(py_err)
+}
+
 fn labels(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
     let np = ids.py().import("numpy")?;
     let array = np
@@ -228,8 +329,10 @@ impl Index {
     /// Creates the index. `path` is the directory that holds it; without one the index
     /// lives in a temporary directory until `save_index` copies it somewhere lasting.
     /// `max_elements` only pre-sizes the files: the index grows past it on its own.
-    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, path=None))]
-    // The parameters are hnswlib's, by name and order, plus the path.
+    /// `fields` indexes payload fields for filters: `{"lang": "keyword", "year": "int"}`
+    /// (kinds: keyword, int, float, bool).
+    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, path=None, fields=None))]
+    // The parameters are hnswlib's, by name and order, plus the path and fields.
     #[allow(non_snake_case, clippy::too_many_arguments)]
     fn init_index(
         &self,
@@ -240,6 +343,7 @@ impl Index {
         random_seed: u64,
         allow_replace_deleted: bool,
         path: Option<PathBuf>,
+        fields: Option<std::collections::BTreeMap<String, String>>,
     ) -> PyResult<()> {
         // Freed slots are always reused, so hnswlib's opt-in is accepted and implied.
         let _ = allow_replace_deleted;
@@ -255,6 +359,13 @@ impl Index {
             .ef_construction(ef_construction)
             .seed(random_seed)
             .capacity(max_elements.max(1));
+        let options = fields
+            .unwrap_or_default()
+            .into_iter()
+            .try_fold(options, |o, (name, kind)| {
+                Ok::<_, Error>(o.field(FieldSpec::new(name, kind.parse()?)))
+            })
+            .map_err(py_err)?;
         let index = py
             .detach(|| hnswdb::Index::create(&dir, &options))
             .map_err(py_err)?;
@@ -306,7 +417,9 @@ impl Index {
     /// present). As in hnswlib, an id already present has its vector replaced. The whole
     /// call is one durable write (all or nothing, whatever other writers do), on
     /// `num_threads` threads for this call (-1: the index's default).
-    #[pyo3(signature = (data, ids=None, num_threads=-1, replace_deleted=false))]
+    /// `payloads`, if given, holds a dict (or None) per row: stored with the vector in
+    /// the same write; None keeps the payload a replaced id has.
+    #[pyo3(signature = (data, ids=None, num_threads=-1, replace_deleted=false, payloads=None))]
     fn add_items(
         &self,
         py: Python<'_>,
@@ -314,10 +427,22 @@ impl Index {
         ids: Option<&Bound<'_, PyAny>>,
         num_threads: i64,
         replace_deleted: bool,
+        payloads: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let _ = replace_deleted;
         let index = self.index()?;
         let (vectors, n) = rows(data, self.dim)?;
+        let payloads: Option<Vec<Value>> = payloads
+            .map(|p| p.try_iter()?.map(|x| to_json(&x?)).collect())
+            .transpose()?;
+        if let Some(p) = &payloads
+            && p.len() != n
+        {
+            return Err(PyValueError::new_err(format!(
+                "{} payloads for {n} vectors",
+                p.len()
+            )));
+        }
         let ids = match ids {
             Some(ids) => labels(ids)?,
             // After the largest id present, so that default ids never replace a vector
@@ -347,12 +472,19 @@ impl Index {
                 present |= index.contains(*id)?;
             }
             if !present {
-                match index.insert_batch_threads(&ids, &vectors, threads) {
+                let inserted = match &payloads {
+                    Some(p) => index.insert_batch_with_payloads(&ids, &vectors, p, threads),
+                    None => index.insert_batch_threads(&ids, &vectors, threads),
+                };
+                match inserted {
                     Err(Error::DuplicateId(_)) => {}
                     done => return done,
                 }
             }
-            index.upsert_batch_threads(&ids, &vectors, threads)
+            match &payloads {
+                Some(p) => index.upsert_batch_with_payloads(&ids, &vectors, p, threads),
+                None => index.upsert_batch_threads(&ids, &vectors, threads),
+            }
         })
         .map_err(py_err)
     }
@@ -374,7 +506,7 @@ impl Index {
     /// Raises RuntimeError, as hnswlib does, if fewer than `k` are found; with
     /// `strict=False` such rows are padded instead with label 2**64-1 and distance inf
     /// (what a shard holding fewer than `k` vectors answers).
-    #[pyo3(signature = (data, k=1, num_threads=-1, filter=None, ef=None, strict=true))]
+    #[pyo3(signature = (data, k=1, num_threads=-1, filter=None, ef=None, strict=true, offset=0))]
     #[allow(clippy::too_many_arguments)]
     fn knn_query<'py>(
         &self,
@@ -385,6 +517,7 @@ impl Index {
         filter: Option<&Bound<'py, PyAny>>,
         ef: Option<usize>,
         strict: bool,
+        offset: usize,
     ) -> PyResult<QueryAnswer<'py>> {
         let index = self.index()?;
         let (queries, n) = rows(data, self.dim)?;
@@ -392,7 +525,28 @@ impl Index {
             return Err(PyValueError::new_err("k must be at least 1"));
         }
         let ef = ef.unwrap_or_else(|| index.ef());
+        // A dict is a payload filter, answered by the planner on the threads; a callable
+        // is called per label with the GIL (hnswlib's way).
+        let planned = match filter {
+            Some(f) if f.is_instance_of::<PyDict>() => Some(to_filter(f)?),
+            _ => None,
+        };
         let answers: Vec<Vec<Neighbour>> = match filter {
+            _ if planned.is_some() || offset > 0 => {
+                let threads = Self::call_threads(&index, num_threads);
+                let query = Query::new(k).ef(ef).offset(offset);
+                let query = match &planned {
+                    Some(f) => query.filter(f),
+                    None => query,
+                };
+                if filter.is_some() && planned.is_none() {
+                    return Err(PyValueError::new_err(
+                        "offset works with no filter or a dict filter, not a callable",
+                    ));
+                }
+                py.detach(|| index.search_batch_with(&queries, &query, threads))
+                    .map_err(py_err)?
+            }
             None => {
                 let threads = Self::call_threads(&index, num_threads);
                 py.detach(|| index.search_batch_threads(&queries, k, ef, threads))
@@ -515,6 +669,149 @@ impl Index {
         let index = self.index()?;
         let ids = labels(ids)?;
         py.detach(|| index.delete_batch(&ids)).map_err(py_err)
+    }
+
+    /// The payloads of `ids` (a dict, or None for an id without one), in order.
+    /// KeyError for an unknown id.
+    fn get_payloads<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let index = self.index()?;
+        let ids = labels(ids)?;
+        let payloads = py
+            .detach(|| {
+                ids.iter()
+                    .map(|&id| index.get_payload(id))
+                    .collect::<hnswdb::Result<Vec<_>>>()
+            })
+            .map_err(py_err)?;
+        payloads
+            .iter()
+            .map(|p| from_json(py, p.as_ref().unwrap_or(&Value::Null)))
+            .collect()
+    }
+
+    /// Sets (a dict) or removes (None) the payload of `id`, as one durable write.
+    fn set_payload(&self, py: Python<'_>, id: u64, payload: &Bound<'_, PyAny>) -> PyResult<()> {
+        let index = self.index()?;
+        let payload = to_json(payload)?;
+        py.detach(|| index.set_payload(id, &payload))
+            .map_err(py_err)
+    }
+
+    /// Sets or removes the payloads of `ids` (one per id) as one durable write.
+    fn set_payloads(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        payloads: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let index = self.index()?;
+        let ids = labels(ids)?;
+        let payloads: Vec<Value> = payloads
+            .try_iter()?
+            .map(|x| to_json(&x?))
+            .collect::<PyResult<_>>()?;
+        py.detach(|| index.set_payloads(&ids, &payloads))
+            .map_err(py_err)
+    }
+
+    /// Indexes one more payload field (`kind`: keyword, int, float or bool).
+    fn create_field_index(&self, py: Python<'_>, name: String, kind: &str) -> PyResult<()> {
+        let index = self.index()?;
+        let spec = FieldSpec::new(name, kind.parse().map_err(py_err)?);
+        py.detach(|| index.create_field_index(spec)).map_err(py_err)
+    }
+
+    /// The indexed payload fields: {name: kind}.
+    #[getter]
+    fn fields(&self) -> PyResult<std::collections::BTreeMap<String, &'static str>> {
+        Ok(self
+            .index()?
+            .fields()
+            .into_iter()
+            .map(|f| (f.name, f.kind.name()))
+            .collect())
+    }
+
+    /// How a search with `filter` (a dict) would run: {"plan", "matching", "live"}.
+    #[pyo3(signature = (filter, k=10, ef=None))]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        filter: &Bound<'py, PyAny>,
+        k: usize,
+        ef: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let index = self.index()?;
+        let filter = to_filter(filter)?;
+        let mut query = Query::new(k).filter(&filter);
+        if let Some(ef) = ef {
+            query = query.ef(ef);
+        }
+        let e = py.detach(|| index.explain(&query)).map_err(py_err)?;
+        let d = PyDict::new(py);
+        d.set_item("plan", format!("{:?}", e.plan).to_lowercase())?;
+        d.set_item("matching", e.matching)?;
+        d.set_item("live", e.live)?;
+        Ok(d)
+    }
+
+    /// Every stored vector within `max_distance` of `vector` (admitted by `filter`, a
+    /// dict, if given): (labels, distances), 1-D, nearest first.
+    #[pyo3(signature = (vector, max_distance, filter=None))]
+    fn search_within<'py>(
+        &self,
+        py: Python<'py>,
+        vector: &Bound<'py, PyAny>,
+        max_distance: f32,
+        filter: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(
+        Bound<'py, numpy::PyArray1<u64>>,
+        Bound<'py, numpy::PyArray1<f32>>,
+    )> {
+        let index = self.index()?;
+        let (v, n) = rows(vector, self.dim)?;
+        if n != 1 {
+            return Err(PyValueError::new_err("search_within takes one vector"));
+        }
+        let filter = filter.map(to_filter).transpose()?;
+        let hits = py
+            .detach(|| index.search_within(&v, max_distance, filter.as_ref()))
+            .map_err(py_err)?;
+        Ok((
+            hits.iter()
+                .map(|h| h.id)
+                .collect::<Vec<_>>()
+                .into_pyarray(py),
+            hits.iter()
+                .map(|h| h.distance)
+                .collect::<Vec<_>>()
+                .into_pyarray(py),
+        ))
+    }
+
+    /// Finds the smallest ef whose recall@k reaches `target_recall` on a sample of stored
+    /// vectors against exact search, and makes it the default. Returns {"ef", "recall",
+    /// "reached", "sample", "curve"}.
+    #[pyo3(signature = (target_recall=0.95, k=10))]
+    fn tune<'py>(
+        &self,
+        py: Python<'py>,
+        target_recall: f64,
+        k: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let index = self.index()?;
+        let t = py.detach(|| index.tune(target_recall, k)).map_err(py_err)?;
+        let d = PyDict::new(py);
+        d.set_item("ef", t.ef)?;
+        d.set_item("recall", t.recall)?;
+        d.set_item("reached", t.reached)?;
+        d.set_item("sample", t.sample)?;
+        d.set_item("curve", t.curve)?;
+        Ok(d)
     }
 
     /// Number of vectors stored.

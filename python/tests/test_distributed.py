@@ -210,3 +210,21 @@ def test_reshard_copies_every_vector(cluster, tmp_path):
                 held = ray.get(wider.actor(s).ids.remote())
                 assert (cluster.shard_of(held, 3) == s).all()
             np.testing.assert_array_equal(wider.get_items(ids), base)
+
+
+def test_payloads_and_dict_filters_pass_through(cluster, tmp_path):
+    dim, n = 8, 1200
+    base = data(n, dim, 10)
+    payloads = [{"group": i % 10, "tag": "a" if i % 2 else "b"} for i in range(n)]
+    with cluster.ShardedIndex.create(
+        "p", dim, "l2", shards=3, root=str(tmp_path), num_cpus=0.5, fields={"group": "int", "tag": "keyword"}
+    ) as ix:
+        ix.add_items(base, np.arange(n), payloads=payloads)
+        assert ix.get_payloads([5, 1100]) == [payloads[5], payloads[1100]]
+        flt = {"group": {"$lt": 3}, "tag": "a"}
+        labels, distances = ix.knn_query(base[:10], k=5, ef=400, filter=flt)
+        ok = np.array([p["group"] < 3 and p["tag"] == "a" for p in payloads])
+        exact_labels, _ = brute_force(base[ok], np.flatnonzero(ok).astype(np.uint64), base[:10], 5)
+        assert (labels == exact_labels).all()
+        ix.set_payloads([1], [{"group": 0, "tag": "a"}])
+        assert ix.get_payloads([1]) == [{"group": 0, "tag": "a"}]

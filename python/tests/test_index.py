@@ -340,3 +340,55 @@ def test_per_call_ef_padding_and_batch_delete(path):
     index.delete_items([1, 2])
     assert len(index) == 498 and 1 not in index
     index.close()
+
+
+def test_payloads_filters_paging_range_and_tune(tmp_path):
+    n = 3000
+    data = clustered(n, seed=4)
+    index = hnswdb.Index(space="l2", dim=DIM)
+    index.init_index(
+        max_elements=n, path=str(tmp_path / "p"), fields={"lang": "keyword", "year": "int", "ok": "bool"}
+    )
+    assert index.fields == {"lang": "keyword", "ok": "bool", "year": "int"}
+    payloads = [{"lang": ["en", "de", "fr"][i % 3], "year": 2000 + i % 25, "ok": i % 2 == 0, "n": 1.5} for i in range(n)]
+    payloads[7] = None
+    index.add_items(data, np.arange(n), payloads=payloads)
+    assert index.get_payloads([0, 7]) == [payloads[0], None]
+    index.set_payload(7, {"lang": "xx", "nested": {"a": [1, 2, None]}})
+    assert index.get_payloads([7])[0]["nested"] == {"a": [1, 2, None]}
+    # A dict filter goes through the planner; every answer is admitted and there are k.
+    for flt, admit in [
+        ({"lang": "de", "year": {"$gte": 2020}}, lambda i: i % 3 == 1 and 2000 + i % 25 >= 2020),
+        ({"year": 2003}, lambda i: i % 25 == 3),
+        ({"$or": [{"ok": True}, {"lang": {"$in": ["fr"]}}]}, lambda i: i % 2 == 0 or i % 3 == 2),
+    ]:
+        labels, distances = index.knn_query(data[:20], k=10, filter=flt, ef=100)
+        assert all(admit(int(l)) for l in labels.ravel() if l != 7), flt
+        ok = np.array([admit(i) and i != 7 for i in range(n)])
+        exact, _ = brute_force(data[ok], data[:20], 10, "l2")
+        truth = np.flatnonzero(ok)[exact]
+        assert recall(labels, truth) >= 0.9, flt
+        assert index.explain(flt)["matching"] == ok.sum()
+    with pytest.raises(ValueError):
+        index.knn_query(data[:1], k=3, filter={"missing": 1})
+    with pytest.raises(ValueError):
+        index.add_items(data[:1], [n + 1], payloads=[{"year": "soon"}])
+    # Paging: page 2 is the second slice of one ranking.
+    top, _ = index.knn_query(data[:5], k=20, ef=200)
+    page, _ = index.knn_query(data[:5], k=10, ef=200, offset=10)
+    assert (page == top[:, 10:20]).all()
+    # Range search returns what lies within the radius, nearest first.
+    _, d = index.knn_query(data[0], k=50, ef=200)
+    radius = float(d[0, 30])
+    labels, distances = index.search_within(data[0], radius)
+    assert len(labels) >= 29 and (distances <= radius).all() and (np.diff(distances) >= 0).all()
+    tuned = index.tune(0.95, k=10)
+    assert tuned["reached"] and tuned["recall"] >= 0.95 and index.ef == tuned["ef"]
+    index.close()
+    # Payloads and fields are durable.
+    index = hnswdb.Index.open(str(tmp_path / "p"))
+    assert index.get_payloads([0])[0] == payloads[0]
+    assert index.explain({"lang": "xx"})["matching"] == 1
+    index.create_field_index("n", "float")
+    assert index.explain({"n": {"$gt": 1}})["matching"] == n - 1
+    index.close()

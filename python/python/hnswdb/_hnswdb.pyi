@@ -1,7 +1,7 @@
 """Type stubs of hnswdb's Python binding: hnswlib's Index API over a persistent index."""
 
 from os import PathLike
-from typing import Callable, Iterable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -38,8 +38,10 @@ class Index:
         random_seed: int = 100,
         allow_replace_deleted: bool = False,
         path: Optional[_Path] = None,
+        fields: Optional[Dict[str, str]] = None,
     ) -> None:
-        """Creates the index in `path` (a temporary directory if None)."""
+        """Creates the index in `path` (a temporary directory if None); `fields` indexes
+        payload fields for filters: {"lang": "keyword", "year": "int"}."""
     def load_index(self, path: _Path, max_elements: int = 0, allow_replace_deleted: bool = False) -> None:
         """Opens the index at `path` into this object (space and dim must match)."""
     def save_index(self, path: _Path) -> None:
@@ -50,8 +52,10 @@ class Index:
         ids: Optional[_Ids] = None,
         num_threads: int = -1,
         replace_deleted: bool = False,
+        payloads: Optional[Sequence[Optional[Dict[str, Any]]]] = None,
     ) -> None:
-        """Adds rows of `data`; an existing id has its vector replaced (as in hnswlib)."""
+        """Adds rows of `data` (with a payload dict per row, if given); an existing id has
+        its vector replaced (as in hnswlib), and keeps its payload unless given one."""
     def upsert(self, id: int, vector: _Vectors) -> None:
         """Replaces the vector of `id`, or adds it, as one durable write."""
     def knn_query(
@@ -59,13 +63,30 @@ class Index:
         data: _Vectors,
         k: int = 1,
         num_threads: int = -1,
-        filter: Optional[Callable[[int], bool]] = None,
+        filter: Optional[Union[Callable[[int], bool], Dict[str, Any]]] = None,
         ef: Optional[int] = None,
         strict: bool = True,
+        offset: int = 0,
     ) -> Tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
-        """(labels, distances), each of shape (rows, k), nearest first. `ef` is this call's
-        beam width; with strict=False rows with fewer than k hits are padded with label
-        2**64-1 and distance inf instead of raising."""
+        """(labels, distances), each of shape (rows, k), nearest first. `filter` is a dict
+        over indexed payload fields (planned; docs/filters.md) or a callable on labels.
+        `ef` is this call's beam width; `offset` skips the nearest (paging); with
+        strict=False rows with fewer than k hits are padded with label 2**64-1 and
+        distance inf instead of raising."""
+    def get_payloads(self, ids: _Ids) -> List[Optional[Dict[str, Any]]]: ...
+    def set_payload(self, id: int, payload: Optional[Dict[str, Any]]) -> None: ...
+    def set_payloads(self, ids: _Ids, payloads: Sequence[Optional[Dict[str, Any]]]) -> None: ...
+    def create_field_index(self, name: str, kind: str) -> None:
+        """Indexes a payload field: kind is keyword, int, float or bool."""
+    @property
+    def fields(self) -> Dict[str, str]: ...
+    def explain(self, filter: Dict[str, Any], k: int = 10, ef: Optional[int] = None) -> Dict[str, Any]:
+        """{"plan": "scan" | "filteredwalk", "matching": int, "live": int}"""
+    def search_within(
+        self, vector: _Vectors, max_distance: float, filter: Optional[Dict[str, Any]] = None
+    ) -> Tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]: ...
+    def tune(self, target_recall: float = 0.95, k: int = 10) -> Dict[str, Any]:
+        """Smallest ef reaching the target recall on a sample; becomes the default."""
     def set_ef(self, ef: int) -> None: ...
     ef: int
     def set_num_threads(self, num_threads: int) -> None: ...

@@ -145,11 +145,19 @@ class _Shard:
     # apply in the order it sent them; reads run beside them in the "read" group.
 
     @ray.method(concurrency_group="write")
-    def add_items(self, vectors: np.ndarray, ids: np.ndarray) -> int:
+    def add_items(self, vectors: np.ndarray, ids: np.ndarray, payloads: Optional[list] = None) -> int:
         # add_items replaces the vector of an id already present, so a write Ray retries
         # after a restart is idempotent.
-        self.index.add_items(vectors, ids)
+        self.index.add_items(vectors, ids, payloads=payloads)
         return len(ids)
+
+    @ray.method(concurrency_group="write")
+    def set_payloads(self, ids: np.ndarray, payloads: list) -> None:
+        self.index.set_payloads(ids, payloads)
+
+    @ray.method(concurrency_group="read")
+    def get_payloads(self, ids: np.ndarray) -> list:
+        return self.index.get_payloads(ids)
 
     @ray.method(concurrency_group="write")
     def delete(self, ids: np.ndarray) -> int:
@@ -238,6 +246,7 @@ class ShardedIndex:
         resources: Optional[dict] = None,
         nodes: Optional[Sequence[str]] = None,
         max_restarts: int = -1,
+        fields: Optional[dict] = None,
     ) -> "ShardedIndex":
         """Creates `shards` × `replicas` actors, each creating its index directory under
         `root` on its node (``{root}/{name}/shard-{s}-r{r}``; `root` must be a path every
@@ -248,7 +257,9 @@ class ShardedIndex:
         to one node so that a restart finds its files; `nodes` (Ray node ids, one per shard
         or one per replica) chooses them, else alive nodes are taken in turn, replicas of a
         shard on different nodes when there are enough. `max_restarts` (-1: always) is how
-        often Ray restarts a killed actor; calls in flight are retried after the restart."""
+        often Ray restarts a killed actor; calls in flight are retried after the restart.
+        `fields` indexes payload fields in every shard ({"lang": "keyword", ...}), so that
+        dict filters pass through to the shards' planners."""
         if shards < 1 or replicas < 1:
             raise ValueError("shards and replicas must be at least 1")
         if dim < 1:
@@ -278,6 +289,7 @@ class ShardedIndex:
             "nodes": placement,
         }
         create = {
+            "fields": fields,
             "max_elements": 0,
             "M": M,
             "ef_construction": ef_construction,
@@ -339,11 +351,33 @@ class ShardedIndex:
 
     # ----- writes -------------------------------------------------------------------------
 
-    def add_items(self, data: Any, ids: Any) -> None:
-        """Adds (or replaces) the rows of `data` under `ids`. Returns once every replica of
-        every shard concerned has made its part durable; each shard's part is all or
-        nothing, the call as a whole is not (no cross-shard transaction)."""
-        ray.get(self._submit_add(data, ids))
+    def add_items(self, data: Any, ids: Any, payloads: Optional[Sequence] = None) -> None:
+        """Adds (or replaces) the rows of `data` under `ids`, with a payload dict (or
+        None) per row if given. Returns once every replica of every shard concerned has
+        made its part durable; each shard's part is all or nothing, the call as a whole is
+        not (no cross-shard transaction)."""
+        ray.get(self._submit_add(data, ids, payloads))
+
+    def get_payloads(self, ids: Any) -> list:
+        """The payloads of `ids`, in that order (None: none). KeyError for an unknown id."""
+        ids = _ids(ids)
+        out: list = [None] * len(ids)
+        parts = [(part, self._reader(s).get_payloads.remote(ids[part])) for s, part in self._route(ids)]
+        for part, ref in parts:
+            for i, p in zip(part, ray.get(ref)):
+                out[i] = p
+        return out
+
+    def set_payloads(self, ids: Any, payloads: Sequence) -> None:
+        """Sets (dict) or removes (None) the payloads of `ids`, per shard all or nothing."""
+        ids = _ids(ids)
+        if len(payloads) != len(ids):
+            raise ValueError(f"{len(payloads)} payloads for {len(ids)} ids")
+        refs = []
+        for s, part in self._route(ids):
+            chunk = [payloads[i] for i in part]
+            refs.extend(h.set_payloads.remote(ids[part], chunk) for h in self._replicas[s])
+        ray.get(refs)
 
     def upsert(self, id: int, vector: Any) -> None:
         """Replaces the vector of `id`, or adds it."""
@@ -390,11 +424,13 @@ class ShardedIndex:
         written += sum(ray.get(pending))
         return written // self.replicas
 
-    def _submit_add(self, data: Any, ids: Any) -> list:
+    def _submit_add(self, data: Any, ids: Any, payloads: Optional[Sequence] = None) -> list:
         vectors = _vectors(data, self.dim)
         ids = _ids(ids)
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if payloads is not None and len(payloads) != len(ids):
+            raise ValueError(f"{len(payloads)} payloads for {len(ids)} vectors")
         if len(np.unique(ids)) != len(ids):
             raise ValueError("an id repeats within one add_items call")
         refs = []
@@ -402,7 +438,8 @@ class ShardedIndex:
             # One copy in the object store, shared by the shard's replicas.
             v = ray.put(np.ascontiguousarray(vectors[part]))
             i = ray.put(ids[part])
-            refs.extend(h.add_items.remote(v, i) for h in self._replicas[s])
+            p = None if payloads is None else ray.put([payloads[j] for j in part])
+            refs.extend(h.add_items.remote(v, i, p) for h in self._replicas[s])
         return refs
 
     def flush(self) -> None:
@@ -420,13 +457,14 @@ class ShardedIndex:
         data: Any,
         k: int = 1,
         ef: Optional[int] = None,
-        filter: Optional[Callable[[int], bool]] = None,
+        filter: Optional[Any] = None,
         strict: bool = True,
     ) -> Tuple[np.ndarray, np.ndarray]:
         """The k nearest vectors of every row of `data` over all shards: `(labels,
         distances)` of shape (rows, k). Each shard answers all rows in one call (one
-        replica per shard, in turn); the answers merge exactly. `filter` (a picklable
-        callable on labels) runs inside each shard. Raises RuntimeError if fewer than k are
+        replica per shard, in turn); the answers merge exactly. `filter` (a dict over
+        the indexed payload fields, planned by each shard, or a picklable callable on
+        labels) runs inside each shard. Raises RuntimeError if fewer than k are
         found, unless `strict=False` (then rows are padded with label 2**64-1, distance
         inf)."""
         if k < 1:

@@ -269,6 +269,12 @@ impl Index {
 }
 
 /// `knn_query`'s answer: labels and distances, both `(queries, k)`.
+/// What `search_within` returns: labels and distances, 1-D.
+type RangeAnswer<'py> = (
+    Bound<'py, numpy::PyArray1<u64>>,
+    Bound<'py, numpy::PyArray1<f32>>,
+);
+
 type QueryAnswer<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f32>>);
 
 fn to_matrix<T: numpy::Element>(
@@ -768,10 +774,7 @@ impl Index {
         vector: &Bound<'py, PyAny>,
         max_distance: f32,
         filter: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<(
-        Bound<'py, numpy::PyArray1<u64>>,
-        Bound<'py, numpy::PyArray1<f32>>,
-    )> {
+    ) -> PyResult<RangeAnswer<'py>> {
         let index = self.index()?;
         let (v, n) = rows(vector, self.dim)?;
         if n != 1 {

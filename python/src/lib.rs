@@ -268,13 +268,13 @@ impl Index {
     }
 }
 
-/// `knn_query`'s answer: labels and distances, both `(queries, k)`.
 /// What `search_within` returns: labels and distances, 1-D.
 type RangeAnswer<'py> = (
     Bound<'py, numpy::PyArray1<u64>>,
     Bound<'py, numpy::PyArray1<f32>>,
 );
 
+/// `knn_query`'s answer: labels and distances, both `(queries, k)`.
 type QueryAnswer<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f32>>);
 
 fn to_matrix<T: numpy::Element>(

@@ -173,7 +173,7 @@ fn one_kill(iteration: u64) -> Outcome {
     // Recall@10 against brute force over the recovered state.
     let mut recall = 1.0;
     if state.len() >= 10 {
-        let vectors: Vec<(&u64, &Vec<f32>)> = state.iter().collect();
+        let vectors: Vec<(&u64, &Vec<f32>)> = state.iter().map(|(id, (v, _))| (id, v)).collect();
         let mut total = 0.0;
         for q in 0..20 {
             let query = vectors[(q * 7919) % vectors.len()].1;

@@ -4,7 +4,11 @@
 
 use std::collections::HashMap;
 
-use hnswdb::{Durability, Error, Index, IndexOptions, Metric, OpenOptions};
+use hnswdb::serde_json::{Value, json};
+use hnswdb::{
+    Durability, Error, FieldKind, FieldSpec, Filter, Index, IndexOptions, Metric, OpenOptions,
+    Plan, Query,
+};
 use proptest::prelude::*;
 
 const DIM: usize = 6;
@@ -18,7 +22,15 @@ enum Step {
     UpsertBatch(Vec<(u64, Vec<f32>)>),
     Delete(u64),
     DeleteBatch(Vec<u64>),
+    /// Insert with a payload `{"tag": t}` (None: no payload).
+    InsertWithPayload(u64, Vec<f32>, Option<u8>),
+    /// Upsert a batch with payloads (None: keep the id's).
+    UpsertWithPayloads(Vec<(u64, Vec<f32>, Option<u8>)>),
+    /// Set (Some) or remove (None) a payload.
+    SetPayload(u64, Option<u8>),
     Search(Vec<f32>, usize),
+    /// A search admitting tags up to the bound, forced to scan (exact) or walk.
+    FilteredSearch(Vec<f32>, usize, u8, bool),
     Checkpoint,
     Consolidate,
     Reopen,
@@ -40,6 +52,13 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0..IDS).prop_map(Step::Delete),
         1 => prop::collection::vec(0..IDS, 1..4).prop_map(Step::DeleteBatch),
         4 => (vector(), 1..8usize).prop_map(|(q, k)| Step::Search(q, k)),
+        3 => (0..IDS, vector(), prop::option::of(0..4u8))
+            .prop_map(|(i, v, t)| Step::InsertWithPayload(i, v, t)),
+        1 => prop::collection::vec((0..IDS, vector(), prop::option::of(0..4u8)), 1..5)
+            .prop_map(Step::UpsertWithPayloads),
+        2 => (0..IDS, prop::option::of(0..4u8)).prop_map(|(i, t)| Step::SetPayload(i, t)),
+        3 => (vector(), 1..8usize, 0..4u8, any::<bool>())
+            .prop_map(|(q, k, t, walk)| Step::FilteredSearch(q, k, t, walk)),
         1 => Just(Step::Checkpoint),
         1 => Just(Step::Consolidate),
         1 => Just(Step::Reopen),
@@ -76,11 +95,25 @@ fn crash_copy(index: &Index, to: &std::path::Path) {
     }
 }
 
-fn check_all(index: &Index, model: &HashMap<u64, Vec<f32>>) -> Result<(), TestCaseError> {
+fn payload(tag: Option<u8>) -> Value {
+    tag.map_or(Value::Null, |t| json!({"tag": t}))
+}
+
+fn check_all(
+    index: &Index,
+    model: &HashMap<u64, Vec<f32>>,
+    tags: &HashMap<u64, u8>,
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(index.len(), model.len() as u64);
     for id in 0..IDS {
         match model.get(&id) {
-            Some(v) => prop_assert_eq!(&index.get(id).unwrap(), v),
+            Some(v) => {
+                prop_assert_eq!(&index.get(id).unwrap(), v);
+                prop_assert_eq!(
+                    index.get_payload(id).unwrap(),
+                    tags.get(&id).map(|&t| json!({"tag": t}))
+                );
+            }
             None => prop_assert!(matches!(index.get(id), Err(Error::UnknownId(_)))),
         }
     }
@@ -96,6 +129,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let tmp = tempfile::tempdir().unwrap();
     let mut dir = tmp.path().join("idx");
     let opts = IndexOptions::new(DIM, Metric::L2)
+        .field(FieldSpec::new("tag", FieldKind::Integer))
         .m(4)
         .ef_construction(32)
         .durability(Durability::None)
@@ -104,6 +138,8 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
         .quantize_after(6);
     let mut index = Some(Index::create(&dir, &opts).unwrap());
     let mut model: HashMap<u64, Vec<f32>> = HashMap::new();
+    // The payload model: id -> tag, for the ids that have one.
+    let mut tags: HashMap<u64, u8> = HashMap::new();
     let mut crashes = 0;
     for step in steps {
         let ix = index.as_ref().unwrap();
@@ -152,6 +188,77 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
             Step::Delete(id) => {
                 let r = ix.delete(id);
                 prop_assert_eq!(r.is_ok(), model.remove(&id).is_some());
+                tags.remove(&id);
+            }
+            Step::InsertWithPayload(id, v, tag) => {
+                let r = ix.insert_with_payload(id, &v, &payload(tag));
+                match model.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(_) => {
+                        prop_assert!(matches!(r, Err(Error::DuplicateId(d)) if d == id))
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        // A null payload is none.
+                        prop_assert!(r.is_ok(), "{:?}", r);
+                        slot.insert(v);
+                        if let Some(t) = tag {
+                            tags.insert(id, t);
+                        }
+                    }
+                }
+            }
+            Step::UpsertWithPayloads(items) => {
+                let ids: Vec<u64> = items.iter().map(|(i, _, _)| *i).collect();
+                let flat: Vec<f32> = items.iter().flat_map(|(_, v, _)| v.clone()).collect();
+                let payloads: Vec<Value> = items.iter().map(|(_, _, t)| payload(*t)).collect();
+                let mut distinct = ids.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let r = ix.upsert_batch_with_payloads(&ids, &flat, &payloads, 2);
+                prop_assert_eq!(r.is_ok(), distinct.len() == ids.len(), "{:?}", r);
+                if r.is_ok() {
+                    for (id, v, t) in items {
+                        model.insert(id, v);
+                        if let Some(t) = t {
+                            tags.insert(id, t);
+                        }
+                    }
+                }
+            }
+            Step::SetPayload(id, tag) => {
+                let r = ix.set_payload(id, &payload(tag));
+                prop_assert_eq!(r.is_ok(), model.contains_key(&id), "{:?}", r);
+                if r.is_ok() {
+                    match tag {
+                        Some(t) => tags.insert(id, t),
+                        None => tags.remove(&id),
+                    };
+                }
+            }
+            Step::FilteredSearch(q, k, bound, walk) => {
+                let filter = Filter::lte("tag", bound);
+                let plan = if walk { Plan::Walk } else { Plan::Scan };
+                let hits = ix
+                    .search_with(&q, &Query::new(k).ef(200).filter(&filter).force_plan(plan))
+                    .unwrap();
+                let mut exact: Vec<(f32, u64)> = model
+                    .iter()
+                    .filter(|(id, _)| tags.get(id).is_some_and(|&t| t <= bound))
+                    .map(|(id, v)| (l2(&q, v), *id))
+                    .collect();
+                exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                exact.truncate(k);
+                // k answers whenever k match (a walk that finds fewer falls back to a
+                // scan), each admitted and at its true distance; a scan is exact.
+                prop_assert_eq!(hits.len(), exact.len());
+                for h in &hits {
+                    prop_assert!(tags.get(&h.id).is_some_and(|&t| t <= bound));
+                    prop_assert!((l2(&q, &model[&h.id]) - h.distance).abs() < 1e-4);
+                }
+                if !walk {
+                    for (h, e) in hits.iter().zip(&exact) {
+                        prop_assert!((h.distance - e.0).abs() < 1e-4, "{:?} {:?}", hits, exact);
+                    }
+                }
             }
             Step::DeleteBatch(ids) => {
                 let mut distinct = ids.clone();
@@ -162,6 +269,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 if ok {
                     ids.iter().for_each(|i| {
                         model.remove(i);
+                        tags.remove(i);
                     });
                 }
             }
@@ -209,7 +317,7 @@ fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 prop_assert!(report.is_ok(), "{:?}", report.problems);
             }
         }
-        check_all(index.as_ref().unwrap(), &model)?;
+        check_all(index.as_ref().unwrap(), &model, &tags)?;
     }
     let report = index.as_ref().unwrap().verify().unwrap();
     prop_assert!(report.is_ok(), "{:?}", report.problems);

@@ -164,7 +164,7 @@ fn every_plan_returns_admitted_vectors_in_order_and_k_of_them() {
         let matching = (0..n as u64).filter(|&i| admit(i)).count();
         let explain = index.explain(&Query::new(10).filter(filter)).unwrap();
         assert_eq!(explain.matching as usize, matching, "{filter:?}");
-        for plan in [Plan::Scan, Plan::FilteredWalk] {
+        for plan in [Plan::Scan, Plan::Walk] {
             let mut hit = 0;
             let mut total = 0;
             for _ in 0..20 {

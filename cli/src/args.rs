@@ -15,10 +15,10 @@ neighbour queries with an HNSW graph. Vectors and layer-0 links live in memory-m
 page files, so an index opens instantly whatever its size. Every write goes through a \
 write-ahead log: once a command returns, its writes survive a crash.",
     after_help = "Typical use:\n  \
-hnswdb create idx --dim 384 --metric cosine\n  \
-hnswdb import idx base.fvecs                   # or .npy, or .jsonl with ids\n  \
+hnswdb create idx --dim 384 --metric cosine --index-field lang:keyword\n  \
+hnswdb import idx base.fvecs                   # or .npy, or .jsonl with ids and payloads\n  \
 hnswdb search idx --query query.fvecs --gt gt.ivecs --k 10 --ef 32,64,128\n  \
-echo '[0.1, 0.2, ...]' | hnswdb search idx --vector - --k 5\n  \
+echo '[0.1, 0.2, ...]' | hnswdb search idx --vector - --k 5 --filter '{\"lang\": \"en\"}'\n  \
 hnswdb export idx all.jsonl\n\n\
 Exit codes: 0 success; 1 other error; 2 bad command line; 3 no index there, or one \
 already exists; 4 locked by another writer; 5 corrupt, foreign or newer-format files; \
@@ -59,9 +59,14 @@ The index grows as vectors arrive; there is no maximum to set."
         /// Seed of the level generator.
         #[arg(long, default_value_t = 100)]
         seed: u64,
+        /// Index a payload field for filters: NAME:KIND, KIND one of keyword, int, float,
+        /// bool (repeat for several; more can be added later with `index-field`).
+        #[arg(long = "index-field", value_name = "NAME:KIND")]
+        index_field: Vec<String>,
     },
     /// Insert every vector of FILE on all cores: .fvecs or .npy (float32, 2-D; ids are
-    /// row numbers) or .jsonl (lines {"id": 7, "vector": [...]}).
+    /// row numbers) or .jsonl (lines {"id": 7, "vector": [...], "payload": {...}}, the
+    /// payload optional).
     #[command(
         after_help = "Vectors go in chunks of 10,000, each one durable write (all or \
 nothing): if a chunk fails (a duplicate id, say), the chunks before it stay and the error \
@@ -104,13 +109,42 @@ per line, in row order), or export .jsonl, which carries them."
         #[arg(required = true)]
         ids: Vec<u64>,
     },
-    /// Print the stored vectors of ids, one line each (unit length under cosine).
+    /// Print the stored vectors of ids, one line each (unit length under cosine), and
+    /// their payloads.
     Get {
         /// Index directory.
         dir: PathBuf,
         /// The ids.
         #[arg(required = true)]
         ids: Vec<u64>,
+    },
+    /// Set the payload of an id (a JSON object; null removes it).
+    SetPayload {
+        /// Index directory.
+        dir: PathBuf,
+        /// The id.
+        id: u64,
+        /// The payload, as JSON.
+        payload: String,
+    },
+    /// Index one more payload field (NAME:KIND) of an existing index.
+    IndexField {
+        /// Index directory.
+        dir: PathBuf,
+        /// NAME:KIND, KIND one of keyword, int, float, bool.
+        field: String,
+    },
+    /// Find the smallest ef whose recall@k reaches TARGET on a sample of stored vectors
+    /// (against exact search) and print it (pass it to `search --ef`).
+    Tune {
+        /// Index directory.
+        dir: PathBuf,
+        /// Target recall@k.
+        #[arg(long, default_value_t = 0.95)]
+        target: f64,
+        /// k of recall@k.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
     },
     /// Check the whole index: headers and checksums (on open), id maps both ways, slot
     /// states, every link, the entry point, reachability. Exits 8 if anything is wrong.
@@ -217,4 +251,14 @@ pub struct SearchArgs {
     /// mapped: its first pass pays a page fault per page it touches).
     #[arg(long, default_value_t = 0)]
     pub warmup: usize,
+    /// Lookup mode: only vectors whose payload matches this filter (JSON, e.g.
+    /// '{"lang": "en", "year": {"$gte": 2020}}'; see docs/filters.md).
+    #[arg(long, requires = "vector")]
+    pub filter: Option<String>,
+    /// Lookup mode: skip the nearest N (paging).
+    #[arg(long, default_value_t = 0, requires = "vector")]
+    pub offset: usize,
+    /// Lookup mode: print each hit's payload too.
+    #[arg(long, requires = "vector")]
+    pub payloads: bool,
 }

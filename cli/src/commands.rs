@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hnswdb::{Index, IndexOptions, Metric, OpenOptions};
+use hnswdb::{FieldSpec, Index, IndexOptions, Metric, OpenOptions};
 use hnswdb_datasets::{VectorFormat, VectorWriter};
 use serde_json::json;
 
@@ -21,11 +21,15 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
             m,
             ef_construction,
             seed,
+            index_field,
         } => {
-            let opts = IndexOptions::new(dim, metric)
+            let mut opts = IndexOptions::new(dim, metric)
                 .m(m)
                 .ef_construction(ef_construction)
                 .seed(seed);
+            for field in &index_field {
+                opts = opts.field(FieldSpec::parse(field)?);
+            }
             Index::create(&dir, &opts)?.close()?;
             out.emit(
                 json!({"created": dir, "dim": dim, "metric": metric.name(), "m": m,
@@ -64,13 +68,62 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
             let index = crate::open_for_reading(&dir)?;
             for id in ids {
                 let v = index.get(id)?;
-                out.emit(json!({"id": id, "vector": v}), || {
-                    v.iter()
-                        .map(|x| x.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                let payload = index.get_payload(id)?;
+                out.emit(json!({"id": id, "vector": v, "payload": payload}), || {
+                    let text: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+                    match &payload {
+                        Some(p) => format!("{}\t{p}", text.join(" ")),
+                        None => text.join(" "),
+                    }
                 });
             }
+        }
+        Command::SetPayload { dir, id, payload } => {
+            let value: serde_json::Value = serde_json::from_str(&payload)
+                .map_err(|e| InputError(format!("payload is not JSON: {e}")))?;
+            let index = Index::open(&dir)?;
+            index.set_payload(id, &value)?;
+            close_after_durable_writes(index);
+            out.emit(json!({"id": id, "payload": value}), || {
+                format!("set the payload of {id}")
+            });
+        }
+        Command::IndexField { dir, field } => {
+            let spec = FieldSpec::parse(&field)?;
+            let index = Index::open(&dir)?;
+            index.create_field_index(spec.clone())?;
+            index.close()?;
+            out.emit(
+                json!({"field": spec.name, "kind": spec.kind.name()}),
+                || format!("indexed field {} ({})", spec.name, spec.kind.name()),
+            );
+        }
+        Command::Tune { dir, target, k } => {
+            let index = crate::open_for_reading(&dir)?;
+            let t = index.tune(target, k)?;
+            out.emit(
+                json!({"ef": t.ef, "recall": t.recall, "reached": t.reached, "sample": t.sample,
+                       "curve": t.curve}),
+                || {
+                    let curve: Vec<String> = t
+                        .curve
+                        .iter()
+                        .map(|(ef, r)| format!("ef {ef}: {r:.4}"))
+                        .collect();
+                    format!(
+                        "{} ef {} (recall@{k} {:.4} on {} stored vectors)\n{}",
+                        if t.reached {
+                            "use"
+                        } else {
+                            "target not reached; largest tried:"
+                        },
+                        t.ef,
+                        t.recall,
+                        t.sample,
+                        curve.join("\n")
+                    )
+                },
+            );
         }
         Command::Verify { dir, strict } => return verify(&dir, strict, out),
         Command::Checkpoint { dir } => {
@@ -215,8 +268,12 @@ impl Progress {
 }
 
 fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -> CliResult {
-    let (ids, data) = match VectorFormat::of_path(file)? {
-        VectorFormat::Jsonl => hnswdb_datasets::read_jsonl(file)?,
+    let (ids, data, payloads) = match VectorFormat::of_path(file)? {
+        VectorFormat::Jsonl => {
+            let (ids, data, payloads) = hnswdb_datasets::read_jsonl(file)?;
+            let any = payloads.iter().any(|p| !p.is_null());
+            (ids, data, any.then_some(payloads))
+        }
         _ => {
             let data = hnswdb_datasets::read_vectors(file)?;
             let ids = (0..data.rows as u64)
@@ -229,7 +286,7 @@ fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -
                         u64::MAX
                     ))
                 })?;
-            (ids, data)
+            (ids, data, None)
         }
     };
     let index = Index::open_with(dir, &OpenOptions::default().threads(threads))?;
@@ -238,17 +295,23 @@ fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -
     const CHUNK: usize = 10_000;
     for first in (0..data.rows).step_by(CHUNK) {
         let rows = CHUNK.min(data.rows - first);
-        index
-            .insert_batch(
-                &ids[first..first + rows],
-                &data.data[first * data.dim..(first + rows) * data.dim],
-            )
-            .inspect_err(|_| {
-                // Earlier chunks are durable: say so; the error (and its code) stays.
-                if first > 0 {
-                    eprintln!("note: the {first} vectors before the failing chunk were imported");
-                }
-            })?;
+        let chunk_ids = &ids[first..first + rows];
+        let chunk = &data.data[first * data.dim..(first + rows) * data.dim];
+        match &payloads {
+            Some(p) => index.insert_batch_with_payloads(
+                chunk_ids,
+                chunk,
+                &p[first..first + rows],
+                index.threads(),
+            ),
+            None => index.insert_batch(chunk_ids, chunk),
+        }
+        .inspect_err(|_| {
+            // Earlier chunks are durable: say so; the error (and its code) stays.
+            if first > 0 {
+                eprintln!("note: the {first} vectors before the failing chunk were imported");
+            }
+        })?;
         progress.advance(rows);
     }
     progress.finish();
@@ -286,7 +349,7 @@ fn export(dir: &Path, file: &Path, ids_out: Option<&Path>, out: Output) -> CliRe
     let ids = index.ids()?;
     let mut writer = VectorWriter::create(file, format, ids.len(), index.dim())?;
     for &id in &ids {
-        writer.push(id, &index.get(id)?)?;
+        writer.push_with_payload(id, &index.get(id)?, index.get_payload(id)?.as_ref())?;
     }
     writer.finish()?;
     if let Some(path) = ids_out {

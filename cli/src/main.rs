@@ -30,6 +30,8 @@ fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
             | Error::DuplicateId(_)
             | Error::UnknownId(_)
             | Error::InvalidOption(_)
+            | Error::InvalidPayload(_)
+            | Error::InvalidFilter(_)
             | Error::InvalidVector(_),
         ) => 6,
         Some(Error::DiskFull { .. } | Error::Io { .. }) => 7,

@@ -5,7 +5,7 @@ use std::io::BufRead;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hnswdb::Index;
+use hnswdb::{Filter, Index, Query};
 use hnswdb_datasets::{Matrix, recall_at_k};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -41,19 +41,42 @@ pub fn lookup(args: &SearchArgs, vector: &str, out: Output) -> CliResult {
     } else {
         vec![vector.to_string()]
     };
+    let filter = args.filter.as_deref().map(Filter::parse).transpose()?;
+    let mut query = Query::new(args.k).ef(ef).offset(args.offset);
+    if let Some(f) = &filter {
+        query = query.filter(f);
+    }
     for (i, text) in queries.iter().enumerate() {
-        let hits = index.search_ef(&parse_vector(text)?, args.k, ef)?;
+        let hits = index.search_with(&parse_vector(text)?, &query)?;
+        let payloads: Vec<Option<Value>> = if args.payloads {
+            hits.iter()
+                .map(|h| index.get_payload(h.id))
+                .collect::<hnswdb::Result<_>>()?
+        } else {
+            vec![None; hits.len()]
+        };
         let results: Vec<Value> = hits
             .iter()
-            .map(|h| json!({"id": h.id, "distance": h.distance}))
+            .zip(&payloads)
+            .map(|(h, p)| match p {
+                Some(p) => json!({"id": h.id, "distance": h.distance, "payload": p}),
+                None => json!({"id": h.id, "distance": h.distance}),
+            })
             .collect();
         out.emit(
             json!({"query": i, "k": args.k, "ef": ef, "results": results}),
             || {
                 let lines: Vec<String> = hits
                     .iter()
+                    .zip(&payloads)
                     .enumerate()
-                    .map(|(rank, h)| format!("{}\t{}\t{}", rank + 1, h.id, h.distance))
+                    .map(|(rank, (h, p))| {
+                        let line = format!("{}\t{}\t{}", args.offset + rank + 1, h.id, h.distance);
+                        match p {
+                            Some(p) => format!("{line}\t{p}"),
+                            None => line,
+                        }
+                    })
                     .collect();
                 let header = if queries.len() > 1 {
                     format!("# query {i}\n")
@@ -149,6 +172,9 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
         threads,
         warmup,
         vector: _,
+        filter: _,
+        offset: _,
+        payloads: _,
     } = args;
     let (k, threads, warmup) = (*k, *threads, *warmup);
     let query = query

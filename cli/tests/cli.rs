@@ -70,7 +70,7 @@ fn import_export_round_trip_in_every_format() {
     // .jsonl export keeps ids; rows come in ascending id order.
     let out = tmp.path().join("out.jsonl");
     ok(&["export", s(&idx), s(&out)], None);
-    let (got_ids, got) = datasets::read_jsonl(&out).unwrap();
+    let (got_ids, got, _) = datasets::read_jsonl(&out).unwrap();
     assert_eq!(got.rows, 900);
     assert!(got_ids.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(&got_ids[600..], &ids[..]);
@@ -95,6 +95,108 @@ fn import_export_round_trip_in_every_format() {
             .collect();
         assert_eq!(listed, got_ids);
     }
+}
+
+#[test]
+fn payloads_filters_and_tune_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    ok(
+        &[
+            "create",
+            s(&idx),
+            "--dim",
+            "2",
+            "--metric",
+            "l2",
+            "--index-field",
+            "lang:keyword",
+        ],
+        None,
+    );
+    let rows: String = (0..300)
+        .map(|i| {
+            let lang = ["en", "de", "fr"][i % 3];
+            format!(
+                "{{\"id\": {i}, \"vector\": [{}, {}], \"payload\": {{\"lang\": \"{lang}\", \"n\": {i}}}}}\n",
+                i % 17,
+                i / 17
+            )
+        })
+        .collect();
+    let jsonl = tmp.path().join("rows.jsonl");
+    std::fs::write(&jsonl, rows).unwrap();
+    ok(&["import", s(&idx), s(&jsonl)], None);
+    // Only German rows, nearest first, with their payloads.
+    let found = json_lines(&ok(
+        &[
+            "--json",
+            "search",
+            s(&idx),
+            "--vector",
+            "0,0",
+            "--k",
+            "5",
+            "--filter",
+            r#"{"lang": "de"}"#,
+            "--payloads",
+        ],
+        None,
+    ));
+    let results = found[0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    assert!(results.iter().all(|r| r["payload"]["lang"] == "de"));
+    // A field added later; get prints payloads; set-payload changes one.
+    ok(&["index-field", s(&idx), "n:int"], None);
+    let found = json_lines(&ok(
+        &[
+            "--json",
+            "search",
+            s(&idx),
+            "--vector",
+            "0,0",
+            "--k",
+            "300",
+            "--filter",
+            r#"{"n": {"$lt": 3}}"#,
+        ],
+        None,
+    ));
+    let ids: Vec<u64> = found[0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    ok(&["set-payload", s(&idx), "1", r#"{"lang": "xx"}"#], None);
+    let got = json_lines(&ok(&["--json", "get", s(&idx), "1"], None));
+    assert_eq!(got[0]["payload"]["lang"], "xx");
+    // Export keeps payloads.
+    let out = tmp.path().join("out.jsonl");
+    ok(&["export", s(&idx), s(&out)], None);
+    let (_, _, payloads) = datasets::read_jsonl(&out).unwrap();
+    assert_eq!(payloads[1]["lang"], "xx");
+    assert_eq!(payloads[2]["lang"], "fr");
+    // Bad filters are input errors (exit 6).
+    assert_eq!(
+        code(&[
+            "search",
+            s(&idx),
+            "--vector",
+            "0,0",
+            "--filter",
+            r#"{"nope": 1}"#
+        ]),
+        6
+    );
+    assert_eq!(
+        code(&["search", s(&idx), "--vector", "0,0", "--filter", "{"]),
+        6
+    );
+    assert_eq!(code(&["set-payload", s(&idx), "1", "[1]"]), 6);
+    let tuned = json_lines(&ok(&["--json", "tune", s(&idx), "--target", "0.9"], None));
+    assert!(tuned[0]["recall"].as_f64().unwrap() >= 0.9);
 }
 
 #[test]

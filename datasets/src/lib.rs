@@ -152,6 +152,16 @@ impl VectorWriter {
 
     /// Appends one row (`id` is kept by `.jsonl` only).
     pub fn push(&mut self, id: u64, vector: &[f32]) -> Result<()> {
+        self.push_with_payload(id, vector, None)
+    }
+
+    /// Appends one row with its payload (kept by `.jsonl` only, as `"payload"`).
+    pub fn push_with_payload(
+        &mut self,
+        id: u64,
+        vector: &[f32],
+        payload: Option<&serde_json::Value>,
+    ) -> Result<()> {
         debug_assert_eq!(vector.len(), self.dim);
         let path = &self.path;
         match self.format {
@@ -169,7 +179,10 @@ impl VectorWriter {
                 }
             }
             VectorFormat::Jsonl => {
-                let line = serde_json::json!({"id": id, "vector": vector});
+                let line = match payload {
+                    Some(p) => serde_json::json!({"id": id, "vector": vector, "payload": p}),
+                    None => serde_json::json!({"id": id, "vector": vector}),
+                };
                 writeln!(self.out, "{line}").at(path)?;
             }
         }
@@ -205,9 +218,13 @@ fn write_rows(path: &Path, format: VectorFormat, ids: Option<&[u64]>, m: &Matrix
     w.finish()
 }
 
-/// Reads JSON lines `{"id": 7, "vector": [0.1, ...]}`, one vector per line (blank lines
-/// are skipped). Every vector must have the same length.
-pub fn read_jsonl(path: &Path) -> Result<(Vec<u64>, Matrix)> {
+/// What a `.jsonl` file holds: ids, vectors, and a payload per row (`Null`: none).
+pub type JsonlRows = (Vec<u64>, Matrix, Vec<serde_json::Value>);
+
+/// Reads JSON lines `{"id": 7, "vector": [0.1, ...], "payload": {...}}`, one vector per
+/// line (blank lines are skipped; the payload is optional). Every vector must have the
+/// same length.
+pub fn read_jsonl(path: &Path) -> Result<JsonlRows> {
     let text = std::fs::read_to_string(path).at(path)?;
     let mut ids = Vec::new();
     let mut m = Matrix {
@@ -215,10 +232,13 @@ pub fn read_jsonl(path: &Path) -> Result<(Vec<u64>, Matrix)> {
         dim: 0,
         data: Vec::new(),
     };
+    let mut payloads = Vec::new();
     #[derive(serde::Deserialize)]
     struct Row {
         id: u64,
         vector: Vec<f32>,
+        #[serde(default)]
+        payload: serde_json::Value,
     }
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -244,8 +264,9 @@ pub fn read_jsonl(path: &Path) -> Result<(Vec<u64>, Matrix)> {
         ids.push(row.id);
         m.data.extend(row.vector);
         m.rows += 1;
+        payloads.push(row.payload);
     }
-    Ok((ids, m))
+    Ok((ids, m, payloads))
 }
 
 /// Reads rows of `i32 dim` + `dim` 4-byte values, returned as raw little-endian words.
@@ -519,7 +540,9 @@ mod tests {
         let p = dir.path().join("a.jsonl");
         let ids = [5, 1, 9, 2, 3, 4, 8];
         write_vectors(&p, Some(&ids), &m).unwrap();
-        assert_eq!(read_jsonl(&p).unwrap(), (ids.to_vec(), m));
+        let (read_ids, read_m, payloads) = read_jsonl(&p).unwrap();
+        assert_eq!((read_ids, read_m), (ids.to_vec(), m));
+        assert!(payloads.iter().all(|p| p.is_null()));
         std::fs::write(
             &p,
             "{\"id\": 1, \"vector\": [1.0]}\n{\"id\": 2, \"vector\": [1.0, 2.0]}\n",

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hnswdb::serde_json::{self, Value};
-use hnswdb::{Error, FieldSpec, Filter, Metric, Neighbour, Query};
+use hnswdb::{Error, FieldSpec, Filter, Metric, Neighbour, Plan, Query};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -512,7 +512,9 @@ impl Index {
     /// Raises RuntimeError, as hnswlib does, if fewer than `k` are found; with
     /// `strict=False` such rows are padded instead with label 2**64-1 and distance inf
     /// (what a shard holding fewer than `k` vectors answers).
-    #[pyo3(signature = (data, k=1, num_threads=-1, filter=None, ef=None, strict=true, offset=0))]
+    /// `plan` forces how a dict filter is answered ("scan" or "walk"; default: the
+    /// planner's choice), for benchmarks.
+    #[pyo3(signature = (data, k=1, num_threads=-1, filter=None, ef=None, strict=true, offset=0, plan=None))]
     #[allow(clippy::too_many_arguments)]
     fn knn_query<'py>(
         &self,
@@ -524,6 +526,7 @@ impl Index {
         ef: Option<usize>,
         strict: bool,
         offset: usize,
+        plan: Option<&str>,
     ) -> PyResult<QueryAnswer<'py>> {
         let index = self.index()?;
         let (queries, n) = rows(data, self.dim)?;
@@ -540,11 +543,20 @@ impl Index {
         let answers: Vec<Vec<Neighbour>> = match filter {
             _ if planned.is_some() || offset > 0 => {
                 let threads = Self::call_threads(&index, num_threads);
-                let query = Query::new(k).ef(ef).offset(offset);
-                let query = match &planned {
-                    Some(f) => query.filter(f),
-                    None => query,
-                };
+                let mut query = Query::new(k).ef(ef).offset(offset);
+                if let Some(f) = &planned {
+                    query = query.filter(f);
+                }
+                match plan {
+                    None => {}
+                    Some("scan") => query = query.force_plan(Plan::Scan),
+                    Some("walk") => query = query.force_plan(Plan::Walk),
+                    Some(other) => {
+                        return Err(PyValueError::new_err(format!(
+                            "unknown plan {other:?} (scan or walk)"
+                        )));
+                    }
+                }
                 if filter.is_some() && planned.is_none() {
                     return Err(PyValueError::new_err(
                         "offset works with no filter or a dict filter, not a callable",
@@ -759,7 +771,12 @@ impl Index {
         }
         let e = py.detach(|| index.explain(&query)).map_err(py_err)?;
         let d = PyDict::new(py);
-        d.set_item("plan", format!("{:?}", e.plan).to_lowercase())?;
+        let plan = match e.plan {
+            Plan::Unfiltered => "unfiltered",
+            Plan::Walk => "walk",
+            Plan::Scan => "scan",
+        };
+        d.set_item("plan", plan)?;
         d.set_item("matching", e.matching)?;
         d.set_item("live", e.live)?;
         Ok(d)

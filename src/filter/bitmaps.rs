@@ -5,7 +5,9 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound as Edge;
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use roaring::{MultiOps, RoaringBitmap};
 use serde_json::{Map, Number, Value};
 
@@ -202,10 +204,17 @@ fn int_edge(n: &Number, inclusive: bool, lower: bool) -> Edge<i64> {
     }
 }
 
+/// Filters whose bitmaps are kept (all are dropped at the next change of the index):
+/// apps repeat a few filters (a tenant, a language), and a filter over many values costs
+/// more to evaluate than the walk it steers.
+const CACHED_FILTERS: usize = 32;
+
 /// Every indexed field's bitmaps, plus the live slots (what `not` complements against).
 pub struct FieldIndex {
     columns: Vec<Column>,
     live: RoaringBitmap,
+    /// Recently evaluated filters (keyed by their debug form), valid until a change.
+    cache: Mutex<HashMap<String, Arc<RoaringBitmap>>>,
 }
 
 impl FieldIndex {
@@ -214,6 +223,7 @@ impl FieldIndex {
         FieldIndex {
             columns: specs.iter().cloned().map(Column::new).collect(),
             live: RoaringBitmap::new(),
+            cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -237,6 +247,7 @@ impl FieldIndex {
 
     /// Records that `slot` is live with `payload` (if any).
     pub fn add(&mut self, slot: u32, payload: Option<&Map<String, Value>>) {
+        self.cache.get_mut().clear();
         self.live.insert(slot);
         let Some(payload) = payload else { return };
         for column in &mut self.columns {
@@ -257,6 +268,7 @@ impl FieldIndex {
     /// Records that `slot`, which held `payload`, is no longer live (or is about to be
     /// added again with another payload).
     pub fn remove(&mut self, slot: u32, payload: Option<&Map<String, Value>>) {
+        self.cache.get_mut().clear();
         self.live.remove(slot);
         let Some(payload) = payload else { return };
         for column in &mut self.columns {
@@ -286,6 +298,21 @@ impl FieldIndex {
                     }
                 ))
             })
+    }
+
+    /// `eval`, remembered until the index changes.
+    pub fn eval_cached(&self, filter: &Filter) -> Result<Arc<RoaringBitmap>> {
+        let key = format!("{filter:?}");
+        if let Some(hit) = self.cache.lock().get(&key) {
+            return Ok(hit.clone());
+        }
+        let bitmap = Arc::new(self.eval(filter)?);
+        let mut cache = self.cache.lock();
+        if cache.len() >= CACHED_FILTERS {
+            cache.clear();
+        }
+        cache.insert(key, bitmap.clone());
+        Ok(bitmap)
     }
 
     /// The live slots `filter` admits.

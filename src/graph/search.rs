@@ -18,10 +18,11 @@ pub(super) struct Scratch {
     results: BinaryHeap<Cand>,
     links: Vec<u32>,
     fresh: Vec<u32>,
-    /// A second list buffer, for the two-hop expansion of `Walk::Within`.
-    hop: Vec<u32>,
     /// Distances computed by the current search (its cost, independent of the clock).
     pub(super) distances: usize,
+    /// The walk stops once it has computed more distances than this (a filtered search
+    /// gives up on a walk that costs more than scanning the filter's vectors).
+    budget: usize,
 }
 
 impl Scratch {
@@ -33,8 +34,8 @@ impl Scratch {
             results: BinaryHeap::new(),
             links: Vec::new(),
             fresh: Vec::new(),
-            hop: Vec::new(),
             distances: 0,
+            budget: usize::MAX,
         }
     }
 
@@ -65,26 +66,11 @@ fn first_visit(marks: &mut [u16], epoch: u16, i: u32) -> bool {
     }
 }
 
-/// How a beam search treats the nodes its `accept` predicate rejects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Walk {
-    /// Every routable node guides the walk; only accepted nodes become answers (how
-    /// tombstones and hnswlib-style filters work: the graph is never cut, but a filter
-    /// that admits few nodes makes the walk visit many).
-    Route,
-    /// Only accepted nodes are walked. A rejected neighbour is crossed instead: its own
-    /// accepted neighbours are taken in its place (ACORN-1's two-hop expansion, Patel et
-    /// al., SIGMOD 2024), up to a list's worth per node, so the walk stays inside the
-    /// filter's subgraph yet does not strand where the filter cuts the graph apart.
-    Within,
-}
-
-/// Seeds a filtered walk starts from besides the upper layers' node (see `search_subset`).
-const SEEDS_KEPT: usize = 8;
-
 impl Graph {
     pub(super) fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
         let mut s = self.scratch.lock().pop().unwrap_or_else(Scratch::new);
+        // Unlimited unless the search sets its own (a budget must never outlive it).
+        s.budget = usize::MAX;
         let r = f(&mut s);
         self.scratch.lock().push(s);
         r
@@ -140,7 +126,8 @@ impl Graph {
 
     /// Best-first beam search of width `ef` on `level` from `entry`; the answer is sorted
     /// by ascending distance (paper, Algorithm 2). Only nodes that `accept` admits become
-    /// answers; `walk` says whether the others still guide the walk (see `Walk`).
+    /// answers; every routable node still guides the walk, so a filter narrows the answers
+    /// without cutting the graph (as hnswlib's filtered search does).
     ///
     /// `score` gives a node's distance to the query and `prefetch` starts loading what
     /// `score` will read: exact vectors, or codes.
@@ -151,7 +138,6 @@ impl Graph {
         entry: &[Cand],
         ef: usize,
         level: usize,
-        walk: Walk,
         accept: impl Fn(u32) -> bool,
         score: impl Fn(u32) -> f32,
         prefetch: impl Fn(u32),
@@ -164,9 +150,10 @@ impl Graph {
             results,
             links,
             fresh,
-            hop,
             distances,
+            budget,
         } = s;
+        let budget = *budget;
         let epoch = *epoch;
         for &e in entry {
             if first_visit(marks, epoch, e.id) {
@@ -183,6 +170,9 @@ impl Graph {
             if results.len() >= ef && results.peek().is_some_and(|w| c.d > w.d) {
                 break;
             }
+            if *distances > budget {
+                break;
+            }
             self.links(c.id, level, links)?;
             // The next candidate is likely expanded next: start loading its list now, so
             // the miss overlaps this round's distance computations.
@@ -195,47 +185,10 @@ impl Graph {
             // the rest, so that their cache misses overlap instead of queueing behind each
             // distance computation.
             fresh.clear();
-            match walk {
-                Walk::Route => {
-                    for &n in links.iter() {
-                        if self.routable.contains(n) && first_visit(marks, epoch, n) {
-                            prefetch(n);
-                            fresh.push(n);
-                        }
-                    }
-                }
-                Walk::Within => {
-                    // Rejected neighbours are not marked: another node may cross them to
-                    // different accepted nodes.
-                    let budget = self.max_links(level);
-                    for &n in links.iter() {
-                        if fresh.len() >= budget {
-                            break;
-                        }
-                        if !self.routable.contains(n) {
-                            continue;
-                        }
-                        if accept(n) {
-                            if first_visit(marks, epoch, n) {
-                                prefetch(n);
-                                fresh.push(n);
-                            }
-                            continue;
-                        }
-                        self.links(n, level, hop)?;
-                        for &m in hop.iter() {
-                            if fresh.len() >= budget {
-                                break;
-                            }
-                            if self.routable.contains(m)
-                                && accept(m)
-                                && first_visit(marks, epoch, m)
-                            {
-                                prefetch(m);
-                                fresh.push(m);
-                            }
-                        }
-                    }
+            for &n in links.iter() {
+                if self.routable.contains(n) && first_visit(marks, epoch, n) {
+                    prefetch(n);
+                    fresh.push(n);
                 }
             }
             *distances += fresh.len();
@@ -259,7 +212,7 @@ impl Graph {
         Ok(out)
     }
 
-    /// `search_layer` on exact vectors, every routable node guiding the walk.
+    /// `search_layer` on exact vectors.
     pub(super) fn search_layer_exact(
         &self,
         s: &mut Scratch,
@@ -269,27 +222,11 @@ impl Graph {
         level: usize,
         accept: impl Fn(u32) -> bool,
     ) -> Result<Vec<Cand>> {
-        self.search_layer_walk(s, q, entry, ef, level, Walk::Route, accept)
-    }
-
-    /// `search_layer` on exact vectors.
-    #[allow(clippy::too_many_arguments)] // private; as search_layer
-    fn search_layer_walk(
-        &self,
-        s: &mut Scratch,
-        q: &[f32],
-        entry: &[Cand],
-        ef: usize,
-        level: usize,
-        walk: Walk,
-        accept: impl Fn(u32) -> bool,
-    ) -> Result<Vec<Cand>> {
         self.search_layer(
             s,
             entry,
             ef,
             level,
-            walk,
             accept,
             |n| self.distance_to(q, n),
             |n| self.vectors.prefetch(n),
@@ -298,7 +235,6 @@ impl Graph {
 
     /// `search_layer` on layer 0 walking on codes, then the beam re-ranked exactly: the
     /// order within the beam is what quantisation blurs, and the beam is small.
-    #[allow(clippy::too_many_arguments)] // private; as search_layer
     pub(super) fn search_codes(
         &self,
         s: &mut Scratch,
@@ -306,7 +242,6 @@ impl Graph {
         q: &[f32],
         entry: &[Cand],
         ef: usize,
-        walk: Walk,
         accept: impl Fn(u32) -> bool,
     ) -> Result<Vec<Cand>> {
         let prepared = quantized.sq8.query(quantized.metric, quantized.kernels, q);
@@ -318,7 +253,7 @@ impl Graph {
                 id: c.id,
             })
             .collect();
-        let mut beam = self.search_layer(s, &start, ef, 0, walk, accept, score, |n| {
+        let mut beam = self.search_layer(s, &start, ef, 0, accept, score, |n| {
             quantized.codes.prefetch(n)
         })?;
         // The beam's vectors are cold (the walk read codes): start loading all of them
@@ -341,39 +276,24 @@ impl Graph {
 
     /// `search`, also returning how many distances it computed.
     pub fn search_counted(&self, q: &[f32], k: usize, ef: usize) -> Result<(Vec<Cand>, usize)> {
-        self.search_accepting(q, k, ef, Walk::Route, |n| self.live.contains(n))
+        self.search_accepting(q, k, ef, |n| self.live.contains(n))
     }
 
-    /// The `k` nearest live nodes among those `admit` accepts, walking only inside them
-    /// (`Walk::Within`): for filters the caller has as a set. Besides the node the upper
-    /// layers lead to, the walk starts from the nearest `SEEDS_KEPT` of `seeds` (admitted
-    /// nodes spread over the set): where the filter's nodes lie in several regions, or
-    /// away from the query (a filter anti-correlated with it), the walk then starts inside
-    /// each region near the query rather than only where the unfiltered graph leads. May
-    /// find fewer than `k` when the admitted nodes are few and scattered; the caller then
-    /// scans them.
-    pub fn search_subset(
+    /// The `k` nearest live nodes among those `admit` accepts, every routable node
+    /// guiding the walk, or `None` if the walk would compute more than `budget` distances
+    /// (a filter whose nodes lie away from the query makes the walk long: the caller then
+    /// scans them instead).
+    pub fn search_admitted(
         &self,
         q: &[f32],
         k: usize,
         ef: usize,
+        budget: usize,
         admit: impl Fn(u32) -> bool,
-        seeds: impl Iterator<Item = u32>,
-    ) -> Result<(Vec<Cand>, usize)> {
-        let mut scored: Vec<Cand> = seeds
-            .filter(|&n| self.live.contains(n) && admit(n))
-            .map(|n| Cand {
-                d: self.distance_to(q, n),
-                id: n,
-            })
-            .collect();
-        scored.sort_unstable();
-        scored.truncate(SEEDS_KEPT);
-        let seeds: Vec<u32> = scored.iter().map(|c| c.id).collect();
-        let (found, distances) = self.search_from(q, k, ef, Walk::Within, &seeds, |n| {
-            self.live.contains(n) && admit(n)
-        })?;
-        Ok((found, distances + scored.len()))
+    ) -> Result<Option<Vec<Cand>>> {
+        let (found, distances) =
+            self.search_budgeted(q, k, ef, budget, |n| self.live.contains(n) && admit(n))?;
+        Ok((distances <= budget).then_some(found))
     }
 
     /// The `k` nearest live nodes among `slots` by a scan: on codes with the best
@@ -438,7 +358,7 @@ impl Graph {
         ef: usize,
         filter: impl Fn(u64) -> bool,
     ) -> Result<(Vec<Cand>, usize)> {
-        self.search_accepting(q, k, ef, Walk::Route, |n| {
+        self.search_accepting(q, k, ef, |n| {
             self.live.contains(n) && filter(self.vectors.label(n))
         })
     }
@@ -448,20 +368,18 @@ impl Graph {
         q: &[f32],
         k: usize,
         ef: usize,
-        walk: Walk,
         accept: impl Fn(u32) -> bool,
     ) -> Result<(Vec<Cand>, usize)> {
-        self.search_from(q, k, ef, walk, &[], accept)
+        self.search_budgeted(q, k, ef, usize::MAX, accept)
     }
 
-    /// The layer-0 search from where the upper layers lead, and from `seeds` too.
-    fn search_from(
+    /// `search_accepting` that stops once past `budget` distances.
+    fn search_budgeted(
         &self,
         q: &[f32],
         k: usize,
         ef: usize,
-        walk: Walk,
-        seeds: &[u32],
+        budget: usize,
         accept: impl Fn(u32) -> bool,
     ) -> Result<(Vec<Cand>, usize)> {
         let Some(ep) = self.entry() else {
@@ -469,19 +387,12 @@ impl Graph {
         };
         self.with_scratch(|s| {
             s.distances = 0;
-            let mut entry = vec![self.descend(s, q, ep, 0)?];
-            // Seeds enter as the walk's other starting points (their distances are
-            // recomputed on the walk's own scale, codes or exact).
-            entry.extend(seeds.iter().map(|&id| Cand { d: 0.0, id }));
+            s.budget = budget;
+            let start = self.descend(s, q, ep, 0)?;
             let mut found = match &self.quantized {
-                None => {
-                    for c in &mut entry[1..] {
-                        c.d = self.distance_to(q, c.id);
-                    }
-                    self.search_layer_walk(s, q, &entry, ef.max(k), 0, walk, accept)?
-                }
+                None => self.search_layer_exact(s, q, &[start], ef.max(k), 0, accept)?,
                 Some(quantized) => {
-                    self.search_codes(s, quantized, q, &entry, ef.max(k), walk, accept)?
+                    self.search_codes(s, quantized, q, &[start], ef.max(k), accept)?
                 }
             };
             found.truncate(k);

@@ -85,8 +85,10 @@ impl<'a> Query<'a> {
 pub enum Plan {
     /// No filter: the graph walk.
     Unfiltered,
-    /// A walk inside the filter's vectors (two-hop expansion over the others).
-    FilteredWalk,
+    /// The graph walk through every node, only admitted ones kept as answers, given up
+    /// for a scan if it grows costlier than the scan (the filter's vectors lie away from
+    /// the query).
+    Walk,
     /// A scan of the filter's vectors (on codes, then exact re-rank): few match.
     Scan,
 }
@@ -102,25 +104,23 @@ pub struct Explain {
     pub live: u64,
 }
 
-/// Vectors a scan may cover per unit of beam width before a walk is cheaper: a scan
-/// scores each admitted vector once, in slot order, on codes; a walk scores each node
-/// it reaches, in random order, with its lists to read. Measured on the Debian set
-/// (`benches/compare/filters.py`, docs/filters.md).
-const SCAN_PER_EF: u64 = 64;
+/// Below this many admitted vectors a scan always wins: measured on the Debian set
+/// (`benches/compare/filters.py --plans`, docs/filters.md), a scan of 595 vectors runs at
+/// 50,000 QPS where the walk reaches 1,800 at the same recall; at 5,957 the walk wins
+/// (12,000 against 6,000) unless the vectors lie away from the query.
+const SCAN_BELOW: u64 = 2_048;
 
-/// Below this many admitted vectors a scan always wins, whatever ef is.
-const SCAN_MIN: u64 = 2_048;
+/// Distances a walk may compute per admitted vector before it is abandoned for a scan:
+/// a scan scores each admitted vector once, in slot order; a walk's distance costs more
+/// (random access, lists to read), so it gets less than one per vector.
+const WALK_BUDGET_PER_MATCH: f64 = 0.5;
 
-/// Admitted slots sampled as candidate starting points of a filtered walk (the graph
-/// keeps the nearest few).
-const SEEDS: u64 = 64;
-
-/// The plan for a filter admitting `matching` of `live` vectors at beam width `ef`.
-fn plan(matching: u64, ef: usize) -> Plan {
-    if matching <= SCAN_MIN.max(SCAN_PER_EF * ef as u64) {
+/// The plan for a filter admitting `matching` vectors.
+fn plan(matching: u64) -> Plan {
+    if matching < SCAN_BELOW {
         Plan::Scan
     } else {
-        Plan::FilteredWalk
+        Plan::Walk
     }
 }
 
@@ -159,23 +159,24 @@ impl Index {
             Some(filter) => {
                 // Evaluated under the graph's read lock, which every payload change and
                 // delete needs exclusively: the bitmap holds for the whole walk.
-                let admitted = self.with_field_index(|ix| ix.eval(filter))??;
+                let admitted = self.with_field_index(|ix| ix.eval_cached(filter))??;
                 let matching = admitted.len();
-                if q.plan.unwrap_or_else(|| plan(matching, ef)) == Plan::Scan {
-                    graph.scan_subset(&v, want, ef, admitted.iter())
-                } else {
-                    // Seeds spread evenly over the admitted slots.
-                    let step = (matching / SEEDS).max(1);
-                    let seeds =
-                        (0..matching.min(SEEDS)).filter_map(|i| admitted.select((i * step) as u32));
-                    let (found, _) =
-                        graph.search_subset(&v, want, ef, |n| admitted.contains(n), seeds)?;
-                    if (found.len() as u64) < (want as u64).min(matching) {
-                        // The walk could not reach enough of a scattered subset: a scan
-                        // always finds every admitted vector.
-                        graph.scan_subset(&v, want, ef, admitted.iter())
-                    } else {
-                        found
+                let scan = || graph.scan_subset(&v, want, ef, admitted.iter());
+                match q.plan.unwrap_or_else(|| plan(matching)) {
+                    Plan::Scan => scan(),
+                    _ => {
+                        let budget = (matching as f64 * WALK_BUDGET_PER_MATCH) as usize;
+                        let budget = if q.plan.is_some() { usize::MAX } else { budget };
+                        match graph
+                            .search_admitted(&v, want, ef, budget, |n| admitted.contains(n))?
+                        {
+                            // Fewer than asked although enough match: the walk could not
+                            // reach them; a scan finds every one.
+                            Some(found) if (found.len() as u64) >= (want as u64).min(matching) => {
+                                found
+                            }
+                            _ => scan(),
+                        }
                     }
                 }
             }
@@ -215,7 +216,8 @@ impl Index {
     }
 
     /// The plan `search_with` would use for `q`'s filter, with the number of vectors it
-    /// admits (exact: the field index counts them).
+    /// admits (exact: the field index counts them). A `Walk` still turns into a scan at
+    /// run time when it grows costlier than one.
     pub fn explain(&self, q: &Query<'_>) -> Result<Explain> {
         let live = self.len();
         let Some(filter) = q.filter else {
@@ -225,10 +227,9 @@ impl Index {
                 live,
             });
         };
-        let matching = self.with_field_index(|ix| ix.eval(filter))??.len();
-        let ef = q.ef.unwrap_or_else(|| self.ef()).max(q.offset + q.k);
+        let matching = self.with_field_index(|ix| ix.eval_cached(filter))??.len();
         Ok(Explain {
-            plan: q.plan.unwrap_or_else(|| plan(matching, ef)),
+            plan: q.plan.unwrap_or_else(|| plan(matching)),
             matching,
             live,
         })

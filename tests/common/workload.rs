@@ -5,23 +5,26 @@ use std::collections::BTreeMap;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
+use hnswdb::serde_json::{Value, json};
 use hnswdb::{Index, Result};
 
 /// One operation of a crash-test workload.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkOp {
-    /// Insert a batch of new ids.
-    Insert(Vec<(u64, Vec<f32>)>),
+    /// Insert a batch of new ids (some with payloads).
+    Insert(Vec<(u64, Vec<f32>, Option<Value>)>),
     /// Replace the vector of a live id.
     Upsert(u64, Vec<f32>),
     /// Delete live ids.
     Delete(Vec<u64>),
+    /// Set (or remove) the payload of a live id.
+    SetPayload(u64, Option<Value>),
     /// Write a checkpoint (consolidating deletes).
     Checkpoint,
 }
 
-/// The state a workload prefix should leave: id → vector.
-pub type Model = BTreeMap<u64, Vec<f32>>;
+/// The state a workload prefix should leave: id → (vector, payload).
+pub type Model = BTreeMap<u64, (Vec<f32>, Option<Value>)>;
 
 /// A seeded stream of valid operations (it tracks which ids are live), so that a crash
 /// test's parent can regenerate exactly what its child ran.
@@ -62,16 +65,22 @@ impl Workload {
         let roll = self.rng.random_range(0..100);
         let op = if live.len() < 20 || roll < 55 {
             let n = self.rng.random_range(1..=8);
-            let items: Vec<(u64, Vec<f32>)> = (0..n)
+            let with_payloads = self.rng.random_bool(0.5);
+            let items: Vec<(u64, Vec<f32>, Option<Value>)> = (0..n)
                 .map(|_| {
                     self.next_id += 1;
-                    (self.next_id, self.vector())
+                    let payload = with_payloads.then(|| json!({"g": self.next_id % 7}));
+                    (self.next_id, self.vector(), payload)
                 })
                 .collect();
             WorkOp::Insert(items)
-        } else if roll < 70 {
+        } else if roll < 65 {
             let id = live[self.rng.random_range(0..live.len())];
             WorkOp::Upsert(id, self.vector())
+        } else if roll < 72 {
+            let id = live[self.rng.random_range(0..live.len())];
+            let g = self.rng.random_range(0..9);
+            WorkOp::SetPayload(id, (g < 8).then(|| json!({"g": g, "set": true})))
         } else if roll < 97 {
             let n = self.rng.random_range(1..=3).min(live.len());
             let mut ids = Vec::new();
@@ -86,9 +95,15 @@ impl Workload {
             WorkOp::Checkpoint
         };
         match &op {
-            WorkOp::Insert(items) => self.model.extend(items.iter().cloned()),
+            WorkOp::Insert(items) => self
+                .model
+                .extend(items.iter().map(|(id, v, p)| (*id, (v.clone(), p.clone())))),
             WorkOp::Upsert(id, v) => {
-                self.model.insert(*id, v.clone());
+                // A replaced vector keeps its payload.
+                self.model.get_mut(id).expect("live").0 = v.clone();
+            }
+            WorkOp::SetPayload(id, p) => {
+                self.model.get_mut(id).expect("live").1 = p.clone();
             }
             WorkOp::Delete(ids) => ids.iter().for_each(|id| {
                 self.model.remove(id);
@@ -103,21 +118,33 @@ impl Workload {
 pub fn apply(index: &Index, op: &WorkOp) -> Result<()> {
     match op {
         WorkOp::Insert(items) => {
-            let ids: Vec<u64> = items.iter().map(|(id, _)| *id).collect();
-            let flat: Vec<f32> = items.iter().flat_map(|(_, v)| v.iter().copied()).collect();
-            index.insert_batch(&ids, &flat)
+            let ids: Vec<u64> = items.iter().map(|(id, _, _)| *id).collect();
+            let flat: Vec<f32> = items
+                .iter()
+                .flat_map(|(_, v, _)| v.iter().copied())
+                .collect();
+            if items.iter().any(|(_, _, p)| p.is_some()) {
+                let payloads: Vec<Value> = items
+                    .iter()
+                    .map(|(_, _, p)| p.clone().unwrap_or(Value::Null))
+                    .collect();
+                index.insert_batch_with_payloads(&ids, &flat, &payloads, index.threads())
+            } else {
+                index.insert_batch(&ids, &flat)
+            }
         }
         WorkOp::Upsert(id, v) => index.upsert(*id, v),
+        WorkOp::SetPayload(id, p) => index.set_payload(*id, p.as_ref().unwrap_or(&Value::Null)),
         WorkOp::Delete(ids) => index.delete_batch(ids),
         WorkOp::Checkpoint => index.checkpoint(),
     }
 }
 
-/// The index's whole state as id → stored vector.
+/// The index's whole state as id → (stored vector, payload).
 pub fn snapshot(index: &Index) -> Result<Model> {
     index
         .ids()?
         .into_iter()
-        .map(|id| Ok((id, index.get(id)?)))
+        .map(|id| Ok((id, (index.get(id)?, index.get_payload(id)?))))
         .collect()
 }

@@ -67,6 +67,7 @@ class Index:
         ef: Optional[int] = None,
         strict: bool = True,
         offset: int = 0,
+        plan: Optional[str] = None,
     ) -> Tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
         """(labels, distances), each of shape (rows, k), nearest first. `filter` is a dict
         over indexed payload fields (planned; docs/filters.md) or a callable on labels.
@@ -81,7 +82,7 @@ class Index:
     @property
     def fields(self) -> Dict[str, str]: ...
     def explain(self, filter: Dict[str, Any], k: int = 10, ef: Optional[int] = None) -> Dict[str, Any]:
-        """{"plan": "scan" | "filteredwalk", "matching": int, "live": int}"""
+        """{"plan": "scan" | "walk", "matching": int, "live": int}"""
     def search_within(
         self, vector: _Vectors, max_distance: float, filter: Optional[Dict[str, Any]] = None
     ) -> Tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]: ...

@@ -21,12 +21,14 @@ use std::path::{Path, PathBuf};
 mod common;
 
 use common::copy_dir;
-use hnswdb::{Index, IndexOptions, Metric, OpenOptions};
+use hnswdb::serde_json::{Value, json};
+use hnswdb::{FieldKind, FieldSpec, Filter, Index, IndexOptions, Metric, OpenOptions, Query};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 const DIM: usize = 8;
 
-type Model = BTreeMap<u64, Vec<f32>>;
+/// id → (vector, payload).
+type Model = BTreeMap<u64, (Vec<f32>, Option<Value>)>;
 
 fn vector(rng: &mut StdRng) -> Vec<f32> {
     let centre = rng.random_range(0..4) as f32;
@@ -45,13 +47,21 @@ fn template(dir: &Path, seed: u64) -> Vec<Model> {
         .m(8)
         .ef_construction(32)
         .quantize_after(64)
-        .seed(seed);
+        .seed(seed)
+        .field(FieldSpec::new("g", FieldKind::Integer));
     let index = Index::create(&live, &opts).unwrap();
     let mut model = Model::new();
     let ids: Vec<u64> = (0..200).collect();
     let rows: Vec<Vec<f32>> = ids.iter().map(|_| vector(&mut rng)).collect();
-    index.insert_batch(&ids, &rows.concat()).unwrap();
-    model.extend(ids.iter().copied().zip(rows));
+    let payloads: Vec<Value> = ids.iter().map(|id| json!({"g": id % 5})).collect();
+    index
+        .insert_batch_with_payloads(&ids, &rows.concat(), &payloads, 1)
+        .unwrap();
+    model.extend(
+        ids.iter()
+            .copied()
+            .zip(rows.into_iter().zip(payloads.into_iter().map(Some))),
+    );
     let dead: Vec<u64> = (0..200).step_by(9).collect();
     index.delete_batch(&dead).unwrap();
     dead.iter().for_each(|id| {
@@ -60,20 +70,27 @@ fn template(dir: &Path, seed: u64) -> Vec<Model> {
     index.checkpoint().unwrap();
     let mut states = vec![model.clone()];
     for k in 0..12u64 {
-        match k % 3 {
+        match k % 4 {
             0 => {
                 let v = vector(&mut rng);
-                index.insert(1000 + k, &v).unwrap();
-                model.insert(1000 + k, v);
+                let p = json!({"g": k % 5, "k": k});
+                index.insert_with_payload(1000 + k, &v, &p).unwrap();
+                model.insert(1000 + k, (v, Some(p)));
             }
             1 => {
+                // A replaced vector keeps its payload.
                 let v = vector(&mut rng);
                 index.upsert(10 + k, &v).unwrap();
-                model.insert(10 + k, v);
+                model.get_mut(&(10 + k)).unwrap().0 = v;
             }
-            _ => {
+            2 => {
                 index.delete(20 + k).unwrap();
                 model.remove(&(20 + k));
+            }
+            _ => {
+                let p = json!({"g": 4 - k % 5});
+                index.set_payload(30 + k, &p).unwrap();
+                model.get_mut(&(30 + k)).unwrap().1 = Some(p);
             }
         }
         states.push(model.clone());
@@ -190,15 +207,30 @@ fn examine(index: &Index, rng: &mut StdRng) -> hnswdb::Result<Model> {
     let ids = index.ids()?;
     let mut seen = Model::new();
     for id in ids {
-        seen.insert(id, index.get(id)?);
+        seen.insert(id, (index.get(id)?, index.get_payload(id)?));
     }
-    for _ in 0..5 {
+    let low = Filter::lte("g", 1);
+    for round in 0..6 {
         let q = vector(rng);
-        for hit in index.search(&q, 10)? {
-            // Every answer is a live id, at the distance of the vector `get` returns.
-            let v = seen
+        let hits = if round % 2 == 0 {
+            index.search(&q, 10)?
+        } else {
+            index.search_with(&q, &Query::new(10).filter(&low))?
+        };
+        for hit in hits {
+            // Every answer is a live id, at the distance of the vector `get` returns,
+            // and admitted by the filter by the payload `get_payload` returns.
+            let (v, p) = seen
                 .get(&hit.id)
                 .expect("search returned an id that ids() does not list");
+            if round % 2 == 1 {
+                let g = p.as_ref().and_then(|p| p["g"].as_u64());
+                assert!(
+                    g.is_some_and(|g| g <= 1),
+                    "filtered search returned id {} with payload {p:?}",
+                    hit.id
+                );
+            }
             let d: f32 = v.iter().zip(&q).map(|(a, b)| (a - b) * (a - b)).sum();
             assert!(
                 (d - hit.distance).abs() <= 1e-3 * d.max(1.0),

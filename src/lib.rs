@@ -45,12 +45,12 @@ mod prefetch;
 pub mod store;
 mod wal;
 
-pub use distance::Metric;
+pub use distance::{Metric, Routing};
 pub use error::{Error, Result};
 pub use filter::{FieldKind, FieldSpec, Filter};
 pub use index::{
     Compaction, Durability, Explain, Index, IndexOptions, Neighbour, OpenOptions, Plan, Query,
-    Recovery, Stats, Tuning, VerifyReport,
+    Recovery, Residency, Stats, Tuning, VerifyReport,
 };
 /// Payloads are `serde_json` values; re-exported so that callers use the same version.
 pub use serde_json;

@@ -59,6 +59,93 @@ impl std::str::FromStr for Metric {
     }
 }
 
+/// What the graph walk of an index runs on: fixed at creation (`IndexOptions::routing`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Routing {
+    /// SQ8 codes, one byte per component: the fastest walk while the index fits in
+    /// memory.
+    #[default]
+    Sq8,
+    /// RaBitQ codes, one bit per component plus two scalars (72 bytes at 384-d): small
+    /// enough to stay resident for indexes far larger than memory, with an error bound
+    /// that lets the exact re-rank read fewer vectors from disk.
+    RaBitQ,
+}
+
+impl Routing {
+    /// Code stored in the metadata.
+    pub(crate) fn code(self) -> u64 {
+        match self {
+            Routing::Sq8 => 0,
+            Routing::RaBitQ => 1,
+        }
+    }
+
+    pub(crate) fn from_code(code: u64) -> Option<Routing> {
+        match code {
+            0 => Some(Routing::Sq8),
+            1 => Some(Routing::RaBitQ),
+            _ => None,
+        }
+    }
+
+    /// The name the CLI and Python use (`sq8`, `rabitq`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Routing::Sq8 => "sq8",
+            Routing::RaBitQ => "rabitq",
+        }
+    }
+}
+
+impl std::str::FromStr for Routing {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Routing> {
+        match s.to_ascii_lowercase().as_str() {
+            "sq8" => Ok(Routing::Sq8),
+            "rabitq" => Ok(Routing::RaBitQ),
+            other => Err(crate::Error::InvalidOption(format!(
+                "unknown routing {other:?} (expected sq8 or rabitq)"
+            ))),
+        }
+    }
+}
+
+/// A trained quantiser of either kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Quantizer {
+    /// SQ8.
+    Sq8(Sq8),
+    /// RaBitQ.
+    RaBitQ(RaBitQ),
+}
+
+impl Quantizer {
+    /// The routing it serves.
+    pub fn routing(&self) -> Routing {
+        match self {
+            Quantizer::Sq8(_) => Routing::Sq8,
+            Quantizer::RaBitQ(_) => Routing::RaBitQ,
+        }
+    }
+
+    /// Bytes of one code of a `dim`-dimensional vector.
+    pub fn code_bytes(&self, dim: usize) -> usize {
+        match self {
+            Quantizer::Sq8(_) => dim,
+            Quantizer::RaBitQ(_) => RaBitQ::code_bytes(dim),
+        }
+    }
+
+    /// Writes the code of `v` into `out` (`code_bytes` long).
+    pub fn encode(&self, v: &[f32], out: &mut [u8]) {
+        match self {
+            Quantizer::Sq8(q) => q.encode(v, out),
+            Quantizer::RaBitQ(q) => q.encode(v, out),
+        }
+    }
+}
+
 /// A kernel: both slices have the same length.
 pub type Kernel = fn(&[f32], &[f32]) -> f32;
 
@@ -275,10 +362,12 @@ pub fn dot_u8_scalar(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
+mod rabitq;
 mod sq8;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub use rabitq::{RaBitQ, RaBitQuery};
 pub use sq8::{Sq8, Sq8Query};

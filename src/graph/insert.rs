@@ -239,7 +239,7 @@ impl Graph {
                     // Layer 0 holds almost all of an insert's distances: walk it on codes
                     // as searches do; neighbours are still chosen on exact distances.
                     Some(quantized) if l == 0 => {
-                        self.search_codes(s, quantized, q, &entry_set, ef, live)?
+                        self.search_codes(s, quantized, q, &entry_set, ef, ef, live)?
                     }
                     _ => self.search_layer_exact(s, q, &entry_set, ef, l, live)?,
                 };

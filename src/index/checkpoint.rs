@@ -10,10 +10,10 @@ use parking_lot::{Condvar, Mutex};
 
 use super::Index;
 use super::write::Ledger;
-use crate::distance::Sq8;
+use crate::distance::{Quantizer, RaBitQ, Routing, Sq8};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Quantized};
-use crate::store::{Changes, Codes, SlotState, State, codes};
+use crate::store::{Changes, CodeKind, Codes, SlotState, State, codes};
 use crate::wal::Wal;
 
 /// Vectors sampled to train a quantiser (its ranges are per-component min and max).
@@ -115,7 +115,7 @@ impl Index {
             slots: &p.slots,
             upper: &upper,
             state: &state,
-            quantizer: trained.as_ref().map(|q| &q.sq8),
+            quantizer: trained.as_ref().map(|q| &q.quantizer),
             payloads: &p.payloads,
         })?;
         if let Some(q) = trained {
@@ -160,24 +160,36 @@ impl Index {
     fn train_codes(&self, graph: &Graph, p: &Ledger) -> Result<Quantized> {
         let live: Vec<u32> = (0..p.high_water).filter(|&s| graph.is_live(s)).collect();
         let step = live.len().div_ceil(SQ8_SAMPLE).max(1);
-        let sq8 = Sq8::train(
-            self.config.dim,
-            live.iter()
-                .step_by(step)
-                .map(|&s| graph.vectors().vector(s)),
-        );
+        let sample = live
+            .iter()
+            .step_by(step)
+            .map(|&s| graph.vectors().vector(s));
+        let quantizer = match self.config.routing {
+            Routing::Sq8 => Quantizer::Sq8(Sq8::train(self.config.dim, sample)),
+            // The rotation's seed is the index's, drawn anew at each training (the codes
+            // of a generation are all made with one).
+            Routing::RaBitQ => Quantizer::RaBitQ(RaBitQ::train(
+                self.config.dim,
+                self.config.seed ^ (p.codes_generation + 1).rotate_left(17),
+                sample,
+            )),
+        };
         let generation = p.codes_generation + 1;
         let path = self.dir.join(codes::file_name(generation));
         if path.exists() {
             // Left by a checkpoint that crashed before its commit: never referenced.
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
-        let codes = Codes::create(&path, self.config.file_identity(), graph.capacity())?;
+        let kind = match self.config.routing {
+            Routing::Sq8 => CodeKind::Sq8,
+            Routing::RaBitQ => CodeKind::RaBitQ,
+        };
+        let codes = Codes::create(&path, kind, self.config.file_identity(), graph.capacity())?;
         codes.file().advise(false);
-        graph.encode_routable(&sq8, &codes, p.high_water, self.threads());
+        graph.encode_routable(&quantizer, &codes, p.high_water, self.threads());
         codes.file().sync()?;
         Ok(Quantized {
-            sq8,
+            quantizer,
             codes,
             generation,
             metric: self.config.metric,

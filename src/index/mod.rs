@@ -38,7 +38,7 @@ use options::resolve_threads;
 pub use options::{Durability, IndexOptions, OpenOptions};
 use payload::Fields;
 pub use query::{Explain, Plan, Query, Tuning};
-pub use report::{Neighbour, Recovery, Stats, VerifyReport};
+pub use report::{Neighbour, Recovery, Residency, Stats, VerifyReport};
 use write::Ledger;
 
 /// An open index. All methods take `&self`: share it between threads with `Arc`.
@@ -80,6 +80,8 @@ pub struct Index {
     ef_search: AtomicUsize,
     threads: AtomicUsize,
     recovery: Recovery,
+    /// What the memory budget kept resident, if one was given.
+    residency: Option<Residency>,
     _syncer: Option<Syncer>,
 }
 
@@ -438,6 +440,8 @@ impl Index {
             kernels: self.kernels.isa,
             wal_bytes: self.wal.as_ref().map_or(0, |w| w.bytes_since_checkpoint()),
             codes_generation: graph.quantized().map_or(0, |q| q.generation),
+            routing: self.config.routing,
+            residency: self.residency.clone(),
         })
     }
 }

@@ -12,12 +12,13 @@ use rand::RngExt;
 use super::checkpoint::Syncer;
 use super::payload::{self, Fields};
 use super::write::{self, Ledger, MAX_LEVEL};
-use super::{Durability, Index, IndexOptions, OpenOptions, Recovery, View};
-use crate::distance::{Distance, Kernels};
+use super::{Durability, Index, IndexOptions, OpenOptions, Recovery, Residency, View};
+use crate::distance::{Distance, Kernels, Routing};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Quantized, UpperSource};
 use crate::store::meta::META_FILE_NAME;
-use crate::store::{Codes, Config, Layer0, Meta, State, UpperLists, Vectors, codes};
+use crate::store::page::PageFile;
+use crate::store::{CodeKind, Codes, Config, Layer0, Meta, State, UpperLists, Vectors, codes};
 use crate::wal::{self, Wal, WalIdentity};
 
 const VECTORS_FILE: &str = "vectors";
@@ -247,6 +248,9 @@ impl Index {
         );
         let quantized = load_codes(dir, &meta, &config, &state, kernels, &graph, options)?;
         graph.set_quantized(quantized);
+        let residency = options
+            .memory_budget
+            .map(|budget| apply_budget(&mut graph, budget));
 
         // Replay the log into the graph and the ledger. Nothing in the directory is removed
         // or shortened before the whole open has succeeded: a failed open leaves the log's
@@ -315,6 +319,7 @@ impl Index {
             ef_search: AtomicUsize::new(options.ef_search),
             threads: AtomicUsize::new(threads),
             recovery,
+            residency,
             _syncer: syncer,
             config,
         })
@@ -353,6 +358,7 @@ fn build(staging: &Path, options: &IndexOptions) -> Result<()> {
         level_mult: 1.0 / (options.m as f64).ln(),
         seed: options.seed,
         index_uid: rand::rng().random(),
+        routing: options.routing,
     };
     let identity = config.file_identity();
     Vectors::create(&staging.join(VECTORS_FILE), identity, options.capacity)?;
@@ -480,7 +486,7 @@ fn load_codes(
         return Ok(None);
     }
     let path = dir.join(codes::file_name(state.codes_generation));
-    let sq8 = meta.quantizer(config.dim)?.ok_or_else(|| {
+    let quantizer = meta.quantizer(config.dim)?.ok_or_else(|| {
         Error::corrupt(
             meta.path(),
             "metadata names a code file but holds no quantiser",
@@ -492,7 +498,17 @@ fn load_codes(
             "the code file the metadata names is missing",
         ));
     }
-    let mut codes = Codes::open(&path, options.read_only)?;
+    if quantizer.routing() != config.routing {
+        return Err(Error::corrupt(
+            meta.path(),
+            "the stored quantiser is not of the index's routing kind",
+        ));
+    }
+    let kind = match config.routing {
+        Routing::Sq8 => CodeKind::Sq8,
+        Routing::RaBitQ => CodeKind::RaBitQ,
+    };
+    let mut codes = Codes::open(&path, kind, options.read_only)?;
     codes
         .file()
         .check_identity(config.file_identity(), state.high_water as usize)?;
@@ -503,10 +519,57 @@ fn load_codes(
     }
     codes.file().advise(options.warm);
     Ok(Some(Quantized {
-        sq8,
+        quantizer,
         codes,
         generation: state.codes_generation,
         metric: config.metric,
         kernels,
     }))
+}
+
+/// Decides what stays in memory under `budget` bytes (see `OpenOptions::memory_budget`):
+/// the code file, then the layer-0 file, then the vectors, each pinned while the whole
+/// of it fits in what is left.
+fn apply_budget(graph: &mut Graph, budget: u64) -> Residency {
+    let codes_bytes = graph
+        .codes_file_mut()
+        .map_or(0, |f| f.mapped_bytes() as u64);
+    let layer0_bytes = graph.layer0_file_mut().mapped_bytes() as u64;
+    let vector_bytes = graph.vectors_file_mut().mapped_bytes() as u64;
+    let mut left = budget;
+    let mut resident = Vec::new();
+    let mut pinned = true;
+    let mut keep = |file: &mut PageFile, name: &'static str, bytes: u64| -> bool {
+        if bytes > left {
+            return false;
+        }
+        left -= bytes;
+        if file.pin().is_err() {
+            // Not allowed to lock this much (RLIMIT_MEMLOCK): fault it in instead.
+            pinned = false;
+            file.advise(true);
+        }
+        resident.push(name);
+        true
+    };
+    // In order, each tier only if the ones before it fit: codes steer every hop, layer-0
+    // lists every expansion, vectors only the final re-rank.
+    let fits = graph
+        .codes_file_mut()
+        .is_none_or(|f| keep(f, "codes", codes_bytes))
+        && keep(graph.layer0_file_mut(), "layer0", layer0_bytes)
+        && keep(graph.vectors_file_mut(), "vectors", vector_bytes);
+    graph.set_disk_reads(!fits);
+    if !fits {
+        graph.vectors_file_mut().advise(false);
+    }
+    Residency {
+        budget,
+        codes_bytes,
+        layer0_bytes,
+        vector_bytes,
+        resident,
+        pinned,
+        disk_reads: !fits,
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::distance::Metric;
+use crate::distance::{Metric, Routing};
 use crate::error::{Error, Result};
 use crate::filter::FieldSpec;
 use crate::store::meta::{MAX_DIM, MAX_EF};
@@ -23,6 +23,7 @@ pub struct IndexOptions {
     pub(super) seed: u64,
     pub(super) capacity: usize,
     pub(super) fields: Vec<FieldSpec>,
+    pub(super) routing: Routing,
     pub(super) runtime: OpenOptions,
 }
 
@@ -37,6 +38,7 @@ impl IndexOptions {
             seed: 100,
             capacity: 1024,
             fields: Vec::new(),
+            routing: Routing::Sq8,
             runtime: OpenOptions::default(),
         }
     }
@@ -63,6 +65,16 @@ impl IndexOptions {
     /// Slots to allocate up front (the files grow on demand anyway).
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity.max(1);
+        self
+    }
+
+    /// What the graph walk runs on (fixed for the index's life): SQ8 codes (the default,
+    /// fastest in memory) or RaBitQ codes (a fifth of the size at 384-d, for indexes far
+    /// larger than memory: with a [`OpenOptions::memory_budget`] the codes and layer-0
+    /// lists stay resident and only re-ranks read vectors from disk). See
+    /// `docs/larger-than-ram.md`.
+    pub fn routing(mut self, routing: Routing) -> Self {
+        self.routing = routing;
         self
     }
 
@@ -155,6 +167,7 @@ pub struct OpenOptions {
     pub(super) quantize_after: u64,
     pub(super) read_only: bool,
     pub(super) follow: Option<Duration>,
+    pub(super) memory_budget: Option<u64>,
 }
 
 impl Default for OpenOptions {
@@ -170,11 +183,24 @@ impl Default for OpenOptions {
             quantize_after: SQ8_MIN_LIVE,
             read_only: false,
             follow: None,
+            memory_budget: None,
         }
     }
 }
 
 impl OpenOptions {
+    /// The memory this index should live in (bytes of page cache and pinned pages).
+    /// hnswdb decides what stays resident, in this order while it fits: the codes the
+    /// walk runs on, then the layer-0 lists (both pinned with `mlock`, or pre-faulted
+    /// where the process may not lock that much), then, if everything fits, the vectors
+    /// too. When the vectors do not fit, each query's exact re-rank starts the disk reads
+    /// of its candidates together (`MADV_WILLNEED`) instead of faulting them in one after
+    /// another. `Index::stats` reports what fitted. Without a budget the kernel decides.
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = Some(bytes);
+        self
+    }
+
     /// Durability of writes (default `Immediate`).
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;

@@ -40,9 +40,33 @@ pub struct Stats {
     pub kernels: &'static str,
     /// Log bytes written since the last checkpoint.
     pub wal_bytes: u64,
-    /// Generation `N` of the SQ8 code file `codes.N` searches walk on; 0 when searches
+    /// Generation `N` of the code file `codes.N` searches walk on; 0 when searches
     /// walk on exact vectors (no codes trained yet).
     pub codes_generation: u64,
+    /// What the walk runs on.
+    pub routing: crate::Routing,
+    /// What the memory budget kept resident (`None`: no budget given).
+    pub residency: Option<Residency>,
+}
+
+/// What a memory budget (`OpenOptions::memory_budget`) kept in memory, decided at open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Residency {
+    /// The budget, bytes.
+    pub budget: u64,
+    /// Bytes of the code file, of the layer-0 file and of the vector file.
+    pub codes_bytes: u64,
+    /// See `codes_bytes`.
+    pub layer0_bytes: u64,
+    /// See `codes_bytes`.
+    pub vector_bytes: u64,
+    /// The tiers kept resident, in order: "codes", "layer0", "vectors".
+    pub resident: Vec<&'static str>,
+    /// Whether they are pinned (`mlock`) or only pre-faulted (the process may not lock
+    /// that much memory: the kernel may still evict them under pressure).
+    pub pinned: bool,
+    /// Whether re-ranks read vectors from disk in batches (the vectors did not fit).
+    pub disk_reads: bool,
 }
 
 /// What opening the index had to recover.

@@ -12,7 +12,7 @@ use redb::{
     ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
 };
 
-use crate::distance::{Metric, Sq8};
+use crate::distance::{Metric, Quantizer, RaBitQ, Routing, Sq8};
 use crate::error::{Error, Result};
 use crate::failpoints;
 use crate::store::page::FileIdentity;
@@ -75,6 +75,8 @@ pub struct Config {
     pub seed: u64,
     /// Random id shared with the page files' headers.
     pub index_uid: u64,
+    /// What the graph walk runs on (absent in older indexes: SQ8).
+    pub routing: Routing,
 }
 
 impl Config {
@@ -119,7 +121,7 @@ pub struct Changes<'a> {
     /// The new state.
     pub state: &'a State,
     /// A quantiser trained at this checkpoint (of generation `state.codes_generation`).
-    pub quantizer: Option<&'a Sq8>,
+    pub quantizer: Option<&'a Quantizer>,
     /// External id → its new payload, or `None` if it has none any more.
     pub payloads: &'a HashMap<u64, Option<Vec<u8>>>,
 }
@@ -262,8 +264,9 @@ impl Meta {
             let txn = meta.db.begin_write()?;
             {
                 let mut t = txn.open_table(CONFIG).map_err(db_err)?;
-                let rows: [(&str, u64); 9] = [
+                let rows: [(&str, u64); 10] = [
                     ("meta_version", META_VERSION),
+                    ("routing", config.routing.code()),
                     ("dim", config.dim as u64),
                     ("metric", config.metric.code() as u64),
                     ("m", config.m as u64),
@@ -354,6 +357,11 @@ impl Meta {
                     level_mult: f64::from_bits(get("level_mult_bits")?),
                     seed: get("seed")?,
                     index_uid: get("index_uid")?,
+                    routing: match t.get("routing").map_err(db_err)? {
+                        None => Routing::Sq8,
+                        Some(code) => Routing::from_code(code.value())
+                            .ok_or_else(|| Error::corrupt(path, "unknown routing code"))?,
+                    },
                 };
                 if !(config.level_mult.is_finite() && config.level_mult > 0.0) {
                     return Err(Error::corrupt(
@@ -594,7 +602,7 @@ impl Meta {
     }
 
     /// The quantiser of the current code generation (`None` if none was stored).
-    pub fn quantizer(&self, dim: usize) -> Result<Option<Sq8>> {
+    pub fn quantizer(&self, dim: usize) -> Result<Option<Quantizer>> {
         guard(&self.path, || {
             let txn = self.txn()?;
             let t = match txn.open_table(SQ8) {
@@ -602,26 +610,37 @@ impl Meta {
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
                 Err(e) => return Err(db_err(e)),
             };
-            let read = |key: &str| -> Result<Option<Vec<f32>>> {
+            let read = |key: &str, len: usize| -> Result<Option<Vec<u8>>> {
                 let Some(v) = t.get(key).map_err(db_err)? else {
                     return Ok(None);
                 };
                 let bytes = v.value();
-                if bytes.len() != dim * 4 {
+                if bytes.len() != len {
                     return Err(Error::corrupt(
                         &self.path,
-                        format!("sq8 {key} has the wrong length"),
+                        format!("quantiser {key} has the wrong length"),
                     ));
                 }
-                Ok(Some(
-                    bytes
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                        .collect(),
-                ))
+                Ok(Some(bytes.to_vec()))
             };
-            Ok(match (read("offset")?, read("scale")?) {
-                (Some(offset), Some(scale)) => Some(Sq8::from_parts(offset, scale)),
+            let floats = |bytes: Vec<u8>| -> Vec<f32> {
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect()
+            };
+            if let Some(seed) = read("rabitq_seed", 8)? {
+                let centroid = read("rabitq_centroid", dim * 4)?.ok_or_else(|| {
+                    Error::corrupt(&self.path, "RaBitQ quantiser without its centroid")
+                })?;
+                let seed = u64::from_le_bytes(seed.try_into().unwrap());
+                return Ok(Some(Quantizer::RaBitQ(RaBitQ::new(seed, floats(centroid)))));
+            }
+            Ok(match (read("offset", dim * 4)?, read("scale", dim * 4)?) {
+                (Some(offset), Some(scale)) => Some(Quantizer::Sq8(Sq8::from_parts(
+                    floats(offset),
+                    floats(scale),
+                ))),
                 _ => None,
             })
         })
@@ -669,11 +688,23 @@ impl Meta {
                     }
                 }
             }
-            if let Some(sq8) = changes.quantizer {
+            if let Some(quantizer) = changes.quantizer {
                 let mut t = txn.open_table(SQ8).map_err(db_err)?;
-                for (key, values) in [("offset", sq8.offset()), ("scale", sq8.scale())] {
-                    let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    t.insert(key, bytes.as_slice()).map_err(db_err)?;
+                let floats =
+                    |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+                match quantizer {
+                    Quantizer::Sq8(sq8) => {
+                        t.insert("offset", floats(sq8.offset()).as_slice())
+                            .map_err(db_err)?;
+                        t.insert("scale", floats(sq8.scale()).as_slice())
+                            .map_err(db_err)?;
+                    }
+                    Quantizer::RaBitQ(q) => {
+                        t.insert("rabitq_seed", q.seed().to_le_bytes().as_slice())
+                            .map_err(db_err)?;
+                        t.insert("rabitq_centroid", floats(q.centroid()).as_slice())
+                            .map_err(db_err)?;
+                    }
                 }
             }
             if !changes.payloads.is_empty() {
@@ -734,6 +765,7 @@ mod tests {
             level_mult: 0.7,
             seed: 5,
             index_uid: 99,
+            routing: Routing::Sq8,
         }
     }
 
@@ -774,7 +806,7 @@ mod tests {
             codes_generation: 1,
             codes_trained_live: 2,
         };
-        let sq8 = Sq8::from_parts(vec![0.0; 3], vec![1.0; 3]);
+        let sq8 = Quantizer::Sq8(Sq8::from_parts(vec![0.0; 3], vec![1.0; 3]));
         meta.commit(&Changes {
             ids: &ids,
             slots: &slots,

@@ -8,7 +8,7 @@ pub(crate) mod meta;
 pub mod page;
 pub(crate) mod vectors;
 
-pub(crate) use codes::Codes;
+pub(crate) use codes::{CodeKind, Codes};
 pub(crate) use layer0::Layer0;
 pub(crate) use meta::{Changes, Config, EntryPoint, Meta, SlotState, State, UpperLists};
 pub use page::FileIdentity;

@@ -33,6 +33,8 @@ pub enum FileKind {
     Graph0,
     /// `codes.N`: 8-bit quantised copies of the vectors, for graph walks.
     Codes,
+    /// `codes.N` of an index routed on RaBitQ: 1-bit codes and two scalars per vector.
+    BitCodes,
 }
 
 impl FileKind {
@@ -42,15 +44,27 @@ impl FileKind {
             FileKind::Vectors => b"HNSWDBVC",
             FileKind::Graph0 => b"HNSWDBG0",
             FileKind::Codes => b"HNSWDBQ8",
+            FileKind::BitCodes => b"HNSWDBQ1",
         }
     }
 
-    /// The element type code its header carries: 1 = f32, 2 = u32, 3 = u8.
+    /// The element type code its header carries: 1 = f32, 2 = u32, 3 = u8, 4 = RaBitQ
+    /// code.
     pub fn elem_type(self) -> u32 {
         match self {
             FileKind::Vectors => 1,
             FileKind::Graph0 => 2,
             FileKind::Codes => 3,
+            FileKind::BitCodes => 4,
+        }
+    }
+
+    /// What its slot stride is a multiple of: a cache line, except for RaBitQ codes,
+    /// which are read whole and exist to be small (72 bytes at 384-d, not 128).
+    pub fn slot_align(self) -> usize {
+        match self {
+            FileKind::BitCodes => 8,
+            _ => SLOT_ALIGN,
         }
     }
 
@@ -60,6 +74,7 @@ impl FileKind {
             FileKind::Vectors => "vectors",
             FileKind::Graph0 => "graph0",
             FileKind::Codes => "codes",
+            FileKind::BitCodes => "bit codes",
         }
     }
 }
@@ -130,6 +145,7 @@ impl Header {
             m if m == FileKind::Vectors.magic() => FileKind::Vectors,
             m if m == FileKind::Graph0.magic() => FileKind::Graph0,
             m if m == FileKind::Codes.magic() => FileKind::Codes,
+            m if m == FileKind::BitCodes.magic() => FileKind::BitCodes,
             _ => return Err(corrupt("bad magic: not an hnswdb page file")),
         };
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
@@ -166,7 +182,7 @@ impl Header {
             index_uid: u64_at(48),
         };
         if header.stride == 0
-            || !header.stride.is_multiple_of(SLOT_ALIGN as u64)
+            || !header.stride.is_multiple_of(kind.slot_align() as u64)
             || header.stride > 1 << 24
         {
             return Err(corrupt("slot stride is zero, unaligned or absurd"));
@@ -193,12 +209,14 @@ pub struct PageFile {
     header: Header,
     /// Opened read-only: mapped private, never grown, synced or written back.
     read_only: bool,
+    /// Pinned in memory (`pin`): a growth pins the new mapping too.
+    pinned: bool,
 }
 
 impl PageFile {
     /// Creates (or replaces) a page file with `header.capacity` zeroed slots and syncs it.
     pub fn create(path: &Path, header: Header) -> Result<PageFile> {
-        debug_assert!((header.stride as usize).is_multiple_of(SLOT_ALIGN));
+        debug_assert!((header.stride as usize).is_multiple_of(header.kind.slot_align()));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -215,6 +233,7 @@ impl PageFile {
             map,
             header,
             read_only: false,
+            pinned: false,
         };
         file.write_header();
         file.sync()?;
@@ -264,6 +283,7 @@ impl PageFile {
             map,
             header,
             read_only,
+            pinned: false,
         })
     }
 
@@ -349,6 +369,38 @@ impl PageFile {
         let _ = self.map.advise(advice);
     }
 
+    /// Starts reading the pages of slot `i` from disk without waiting for them
+    /// (`MADV_WILLNEED`): calling it for a batch of slots before touching any puts all
+    /// their reads in flight at once, instead of one page fault after another. A hint:
+    /// failure changes nothing but speed.
+    pub fn will_need(&self, i: usize) {
+        if i >= self.capacity() {
+            return;
+        }
+        let page = 4096;
+        let start = HEADER_PAGE + i * self.stride();
+        let first = start / page * page;
+        let end = (start + self.stride()).div_ceil(page) * page;
+        let _ = self.map.advise_range(
+            memmap2::Advice::WillNeed,
+            first,
+            end.min(self.map.len()) - first,
+        );
+    }
+
+    /// Pins every page of the mapping in memory (`mlock`), now and after each growth.
+    /// Fails (changing nothing) where the process may not lock that much memory.
+    pub fn pin(&mut self) -> std::io::Result<()> {
+        self.map.lock()?;
+        self.pinned = true;
+        Ok(())
+    }
+
+    /// Bytes mapped (header page and every slot).
+    pub fn mapped_bytes(&self) -> usize {
+        self.map.len()
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -417,6 +469,10 @@ impl PageFile {
         // The old mapping stays valid until replaced: an error here leaves the arena as it was.
         let map = MmapOptions::new().map_raw(&self.file).at(&self.path)?;
         self.map = map;
+        if self.pinned {
+            // Best effort: the index works unpinned, only slower under memory pressure.
+            let _ = self.map.lock();
+        }
         self.header.capacity = new_cap;
         self.write_header();
         Ok(())

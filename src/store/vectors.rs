@@ -142,7 +142,12 @@ impl Vectors {
         }
     }
 
-    /// Starts loading the first cache lines of slot `i` (no effect on correctness).
+    /// Starts reading slot `i` from disk without waiting (see `PageFile::will_need`).
+    pub fn will_need(&self, i: u32) {
+        self.file.will_need(i as usize);
+    }
+
+    /// Starts loading slot `i` into the CPU cache (no effect on correctness).
     #[inline(always)]
     pub fn prefetch(&self, i: u32) {
         let p = self.file.slot_ptr(i as usize);

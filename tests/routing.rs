@@ -66,3 +66,46 @@ fn rabitq_routing_answers_persists_and_verifies() {
         assert!(!residency.disk_reads);
     }
 }
+
+#[test]
+fn writes_under_a_budget_are_answered_from_memory_until_synced() {
+    // With the vectors on disk, re-ranks read synced slots directly from the disk; a slot
+    // written (or reused) since the last sync must be read through memory, or a search
+    // would see the bytes the disk still holds.
+    let (n, dim) = (3000, 32);
+    let data = clustered(n * 2, dim, 20, 9);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let options = IndexOptions::new(dim, Metric::L2)
+        .routing(Routing::RaBitQ)
+        .quantize_after(500);
+    let index = Index::create(&dir, &options).unwrap();
+    let ids: Vec<u64> = (0..n as u64).collect();
+    index.insert_batch(&ids, &data.data[..n * dim]).unwrap();
+    index.close().unwrap();
+    let index = Index::open_with(&dir, &OpenOptions::default().memory_budget(100_000)).unwrap();
+    assert!(index.stats().unwrap().residency.unwrap().disk_reads);
+    // Free half the slots (consolidate syncs), then fill them with new vectors, unsynced.
+    let dead: Vec<u64> = (0..n as u64).step_by(2).collect();
+    index.delete_batch(&dead).unwrap();
+    index.consolidate().unwrap();
+    let fresh: Vec<u64> = (0..n as u64 / 2).map(|i| 1_000_000 + i).collect();
+    let rows = &data.data[n * dim..(n + fresh.len()) * dim];
+    index.insert_batch(&fresh, rows).unwrap();
+    let check = |index: &Index| {
+        for (i, &id) in fresh.iter().enumerate().step_by(37) {
+            let hit = &index
+                .search_ef(&rows[i * dim..(i + 1) * dim], 1, 64)
+                .unwrap()[0];
+            assert_eq!(hit.id, id);
+            assert!(hit.distance < 1e-3);
+        }
+        for id in (1..n as u64).step_by(2).step_by(49) {
+            let v = index.get(id).unwrap();
+            assert_eq!(index.search_ef(&v, 1, 64).unwrap()[0].id, id);
+        }
+    };
+    check(&index);
+    index.checkpoint().unwrap();
+    check(&index);
+}

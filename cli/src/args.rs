@@ -59,6 +59,10 @@ The index grows as vectors arrive; there is no maximum to set."
         /// Seed of the level generator.
         #[arg(long, default_value_t = 100)]
         seed: u64,
+        /// What the graph walk runs on: sq8 (fastest in memory) or rabitq (a fifth of the
+        /// codes at 384-d, for indexes larger than memory; see docs/larger-than-ram.md).
+        #[arg(long, default_value = "sq8")]
+        routing: hnswdb::Routing,
         /// Index a payload field for filters: NAME:KIND, KIND one of keyword, int, float,
         /// bool (repeat for several; more can be added later with `index-field`).
         #[arg(long = "index-field", value_name = "NAME:KIND")]
@@ -251,6 +255,11 @@ pub struct SearchArgs {
     /// mapped: its first pass pays a page fault per page it touches).
     #[arg(long, default_value_t = 0)]
     pub warmup: usize,
+    /// Memory the index may live in, MiB: the routing codes and layer-0 lists are
+    /// pinned first, and when the vectors do not fit, re-ranks read them from disk in
+    /// batches (see docs/larger-than-ram.md).
+    #[arg(long)]
+    pub memory_budget: Option<u64>,
     /// Lookup mode: only vectors whose payload matches this filter (JSON, e.g.
     /// '{"lang": "en", "year": {"$gte": 2020}}'; see docs/filters.md).
     #[arg(long, requires = "vector")]

@@ -22,11 +22,13 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
             ef_construction,
             seed,
             index_field,
+            routing,
         } => {
             let mut opts = IndexOptions::new(dim, metric)
                 .m(m)
                 .ef_construction(ef_construction)
-                .seed(seed);
+                .seed(seed)
+                .routing(routing);
             for field in &index_field {
                 opts = opts.field(FieldSpec::parse(field)?);
             }

@@ -45,8 +45,16 @@ fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
 /// repair only a writable open makes: then the command opens for writing (recovering the
 /// index, as any writable open does), unless a writer holds the index.
 fn open_for_reading(dir: &std::path::Path) -> hnswdb::Result<hnswdb::Index> {
-    match hnswdb::Index::open_read_only(dir) {
-        Err(Error::NeedsRecovery(_)) => hnswdb::Index::open(dir),
+    open_for_reading_with(dir, hnswdb::OpenOptions::default())
+}
+
+/// `open_for_reading` with options (a memory budget, say).
+fn open_for_reading_with(
+    dir: &std::path::Path,
+    options: hnswdb::OpenOptions,
+) -> hnswdb::Result<hnswdb::Index> {
+    match hnswdb::Index::open_with(dir, &options.clone().read_only(true)) {
+        Err(Error::NeedsRecovery(_)) => hnswdb::Index::open_with(dir, &options),
         opened => opened,
     }
 }

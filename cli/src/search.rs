@@ -25,9 +25,18 @@ fn parse_vector(text: &str) -> Result<Vec<f32>, InputError> {
         .collect()
 }
 
+/// The open options `--memory-budget` asks for.
+fn budget(args: &SearchArgs) -> hnswdb::OpenOptions {
+    let options = hnswdb::OpenOptions::default();
+    match args.memory_budget {
+        Some(mib) => options.memory_budget(mib << 20),
+        None => options,
+    }
+}
+
 /// Lookup mode: prints the neighbours of each vector given on the command line or stdin.
 pub fn lookup(args: &SearchArgs, vector: &str, out: Output) -> CliResult {
-    let index = crate::open_for_reading(&args.dir)?;
+    let index = crate::open_for_reading_with(&args.dir, budget(args))?;
     let ef = match args.ef[..] {
         [ef] => ef,
         _ => return Err(InputError("lookup mode takes one --ef value".into()).into()),
@@ -175,13 +184,18 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
         filter: _,
         offset: _,
         payloads: _,
+        memory_budget: _,
     } = args;
     let (k, threads, warmup) = (*k, *threads, *warmup);
     let query = query
         .as_deref()
         .expect("clap requires --query without --vector");
     let opened = Instant::now();
-    let index = crate::open_for_reading(dir)?;
+    let index = crate::open_for_reading_with(dir, budget(args))?;
+    let resident = index
+        .stats()?
+        .residency
+        .map(|r| (r.resident, r.pinned, r.disk_reads));
     let open_ms = opened.elapsed().as_secs_f64() * 1e3;
     let queries = hnswdb_datasets::read_vectors(query)?;
     let gt = gt.as_deref().map(hnswdb_datasets::read_ivecs).transpose()?;
@@ -213,7 +227,7 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
         out.emit(
             json!({"queries": queries.rows, "k": k, "ef": ef, "recall": pass.recall,
                    "qps": pass.qps, "p50_us": pass.p50_us, "p99_us": pass.p99_us, "threads": threads,
-                   "open_ms": open_ms}),
+                   "open_ms": open_ms, "resident": resident}),
             || {
                 let recall = pass.recall.map_or("-".to_string(), |r| format!("{r:.4}"));
                 format!(

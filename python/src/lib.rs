@@ -307,10 +307,21 @@ impl Index {
     /// Opens the index stored at `path` (space and dimension come from the files).
     /// `read_only=True` writes nothing, works on read-only files, and may run in any
     /// number of processes beside the one that writes (see `refresh`).
+    /// `memory_budget` (bytes) keeps the routing codes and layer-0 lists resident and,
+    /// when the vectors do not fit, reads them from disk in batches during re-ranks
+    /// (docs/larger-than-ram.md).
     #[staticmethod]
-    #[pyo3(signature = (path, read_only=false))]
-    fn open(py: Python<'_>, path: PathBuf, read_only: bool) -> PyResult<Self> {
-        let options = hnswdb::OpenOptions::default().read_only(read_only);
+    #[pyo3(signature = (path, read_only=false, memory_budget=None))]
+    fn open(
+        py: Python<'_>,
+        path: PathBuf,
+        read_only: bool,
+        memory_budget: Option<u64>,
+    ) -> PyResult<Self> {
+        let mut options = hnswdb::OpenOptions::default().read_only(read_only);
+        if let Some(bytes) = memory_budget {
+            options = options.memory_budget(bytes);
+        }
         let index = py
             .detach(|| hnswdb::Index::open_with(&path, &options))
             .map_err(py_err)?;
@@ -337,7 +348,8 @@ impl Index {
     /// `max_elements` only pre-sizes the files: the index grows past it on its own.
     /// `fields` indexes payload fields for filters: `{"lang": "keyword", "year": "int"}`
     /// (kinds: keyword, int, float, bool).
-    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, path=None, fields=None))]
+    /// `routing` is "sq8" (default) or "rabitq" (for indexes larger than memory).
+    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, path=None, fields=None, routing="sq8"))]
     // The parameters are hnswlib's, by name and order, plus the path and fields.
     #[allow(non_snake_case, clippy::too_many_arguments)]
     fn init_index(
@@ -350,6 +362,7 @@ impl Index {
         allow_replace_deleted: bool,
         path: Option<PathBuf>,
         fields: Option<std::collections::BTreeMap<String, String>>,
+        routing: &str,
     ) -> PyResult<()> {
         // Freed slots are always reused, so hnswlib's opt-in is accepted and implied.
         let _ = allow_replace_deleted;
@@ -364,7 +377,8 @@ impl Index {
             .m(M)
             .ef_construction(ef_construction)
             .seed(random_seed)
-            .capacity(max_elements.max(1));
+            .capacity(max_elements.max(1))
+            .routing(routing.parse().map_err(py_err)?);
         let options = fields
             .unwrap_or_default()
             .into_iter()

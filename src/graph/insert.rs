@@ -199,6 +199,7 @@ impl Graph {
         if recovering {
             self.links(node, 0, &mut earlier)?;
         }
+        self.unsynced.insert(node);
         self.vectors.write(node, v, label);
         if let Some(q) = &self.quantized {
             q.codes.write(node, &q.encode(v));

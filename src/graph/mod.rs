@@ -138,6 +138,13 @@ impl NodeSet {
         self.words[i as usize >> 6].fetch_and(!(1 << (i & 63)), Ordering::Release);
     }
 
+    /// Empties the set.
+    fn clear(&self) {
+        for w in &self.words {
+            w.store(0, Ordering::Release);
+        }
+    }
+
     /// Sets every bit below `n`, a word at a time (restoring 10^6 nodes costs microseconds).
     fn fill_below(&mut self, n: u32) {
         let n = n as usize;
@@ -164,6 +171,13 @@ pub struct Graph {
     quantized: Option<Quantized>,
     /// See `set_disk_reads`.
     disk_reads: bool,
+    /// Direct reads of the vector file for re-ranks (see `set_direct_reads`).
+    direct: Option<crate::store::DirectReads>,
+    /// Slots whose vector was written since the page files were last synced: their bytes
+    /// on disk may be older than in memory, so a direct read must not be used for them.
+    unsynced: NodeSet,
+    /// See `set_lists_on_disk`.
+    lists_on_disk: bool,
     upper: UpperLayers,
     /// Nodes whose upper lists changed since the metadata last stored them.
     upper_dirty: Mutex<HashSet<u32>>,
@@ -192,6 +206,9 @@ impl Graph {
             layer0,
             quantized: None,
             disk_reads: false,
+            direct: None,
+            unsynced: NodeSet::with_capacity(cap),
+            lists_on_disk: false,
             upper: UpperLayers::default(),
             upper_dirty: Mutex::new(HashSet::new()),
             live: NodeSet::with_capacity(cap),
@@ -250,6 +267,7 @@ impl Graph {
         let cap = self.capacity();
         self.live.grow(cap);
         self.routable.grow(cap);
+        self.unsynced.grow(cap);
         Ok(())
     }
 
@@ -265,6 +283,9 @@ impl Graph {
         if let Some(q) = &self.quantized {
             q.codes.file().sync()?;
         }
+        // Every slot's bytes on disk are now those in memory. (Callers hold the graph
+        // exclusively, so no insert marks a slot between the sync and this.)
+        self.unsynced.clear();
         Ok(())
     }
 
@@ -356,6 +377,20 @@ impl Graph {
     /// behind one page fault after another. Off, a re-rank costs no system calls.
     pub fn set_disk_reads(&mut self, on: bool) {
         self.disk_reads = on;
+    }
+
+    /// Lets re-ranks read vectors with `reads` (direct reads around the page cache) when
+    /// the vectors live on disk; slots written since the last sync are read through the
+    /// mapping still.
+    pub fn set_direct_reads(&mut self, reads: Option<crate::store::DirectReads>) {
+        self.direct = reads;
+    }
+
+    /// Whether a walk should start reading the layer-0 lists of the candidates it queues
+    /// (`PageFile::will_need`), so that the next hops' lists are on their way while it
+    /// expands this one: set when the lists do not fit the memory budget.
+    pub fn set_lists_on_disk(&mut self, on: bool) {
+        self.lists_on_disk = on;
     }
 
     /// The layer-0 page file (for pinning and sizes).

@@ -73,6 +73,12 @@ fn first_visit(marks: &mut [u16], epoch: u16, i: u32) -> bool {
 /// the bound can stop the re-rank early.
 const RERANK_BATCH: usize = 16;
 
+std::thread_local! {
+    /// Labels the last re-rank on this thread verified from disk: (graph, [(slot, label)]).
+    static VERIFIED: std::cell::RefCell<(usize, Vec<(u32, u64)>)> =
+        const { std::cell::RefCell::new((0, Vec::new())) };
+}
+
 /// A query prepared for one kind of code.
 enum Prepared {
     Sq8(Sq8Query),
@@ -225,6 +231,11 @@ impl Graph {
             for &n in fresh.iter() {
                 let d = score(n);
                 if results.len() < ef || results.peek().is_some_and(|w| d < w.d) {
+                    if self.lists_on_disk {
+                        // A queued candidate is likely expanded soon: its list's page
+                        // read starts now, beside the others, instead of at the expansion.
+                        self.layer0.will_need(n);
+                    }
                     candidates.push(Reverse(Cand { d, id: n }));
                     // Tombstoned (and filtered-out) nodes guide the walk but are never
                     // answers.
@@ -297,20 +308,80 @@ impl Graph {
         })
     }
 
-    /// Starts loading `nodes`' vectors before any is compared, so that their misses
-    /// overlap: cache misses always, disk reads too when the vectors live on disk.
-    fn load_vectors(&self, nodes: impl Iterator<Item = u32> + Clone) {
-        if self.disk_reads {
-            nodes.clone().for_each(|n| self.vectors.will_need(n));
+    /// The exact distances of `ids` to `q`, their vectors read together: by direct reads
+    /// for slots synced since written, when the graph has them (recording each label the
+    /// read verified, for `verified_label`); else through the mapping, every load started
+    /// before any is compared (cache misses always, disk reads too when the vectors live
+    /// on disk).
+    fn exact_distances(&self, q: &[f32], ids: &[u32]) -> Vec<f32> {
+        let mut out = vec![0f32; ids.len()];
+        let mut mapped: Vec<usize> = Vec::new();
+        match &self.direct {
+            Some(direct) => {
+                let (clean, unsynced): (Vec<usize>, Vec<usize>) =
+                    (0..ids.len()).partition(|&i| !self.unsynced.contains(ids[i]));
+                mapped = unsynced;
+                let file = self.vectors.file();
+                let offsets: Vec<u64> = clean
+                    .iter()
+                    .map(|&i| file.slot_offset(ids[i] as usize))
+                    .collect();
+                let reads = direct.read(&offsets, self.vectors.slot_bytes());
+                VERIFIED.with(|v| {
+                    let mut v = v.borrow_mut();
+                    for (read, &i) in reads.iter().zip(&clean) {
+                        match read.bytes().and_then(|b| self.vectors.parse_slot(b)) {
+                            Some((vector, label)) => {
+                                out[i] = self.dist.eval(q, vector);
+                                v.1.push((ids[i], label));
+                            }
+                            // Failed or damaged: the mapping reads it again and reports
+                            // damage as every other read does.
+                            None => mapped.push(i),
+                        }
+                    }
+                });
+            }
+            None => mapped.extend(0..ids.len()),
         }
-        nodes.for_each(|n| self.vectors.prefetch(n));
+        if self.disk_reads {
+            mapped.iter().for_each(|&i| self.vectors.will_need(ids[i]));
+        }
+        mapped.iter().for_each(|&i| self.vectors.prefetch(ids[i]));
+        for i in mapped {
+            out[i] = self.distance_to(q, ids[i]);
+        }
+        out
+    }
+
+    /// Forgets the labels the last search's direct reads verified (see `verified_label`).
+    fn begin_verified(&self) {
+        VERIFIED.with(|v| {
+            let mut v = v.borrow_mut();
+            v.0 = self as *const Graph as usize;
+            v.1.clear();
+        });
+    }
+
+    /// The label of `slot` as the last search on this thread read and verified it from
+    /// disk, if it did: lets the caller report an answer without reading the slot again
+    /// through the mapping (a page fault, under a tight memory budget a reclaim too).
+    pub fn verified_label(&self, slot: u32) -> Option<u64> {
+        VERIFIED.with(|v| {
+            let v = v.borrow();
+            if v.0 != self as *const Graph as usize {
+                return None;
+            }
+            v.1.iter().find(|(s, _)| *s == slot).map(|(_, l)| *l)
+        })
     }
 
     /// Every candidate's exact distance.
     fn rerank_all(&self, s: &mut Scratch, q: &[f32], mut beam: Vec<Cand>) -> Vec<Cand> {
-        self.load_vectors(beam.iter().map(|c| c.id));
-        for c in &mut beam {
-            c.d = self.distance_to(q, c.id);
+        self.begin_verified();
+        let ids: Vec<u32> = beam.iter().map(|c| c.id).collect();
+        for (c, d) in beam.iter_mut().zip(self.exact_distances(q, &ids)) {
+            c.d = d;
         }
         s.distances += beam.len();
         beam.sort_unstable();
@@ -350,15 +421,18 @@ impl Graph {
                 best.peek().map_or(f32::INFINITY, |w| w.d)
             }
         };
+        self.begin_verified();
         for batch in order.chunks(RERANK_BATCH) {
             let bound = worst(&best);
             if batch[0].d > bound {
                 break;
             }
-            let wanted = batch.iter().filter(|c| c.d <= bound).map(|c| c.id);
-            self.load_vectors(wanted.clone());
-            for id in wanted {
-                let d = self.distance_to(q, id);
+            let wanted: Vec<u32> = batch
+                .iter()
+                .filter(|c| c.d <= bound)
+                .map(|c| c.id)
+                .collect();
+            for (id, d) in wanted.iter().copied().zip(self.exact_distances(q, &wanted)) {
                 s.distances += 1;
                 if best.len() < keep {
                     best.push(Cand { d, id });

@@ -335,11 +335,15 @@ impl Index {
         found
             .into_iter()
             .map(|c| {
-                self.check_intact(graph, c.id)?;
-                Ok(Neighbour {
-                    id: graph.vectors().label(c.id),
-                    distance: c.d,
-                })
+                let id = match graph.verified_label(c.id) {
+                    // Read from disk and checked against its checksum by the re-rank.
+                    Some(label) => label,
+                    None => {
+                        self.check_intact(graph, c.id)?;
+                        graph.vectors().label(c.id)
+                    }
+                };
+                Ok(Neighbour { id, distance: c.d })
             })
             .collect()
     }

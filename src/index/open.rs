@@ -16,6 +16,7 @@ use super::{Durability, Index, IndexOptions, OpenOptions, Recovery, Residency, V
 use crate::distance::{Distance, Kernels, Routing};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Quantized, UpperSource};
+use crate::store::DirectReads;
 use crate::store::meta::META_FILE_NAME;
 use crate::store::page::PageFile;
 use crate::store::{CodeKind, Codes, Config, Layer0, Meta, State, UpperLists, Vectors, codes};
@@ -208,8 +209,11 @@ impl Index {
 
     fn open_once(dir: &Path, options: &OpenOptions) -> Result<Index> {
         let read_only = options.read_only;
-        let (meta, config, state) =
-            Meta::open(&dir.join(META_FILE_NAME), options.cache_bytes, read_only)?;
+        let (meta, config, state) = Meta::open(
+            &dir.join(META_FILE_NAME),
+            options.meta_cache_bytes(),
+            read_only,
+        )?;
         let vectors = Vectors::open(&dir.join(VECTORS_FILE), read_only)?;
         let layer0 = Layer0::open(&dir.join(GRAPH0_FILE), read_only)?;
         for file in [vectors.file(), layer0.file()] {
@@ -527,6 +531,10 @@ fn load_codes(
     }))
 }
 
+/// Threads that read vectors for re-ranks when they live on disk: enough to keep the
+/// reads of one batch (`RERANK_BATCH` slots) in flight together.
+const DIRECT_READERS: usize = 16;
+
 /// Decides what stays in memory under `budget` bytes (see `OpenOptions::memory_budget`):
 /// the code file, then the layer-0 file, then the vectors, each pinned while the whole
 /// of it fits in what is left.
@@ -560,8 +568,13 @@ fn apply_budget(graph: &mut Graph, budget: u64) -> Residency {
         && keep(graph.layer0_file_mut(), "layer0", layer0_bytes)
         && keep(graph.vectors_file_mut(), "vectors", vector_bytes);
     graph.set_disk_reads(!fits);
+    graph.set_lists_on_disk(!resident.contains(&"layer0"));
     if !fits {
-        graph.vectors_file_mut().advise(false);
+        let vectors = graph.vectors_file_mut();
+        vectors.advise(false);
+        // Where the file system has no O_DIRECT, re-ranks read through the mapping.
+        let direct = DirectReads::open(vectors.path(), DIRECT_READERS).ok();
+        graph.set_direct_reads(direct);
     }
     Residency {
         budget,

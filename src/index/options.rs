@@ -189,6 +189,17 @@ impl Default for OpenOptions {
 }
 
 impl OpenOptions {
+    /// The metadata's cache: at most an eighth of a memory budget, which has the pages to
+    /// feed first (its cache is process memory the kernel cannot reclaim; upper layers
+    /// are a sixteenth of the nodes, so an eighth holds them on any index this budget
+    /// suits).
+    pub(super) fn meta_cache_bytes(&self) -> usize {
+        match self.memory_budget {
+            Some(budget) => self.cache_bytes.min((budget / 8).max(1 << 20) as usize),
+            None => self.cache_bytes,
+        }
+    }
+
     /// The memory this index should live in (bytes of page cache and pinned pages).
     /// hnswdb decides what stays resident, in this order while it fits: the codes the
     /// walk runs on, then the layer-0 lists (both pinned with `mlock`, or pre-faulted

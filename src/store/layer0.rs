@@ -171,7 +171,12 @@ impl Layer0 {
         }
     }
 
-    /// Starts loading record `i`.
+    /// Starts reading record `i` from disk without waiting (see `PageFile::will_need`).
+    pub fn will_need(&self, i: u32) {
+        self.file.will_need(i as usize);
+    }
+
+    /// Starts loading record `i` into the CPU cache (no effect on correctness).
     #[inline(always)]
     pub fn prefetch(&self, i: u32) {
         crate::prefetch::lines(

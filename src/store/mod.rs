@@ -3,12 +3,14 @@
 //! (`graph`, `index`) give slots their meaning.
 
 pub(crate) mod codes;
+pub(crate) mod direct;
 pub(crate) mod layer0;
 pub(crate) mod meta;
 pub mod page;
 pub(crate) mod vectors;
 
 pub(crate) use codes::{CodeKind, Codes};
+pub(crate) use direct::DirectReads;
 pub(crate) use layer0::Layer0;
 pub(crate) use meta::{Changes, Config, EntryPoint, Meta, SlotState, State, UpperLists};
 pub use page::FileIdentity;

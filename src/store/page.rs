@@ -396,6 +396,11 @@ impl PageFile {
         Ok(())
     }
 
+    /// Where slot `i` starts in the file.
+    pub fn slot_offset(&self, i: usize) -> u64 {
+        (HEADER_PAGE + i * self.stride()) as u64
+    }
+
     /// Bytes mapped (header page and every slot).
     pub fn mapped_bytes(&self) -> usize {
         self.map.len()

@@ -99,6 +99,28 @@ impl Vectors {
         }
     }
 
+    /// Bytes of a slot a direct read must cover: vector, label and checksum.
+    pub fn slot_bytes(&self) -> usize {
+        self.dim * 4 + LABEL_BYTES + if self.checksummed { CRC_BYTES } else { 0 }
+    }
+
+    /// The vector and label in a slot's bytes read from disk (`slot_bytes` of them), or
+    /// `None` if they fail their checksum.
+    pub fn parse_slot<'a>(&self, bytes: &'a [u8]) -> Option<(&'a [f32], u64)> {
+        let covered = &bytes[..self.dim * 4 + LABEL_BYTES];
+        if self.checksummed {
+            let stored = &bytes[covered.len()..covered.len() + CRC_BYTES];
+            if crc32fast::hash(covered).to_le_bytes() != stored {
+                return None;
+            }
+        }
+        let label = u64::from_le_bytes(covered[self.dim * 4..].try_into().ok()?);
+        // Slots start at multiples of 64 in the file and the buffer is page aligned, so
+        // the floats are aligned; bytemuck checks it anyway.
+        let vector = bytemuck::try_cast_slice(&covered[..self.dim * 4]).ok()?;
+        Some((vector, label))
+    }
+
     /// Whether slot `i` holds what was written there: its checksum matches its vector and
     /// label (always true for files older than checksums).
     pub fn intact(&self, i: u32) -> bool {

@@ -28,7 +28,7 @@ class Index:
     def __init__(self, space: str, dim: int) -> None:
         """`space`: 'cosine', 'l2' or 'ip'. Call `init_index` or `load_index` next."""
     @staticmethod
-    def open(path: _Path, read_only: bool = False) -> "Index":
+    def open(path: _Path, read_only: bool = False, memory_budget: Optional[int] = None) -> "Index":
         """Opens the index at `path`; space and dimension come from its files."""
     def init_index(
         self,
@@ -39,6 +39,7 @@ class Index:
         allow_replace_deleted: bool = False,
         path: Optional[_Path] = None,
         fields: Optional[Dict[str, str]] = None,
+        routing: str = "sq8",
     ) -> None:
         """Creates the index in `path` (a temporary directory if None); `fields` indexes
         payload fields for filters: {"lang": "keyword", "year": "int"}."""

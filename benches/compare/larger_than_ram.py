@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""hnswdb against DiskANN with the same memory, cold, on an index larger than it.
+
+    python3 benches/compare/larger_than_ram.py DATA_DIR --budget-mib 9 [--queries 300]
+        [--metric cosine] [--work target/ltr-NAME] [--diskann-python target/diskann-venv/bin/python]
+
+DATA_DIR holds base.fvecs, query.fvecs, gt.ivecs (shared/data/make_debian.py, or
+`hnswdb synth`). Builds, once, in --work: hnswdb with SQ8 routing (M 16: the index as it
+was before this benchmark existed), hnswdb with RaBitQ routing (M 8 and M 16), and a
+DiskANN disk index (R 32, L 100, PQ codes in memory; `benches/compare/diskann_run.py`
+in DiskANN's own virtualenv: `python3 -m venv target/diskann-venv &&
+target/diskann-venv/bin/pip install diskannpy`). Then every query process runs under
+`../shared/tools/memlimit` (root only) with the budget plus its own baseline (the peak of
+the same program doing nothing: `hnswdb --version`, `python -c "import diskannpy"`),
+from a cold cache (files evicted first), one query thread, one query at a time:
+  - hnswdb SQ8, no budget given (the kernel decides: how it ran before);
+  - hnswdb RaBitQ with `--memory-budget` = the budget (routing codes, then layer-0 lists
+    pinned while they fit; re-ranks read vectors from disk directly, in batches);
+  - DiskANN, no node cache, beam width 4.
+Prints one row per sweep point (recall@10, QPS, p50/p99) and, per method, the fastest
+point at recall >= 0.95.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HNSWDB = os.path.join(ROOT, "target", "release", "hnswdb")
+MEMLIMIT = os.path.join(ROOT, "..", "shared", "tools", "memlimit")
+DISKANN_RUN = os.path.join(ROOT, "benches", "compare", "diskann_run.py")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+
+
+def evict(paths):
+    subprocess.run(["sync"], check=True)
+    for p in paths:
+        for root, _, files in os.walk(p) if os.path.isdir(p) else [(os.path.dirname(p), [], [os.path.basename(p)])]:
+            for f in files:
+                subprocess.run(["dd", f"if={os.path.join(root, f)}", "iflag=nocache", "count=0", "status=none"])
+
+
+def peak_mib(cmd, runs=2):
+    """The largest memlimit peak of `runs` runs of `cmd`."""
+    peaks = []
+    for _ in range(runs):
+        r = subprocess.run([MEMLIMIT, "4000"] + cmd, text=True, capture_output=True)
+        line = [l for l in r.stderr.splitlines() if l.startswith("memlimit:")][-1]
+        peaks.append(int(line.split("peak ")[1].split(" MiB")[0]))
+    return max(peaks)
+
+
+def capped(cap_mib, cmd):
+    r = subprocess.run([MEMLIMIT, str(cap_mib)] + cmd, text=True, capture_output=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd} failed under {cap_mib} MiB: {r.stderr[-2000:]}")
+    return [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+
+
+def subset(data, work, queries):
+    for name in ("query.fvecs", "gt.ivecs"):
+        a = np.fromfile(os.path.join(data, name), dtype=np.int32)
+        d = a[0]
+        a.reshape(-1, d + 1)[:queries].tofile(os.path.join(work, name))
+
+
+def build_hnswdb(work, name, data, metric, m, routing):
+    path = os.path.join(work, name)
+    if os.path.exists(os.path.join(path, "meta.redb")):
+        return path, None
+    start = time.perf_counter()
+    run([HNSWDB, "create", path, "--dim", str(dim_of(data)), "--metric", metric, "--m", str(m), "--routing", routing])
+    run([HNSWDB, "import", path, os.path.join(data, "base.fvecs")])
+    run([HNSWDB, "checkpoint", path])
+    return path, time.perf_counter() - start
+
+
+def dim_of(data):
+    return int(np.fromfile(os.path.join(data, "base.fvecs"), dtype=np.int32, count=1)[0])
+
+
+def files_mib(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            total += os.stat(os.path.join(root, f)).st_blocks * 512
+    return total / 2**20
+
+
+def best(points):
+    ok = [p for p in points if p["recall"] >= 0.95]
+    return max(ok, key=lambda p: p["qps"]) if ok else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("data")
+    ap.add_argument("--budget-mib", type=int, required=True)
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--metric", default="cosine")
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--diskann-python", default=os.path.join(ROOT, "target", "diskann-venv", "bin", "python"))
+    ap.add_argument("--efs", default="16,24,32,48,64,96")
+    ap.add_argument("--indexes", default="sq8-m16,rabitq-m8,rabitq-m16",
+                    help="which hnswdb indexes to build and run")
+    ap.add_argument("--ls", default="16,24,32,48,64,96")
+    args = ap.parse_args()
+    work = args.work or os.path.join(ROOT, "target", "ltr-" + os.path.basename(os.path.normpath(args.data)))
+    os.makedirs(work, exist_ok=True)
+    subset(args.data, work, args.queries)
+    q, gt = os.path.join(work, "query.fvecs"), os.path.join(work, "gt.ivecs")
+    builds = {}
+    indexes = {}
+    wanted = args.indexes.split(",")
+    for name, m, routing in [("sq8-m16", 16, "sq8"), ("rabitq-m8", 8, "rabitq"), ("rabitq-m16", 16, "rabitq")]:
+        if name in wanted:
+            indexes[name], builds[name] = build_hnswdb(work, name, args.data, args.metric, m, routing)
+    diskann = os.path.join(work, "diskann")
+    if not os.path.exists(os.path.join(diskann, "ann_disk.index")):
+        start = time.perf_counter()
+        # DiskANN's cosine normalises; the sets here are unit length, where l2 ranks alike.
+        run([args.diskann_python, DISKANN_RUN, "build", args.data, diskann, "--metric", "l2"])
+        builds["diskann"] = time.perf_counter() - start
+    # Baselines: each program's peak doing nothing. hnswdb's binary is evicted first (a
+    # warm binary is charged to whoever read it first, and would count as nothing);
+    # DiskANN's is the larger of two runs of importing it.
+    evict([HNSWDB])
+    base_hnswdb = peak_mib([HNSWDB, "--version"], runs=1)
+    base_diskann = peak_mib([args.diskann_python, "-c", "import diskannpy, numpy"])
+    print(f"budget {args.budget_mib} MiB; baselines: hnswdb {base_hnswdb} MiB, DiskANN process {base_diskann} MiB")
+    for name, path in list(indexes.items()) + [("diskann", diskann)]:
+        built = builds.get(name)
+        print(f"  {name}: files {files_mib(path):.1f} MiB" + (f", built in {built:.0f} s" if built else ""))
+    results = {}
+    for name in indexes:
+        points = []
+        for ef in args.efs.split(","):
+            evict([indexes[name]])
+            cmd = [HNSWDB, "--json", "search", indexes[name], "--query", q, "--gt", gt, "--k", "10", "--ef", ef]
+            if name.startswith("rabitq"):
+                cmd += ["--memory-budget", str(args.budget_mib)]
+            p = capped(base_hnswdb + args.budget_mib, cmd)[-1]
+            points.append(p)
+            print(f"  {name:<10} ef {ef:>4}  recall {p['recall']:.3f}  {p['qps']:7.0f} QPS  p50 {p['p50_us']/1000:6.2f} ms  p99 {p['p99_us']/1000:6.2f} ms  resident {p['resident']}", flush=True)
+        results[name] = points
+    evict([diskann])
+    # DiskANN reads with O_DIRECT: what it keeps in memory is its own (PQ codes, graph
+    # cache), inside the same budget.
+    points = capped(base_diskann + args.budget_mib, [args.diskann_python, DISKANN_RUN, "search", diskann, q, gt, "--ls", args.ls, "--beam", "4", "--metric", "l2"])
+    for p in points:
+        print(f"  {'diskann':<10} L {p['L']:>5}  recall {p['recall']:.3f}  {p['qps']:7.0f} QPS  p50 {p['p50_us']/1000:6.2f} ms  p99 {p['p99_us']/1000:6.2f} ms", flush=True)
+    results["diskann"] = points
+    print()
+    print("| method | QPS at recall >= 0.95 | recall | p50 ms | p99 ms | vs hnswdb SQ8 | vs DiskANN |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    ref, dk = best(results.get("sq8-m16", [])), best(results["diskann"])
+    for name, points in results.items():
+        b = best(points)
+        if not b:
+            print(f"| {name} | — | — | — | — | — | — |")
+            continue
+        vs_ref = f"{b['qps'] / ref['qps']:.1f}×" if ref else "—"
+        vs_dk = f"{b['qps'] / dk['qps']:.2f}×" if dk else "—"
+        print(f"| {name} | {b['qps']:,.0f} | {b['recall']:.3f} | {b['p50_us']/1000:.2f} | {b['p99_us']/1000:.2f} | {vs_ref} | {vs_dk} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -392,3 +392,19 @@ def test_payloads_filters_paging_range_and_tune(tmp_path):
     index.create_field_index("n", "float")
     assert index.explain({"n": {"$gt": 1}})["matching"] == n - 1
     index.close()
+
+
+def test_rabitq_routing_under_a_memory_budget(tmp_path):
+    n = 4000
+    data = clustered(n, seed=6)
+    index = hnswdb.Index(space="l2", dim=DIM)
+    index.init_index(max_elements=n, path=str(tmp_path / "r"), routing="rabitq")
+    for start in range(0, n, 1000):  # checkpoints between chunks train the RaBitQ codes
+        index.add_items(data[start:start + 1000], np.arange(start, start + 1000))
+        index.flush()
+    index.close()
+    index = hnswdb.Index.open(str(tmp_path / "r"), memory_budget=50_000)
+    labels, _ = index.knn_query(data[:50], k=10, ef=100)
+    truth, _ = brute_force(data, data[:50], 10, "l2")
+    assert recall(labels, truth) >= 0.9
+    index.close()

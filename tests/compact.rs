@@ -106,3 +106,49 @@ fn compaction_killed_at_random_points_loses_nothing() {
     }
     eprintln!("compaction kills: {outcomes:?}");
 }
+
+#[test]
+fn compaction_keeps_payloads_fields_and_routing() {
+    use hnswdb::serde_json::json;
+    use hnswdb::{FieldKind, FieldSpec, Filter, Query, Routing};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let options = IndexOptions::new(DIM, Metric::L2)
+        .routing(Routing::RaBitQ)
+        .quantize_after(100)
+        .field(FieldSpec::new("g", FieldKind::Integer));
+    let index = Index::create(&dir, &options).unwrap();
+    let ids: Vec<u64> = (0..600).collect();
+    let rows: Vec<f32> = ids.iter().flat_map(|&id| vector(id)).collect();
+    let payloads: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            if id % 3 == 0 {
+                json!(null)
+            } else {
+                json!({"g": id % 4})
+            }
+        })
+        .collect();
+    index
+        .insert_batch_with_payloads(&ids, &rows, &payloads, 1)
+        .unwrap();
+    index.delete_batch(&(0..300).collect::<Vec<_>>()).unwrap();
+    let (index, _) = index.compact().unwrap();
+    assert_eq!(index.stats().unwrap().routing, Routing::RaBitQ);
+    assert_eq!(index.fields(), [FieldSpec::new("g", FieldKind::Integer)]);
+    for id in 300..600u64 {
+        let want = (id % 3 != 0).then(|| json!({"g": id % 4}));
+        assert_eq!(index.get_payload(id).unwrap(), want);
+    }
+    let g1 = index
+        .explain(&Query::new(1).filter(&Filter::eq("g", 1)))
+        .unwrap()
+        .matching;
+    assert_eq!(
+        g1,
+        (300..600u64)
+            .filter(|id| id % 3 != 0 && id % 4 == 1)
+            .count() as u64
+    );
+}

@@ -48,21 +48,27 @@ impl Index {
             name.to_string_lossy(),
             rand::random::<u64>()
         ));
-        let options = IndexOptions::new(self.config.dim, self.config.metric)
-            .m(self.config.m)
-            .ef_construction(self.config.ef_construction)
-            .seed(self.config.seed)
-            .capacity(self.len().max(1) as usize)
-            .threads(self.threads());
+        let options = self.fields().into_iter().fold(
+            IndexOptions::new(self.config.dim, self.config.metric)
+                .m(self.config.m)
+                .ef_construction(self.config.ef_construction)
+                .seed(self.config.seed)
+                .routing(self.config.routing)
+                .capacity(self.len().max(1) as usize)
+                .threads(self.threads()),
+            IndexOptions::field,
+        );
         let rebuilt = (|| -> Result<()> {
             let fresh = Index::create(&staging, &options)?;
             let ids = self.ids()?;
             for chunk in ids.chunks(BATCH) {
                 let mut rows = Vec::with_capacity(chunk.len() * self.config.dim);
+                let mut payloads = Vec::with_capacity(chunk.len());
                 for &id in chunk {
                     rows.extend_from_slice(&self.get(id)?);
+                    payloads.push(self.get_payload(id)?.unwrap_or(serde_json::Value::Null));
                 }
-                fresh.insert_batch(chunk, &rows)?;
+                fresh.insert_batch_with_payloads(chunk, &rows, &payloads, self.threads())?;
             }
             let report = fresh.verify()?;
             if !report.is_ok() || report.live != ids.len() as u64 {

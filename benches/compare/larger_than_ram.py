@@ -99,6 +99,25 @@ def best(points):
     return max(ok, key=lambda p: p["qps"]) if ok else None
 
 
+def plot(results, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in results.items():
+        ax.plot([p["recall"] for p in points], [p["qps"] for p in points], marker="o", label=name)
+    ax.set_xlabel("recall@10")
+    ax.set_ylabel("queries per second (1 thread)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("data")
@@ -108,6 +127,7 @@ def main():
     ap.add_argument("--work", default=None)
     ap.add_argument("--diskann-python", default=os.path.join(ROOT, "target", "diskann-venv", "bin", "python"))
     ap.add_argument("--efs", default="16,24,32,48,64,96")
+    ap.add_argument("--plot", default=None, help="write a recall-vs-QPS plot here (needs matplotlib)")
     ap.add_argument("--indexes", default="sq8-m16,rabitq-m8,rabitq-m16",
                     help="which hnswdb indexes to build and run")
     ap.add_argument("--ls", default="16,24,32,48,64,96")
@@ -157,6 +177,11 @@ def main():
     for p in points:
         print(f"  {'diskann':<10} L {p['L']:>5}  recall {p['recall']:.3f}  {p['qps']:7.0f} QPS  p50 {p['p50_us']/1000:6.2f} ms  p99 {p['p99_us']/1000:6.2f} ms", flush=True)
     results["diskann"] = points
+    with open(os.path.join(work, "results.json"), "w") as f:
+        json.dump({"budget_mib": args.budget_mib, "baselines": {"hnswdb": base_hnswdb, "diskann": base_diskann},
+                   "results": results}, f, indent=1)
+    if args.plot:
+        plot(results, args.plot, f"{os.path.basename(os.path.normpath(args.data))}, {args.budget_mib} MiB budget, cold")
     print()
     print("| method | QPS at recall >= 0.95 | recall | p50 ms | p99 ms | vs hnswdb SQ8 | vs DiskANN |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -264,6 +264,10 @@ pub struct SearchArgs {
     /// '{"lang": "en", "year": {"$gte": 2020}}'; see docs/filters.md).
     #[arg(long, requires = "vector")]
     pub filter: Option<String>,
+    /// Lookup mode: every vector within this distance instead of the k nearest (range
+    /// search; --k and --offset are then ignored).
+    #[arg(long, requires = "vector")]
+    pub within: Option<f32>,
     /// Lookup mode: skip the nearest N (paging).
     #[arg(long, default_value_t = 0, requires = "vector")]
     pub offset: usize,

@@ -56,7 +56,11 @@ pub fn lookup(args: &SearchArgs, vector: &str, out: Output) -> CliResult {
         query = query.filter(f);
     }
     for (i, text) in queries.iter().enumerate() {
-        let hits = index.search_with(&parse_vector(text)?, &query)?;
+        let vector = parse_vector(text)?;
+        let hits = match args.within {
+            Some(d) => index.search_within(&vector, d, filter.as_ref())?,
+            None => index.search_with(&vector, &query)?,
+        };
         let payloads: Vec<Option<Value>> = if args.payloads {
             hits.iter()
                 .map(|h| index.get_payload(h.id))
@@ -185,6 +189,7 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
         offset: _,
         payloads: _,
         memory_budget: _,
+        within: _,
     } = args;
     let (k, threads, warmup) = (*k, *threads, *warmup);
     let query = query

@@ -178,6 +178,28 @@ fn payloads_filters_and_tune_from_the_command_line() {
     let (_, _, payloads) = datasets::read_jsonl(&out).unwrap();
     assert_eq!(payloads[1]["lang"], "xx");
     assert_eq!(payloads[2]["lang"], "fr");
+    // Range search: every German row within the distance, nearest first.
+    let found = json_lines(&ok(
+        &[
+            "--json",
+            "search",
+            s(&idx),
+            "--vector",
+            "0,0",
+            "--within",
+            "10",
+            "--filter",
+            r#"{"lang": "de"}"#,
+        ],
+        None,
+    ));
+    let within = found[0]["results"].as_array().unwrap();
+    assert!(!within.is_empty());
+    assert!(
+        within
+            .iter()
+            .all(|r| r["distance"].as_f64().unwrap() <= 10.0)
+    );
     // Bad filters are input errors (exit 6).
     assert_eq!(
         code(&[

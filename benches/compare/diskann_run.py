@@ -32,6 +32,8 @@ def main():
     b.add_argument("--degree", type=int, default=32)
     b.add_argument("--complexity", type=int, default=100)
     b.add_argument("--metric", default="l2")
+    b.add_argument("--pq-bytes", type=int, default=72,
+                   help="PQ bytes per vector kept in memory (hnswdb's RaBitQ code is 72 at 384-d)")
     s = sub.add_parser("search")
     s.add_argument("index")
     s.add_argument("query")
@@ -49,7 +51,8 @@ def main():
         diskannpy.build_disk_index(
             data=base, distance_metric=args.metric, index_directory=args.index,
             complexity=args.complexity, graph_degree=args.degree,
-            search_memory_maximum=0.003,  # GB of PQ codes kept in memory: ~50 bytes a vector
+            # GB of PQ codes kept in memory: DiskANN sizes its codes from it.
+            search_memory_maximum=args.pq_bytes * len(base) / 2**30,
             build_memory_maximum=4.0, num_threads=2, vector_dtype=np.float32)
         print(json.dumps({"build_seconds": time.perf_counter() - start}))
         return

@@ -252,9 +252,14 @@ impl Index {
         );
         let quantized = load_codes(dir, &meta, &config, &state, kernels, &graph, options)?;
         graph.set_quantized(quantized);
-        let residency = options
-            .memory_budget
-            .map(|budget| apply_budget(&mut graph, budget));
+        let residency = options.memory_budget.map(|budget| {
+            // What the budget must hold besides the pinned tiers: the metadata's cache,
+            // and the upper layers, cached in memory as searches visit them (a node in M
+            // has upper lists: about M links of 4 bytes and ~96 bytes of bookkeeping).
+            let upper = state.high_water as u64 / config.m as u64 * (config.m as u64 * 4 + 96);
+            let left = budget.saturating_sub(options.meta_cache_bytes() as u64 + upper);
+            apply_budget(&mut graph, budget, left)
+        });
 
         // Replay the log into the graph and the ledger. Nothing in the directory is removed
         // or shortened before the whole open has succeeded: a failed open leaves the log's
@@ -535,16 +540,16 @@ fn load_codes(
 /// reads of one batch (`RERANK_BATCH` slots) in flight together.
 const DIRECT_READERS: usize = 16;
 
-/// Decides what stays in memory under `budget` bytes (see `OpenOptions::memory_budget`):
-/// the code file, then the layer-0 file, then the vectors, each pinned while the whole
-/// of it fits in what is left.
-fn apply_budget(graph: &mut Graph, budget: u64) -> Residency {
+/// Decides what stays in memory under `budget` bytes (see `OpenOptions::memory_budget`),
+/// `left` of which remain once the metadata's cache and the upper layers are counted: the
+/// code file, then the
+/// layer-0 file, then the vectors, each pinned while the whole of it fits in what is left.
+fn apply_budget(graph: &mut Graph, budget: u64, mut left: u64) -> Residency {
     let codes_bytes = graph
         .codes_file_mut()
         .map_or(0, |f| f.mapped_bytes() as u64);
     let layer0_bytes = graph.layer0_file_mut().mapped_bytes() as u64;
     let vector_bytes = graph.vectors_file_mut().mapped_bytes() as u64;
-    let mut left = budget;
     let mut resident = Vec::new();
     let mut pinned = true;
     let mut keep = |file: &mut PageFile, name: &'static str, bytes: u64| -> bool {

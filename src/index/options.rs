@@ -189,13 +189,13 @@ impl Default for OpenOptions {
 }
 
 impl OpenOptions {
-    /// The metadata's cache: at most an eighth of a memory budget, which has the pages to
-    /// feed first (its cache is process memory the kernel cannot reclaim; upper layers
-    /// are a sixteenth of the nodes, so an eighth holds them on any index this budget
-    /// suits).
+    /// The metadata's cache: under a memory budget, a thirty-second of it (at least
+    /// 1 MiB), counted in the budget before any tier is pinned. Its cache is process
+    /// memory the kernel cannot reclaim, so it must leave room for the pinned tiers;
+    /// upper-layer lists it does not hold are read from the file's pages instead.
     pub(super) fn meta_cache_bytes(&self) -> usize {
         match self.memory_budget {
-            Some(budget) => self.cache_bytes.min((budget / 8).max(1 << 20) as usize),
+            Some(budget) => self.cache_bytes.min((budget / 32).max(1 << 20) as usize),
             None => self.cache_bytes,
         }
     }

@@ -189,7 +189,10 @@ impl Graph {
             distances,
             budget,
         } = s;
+        // Read once: the loop below runs for every candidate of every query.
         let budget = *budget;
+        let budgeted = budget != usize::MAX;
+        let lists_on_disk = self.lists_on_disk;
         let epoch = *epoch;
         for &e in entry {
             if first_visit(marks, epoch, e.id) {
@@ -206,7 +209,7 @@ impl Graph {
             if results.len() >= ef && results.peek().is_some_and(|w| c.d > w.d) {
                 break;
             }
-            if *distances > budget {
+            if budgeted && *distances > budget {
                 break;
             }
             self.links(c.id, level, links)?;
@@ -231,7 +234,7 @@ impl Graph {
             for &n in fresh.iter() {
                 let d = score(n);
                 if results.len() < ef || results.peek().is_some_and(|w| d < w.d) {
-                    if self.lists_on_disk {
+                    if lists_on_disk {
                         // A queued candidate is likely expanded soon: its list's page
                         // read starts now, beside the others, instead of at the expansion.
                         self.layer0.will_need(n);
@@ -290,8 +293,35 @@ impl Graph {
         keep: usize,
         accept: impl Fn(u32) -> bool,
     ) -> Result<Vec<Cand>> {
-        let prepared = Prepared::new(quantized, q);
-        let score = |n: u32| prepared.eval(quantized.codes.codes(n));
+        // One walk per kind of code, each with its own scorer inlined: the walk scores
+        // thousands of codes per query.
+        Ok(match &quantized.quantizer {
+            Quantizer::Sq8(sq8) => {
+                let prepared = sq8.query(quantized.metric, quantized.kernels, q);
+                let beam =
+                    self.walk_codes(s, quantized, entry, ef, accept, |c| prepared.eval(c))?;
+                self.rerank_all(s, q, beam)
+            }
+            Quantizer::RaBitQ(bits) => {
+                let prepared = bits.query(quantized.metric, q);
+                let beam =
+                    self.walk_codes(s, quantized, entry, ef, accept, |c| prepared.eval(c))?;
+                self.rerank_bounded(s, q, quantized, &prepared, beam, keep)
+            }
+        })
+    }
+
+    /// `search_layer` on layer 0 scoring codes with `eval`.
+    fn walk_codes(
+        &self,
+        s: &mut Scratch,
+        quantized: &Quantized,
+        entry: &[Cand],
+        ef: usize,
+        accept: impl Fn(u32) -> bool,
+        eval: impl Fn(&[u8]) -> f32,
+    ) -> Result<Vec<Cand>> {
+        let score = |n: u32| eval(quantized.codes.codes(n));
         let start: Vec<Cand> = entry
             .iter()
             .map(|c| Cand {
@@ -299,12 +329,8 @@ impl Graph {
                 id: c.id,
             })
             .collect();
-        let beam = self.search_layer(s, &start, ef, 0, accept, score, |n| {
+        self.search_layer(s, &start, ef, 0, accept, score, |n| {
             quantized.codes.prefetch(n)
-        })?;
-        Ok(match &prepared {
-            Prepared::Sq8(_) => self.rerank_all(s, q, beam),
-            Prepared::RaBitQ(bits) => self.rerank_bounded(s, q, quantized, bits, beam, keep),
         })
     }
 
@@ -367,6 +393,7 @@ impl Graph {
     /// disk, if it did: lets the caller report an answer without reading the slot again
     /// through the mapping (a page fault, under a tight memory budget a reclaim too).
     pub fn verified_label(&self, slot: u32) -> Option<u64> {
+        self.direct.as_ref()?;
         VERIFIED.with(|v| {
             let v = v.borrow();
             if v.0 != self as *const Graph as usize {
@@ -378,10 +405,22 @@ impl Graph {
 
     /// Every candidate's exact distance.
     fn rerank_all(&self, s: &mut Scratch, q: &[f32], mut beam: Vec<Cand>) -> Vec<Cand> {
-        self.begin_verified();
-        let ids: Vec<u32> = beam.iter().map(|c| c.id).collect();
-        for (c, d) in beam.iter_mut().zip(self.exact_distances(q, &ids)) {
-            c.d = d;
+        if self.direct.is_some() {
+            self.begin_verified();
+            let ids: Vec<u32> = beam.iter().map(|c| c.id).collect();
+            for (c, d) in beam.iter_mut().zip(self.exact_distances(q, &ids)) {
+                c.d = d;
+            }
+        } else {
+            // In memory (the common case): no allocation, the loads started before any
+            // comparison so that their misses overlap.
+            if self.disk_reads {
+                beam.iter().for_each(|c| self.vectors.will_need(c.id));
+            }
+            beam.iter().for_each(|c| self.vectors.prefetch(c.id));
+            for c in &mut beam {
+                c.d = self.distance_to(q, c.id);
+            }
         }
         s.distances += beam.len();
         beam.sort_unstable();

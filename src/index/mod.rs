@@ -300,6 +300,20 @@ impl Index {
         threads: usize,
     ) -> Result<Vec<Vec<Neighbour>>> {
         self.follow()?;
+        let rows = self.rows(queries)?;
+        // Every row is checked before any is searched, as a batch insert checks its rows.
+        let rows: Vec<Vec<f32>> = rows
+            .iter()
+            .map(|q| self.prepare(q))
+            .collect::<Result<_>>()?;
+        let graph = self.graph.read();
+        self.each_row(rows.len(), threads, |i| {
+            self.hits(&graph, graph.search(&rows[i], k, ef.max(1))?)
+        })
+    }
+
+    /// The rows of a batch of queries (`dim` floats each).
+    fn rows<'a>(&self, queries: &'a [f32]) -> Result<Vec<&'a [f32]>> {
         let dim = self.config.dim;
         if !queries.len().is_multiple_of(dim) {
             return Err(Error::DimensionMismatch {
@@ -307,15 +321,19 @@ impl Index {
                 got: queries.len() % dim,
             });
         }
-        let rows: Vec<Vec<f32>> = queries
-            .chunks_exact(dim)
-            .map(|q| self.prepare(q))
-            .collect::<Result<_>>()?;
-        let graph = self.graph.read();
-        let answers: Vec<Mutex<Vec<Neighbour>>> =
-            rows.iter().map(|_| Mutex::new(Vec::new())).collect();
-        try_parallel_for(rows.len(), threads.max(1), |i| {
-            *answers[i].lock() = self.hits(&graph, graph.search(&rows[i], k, ef.max(1))?)?;
+        Ok(queries.chunks_exact(dim).collect())
+    }
+
+    /// `search(i)` for every row `i < n` on `threads` threads; answers in row order.
+    fn each_row(
+        &self,
+        n: usize,
+        threads: usize,
+        search: impl Fn(usize) -> Result<Vec<Neighbour>> + Sync,
+    ) -> Result<Vec<Vec<Neighbour>>> {
+        let answers: Vec<Mutex<Vec<Neighbour>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
+        try_parallel_for(n, threads.max(1), |i| {
+            *answers[i].lock() = search(i)?;
             Ok(())
         })?;
         Ok(answers.into_iter().map(Mutex::into_inner).collect())

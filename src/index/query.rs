@@ -1,14 +1,12 @@
 //! Searches with options: payload filters answered by a planner, paging, a distance cap;
 //! range search; and `tune`, which picks the smallest ef that reaches a target recall.
 
-use parking_lot::Mutex;
 use rand::seq::index::sample;
 
 use super::{Index, Neighbour};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::graph::Cand;
-use crate::parallel::try_parallel_for;
 
 /// A search's options beyond the query vector: `Query::new(k)` then the builders.
 ///
@@ -198,21 +196,8 @@ impl Index {
         q: &Query<'_>,
         threads: usize,
     ) -> Result<Vec<Vec<Neighbour>>> {
-        let dim = self.config.dim;
-        if !queries.len().is_multiple_of(dim) {
-            return Err(Error::DimensionMismatch {
-                expected: dim,
-                got: queries.len() % dim,
-            });
-        }
-        let rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
-        let answers: Vec<Mutex<Vec<Neighbour>>> =
-            rows.iter().map(|_| Mutex::new(Vec::new())).collect();
-        try_parallel_for(rows.len(), threads.max(1), |i| {
-            *answers[i].lock() = self.search_with(rows[i], q)?;
-            Ok(())
-        })?;
-        Ok(answers.into_iter().map(Mutex::into_inner).collect())
+        let rows = self.rows(queries)?;
+        self.each_row(rows.len(), threads, |i| self.search_with(rows[i], q))
     }
 
     /// The plan `search_with` would use for `q`'s filter, with the number of vectors it

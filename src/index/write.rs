@@ -17,6 +17,9 @@ use crate::parallel::try_parallel_for;
 use crate::store::{Meta, SlotState, State};
 use crate::wal::{Op, Placed, Wal};
 
+/// A batch's rows as stored and its payloads serialised (see `Index::checked_batch`).
+type CheckedBatch = (Vec<Vec<f32>>, Option<Vec<Option<Vec<u8>>>>);
+
 /// Levels are capped so a level fits the metadata's u8 and a freak draw cannot build a
 /// tower of empty layers.
 pub(super) const MAX_LEVEL: usize = 32;
@@ -396,6 +399,21 @@ impl Index {
             .collect())
     }
 
+    /// What every batch write checks before it takes a lock: the index may write, every
+    /// row is a valid vector (returned as stored) and every payload a valid one (returned
+    /// serialised). `None` for an empty batch, which writes nothing.
+    fn checked_batch(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        payloads: Option<&[serde_json::Value]>,
+    ) -> Result<Option<CheckedBatch>> {
+        self.writable_log()?;
+        let rows = self.prepare_rows(ids, vectors)?;
+        let payloads = self.encode_payloads(ids.len(), payloads)?;
+        Ok((!ids.is_empty()).then_some((rows, payloads)))
+    }
+
     /// Inserts `vector` under `id`. Fails with `DuplicateId` if `id` is present.
     pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
         self.insert_batch(&[id], vector)
@@ -423,12 +441,9 @@ impl Index {
         payloads: Option<&[serde_json::Value]>,
         threads: usize,
     ) -> Result<()> {
-        self.writable_log()?;
-        let rows = self.prepare_rows(ids, vectors)?;
-        let payloads = self.encode_payloads(ids.len(), payloads)?;
-        if ids.is_empty() {
+        let Some((rows, payloads)) = self.checked_batch(ids, vectors, payloads)? else {
             return Ok(());
-        }
+        };
         let n = ids.len();
         // Room for the worst case (no free slot reused): the batch must not remap midway.
         let (graph, mut p) = self.lock_with_room(|p| p.high_water as usize + n)?;
@@ -472,12 +487,9 @@ impl Index {
         payloads: Option<&[serde_json::Value]>,
         threads: usize,
     ) -> Result<()> {
-        self.writable_log()?;
-        let rows = self.prepare_rows(ids, vectors)?;
-        let payloads = self.encode_payloads(ids.len(), payloads)?;
-        if ids.is_empty() {
+        let Some((rows, payloads)) = self.checked_batch(ids, vectors, payloads)? else {
             return Ok(());
-        }
+        };
         let mut seen = HashSet::with_capacity(ids.len());
         if let Some(&twice) = ids.iter().find(|&&id| !seen.insert(id)) {
             return Err(Error::DuplicateId(twice));

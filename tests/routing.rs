@@ -53,7 +53,7 @@ fn rabitq_routing_answers_persists_and_verifies() {
         drop(index);
         let stats_all = Index::open(&dir).unwrap().stats().unwrap();
         assert!(stats_all.residency.is_none());
-        let tight = Index::open_with(&dir, &OpenOptions::default().memory_budget(3 << 20)).unwrap();
+        let tight = Index::open_with(&dir, &OpenOptions::default().memory_budget(2 << 20)).unwrap();
         let residency = tight.stats().unwrap().residency.unwrap();
         assert_eq!(residency.resident, ["codes", "layer0"], "{residency:?}");
         assert!(residency.disk_reads);

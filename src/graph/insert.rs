@@ -1,6 +1,7 @@
 //! Building the graph: inserting a node (paper, Algorithm 1), the neighbour-selection
 //! heuristic (Algorithm 4) and the list updates that link nodes to each other.
 
+use super::search::Start;
 use super::upper::UpperNode;
 use super::{Cand, Graph, LOCK_STRIPES};
 use crate::error::Result;
@@ -240,7 +241,7 @@ impl Graph {
                     // Layer 0 holds almost all of an insert's distances: walk it on codes
                     // as searches do; neighbours are still chosen on exact distances.
                     Some(quantized) if l == 0 => {
-                        self.search_codes(s, quantized, q, &entry_set, ef, ef, live)?
+                        self.search_codes(s, quantized, q, Start::Nodes(&entry_set), ef, ef, live)?
                     }
                     _ => self.search_layer_exact(s, q, &entry_set, ef, l, live)?,
                 };

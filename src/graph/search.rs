@@ -102,6 +102,14 @@ impl Prepared {
     }
 }
 
+/// Where a walk of layer 0 on codes starts.
+pub(super) enum Start<'a> {
+    /// From these nodes (their distances recomputed on codes).
+    Nodes(&'a [Cand]),
+    /// From the top: a greedy descent of the upper layers from the entry point, on codes.
+    Top(EntryPoint),
+}
+
 impl Graph {
     pub(super) fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
         let mut s = self.scratch.lock().pop().unwrap_or_else(Scratch::new);
@@ -112,13 +120,14 @@ impl Graph {
         r
     }
 
-    /// Greedy walk on `level`: moves to a closer neighbour until none is closer.
-    pub(super) fn greedy(
+    /// Greedy walk on `level` by `score`: moves to a closer neighbour until none is
+    /// closer.
+    fn greedy(
         &self,
         s: &mut Scratch,
-        q: &[f32],
         mut cur: Cand,
         level: usize,
+        score: &impl Fn(u32) -> f32,
     ) -> Result<Cand> {
         loop {
             let mut changed = false;
@@ -128,7 +137,7 @@ impl Graph {
                     continue;
                 }
                 s.distances += 1;
-                let d = self.distance_to(q, n);
+                let d = score(n);
                 if d < cur.d {
                     cur = Cand { d, id: n };
                     changed = true;
@@ -140,8 +149,8 @@ impl Graph {
         }
     }
 
-    /// Greedy descent from `ep` down to level `down_to + 1`: the node a search of level
-    /// `down_to` starts from.
+    /// Greedy descent from `ep` down to level `down_to + 1` on exact distances: the node
+    /// a search of level `down_to` starts from.
     pub(super) fn descend(
         &self,
         s: &mut Scratch,
@@ -149,13 +158,26 @@ impl Graph {
         ep: EntryPoint,
         down_to: usize,
     ) -> Result<Cand> {
+        self.descend_by(s, ep, down_to, &|n| self.distance_to(q, n))
+    }
+
+    /// `descend` scoring nodes with `score` (codes, for a search walking on them: the
+    /// descent then reads no vector, which under a memory budget would be a page fault
+    /// per hop).
+    fn descend_by(
+        &self,
+        s: &mut Scratch,
+        ep: EntryPoint,
+        down_to: usize,
+        score: &impl Fn(u32) -> f32,
+    ) -> Result<Cand> {
         s.distances += 1;
         let mut cur = Cand {
-            d: self.distance_to(q, ep.node),
+            d: score(ep.node),
             id: ep.node,
         };
         for l in (down_to + 1..=ep.level).rev() {
-            cur = self.greedy(s, q, cur, l)?;
+            cur = self.greedy(s, cur, l, score)?;
         }
         Ok(cur)
     }
@@ -288,7 +310,7 @@ impl Graph {
         s: &mut Scratch,
         quantized: &Quantized,
         q: &[f32],
-        entry: &[Cand],
+        entry: Start<'_>,
         ef: usize,
         keep: usize,
         accept: impl Fn(u32) -> bool,
@@ -316,19 +338,22 @@ impl Graph {
         &self,
         s: &mut Scratch,
         quantized: &Quantized,
-        entry: &[Cand],
+        entry: Start<'_>,
         ef: usize,
         accept: impl Fn(u32) -> bool,
         eval: impl Fn(&[u8]) -> f32,
     ) -> Result<Vec<Cand>> {
         let score = |n: u32| eval(quantized.codes.codes(n));
-        let start: Vec<Cand> = entry
-            .iter()
-            .map(|c| Cand {
-                d: score(c.id),
-                id: c.id,
-            })
-            .collect();
+        let start: Vec<Cand> = match entry {
+            Start::Nodes(nodes) => nodes
+                .iter()
+                .map(|c| Cand {
+                    d: score(c.id),
+                    id: c.id,
+                })
+                .collect(),
+            Start::Top(ep) => vec![self.descend_by(s, ep, 0, &score)?],
+        };
         self.search_layer(s, &start, ef, 0, accept, score, |n| {
             quantized.codes.prefetch(n)
         })
@@ -599,11 +624,13 @@ impl Graph {
         self.with_scratch(|s| {
             s.distances = 0;
             s.budget = budget;
-            let start = self.descend(s, q, ep, 0)?;
             let mut found = match &self.quantized {
-                None => self.search_layer_exact(s, q, &[start], ef.max(k), 0, accept)?,
+                None => {
+                    let start = self.descend(s, q, ep, 0)?;
+                    self.search_layer_exact(s, q, &[start], ef.max(k), 0, accept)?
+                }
                 Some(quantized) => {
-                    self.search_codes(s, quantized, q, &[start], ef.max(k), k, accept)?
+                    self.search_codes(s, quantized, q, Start::Top(ep), ef.max(k), k, accept)?
                 }
             };
             found.truncate(k);

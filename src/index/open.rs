@@ -258,7 +258,7 @@ impl Index {
             // has upper lists: about M links of 4 bytes and ~96 bytes of bookkeeping).
             let upper = state.high_water as u64 / config.m as u64 * (config.m as u64 * 4 + 96);
             let left = budget.saturating_sub(options.meta_cache_bytes() as u64 + upper);
-            apply_budget(&mut graph, budget, left)
+            apply_budget(&mut graph, budget, left, state.high_water as usize)
         });
 
         // Replay the log into the graph and the ledger. Nothing in the directory is removed
@@ -542,14 +542,12 @@ const DIRECT_READERS: usize = 16;
 
 /// Decides what stays in memory under `budget` bytes (see `OpenOptions::memory_budget`),
 /// `left` of which remain once the metadata's cache and the upper layers are counted: the
-/// code file, then the
-/// layer-0 file, then the vectors, each pinned while the whole of it fits in what is left.
-fn apply_budget(graph: &mut Graph, budget: u64, mut left: u64) -> Residency {
-    let codes_bytes = graph
-        .codes_file_mut()
-        .map_or(0, |f| f.mapped_bytes() as u64);
-    let layer0_bytes = graph.layer0_file_mut().mapped_bytes() as u64;
-    let vector_bytes = graph.vectors_file_mut().mapped_bytes() as u64;
+/// codes, then the layer-0 lists, then the vectors of the `used` slots, each pinned while
+/// the whole of it fits in what is left.
+fn apply_budget(graph: &mut Graph, budget: u64, mut left: u64, used: usize) -> Residency {
+    let codes_bytes = graph.codes_file_mut().map_or(0, |f| f.span(used) as u64);
+    let layer0_bytes = graph.layer0_file_mut().span(used) as u64;
+    let vector_bytes = graph.vectors_file_mut().span(used) as u64;
     let mut resident = Vec::new();
     let mut pinned = true;
     let mut keep = |file: &mut PageFile, name: &'static str, bytes: u64| -> bool {
@@ -557,7 +555,7 @@ fn apply_budget(graph: &mut Graph, budget: u64, mut left: u64) -> Residency {
             return false;
         }
         left -= bytes;
-        if file.pin().is_err() {
+        if file.pin(used).is_err() {
             // Not allowed to lock this much (RLIMIT_MEMLOCK): fault it in instead.
             pinned = false;
             file.advise(true);

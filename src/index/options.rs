@@ -189,13 +189,15 @@ impl Default for OpenOptions {
 }
 
 impl OpenOptions {
-    /// The metadata's cache: under a memory budget, a thirty-second of it (at least
-    /// 1 MiB), counted in the budget before any tier is pinned. Its cache is process
+    /// The metadata's cache: under a memory budget, a sixty-fourth of it (at least
+    /// 256 KiB), counted in the budget before any tier is pinned. Searches read an upper
+    /// node from it once and then keep its lists themselves (counted apart), so it need
+    /// not be large. Its cache is process
     /// memory the kernel cannot reclaim, so it must leave room for the pinned tiers;
     /// upper-layer lists it does not hold are read from the file's pages instead.
     pub(super) fn meta_cache_bytes(&self) -> usize {
         match self.memory_budget {
-            Some(budget) => self.cache_bytes.min((budget / 32).max(1 << 20) as usize),
+            Some(budget) => self.cache_bytes.min((budget / 64).max(256 << 10) as usize),
             None => self.cache_bytes,
         }
     }

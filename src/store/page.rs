@@ -210,7 +210,8 @@ pub struct PageFile {
     /// Opened read-only: mapped private, never grown, synced or written back.
     read_only: bool,
     /// Pinned in memory (`pin`): a growth pins the new mapping too.
-    pinned: bool,
+    /// Slots pinned by `pin`, re-pinned after each growth.
+    pinned: Option<usize>,
 }
 
 impl PageFile {
@@ -233,7 +234,7 @@ impl PageFile {
             map,
             header,
             read_only: false,
-            pinned: false,
+            pinned: None,
         };
         file.write_header();
         file.sync()?;
@@ -283,7 +284,7 @@ impl PageFile {
             map,
             header,
             read_only,
-            pinned: false,
+            pinned: None,
         })
     }
 
@@ -388,22 +389,25 @@ impl PageFile {
         );
     }
 
-    /// Pins every page of the mapping in memory (`mlock`), now and after each growth.
-    /// Fails (changing nothing) where the process may not lock that much memory.
-    pub fn pin(&mut self) -> std::io::Result<()> {
-        self.map.lock()?;
-        self.pinned = true;
+    /// Pins the header page and the first `slots` slots in memory (`mlock`), now and
+    /// after each growth: the slots in use, not the capacity grown ahead of them, which
+    /// nothing reads. Fails (changing nothing) where the process may not lock that much
+    /// memory.
+    pub fn pin(&mut self, slots: usize) -> std::io::Result<()> {
+        lock_prefix(&self.map, self.span(slots))?;
+        self.pinned = Some(slots);
         Ok(())
+    }
+
+    /// Bytes from the file's start to the end of slot `slots - 1` (the header page and
+    /// the first `slots` slots): what `pin(slots)` keeps in memory.
+    pub fn span(&self, slots: usize) -> usize {
+        (HEADER_PAGE + slots.min(self.capacity()) * self.stride()).min(self.map.len())
     }
 
     /// Where slot `i` starts in the file.
     pub fn slot_offset(&self, i: usize) -> u64 {
         (HEADER_PAGE + i * self.stride()) as u64
-    }
-
-    /// Bytes mapped (header page and every slot).
-    pub fn mapped_bytes(&self) -> usize {
-        self.map.len()
     }
 
     /// The file's path.
@@ -474,9 +478,9 @@ impl PageFile {
         // The old mapping stays valid until replaced: an error here leaves the arena as it was.
         let map = MmapOptions::new().map_raw(&self.file).at(&self.path)?;
         self.map = map;
-        if self.pinned {
+        if let Some(slots) = self.pinned {
             // Best effort: the index works unpinned, only slower under memory pressure.
-            let _ = self.map.lock();
+            let _ = lock_prefix(&self.map, self.span(slots));
         }
         self.header.capacity = new_cap;
         self.write_header();
@@ -541,6 +545,18 @@ impl RowFile {
         })?;
         let dim = file.header().dim as usize;
         Ok(RowFile { file, dim })
+    }
+}
+
+/// Locks the first `len` bytes of `map` in memory (`mlock`).
+fn lock_prefix(map: &MmapRaw, len: usize) -> std::io::Result<()> {
+    // SAFETY: `[ptr, ptr + len)` lies inside the live mapping (callers pass at most its
+    // length); mlock changes only whether the pages stay resident, never their contents.
+    let r = unsafe { libc::mlock(map.as_ptr().cast(), len.min(map.len())) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

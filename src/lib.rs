@@ -45,7 +45,7 @@ mod prefetch;
 pub mod store;
 mod wal;
 
-pub use distance::{Metric, Routing};
+pub use distance::{Metric, Routing, Storage, f16};
 pub use error::{Error, Result};
 pub use filter::{FieldKind, FieldSpec, Filter};
 pub use index::{

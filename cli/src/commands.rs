@@ -23,12 +23,14 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
             seed,
             index_field,
             routing,
+            storage,
         } => {
             let mut opts = IndexOptions::new(dim, metric)
                 .m(m)
                 .ef_construction(ef_construction)
                 .seed(seed)
-                .routing(routing);
+                .routing(routing)
+                .storage(storage);
             for field in &index_field {
                 opts = opts.field(FieldSpec::parse(field)?);
             }
@@ -446,7 +448,8 @@ fn stats(dir: &Path, out: Output) -> CliResult {
             json!({"len": s.len, "capacity": s.capacity, "high_water": s.high_water, "free_slots": s.free_slots,
                    "upper_nodes": s.upper_nodes, "max_level": s.max_level, "dim": s.dim, "metric": s.metric.name(),
                    "m": s.m, "ef_construction": s.ef_construction, "kernels": s.kernels,
-                   "codes_generation": s.codes_generation, "files": files})
+                   "codes_generation": s.codes_generation, "routing": s.routing.name(),
+                   "storage": s.storage.name(), "files": files})
         );
     } else {
         println!("vectors       {}", s.len);
@@ -459,11 +462,13 @@ fn stats(dir: &Path, out: Output) -> CliResult {
             s.max_level, s.upper_nodes
         );
         println!(
-            "config        dim {}, {}, M {}, ef_construction {}",
+            "config        dim {}, {}, M {}, ef_construction {}, {} routing, {} vectors",
             s.dim,
             s.metric.name(),
             s.m,
-            s.ef_construction
+            s.ef_construction,
+            s.routing.name(),
+            s.storage.name()
         );
         println!("kernels       {}", s.kernels);
         if s.codes_generation > 0 {

@@ -223,9 +223,28 @@ fn payloads_filters_and_tune_from_the_command_line() {
 
 #[test]
 fn lookup_search_from_arguments_and_stdin() {
+    // The same answers with vectors stored as f16 (these values are exact in f16).
+    for storage in ["f32", "f16"] {
+        lookup_search(storage);
+    }
+}
+
+fn lookup_search(storage: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let idx = tmp.path().join("idx");
-    ok(&["create", s(&idx), "--dim", "3", "--metric", "l2"], None);
+    ok(
+        &[
+            "create",
+            s(&idx),
+            "--dim",
+            "3",
+            "--metric",
+            "l2",
+            "--storage",
+            storage,
+        ],
+        None,
+    );
     let jsonl = tmp.path().join("a.jsonl");
     std::fs::write(
         &jsonl,
@@ -259,6 +278,7 @@ fn lookup_search_from_arguments_and_stdin() {
     assert_eq!(deleted[0]["len"], 2);
     let stats = json_lines(&ok(&["--json", "stats", s(&idx)], None));
     assert_eq!(stats[0]["len"], 2);
+    assert_eq!(stats[0]["storage"], storage);
     let verify = json_lines(&ok(&["--json", "verify", s(&idx)], None));
     assert_eq!(verify[0]["ok"], true);
 }

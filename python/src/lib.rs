@@ -348,8 +348,10 @@ impl Index {
     /// `max_elements` only pre-sizes the files: the index grows past it on its own.
     /// `fields` indexes payload fields for filters: `{"lang": "keyword", "year": "int"}`
     /// (kinds: keyword, int, float, bool).
-    /// `routing` is "sq8" (default) or "rabitq" (for indexes larger than memory).
-    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, path=None, fields=None, routing="sq8"))]
+    /// `routing` is "sq8" (default) or "rabitq" (for indexes larger than memory);
+    /// `storage` "f32" (default) or "f16" (half the disk; `get_items` returns the f16
+    /// values widened).
+    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, path=None, fields=None, routing="sq8", storage="f32"))]
     // The parameters are hnswlib's, by name and order, plus the path and fields.
     #[allow(non_snake_case, clippy::too_many_arguments)]
     fn init_index(
@@ -363,6 +365,7 @@ impl Index {
         path: Option<PathBuf>,
         fields: Option<std::collections::BTreeMap<String, String>>,
         routing: &str,
+        storage: &str,
     ) -> PyResult<()> {
         // Freed slots are always reused, so hnswlib's opt-in is accepted and implied.
         let _ = allow_replace_deleted;
@@ -378,7 +381,8 @@ impl Index {
             .ef_construction(ef_construction)
             .seed(random_seed)
             .capacity(max_elements.max(1))
-            .routing(routing.parse().map_err(py_err)?);
+            .routing(routing.parse().map_err(py_err)?)
+            .storage(storage.parse().map_err(py_err)?);
         let options = fields
             .unwrap_or_default()
             .into_iter()

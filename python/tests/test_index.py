@@ -408,3 +408,26 @@ def test_rabitq_routing_under_a_memory_budget(tmp_path):
     truth, _ = brute_force(data, data[:50], 10, "l2")
     assert recall(labels, truth) >= 0.9
     index.close()
+
+
+def test_f16_storage_halves_the_vectors_and_keeps_recall(tmp_path):
+    n = 3000
+    data = clustered(n, seed=8)
+    sizes = {}
+    for storage in ("f32", "f16"):
+        index = hnswdb.Index(space="l2", dim=DIM)
+        index.init_index(max_elements=n, path=str(tmp_path / storage), storage=storage)
+        index.add_items(data, np.arange(n))
+        labels, _ = index.knn_query(data[:50], k=10, ef=100)
+        truth, _ = brute_force(data, data[:50], 10, "l2")
+        assert recall(labels, truth) >= 0.9
+        got = index.get_items([7])[0]
+        if storage == "f16":
+            assert np.array_equal(got, data[7].astype(np.float16).astype(np.float32))
+        else:
+            assert np.array_equal(got, data[7])
+        index.close()
+        sizes[storage] = os.path.getsize(tmp_path / storage / "vectors")
+    assert sizes["f16"] < 0.6 * sizes["f32"]
+    with pytest.raises(ValueError):
+        hnswdb.Index(space="l2", dim=DIM).init_index(max_elements=1, path=str(tmp_path / "x"), storage="f8")

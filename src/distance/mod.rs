@@ -111,6 +111,88 @@ impl std::str::FromStr for Routing {
     }
 }
 
+/// How the full vectors are stored on disk: fixed at creation
+/// (`IndexOptions::storage`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Storage {
+    /// 4-byte floats, exactly as given.
+    #[default]
+    F32,
+    /// IEEE half floats: half the disk, the page cache and the bytes a re-rank reads, at
+    /// about three decimal digits per component (components beyond ±65,504 are refused).
+    F16,
+}
+
+impl Storage {
+    /// Code stored in the metadata.
+    pub(crate) fn code(self) -> u64 {
+        match self {
+            Storage::F32 => 0,
+            Storage::F16 => 1,
+        }
+    }
+
+    pub(crate) fn from_code(code: u64) -> Option<Storage> {
+        match code {
+            0 => Some(Storage::F32),
+            1 => Some(Storage::F16),
+            _ => None,
+        }
+    }
+
+    /// Bytes per component.
+    pub fn bytes(self) -> usize {
+        match self {
+            Storage::F32 => 4,
+            Storage::F16 => 2,
+        }
+    }
+
+    /// The name the CLI and Python use (`f32`, `f16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Storage::F32 => "f32",
+            Storage::F16 => "f16",
+        }
+    }
+}
+
+impl std::str::FromStr for Storage {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Storage> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Storage::F32),
+            "f16" => Ok(Storage::F16),
+            other => Err(crate::Error::InvalidOption(format!(
+                "unknown storage {other:?} (expected f32 or f16)"
+            ))),
+        }
+    }
+}
+
+/// A stored vector as it lies in its slot.
+#[derive(Clone, Copy, Debug)]
+pub enum Row<'a> {
+    /// Stored as f32.
+    F32(&'a [f32]),
+    /// Stored as f16.
+    F16(&'a [half::f16]),
+}
+
+impl<'a> Row<'a> {
+    /// The vector as f32: borrowed when stored so, converted otherwise.
+    pub fn to_f32(self) -> std::borrow::Cow<'a, [f32]> {
+        match self {
+            Row::F32(v) => std::borrow::Cow::Borrowed(v),
+            Row::F16(v) => std::borrow::Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
+        }
+    }
+}
+
+/// Components converted per step when comparing against an f16 row: a stack buffer that
+/// the f32 kernel then reads.
+const F16_CHUNK: usize = 64;
+
 /// A trained quantiser of either kind.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Quantizer {
@@ -256,6 +338,28 @@ impl Distance {
         let k = (self.kernel)(a, b);
         if self.one_minus { 1.0 - k } else { k }
     }
+
+    /// Distance between `a` and a stored row of equal length. An f16 row is converted
+    /// `F16_CHUNK` components at a time into a stack buffer and summed with the same
+    /// kernel (both kernels are sums over components), so nothing is allocated.
+    #[inline(always)]
+    pub fn eval_row(&self, a: &[f32], b: Row<'_>) -> f32 {
+        match b {
+            Row::F32(b) => self.eval(a, b),
+            Row::F16(b) => {
+                use half::slice::HalfFloatSliceExt;
+                debug_assert_eq!(a.len(), b.len());
+                let mut buf = [0f32; F16_CHUNK];
+                let mut k = 0f32;
+                for (a, b) in a.chunks(F16_CHUNK).zip(b.chunks(F16_CHUNK)) {
+                    let buf = &mut buf[..b.len()];
+                    b.convert_to_f32_slice(buf);
+                    k += (self.kernel)(a, buf);
+                }
+                if self.one_minus { 1.0 - k } else { k }
+            }
+        }
+    }
 }
 
 /// Scales `v` to unit length in place. Returns false for an all-zero vector. The norm is
@@ -369,5 +473,6 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub use half::f16;
 pub use rabitq::{RaBitQ, RaBitQuery};
 pub use sq8::{Sq8, Sq8Query};

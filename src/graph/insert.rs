@@ -26,7 +26,8 @@ impl Graph {
             if kept.len() >= m {
                 break;
             }
-            let v = self.vectors.vector(c.id);
+            let v = self.vectors.vector(c.id).to_f32();
+            let v = &*v;
             match kept.iter().find(|k| self.distance_to(v, k.id) < c.d) {
                 None => kept.push(c),
                 Some(r) => {
@@ -73,7 +74,8 @@ impl Graph {
 
     /// `node`'s neighbours among `ids`, with their distances, nearest first.
     pub(super) fn by_distance(&self, node: u32, ids: impl IntoIterator<Item = u32>) -> Vec<Cand> {
-        let base = self.vectors.vector(node);
+        let base = self.vectors.vector(node).to_f32();
+        let base = &*base;
         let mut cands: Vec<Cand> = ids
             .into_iter()
             .map(|id| Cand {
@@ -164,7 +166,8 @@ impl Graph {
                 return true;
             }
             // A link to a node not in the graph is replaced first; else the farthest.
-            let base = self.vectors.vector(from);
+            let base = self.vectors.vector(from).to_f32();
+            let base = &*base;
             let (far, _) = list
                 .iter()
                 .enumerate()
@@ -203,7 +206,9 @@ impl Graph {
         self.unsynced.insert(node);
         self.vectors.write(node, v, label);
         if let Some(q) = &self.quantized {
-            q.codes.write(node, &q.encode(v));
+            // From the vector as stored (rounded, under f16), as a retraining would.
+            q.codes
+                .write(node, &q.encode(&self.vectors.vector(node).to_f32()));
         }
         self.update_links(node, 0, |list| {
             list.clear();
@@ -229,7 +234,8 @@ impl Graph {
             *self.entry.write() = Some(EntryPoint { node, level });
             return Ok(());
         };
-        let q = self.vectors.vector(node);
+        let q = self.vectors.vector(node).to_f32();
+        let q = &*q;
         self.with_scratch(|s| -> Result<()> {
             let cur = self.descend(s, q, ep, level)?;
             let mut entry_set = vec![cur];

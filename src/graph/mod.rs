@@ -337,7 +337,7 @@ impl Graph {
 
     #[inline(always)]
     fn distance_to(&self, q: &[f32], node: u32) -> f32 {
-        self.dist.eval(q, self.vectors.vector(node))
+        self.dist.eval_row(q, self.vectors.vector(node))
     }
 
     /// The quantised codes searches walk on, if any.
@@ -363,9 +363,9 @@ impl Graph {
         crate::parallel::parallel_for(high_water as usize, threads, |i| {
             let node = i as u32;
             if self.routable.contains(node) {
-                let v = self.vectors.vector(node);
+                let v = self.vectors.vector(node).to_f32();
                 let mut out = vec![0u8; quantizer.code_bytes(v.len())];
-                quantizer.encode(v, &mut out);
+                quantizer.encode(&v, &mut out);
                 codes.write(node, &out);
             }
         });

@@ -93,7 +93,8 @@ impl Graph {
             if seen[x as usize] || !self.live.contains(x) {
                 continue;
             }
-            let q = self.vectors.vector(x);
+            let q = self.vectors.vector(x).to_f32();
+            let q = &*q;
             let found = self.search(q, 2, self.params.ef_construction)?;
             if let Some(near) = found.iter().find(|c| c.id != x) {
                 self.force_link(near.id, x, 0)?;
@@ -143,7 +144,8 @@ impl Graph {
         // Where many neighbours died, that pool is thin, and repeated consolidations then
         // lose recall a little each time. A beam search from the node itself, as an insert
         // runs, finds the neighbourhood a fresh build would see.
-        let base = self.vectors.vector(node);
+        let base = self.vectors.vector(node).to_f32();
+        let base = &*base;
         let start = [super::Cand { d: 0.0, id: node }];
         let found = self.with_scratch(|s| {
             self.search_layer_exact(s, base, &start, 2 * self.max_links(level), level, |n| {

@@ -383,7 +383,7 @@ impl Graph {
                     for (read, &i) in reads.iter().zip(&clean) {
                         match read.bytes().and_then(|b| self.vectors.parse_slot(b)) {
                             Some((vector, label)) => {
-                                out[i] = self.dist.eval(q, vector);
+                                out[i] = self.dist.eval_row(q, vector);
                                 v.1.push((ids[i], label));
                             }
                             // Failed or damaged: the mapping reads it again and reports

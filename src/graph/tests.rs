@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 use super::*;
+use crate::distance::Storage;
 use crate::error::Error;
 use crate::store::FileIdentity;
 
@@ -19,7 +20,7 @@ fn empty_graph(dir: &Path, capacity: usize) -> Graph {
         metric: Metric::L2.code(),
         index_uid: 1,
     };
-    let vectors = Vectors::create(&dir.join("vectors"), identity, capacity).unwrap();
+    let vectors = Vectors::create(&dir.join("vectors"), identity, capacity, Storage::F32).unwrap();
     let layer0 = Layer0::create(&dir.join("graph0"), identity, 2 * M, capacity).unwrap();
     let params = Params {
         m: M,
@@ -166,7 +167,7 @@ fn unreadable_upper_layers_fail_searches_instead_of_cutting_links() {
             ef_construction: 64,
         },
         Distance::new(Metric::L2, Kernels::detect()),
-        Vectors::open(&dir.path().join("vectors"), false).unwrap(),
+        Vectors::open(&dir.path().join("vectors"), false, Storage::F32).unwrap(),
         Layer0::open(&dir.path().join("graph0"), false).unwrap(),
     );
     graph.restore(300, &[], &[], Arc::new(Unreadable), Some(entry));

@@ -160,10 +160,13 @@ impl Index {
     fn train_codes(&self, graph: &Graph, p: &Ledger) -> Result<Quantized> {
         let live: Vec<u32> = (0..p.high_water).filter(|&s| graph.is_live(s)).collect();
         let step = live.len().div_ceil(SQ8_SAMPLE).max(1);
-        let sample = live
+        // Borrowed in place when stored as f32.
+        let rows: Vec<_> = live
             .iter()
             .step_by(step)
-            .map(|&s| graph.vectors().vector(s));
+            .map(|&s| graph.vectors().vector(s).to_f32())
+            .collect();
+        let sample = rows.iter().map(|r| &**r);
         let quantizer = match self.config.routing {
             Routing::Sq8 => Quantizer::Sq8(Sq8::train(self.config.dim, sample)),
             // The rotation's seed is the index's, drawn anew at each training (the codes

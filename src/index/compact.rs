@@ -54,6 +54,7 @@ impl Index {
                 .ef_construction(self.config.ef_construction)
                 .seed(self.config.seed)
                 .routing(self.config.routing)
+                .storage(self.config.storage)
                 .capacity(self.len().max(1) as usize)
                 .threads(self.threads()),
             IndexOptions::field,

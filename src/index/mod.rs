@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::distance::{Kernels, MAX_SQUARED_NORM, Metric, normalize, squared_norm};
+use crate::distance::{Kernels, MAX_SQUARED_NORM, Metric, Storage, f16, normalize, squared_norm};
 use crate::error::{Error, Result};
 use crate::graph::{Cand, Graph};
 use crate::parallel::try_parallel_for;
@@ -185,7 +185,22 @@ impl Index {
     /// cosine) without writing anything: lets a caller validate a whole set of writes
     /// before issuing any of them.
     pub fn validate(&self, vector: &[f32]) -> Result<()> {
-        self.prepare(vector).map(drop)
+        self.prepare_write(vector).map(drop)
+    }
+
+    /// `prepare` for a vector to be stored: also within the storage's range (f16 holds
+    /// at most ±65,504; rounding to it would store an infinity).
+    fn prepare_write(&self, v: &[f32]) -> Result<Vec<f32>> {
+        let v = self.prepare(v)?;
+        if self.config.storage == Storage::F16 {
+            let max = f16::MAX.to_f32();
+            if let Some((position, x)) = v.iter().enumerate().find(|(_, x)| x.abs() > max) {
+                return Err(Error::InvalidVector(format!(
+                    "component {position} is {x}, beyond the ±{max} an f16 index stores"
+                )));
+            }
+        }
+        Ok(v)
     }
 
     /// Checks a vector and returns it as stored: normalised for cosine.
@@ -404,7 +419,7 @@ impl Index {
                 Error::corrupt(self.meta().path(), why)
             });
         }
-        Ok(graph.vectors().vector(slot).to_vec())
+        Ok(graph.vectors().vector(slot).to_f32().into_owned())
     }
 
     /// Every live id with its slot, in id order.
@@ -463,6 +478,7 @@ impl Index {
             wal_bytes: self.wal.as_ref().map_or(0, |w| w.bytes_since_checkpoint()),
             codes_generation: graph.quantized().map_or(0, |q| q.generation),
             routing: self.config.routing,
+            storage: self.config.storage,
             residency: self.residency.clone(),
         })
     }

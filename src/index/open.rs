@@ -214,7 +214,7 @@ impl Index {
             options.meta_cache_bytes(),
             read_only,
         )?;
-        let vectors = Vectors::open(&dir.join(VECTORS_FILE), read_only)?;
+        let vectors = Vectors::open(&dir.join(VECTORS_FILE), read_only, config.storage)?;
         let layer0 = Layer0::open(&dir.join(GRAPH0_FILE), read_only)?;
         for file in [vectors.file(), layer0.file()] {
             file.check_identity(config.file_identity(), state.high_water as usize)?;
@@ -368,9 +368,15 @@ fn build(staging: &Path, options: &IndexOptions) -> Result<()> {
         seed: options.seed,
         index_uid: rand::rng().random(),
         routing: options.routing,
+        storage: options.storage,
     };
     let identity = config.file_identity();
-    Vectors::create(&staging.join(VECTORS_FILE), identity, options.capacity)?;
+    Vectors::create(
+        &staging.join(VECTORS_FILE),
+        identity,
+        options.capacity,
+        options.storage,
+    )?;
     Layer0::create(
         &staging.join(GRAPH0_FILE),
         identity,

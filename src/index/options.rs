@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::distance::{Metric, Routing};
+use crate::distance::{Metric, Routing, Storage};
 use crate::error::{Error, Result};
 use crate::filter::FieldSpec;
 use crate::store::meta::{MAX_DIM, MAX_EF};
@@ -24,6 +24,7 @@ pub struct IndexOptions {
     pub(super) capacity: usize,
     pub(super) fields: Vec<FieldSpec>,
     pub(super) routing: Routing,
+    pub(super) storage: Storage,
     pub(super) runtime: OpenOptions,
 }
 
@@ -39,6 +40,7 @@ impl IndexOptions {
             capacity: 1024,
             fields: Vec::new(),
             routing: Routing::Sq8,
+            storage: Storage::F32,
             runtime: OpenOptions::default(),
         }
     }
@@ -75,6 +77,16 @@ impl IndexOptions {
     /// `docs/larger-than-ram.md`.
     pub fn routing(mut self, routing: Routing) -> Self {
         self.routing = routing;
+        self
+    }
+
+    /// How the full vectors are stored (fixed for the index's life): f32 (the default) or
+    /// f16, which halves the vector file, the memory it takes when resident and the bytes
+    /// each re-rank reads, for about three significant digits per component (measured
+    /// recall cost: `docs/larger-than-ram.md`). `get` then returns the f16 values widened
+    /// to f32, and a component beyond ±65,504 is refused (`InvalidVector`).
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.storage = storage;
         self
     }
 

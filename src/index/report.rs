@@ -45,6 +45,8 @@ pub struct Stats {
     pub codes_generation: u64,
     /// What the walk runs on.
     pub routing: crate::Routing,
+    /// How the full vectors are stored.
+    pub storage: crate::Storage,
     /// What the memory budget kept resident (`None`: no budget given).
     pub residency: Option<Residency>,
 }

@@ -44,7 +44,7 @@ impl Index {
                     "id {id} maps to slot {slot}, whose label is {label}"
                 ));
             }
-            let v = graph.vectors().vector(slot);
+            let v = graph.vectors().vector(slot).to_f32();
             if v.iter().any(|x| !x.is_finite()) {
                 problems.push(format!("vector of id {id} holds NaN or infinity"));
             } else if self.config.metric == Metric::Cosine {
@@ -54,7 +54,7 @@ impl Index {
                 }
             }
             if let Some(q) = graph.quantized()
-                && !q.matches(slot, v)
+                && !q.matches(slot, &v)
             {
                 problems.push(format!(
                     "codes of id {id} (slot {slot}) in {} do not encode its vector",

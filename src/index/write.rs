@@ -368,7 +368,10 @@ impl Index {
                 },
             });
         }
-        vectors.chunks_exact(dim).map(|v| self.prepare(v)).collect()
+        vectors
+            .chunks_exact(dim)
+            .map(|v| self.prepare_write(v))
+            .collect()
     }
 
     /// Chooses a slot (free ones first) and a level for each row: the decisions a write's

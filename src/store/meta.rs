@@ -12,7 +12,7 @@ use redb::{
     ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
 };
 
-use crate::distance::{Metric, Quantizer, RaBitQ, Routing, Sq8};
+use crate::distance::{Metric, Quantizer, RaBitQ, Routing, Sq8, Storage};
 use crate::error::{Error, Result};
 use crate::failpoints;
 use crate::store::page::FileIdentity;
@@ -77,6 +77,8 @@ pub struct Config {
     pub index_uid: u64,
     /// What the graph walk runs on (absent in older indexes: SQ8).
     pub routing: Routing,
+    /// How the full vectors are stored (absent in older indexes: f32).
+    pub storage: Storage,
 }
 
 impl Config {
@@ -264,9 +266,10 @@ impl Meta {
             let txn = meta.db.begin_write()?;
             {
                 let mut t = txn.open_table(CONFIG).map_err(db_err)?;
-                let rows: [(&str, u64); 10] = [
+                let rows: [(&str, u64); 11] = [
                     ("meta_version", META_VERSION),
                     ("routing", config.routing.code()),
+                    ("storage", config.storage.code()),
                     ("dim", config.dim as u64),
                     ("metric", config.metric.code() as u64),
                     ("m", config.m as u64),
@@ -361,6 +364,11 @@ impl Meta {
                         None => Routing::Sq8,
                         Some(code) => Routing::from_code(code.value())
                             .ok_or_else(|| Error::corrupt(path, "unknown routing code"))?,
+                    },
+                    storage: match t.get("storage").map_err(db_err)? {
+                        None => Storage::F32,
+                        Some(code) => Storage::from_code(code.value())
+                            .ok_or_else(|| Error::corrupt(path, "unknown storage code"))?,
                     },
                 };
                 if !(config.level_mult.is_finite() && config.level_mult > 0.0) {
@@ -766,6 +774,7 @@ mod tests {
             seed: 5,
             index_uid: 99,
             routing: Routing::Sq8,
+            storage: Storage::F16,
         }
     }
 

@@ -29,6 +29,8 @@ const CRC_OFFSET: usize = HEADER_LEN - 4;
 pub enum FileKind {
     /// `vectors`: the vector arena.
     Vectors,
+    /// `vectors` of an index storing f16 (`Storage::F16`).
+    HalfVectors,
     /// `graph0`: layer-0 adjacency.
     Graph0,
     /// `codes.N`: 8-bit quantised copies of the vectors, for graph walks.
@@ -42,6 +44,7 @@ impl FileKind {
     pub fn magic(self) -> &'static [u8; 8] {
         match self {
             FileKind::Vectors => b"HNSWDBVC",
+            FileKind::HalfVectors => b"HNSWDBVH",
             FileKind::Graph0 => b"HNSWDBG0",
             FileKind::Codes => b"HNSWDBQ8",
             FileKind::BitCodes => b"HNSWDBQ1",
@@ -49,10 +52,11 @@ impl FileKind {
     }
 
     /// The element type code its header carries: 1 = f32, 2 = u32, 3 = u8, 4 = RaBitQ
-    /// code.
+    /// code, 5 = f16.
     pub fn elem_type(self) -> u32 {
         match self {
             FileKind::Vectors => 1,
+            FileKind::HalfVectors => 5,
             FileKind::Graph0 => 2,
             FileKind::Codes => 3,
             FileKind::BitCodes => 4,
@@ -72,6 +76,7 @@ impl FileKind {
     fn name(self) -> &'static str {
         match self {
             FileKind::Vectors => "vectors",
+            FileKind::HalfVectors => "f16 vectors",
             FileKind::Graph0 => "graph0",
             FileKind::Codes => "codes",
             FileKind::BitCodes => "bit codes",
@@ -146,6 +151,7 @@ impl Header {
             m if m == FileKind::Graph0.magic() => FileKind::Graph0,
             m if m == FileKind::Codes.magic() => FileKind::Codes,
             m if m == FileKind::BitCodes.magic() => FileKind::BitCodes,
+            m if m == FileKind::HalfVectors.magic() => FileKind::HalfVectors,
             _ => return Err(corrupt("bad magic: not an hnswdb page file")),
         };
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());

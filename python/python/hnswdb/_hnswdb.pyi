@@ -40,6 +40,7 @@ class Index:
         path: Optional[_Path] = None,
         fields: Optional[Dict[str, str]] = None,
         routing: str = "sq8",
+        storage: str = "f32",
     ) -> None:
         """Creates the index in `path` (a temporary directory if None); `fields` indexes
         payload fields for filters: {"lang": "keyword", "year": "int"}."""

@@ -1,0 +1,188 @@
+//! f16 vector storage (`Storage::F16`): half the vector file, values rounded to f16, the
+//! same answers as an f32 index up to that rounding, typed errors for what f16 cannot
+//! hold, and the file kind checked on open.
+
+use hnswdb::{Error, Index, IndexOptions, Metric, OpenOptions, Routing, Storage, f16};
+use hnswdb_datasets::{clustered, exact_knn, recall_at_k};
+
+fn rounded(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
+}
+
+#[test]
+fn an_f16_index_stores_rounded_vectors_and_answers_like_an_f32_one() {
+    let (n, dim) = (3000, 48);
+    let data = clustered(n + 100, dim, 20, 5);
+    for metric in [Metric::L2, Metric::Cosine] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut sizes = Vec::new();
+        let mut recalls = Vec::new();
+        for storage in [Storage::F32, Storage::F16] {
+            let dir = tmp.path().join(storage.name());
+            let index = Index::create(
+                &dir,
+                &IndexOptions::new(dim, metric)
+                    .storage(storage)
+                    .quantize_after(500),
+            )
+            .unwrap();
+            let ids: Vec<u64> = (0..n as u64).collect();
+            index.insert_batch(&ids, &data.data[..n * dim]).unwrap();
+            index.close().unwrap();
+            let index = Index::open(&dir).unwrap();
+            assert_eq!(index.stats().unwrap().storage, storage);
+            assert!(index.verify().unwrap().is_ok());
+            // `get` returns what was stored: the f16 rounding of the (normalised) vector.
+            for id in (0..n as u64).step_by(97) {
+                let row = &data.data[id as usize * dim..(id as usize + 1) * dim];
+                let mut want = row.to_vec();
+                if metric == Metric::Cosine {
+                    let norm = want.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    want.iter_mut().for_each(|x| *x /= norm);
+                }
+                let got = index.get(id).unwrap();
+                match storage {
+                    Storage::F32 => {
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0));
+                        }
+                    }
+                    Storage::F16 => {
+                        // f16 values, each within half a unit of the last place (2^-11
+                        // relative) of the vector given (normalised here in f32, in f64
+                        // by the index: hence the margin).
+                        assert_eq!(got, rounded(&got));
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!((g - w).abs() <= 6e-4 * w.abs() + 1e-7, "{g} vs {w}");
+                        }
+                        if metric == Metric::L2 {
+                            assert_eq!(got, rounded(&want));
+                        }
+                    }
+                }
+            }
+            let mut base = data.clone();
+            let queries = base.split_off(100);
+            let truth = exact_knn(&base, &queries, 10, metric, 2);
+            let mut total = 0.0;
+            for (r, t) in truth.iter().enumerate() {
+                let t: Vec<u64> = t.iter().map(|&x| x as u64).collect();
+                let found: Vec<u64> = index
+                    .search_ef(queries.row(r), 10, 64)
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.id)
+                    .collect();
+                total += recall_at_k(&found, &t, 10);
+            }
+            recalls.push(total / truth.len() as f64);
+            sizes.push(std::fs::metadata(dir.join("vectors")).unwrap().len());
+        }
+        assert!(
+            recalls[1] >= recalls[0] - 0.02,
+            "{metric:?}: recall {recalls:?}"
+        );
+        assert!(recalls[1] >= 0.9, "{metric:?}: recall {recalls:?}");
+        // 48 f16 + label + checksum = 108 -> 128 bytes a slot, against 256 for f32.
+        assert!(sizes[1] * 10 < sizes[0] * 6, "{metric:?}: sizes {sizes:?}");
+    }
+}
+
+#[test]
+fn what_f16_cannot_hold_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let index = Index::create(
+        &dir,
+        &IndexOptions::new(4, Metric::L2).storage(Storage::F16),
+    )
+    .unwrap();
+    index.insert(1, &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    for bad in [[70_000.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, -1e6]] {
+        assert!(matches!(
+            index.insert(2, &bad),
+            Err(Error::InvalidVector(_))
+        ));
+        assert!(matches!(
+            index.upsert(1, &bad),
+            Err(Error::InvalidVector(_))
+        ));
+        assert!(matches!(index.validate(&bad), Err(Error::InvalidVector(_))));
+        // Queries are never stored: any finite query is answered.
+        assert_eq!(index.search(&bad, 1).unwrap()[0].id, 1);
+    }
+    assert_eq!(index.len(), 1);
+    assert_eq!(index.get(1).unwrap(), [1.0, 2.0, 3.0, 4.0]);
+    // The largest value f16 holds is accepted.
+    index.insert(3, &[65_504.0, 0.0, 0.0, 0.0]).unwrap();
+    index.close().unwrap();
+    let index = Index::open(&dir).unwrap();
+    assert_eq!(index.get(3).unwrap()[0], 65_504.0);
+    assert_eq!(index.len(), 2);
+}
+
+#[test]
+fn a_vector_file_of_the_other_storage_is_refused_on_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dirs = Vec::new();
+    for storage in [Storage::F32, Storage::F16] {
+        let dir = tmp.path().join(storage.name());
+        let index =
+            Index::create(&dir, &IndexOptions::new(8, Metric::L2).storage(storage)).unwrap();
+        index.insert(1, &[0.5; 8]).unwrap();
+        index.close().unwrap();
+        dirs.push(dir);
+    }
+    // The f16 index's metadata with an f32 vector file of the same shape: never read as
+    // f16 (nor the other way round).
+    let swapped = tmp.path().join("swapped");
+    std::fs::create_dir_all(&swapped).unwrap();
+    for entry in std::fs::read_dir(&dirs[1]).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), swapped.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::create_dir_all(swapped.join("wal")).unwrap();
+    std::fs::copy(dirs[0].join("vectors"), swapped.join("vectors")).unwrap();
+    assert!(matches!(Index::open(&swapped), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn an_f16_index_under_a_memory_budget_reads_its_vectors_from_disk_alike() {
+    // RaBitQ routing with the vectors on disk: re-ranks parse f16 slots read directly.
+    let (n, dim) = (4000, 32);
+    let data = clustered(n + 50, dim, 20, 8);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let index = Index::create(
+        &dir,
+        &IndexOptions::new(dim, Metric::L2)
+            .storage(Storage::F16)
+            .routing(Routing::RaBitQ)
+            .quantize_after(500),
+    )
+    .unwrap();
+    let ids: Vec<u64> = (0..n as u64).collect();
+    index.insert_batch(&ids, &data.data[..n * dim]).unwrap();
+    index.close().unwrap();
+    let queries = &data.data[n * dim..];
+    let answers = |index: &Index| -> Vec<Vec<(u64, f32)>> {
+        queries
+            .chunks_exact(dim)
+            .map(|q| {
+                index
+                    .search_ef(q, 10, 64)
+                    .unwrap()
+                    .iter()
+                    .map(|h| (h.id, h.distance))
+                    .collect()
+            })
+            .collect()
+    };
+    let all = answers(&Index::open(&dir).unwrap());
+    let tight = Index::open_with(&dir, &OpenOptions::default().memory_budget(400_000)).unwrap();
+    let residency = tight.stats().unwrap().residency.unwrap();
+    assert!(residency.disk_reads, "{residency:?}");
+    assert_eq!(answers(&tight), all);
+}

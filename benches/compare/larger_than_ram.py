@@ -14,7 +14,7 @@ target/diskann-venv/bin/pip install diskannpy`). Then every query process runs u
 the same program doing nothing: `hnswdb --version`, `python -c "import diskannpy"`),
 from a cold cache (files evicted first), one query thread, one query at a time:
   - hnswdb SQ8, no budget given (the kernel decides: how it ran before);
-  - hnswdb RaBitQ with `--memory-budget` = the budget (routing codes, then layer-0 lists
+  - hnswdb RaBitQ (M 8 and 16, and M 8 with f16 vectors) with `--memory-budget` = the budget (routing codes, then layer-0 lists
     pinned while they fit; re-ranks read vectors from disk directly, in batches);
   - DiskANN, no node cache, beam width 4.
 Prints one row per sweep point (recall@10, QPS, p50/p99) and, per method, the fastest
@@ -71,12 +71,13 @@ def subset(data, work, queries):
         a.reshape(-1, d + 1)[:queries].tofile(os.path.join(work, name))
 
 
-def build_hnswdb(work, name, data, metric, m, routing):
+def build_hnswdb(work, name, data, metric, m, routing, storage):
     path = os.path.join(work, name)
     if os.path.exists(os.path.join(path, "meta.redb")):
         return path, None
     start = time.perf_counter()
-    run([HNSWDB, "create", path, "--dim", str(dim_of(data)), "--metric", metric, "--m", str(m), "--routing", routing])
+    run([HNSWDB, "create", path, "--dim", str(dim_of(data)), "--metric", metric, "--m", str(m), "--routing", routing,
+         "--storage", storage])
     run([HNSWDB, "import", path, os.path.join(data, "base.fvecs")])
     run([HNSWDB, "checkpoint", path])
     return path, time.perf_counter() - start
@@ -131,9 +132,11 @@ def main():
                     help="the --memory-budget hnswdb is told (default: the budget); lower leaves "
                          "room under the same cap for its other memory")
     ap.add_argument("--plot", default=None, help="write a recall-vs-QPS plot here (needs matplotlib)")
-    ap.add_argument("--indexes", default="sq8-m16,rabitq-m8,rabitq-m16",
-                    help="which hnswdb indexes to build and run")
+    ap.add_argument("--indexes", default="sq8-m16,rabitq-m8,rabitq-m16,rabitq-m8-f16",
+                    help="which hnswdb indexes to build and run (rabitq-m8-f16: vectors stored as f16)")
     ap.add_argument("--ls", default="16,24,32,48,64,96")
+    ap.add_argument("--skip-diskann", action="store_true",
+                    help="run hnswdb only (DiskANN under the cap can take very long on large sets)")
     args = ap.parse_args()
     work = args.work or os.path.join(ROOT, "target", "ltr-" + os.path.basename(os.path.normpath(args.data)))
     os.makedirs(work, exist_ok=True)
@@ -142,11 +145,12 @@ def main():
     builds = {}
     indexes = {}
     wanted = args.indexes.split(",")
-    for name, m, routing in [("sq8-m16", 16, "sq8"), ("rabitq-m8", 8, "rabitq"), ("rabitq-m16", 16, "rabitq")]:
+    for name, m, routing, storage in [("sq8-m16", 16, "sq8", "f32"), ("rabitq-m8", 8, "rabitq", "f32"),
+                                      ("rabitq-m16", 16, "rabitq", "f32"), ("rabitq-m8-f16", 8, "rabitq", "f16")]:
         if name in wanted:
-            indexes[name], builds[name] = build_hnswdb(work, name, args.data, args.metric, m, routing)
+            indexes[name], builds[name] = build_hnswdb(work, name, args.data, args.metric, m, routing, storage)
     diskann = os.path.join(work, "diskann")
-    if not os.path.exists(os.path.join(diskann, "ann_disk.index")):
+    if not args.skip_diskann and not os.path.exists(os.path.join(diskann, "ann_disk.index")):
         start = time.perf_counter()
         # DiskANN's cosine normalises; the sets here are unit length, where l2 ranks alike.
         run([args.diskann_python, DISKANN_RUN, "build", args.data, diskann, "--metric", "l2"])
@@ -162,7 +166,7 @@ def main():
     evict(site)
     base_diskann = peak_mib([args.diskann_python, "-c", "import diskannpy, numpy"], runs=1)
     print(f"budget {args.budget_mib} MiB; baselines: hnswdb {base_hnswdb} MiB, DiskANN process {base_diskann} MiB")
-    for name, path in list(indexes.items()) + [("diskann", diskann)]:
+    for name, path in list(indexes.items()) + ([] if args.skip_diskann else [("diskann", diskann)]):
         built = builds.get(name)
         print(f"  {name}: files {files_mib(path):.1f} MiB" + (f", built in {built:.0f} s" if built else ""))
     results = {}
@@ -177,13 +181,14 @@ def main():
             points.append(p)
             print(f"  {name:<10} ef {ef:>4}  recall {p['recall']:.3f}  {p['qps']:7.0f} QPS  p50 {p['p50_us']/1000:6.2f} ms  p99 {p['p99_us']/1000:6.2f} ms  resident {p['resident']}", flush=True)
         results[name] = points
-    evict([diskann])
-    # DiskANN reads with O_DIRECT: what it keeps in memory is its own (PQ codes, graph
-    # cache), inside the same budget.
-    points = capped(base_diskann + args.budget_mib, [args.diskann_python, DISKANN_RUN, "search", diskann, q, gt, "--ls", args.ls, "--beam", "4", "--metric", "l2"])
-    for p in points:
-        print(f"  {'diskann':<10} L {p['L']:>5}  recall {p['recall']:.3f}  {p['qps']:7.0f} QPS  p50 {p['p50_us']/1000:6.2f} ms  p99 {p['p99_us']/1000:6.2f} ms", flush=True)
-    results["diskann"] = points
+    if not args.skip_diskann:
+        evict([diskann])
+        # DiskANN reads with O_DIRECT: what it keeps in memory is its own (PQ codes, graph
+        # cache), inside the same budget.
+        points = capped(base_diskann + args.budget_mib, [args.diskann_python, DISKANN_RUN, "search", diskann, q, gt, "--ls", args.ls, "--beam", "4", "--metric", "l2"])
+        for p in points:
+            print(f"  {'diskann':<10} L {p['L']:>5}  recall {p['recall']:.3f}  {p['qps']:7.0f} QPS  p50 {p['p50_us']/1000:6.2f} ms  p99 {p['p99_us']/1000:6.2f} ms", flush=True)
+        results["diskann"] = points
     with open(os.path.join(work, "results.json"), "w") as f:
         json.dump({"budget_mib": args.budget_mib, "baselines": {"hnswdb": base_hnswdb, "diskann": base_diskann},
                    "results": results}, f, indent=1)
@@ -192,7 +197,7 @@ def main():
     print()
     print("| method | QPS at recall >= 0.95 | recall | p50 ms | p99 ms | vs hnswdb SQ8 | vs DiskANN |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    ref, dk = best(results.get("sq8-m16", [])), best(results["diskann"])
+    ref, dk = best(results.get("sq8-m16", [])), best(results.get("diskann", []))
     for name, points in results.items():
         b = best(points)
         if not b:

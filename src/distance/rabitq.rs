@@ -26,10 +26,14 @@ pub struct RaBitQ {
     signs: [Vec<f32>; 3],
 }
 
-/// Confidence constant of the error bound (the paper's ε0). Its 1.9 left 3–6% of
-/// estimates outside the bound on clustered 384-d test data with this rotation (three
-/// Hadamard rounds, not a dense random matrix); at 3.0 all but a few in a thousand are in.
-const EPSILON0: f32 = 3.0;
+/// Confidence constant of the error bound (the paper's ε0 = 1.9). The bound decides which
+/// candidates a re-rank may skip, so it trades reads for recall: with this rotation (three
+/// Hadamard rounds, not a dense random matrix) a few percent of estimates fall outside it
+/// on clustered 384-d test data (at 3.0, a few in a thousand), but a skipped candidate
+/// costs recall only if it is among the true k nearest. On the Debian set under a memory
+/// budget (RaBitQ, M 8, ef 48), 1.9 read 35 vectors a query against 3.0's 42, at recall
+/// 0.954 against 0.955.
+const EPSILON0: f32 = 1.9;
 
 impl RaBitQ {
     /// A quantiser of `dim`-dimensional vectors around `centroid`, rotated by `seed`.
@@ -297,10 +301,10 @@ mod tests {
                 }
                 pairs.push((truth, est, i));
             }
-            // The bound holds but for a few; the true 10 nearest are among the 50
-            // estimated nearest (what a re-rank of the beam relies on).
+            // The bound holds but for a few percent (see EPSILON0); the true 10 nearest
+            // are among the 50 estimated nearest (what a re-rank of the beam relies on).
             assert!(
-                outside <= 10,
+                outside <= 80,
                 "{metric:?}: {outside} of 1000 outside the bound"
             );
             let mut by_truth = pairs.clone();

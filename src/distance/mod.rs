@@ -189,10 +189,6 @@ impl<'a> Row<'a> {
     }
 }
 
-/// Components converted per step when comparing against an f16 row: a stack buffer that
-/// the f32 kernel then reads.
-const F16_CHUNK: usize = 64;
-
 /// A trained quantiser of either kind.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Quantizer {
@@ -235,6 +231,9 @@ pub type Kernel = fn(&[f32], &[f32]) -> f32;
 /// `Σ a_i·c_i` (and ignores `b`). The slices have the same length.
 pub type CodeKernel = fn(&[f32], &[f32], &[u8]) -> f32;
 
+/// A kernel against a stored f16 row (`l2sq` or `dot`, the row widened as it is read).
+pub type HalfKernel = fn(&[f32], &[f16]) -> f32;
+
 /// The squared-L2 and dot-product kernels of one instruction set.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernels {
@@ -246,6 +245,10 @@ pub struct Kernels {
     pub l2sq_u8: CodeKernel,
     /// Dot product against SQ8 codes (see [`CodeKernel`]).
     pub dot_u8: CodeKernel,
+    /// Squared L2 against an f16 row.
+    pub l2sq_f16: HalfKernel,
+    /// Dot product against an f16 row.
+    pub dot_f16: HalfKernel,
     /// Name of the instruction set (for benchmarks and `stats`).
     pub isa: &'static str,
 }
@@ -258,6 +261,8 @@ impl Kernels {
             dot: dot_scalar,
             l2sq_u8: l2sq_u8_scalar,
             dot_u8: dot_u8_scalar,
+            l2sq_f16: l2sq_f16_scalar,
+            dot_f16: dot_f16_scalar,
             isa: "scalar",
         }
     }
@@ -267,7 +272,8 @@ impl Kernels {
         #[cfg(target_arch = "x86_64")]
         {
             let avx2 = std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma");
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c");
             if std::arch::is_x86_feature_detected!("avx512f") && avx2 {
                 return x86::avx512_kernels();
             }
@@ -290,7 +296,8 @@ impl Kernels {
         #[cfg(target_arch = "x86_64")]
         {
             let avx2 = std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma");
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c");
             if avx2 {
                 all.push(x86::avx2_kernels());
             }
@@ -312,6 +319,8 @@ impl Kernels {
 #[derive(Clone, Copy, Debug)]
 pub struct Distance {
     kernel: Kernel,
+    /// The same kernel against f16 rows.
+    half: HalfKernel,
     /// True for inner product and cosine: distance is `1 - dot`.
     one_minus: bool,
 }
@@ -322,10 +331,12 @@ impl Distance {
         match metric {
             Metric::L2 => Distance {
                 kernel: kernels.l2sq,
+                half: kernels.l2sq_f16,
                 one_minus: false,
             },
             Metric::InnerProduct | Metric::Cosine => Distance {
                 kernel: kernels.dot,
+                half: kernels.dot_f16,
                 one_minus: true,
             },
         }
@@ -339,23 +350,14 @@ impl Distance {
         if self.one_minus { 1.0 - k } else { k }
     }
 
-    /// Distance between `a` and a stored row of equal length. An f16 row is converted
-    /// `F16_CHUNK` components at a time into a stack buffer and summed with the same
-    /// kernel (both kernels are sums over components), so nothing is allocated.
+    /// Distance between `a` and a stored row of equal length.
     #[inline(always)]
     pub fn eval_row(&self, a: &[f32], b: Row<'_>) -> f32 {
         match b {
             Row::F32(b) => self.eval(a, b),
             Row::F16(b) => {
-                use half::slice::HalfFloatSliceExt;
                 debug_assert_eq!(a.len(), b.len());
-                let mut buf = [0f32; F16_CHUNK];
-                let mut k = 0f32;
-                for (a, b) in a.chunks(F16_CHUNK).zip(b.chunks(F16_CHUNK)) {
-                    let buf = &mut buf[..b.len()];
-                    b.convert_to_f32_slice(buf);
-                    k += (self.kernel)(a, buf);
-                }
+                let k = (self.half)(a, b);
                 if self.one_minus { 1.0 - k } else { k }
             }
         }
@@ -462,6 +464,34 @@ pub fn dot_u8_scalar(a: &[f32], _b: &[f32], c: &[u8]) -> f32 {
         sum += a * *c as f32;
     }
     sum
+}
+
+/// Components widened per step by the scalar f16 kernels: a stack buffer that the f32
+/// kernel then reads (`half` converts slices with F16C or NEON where the CPU has them).
+const F16_CHUNK: usize = 64;
+
+/// Applies the f32 `kernel` (a sum over components) to `a` and the f16 row `b`, widening
+/// `b` `F16_CHUNK` components at a time.
+fn widened(kernel: Kernel, a: &[f32], b: &[f16]) -> f32 {
+    use half::slice::HalfFloatSliceExt;
+    let mut buf = [0f32; F16_CHUNK];
+    let mut sum = 0f32;
+    for (a, b) in a.chunks(F16_CHUNK).zip(b.chunks(F16_CHUNK)) {
+        let buf = &mut buf[..b.len()];
+        b.convert_to_f32_slice(buf);
+        sum += kernel(a, buf);
+    }
+    sum
+}
+
+/// Portable squared L2 against an f16 row.
+pub fn l2sq_f16_scalar(a: &[f32], b: &[f16]) -> f32 {
+    widened(l2sq_scalar, a, b)
+}
+
+/// Portable dot product against an f16 row.
+pub fn dot_f16_scalar(a: &[f32], b: &[f16]) -> f32 {
+    widened(dot_scalar, a, b)
 }
 
 #[cfg(target_arch = "aarch64")]

@@ -116,3 +116,32 @@ fn normalize_rejects_zero() {
     assert!(normalize(&mut v));
     assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
 }
+
+#[test]
+fn f16_kernels_agree_with_scalar_on_odd_lengths() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let scalar = Kernels::scalar();
+    for kernels in Kernels::available() {
+        for len in (0..=67).chain([127, 128, 129, 383, 384, 385, 1000]) {
+            let a: Vec<f32> = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let b: Vec<f16> = (0..len)
+                .map(|_| f16::from_f32(rng.random_range(-2.0..2.0)))
+                .collect();
+            let wide: Vec<f32> = b.iter().map(|x| x.to_f32()).collect();
+            // Against the f32 kernels on the widened row: the same sums.
+            for (f16_kernel, f32_kernel, name) in [
+                (kernels.l2sq_f16, scalar.l2sq, "l2sq_f16"),
+                (kernels.dot_f16, scalar.dot, "dot_f16"),
+                (scalar.l2sq_f16, scalar.l2sq, "scalar l2sq_f16"),
+                (scalar.dot_f16, scalar.dot, "scalar dot_f16"),
+            ] {
+                let (h, w) = (f16_kernel(&a, &b), f32_kernel(&a, &wide));
+                assert!(
+                    close(h, w, len as f32),
+                    "{} {name} len {len}: {h} vs {w}",
+                    kernels.isa
+                );
+            }
+        }
+    }
+}

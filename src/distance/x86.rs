@@ -1,4 +1,4 @@
-//! x86-64 kernels: AVX2+FMA and AVX-512F.
+//! x86-64 kernels: AVX2+FMA (with F16C) and AVX-512F.
 //!
 //! The two instruction sets differ only in register width and in the names of the
 //! intrinsics, so one macro writes each set, and every kernel is the same loop
@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Kernels;
+use super::{Kernels, f16};
 
 /// The loop every kernel runs: `step(acc, i)` adds the partial results of the `lanes`
 /// elements at `i` to a vector accumulator, two accumulators alternating over `2 × lanes`
@@ -51,7 +51,8 @@ macro_rules! simd_sum {
 /// a safe constructor `$set() -> Kernels` handing them out as safe function pointers.
 macro_rules! kernel_set {
     ($set:ident, $isa:literal, $feature:literal, $lanes:literal, $zero:ident, $load:ident,
-     $widen:ident, $sub:ident, $fmadd:ident, $fnmadd:ident, $add:ident, $hsum:ident) => {
+     $widen:ident, $half:ident, $sub:ident, $fmadd:ident, $fnmadd:ident, $add:ident,
+     $hsum:ident) => {
         /// The kernel set. Only sound to call on a CPU with the set's features: callers
         /// (`Kernels::detect`, `Kernels::available`) check them at runtime first.
         pub fn $set() -> Kernels {
@@ -128,6 +129,39 @@ macro_rules! kernel_set {
                 )
             }
 
+            #[target_feature(enable = $feature)]
+            fn l2sq_f16_impl(a: &[f32], b: &[f16]) -> f32 {
+                let (pa, pb) = (a.as_ptr(), b.as_ptr());
+                simd_sum!(
+                    a.len().min(b.len()),
+                    $lanes,
+                    $zero,
+                    $add,
+                    $hsum,
+                    |acc, i| {
+                        // SAFETY: `i + lanes <= n` (see above), in both slices.
+                        let d = unsafe { $sub($load(pa.add(i)), $half(pb.add(i))) };
+                        $fmadd(d, d, acc)
+                    },
+                    |j| (a[j] - b[j].to_f32()) * (a[j] - b[j].to_f32())
+                )
+            }
+
+            #[target_feature(enable = $feature)]
+            fn dot_f16_impl(a: &[f32], b: &[f16]) -> f32 {
+                let (pa, pb) = (a.as_ptr(), b.as_ptr());
+                simd_sum!(
+                    a.len().min(b.len()),
+                    $lanes,
+                    $zero,
+                    $add,
+                    $hsum,
+                    // SAFETY: `i + lanes <= n` (see above), in both slices.
+                    |acc, i| unsafe { $fmadd($load(pa.add(i)), $half(pb.add(i)), acc) },
+                    |j| a[j] * b[j].to_f32()
+                )
+            }
+
             // The safe wrappers are only handed out after the runtime feature check (see
             // the constructor's doc), which is what makes calling the `#[target_feature]`
             // functions sound.
@@ -147,12 +181,22 @@ macro_rules! kernel_set {
                 // SAFETY: only reachable after the set's features were detected.
                 unsafe { dot_u8_impl(a, b, c) }
             }
+            fn l2sq_f16(a: &[f32], b: &[f16]) -> f32 {
+                // SAFETY: only reachable after the set's features were detected.
+                unsafe { l2sq_f16_impl(a, b) }
+            }
+            fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+                // SAFETY: only reachable after the set's features were detected.
+                unsafe { dot_f16_impl(a, b) }
+            }
 
             Kernels {
                 l2sq,
                 dot,
                 l2sq_u8,
                 dot_u8,
+                l2sq_f16,
+                dot_f16,
                 isa: $isa,
             }
         }
@@ -181,6 +225,28 @@ unsafe fn widen16(p: *const u8) -> __m512 {
     _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes))
 }
 
+/// Eight f16 values from `p` widened to f32.
+///
+/// # Safety
+/// `p` must point at 8 readable f16 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn half8(p: *const f16) -> __m256 {
+    // SAFETY: the caller guarantees 16 readable bytes; loadu_si128 reads exactly 16.
+    let halves = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    _mm256_cvtph_ps(halves)
+}
+
+/// Sixteen f16 values from `p` widened to f32.
+///
+/// # Safety
+/// `p` must point at 16 readable f16 values.
+#[target_feature(enable = "avx512f")]
+unsafe fn half16(p: *const f16) -> __m512 {
+    // SAFETY: the caller guarantees 32 readable bytes; loadu_si256 reads exactly 32.
+    let halves = unsafe { _mm256_loadu_si256(p as *const __m256i) };
+    _mm512_cvtph_ps(halves)
+}
+
 #[target_feature(enable = "avx2,fma")]
 fn hsum256(v: __m256) -> f32 {
     let hi = _mm256_extractf128_ps(v, 1);
@@ -194,11 +260,12 @@ fn hsum256(v: __m256) -> f32 {
 kernel_set!(
     avx2_kernels,
     "avx2+fma",
-    "avx2,fma",
+    "avx2,fma,f16c",
     8,
     _mm256_setzero_ps,
     _mm256_loadu_ps,
     widen8,
+    half8,
     _mm256_sub_ps,
     _mm256_fmadd_ps,
     _mm256_fnmadd_ps,
@@ -209,11 +276,12 @@ kernel_set!(
 kernel_set!(
     avx512_kernels,
     "avx512f",
-    "avx512f",
+    "avx512f,avx2,fma,f16c",
     16,
     _mm512_setzero_ps,
     _mm512_loadu_ps,
     widen16,
+    half16,
     _mm512_sub_ps,
     _mm512_fmadd_ps,
     _mm512_fnmadd_ps,

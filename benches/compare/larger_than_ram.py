@@ -23,6 +23,7 @@ point at recall >= 0.95.
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -57,8 +58,20 @@ def peak_mib(cmd, runs=2):
     return max(peaks)
 
 
-def capped(cap_mib, cmd):
-    r = subprocess.run([MEMLIMIT, str(cap_mib)] + cmd, text=True, capture_output=True)
+def capped(cap_mib, cmd, timeout=None):
+    """The JSON lines `cmd` prints under a cap of `cap_mib`; those printed before `timeout`
+    seconds if it runs longer (the rest of its sweep is then missing)."""
+    # A session of its own, so that a timeout stops the whole tree (memlimit's child too).
+    p = subprocess.Popen([MEMLIMIT, str(cap_mib)] + cmd, text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        print(f"  (stopped after {timeout} s under {cap_mib} MiB)", flush=True)
+        return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    r = subprocess.CompletedProcess(p.args, p.returncode, out, err)
     if r.returncode != 0:
         raise RuntimeError(f"{cmd} failed under {cap_mib} MiB: {r.stderr[-2000:]}")
     return [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
@@ -135,6 +148,8 @@ def main():
     ap.add_argument("--indexes", default="sq8-m16,rabitq-m8,rabitq-m16,rabitq-m8-f16",
                     help="which hnswdb indexes to build and run (rabitq-m8-f16: vectors stored as f16)")
     ap.add_argument("--ls", default="16,24,32,48,64,96")
+    ap.add_argument("--diskann-timeout", type=int, default=1200,
+                    help="seconds DiskANN's sweep may take under the cap before it is stopped")
     ap.add_argument("--skip-diskann", action="store_true",
                     help="run hnswdb only (DiskANN under the cap can take very long on large sets)")
     args = ap.parse_args()
@@ -185,7 +200,9 @@ def main():
         evict([diskann])
         # DiskANN reads with O_DIRECT: what it keeps in memory is its own (PQ codes, graph
         # cache), inside the same budget.
-        points = capped(base_diskann + args.budget_mib, [args.diskann_python, DISKANN_RUN, "search", diskann, q, gt, "--ls", args.ls, "--beam", "4", "--metric", "l2"])
+        points = capped(base_diskann + args.budget_mib, [args.diskann_python, DISKANN_RUN, "search", diskann, q, gt,
+                                                         "--ls", args.ls, "--beam", "4", "--metric", "l2"],
+                        timeout=args.diskann_timeout)
         for p in points:
             print(f"  {'diskann':<10} L {p['L']:>5}  recall {p['recall']:.3f}  {p['qps']:7.0f} QPS  p50 {p['p50_us']/1000:6.2f} ms  p99 {p['p99_us']/1000:6.2f} ms", flush=True)
         results["diskann"] = points

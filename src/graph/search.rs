@@ -67,11 +67,15 @@ fn first_visit(marks: &mut [u16], epoch: u16, i: u32) -> bool {
     }
 }
 
-/// Vectors whose disk reads a bounded re-rank starts together: about the queue depth
-/// at which this machine's disk reaches its random-read throughput (33k 4 KiB reads/s
-/// at 32 in flight against 8.7k one at a time), while a batch stays small enough that
-/// the bound can stop the re-rank early.
+/// Vectors whose disk reads a bounded re-rank starts together in its first round: small
+/// enough that the bound can stop the re-rank early when the estimates are good. Each
+/// later round doubles, up to `RERANK_BATCH_MAX`: when the bound prunes little (noisy
+/// estimates, large ef) the reads take fewer round trips (on the 1 M synthetic set under
+/// a budget, ef 96: 762 -> 880 QPS; Debian unchanged).
 const RERANK_BATCH: usize = 16;
+
+/// The largest round of re-rank reads (one io_uring submission holds 64).
+const RERANK_BATCH_MAX: usize = 64;
 
 std::thread_local! {
     /// Labels the last re-rank on this thread verified from disk: (graph, [(slot, label)]).
@@ -479,8 +483,9 @@ impl Graph {
         beam
     }
 
-    /// Exact distances in order of the estimates' lower bounds, `RERANK_BATCH` vectors
-    /// at a time (their reads in flight together), until the next lower bound exceeds
+    /// Exact distances in order of the estimates' lower bounds, in rounds of
+    /// `RERANK_BATCH` vectors doubling to `RERANK_BATCH_MAX` (a round's reads in flight
+    /// together), until the next lower bound exceeds
     /// the `keep`-th exact distance found: a candidate that cannot be among the `keep`
     /// nearest is never read.
     fn rerank_bounded(
@@ -513,7 +518,12 @@ impl Graph {
             }
         };
         self.begin_verified();
-        for batch in order.chunks(RERANK_BATCH) {
+        let mut at = 0;
+        let mut size = RERANK_BATCH;
+        while at < order.len() {
+            let batch = &order[at..(at + size).min(order.len())];
+            at += batch.len();
+            size = (2 * size).min(RERANK_BATCH_MAX);
             let bound = worst(&best);
             if batch[0].d > bound {
                 break;

@@ -186,3 +186,62 @@ fn an_f16_index_under_a_memory_budget_reads_its_vectors_from_disk_alike() {
     assert!(residency.disk_reads, "{residency:?}");
     assert_eq!(answers(&tight), all);
 }
+
+#[test]
+fn an_index_beyond_the_defaults_carries_a_metadata_version_older_builds_refuse() {
+    // An older build would ignore the `storage` and `routing` keys and misread the files;
+    // version 3 makes it refuse them as newer instead. Defaults stay at 2, and no commit
+    // lowers the version.
+    use redb::{Database, ReadableDatabase, TableDefinition};
+    const CONFIG: TableDefinition<&str, u64> = TableDefinition::new("config");
+    let version = |dir: &std::path::Path| -> u64 {
+        let db = Database::open(dir.join("meta.redb")).unwrap();
+        let txn = db.begin_read().unwrap();
+        txn.open_table(CONFIG)
+            .unwrap()
+            .get("meta_version")
+            .unwrap()
+            .unwrap()
+            .value()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, options, expected) in [
+        ("plain", IndexOptions::new(4, Metric::L2), 2),
+        (
+            "f16",
+            IndexOptions::new(4, Metric::L2).storage(Storage::F16),
+            3,
+        ),
+        (
+            "rabitq",
+            IndexOptions::new(4, Metric::L2).routing(Routing::RaBitQ),
+            3,
+        ),
+    ] {
+        let dir = tmp.path().join(name);
+        let index = Index::create(&dir, &options).unwrap();
+        index.insert(1, &[1.0, 0.0, 0.0, 0.0]).unwrap();
+        index
+            .create_field_index(hnswdb::FieldSpec::parse("tag:int").unwrap())
+            .unwrap();
+        index.checkpoint().unwrap();
+        index.close().unwrap();
+        assert_eq!(version(&dir), expected, "{name}");
+        assert_eq!(Index::open(&dir).unwrap().len(), 1);
+    }
+    // A version from the future is refused, not misread.
+    let dir = tmp.path().join("f16");
+    {
+        let db = Database::open(dir.join("meta.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(CONFIG)
+            .unwrap()
+            .insert("meta_version", 4)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    assert!(matches!(
+        Index::open(&dir),
+        Err(Error::UnsupportedVersion { found: 4, .. })
+    ));
+}

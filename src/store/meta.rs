@@ -44,10 +44,33 @@ const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
 /// Indexed payload field → the code of its kind.
 const FIELDS: TableDefinition<&str, u64> = TableDefinition::new("fields");
 
-/// Version of the metadata schema (tables and keys). Checked on open like the page files'.
-/// Version 2 added the `payloads` and `fields` tables; a version-1 database reads as one
-/// without payloads and is upgraded by its next commit.
-pub const META_VERSION: u64 = 2;
+/// The newest version of the metadata schema (tables and keys) this build reads. Checked
+/// on open like the page files'. Version 2 added the `payloads` and `fields` tables (a
+/// version-1 database reads as one without payloads and is upgraded by its next commit).
+/// Version 3 marks an index that uses a `routing` or `storage` other than the default:
+/// a build that predates those keys would ignore them and misread the files, so it must
+/// refuse the index as newer instead (an index with the defaults stays at 2).
+pub const META_VERSION: u64 = 3;
+
+/// The version an index written by this build carries: the oldest that reads it right.
+fn meta_version_for(config: &Config) -> u64 {
+    if config.routing != Routing::Sq8 || config.storage != Storage::F32 {
+        3
+    } else {
+        2
+    }
+}
+
+/// Raises the stored metadata version to at least 2 (the tables a commit writes), never
+/// lowering it.
+fn upgrade_version(txn: &redb::WriteTransaction) -> Result<()> {
+    let mut t = txn.open_table(CONFIG).map_err(db_err)?;
+    let stored = t.get("meta_version").map_err(db_err)?.map(|v| v.value());
+    if stored.is_none_or(|v| v < 2) {
+        t.insert("meta_version", 2).map_err(db_err)?;
+    }
+    Ok(())
+}
 
 /// The largest dimension an index may have.
 pub const MAX_DIM: usize = 65_536;
@@ -267,7 +290,7 @@ impl Meta {
             {
                 let mut t = txn.open_table(CONFIG).map_err(db_err)?;
                 let rows: [(&str, u64); 11] = [
-                    ("meta_version", META_VERSION),
+                    ("meta_version", meta_version_for(config)),
                     ("routing", config.routing.code()),
                     ("storage", config.storage.code()),
                     ("dim", config.dim as u64),
@@ -599,10 +622,7 @@ impl Meta {
                 .map_err(db_err)?
                 .insert(name, kind)
                 .map_err(db_err)?;
-            txn.open_table(CONFIG)
-                .map_err(db_err)?
-                .insert("meta_version", META_VERSION)
-                .map_err(db_err)?;
+            upgrade_version(&txn)?;
             txn.commit().map_err(db_err)?;
             failpoints::synced(&self.path, None);
             Ok(())
@@ -726,10 +746,7 @@ impl Meta {
             }
             // A version-1 database becomes version 2 here (the tables it lacked are
             // created as they are first written).
-            txn.open_table(CONFIG)
-                .map_err(db_err)?
-                .insert("meta_version", META_VERSION)
-                .map_err(db_err)?;
+            upgrade_version(&txn)?;
             Self::write_state(&txn, changes.state)?;
             txn.commit().map_err(db_err)?;
             failpoints::synced(&self.path, None);

@@ -542,8 +542,9 @@ fn load_codes(
     }))
 }
 
-/// Threads that read vectors for re-ranks when they live on disk: enough to keep the
-/// reads of one batch (`RERANK_BATCH` slots) in flight together.
+/// Threads that read vectors for re-ranks when they live on disk and the kernel refuses
+/// io_uring (which needs none): enough to keep a first round of re-rank reads (16 slots)
+/// in flight together.
 const DIRECT_READERS: usize = 16;
 
 /// Decides what stays in memory under `budget` bytes (see `OpenOptions::memory_budget`),

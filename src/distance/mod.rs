@@ -187,6 +187,23 @@ impl<'a> Row<'a> {
             Row::F16(v) => std::borrow::Cow::Owned(v.iter().map(|x| x.to_f32()).collect()),
         }
     }
+
+    /// The vector as f32, widened into `buf` when stored as f16 (so that a loop over many
+    /// rows reuses one buffer instead of allocating per row).
+    pub fn to_f32_in<'b>(self, buf: &'b mut Vec<f32>) -> &'b [f32]
+    where
+        'a: 'b,
+    {
+        match self {
+            Row::F32(v) => v,
+            Row::F16(v) => {
+                use half::slice::HalfFloatSliceExt;
+                buf.resize(v.len(), 0.0);
+                v.convert_to_f32_slice(buf);
+                buf
+            }
+        }
+    }
 }
 
 /// A trained quantiser of either kind.

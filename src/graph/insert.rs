@@ -22,12 +22,12 @@ impl Graph {
             return sorted.to_vec();
         }
         let mut kept: Vec<Cand> = Vec::with_capacity(m);
+        let mut widened = Vec::new();
         for &c in sorted {
             if kept.len() >= m {
                 break;
             }
-            let v = self.vectors.vector(c.id).to_f32();
-            let v = &*v;
+            let v = self.vectors.vector(c.id).to_f32_in(&mut widened);
             match kept.iter().find(|k| self.distance_to(v, k.id) < c.d) {
                 None => kept.push(c),
                 Some(r) => {
@@ -166,8 +166,8 @@ impl Graph {
                 return true;
             }
             // A link to a node not in the graph is replaced first; else the farthest.
-            let base = self.vectors.vector(from).to_f32();
-            let base = &*base;
+            let mut widened = Vec::new();
+            let base = self.vectors.vector(from).to_f32_in(&mut widened);
             let (far, _) = list
                 .iter()
                 .enumerate()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::spawn_child;
 use common::workload::{Model, Workload, apply, snapshot};
-use hnswdb::{Durability, Index, IndexOptions, Metric};
+use hnswdb::{Durability, Index, IndexOptions, Metric, Routing, Storage};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 const DIM: usize = 8;
@@ -40,10 +40,12 @@ fn crash_child() {
         return;
     };
     let mut parts = spec.split(';');
-    let (dir, seed, durability) = (
+    let (dir, seed, durability, storage, routing) = (
         parts.next().unwrap(),
         parts.next().unwrap().parse().unwrap(),
         parts.next().unwrap(),
+        parts.next().unwrap().parse::<Storage>().unwrap(),
+        parts.next().unwrap().parse::<Routing>().unwrap(),
     );
     let durability = match durability {
         "immediate" => Durability::Immediate,
@@ -51,6 +53,8 @@ fn crash_child() {
         _ => Durability::None,
     };
     let opts = IndexOptions::new(DIM, Metric::L2)
+        .storage(storage)
+        .routing(routing)
         .m(8)
         .ef_construction(64)
         .threads(2)
@@ -94,11 +98,18 @@ fn one_kill(iteration: u64) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let index_dir = dir.path().join("idx");
     let durability = ["immediate", "periodic", "none"][iteration as usize % 3];
+    // Every durability mode meets each of: f32 and SQ8 (the defaults), f16 vectors, RaBitQ
+    // routing.
+    let (storage, routing) =
+        [("f32", "sq8"), ("f16", "sq8"), ("f32", "rabitq")][(iteration as usize / 3) % 3];
     let seed = 1000 + iteration;
     let mut child = spawn_child(
         "crash_child",
         CHILD_ENV,
-        format!("{};{seed};{durability}", index_dir.to_str().unwrap()),
+        format!(
+            "{};{seed};{durability};{storage};{routing}",
+            index_dir.to_str().unwrap()
+        ),
     );
     // Kill after a random number of acknowledgements (or a random time, whichever first),
     // so that kills land at every stage: early, mid-checkpoint, after many operations.
@@ -180,7 +191,9 @@ fn one_kill(iteration: u64) -> Outcome {
             let mut exact: Vec<(f32, u64)> =
                 vectors.iter().map(|(id, v)| (l2(query, v), **id)).collect();
             exact.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let found = index.search_ef(query, 10, 64).unwrap();
+            // One bit per dimension of 8-d vectors ranks coarsely: a wider beam there.
+            let ef = if routing == "rabitq" { 200 } else { 64 };
+            let found = index.search_ef(query, 10, ef).unwrap();
             let hits = found
                 .iter()
                 .filter(|h| exact[..10].iter().any(|e| e.1 == h.id))
@@ -235,7 +248,7 @@ fn kill_loop(iterations: u64) {
         on_codes += (o.codes_generation > 0) as usize;
         retrained += (o.codes_generation > 1) as usize;
     }
-    // The recoveries must cover searches on SQ8 codes, retrained ones included, or the
+    // The recoveries must cover searches on codes, retrained ones included, or the
     // loop would not be testing what the index does by default.
     assert!(
         on_codes * 2 >= iterations as usize && retrained > 0,
@@ -243,7 +256,7 @@ fn kill_loop(iterations: u64) {
     );
     println!(
         "kill -9 loop: {iterations} kills, {acked} acknowledged operations checked, {ids} recovered ids compared, \
-         {replayed} log records replayed, {torn} torn log tails dropped, {on_codes} recoveries searching on SQ8 codes \
+         {replayed} log records replayed, {torn} torn log tails dropped, {on_codes} recoveries searching on codes (SQ8 or RaBitQ) \
          ({retrained} of a retrained generation), mean recall@10 {:.4}, 0 failures, {:.1} s",
         recall / iterations as f64,
         start.elapsed().as_secs_f64()

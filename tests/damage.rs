@@ -22,7 +22,9 @@ mod common;
 
 use common::copy_dir;
 use hnswdb::serde_json::{Value, json};
-use hnswdb::{FieldKind, FieldSpec, Filter, Index, IndexOptions, Metric, OpenOptions, Query};
+use hnswdb::{
+    FieldKind, FieldSpec, Filter, Index, IndexOptions, Metric, OpenOptions, Query, Storage,
+};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 const DIM: usize = 8;
@@ -32,18 +34,21 @@ type Model = BTreeMap<u64, (Vec<f32>, Option<Value>)>;
 
 fn vector(rng: &mut StdRng) -> Vec<f32> {
     let centre = rng.random_range(0..4) as f32;
+    // On a grid of 1/512: exact in f16 as in f32 (|x| < 4), so that an f16 index's
+    // answers must equal the model's too.
     (0..DIM)
-        .map(|_| centre + rng.random_range(-0.5f32..0.5))
+        .map(|_| centre + rng.random_range(-256i32..256) as f32 / 512.0)
         .collect()
 }
 
 /// Builds an index in `dir` as a crash leaves it, returning the states it went through
 /// after its checkpoint: `states[0]` is the checkpointed one, `states[k]` the one after
 /// the k-th write logged since.
-fn template(dir: &Path, seed: u64) -> Vec<Model> {
+fn template(dir: &Path, seed: u64, storage: Storage) -> Vec<Model> {
     let mut rng = StdRng::seed_from_u64(seed);
     let live = dir.with_extension("live");
     let opts = IndexOptions::new(DIM, Metric::L2)
+        .storage(storage)
         .m(8)
         .ef_construction(32)
         .quantize_after(64)
@@ -324,15 +329,26 @@ fn one(
 
 #[test]
 fn damaged_directories_give_typed_errors_or_correct_answers() {
+    damaged_directories(Storage::F32, 300);
+}
+
+#[test]
+fn damaged_f16_directories_give_typed_errors_or_correct_answers() {
+    damaged_directories(Storage::F16, 100);
+}
+
+/// `rounds` damaged copies (`HNSWDB_DAMAGE_ROUNDS` overrides) of an index storing its
+/// vectors as `storage`.
+fn damaged_directories(storage: Storage, rounds: usize) {
     let rounds: usize = std::env::var("HNSWDB_DAMAGE_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(rounds);
     let root = tempfile::tempdir().unwrap();
     let pristine = root.path().join("pristine");
-    let states = template(&pristine, 1);
+    let states = template(&pristine, 1, storage);
     let foreign = root.path().join("foreign");
-    template(&foreign, 2);
+    template(&foreign, 2, storage);
     let mut rng = StdRng::seed_from_u64(
         std::env::var("HNSWDB_DAMAGE_SEED")
             .ok()
@@ -359,7 +375,10 @@ fn damaged_directories_give_typed_errors_or_correct_answers() {
             }
         }
     }
-    eprintln!("damaged directories: {rounds}, 0 panics, 0 wrong answers");
+    eprintln!(
+        "damaged {} directories: {rounds}, 0 panics, 0 wrong answers",
+        storage.name()
+    );
     for ((file, outcome), n) in &tally {
         eprintln!("  {file:<10} {outcome:<30} {n}");
     }

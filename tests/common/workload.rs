@@ -54,8 +54,10 @@ impl Workload {
     fn vector(&mut self) -> Vec<f32> {
         // A few coarse clusters, so that search quality is measurable.
         let centre = self.rng.random_range(0..4) as f32;
+        // On a grid of 1/512: exact in f16 as in f32 (|x| < 4), so that a recovered f16
+        // index must equal the model bit for bit too.
         (0..self.dim)
-            .map(|_| centre + self.rng.random_range(-0.5f32..0.5))
+            .map(|_| centre + self.rng.random_range(-256i32..256) as f32 / 512.0)
             .collect()
     }
 

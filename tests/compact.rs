@@ -108,13 +108,14 @@ fn compaction_killed_at_random_points_loses_nothing() {
 }
 
 #[test]
-fn compaction_keeps_payloads_fields_and_routing() {
+fn compaction_keeps_payloads_fields_routing_and_storage() {
     use hnswdb::serde_json::json;
-    use hnswdb::{FieldKind, FieldSpec, Filter, Query, Routing};
+    use hnswdb::{FieldKind, FieldSpec, Filter, Query, Routing, Storage, f16};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
     let options = IndexOptions::new(DIM, Metric::L2)
         .routing(Routing::RaBitQ)
+        .storage(Storage::F16)
         .quantize_after(100)
         .field(FieldSpec::new("g", FieldKind::Integer));
     let index = Index::create(&dir, &options).unwrap();
@@ -136,6 +137,14 @@ fn compaction_keeps_payloads_fields_and_routing() {
     index.delete_batch(&(0..300).collect::<Vec<_>>()).unwrap();
     let (index, _) = index.compact().unwrap();
     assert_eq!(index.stats().unwrap().routing, Routing::RaBitQ);
+    assert_eq!(index.stats().unwrap().storage, Storage::F16);
+    for id in (300..600u64).step_by(17) {
+        let rounded: Vec<f32> = vector(id)
+            .iter()
+            .map(|&x| f16::from_f32(x).to_f32())
+            .collect();
+        assert_eq!(index.get(id).unwrap(), rounded);
+    }
     assert_eq!(index.fields(), [FieldSpec::new("g", FieldKind::Integer)]);
     for id in 300..600u64 {
         let want = (id % 3 != 0).then(|| json!({"g": id % 4}));

@@ -47,7 +47,58 @@ macro_rules! simd_sum {
     }};
 }
 
-/// Defines, for one instruction set, the four kernels as `#[target_feature]` functions and
+/// Defines, for one instruction set, the squared-L2 and dot kernels against rows of
+/// `$elem` as safe functions `$l2sq` and `$dot`: `$loadb` loads `lanes` of them as f32
+/// (the f32 load itself, or a widening one), `$widen` converts one for the tail. Only
+/// sound to hand out after the set's features were detected (see `kernel_set`).
+macro_rules! row_kernels {
+    ($l2sq:ident, $dot:ident, $elem:ty, $loadb:ident, $widen:path, $feature:literal,
+     $lanes:literal, $zero:ident, $load:ident, $sub:ident, $fmadd:ident, $add:ident,
+     $hsum:ident) => {
+        fn $l2sq(a: &[f32], b: &[$elem]) -> f32 {
+            #[target_feature(enable = $feature)]
+            fn kernel(a: &[f32], b: &[$elem]) -> f32 {
+                let (pa, pb) = (a.as_ptr(), b.as_ptr());
+                simd_sum!(
+                    a.len().min(b.len()),
+                    $lanes,
+                    $zero,
+                    $add,
+                    $hsum,
+                    |acc, i| {
+                        // SAFETY: `i + lanes <= n` (see `kernel_set`), in both slices.
+                        let d = unsafe { $sub($load(pa.add(i)), $loadb(pb.add(i))) };
+                        $fmadd(d, d, acc)
+                    },
+                    |j| (a[j] - $widen(b[j])) * (a[j] - $widen(b[j]))
+                )
+            }
+            // SAFETY: only reachable after the set's features were detected.
+            unsafe { kernel(a, b) }
+        }
+
+        fn $dot(a: &[f32], b: &[$elem]) -> f32 {
+            #[target_feature(enable = $feature)]
+            fn kernel(a: &[f32], b: &[$elem]) -> f32 {
+                let (pa, pb) = (a.as_ptr(), b.as_ptr());
+                simd_sum!(
+                    a.len().min(b.len()),
+                    $lanes,
+                    $zero,
+                    $add,
+                    $hsum,
+                    // SAFETY: `i + lanes <= n` (see `kernel_set`), in both slices.
+                    |acc, i| unsafe { $fmadd($load(pa.add(i)), $loadb(pb.add(i)), acc) },
+                    |j| a[j] * $widen(b[j])
+                )
+            }
+            // SAFETY: only reachable after the set's features were detected.
+            unsafe { kernel(a, b) }
+        }
+    };
+}
+
+/// Defines, for one instruction set, the kernels as `#[target_feature]` functions and
 /// a safe constructor `$set() -> Kernels` handing them out as safe function pointers.
 macro_rules! kernel_set {
     ($set:ident, $isa:literal, $feature:literal, $lanes:literal, $zero:ident, $load:ident,
@@ -61,38 +112,36 @@ macro_rules! kernel_set {
             // slice: every load lies inside its slice. Unaligned loads, as queries come
             // from arbitrary user memory.
 
-            #[target_feature(enable = $feature)]
-            fn l2sq_impl(a: &[f32], b: &[f32]) -> f32 {
-                let (pa, pb) = (a.as_ptr(), b.as_ptr());
-                simd_sum!(
-                    a.len().min(b.len()),
-                    $lanes,
-                    $zero,
-                    $add,
-                    $hsum,
-                    |acc, i| {
-                        // SAFETY: `i + lanes <= n` (see above).
-                        let d = unsafe { $sub($load(pa.add(i)), $load(pb.add(i))) };
-                        $fmadd(d, d, acc)
-                    },
-                    |j| (a[j] - b[j]) * (a[j] - b[j])
-                )
-            }
-
-            #[target_feature(enable = $feature)]
-            fn dot_impl(a: &[f32], b: &[f32]) -> f32 {
-                let (pa, pb) = (a.as_ptr(), b.as_ptr());
-                simd_sum!(
-                    a.len().min(b.len()),
-                    $lanes,
-                    $zero,
-                    $add,
-                    $hsum,
-                    // SAFETY: `i + lanes <= n` (see above).
-                    |acc, i| unsafe { $fmadd($load(pa.add(i)), $load(pb.add(i)), acc) },
-                    |j| a[j] * b[j]
-                )
-            }
+            row_kernels!(
+                l2sq,
+                dot,
+                f32,
+                $load,
+                std::convert::identity,
+                $feature,
+                $lanes,
+                $zero,
+                $load,
+                $sub,
+                $fmadd,
+                $add,
+                $hsum
+            );
+            row_kernels!(
+                l2sq_f16,
+                dot_f16,
+                f16,
+                $half,
+                f16::to_f32,
+                $feature,
+                $lanes,
+                $zero,
+                $load,
+                $sub,
+                $fmadd,
+                $add,
+                $hsum
+            );
 
             #[target_feature(enable = $feature)]
             fn l2sq_u8_impl(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
@@ -129,50 +178,9 @@ macro_rules! kernel_set {
                 )
             }
 
-            #[target_feature(enable = $feature)]
-            fn l2sq_f16_impl(a: &[f32], b: &[f16]) -> f32 {
-                let (pa, pb) = (a.as_ptr(), b.as_ptr());
-                simd_sum!(
-                    a.len().min(b.len()),
-                    $lanes,
-                    $zero,
-                    $add,
-                    $hsum,
-                    |acc, i| {
-                        // SAFETY: `i + lanes <= n` (see above), in both slices.
-                        let d = unsafe { $sub($load(pa.add(i)), $half(pb.add(i))) };
-                        $fmadd(d, d, acc)
-                    },
-                    |j| (a[j] - b[j].to_f32()) * (a[j] - b[j].to_f32())
-                )
-            }
-
-            #[target_feature(enable = $feature)]
-            fn dot_f16_impl(a: &[f32], b: &[f16]) -> f32 {
-                let (pa, pb) = (a.as_ptr(), b.as_ptr());
-                simd_sum!(
-                    a.len().min(b.len()),
-                    $lanes,
-                    $zero,
-                    $add,
-                    $hsum,
-                    // SAFETY: `i + lanes <= n` (see above), in both slices.
-                    |acc, i| unsafe { $fmadd($load(pa.add(i)), $half(pb.add(i)), acc) },
-                    |j| a[j] * b[j].to_f32()
-                )
-            }
-
             // The safe wrappers are only handed out after the runtime feature check (see
             // the constructor's doc), which is what makes calling the `#[target_feature]`
             // functions sound.
-            fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-                // SAFETY: only reachable after the set's features were detected.
-                unsafe { l2sq_impl(a, b) }
-            }
-            fn dot(a: &[f32], b: &[f32]) -> f32 {
-                // SAFETY: only reachable after the set's features were detected.
-                unsafe { dot_impl(a, b) }
-            }
             fn l2sq_u8(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
                 // SAFETY: only reachable after the set's features were detected.
                 unsafe { l2sq_u8_impl(a, b, c) }
@@ -180,14 +188,6 @@ macro_rules! kernel_set {
             fn dot_u8(a: &[f32], b: &[f32], c: &[u8]) -> f32 {
                 // SAFETY: only reachable after the set's features were detected.
                 unsafe { dot_u8_impl(a, b, c) }
-            }
-            fn l2sq_f16(a: &[f32], b: &[f16]) -> f32 {
-                // SAFETY: only reachable after the set's features were detected.
-                unsafe { l2sq_f16_impl(a, b) }
-            }
-            fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
-                // SAFETY: only reachable after the set's features were detected.
-                unsafe { dot_f16_impl(a, b) }
             }
 
             Kernels {

@@ -102,6 +102,10 @@ pub enum Error {
     /// was taken: `Index::refresh` and ask again.
     #[error("the index changed under this read-only view ({0}); refresh it")]
     Stale(String),
+    /// A read-only view's directory now holds an index of another configuration (not a
+    /// compaction of the one it viewed, which `refresh` follows): open it anew.
+    #[error("{0} now holds another index; open it anew")]
+    Replaced(PathBuf),
     /// A read-only open of an index whose writer crashed: its metadata needs a repair,
     /// which is a write. Open it once for writing (which recovers it), then read-only.
     #[error("index at {0} needs recovery after a crash: open it for writing once")]

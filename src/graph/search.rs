@@ -78,9 +78,9 @@ const RERANK_BATCH: usize = 16;
 const RERANK_BATCH_MAX: usize = 64;
 
 std::thread_local! {
-    /// Labels the last re-rank on this thread verified from disk: (graph, [(slot, label)]).
-    static VERIFIED: std::cell::RefCell<(usize, Vec<(u32, u64)>)> =
-        const { std::cell::RefCell::new((0, Vec::new())) };
+    /// Labels that re-ranks on this thread read and verified from disk since the last
+    /// `take_verified`: [(slot, label)].
+    static VERIFIED: std::cell::RefCell<Vec<(u32, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A query prepared for one kind of code.
@@ -415,7 +415,7 @@ impl Graph {
                         match read.bytes().and_then(|b| self.vectors.parse_slot(b)) {
                             Some((vector, label)) => {
                                 out[i] = self.dist.eval_row(q, vector);
-                                v.1.push((ids[i], label));
+                                v.push((ids[i], label));
                             }
                             // Failed or damaged: the mapping reads it again and reports
                             // damage as every other read does.
@@ -436,33 +436,20 @@ impl Graph {
         out
     }
 
-    /// Forgets the labels the last search's direct reads verified (see `verified_label`).
-    fn begin_verified(&self) {
-        VERIFIED.with(|v| {
-            let mut v = v.borrow_mut();
-            v.0 = self as *const Graph as usize;
-            v.1.clear();
-        });
-    }
-
-    /// The label of `slot` as the last search on this thread read and verified it from
-    /// disk, if it did: lets the caller report an answer without reading the slot again
-    /// through the mapping (a page fault, under a tight memory budget a reclaim too).
-    pub fn verified_label(&self, slot: u32) -> Option<u64> {
-        self.direct.as_ref()?;
-        VERIFIED.with(|v| {
-            let v = v.borrow();
-            if v.0 != self as *const Graph as usize {
-                return None;
-            }
-            v.1.iter().find(|(s, _)| *s == slot).map(|(_, l)| *l)
-        })
+    /// The labels this thread's re-ranks read and verified from disk since the last call,
+    /// sorted by slot; the record is left empty. A caller reporting a search's answers
+    /// calls it before the search (to forget what an earlier one left) and after it (see
+    /// `Index::searched`), so that only this search's reads, made under the same lock and
+    /// of the same graph, vouch for a label.
+    pub fn take_verified(&self) -> Vec<(u32, u64)> {
+        let mut verified = VERIFIED.with(|v| std::mem::take(&mut *v.borrow_mut()));
+        verified.sort_unstable();
+        verified
     }
 
     /// Every candidate's exact distance.
     fn rerank_all(&self, s: &mut Scratch, q: &[f32], mut beam: Vec<Cand>) -> Vec<Cand> {
         if self.direct.is_some() {
-            self.begin_verified();
             let ids: Vec<u32> = beam.iter().map(|c| c.id).collect();
             for (c, d) in beam.iter_mut().zip(self.exact_distances(q, &ids)) {
                 c.d = d;
@@ -517,7 +504,6 @@ impl Graph {
                 best.peek().map_or(f32::INFINITY, |w| w.d)
             }
         };
-        self.begin_verified();
         let mut at = 0;
         let mut size = RERANK_BATCH;
         while at < order.len() {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::Index;
 use crate::error::{Error, IoContext, Result};
 use crate::store::meta::META_FILE_NAME;
+use crate::store::readers::READERS_FILE;
 
 /// How often a backup retries after a checkpoint ran during its copy.
 const ATTEMPTS: usize = 8;
@@ -31,9 +32,9 @@ impl Index {
             if staging.exists() {
                 std::fs::remove_dir_all(&staging).at(&staging)?;
             }
-            let before = self.meta().latest_checkpoint_lsn()?;
+            let before = self.meta().latest_generation()?;
             let bytes = self.copy_files(&staging)?;
-            if self.meta().latest_checkpoint_lsn()? != before {
+            if self.meta().latest_generation()? != before {
                 continue; // a checkpoint ran meanwhile: the copy may straddle it
             }
             // Recover the copy as after a crash, check it, and leave it checkpointed.
@@ -60,14 +61,19 @@ impl Index {
         std::fs::create_dir_all(to.join("wal")).at(to)?;
         let mut bytes = 0;
         {
-            // A checkpoint (the only writer of meta.redb) needs the graph's write lock.
-            let _no_checkpoint = self.graph.read();
+            // A checkpoint (the only writer of meta.redb) holds the ledger throughout.
+            let _no_checkpoint = self.ledger.lock();
             bytes += copy(&self.dir.join(META_FILE_NAME), &to.join(META_FILE_NAME))?;
         }
         let mut pages: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .at(&self.dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != META_FILE_NAME))
+            // The reader table describes this directory's readers, not the copy's.
+            .filter(|p| {
+                p.is_file()
+                    && p.file_name()
+                        .is_some_and(|n| n != META_FILE_NAME && n != READERS_FILE)
+            })
             .collect();
         pages.sort();
         for page in pages {

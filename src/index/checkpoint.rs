@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLockWriteGuard};
 
-use super::Index;
 use super::write::Ledger;
+use super::{Index, Poison};
 use crate::distance::{Quantizer, RaBitQ, Routing, Sq8};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Quantized};
-use crate::store::{Changes, CodeKind, Codes, SlotState, State, codes};
+use crate::store::{Changes, CodeKind, Codes, State, codes};
 use crate::wal::Wal;
 
 /// Vectors sampled to train a quantiser (its ranges are per-component min and max).
@@ -26,7 +26,9 @@ pub(super) struct Syncer {
 }
 
 impl Syncer {
-    pub(super) fn start(wal: Arc<Wal>, every: Duration) -> Syncer {
+    /// Syncs `wal` every `every`; a failed sync poisons the index (see `checkpoint_inner`:
+    /// a retried fsync cannot be trusted) and ends the thread.
+    pub(super) fn start(wal: Arc<Wal>, every: Duration, poison: Arc<Poison>) -> Syncer {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -34,9 +36,10 @@ impl Syncer {
             let mut stopped = lock.lock();
             while !*stopped {
                 cv.wait_for(&mut stopped, every);
-                // A failed background fsync is retried at the next tick; the next
-                // checkpoint reports a persistent failure.
-                let _ = wal.sync_all();
+                if let Err(e) = wal.sync_all() {
+                    poison.set(&e);
+                    return;
+                }
             }
         });
         Syncer {
@@ -71,71 +74,109 @@ impl Index {
         self.checkpoint_inner(true)
     }
 
+    /// A checkpoint. Any failure poisons the index: a failed msync or fsync may have
+    /// dropped dirty pages that a retry would then report durable (the PostgreSQL
+    /// "fsyncgate" lesson), and a failed commit leaves the metadata's state unknown. The
+    /// writes logged so far are durable in the log either way; a reopen replays it.
     fn checkpoint_inner(&self, force_consolidate: bool) -> Result<()> {
         let wal = self.writable_log()?;
-        let mut graph = self.graph.write();
+        self.checkpoint_locked(wal, force_consolidate)
+            .inspect_err(|e| self.poison.set(e))
+    }
+
+    /// Consolidates and retrains, if due, under the graph's write lock; then, unless
+    /// codes were retrained (installing them needs the write lock again), downgrades it
+    /// so that searches run beside the checkpoint's I/O. Writers wait on the ledger.
+    fn checkpoint_locked(&self, wal: &Wal, force_consolidate: bool) -> Result<()> {
+        let graph = self.graph.write();
         let mut p = self.ledger.lock();
-        if force_consolidate || Self::consolidation_due(&p) {
-            let dead: Vec<u32> = p.tombstones.iter().copied().collect();
-            // Relinks around the dead in the page files only: until the metadata commit
-            // below, a crash brings the tombstones back (from metadata and log), and a
-            // graph already relinked around them is still a valid graph.
-            graph.consolidate(&dead, p.high_water, self.threads())?;
-            for slot in dead {
-                p.free.insert(slot);
-                p.slots.insert(slot, SlotState::Free);
-            }
-            p.tombstones.clear();
+        let freeing = if force_consolidate || Self::consolidation_due(&p) {
+            let dead: Vec<u32> = p.slots.tombstones().collect();
+            // Relinks around the dead in the page files only: until the metadata commit,
+            // a crash brings the tombstones back (from metadata and log), and a graph
+            // already relinked around them is still a valid graph. The allocator frees
+            // them only once that commit has succeeded.
+            graph.consolidate(&dead, p.slots.high_water(), self.threads())?;
             // Relinking around many dead nodes is where in-links are most often lost.
-            graph.reconnect(p.high_water)?;
-        }
-        let trained = if self.training_due(&p, &graph) {
-            Some(self.train_codes(&graph, &p)?)
+            graph.reconnect(p.slots.high_water())?;
+            dead
         } else {
-            None
+            Vec::new()
         };
+        if self.training_due(&p, &graph) {
+            let mut graph = graph;
+            let trained = self.train_codes(&graph, &p)?;
+            self.commit_checkpoint(wal, &graph, &mut p, &freeing, Some(&trained))?;
+            // The metadata now names the new generation: searches may use it, and the
+            // old file is garbage (a crash before this removal leaves it for `open`).
+            let old = graph
+                .quantized()
+                .map(|o| o.codes.file().path().to_path_buf());
+            graph.set_quantized(Some(trained));
+            if let Some(old) = old {
+                let _ = std::fs::remove_file(old);
+            }
+            Ok(())
+        } else {
+            let graph = RwLockWriteGuard::downgrade(graph);
+            self.commit_checkpoint(wal, &graph, &mut p, &freeing, None)
+        }
+    }
+
+    /// Makes the page files durable, commits the metadata (with `freeing` free and
+    /// `trained` as the new codes), then tells the slot allocator, and drops the log
+    /// before the checkpoint. No insert can be under way: the caller took the graph's
+    /// write lock, and holds the ledger.
+    fn commit_checkpoint(
+        &self,
+        wal: &Wal,
+        graph: &Graph,
+        p: &mut Ledger,
+        freeing: &[u32],
+        trained: Option<&Quantized>,
+    ) -> Result<()> {
         graph.sync()?;
         let checkpoint_lsn = wal.next_lsn();
         let upper = graph.dirty_upper();
-        let (codes_generation, codes_trained_live) = match &trained {
-            Some(q) => (q.generation, p.live),
+        let (codes_generation, codes_trained_live) = match trained {
+            Some(q) => (q.generation, p.slots.live()),
             None => (p.codes_generation, p.codes_trained_live),
         };
         let state = State {
-            high_water: p.high_water,
-            live: p.live,
+            high_water: p.slots.high_water(),
+            live: p.slots.live(),
             entry: graph.entry(),
             checkpoint_lsn,
             level_draws: p.level_draws,
             codes_generation,
             codes_trained_live,
+            generation: p.generation + 1,
         };
         self.meta().commit(&Changes {
             ids: &p.ids,
-            slots: &p.slots,
+            slots: &p.slots.changes_freeing(freeing),
             upper: &upper,
             state: &state,
-            quantizer: trained.as_ref().map(|q| &q.quantizer),
+            quantizer: trained.map(|q| &q.quantizer),
             payloads: &p.payloads,
         })?;
-        if let Some(q) = trained {
-            // The metadata now names the new generation: searches may use it, and the old
-            // file is garbage (a crash before this removal leaves it for `open` to remove).
-            let old = graph
-                .quantized()
-                .map(|o| o.codes.file().path().to_path_buf());
-            graph.set_quantized(Some(q));
-            if let Some(old) = old {
-                let _ = std::fs::remove_file(old);
-            }
-            p.codes_generation = codes_generation;
-            p.codes_trained_live = codes_trained_live;
-        }
         graph.clear_upper_dirty();
+        p.slots.committed(freeing, state.generation);
+        p.generation = state.generation;
+        p.codes_generation = codes_generation;
+        p.codes_trained_live = codes_trained_live;
         p.ids.clear();
-        p.slots.clear();
         p.payloads.clear();
+        self.release_held_slots(p)?;
         wal.truncate_before(checkpoint_lsn)
+    }
+
+    /// Frees for reuse the held slots that no registered reader can still see in use.
+    pub(super) fn release_held_slots(&self, p: &mut Ledger) -> Result<()> {
+        if let Some(readers) = &self.readers {
+            p.slots.release(readers.oldest()?);
+        }
+        Ok(())
     }
 
     /// Whether a checkpoint should (re)train the quantiser: first once the index has
@@ -143,10 +184,10 @@ impl Index {
     /// so that component ranges follow the data at amortised O(1) cost per insert.
     pub(super) fn training_due(&self, p: &Ledger, graph: &Graph) -> bool {
         match graph.quantized() {
-            None => p.live >= self.options.quantize_after,
+            None => p.slots.live() >= self.options.quantize_after,
             Some(_) => {
                 self.options.quantize_after != u64::MAX
-                    && p.live
+                    && p.slots.live()
                         >= p.codes_trained_live
                             .max(self.options.quantize_after)
                             .saturating_mul(2)
@@ -158,7 +199,9 @@ impl Index {
     /// routable node into a new code file, `codes.<generation + 1>`, synced. Nothing refers
     /// to the file until the checkpoint's metadata commit names its generation.
     fn train_codes(&self, graph: &Graph, p: &Ledger) -> Result<Quantized> {
-        let live: Vec<u32> = (0..p.high_water).filter(|&s| graph.is_live(s)).collect();
+        let live: Vec<u32> = (0..p.slots.high_water())
+            .filter(|&s| graph.is_live(s))
+            .collect();
         let step = live.len().div_ceil(SQ8_SAMPLE).max(1);
         // Borrowed in place when stored as f32.
         let rows: Vec<_> = live
@@ -189,7 +232,7 @@ impl Index {
         };
         let codes = Codes::create(&path, kind, self.config.file_identity(), graph.capacity())?;
         codes.file().advise(false);
-        graph.encode_routable(&quantizer, &codes, p.high_water, self.threads());
+        graph.encode_routable(&quantizer, &codes, p.slots.high_water(), self.threads());
         codes.file().sync()?;
         Ok(Quantized {
             quantizer,

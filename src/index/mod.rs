@@ -15,6 +15,7 @@ mod options;
 mod payload;
 mod query;
 mod report;
+mod slots;
 mod verify;
 mod write;
 
@@ -29,7 +30,7 @@ use crate::distance::{Kernels, MAX_SQUARED_NORM, Metric, Storage, f16, normalize
 use crate::error::{Error, Result};
 use crate::graph::{Cand, Graph};
 use crate::parallel::try_parallel_for;
-use crate::store::{Config, Meta};
+use crate::store::{Config, Meta, ReaderTable, Registration};
 use crate::wal::Wal;
 
 use checkpoint::Syncer;
@@ -74,9 +75,12 @@ pub struct Index {
     followed: Mutex<std::time::Instant>,
     /// The options the index was opened with (a refresh reopens with them).
     options: OpenOptions,
-    /// Set when a write failed after its record was logged: memory and log may disagree,
-    /// so further writes are refused until a reopen replays the log.
-    poisoned: AtomicBool,
+    /// Set when a write failed after its record was logged, or a sync or commit failed:
+    /// see [`Poison`].
+    poison: Arc<Poison>,
+    /// The reader table, whose oldest view decides when freed slots may be reused; `None`
+    /// when opened read-only.
+    readers: Option<ReaderTable>,
     ef_search: AtomicUsize,
     threads: AtomicUsize,
     recovery: Recovery,
@@ -85,12 +89,54 @@ pub struct Index {
     _syncer: Option<Syncer>,
 }
 
-/// A read-only view's place in the writer's history: the checkpoint it started from and
-/// the LSN after the last log record it applied.
-#[derive(Clone, Copy, Debug)]
+/// Set once a write failed after its record was logged (memory and log may disagree), or
+/// a sync or commit failed (Linux may drop the dirty pages of a failed fsync and report
+/// the next one clean — PostgreSQL's "fsyncgate" — and a failed commit leaves the
+/// metadata's state unknown): every later write and checkpoint is refused until a reopen
+/// recovers from the log. A full disk is reported as such, the rest as `Poisoned`.
+#[derive(Debug, Default)]
+pub(crate) struct Poison {
+    set: AtomicBool,
+    disk_full: Mutex<Option<PathBuf>>,
+}
+
+impl Poison {
+    /// Poisons, for `cause`.
+    fn set(&self, cause: &Error) {
+        if let Error::DiskFull { path } = cause {
+            self.disk_full.lock().get_or_insert_with(|| path.clone());
+        }
+        self.set.store(true, Ordering::Release);
+    }
+
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// `Ok` unless poisoned.
+    fn check(&self) -> Result<()> {
+        if !self.is_set() {
+            return Ok(());
+        }
+        Err(match &*self.disk_full.lock() {
+            Some(path) => Error::DiskFull { path: path.clone() },
+            None => Error::Poisoned,
+        })
+    }
+}
+
+/// A read-only view's place in the writer's history: the checkpoint it started from (its
+/// generation, as registered in the reader table) and the LSN after the last log record
+/// it applied.
+#[derive(Debug)]
 struct View {
-    checkpoint_lsn: u64,
+    generation: u64,
+    /// The identity of the index viewed (a compaction, which `refresh` follows, changes it).
+    index_uid: u64,
     next_lsn: u64,
+    /// Its entry in the reader table (`None` on a read-only file system, where no writer
+    /// can reuse anything): the writer reuses no slot this view may still read.
+    _registration: Option<Registration>,
 }
 
 impl std::fmt::Debug for Index {
@@ -151,7 +197,7 @@ impl Index {
 
     /// Number of live vectors.
     pub fn len(&self) -> u64 {
-        self.ledger.lock().live
+        self.ledger.lock().slots.live()
     }
 
     /// True when the index holds no vector.
@@ -248,7 +294,7 @@ impl Index {
         self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
-        self.hits(&graph, graph.search(&q, k, ef.max(1))?)
+        self.searched(&graph, || graph.search(&q, k, ef.max(1)))
     }
 
     /// `search_ef`, also returning the number of distances computed: the cost of the
@@ -262,8 +308,13 @@ impl Index {
         self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
-        let (found, distances) = graph.search_counted(&q, k, ef.max(1))?;
-        Ok((self.hits(&graph, found)?, distances))
+        let mut distances = 0;
+        let found = self.searched(&graph, || {
+            let (found, counted) = graph.search_counted(&q, k, ef.max(1))?;
+            distances = counted;
+            Ok(found)
+        })?;
+        Ok((found, distances))
     }
 
     /// The `k` nearest vectors to `query` among those whose id `filter` admits, nearest
@@ -290,8 +341,9 @@ impl Index {
         self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
-        let (found, _) = graph.search_where(&q, k, ef.max(1), filter)?;
-        self.hits(&graph, found)
+        self.searched(&graph, || {
+            Ok(graph.search_where(&q, k, ef.max(1), filter)?.0)
+        })
     }
 
     /// Searches every row of `queries` on the index's worker threads; answers in query
@@ -323,7 +375,7 @@ impl Index {
             .collect::<Result<_>>()?;
         let graph = self.graph.read();
         self.each_row(rows.len(), threads, |i| {
-            self.hits(&graph, graph.search(&rows[i], k, ef.max(1))?)
+            self.searched(&graph, || graph.search(&rows[i], k, ef.max(1)))
         })
     }
 
@@ -359,19 +411,28 @@ impl Index {
         self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
-        self.hits(&graph, graph.brute_force(&q, k))
+        self.searched(&graph, || Ok(graph.brute_force(&q, k)))
     }
 
-    /// The answers of a search, each checked against its slot's checksum: a damaged vector
-    /// or label is an error, never a wrong id or distance.
-    fn hits(&self, graph: &Graph, found: Vec<Cand>) -> Result<Vec<Neighbour>> {
-        found
+    /// Runs `search` (of `graph`, whose lock the caller holds) and reports its answers,
+    /// each checked against its slot's checksum: a damaged vector or label is an error,
+    /// never a wrong id or distance. A label the search's own re-rank read and verified
+    /// from disk is used as read; the record of such labels is emptied before and after,
+    /// so that no other search's (another graph's, before a refresh) can vouch for one.
+    fn searched(
+        &self,
+        graph: &Graph,
+        search: impl FnOnce() -> Result<Vec<Cand>>,
+    ) -> Result<Vec<Neighbour>> {
+        graph.take_verified();
+        let found = search();
+        let verified = graph.take_verified();
+        found?
             .into_iter()
             .map(|c| {
-                let id = match graph.verified_label(c.id) {
-                    // Read from disk and checked against its checksum by the re-rank.
-                    Some(label) => label,
-                    None => {
+                let id = match verified.binary_search_by_key(&c.id, |&(slot, _)| slot) {
+                    Ok(at) => verified[at].1,
+                    Err(_) => {
                         self.check_intact(graph, c.id)?;
                         graph.vectors().label(c.id)
                     }
@@ -441,9 +502,9 @@ impl Index {
         self.follow()?;
         let graph = self.graph.read();
         let p = self.ledger.lock();
-        let mut ids = Vec::with_capacity(p.live as usize);
+        let mut ids = Vec::with_capacity(p.slots.live() as usize);
         for (id, slot) in self.id_map(&p)? {
-            if !p.is_live(slot) {
+            if !p.slots.is_live(slot) {
                 return Err(Error::corrupt(
                     self.meta().path(),
                     format!("id {id} maps to slot {slot}, which holds no live vector"),
@@ -463,11 +524,12 @@ impl Index {
         let graph = self.graph.read();
         let p = self.ledger.lock();
         Ok(Stats {
-            len: p.live,
+            len: p.slots.live(),
             capacity: graph.capacity(),
-            high_water: p.high_water,
-            free_slots: p.free.len(),
-            tombstones: p.tombstones.len(),
+            high_water: p.slots.high_water(),
+            free_slots: p.slots.free_count(),
+            held_slots: p.slots.held_count(),
+            tombstones: p.slots.tombstones().len(),
             upper_nodes: graph.upper_count()?,
             max_level: graph.entry().map_or(0, |e| e.level),
             dim: self.config.dim,
@@ -487,7 +549,7 @@ impl Index {
 impl Drop for Index {
     fn drop(&mut self) {
         // A clean close checkpoints; errors cannot be reported from drop (use `close`).
-        if self.wal.is_some() && !self.poisoned.load(Ordering::Acquire) {
+        if self.wal.is_some() && !self.poison.is_set() {
             let _ = self.checkpoint();
         }
     }

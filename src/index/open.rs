@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 
 use parking_lot::{Mutex, RwLock};
 use rand::RngExt;
@@ -12,14 +12,17 @@ use rand::RngExt;
 use super::checkpoint::Syncer;
 use super::payload::{self, Fields};
 use super::write::{self, Ledger, MAX_LEVEL};
-use super::{Durability, Index, IndexOptions, OpenOptions, Recovery, Residency, View};
+use super::{Durability, Index, IndexOptions, OpenOptions, Poison, Recovery, Residency, View};
 use crate::distance::{Distance, Kernels, Routing};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Quantized, UpperSource};
 use crate::store::DirectReads;
 use crate::store::meta::META_FILE_NAME;
 use crate::store::page::PageFile;
-use crate::store::{CodeKind, Codes, Config, Layer0, Meta, State, UpperLists, Vectors, codes};
+use crate::store::{
+    CodeKind, Codes, Config, Layer0, Meta, ReaderTable, Registration, State, UpperLists, Vectors,
+    codes,
+};
 use crate::wal::{self, Wal, WalIdentity};
 
 const VECTORS_FILE: &str = "vectors";
@@ -120,15 +123,18 @@ impl Index {
             .ef_search(self.ef())
             .threads(self.threads());
         let fresh = Self::open_with(&self.dir, &options)?;
-        if fresh.config.index_uid != self.config.index_uid {
-            return Err(Error::corrupt(
-                &self.dir,
-                "the directory now holds another index",
-            ));
+        // A compaction gives the directory a new index of the same configuration but its
+        // identity: the view follows it. Anything else is another index.
+        let same = Config {
+            index_uid: self.config.index_uid,
+            ..fresh.config.clone()
+        };
+        if same != self.config {
+            return Err(Error::Replaced(self.dir.clone()));
         }
         // Swap the new view's parts in, under the graph's write lock (which every read
-        // holds while it uses them); `fresh` leaves with the old ones. Lock order, as in
-        // `catch_up`: view, graph, ledger, meta.
+        // holds while it uses them); `fresh` leaves with the old ones (and the old view's
+        // reader-table entry). Lock order, as in `catch_up`: view, graph, ledger, meta.
         let mut view = self.view.lock();
         let mut graph = self.graph.write();
         std::mem::swap(&mut *graph, &mut *fresh.graph.write());
@@ -146,16 +152,17 @@ impl Index {
     /// `refresh` reopens the view.
     pub fn catch_up(&self) -> Result<bool> {
         let mut view_slot = self.view.lock();
-        let Some(view) = *view_slot else {
+        let Some(view) = view_slot.as_mut() else {
             return Ok(self.wal.is_some());
         };
-        if self.meta().latest_checkpoint_lsn()? != view.checkpoint_lsn {
+        // Also a new field index or a compaction (which changes the identity): a reopen.
+        if self.meta().latest_generation()? != view.generation {
             return Ok(false);
         }
         let wal_dir = self.dir.join(WAL_DIR);
         let identity = WalIdentity {
             dim: self.config.dim as u32,
-            index_uid: self.config.index_uid,
+            index_uid: view.index_uid,
         };
         let replay = match wal::read_for_replay(&wal_dir, identity, view.next_lsn, false) {
             Ok(replay) => replay,
@@ -200,15 +207,18 @@ impl Index {
             // Rebuilt on the next filtered search from the moved view.
             self.fields.write().index = None;
         }
-        *view_slot = Some(View {
-            checkpoint_lsn: view.checkpoint_lsn,
-            next_lsn: replay.next_lsn,
-        });
+        view.next_lsn = replay.next_lsn;
         Ok(true)
     }
 
     fn open_once(dir: &Path, options: &OpenOptions) -> Result<Index> {
         let read_only = options.read_only;
+        // A view registers before it reads the metadata (see `store::readers`): from
+        // then on the writer reuses no slot its view may still read.
+        let registration = match read_only {
+            true => register(dir)?,
+            false => None,
+        };
         let (meta, config, state) = Meta::open(
             &dir.join(META_FILE_NAME),
             options.meta_cache_bytes(),
@@ -292,10 +302,24 @@ impl Index {
             replayed: replay.ops.len(),
             truncated_bytes: replay.tail_bytes()?,
         };
+        if let Some(r) = &registration {
+            r.set(state.generation)?;
+        }
         let view = read_only.then_some(View {
-            checkpoint_lsn: state.checkpoint_lsn,
+            generation: state.generation,
+            index_uid: config.index_uid,
             next_lsn: replay.next_lsn,
+            _registration: registration,
         });
+        let poison = Arc::new(Poison::default());
+        let readers = match read_only {
+            true => None,
+            false => {
+                let table = ReaderTable::open(dir)?;
+                ledger.slots.release(table.oldest()?);
+                Some(table)
+            }
+        };
         let (wal, syncer) = if read_only {
             (None, None)
         } else {
@@ -304,7 +328,9 @@ impl Index {
             remove_stale_codes(dir, state.codes_generation)?;
             let wal = Arc::new(Wal::open(&wal_dir, identity, next_lsn)?);
             let syncer = match options.durability {
-                Durability::Periodic(every) => Some(Syncer::start(wal.clone(), every)),
+                Durability::Periodic(every) => {
+                    Some(Syncer::start(wal.clone(), every, poison.clone()))
+                }
                 _ => None,
             };
             (Some(wal), syncer)
@@ -324,7 +350,8 @@ impl Index {
             view: Mutex::new(view),
             followed: Mutex::new(std::time::Instant::now()),
             options: options.clone(),
-            poisoned: AtomicBool::new(false),
+            poison,
+            readers,
             ef_search: AtomicUsize::new(options.ef_search),
             threads: AtomicUsize::new(threads),
             recovery,
@@ -333,6 +360,15 @@ impl Index {
             config,
         })
     }
+}
+
+/// Registers a read-only view of `dir` in its reader table. A directory that is not there
+/// registers nothing: the metadata's open then says what is missing.
+fn register(dir: &Path) -> Result<Option<Registration>> {
+    if !dir.join(META_FILE_NAME).exists() {
+        return Ok(None);
+    }
+    Registration::register(dir)
 }
 
 /// `create` needs `dir` absent or empty: an index there is `AlreadyExists`, other files

@@ -92,7 +92,7 @@ impl Index {
     pub fn create_field_index(&self, spec: FieldSpec) -> Result<()> {
         spec.check()?;
         self.writable_log()?;
-        let _p = self.ledger.lock();
+        let mut p = self.ledger.lock();
         let mut fields = self.fields.write();
         if let Some(have) = fields.specs.iter().find(|s| s.name == spec.name) {
             return if have.kind == spec.kind {
@@ -105,7 +105,12 @@ impl Index {
                 )))
             };
         }
-        self.meta().add_field(&spec.name, spec.kind.code())?;
+        // A failed commit may or may not have reached the disk: as any failed commit, it
+        // poisons the index (see `checkpoint_inner`).
+        self.meta()
+            .add_field(&spec.name, spec.kind.code(), p.generation + 1)
+            .inspect_err(|e| self.poison.set(e))?;
+        p.generation += 1;
         fields.specs.push(spec);
         // Rebuilt with the new field on next use.
         fields.index = None;

@@ -6,7 +6,7 @@ use rand::seq::index::sample;
 use super::{Index, Neighbour};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::graph::Cand;
+use crate::graph::{Cand, Graph};
 
 /// A search's options beyond the query vector: `Query::new(k)` then the builders.
 ///
@@ -152,21 +152,42 @@ impl Index {
         }
         let ef = q.ef.unwrap_or_else(|| self.ef()).max(want).max(1);
         let graph = self.graph.read();
-        let found = match q.filter {
-            None => graph.search(&v, want, ef)?,
+        self.searched(&graph, || {
+            let found = self.planned(&graph, &v, q, want, ef)?;
+            Ok(found
+                .into_iter()
+                .skip(q.offset)
+                .take(q.k)
+                .filter(|c| q.max_distance.is_none_or(|d| c.d <= d))
+                .collect())
+        })
+    }
+
+    /// The `want` nearest answers to the prepared query `v` that `q`'s filter admits, by
+    /// the plan `q` asks for or the planner picks.
+    fn planned(
+        &self,
+        graph: &Graph,
+        v: &[f32],
+        q: &Query<'_>,
+        want: usize,
+        ef: usize,
+    ) -> Result<Vec<Cand>> {
+        Ok(match q.filter {
+            None => graph.search(v, want, ef)?,
             Some(filter) => {
                 // Evaluated under the graph's read lock, which every payload change and
                 // delete needs exclusively: the bitmap holds for the whole walk.
                 let admitted = self.with_field_index(|ix| ix.eval_cached(filter))??;
                 let matching = admitted.len();
-                let scan = || graph.scan_subset(&v, want, ef, admitted.iter());
+                let scan = || graph.scan_subset(v, want, ef, admitted.iter());
                 match q.plan.unwrap_or_else(|| plan(matching)) {
                     Plan::Scan => scan(),
                     _ => {
                         let budget = (matching as f64 * WALK_BUDGET_PER_MATCH) as usize;
                         let budget = if q.plan.is_some() { usize::MAX } else { budget };
                         match graph
-                            .search_admitted(&v, want, ef, budget, |n| admitted.contains(n))?
+                            .search_admitted(v, want, ef, budget, |n| admitted.contains(n))?
                         {
                             // Fewer than asked although enough match: the walk could not
                             // reach them; a scan finds every one.
@@ -178,14 +199,7 @@ impl Index {
                     }
                 }
             }
-        };
-        let page: Vec<Cand> = found
-            .into_iter()
-            .skip(q.offset)
-            .take(q.k)
-            .filter(|c| q.max_distance.is_none_or(|d| c.d <= d))
-            .collect();
-        self.hits(&graph, page)
+        })
     }
 
     /// `search_with` for every row of `queries` on `threads` threads; answers in query

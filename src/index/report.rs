@@ -22,6 +22,10 @@ pub struct Stats {
     pub high_water: u32,
     /// Slots freed by consolidated deletes and not yet reused.
     pub free_slots: usize,
+    /// Of `free_slots`, those held back from reuse because a read-only view (in this
+    /// process or another) still works on a generation in which they were in use
+    /// (`docs/concurrency.md`).
+    pub held_slots: usize,
     /// Deleted vectors still linked into the graph, awaiting consolidation.
     pub tombstones: usize,
     /// Nodes on layer 1 and above.

@@ -16,16 +16,16 @@ impl Index {
         let p = self.ledger.lock();
         let mut problems = Vec::new();
         let ids = self.id_map(&p)?;
-        if ids.len() as u64 != p.live {
+        if ids.len() as u64 != p.slots.live() {
             problems.push(format!(
                 "{} ids are mapped but {} vectors are counted live",
                 ids.len(),
-                p.live
+                p.slots.live()
             ));
         }
         let mut mapped = HashSet::with_capacity(ids.len());
         for &(id, slot) in &ids {
-            if slot >= p.high_water || !graph.is_live(slot) {
+            if slot >= p.slots.high_water() || !graph.is_live(slot) {
                 problems.push(format!("id {id} maps to slot {slot}, which is not live"));
                 continue;
             }
@@ -62,9 +62,9 @@ impl Index {
                 ));
             }
         }
-        for slot in 0..p.high_water {
-            let free = p.free.contains(&slot);
-            let tomb = p.tombstones.contains(&slot);
+        for slot in 0..p.slots.high_water() {
+            let free = p.slots.is_free(slot);
+            let tomb = p.slots.is_tombstone(slot);
             if free && tomb {
                 problems.push(format!("slot {slot} is both free and deleted"));
             }
@@ -77,14 +77,14 @@ impl Index {
                 problems.push(format!("live slot {slot} has no id"));
             }
         }
-        let (stale_links, unreachable) = graph.check(p.high_water, &mut problems)?;
+        let (stale_links, unreachable) = graph.check(p.slots.high_water(), &mut problems)?;
         Ok(VerifyReport {
             problems,
             unreachable,
             stale_links,
-            live: p.live,
-            tombstones: p.tombstones.len(),
-            free: p.free.len(),
+            live: p.slots.live(),
+            tombstones: p.slots.tombstones().len(),
+            free: p.slots.free_count(),
         })
     }
 }

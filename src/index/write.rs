@@ -3,18 +3,18 @@
 //! durable (per the durability mode) → apply it to the graph and pages → return. Replay
 //! on open applies the same records through the same functions.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::collections::{HashMap, HashSet};
 
 use parking_lot::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
+use super::slots::Slots;
 use super::{Durability, Index};
 use crate::error::{Error, Result};
 use crate::filter::decode_payload;
 use crate::graph::Graph;
 use crate::parallel::try_parallel_for;
-use crate::store::{Meta, SlotState, State};
+use crate::store::{Meta, State};
 use crate::wal::{Op, Placed, Wal};
 
 /// A batch's rows as stored and its payloads serialised (see `Index::checked_batch`).
@@ -24,20 +24,17 @@ type CheckedBatch = (Vec<Vec<f32>>, Option<Vec<Option<Vec<u8>>>>);
 /// tower of empty layers.
 pub(super) const MAX_LEVEL: usize = 32;
 
-/// The slot ledger: in-memory bookkeeping of writes, the state as of the last checkpoint
+/// The write ledger: in-memory bookkeeping of writes, the state as of the last checkpoint
 /// plus every logged write since. Changed only under its mutex, in log order.
 pub(super) struct Ledger {
-    pub(super) high_water: u32,
-    pub(super) live: u64,
-    /// Reusable slots, smallest reused first.
-    pub(super) free: BTreeSet<u32>,
-    pub(super) tombstones: BTreeSet<u32>,
+    /// Every slot's state (the one owner of a slot's life).
+    pub(super) slots: Slots,
+    /// Generation of the last checkpoint (`State::generation`).
+    pub(super) generation: u64,
     pub(super) level_draws: u64,
     pub(super) rng: StdRng,
     /// External id → slot (None: deleted) since the last checkpoint.
     pub(super) ids: HashMap<u64, Option<u32>>,
-    /// Slots whose state changed since the last checkpoint.
-    pub(super) slots: HashMap<u32, SlotState>,
     /// Generation of the code file in use (0: none).
     pub(super) codes_generation: u64,
     /// Live vectors when its quantiser was trained.
@@ -56,14 +53,11 @@ impl Ledger {
         seed: u64,
     ) -> Ledger {
         Ledger {
-            high_water: state.high_water,
-            live: state.live,
-            free: free.into_iter().collect(),
-            tombstones: tombstones.into_iter().collect(),
+            slots: Slots::at_checkpoint(state, free, tombstones),
+            generation: state.generation,
             level_draws: state.level_draws,
             rng: StdRng::seed_from_u64(seed ^ state.level_draws.rotate_left(32)),
             ids: HashMap::new(),
-            slots: HashMap::new(),
             codes_generation: state.codes_generation,
             codes_trained_live: state.codes_trained_live,
             payloads: HashMap::new(),
@@ -78,12 +72,6 @@ impl Ledger {
         }
     }
 
-    /// Whether `slot` holds a live vector (below the high-water mark, neither free nor
-    /// deleted).
-    pub(super) fn is_live(&self, slot: u32) -> bool {
-        slot < self.high_water && !self.free.contains(&slot) && !self.tombstones.contains(&slot)
-    }
-
     /// The slot of `id`, counting changes since the last checkpoint. A slot the metadata
     /// maps an id to must be live in the ledger: anything else is damage, caught here
     /// before the slot is used.
@@ -91,7 +79,7 @@ impl Ledger {
         match self.ids.get(&id) {
             Some(&slot) => Ok(slot),
             None => match meta.lookup(id)? {
-                Some(slot) if !self.is_live(slot) => Err(Error::corrupt(
+                Some(slot) if !self.slots.is_live(slot) => Err(Error::corrupt(
                     meta.path(),
                     format!("id {id} maps to slot {slot}, which holds no live vector"),
                 )),
@@ -171,13 +159,12 @@ impl Ledger {
         };
         let mut slots = HashSet::new();
         for it in placed {
-            let taken = it.slot < self.high_water && !self.free.contains(&it.slot);
-            if !slots.insert(it.slot) || taken || it.vector.len() != dim {
+            if !slots.insert(it.slot) || !self.slots.can_take(it.slot) || it.vector.len() != dim {
                 return Err(format!("slot {} of id {} is not available", it.slot, it.id));
             }
         }
         for it in placed {
-            self.take_slot(it.slot)?;
+            self.slots.take(it.slot)?;
             self.ids.insert(it.id, Some(it.slot));
             // No payload: a new id has none, a replaced id keeps its own.
             if let Some(payload) = &it.payload {
@@ -185,14 +172,11 @@ impl Ledger {
             }
         }
         for &slot in &old {
-            self.tombstone(slot);
+            self.slots.tombstone(slot);
         }
         match op {
-            Op::Insert(items) => self.live += items.len() as u64,
-            // Replaced ids stay live in their new slots; the others are new.
-            Op::Upsert(items) => self.live += (items.len() - old.len()) as u64,
+            Op::Insert(_) | Op::Upsert(_) => {}
             Op::Delete(ids) => {
-                self.live -= ids.len() as u64;
                 for id in ids {
                     self.ids.insert(*id, None);
                     self.payloads.insert(*id, None);
@@ -212,45 +196,15 @@ impl Ledger {
     /// levels, and draws none.
     pub(super) fn trial(&self) -> Ledger {
         Ledger {
-            high_water: self.high_water,
-            live: self.live,
-            free: self.free.clone(),
-            tombstones: self.tombstones.clone(),
+            slots: self.slots.clone(),
+            generation: self.generation,
             level_draws: self.level_draws,
             rng: StdRng::seed_from_u64(0),
             ids: self.ids.clone(),
-            slots: self.slots.clone(),
             codes_generation: self.codes_generation,
             codes_trained_live: self.codes_trained_live,
             payloads: self.payloads.clone(),
         }
-    }
-
-    /// The `n` slots the next insert would take: free ones first, then fresh ones.
-    pub(super) fn plan_slots(&self, n: usize) -> Vec<u32> {
-        let reused = self.free.iter().copied().take(n);
-        let fresh = (0..n.saturating_sub(self.free.len())).map(|i| self.high_water + i as u32);
-        reused.chain(fresh).collect()
-    }
-
-    /// Marks `slot` live: it must be free or at/after the high-water mark.
-    pub(super) fn take_slot(&mut self, slot: u32) -> std::result::Result<(), String> {
-        if slot < self.high_water {
-            if !self.free.remove(&slot) {
-                return Err(format!("slot {slot} is taken"));
-            }
-        } else {
-            // Slots skipped over (none in a log this code wrote) become free.
-            self.free.extend(self.high_water..slot);
-            self.high_water = slot + 1;
-        }
-        self.slots.insert(slot, SlotState::Live);
-        Ok(())
-    }
-
-    pub(super) fn tombstone(&mut self, slot: u32) {
-        self.tombstones.insert(slot);
-        self.slots.insert(slot, SlotState::Tombstone);
     }
 
     pub(super) fn draw_level(&mut self, level_mult: f64) -> u8 {
@@ -273,8 +227,7 @@ impl Index {
         threads: usize,
     ) -> Result<()> {
         let old = self.log(p, op)?;
-        apply_to_graph(graph, op, &old, false, threads)
-            .inspect_err(|_| self.poisoned.store(true, Ordering::Release))
+        apply_to_graph(graph, op, &old, false, threads).inspect_err(|e| self.poison.set(e))
     }
 
     /// Logs `op`, applies it to the ledger (and to the field index, if built) and makes
@@ -292,8 +245,9 @@ impl Index {
         let old = match p.apply(&self.meta(), self.config.dim, op) {
             Ok(old) => old,
             Err(why) => {
-                self.poisoned.store(true, Ordering::Release);
-                return Err(Error::Meta(format!("internal error after logging: {why}")));
+                let e = Error::Meta(format!("internal error after logging: {why}"));
+                self.poison.set(&e);
+                return Err(e);
             }
         };
         if let Some(before) = before
@@ -307,7 +261,7 @@ impl Index {
         {
             // The record may or may not be on disk: the outcome is unknown until a
             // reopen replays the log, so refuse further writes.
-            self.poisoned.store(true, Ordering::Release);
+            self.poison.set(&e);
             return Err(e);
         }
         Ok(old)
@@ -316,9 +270,7 @@ impl Index {
     /// The log, if the index may write now: not read-only, not poisoned.
     pub(super) fn writable_log(&self) -> Result<&Wal> {
         let wal = self.wal.as_deref().ok_or(Error::ReadOnly)?;
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned);
-        }
+        self.poison.check()?;
         Ok(wal)
     }
 
@@ -348,7 +300,7 @@ impl Index {
         extra: usize,
     ) -> Result<(RwLockWriteGuard<'_, Graph>, MutexGuard<'_, Ledger>)> {
         let mut graph = self.graph.write();
-        let want = self.ledger.lock().high_water as usize + extra;
+        let want = self.ledger.lock().slots.high_water() as usize + extra;
         graph.grow(want)?;
         let pending = self.ledger.lock();
         Ok((graph, pending))
@@ -383,10 +335,10 @@ impl Index {
         rows: Vec<Vec<f32>>,
         payloads: Option<Vec<Option<Vec<u8>>>>,
     ) -> Result<Vec<Placed>> {
-        if p.high_water as u64 + ids.len() as u64 >= u32::MAX as u64 {
+        if p.slots.high_water() as u64 + ids.len() as u64 >= u32::MAX as u64 {
             return Err(Error::Capacity);
         }
-        let slots = p.plan_slots(ids.len());
+        let slots = p.slots.plan(ids.len());
         let mut payloads = payloads.map(Vec::into_iter);
         Ok(ids
             .iter()
@@ -449,7 +401,7 @@ impl Index {
         };
         let n = ids.len();
         // Room for the worst case (no free slot reused): the batch must not remap midway.
-        let (graph, mut p) = self.lock_with_room(|p| p.high_water as usize + n)?;
+        let (graph, mut p) = self.lock_with_room(|p| p.slots.high_water() as usize + n)?;
         let mut seen = HashSet::with_capacity(n);
         for &id in ids {
             if !seen.insert(id) || p.slot_of(&self.meta(), id)?.is_some() {
@@ -545,8 +497,8 @@ impl Index {
     /// often enough that each repair has few dead neighbours to route around, rarely
     /// enough that the O(n) pass is amortised over many deletes.
     pub(super) fn consolidation_due(p: &Ledger) -> bool {
-        let t = p.tombstones.len() as u64;
-        t > 0 && t * 20 >= p.live + t
+        let t = p.slots.tombstones().len() as u64;
+        t > 0 && t * 20 >= p.slots.live() + t
     }
 
     /// Runs a checkpoint if one is due. Called after a write has succeeded: that write is
@@ -625,38 +577,9 @@ mod tests {
     use super::*;
     use crate::{IndexOptions, Metric};
 
-    fn ledger(high_water: u32, free: &[u32]) -> Ledger {
-        let state = State {
-            high_water,
-            live: (high_water as usize - free.len()) as u64,
-            ..State::default()
-        };
-        Ledger::at_checkpoint(&state, free.to_vec(), Vec::new(), 7)
-    }
-
-    #[test]
-    fn free_slots_are_reused_smallest_first_then_fresh_ones() {
-        let l = ledger(10, &[7, 3]);
-        assert_eq!(l.plan_slots(1), [3]);
-        assert_eq!(l.plan_slots(4), [3, 7, 10, 11]);
-    }
-
-    #[test]
-    fn taking_slots_tracks_the_high_water_mark() {
-        let mut l = ledger(4, &[1]);
-        assert!(l.take_slot(2).is_err(), "slot 2 is live");
-        l.take_slot(1).unwrap();
-        assert!(l.free.is_empty());
-        // A slot past the mark moves it; the slots skipped over become free.
-        l.take_slot(6).unwrap();
-        assert_eq!(l.high_water, 7);
-        assert_eq!(l.free.iter().copied().collect::<Vec<_>>(), [4, 5]);
-        assert_eq!(l.slots.get(&6), Some(&SlotState::Live));
-    }
-
     #[test]
     fn levels_continue_where_the_checkpoint_left_them() {
-        let mut a = ledger(0, &[]);
+        let mut a = Ledger::at_checkpoint(&State::default(), Vec::new(), Vec::new(), 7);
         let first: Vec<u8> = (0..50).map(|_| a.draw_level(1.0 / 16f64.ln())).collect();
         let state = State {
             level_draws: a.level_draws,
@@ -687,7 +610,12 @@ mod tests {
         let index = Index::create(dir.path(), &IndexOptions::new(2, Metric::L2)).unwrap();
         index.insert_batch(&[1, 2], &[1.0, 1.0, 2.0, 1.0]).unwrap();
         let mut p = index.ledger.lock();
-        let before = (p.high_water, p.live, p.ids.clone(), p.slots.clone());
+        let before = (
+            p.slots.high_water(),
+            p.slots.live(),
+            p.ids.clone(),
+            p.slots.changed().clone(),
+        );
         let unfit = [
             Op::Insert(vec![placed(3, 2), placed(1, 3)]), // id 1 exists
             Op::Insert(vec![placed(3, 0)]),               // slot 0 is taken
@@ -704,7 +632,12 @@ mod tests {
                 "{op:?} was accepted"
             );
             assert_eq!(
-                (p.high_water, p.live, p.ids.clone(), p.slots.clone()),
+                (
+                    p.slots.high_water(),
+                    p.slots.live(),
+                    p.ids.clone(),
+                    p.slots.changed().clone()
+                ),
                 before,
                 "{op:?} changed the ledger"
             );
@@ -714,7 +647,7 @@ mod tests {
             .apply(&index.meta(), 2, &Op::Upsert(vec![placed(1, 2)]))
             .unwrap();
         assert_eq!(old, [0]);
-        assert!(p.tombstones.contains(&0));
+        assert!(p.slots.is_tombstone(0));
         assert_eq!(p.ids.get(&1), Some(&Some(2)));
     }
 }

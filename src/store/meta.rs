@@ -133,6 +133,11 @@ pub struct State {
     pub codes_generation: u64,
     /// Live vectors when the quantiser was trained (it is retrained as the index grows).
     pub codes_trained_live: u64,
+    /// Counts checkpoint commits: a read-only view's place in the writer's history, and
+    /// what the slot allocator holds freed slots back by (see `store::readers`). Distinct
+    /// for every checkpoint, unlike `checkpoint_lsn` (a checkpoint with no write since the
+    /// last one may still free slots).
+    pub generation: u64,
 }
 
 /// What changed since the last checkpoint.
@@ -438,6 +443,8 @@ impl Meta {
                     level_draws: get("level_draws")?,
                     // Absent in indexes written before codes existed: no codes.
                     codes_generation: get("codes_generation").unwrap_or(0),
+                    // Absent in indexes written before reader generations existed.
+                    generation: get("generation").unwrap_or(0),
                     codes_trained_live: get("codes_trained_live").unwrap_or(0),
                 }
             };
@@ -452,16 +459,16 @@ impl Meta {
         })
     }
 
-    /// The checkpoint LSN of the latest commit (not of a read-only view's pinned one):
+    /// The generation of the latest commit (not of a read-only view's pinned one):
     /// whether the writer has checkpointed since a view was taken.
-    pub fn latest_checkpoint_lsn(&self) -> Result<u64> {
+    pub fn latest_generation(&self) -> Result<u64> {
         guard(&self.path, || {
             let txn = self.db.begin_read().map_err(db_err)?;
             let t = txn.open_table(STATE).map_err(db_err)?;
-            Ok(t.get("checkpoint_lsn")
+            // Absent until the first checkpoint of a build that counts generations.
+            Ok(t.get("generation")
                 .map_err(db_err)?
-                .ok_or_else(|| Error::corrupt(&self.path, "metadata lacks checkpoint_lsn"))?
-                .value())
+                .map_or(0, |v| v.value()))
         })
     }
 
@@ -614,13 +621,18 @@ impl Meta {
     }
 
     /// Declares one more indexed field, durably (its own commit: it changes no other
-    /// state, and the field's index is derived from the payloads).
-    pub fn add_field(&self, name: &str, kind: u64) -> Result<()> {
+    /// state, and the field's index is derived from the payloads). The commit is the
+    /// state's `generation`, so that read-only views reopen to see the field.
+    pub fn add_field(&self, name: &str, kind: u64, generation: u64) -> Result<()> {
         guard(&self.path, || {
             let txn = self.db.begin_write()?;
             txn.open_table(FIELDS)
                 .map_err(db_err)?
                 .insert(name, kind)
+                .map_err(db_err)?;
+            txn.open_table(STATE)
+                .map_err(db_err)?
+                .insert("generation", generation)
                 .map_err(db_err)?;
             upgrade_version(&txn)?;
             txn.commit().map_err(db_err)?;
@@ -759,7 +771,7 @@ impl Meta {
         let (node, level) = s
             .entry
             .map_or((u64::MAX, 0), |e| (e.node as u64, e.level as u64));
-        let rows: [(&str, u64); 8] = [
+        let rows: [(&str, u64); 9] = [
             ("high_water", s.high_water as u64),
             ("live", s.live),
             ("entry_node", node),
@@ -768,6 +780,7 @@ impl Meta {
             ("level_draws", s.level_draws),
             ("codes_generation", s.codes_generation),
             ("codes_trained_live", s.codes_trained_live),
+            ("generation", s.generation),
         ];
         for (k, v) in rows {
             t.insert(k, v).map_err(db_err)?;
@@ -831,6 +844,7 @@ mod tests {
             level_draws: 4,
             codes_generation: 1,
             codes_trained_live: 2,
+            generation: 3,
         };
         let sq8 = Quantizer::Sq8(Sq8::from_parts(vec![0.0; 3], vec![1.0; 3]));
         meta.commit(&Changes {

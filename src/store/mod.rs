@@ -7,6 +7,7 @@ pub(crate) mod direct;
 pub(crate) mod layer0;
 pub(crate) mod meta;
 pub mod page;
+pub(crate) mod readers;
 pub(crate) mod vectors;
 
 pub(crate) use codes::{CodeKind, Codes};
@@ -14,4 +15,5 @@ pub(crate) use direct::DirectReads;
 pub(crate) use layer0::Layer0;
 pub(crate) use meta::{Changes, Config, EntryPoint, Meta, SlotState, State, UpperLists};
 pub use page::FileIdentity;
+pub(crate) use readers::{ReaderTable, Registration};
 pub(crate) use vectors::Vectors;

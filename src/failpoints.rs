@@ -18,6 +18,11 @@ mod observer {
     pub type Observer = Box<dyn Fn(&Path, Option<u64>) + Send + Sync>;
 
     pub static OBSERVER: RwLock<Option<Observer>> = RwLock::new(None);
+
+    /// Asked before each sync with the file's path: true makes the sync fail.
+    pub type Failure = Box<dyn Fn(&Path) -> bool + Send + Sync>;
+
+    pub static FAILURE: RwLock<Option<Failure>> = RwLock::new(None);
 }
 
 /// Installs (or, with `None`, removes) a function called each time a file has been made
@@ -25,6 +30,28 @@ mod observer {
 #[cfg(feature = "failpoints")]
 pub fn set_sync_observer(observer: Option<observer::Observer>) {
     *observer::OBSERVER.write() = observer;
+}
+
+/// Installs (or, with `None`, removes) a function asked before each sync of a file (a page
+/// file's msync and fsync, a log segment's fsync, a metadata commit): when it returns true,
+/// that sync fails with an injected `EIO` instead of running. Process-wide.
+#[cfg(feature = "failpoints")]
+pub fn set_sync_failure(failure: Option<observer::Failure>) {
+    *observer::FAILURE.write() = failure;
+}
+
+/// Called before a sync of `path`: the injected failure, if the test hook asks for one.
+#[inline(always)]
+pub(crate) fn before_sync(path: &Path) -> std::io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    if let Some(fail) = &*observer::FAILURE.read()
+        && fail(path)
+    {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = path;
+    Ok(())
 }
 
 /// Reports that `path` was just made durable (up to `len` bytes, if given).

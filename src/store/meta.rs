@@ -635,6 +635,7 @@ impl Meta {
                 .insert("generation", generation)
                 .map_err(db_err)?;
             upgrade_version(&txn)?;
+            failpoints::before_sync(&self.path).map_err(|e| Error::io(&self.path, e))?;
             txn.commit().map_err(db_err)?;
             failpoints::synced(&self.path, None);
             Ok(())
@@ -760,6 +761,7 @@ impl Meta {
             // created as they are first written).
             upgrade_version(&txn)?;
             Self::write_state(&txn, changes.state)?;
+            failpoints::before_sync(&self.path).map_err(|e| Error::io(&self.path, e))?;
             txn.commit().map_err(db_err)?;
             failpoints::synced(&self.path, None);
             Ok(())

@@ -479,6 +479,7 @@ impl PageFile {
         // The new length must be durable before a header claiming the new capacity can
         // reach the disk (the kernel writes the header page back whenever it likes):
         // otherwise power loss could leave a header promising more slots than the file has.
+        failpoints::before_sync(&self.path).at(&self.path)?;
         self.file.sync_all().at(&self.path)?;
         failpoints::synced(&self.path, None);
         // The old mapping stays valid until replaced: an error here leaves the arena as it was.
@@ -499,6 +500,7 @@ impl PageFile {
             return Ok(());
         }
         self.map.flush().at(&self.path)?;
+        failpoints::before_sync(&self.path).at(&self.path)?;
         self.file.sync_all().at(&self.path)?;
         failpoints::synced(&self.path, None);
         Ok(())

@@ -360,6 +360,7 @@ impl Wal {
         if w.len >= SEGMENT_BYTES {
             // Close the full segment durably before starting the next, so that only the
             // last segment can ever have a torn tail.
+            failpoints::before_sync(&w.path).at(&w.path)?;
             w.file.sync_all().at(&w.path)?;
             failpoints::synced(&w.path, Some(w.len));
             let (file, path, len) = Self::new_segment(&self.dir, self.id, w.next_lsn)?;
@@ -407,6 +408,7 @@ impl Wal {
             )
         };
         // fsync outside the writer lock: appends continue while the disk works.
+        failpoints::before_sync(&path).at(&path)?;
         file.sync_data().at(&path)?;
         failpoints::synced(&path, Some(len));
         self.synced.fetch_max(upto, Ordering::AcqRel);

@@ -66,13 +66,19 @@ fn case(root: &Path, target: &'static str, nth: usize, seed: u64) -> bool {
             match result {
                 Ok(()) => acked = work.model().clone(),
                 Err(_) => {
-                    assert!(fired(), "{target} #{nth}: {op:?} failed without a failed sync");
+                    assert!(
+                        fired(),
+                        "{target} #{nth}: {op:?} failed without a failed sync"
+                    );
                     unknown = Some(work.model().clone());
                 }
             }
         }
         if fired() && step % 25 == 0 {
-            assert!(index.checkpoint().is_err(), "{target} #{nth}: checkpointed after");
+            assert!(
+                index.checkpoint().is_err(),
+                "{target} #{nth}: checkpointed after"
+            );
         }
     }
     set_sync_failure(None);
@@ -81,7 +87,10 @@ fn case(root: &Path, target: &'static str, nth: usize, seed: u64) -> bool {
     }
     let image = root.join(format!("{name}-image"));
     copy_dir(&dir, &image);
-    assert!(index.close().is_err(), "{target} #{nth}: closed cleanly after");
+    assert!(
+        index.close().is_err(),
+        "{target} #{nth}: closed cleanly after"
+    );
     let reopened = Index::open(&image)
         .unwrap_or_else(|e| panic!("{target} #{nth}: the crash image does not open: {e}"));
     let report = reopened.verify().unwrap();

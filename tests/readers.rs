@@ -405,7 +405,10 @@ fn a_following_reader_keeps_up_without_refresh() {
     assert_eq!(reader.len(), w.len());
     // (Its vector equals those of ids 52, 153, 254...: any may come first.)
     let hits = reader.search(&vector(5001, 0), 10).unwrap();
-    assert!(hits.iter().any(|h| h.id == 5001 && h.distance == 0.0), "{hits:?}");
+    assert!(
+        hits.iter().any(|h| h.id == 5001 && h.distance == 0.0),
+        "{hits:?}"
+    );
 }
 
 #[test]
@@ -442,3 +445,99 @@ fn a_read_only_open_works_on_a_read_only_mount() {
     assert!(Index::open(&ro).is_err());
 }
 
+/// The reader table at work: while a view is open, the slots a checkpoint frees are held
+/// back, so the view keeps answering from its snapshot (never another id's vector under
+/// an old id, never a record outside its filter); once it refreshes they are reused.
+#[test]
+fn freed_slots_wait_until_no_reader_can_see_them() {
+    use hnswdb::{Filter, Query, serde_json::json};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("idx");
+    let opts = IndexOptions::new(DIM, Metric::L2)
+        .field(hnswdb::FieldSpec::new("tenant", hnswdb::FieldKind::Integer));
+    let w = Index::create(&dir, &opts).unwrap();
+    let ids: Vec<u64> = (0..200).collect();
+    let rows: Vec<f32> = ids.iter().flat_map(|&id| vector(id, 0)).collect();
+    let tenants: Vec<_> = ids.iter().map(|id| json!({"tenant": id % 2})).collect();
+    w.insert_batch_with_payloads(&ids, &rows, &tenants, 2)
+        .unwrap();
+    w.checkpoint().unwrap();
+    let reader = Index::open_read_only(&dir).unwrap();
+    // Delete tenant 0's even ids, free their slots, and insert tenant-1 records: without
+    // the reader they would land in the freed slots.
+    let gone: Vec<u64> = (0..100).map(|i| i * 2).collect();
+    w.delete_batch(&gone).unwrap();
+    w.consolidate().unwrap();
+    let stats = w.stats().unwrap();
+    assert_eq!(stats.held_slots, 100, "held for the open reader");
+    let fresh: Vec<u64> = (1000..1100).collect();
+    let rows: Vec<f32> = fresh.iter().flat_map(|&id| vector(id, 1)).collect();
+    let tenants: Vec<_> = fresh.iter().map(|_| json!({"tenant": 1})).collect();
+    w.insert_batch_with_payloads(&fresh, &rows, &tenants, 2)
+        .unwrap();
+    assert_eq!(
+        w.stats().unwrap().high_water,
+        300,
+        "no held slot was reused"
+    );
+    // The reader still sees its snapshot, whole.
+    let zero = Filter::eq("tenant", 0);
+    for &id in &gone[..20] {
+        assert_eq!(reader.get(id).unwrap(), vector(id, 0));
+        let hits = reader
+            .search_with(&vector(id, 0), &Query::new(5).filter(&zero))
+            .unwrap();
+        assert!(hits.iter().all(|h| h.id % 2 == 0 && h.id < 200), "{hits:?}");
+        // Every answer is a record of the view with its own distance. (The walk follows
+        // the writer's current links, which no longer lead to the ids it consolidated
+        // away: a search may miss them; `get` does not.)
+        for h in reader.search(&vector(id, 0), 5).unwrap() {
+            assert!(h.id < 200, "a new record in an old view: {h:?}");
+            let d: f32 = vector(id, 0)
+                .iter()
+                .zip(reader.get(h.id).unwrap())
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum();
+            assert!((d - h.distance).abs() <= 1e-4 * d.max(1.0), "{h:?} vs {d}");
+        }
+    }
+    // Refreshed, the reader holds nothing back: the next checkpoint frees the slots for
+    // reuse, and new inserts take them.
+    reader.refresh().unwrap();
+    assert!(matches!(reader.get(0), Err(Error::UnknownId(0))));
+    w.checkpoint().unwrap();
+    assert_eq!(w.stats().unwrap().held_slots, 0);
+    w.insert(5000, &vector(5000, 0)).unwrap();
+    assert_eq!(
+        w.stats().unwrap().high_water,
+        300,
+        "a freed slot was reused"
+    );
+    drop(reader);
+    assert!(w.verify().unwrap().is_ok());
+}
+
+/// A reader follows a compaction of its index (a new identity, same configuration) and
+/// a field index created after it opened.
+#[test]
+fn a_reader_follows_compaction_and_new_field_indexes() {
+    use hnswdb::{FieldKind, FieldSpec, Filter, Query, serde_json::json};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("idx");
+    let w = writer(&dir, 300);
+    w.set_payload(7, &json!({"tag": "x"})).unwrap();
+    let reader = Index::open_read_only(&dir).unwrap();
+    w.create_field_index(FieldSpec::new("tag", FieldKind::Keyword))
+        .unwrap();
+    reader.refresh().unwrap();
+    let x = Filter::eq("tag", "x");
+    let hits = reader
+        .search_with(&vector(7, 0), &Query::new(3).filter(&x))
+        .unwrap();
+    assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [7]);
+    let (w, _) = w.compact().unwrap();
+    w.insert(9000, &vector(9000, 0)).unwrap();
+    reader.refresh().unwrap();
+    assert_eq!(reader.get(9000).unwrap(), vector(9000, 0));
+    assert_eq!(reader.len(), w.len());
+}

@@ -96,7 +96,7 @@ pub enum Error {
     /// A write failed after its record reached the log (e.g. the log's fsync failed), so
     /// whether it happened is unknown until the log is replayed: writes are refused until
     /// the index is reopened.
-    #[error("an earlier write failed after it was logged; reopen the index to recover")]
+    #[error("an earlier write, sync or commit failed; reopen the index to recover")]
     Poisoned,
     /// A read-only view met a slot the writer has reused (or is writing) since the view
     /// was taken: `Index::refresh` and ask again.

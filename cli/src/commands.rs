@@ -445,7 +445,7 @@ fn stats(dir: &Path, out: Output) -> CliResult {
             .collect();
         println!(
             "{}",
-            json!({"len": s.len, "capacity": s.capacity, "high_water": s.high_water, "free_slots": s.free_slots,
+            json!({"len": s.len, "capacity": s.capacity, "high_water": s.high_water, "free_slots": s.free_slots, "held_slots": s.held_slots,
                    "upper_nodes": s.upper_nodes, "max_level": s.max_level, "dim": s.dim, "metric": s.metric.name(),
                    "m": s.m, "ef_construction": s.ef_construction, "kernels": s.kernels,
                    "codes_generation": s.codes_generation, "routing": s.routing.name(),

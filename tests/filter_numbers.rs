@@ -14,6 +14,10 @@ use hnswdb::{Error, FieldKind, FieldSpec, Filter, Index, IndexOptions, Metric, P
 use proptest::prelude::*;
 
 const DIM: usize = 4;
+/// 2^63: what the i64::MAX digits typed as a float, 9.223372036854775807e18, parse to.
+const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+/// 2^64: what u64::MAX typed as a float parses to.
+const TWO_64: f64 = 18_446_744_073_709_551_616.0;
 
 fn options() -> IndexOptions {
     IndexOptions::new(DIM, Metric::L2)
@@ -44,9 +48,9 @@ fn special() -> Vec<Value> {
         json!(i64::MAX - 1),
         json!(u64::MAX),
         json!(1u64 << 63),
-        json!(9.223372036854775807e18),
-        json!(-9.223372036854775808e18),
-        json!(1.8446744073709552e19),
+        json!(TWO_63),
+        json!(-TWO_63),
+        json!(TWO_64),
         json!(9007199254740993u64),
         json!(9007199254740992.0),
         json!(f64::MAX),
@@ -180,10 +184,13 @@ fn kind(field: &str) -> FieldKind {
 /// Whether the filter is well typed for the fields (else the index must refuse it).
 fn valid(f: &Filter) -> bool {
     let numeric = |field: &str| matches!(kind(field), FieldKind::Integer | FieldKind::Float);
-    let comparable = |field: &str, v: &Value| match (kind(field), v) {
-        (FieldKind::Integer | FieldKind::Float, Value::Number(_)) => true,
-        (FieldKind::Keyword, Value::String(_)) | (FieldKind::Bool, Value::Bool(_)) => true,
-        _ => false,
+    let comparable = |field: &str, v: &Value| {
+        matches!(
+            (kind(field), v),
+            (FieldKind::Integer | FieldKind::Float, Value::Number(_))
+                | (FieldKind::Keyword, Value::String(_))
+                | (FieldKind::Bool, Value::Bool(_))
+        )
     };
     match f {
         Filter::Eq(field, v) => comparable(field, v),
@@ -340,11 +347,13 @@ fn integers_meet_floats_by_value_and_far_bounds_are_all_or_nothing() {
     assert_eq!(ids(Filter::lt("i", 2.5)), [2]);
     assert_eq!(ids(Filter::gt("i", 2.5)), [0, 1]);
     // i64::MAX is below 9.223372036854775807e18 (= 2^63): no saturation to i64::MAX.
-    assert_eq!(
-        ids(Filter::gte("i", 9.223372036854775807e18)),
-        [] as [u64; 0]
-    );
-    assert_eq!(ids(Filter::lt("i", 9.223372036854775807e18)), [0, 1, 2]);
+    let typed = |op: &str| {
+        Filter::parse(&format!(r#"{{"i": {{"{op}": 9.223372036854775807e18}}}}"#)).unwrap()
+    };
+    assert_eq!(ids(typed("$gte")), [] as [u64; 0]);
+    assert_eq!(ids(typed("$lt")), [0, 1, 2]);
+    assert_eq!(ids(Filter::gte("i", TWO_63)), [] as [u64; 0]);
+    assert_eq!(ids(Filter::lt("i", TWO_63)), [0, 1, 2]);
     assert_eq!(ids(Filter::gt("i", 1e300)), [] as [u64; 0]);
     assert_eq!(ids(Filter::gt("i", -1e300)), [0, 1, 2]);
     assert_eq!(ids(Filter::lte("i", u64::MAX)), [0, 1, 2]);

@@ -85,6 +85,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// 2^63: what the i64::MAX digits typed as a float, 9.223372036854775807e18, parse to.
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    /// 2^64: what u64::MAX typed as a float parses to.
+    const TWO_64: f64 = 18_446_744_073_709_551_616.0;
+
     fn int(i: i128) -> Num {
         Num::Int(i)
     }
@@ -113,11 +118,10 @@ mod tests {
         assert_eq!(float(-0.0), float(0.0));
         assert_eq!(int(0), float(-0.0));
         let max = i64::MAX as i128;
-        // 9223372036854775807.0 parses to 2^63, one above i64::MAX.
-        assert!(int(max) < float(9.223372036854775807e18));
-        assert_eq!(int(max + 1), float(9.223372036854775807e18));
-        assert!(int(u64::MAX as i128) < float(1.8446744073709552e19));
-        assert!(int(i64::MIN as i128) == float(-9.223372036854775808e18));
+        assert!(int(max) < float(TWO_63));
+        assert_eq!(int(max + 1), float(TWO_63));
+        assert!(int(u64::MAX as i128) < float(TWO_64));
+        assert!(int(i64::MIN as i128) == float(-TWO_63));
         assert!(int(i64::MIN as i128) > float(-1e300));
         assert!(int(u64::MAX as i128) < float(f64::MAX));
         assert!(int(i64::MIN as i128) > float(f64::MIN));
@@ -142,12 +146,12 @@ mod tests {
             5e-324,
             f64::MAX,
             f64::MIN,
-            9.223372036854775807e18,
-            -9.223372036854775808e18,
-            1.8446744073709552e19,
+            TWO_63,
+            -TWO_63,
+            TWO_64,
             9007199254740992.0,
-            9007199254740993.0,
-            36893488147419103232.0,
+            9_007_199_254_740_994.0,
+            36_893_488_147_419_103_232.0,
         ]);
         let special_ints = prop::sample::select(vec![
             0i128,

@@ -143,7 +143,8 @@ const TUNE_MAX_EF: usize = 4096;
 
 impl Index {
     /// A search with options: a payload filter (planned: see [`Index::explain`]),
-    /// paging, a distance cap. Nearest first.
+    /// paging, a distance cap. Nearest first. `offset + k` beyond `limits::MAX_K` or an
+    /// ef beyond `limits::MAX_EF` is an `InvalidOption` (as for every search).
     pub fn search_with(&self, query: &[f32], q: &Query<'_>) -> Result<Vec<Neighbour>> {
         self.check_query(q)?;
         self.search_checked(query, q)

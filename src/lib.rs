@@ -40,6 +40,7 @@ mod failpoints;
 pub mod filter;
 mod graph;
 mod index;
+pub mod limits;
 mod parallel;
 mod prefetch;
 pub mod store;

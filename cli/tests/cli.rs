@@ -315,6 +315,45 @@ fn exit_codes_and_json_errors() {
     assert_eq!(code(&["verify", s(&idx)]), 5);
 }
 
+/// Sizes beyond the limits (docs/limits.md) are usage errors (exit 6) with a message,
+/// never an abort: a huge k or ef, a deep payload or filter.
+#[test]
+fn sizes_beyond_the_limits_exit_6() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    ok(
+        &["create", s(&idx), "--dim", "3", "--index-field", "n:int"],
+        None,
+    );
+    let rows = tmp.path().join("rows.jsonl");
+    std::fs::write(
+        &rows,
+        "{\"id\": 0, \"vector\": [1, 2, 3], \"payload\": {\"n\": 1}}\n",
+    )
+    .unwrap();
+    ok(&["import", s(&idx), s(&rows)], None);
+    let huge = usize::MAX.to_string();
+    let search = |extra: &[&str]| {
+        let mut args = vec!["search", s(&idx), "--vector", "1,2,3"];
+        args.extend_from_slice(extra);
+        code(&args)
+    };
+    assert_eq!(search(&["--k", &huge]), 6);
+    assert_eq!(search(&["--k", "16385"]), 6);
+    assert_eq!(search(&["--ef", &huge]), 6);
+    assert_eq!(search(&["--k", "10", "--offset", &huge]), 6);
+    assert_eq!(search(&["--k", "16384"]), 0);
+    assert_eq!(code(&["tune", s(&idx), "--k", &huge]), 6);
+    let deep_filter = format!(
+        "{}{{\"n\": 1}}{}",
+        "{\"$not\": ".repeat(200),
+        "}".repeat(200)
+    );
+    assert_eq!(search(&["--filter", &deep_filter]), 6);
+    let deep_payload = format!("{{\"x\": {}{}}}", "[".repeat(5000), "]".repeat(5000));
+    assert_eq!(code(&["set-payload", s(&idx), "0", &deep_payload]), 6);
+}
+
 #[test]
 fn twenty_searches_succeed_while_an_import_runs() {
     let tmp = tempfile::tempdir().unwrap();

@@ -2,57 +2,25 @@
 //! evaluation of a filter into the bitmap of the slots it admits. It is kept exact: every
 //! write that changes a slot's payload or liveness changes it in the same step.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound as Edge;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use roaring::{MultiOps, RoaringBitmap};
-use serde_json::{Map, Number, Value};
-
-/// A bound's number (evaluation checked it is one).
-fn bound_number(b: &Bound) -> &Number {
-    match &b.value {
-        Value::Number(n) => n,
-        _ => unreachable!("eval checks bounds are numbers"),
-    }
-}
+use serde_json::{Map, Value};
 
 use super::expr::{Bound, Filter};
-use super::fields::{FieldKind, FieldSpec, Key, key_of, keys};
+use super::fields::{FieldKind, FieldSpec, Key, keys};
+use super::number::Num;
 use crate::error::{Error, Result};
 
-/// A float as an ordered map key (total order; -0.0 is stored as 0.0 so that `eq 0`
-/// finds both).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Float(f64);
-
-impl Float {
-    fn new(x: f64) -> Float {
-        Float(if x == 0.0 { 0.0 } else { x })
-    }
-}
-
-impl Eq for Float {}
-
-impl PartialOrd for Float {
-    fn partial_cmp(&self, other: &Float) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Float {
-    fn cmp(&self, other: &Float) -> Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
-
-/// The slots of each value of one field.
+/// The slots of each value of one field. Int and float fields share the numeric map:
+/// keys are exact values, so a filter's number finds a field's by value whatever the
+/// types (`3.0` finds 3), and ranges need no rounding or clamping of their bounds.
 enum Values {
     Keyword(HashMap<String, RoaringBitmap>),
-    Integer(BTreeMap<i64, RoaringBitmap>),
-    Float(BTreeMap<Float, RoaringBitmap>),
+    Number(BTreeMap<Num, RoaringBitmap>),
     Bool([RoaringBitmap; 2]),
 }
 
@@ -67,8 +35,7 @@ impl Column {
     fn new(spec: FieldSpec) -> Column {
         let values = match spec.kind {
             FieldKind::Keyword => Values::Keyword(HashMap::new()),
-            FieldKind::Integer => Values::Integer(BTreeMap::new()),
-            FieldKind::Float => Values::Float(BTreeMap::new()),
+            FieldKind::Integer | FieldKind::Float => Values::Number(BTreeMap::new()),
             FieldKind::Bool => Values::Bool(Default::default()),
         };
         Column {
@@ -82,8 +49,7 @@ impl Column {
     fn bitmap(&mut self, key: Key) -> &mut RoaringBitmap {
         match (&mut self.values, key) {
             (Values::Keyword(m), Key::Str(s)) => m.entry(s).or_default(),
-            (Values::Integer(m), Key::Int(i)) => m.entry(i).or_default(),
-            (Values::Float(m), Key::Float(x)) => m.entry(Float::new(x)).or_default(),
+            (Values::Number(m), Key::Num(x)) => m.entry(x).or_default(),
             (Values::Bool(b), Key::Bool(v)) => &mut b[v as usize],
             _ => unreachable!("keys() returns keys of the column's kind"),
         }
@@ -96,81 +62,44 @@ impl Column {
             (Values::Keyword(m), Key::Str(s)) if m.get(s).is_some_and(|b| b.is_empty()) => {
                 m.remove(s);
             }
-            (Values::Integer(m), Key::Int(i)) if m.get(i).is_some_and(|b| b.is_empty()) => {
-                m.remove(i);
-            }
-            (Values::Float(m), Key::Float(x))
-                if m.get(&Float::new(*x)).is_some_and(|b| b.is_empty()) =>
-            {
-                m.remove(&Float::new(*x));
+            (Values::Number(m), Key::Num(x)) if m.get(x).is_some_and(|b| b.is_empty()) => {
+                m.remove(x);
             }
             _ => {}
         }
     }
 
-    /// The slots holding `v`: empty if no value of this field can equal it (an integer
-    /// field and 2.5), an error if `v` is of another type altogether.
-    fn eq(&self, v: &Value) -> Result<RoaringBitmap> {
-        let key = match (self.spec.kind, v) {
-            (FieldKind::Integer, Value::Number(n)) if n.as_i64().is_none() => {
-                return Ok(RoaringBitmap::new());
-            }
-            (kind, v) => key_of(kind, v).ok_or_else(|| {
-                Error::InvalidFilter(format!(
-                    "field {:?} is {}; it cannot equal {v}",
-                    self.spec.name,
-                    self.spec.kind.name()
-                ))
-            })?,
-        };
-        Ok(match (&self.values, &key) {
-            (Values::Keyword(m), Key::Str(s)) => m.get(s).cloned(),
-            (Values::Integer(m), Key::Int(i)) => m.get(i).cloned(),
-            (Values::Float(m), Key::Float(x)) => m.get(&Float::new(*x)).cloned(),
-            (Values::Bool(b), Key::Bool(v)) => Some(b[*v as usize].clone()),
-            _ => unreachable!("key_of returns keys of the column's kind"),
-        }
-        .unwrap_or_default())
+    /// The error for a condition this field's kind cannot answer.
+    fn mismatch(&self, why: std::fmt::Arguments<'_>) -> Error {
+        Error::InvalidFilter(format!(
+            "field {:?} is {}: {why}",
+            self.spec.name,
+            self.spec.kind.name()
+        ))
     }
 
-    fn range(&self, lower: Option<&Bound>, upper: Option<&Bound>) -> Result<RoaringBitmap> {
-        Ok(match &self.values {
-            Values::Integer(m) => {
-                let lo = lower.map_or(Edge::Unbounded, |b| {
-                    int_edge(bound_number(b), b.inclusive, true)
-                });
-                let hi = upper.map_or(Edge::Unbounded, |b| {
-                    int_edge(bound_number(b), b.inclusive, false)
-                });
-                if empty_range(&lo, &hi) {
-                    return Ok(RoaringBitmap::new());
-                }
-                m.range((lo, hi)).map(|(_, b)| b).union()
-            }
-            Values::Float(m) => {
-                let edge = |b: &Bound| {
-                    let x = Float::new(bound_number(b).as_f64().unwrap_or(f64::NAN));
-                    if b.inclusive {
-                        Edge::Included(x)
-                    } else {
-                        Edge::Excluded(x)
-                    }
-                };
-                let lo = lower.map_or(Edge::Unbounded, edge);
-                let hi = upper.map_or(Edge::Unbounded, edge);
-                if empty_range(&lo, &hi) {
-                    return Ok(RoaringBitmap::new());
-                }
-                m.range((lo, hi)).map(|(_, b)| b).union()
-            }
-            _ => {
-                return Err(Error::InvalidFilter(format!(
-                    "field {:?} is {}: ranges need an int or float field",
-                    self.spec.name,
-                    self.spec.kind.name()
-                )));
-            }
-        })
+    /// The slots holding `v` (by numeric value for numbers: an int field holds no 2.5,
+    /// and 3.0 finds its 3), an error if `v` is of another type altogether.
+    fn eq(&self, v: &Value) -> Result<RoaringBitmap> {
+        let found = match (&self.values, v) {
+            (Values::Keyword(m), Value::String(s)) => m.get(s),
+            (Values::Number(m), Value::Number(n)) => m.get(&Num::of(n)),
+            (Values::Bool(b), Value::Bool(x)) => Some(&b[*x as usize]),
+            _ => return Err(self.mismatch(format_args!("it cannot equal {v}"))),
+        };
+        Ok(found.cloned().unwrap_or_default())
+    }
+
+    /// The slots with a value between the edges, compared exactly: a bound beyond every
+    /// value the field can hold admits all of them or none.
+    fn range(&self, lo: Edge<Num>, hi: Edge<Num>) -> Result<RoaringBitmap> {
+        let Values::Number(m) = &self.values else {
+            return Err(self.mismatch(format_args!("ranges need an int or float field")));
+        };
+        if empty_range(&lo, &hi) {
+            return Ok(RoaringBitmap::new());
+        }
+        Ok(m.range((lo, hi)).map(|(_, b)| b).union())
     }
 }
 
@@ -183,25 +112,26 @@ fn empty_range<T: Ord>(lo: &Edge<T>, hi: &Edge<T>) -> bool {
     }
 }
 
-/// A numeric bound as an i64 edge: exact for integers, rounded inwards for fractions
-/// (`> 2.5` is `>= 3`), saturated beyond i64's range.
-fn int_edge(n: &Number, inclusive: bool, lower: bool) -> Edge<i64> {
-    if let Some(i) = n.as_i64() {
-        return if inclusive {
-            Edge::Included(i)
-        } else {
-            Edge::Excluded(i)
-        };
-    }
-    let x = n.as_f64().unwrap_or(0.0);
-    // A fraction is never equal to an integer: the bound is the next integer inwards.
-    let rounded = if lower { x.ceil() } else { x.floor() };
-    let clamp = rounded.clamp(i64::MIN as f64, i64::MAX as f64) as i64;
-    if rounded != x || inclusive {
-        Edge::Included(clamp)
+/// A range bound as an edge of the numeric map (none: unbounded). Anything but a JSON
+/// number is an error; NaN and the infinities among them, which Rust's `Value::from`
+/// turns into null.
+fn edge(field: &str, bound: Option<&Bound>) -> Result<Edge<Num>> {
+    let Some(b) = bound else {
+        return Ok(Edge::Unbounded);
+    };
+    let Value::Number(n) = &b.value else {
+        return Err(Error::InvalidFilter(format!(
+            "{field}: bound {} is not a number (NaN and infinities have no JSON form: \
+             leave the side unbounded instead)",
+            b.value
+        )));
+    };
+    let x = Num::of(n);
+    Ok(if b.inclusive {
+        Edge::Included(x)
     } else {
-        Edge::Excluded(clamp)
-    }
+        Edge::Excluded(x)
+    })
 }
 
 /// Filters whose bitmaps are kept (all are dropped at the next change of the index):
@@ -302,11 +232,13 @@ impl FieldIndex {
 
     /// `eval`, remembered until the index changes.
     pub fn eval_cached(&self, filter: &Filter) -> Result<Arc<RoaringBitmap>> {
+        // Before the key is formatted: formatting recurses.
+        filter.check_depth()?;
         let key = format!("{filter:?}");
         if let Some(hit) = self.cache.lock().get(&key) {
             return Ok(hit.clone());
         }
-        let bitmap = Arc::new(self.eval(filter)?);
+        let bitmap = Arc::new(self.admitted(filter)?);
         let mut cache = self.cache.lock();
         if cache.len() >= CACHED_FILTERS {
             cache.clear();
@@ -317,6 +249,12 @@ impl FieldIndex {
 
     /// The live slots `filter` admits.
     pub fn eval(&self, filter: &Filter) -> Result<RoaringBitmap> {
+        filter.check_depth()?;
+        self.admitted(filter)
+    }
+
+    /// `eval` of a filter within the depth limit (this recurses).
+    fn admitted(&self, filter: &Filter) -> Result<RoaringBitmap> {
         Ok(match filter {
             Filter::Eq(field, v) => self.column(field)?.eq(v)? & &self.live,
             Filter::In(field, values) => {
@@ -332,30 +270,23 @@ impl FieldIndex {
                 lower,
                 upper,
             } => {
-                for b in lower.iter().chain(upper.iter()) {
-                    if b.value.as_f64().is_none_or(|x| !x.is_finite()) {
-                        return Err(Error::InvalidFilter(format!(
-                            "{field}: bound {} is not a finite number",
-                            b.value
-                        )));
-                    }
-                }
-                self.column(field)?.range(lower.as_ref(), upper.as_ref())? & &self.live
+                let (lo, hi) = (edge(field, lower.as_ref())?, edge(field, upper.as_ref())?);
+                self.column(field)?.range(lo, hi)? & &self.live
             }
             Filter::Has(field) => self.column(field)?.present.clone() & &self.live,
             Filter::And(all) => {
                 let mut out = self.live.clone();
                 for f in all {
-                    out &= self.eval(f)?;
+                    out &= self.admitted(f)?;
                 }
                 out
             }
             Filter::Or(any) => any
                 .iter()
-                .map(|f| self.eval(f))
+                .map(|f| self.admitted(f))
                 .collect::<Result<Vec<_>>>()?
                 .union(),
-            Filter::Not(f) => &self.live - self.eval(f)?,
+            Filter::Not(f) => &self.live - self.admitted(f)?,
         })
     }
 }

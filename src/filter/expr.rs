@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::MAX_JSON_DEPTH;
 use crate::error::{Error, Result};
 
 /// A condition on payloads. Build one with the constructors (`Filter::eq("lang", "en")
@@ -123,24 +124,13 @@ impl Filter {
     ///   one field must all hold;
     /// - `{"field": {"$in"|"$nin": [values]}}`, `{"field": {"$exists": bool}}`;
     /// - `{"$and": [filters]}`, `{"$or": [filters]}`, `{"$not": filter}`.
+    ///
+    /// A filter nested more than `MAX_JSON_DEPTH` deep is an error (before any recursion).
     pub fn from_json(value: &Value) -> Result<Filter> {
-        let object = value
-            .as_object()
-            .ok_or_else(|| bad(format!("a filter is a JSON object, not {value}")))?;
-        let mut all = Vec::with_capacity(object.len());
-        for (key, value) in object {
-            all.push(match key.as_str() {
-                "$and" => Filter::And(list(key, value)?),
-                "$or" => Filter::Or(list(key, value)?),
-                "$not" => Filter::not(Filter::from_json(value)?),
-                op if op.starts_with('$') => return Err(bad(format!("unknown operator {op}"))),
-                field => field_condition(field, value)?,
-            });
+        if super::deeper_than(value, MAX_JSON_DEPTH) {
+            return Err(too_deep());
         }
-        Ok(match all.len() {
-            1 => all.pop().expect("one condition"),
-            _ => Filter::And(all),
-        })
+        parse_checked(value)
     }
 
     /// Parses the JSON form from text (the CLI's `--filter`).
@@ -148,6 +138,62 @@ impl Filter {
         let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
         Filter::from_json(&value)
     }
+
+    /// An error if the filter nests (`and`, `or`, `not`, and the arrays and objects of
+    /// its values) more than `MAX_JSON_DEPTH` deep, found without recursion: evaluating,
+    /// formatting or comparing a filter recurses, so one built deeper in Rust is refused
+    /// first. Every filter `from_json` returns passes (each level of it is at least one
+    /// level of its JSON form).
+    pub fn check_depth(&self) -> Result<()> {
+        // Each entry: a condition and its level (the root's is 1).
+        let mut stack = vec![(self, 1usize)];
+        while let Some((f, level)) = stack.pop() {
+            let values_fit =
+                |v: &Value| !super::deeper_than(v, MAX_JSON_DEPTH.saturating_sub(level));
+            let fits = level <= MAX_JSON_DEPTH
+                && match f {
+                    Filter::Eq(_, v) => values_fit(v),
+                    Filter::In(_, vs) => vs.iter().all(values_fit),
+                    Filter::Range { lower, upper, .. } => {
+                        lower.iter().chain(upper).all(|b| values_fit(&b.value))
+                    }
+                    Filter::Has(_) => true,
+                    Filter::And(fs) | Filter::Or(fs) => {
+                        stack.extend(fs.iter().map(|f| (f, level + 1)));
+                        true
+                    }
+                    Filter::Not(f) => {
+                        stack.push((f, level + 1));
+                        true
+                    }
+                };
+            if !fits {
+                return Err(too_deep());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Filter::from_json` of a value within the depth limit.
+fn parse_checked(value: &Value) -> Result<Filter> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| bad(format!("a filter is a JSON object, not {value}")))?;
+    let mut all = Vec::with_capacity(object.len());
+    for (key, value) in object {
+        all.push(match key.as_str() {
+            "$and" => Filter::And(list(key, value)?),
+            "$or" => Filter::Or(list(key, value)?),
+            "$not" => Filter::not(parse_checked(value)?),
+            op if op.starts_with('$') => return Err(bad(format!("unknown operator {op}"))),
+            field => field_condition(field, value)?,
+        });
+    }
+    Ok(match all.len() {
+        1 => all.pop().expect("one condition"),
+        _ => Filter::And(all),
+    })
 }
 
 impl Bound {
@@ -164,12 +210,18 @@ fn bad(why: String) -> Error {
     Error::InvalidFilter(why)
 }
 
+fn too_deep() -> Error {
+    bad(format!(
+        "it nests conditions and values more than {MAX_JSON_DEPTH} deep"
+    ))
+}
+
 fn list(op: &str, value: &Value) -> Result<Vec<Filter>> {
     value
         .as_array()
         .ok_or_else(|| bad(format!("{op} takes an array of filters")))?
         .iter()
-        .map(Filter::from_json)
+        .map(parse_checked)
         .collect()
 }
 

@@ -2,15 +2,17 @@
 
 use serde_json::{Map, Value};
 
+use super::number::Num;
+
 /// What an indexed field holds. Every kind accepts one value or an array of values (a
 /// document in two languages matches both).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FieldKind {
     /// Strings, matched exactly (`eq`, `in`).
     Keyword,
-    /// Integers that fit an i64 (`eq`, `in`, ranges).
+    /// Integers that fit an i64 (`eq`, `in`, ranges; compared with any number by value).
     Integer,
-    /// Numbers (`eq`, `in`, ranges).
+    /// Numbers (`eq`, `in`, ranges; integers kept exact, not rounded to f64).
     Float,
     /// true / false (`eq`).
     Bool,
@@ -78,6 +80,32 @@ pub struct FieldSpec {
 /// Longest field name: names are metadata keys and appear in every filter.
 pub const MAX_FIELD_NAME: usize = 255;
 
+/// Most indexed fields an index may have: every write with a payload updates each
+/// field's index, and the metadata reads them all at open.
+pub const MAX_FIELDS: usize = 256;
+
+/// Checks a list of field declarations: each name (`FieldSpec::check`), no name twice,
+/// at most `MAX_FIELDS` of them.
+pub fn check_fields(specs: &[FieldSpec]) -> crate::Result<()> {
+    if specs.len() > MAX_FIELDS {
+        return Err(crate::Error::InvalidOption(format!(
+            "{} indexed fields; the limit is {MAX_FIELDS}",
+            specs.len()
+        )));
+    }
+    let mut names = std::collections::HashSet::with_capacity(specs.len());
+    for spec in specs {
+        spec.check()?;
+        if !names.insert(&spec.name) {
+            return Err(crate::Error::InvalidOption(format!(
+                "field {:?} is declared twice",
+                spec.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl FieldSpec {
     /// A field named `name` of `kind`.
     pub fn new(name: impl Into<String>, kind: FieldKind) -> FieldSpec {
@@ -114,10 +142,8 @@ impl FieldSpec {
 pub enum Key {
     /// A keyword.
     Str(String),
-    /// An integer.
-    Int(i64),
-    /// A number (never NaN: JSON has none).
-    Float(f64),
+    /// A number of an int or float field, by its exact value.
+    Num(Num),
     /// A boolean.
     Bool(bool),
 }
@@ -149,8 +175,10 @@ pub fn keys(spec: &FieldSpec, payload: &Map<String, Value>) -> Result<Vec<Key>, 
 pub fn key_of(kind: FieldKind, v: &Value) -> Option<Key> {
     match (kind, v) {
         (FieldKind::Keyword, Value::String(s)) => Some(Key::Str(s.clone())),
-        (FieldKind::Integer, Value::Number(n)) => n.as_i64().map(Key::Int),
-        (FieldKind::Float, Value::Number(n)) => n.as_f64().map(Key::Float),
+        // Writes keep int fields to i64 (what the docs promise); a float field takes any
+        // number, kept exact (a u64 or an i64 beyond 2^53 is not rounded to an f64).
+        (FieldKind::Integer, Value::Number(n)) => n.as_i64().map(|i| Key::Num(Num::Int(i.into()))),
+        (FieldKind::Float, Value::Number(n)) => Some(Key::Num(Num::of(n))),
         (FieldKind::Bool, Value::Bool(b)) => Some(Key::Bool(*b)),
         _ => None,
     }
@@ -171,7 +199,7 @@ mod tests {
             keys(&lang, p).unwrap(),
             [Key::Str("en".into()), Key::Str("de".into())]
         );
-        assert_eq!(keys(&year, p).unwrap(), [Key::Int(2020)]);
+        assert_eq!(keys(&year, p).unwrap(), [Key::Num(Num::Int(2020))]);
         assert!(
             keys(&FieldSpec::parse("n:float").unwrap(), p)
                 .unwrap()

@@ -29,6 +29,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::distance::{Kernels, MAX_SQUARED_NORM, Metric, Storage, f16, normalize, squared_norm};
 use crate::error::{Error, Result};
 use crate::graph::{Cand, Graph};
+use crate::limits::check_search;
 use crate::parallel::try_parallel_for;
 use crate::store::{Config, Meta, ReaderTable, Registration};
 use crate::wal::Wal;
@@ -291,6 +292,7 @@ impl Index {
 
     /// The `k` nearest vectors to `query`, searching with beam width `max(ef, k)`.
     pub fn search_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Neighbour>> {
+        check_search(k, 0, ef)?;
         self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
@@ -305,6 +307,7 @@ impl Index {
         k: usize,
         ef: usize,
     ) -> Result<(Vec<Neighbour>, usize)> {
+        check_search(k, 0, ef)?;
         self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
@@ -338,6 +341,7 @@ impl Index {
         ef: usize,
         filter: impl Fn(u64) -> bool,
     ) -> Result<Vec<Neighbour>> {
+        check_search(k, 0, ef)?;
         self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
@@ -366,6 +370,7 @@ impl Index {
         ef: usize,
         threads: usize,
     ) -> Result<Vec<Vec<Neighbour>>> {
+        check_search(k, 0, ef)?;
         self.follow()?;
         let rows = self.rows(queries)?;
         // Every row is checked before any is searched, as a batch insert checks its rows.
@@ -408,6 +413,7 @@ impl Index {
 
     /// Exact search by a full scan (slow; for measuring recall).
     pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Neighbour>> {
+        check_search(k, 0, 0)?;
         self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();

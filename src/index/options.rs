@@ -141,13 +141,7 @@ impl IndexOptions {
                 self.ef_construction
             ));
         }
-        let mut names = std::collections::HashSet::new();
-        for f in &self.fields {
-            f.check()?;
-            if !names.insert(&f.name) {
-                return bad(format!("field {:?} is declared twice", f.name));
-            }
-        }
+        crate::filter::check_fields(&self.fields)?;
         self.runtime.validate()
     }
 }
@@ -304,8 +298,11 @@ impl OpenOptions {
     }
 
     pub(super) fn validate(&self) -> Result<()> {
-        if self.ef_search == 0 {
-            return Err(Error::InvalidOption("ef_search must be at least 1".into()));
+        if !(1..=MAX_EF).contains(&self.ef_search) {
+            return Err(Error::InvalidOption(format!(
+                "ef_search {} is not in 1..={MAX_EF}",
+                self.ef_search
+            )));
         }
         Ok(())
     }

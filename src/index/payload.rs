@@ -10,7 +10,10 @@ use serde_json::{Map, Value};
 use super::Index;
 use super::write::Ledger;
 use crate::error::{Error, Result};
-use crate::filter::{FieldIndex, FieldKind, FieldSpec, decode_payload, encode_payload};
+use crate::filter::{
+    FieldIndex, FieldKind, FieldSpec, MAX_FIELDS, check_fields, decode_payload, encode_payload,
+};
+use crate::limits::{check_batch, check_batch_payload_bytes};
 use crate::wal::Op;
 
 /// The indexed fields and their index. The index is built on first use (an open stays
@@ -25,8 +28,11 @@ pub(super) struct Fields {
 pub(super) type Before = HashMap<u64, (u32, Option<Map<String, Value>>)>;
 
 /// Reads the field declarations stored in the metadata.
+/// They are held to the limits a declaration is (`check_fields`): what could not have
+/// been declared is damage.
 pub(super) fn stored_fields(meta: &crate::store::Meta) -> Result<Vec<FieldSpec>> {
-    meta.fields()?
+    let specs = meta
+        .fields()?
         .into_iter()
         .map(|(name, code)| {
             let kind = FieldKind::from_code(code).ok_or_else(|| {
@@ -37,7 +43,9 @@ pub(super) fn stored_fields(meta: &crate::store::Meta) -> Result<Vec<FieldSpec>>
             })?;
             Ok(FieldSpec::new(name, kind))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    check_fields(&specs).map_err(|e| Error::corrupt(meta.path(), format!("stored fields: {e}")))?;
+    Ok(specs)
 }
 
 /// Applies `op` (already applied to the ledger) to the field index; `before` is what
@@ -105,6 +113,11 @@ impl Index {
                 )))
             };
         }
+        if fields.specs.len() >= MAX_FIELDS {
+            return Err(Error::InvalidOption(format!(
+                "the index has {MAX_FIELDS} indexed fields, the most it may have"
+            )));
+        }
         // A failed commit may or may not have reached the disk: as any failed commit, it
         // poisons the index (see `checkpoint_inner`).
         self.meta()
@@ -152,9 +165,12 @@ impl Index {
     /// or nothing.
     pub fn set_payloads(&self, ids: &[u64], payloads: &[Value]) -> Result<()> {
         self.writable_log()?;
+        check_batch(ids.len())?;
         let encoded = self
             .encode_payloads(ids.len(), Some(payloads))?
             .unwrap_or_default();
+        // One log record carries them all (an insert's are split into parts instead).
+        check_batch_payload_bytes(encoded.iter().flatten().map(Vec::len).sum())?;
         if ids.is_empty() {
             return Ok(());
         }
@@ -287,7 +303,7 @@ impl Index {
         for &slot in slots.values() {
             index.add(slot, None);
         }
-        let mut add = |id: u64, bytes: &[u8]| -> Result<()> {
+        let add = |id: u64, bytes: &[u8]| -> Result<()> {
             if let Some(&slot) = slots.get(&id) {
                 let payload = decode_payload(bytes).ok_or_else(|| {
                     Error::corrupt(
@@ -299,17 +315,28 @@ impl Index {
             }
             Ok(())
         };
-        meta.for_each_payload(|id, bytes| {
+        self.each_payload(p, add)?;
+        Ok(index)
+    }
+
+    /// Calls `f` with every payload of the current state: checkpointed ones from the
+    /// metadata, newer ones from the ledger.
+    pub(super) fn each_payload(
+        &self,
+        p: &Ledger,
+        mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.meta().for_each_payload(|id, bytes| {
             if p.payloads.contains_key(&id) {
                 return Ok(()); // changed since the checkpoint: the ledger has it
             }
-            add(id, bytes)
+            f(id, bytes)
         })?;
         for (&id, payload) in &p.payloads {
             if let Some(bytes) = payload {
-                add(id, bytes)?;
+                f(id, bytes)?;
             }
         }
-        Ok(index)
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@ use super::{Index, Neighbour};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::graph::{Cand, Graph};
+use crate::limits::{MAX_K, check_search};
 
 /// A search's options beyond the query vector: `Query::new(k)` then the builders.
 ///
@@ -142,11 +143,24 @@ const TUNE_MAX_EF: usize = 4096;
 
 impl Index {
     /// A search with options: a payload filter (planned: see [`Index::explain`]),
-    /// paging, a distance cap. Nearest first.
+    /// paging, a distance cap. Nearest first. `offset + k` beyond `limits::MAX_K` or an
+    /// ef beyond `limits::MAX_EF` is an `InvalidOption` (as for every search).
     pub fn search_with(&self, query: &[f32], q: &Query<'_>) -> Result<Vec<Neighbour>> {
+        self.check_query(q)?;
+        self.search_checked(query, q)
+    }
+
+    /// The sizes of `q` checked against `limits` (its ef, or the index's default).
+    fn check_query(&self, q: &Query<'_>) -> Result<()> {
+        check_search(q.k, q.offset, q.ef.unwrap_or_else(|| self.ef()))
+    }
+
+    /// `search_with` of a query whose sizes are checked, or are the index's own
+    /// (`search_within` asks for up to every live vector).
+    fn search_checked(&self, query: &[f32], q: &Query<'_>) -> Result<Vec<Neighbour>> {
         self.follow()?;
         let v = self.prepare(query)?;
-        let want = q.offset.saturating_add(q.k);
+        let want = q.offset + q.k;
         if q.k == 0 {
             return Ok(Vec::new());
         }
@@ -210,14 +224,16 @@ impl Index {
         q: &Query<'_>,
         threads: usize,
     ) -> Result<Vec<Vec<Neighbour>>> {
+        self.check_query(q)?;
         let rows = self.rows(queries)?;
-        self.each_row(rows.len(), threads, |i| self.search_with(rows[i], q))
+        self.each_row(rows.len(), threads, |i| self.search_checked(rows[i], q))
     }
 
     /// The plan `search_with` would use for `q`'s filter, with the number of vectors it
     /// admits (exact: the field index counts them). A `Walk` still turns into a scan at
     /// run time when it grows costlier than one.
     pub fn explain(&self, q: &Query<'_>) -> Result<Explain> {
+        self.check_query(q)?;
         let live = self.len();
         let Some(filter) = q.filter else {
             return Ok(Explain {
@@ -246,6 +262,7 @@ impl Index {
         if max_distance.is_nan() {
             return Err(Error::InvalidOption("max_distance is NaN".into()));
         }
+        check_search(0, 0, self.ef())?;
         let live = self.len() as usize;
         let mut k = 64.min(live.max(1));
         loop {
@@ -253,7 +270,8 @@ impl Index {
             if let Some(f) = filter {
                 q = q.filter(f);
             }
-            let hits = self.search_with(query, &q)?;
+            // k grows to the live count, past `MAX_K`: a radius, not the caller, sets it.
+            let hits = self.search_checked(query, &q)?;
             let complete = hits.len() < k || hits.last().is_some_and(|h| h.distance > max_distance);
             if complete || k >= live {
                 return Ok(hits
@@ -270,10 +288,11 @@ impl Index {
     /// search, and makes it the index's default. Costs `sample × len` distances for the
     /// exact answers; stored vectors are an estimate of real queries, usually a close one.
     pub fn tune(&self, target: f64, k: usize) -> Result<Tuning> {
-        if !(0.0..=1.0).contains(&target) || k == 0 {
-            return Err(Error::InvalidOption(
-                "tune needs a target recall in 0..=1 and k >= 1".into(),
-            ));
+        // Each sampled vector asks for k + 1 (itself is left out of its answers).
+        if !(0.0..=1.0).contains(&target) || !(1..MAX_K).contains(&k) {
+            return Err(Error::InvalidOption(format!(
+                "tune needs a target recall in 0..=1 and k in 1..{MAX_K}"
+            )));
         }
         let ids = self.ids()?;
         if ids.len() <= k {

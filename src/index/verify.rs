@@ -6,11 +6,13 @@ use std::collections::HashSet;
 use super::{Index, VerifyReport};
 use crate::distance::Metric;
 use crate::error::Result;
+use crate::filter::decode_payload;
 
 impl Index {
     /// Checks the whole index: id maps both ways (metadata ↔ slot labels), slot states,
-    /// vectors finite, every link in range and into the graph, the entry point, and that
-    /// every live node is reachable from it. Reads every page: O(n).
+    /// vectors finite, every link in range and into the graph, the entry point, that
+    /// every live node is reachable from it, and that every payload reads back. Reads
+    /// every page: O(n).
     pub fn verify(&self) -> Result<VerifyReport> {
         let graph = self.graph.read();
         let p = self.ledger.lock();
@@ -77,6 +79,14 @@ impl Index {
                 problems.push(format!("live slot {slot} has no id"));
             }
         }
+        self.each_payload(&p, |id, bytes| {
+            if decode_payload(bytes).is_none() {
+                problems.push(format!(
+                    "payload of id {id} is not a JSON object within the payload limits"
+                ));
+            }
+            Ok(())
+        })?;
         let (stale_links, unreachable) = graph.check(p.slots.high_water(), &mut problems)?;
         Ok(VerifyReport {
             problems,

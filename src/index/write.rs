@@ -13,6 +13,7 @@ use super::{Durability, Index};
 use crate::error::{Error, Result};
 use crate::filter::decode_payload;
 use crate::graph::Graph;
+use crate::limits::check_batch;
 use crate::parallel::try_parallel_for;
 use crate::store::{Meta, State};
 use crate::wal::{Op, Placed, Wal};
@@ -364,6 +365,7 @@ impl Index {
         payloads: Option<&[serde_json::Value]>,
     ) -> Result<Option<CheckedBatch>> {
         self.writable_log()?;
+        check_batch(ids.len())?;
         let rows = self.prepare_rows(ids, vectors)?;
         let payloads = self.encode_payloads(ids.len(), payloads)?;
         Ok((!ids.is_empty()).then_some((rows, payloads)))
@@ -475,6 +477,7 @@ impl Index {
     /// are reused.
     pub fn delete_batch(&self, ids: &[u64]) -> Result<()> {
         self.writable_log()?;
+        check_batch(ids.len())?;
         if ids.is_empty() {
             return Ok(());
         }

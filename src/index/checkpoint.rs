@@ -34,8 +34,8 @@ impl Syncer {
             let mut stopped = lock.lock();
             while !*stopped {
                 cv.wait_for(&mut stopped, every);
-                // A failed background fsync is retried at the next tick; the next
-                // checkpoint reports a persistent failure.
+                // A failed fsync poisons the log (retrying it could report success for
+                // pages the failed one dropped): writes then fail until a reopen.
                 let _ = wal.sync_all();
             }
         });

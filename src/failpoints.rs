@@ -3,7 +3,8 @@
 //!
 //! The power-loss test needs to know the moments at which a file reached stable storage
 //! (fsync of a log segment, msync of a page file, commit of the metadata) so that it can
-//! keep a copy of each file as of its last sync and later mix it with newer contents.
+//! keep a copy of each file as of its last sync and later mix it with newer contents. The
+//! group-commit test makes a log fsync fail.
 
 use std::path::Path;
 
@@ -11,7 +12,7 @@ use std::path::Path;
 mod observer {
     use std::path::Path;
 
-    use parking_lot::RwLock;
+    use parking_lot::{Mutex, RwLock};
 
     /// Called with a file's path and, when only a prefix of it is known durable (a log
     /// segment being appended to), that prefix's length.
@@ -23,6 +24,36 @@ mod observer {
     pub type Failure = Box<dyn Fn(&Path) -> bool + Send + Sync>;
 
     pub static FAILURE: RwLock<Option<Failure>> = RwLock::new(None);
+
+    /// Run by the next log fsync of a segment under the given directory, which then fails.
+    pub type LogFailure = (std::path::PathBuf, Box<dyn FnOnce() + Send>);
+
+    pub static FAIL_LOG_SYNC: Mutex<Option<LogFailure>> = Mutex::new(None);
+}
+
+/// Makes the next fsync of a log segment under `dir` fail with an I/O error, after running
+/// `before` (say, to hold it until other writers wait on it). Process-wide, once.
+#[cfg(feature = "failpoints")]
+pub fn fail_next_log_sync(dir: &Path, before: Box<dyn FnOnce() + Send>) {
+    *observer::FAIL_LOG_SYNC.lock() = Some((dir.to_path_buf(), before));
+}
+
+/// Called before the fsync of log segment `path`: the injected failure, if one is due.
+#[inline(always)]
+pub(crate) fn log_sync(path: &Path) -> std::io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    {
+        let mut armed = observer::FAIL_LOG_SYNC.lock();
+        if armed.as_ref().is_some_and(|(dir, _)| path.starts_with(dir)) {
+            let (_, before) = armed.take().expect("armed");
+            drop(armed);
+            before();
+            return Err(std::io::Error::other("injected log fsync failure"));
+        }
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = path;
+    Ok(())
 }
 
 /// Installs (or, with `None`, removes) a function called each time a file has been made

@@ -1,13 +1,14 @@
 //! The log under damage: a torn tail is dropped, damage before it is an error (never a
-//! quiet truncation that loses acknowledged writes), and a batch too large for one record
-//! is split into records that replay as one write.
+//! quiet truncation that loses acknowledged writes), a hole that writeback left in records
+//! never synced is a torn tail, and a batch too large for one record is split into records
+//! that replay as one write.
 
 use std::path::{Path, PathBuf};
 
 mod common;
 
 use common::copy_dir;
-use hnswdb::{Error, Index, IndexOptions, Metric, OpenOptions};
+use hnswdb::{Durability, Error, Index, IndexOptions, Metric, OpenOptions};
 
 fn segment(dir: &Path) -> PathBuf {
     let mut segs: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
@@ -18,7 +19,7 @@ fn segment(dir: &Path) -> PathBuf {
     segs.pop().unwrap()
 }
 
-/// Start offsets of the frames of a version-2 segment (`docs/format.md`).
+/// Start offsets of the frames of a version-3 segment (`docs/format.md`).
 fn frame_starts(seg: &[u8]) -> Vec<usize> {
     let (mut at, mut out) = (32, Vec::new());
     while at + 4 <= seg.len() {
@@ -80,6 +81,67 @@ fn a_flipped_length_in_the_middle_of_the_log_is_corrupt_not_a_torn_tail() {
         drop(salvaged);
         restore(root.path());
     }
+}
+
+/// An index of 300 single inserts logged under `durability` (no checkpoint), crash-copied
+/// to `root/copy`, whose last log segment then loses its second 4 KiB page (zeroed), as
+/// when writeback stored the pages after it but not that one. Returns the copy, the ids
+/// whose records lie wholly before the page, and where the first record it touches starts.
+fn hole_in_the_log(root: &Path, durability: Durability) -> (PathBuf, Vec<u64>, usize) {
+    let live = root.join("live");
+    let options = IndexOptions::new(4, Metric::L2)
+        .durability(durability)
+        .quantize_after(u64::MAX);
+    let index = Index::create(&live, &options).unwrap();
+    for id in 0..300u64 {
+        index.insert(id, &[id as f32, 1.0, 2.0, 3.0]).unwrap();
+    }
+    let copy = root.join("copy");
+    copy_dir(&live, &copy);
+    drop(index);
+    let seg = segment(&copy);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let starts = frame_starts(&bytes);
+    let page = 4096..8192;
+    assert!(bytes.len() > page.end + 4096, "the hole is in the middle");
+    bytes[page.clone()].fill(0);
+    std::fs::write(&seg, &bytes).unwrap();
+    let first_hit = starts.iter().rposition(|&s| s < page.start).unwrap();
+    (copy, (0..first_hit as u64).collect(), starts[first_hit])
+}
+
+#[test]
+fn a_hole_in_a_log_never_synced_is_a_torn_tail() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, before, hole) = hole_in_the_log(root.path(), Durability::None);
+    let seg_len = std::fs::metadata(segment(&dir)).unwrap().len() as usize;
+    let index = Index::open(&dir).unwrap();
+    // Every write before the hole, none after it (later records may build on lost ones).
+    assert_eq!(index.ids().unwrap(), before);
+    assert_eq!(index.recovery().truncated_bytes as usize, seg_len - hole);
+    assert!(index.verify().unwrap().is_ok());
+    // The open cut the log at the hole: new writes continue it, and reopen.
+    index.insert(1000, &[0.0; 4]).unwrap();
+    drop(index);
+    let mut want = before;
+    want.push(1000);
+    assert_eq!(Index::open(&dir).unwrap().ids().unwrap(), want);
+}
+
+#[test]
+fn a_hole_before_records_written_after_its_fsync_is_corrupt() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, before, _) = hole_in_the_log(root.path(), Durability::Immediate);
+    let bytes = std::fs::read(segment(&dir)).unwrap();
+    let r = Index::open(&dir);
+    assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
+    assert_eq!(
+        std::fs::read(segment(&dir)).unwrap(),
+        bytes,
+        "a failed open changed the log"
+    );
+    let salvaged = Index::open_with(&dir, &OpenOptions::default().salvage(true)).unwrap();
+    assert_eq!(salvaged.ids().unwrap(), before);
 }
 
 #[test]

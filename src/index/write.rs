@@ -268,10 +268,14 @@ impl Index {
         Ok(old)
     }
 
-    /// The log, if the index may write now: not read-only, not poisoned.
+    /// The log, if the index may write now: not read-only, not poisoned (by a failed
+    /// write here, or by a failed fsync of the log, the background one's included).
     pub(super) fn writable_log(&self) -> Result<&Wal> {
         let wal = self.wal.as_deref().ok_or(Error::ReadOnly)?;
         self.poison.check()?;
+        if wal.poisoned() {
+            return Err(Error::Poisoned);
+        }
         Ok(wal)
     }
 

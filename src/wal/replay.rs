@@ -87,14 +87,64 @@ pub fn read(
     }
     // Parts that nothing completed: the batch was never acknowledged. They go with the
     // tail, which then starts at the first of them, and appends reuse their LSNs.
-    let (tail, next_lsn) = match group {
+    let (mut tail, next_lsn) = match group {
         Some((_, lsn, at)) => (Some(at), lsn),
-        None => (scan.tail, scan.next_lsn.unwrap_or(0)),
+        None => (scan.tail, scan.next_lsn.unwrap_or(checkpoint_lsn)),
     };
+    if next_lsn < checkpoint_lsn {
+        // The log ends before the checkpoint: power loss came between a checkpoint's
+        // commit and its dropping of the log, and took the log's unsynced end. Everything
+        // left is in the checkpoint; appending at its LSN to the segment would leave a gap
+        // in the segment's LSNs, so the whole log goes, as the checkpoint would have
+        // dropped it.
+        tail = segment::start(dir)?;
+    }
     Ok(Replay {
         ops,
         next_lsn: next_lsn.max(checkpoint_lsn),
         tail,
         dir: dir.to_path_buf(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::segment::Wal;
+
+    const ID: WalIdentity = WalIdentity {
+        dim: 2,
+        index_uid: 5,
+    };
+
+    #[test]
+    fn a_log_that_ends_before_the_checkpoint_is_dropped_whole() {
+        // Records 0 to 4, never synced, in the checkpoint (LSN 5), whose crash kept the
+        // log; power loss then cut it after record 2.
+        let d = tempfile::tempdir().unwrap();
+        let wal = Wal::open(d.path(), ID, 0).unwrap();
+        for i in 0..5u8 {
+            wal.append(&[(1, vec![i; 9])]).unwrap();
+        }
+        drop(wal);
+        let seg = std::fs::read_dir(d.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let bytes = std::fs::read(&seg).unwrap();
+        std::fs::write(&seg, &bytes[..bytes.len() - 2 * 38 - 7]).unwrap();
+        let replay = read(d.path(), ID, 5, false).unwrap();
+        assert!(replay.ops.is_empty());
+        assert_eq!(replay.next_lsn, 5);
+        assert!(replay.finish().unwrap() > 0);
+        // Appends start a segment at the checkpoint's LSN, not a gap in the old one.
+        let wal = Wal::open(d.path(), ID, 5).unwrap();
+        assert_eq!(wal.append(&[(1, vec![9; 9])]).unwrap(), 5);
+        wal.sync_all().unwrap();
+        let scan = segment::read_all(d.path(), ID, 5, false).unwrap();
+        assert_eq!(scan.records.len(), 1);
+        assert_eq!((scan.records[0].0.lsn, scan.tail), (5, None));
+    }
 }

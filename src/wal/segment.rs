@@ -4,19 +4,20 @@
 //! know records and bytes, not what they mean (`record` gives them meaning).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::frame::{self, Record};
 use crate::error::{Error, IoContext, Result};
 use crate::failpoints;
 
 const MAGIC: &[u8; 8] = b"HNSWDBWL";
-/// Version of the log format: 2 adds a crc over each frame's header (see `frame`).
-pub const WAL_VERSION: u32 = 2;
+/// Version of the log format: 2 adds a crc over each frame's header, 3 the LSN up to which
+/// the log was durable when the frame was appended (see `frame`).
+pub const WAL_VERSION: u32 = 3;
 /// Bytes of a segment header.
 pub const SEGMENT_HEADER: usize = 32;
 /// A segment is closed (synced) and a new one started past this size.
@@ -109,7 +110,9 @@ pub struct Scan {
     /// Where the valid log ends, if anything follows it (a torn tail, or with salvage the
     /// damage and all after it): the place to `cut` before appending.
     pub tail: Option<Position>,
-    /// One past the last valid LSN seen, if any record was seen (before filtering).
+    /// The LSN appends to the log as read would continue at: one past the last valid
+    /// record (before filtering), or the first LSN of a last segment that holds none.
+    /// `None` if there is no segment.
     pub next_lsn: Option<u64>,
 }
 
@@ -139,6 +142,7 @@ pub fn read_all(dir: &Path, id: WalIdentity, from_lsn: u64, salvage: bool) -> Re
     for (i, (first_lsn, path)) in segs.iter().enumerate() {
         let bytes = std::fs::read(path).at(path)?;
         let last_segment = i + 1 == segs.len();
+        next_lsn = next_lsn.max(Some(*first_lsn));
         if bytes.len() < SEGMENT_HEADER {
             // Created but never completely written (a crash right after the rotation): no
             // record was ever in it. Only the last segment can be in that state.
@@ -162,7 +166,7 @@ pub fn read_all(dir: &Path, id: WalIdentity, from_lsn: u64, salvage: bool) -> Re
                 "segment header and file name disagree on its first LSN",
             ));
         }
-        let frames = frame::scan(&bytes[SEGMENT_HEADER..], version, path)?;
+        let frames = frame::scan(&bytes[SEGMENT_HEADER..], version, *first_lsn, path)?;
         if let Some((r, _)) = frames.records.first()
             && r.lsn != *first_lsn
         {
@@ -224,17 +228,25 @@ pub fn read_all(dir: &Path, id: WalIdentity, from_lsn: u64, salvage: bool) -> Re
     })
 }
 
-/// Drops everything from `at` on: the rest of its segment and every later segment. Returns
-/// the bytes dropped.
+/// The start of the log's first segment, if any: cutting there drops the whole log.
+pub fn start(dir: &Path) -> Result<Option<Position>> {
+    Ok(segments(dir)?
+        .into_iter()
+        .next()
+        .map(|(_, segment)| Position { segment, offset: 0 }))
+}
+
+/// Drops everything from `at` on: the rest of its segment (all of it, file included, at
+/// offset 0) and every later segment. Returns the bytes dropped.
 pub fn cut(dir: &Path, at: &Position) -> Result<u64> {
     let mut dropped = 0;
     for (_, path) in segments(dir)? {
-        if path == at.segment {
+        if path == at.segment && at.offset > 0 {
             let f = OpenOptions::new().write(true).open(&path).at(&path)?;
             dropped += f.metadata().at(&path)?.len().saturating_sub(at.offset);
             f.set_len(at.offset).at(&path)?;
             f.sync_all().at(&path)?;
-        } else if path > at.segment {
+        } else if path >= at.segment {
             dropped += std::fs::metadata(&path).map_or(0, |m| m.len());
             std::fs::remove_file(&path).at(&path)?;
         }
@@ -267,15 +279,52 @@ struct Writer {
     since_checkpoint: u64,
 }
 
+/// Why a log fsync failed: kept to give every writer that waited on it the same error.
+#[derive(Clone)]
+struct SyncFailure {
+    path: PathBuf,
+    kind: io::ErrorKind,
+    message: String,
+}
+
+impl SyncFailure {
+    fn new(path: &Path, e: &io::Error) -> SyncFailure {
+        SyncFailure {
+            path: path.to_path_buf(),
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+
+    fn error(&self) -> Error {
+        Error::io(&self.path, io::Error::new(self.kind, self.message.clone()))
+    }
+}
+
+/// Group commit: one writer at a time (the leader) fsyncs everything appended so far;
+/// writers whose records its fsync will not cover wait for it, then one of them leads the
+/// next. So N writers that append while an fsync runs share the next one.
+#[derive(Default)]
+struct Commit {
+    /// An fsync is running.
+    leading: bool,
+    /// Set by a failed fsync, for good: the log is poisoned. Linux may drop the dirty
+    /// pages a failed fsync could not write and report success to the next one, so no
+    /// record that was not durable before the failure may ever be acknowledged.
+    failed: Option<SyncFailure>,
+}
+
 /// The open log, for appending.
 pub struct Wal {
     dir: PathBuf,
     id: WalIdentity,
     writer: Mutex<Writer>,
-    /// Every record with LSN < `synced` is on stable storage.
+    /// Every record with LSN < `synced` is on stable storage. Each frame carries its
+    /// value at append time (`frame`'s durable_lsn).
     synced: AtomicU64,
-    /// Serialises fsyncs; writers that arrive while one runs share the next (group commit).
-    sync_lock: Mutex<()>,
+    commit: Mutex<Commit>,
+    /// Signalled when an fsync ends (successfully or not).
+    committed: Condvar,
 }
 
 impl Wal {
@@ -291,7 +340,12 @@ impl Wal {
                     .write(true)
                     .open(&path)
                     .at(&path)?;
+                // What replay read may be in the page cache only (a crash under
+                // `Durability::None`); frames appended from now on say that everything
+                // before `next_lsn` is durable, so make it so.
+                file.sync_data().at(&path)?;
                 let len = file.metadata().at(&path)?.len();
+                failpoints::synced(&path, Some(len));
                 let mut header = [0u8; SEGMENT_HEADER];
                 let readable = len >= SEGMENT_HEADER as u64
                     && std::io::Read::read_exact(&mut file, &mut header).is_ok();
@@ -319,7 +373,8 @@ impl Wal {
                 since_checkpoint: 0,
             }),
             synced: AtomicU64::new(next_lsn),
-            sync_lock: Mutex::new(()),
+            commit: Mutex::default(),
+            committed: Condvar::new(),
         })
     }
 
@@ -351,18 +406,31 @@ impl Wal {
         self.writer.lock().since_checkpoint
     }
 
+    /// Whether an fsync of the log has failed: appends are refused until a reopen.
+    pub fn poisoned(&self) -> bool {
+        self.commit.lock().failed.is_some()
+    }
+
     /// Appends `records` (kind, payload) with consecutive LSNs, in one `write` to one
     /// segment, returning the last LSN. Not yet durable: see `sync_to`. On failure (a full
-    /// disk) the segment is cut back to where it was: none of them is appended.
+    /// disk) the segment is cut back to where it was: none of them is appended. After a
+    /// failed fsync, `Error::Poisoned`.
     pub fn append(&self, records: &[(u8, Vec<u8>)]) -> Result<u64> {
         debug_assert!(!records.is_empty());
         let mut w = self.writer.lock();
+        if self.poisoned() {
+            return Err(Error::Poisoned);
+        }
         if w.len >= SEGMENT_BYTES {
             // Close the full segment durably before starting the next, so that only the
             // last segment can ever have a torn tail.
-            failpoints::before_sync(&w.path).at(&w.path)?;
-            w.file.sync_all().at(&w.path)?;
+            let synced = failpoints::before_sync(&w.path).and_then(|()| w.file.sync_all());
+            if let Err(e) = synced {
+                self.commit.lock().failed = Some(SyncFailure::new(&w.path, &e));
+                return Err(Error::io(&w.path, e));
+            }
             failpoints::synced(&w.path, Some(w.len));
+            self.synced.fetch_max(w.next_lsn, Ordering::AcqRel);
             let (file, path, len) = Self::new_segment(&self.dir, self.id, w.next_lsn)?;
             *w = Writer {
                 file,
@@ -373,9 +441,12 @@ impl Wal {
             };
         }
         let first = w.next_lsn;
+        // Read under the writer lock: no fsync can end between this read and the write
+        // having covered less than it says.
+        let durable = self.synced.load(Ordering::Acquire);
         let mut bytes = Vec::new();
         for (i, (kind, payload)) in records.iter().enumerate() {
-            bytes.extend(frame::encode(first + i as u64, *kind, payload));
+            bytes.extend(frame::encode(first + i as u64, *kind, durable, payload));
         }
         if let Err(e) = w.file.write_all(&bytes) {
             let len = w.len;
@@ -389,27 +460,56 @@ impl Wal {
         Ok(w.next_lsn - 1)
     }
 
-    /// Makes every record up to `lsn` durable. Concurrent callers share one fsync.
+    /// Makes every record up to `lsn` (appended already) durable. Concurrent callers
+    /// share fsyncs (see `Commit`). If the fsync that was to cover `lsn` fails, every
+    /// caller waiting on it gets its error, and so does every later call not covered
+    /// before the failure.
     pub fn sync_to(&self, lsn: u64) -> Result<()> {
         if self.synced.load(Ordering::Acquire) > lsn {
             return Ok(());
         }
-        let _one_at_a_time = self.sync_lock.lock();
-        if self.synced.load(Ordering::Acquire) > lsn {
-            return Ok(()); // another writer's fsync covered us
+        let mut commit = self.commit.lock();
+        loop {
+            if self.synced.load(Ordering::Acquire) > lsn {
+                return Ok(()); // another writer's fsync covered us
+            }
+            if let Some(failed) = &commit.failed {
+                return Err(failed.error());
+            }
+            if !commit.leading {
+                break;
+            }
+            self.committed.wait(&mut commit);
         }
+        commit.leading = true;
+        drop(commit);
+        // Outside every lock: appends continue while the disk works, and join the next
+        // group.
+        let result = self.sync_appended();
+        let mut commit = self.commit.lock();
+        commit.leading = false;
+        if let Err(failed) = &result {
+            commit.failed = Some(failed.clone());
+        }
+        drop(commit);
+        self.committed.notify_all();
+        result.map_err(|failed| failed.error())
+    }
+
+    /// fsyncs the current segment, covering every record appended before it starts.
+    fn sync_appended(&self) -> std::result::Result<(), SyncFailure> {
         let (file, path, upto, len) = {
             let w = self.writer.lock();
-            (
-                w.file.try_clone().at(&w.path)?,
-                w.path.clone(),
-                w.next_lsn,
-                w.len,
-            )
+            let file = w
+                .file
+                .try_clone()
+                .map_err(|e| SyncFailure::new(&w.path, &e))?;
+            (file, w.path.clone(), w.next_lsn, w.len)
         };
-        // fsync outside the writer lock: appends continue while the disk works.
-        failpoints::before_sync(&path).at(&path)?;
-        file.sync_data().at(&path)?;
+        failpoints::log_sync(&path)
+            .and_then(|()| failpoints::before_sync(&path))
+            .and_then(|()| file.sync_data())
+            .map_err(|e| SyncFailure::new(&path, &e))?;
         failpoints::synced(&path, Some(len));
         self.synced.fetch_max(upto, Ordering::AcqRel);
         Ok(())
@@ -465,13 +565,27 @@ mod tests {
         index_uid: 9,
     };
 
-    fn write(dir: &Path, n: u64) -> Wal {
+    /// A log of `n` records from LSN 0, each synced before the next is appended (as under
+    /// `Durability::Immediate`), or with one sync at the end only (`Durability::None`).
+    fn write_with(dir: &Path, n: u64, sync_each: bool) -> Wal {
         let wal = Wal::open(dir, ID, 0).unwrap();
         for i in 0..n {
-            wal.append(&[(1, vec![i as u8; 10 + i as usize])]).unwrap();
+            let lsn = wal.append(&[(1, vec![i as u8; 10 + i as usize])]).unwrap();
+            if sync_each {
+                wal.sync_to(lsn).unwrap();
+            }
         }
         wal.sync_all().unwrap();
         wal
+    }
+
+    fn write(dir: &Path, n: u64) -> Wal {
+        write_with(dir, n, true)
+    }
+
+    /// Where record `k` of a log written by `write` starts.
+    fn record_at(k: usize) -> usize {
+        SEGMENT_HEADER + (0..k).map(|i| FRAME_OVERHEAD + 10 + i).sum::<usize>()
     }
 
     fn only_segment(dir: &Path) -> PathBuf {
@@ -525,7 +639,7 @@ mod tests {
         drop(write(d.path(), 4));
         let seg = only_segment(d.path());
         let clean = std::fs::read(&seg).unwrap();
-        let record1 = SEGMENT_HEADER + FRAME_OVERHEAD + 10;
+        let record1 = record_at(1);
         // A byte of record 1's payload, and its length field (which version 1 of the
         // format took for a torn tail, dropping records 1 to 3).
         for at in [record1 + 20, record1, record1 + 1] {
@@ -556,13 +670,13 @@ mod tests {
         ));
         let seg = only_segment(d.path());
         let mut bytes = std::fs::read(&seg).unwrap();
-        bytes[8] = 3;
+        bytes[8] = WAL_VERSION as u8 + 1;
         let crc = crc32fast::hash(&bytes[..28]);
         bytes[28..32].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&seg, &bytes).unwrap();
         assert!(matches!(
             read_all(d.path(), ID, 0, false),
-            Err(Error::UnsupportedVersion { found: 3, .. })
+            Err(Error::UnsupportedVersion { found: 4, .. })
         ));
     }
 
@@ -578,6 +692,96 @@ mod tests {
         let scan = read_all(d.path(), ID, 0, false).unwrap();
         let kinds: Vec<u8> = scan.records.iter().map(|(r, _)| r.kind).collect();
         assert_eq!(kinds, [1, 1, 4, 4, 1]);
+    }
+
+    #[test]
+    fn a_hole_in_records_never_synced_is_a_torn_tail_and_appends_continue_before_it() {
+        let d = tempfile::tempdir().unwrap();
+        drop(write_with(d.path(), 6, false));
+        let seg = only_segment(d.path());
+        let mut bytes = std::fs::read(&seg).unwrap();
+        // Records 2 and 3 zeroed, 4 and 5 intact: writeback stored a later page first.
+        let (hole, after) = (record_at(2), record_at(4));
+        bytes[hole..after].fill(0);
+        std::fs::write(&seg, &bytes).unwrap();
+        let scan = read_all(d.path(), ID, 0, false).unwrap();
+        assert_eq!(payloads(&scan), [10, 11], "nothing after the hole");
+        assert_eq!(scan.next_lsn, Some(2));
+        let tail = scan.tail.expect("a torn tail");
+        assert_eq!(tail.offset as usize, hole);
+        assert_eq!(cut(d.path(), &tail).unwrap() as usize, bytes.len() - hole);
+        // The next writer reuses LSN 2 on: the records that had it are gone for good.
+        let wal = Wal::open(d.path(), ID, 2).unwrap();
+        assert_eq!(wal.append(&[(1, vec![7; 3])]).unwrap(), 2);
+        wal.sync_all().unwrap();
+        let scan = read_all(d.path(), ID, 0, false).unwrap();
+        assert_eq!(payloads(&scan), [10, 11, 3]);
+        assert_eq!(scan.tail, None);
+    }
+
+    #[test]
+    fn a_hole_before_a_record_written_after_its_sync_is_corrupt() {
+        let d = tempfile::tempdir().unwrap();
+        drop(write(d.path(), 6));
+        let seg = only_segment(d.path());
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[record_at(2)..record_at(4)].fill(0);
+        std::fs::write(&seg, &bytes).unwrap();
+        assert!(matches!(
+            read_all(d.path(), ID, 0, false),
+            Err(Error::Corrupt { .. })
+        ));
+        let scan = read_all(d.path(), ID, 0, true).unwrap();
+        assert_eq!(payloads(&scan), [10, 11]);
+    }
+
+    #[test]
+    fn a_reopened_log_is_synced_before_it_says_so() {
+        // Written with no sync at all, then reopened: the new writer's frames say
+        // everything before them is durable, which the open makes true. A hole in the old
+        // records is then damage.
+        let d = tempfile::tempdir().unwrap();
+        let wal = Wal::open(d.path(), ID, 0).unwrap();
+        for i in 0..3 {
+            wal.append(&[(1, vec![i; 10 + i as usize])]).unwrap();
+        }
+        drop(wal);
+        let wal = Wal::open(d.path(), ID, 3).unwrap();
+        wal.append(&[(1, vec![3; 13])]).unwrap();
+        drop(wal);
+        let seg = only_segment(d.path());
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[record_at(1) + 3] ^= 1;
+        std::fs::write(&seg, &bytes).unwrap();
+        assert!(matches!(
+            read_all(d.path(), ID, 0, false),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn concurrent_writers_are_all_durable() {
+        let d = tempfile::tempdir().unwrap();
+        let wal = Wal::open(d.path(), ID, 0).unwrap();
+        let acked = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for t in 0..8u8 {
+                let (wal, acked) = (&wal, &acked);
+                s.spawn(move || {
+                    for i in 0..50u8 {
+                        let lsn = wal.append(&[(1, vec![t, i])]).unwrap();
+                        wal.sync_to(lsn).unwrap();
+                        assert!(wal.synced.load(Ordering::Acquire) > lsn);
+                        acked.lock().push(lsn);
+                    }
+                });
+            }
+        });
+        let mut acked = acked.into_inner();
+        acked.sort();
+        assert_eq!(acked, (0..400).collect::<Vec<u64>>());
+        drop(wal);
+        assert_eq!(read_all(d.path(), ID, 0, false).unwrap().records.len(), 400);
     }
 
     #[test]

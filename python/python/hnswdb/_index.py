@@ -305,7 +305,7 @@ class Index:
         if label not in private.tombstones:
             if label in engine:
                 raise RuntimeError("The requested to undelete element is not deleted")
-            raise UnknownLabelError("Label not found")
+            raise UnknownLabelError(f"id {label} is not in the index")
         vector, payload = private.tombstones[label]
         engine.add_items(vector.reshape(1, -1), [label], payloads=[payload])
         del private.tombstones[label]
@@ -350,7 +350,7 @@ class Index:
             ids = sorted(engine.get_ids_list())
         elif np.ndim(ids) == 0:
             raise ValueError("get_items accepts a list of indices and returns a list of vectors")
-        items = engine.get_items(ids)
+        items = engine.get_items(_labels(ids))
         return items.tolist() if return_type == "list" else items
 
     def get_ids_list(self) -> list:

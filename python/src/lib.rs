@@ -199,7 +199,7 @@ fn to_json(v: &Bound<'_, PyAny>, at: &str) -> PyResult<Value> {
         for (k, v) in d.iter() {
             let Ok(key) = k.cast::<PyString>() else {
                 return Err(PyTypeError::new_err(format!(
-                    "{at}: key {} is a {}; JSON object keys must be strings",
+                    "{at}: key {} ({}) is not a string, as JSON object keys must be",
                     k.repr()?,
                     k.get_type().name()?
                 )));

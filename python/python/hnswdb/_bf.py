@@ -67,9 +67,10 @@ class BFIndex:
     def delete_vector(self, label: int) -> None:
         """Removes `label` (the last row moves into its place, as in hnswlib)."""
         store = self._store()
-        row = self._rows.pop(int(label), None)
+        label = int(label)
+        row = self._rows.pop(label, None)
         if row is None:
-            raise UnknownLabelError("Label not found")
+            raise UnknownLabelError(f"id {label} is not in the index")
         last = len(self._rows)
         if row != last:
             store[row] = store[last]

@@ -9,10 +9,14 @@ use std::sync::Arc;
 use hnswdb::serde_json::{self, Value};
 use hnswdb::{Error, FieldSpec, Filter, Metric, Neighbour, Plan, Query};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
 pyo3::create_exception!(
     hnswdb,
@@ -33,24 +37,97 @@ pyo3::create_exception!(
     "An index file is damaged, foreign, or from a newer format version."
 );
 
+/// Errors that hnswlib raises as RuntimeError and hnswdb as a more specific built-in:
+/// each type derives from both, so that code written for either catches it.
+#[derive(Clone, Copy)]
+enum Hybrid {
+    /// ValueError and RuntimeError: a wrong dimension, a NaN, a negative id...
+    InvalidInput,
+    /// KeyError and RuntimeError: an id the index does not hold.
+    UnknownLabel,
+    /// FileNotFoundError and RuntimeError: no index at the path given.
+    IndexNotFound,
+}
+
+impl Hybrid {
+    const ALL: [Hybrid; 3] = [
+        Hybrid::InvalidInput,
+        Hybrid::UnknownLabel,
+        Hybrid::IndexNotFound,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Hybrid::InvalidInput => "InvalidInputError",
+            Hybrid::UnknownLabel => "UnknownLabelError",
+            Hybrid::IndexNotFound => "IndexNotFoundError",
+        }
+    }
+
+    /// The Python type, made once per process with `type(name, (base, RuntimeError), ...)`
+    /// (an exception type with two bases cannot be declared with pyo3's macros).
+    fn ty(self, py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+        static TYPES: [PyOnceLock<Py<PyType>>; 3] = [const { PyOnceLock::new() }; 3];
+        let (base, doc) = match self {
+            Hybrid::InvalidInput => (py.get_type::<PyValueError>(), "Invalid input."),
+            Hybrid::UnknownLabel => (py.get_type::<PyKeyError>(), "No such id in the index."),
+            Hybrid::IndexNotFound => (
+                py.get_type::<pyo3::exceptions::PyFileNotFoundError>(),
+                "No index at this path.",
+            ),
+        };
+        TYPES[self as usize]
+            .get_or_try_init(py, || {
+                let bases = PyTuple::new(py, [base, py.get_type::<PyRuntimeError>()])?;
+                let body = PyDict::new(py);
+                body.set_item("__module__", "hnswdb")?;
+                body.set_item("__doc__", doc)?;
+                let ty = py.get_type::<PyType>().call1((self.name(), bases, body))?;
+                Ok::<_, PyErr>(ty.cast_into::<PyType>()?.unbind())
+            })
+            .map(|ty| ty.bind(py).clone())
+    }
+
+    fn err(self, text: impl Into<String>) -> PyErr {
+        let text = text.into();
+        Python::attach(|py| match self.ty(py) {
+            Ok(ty) => PyErr::from_type(ty, text),
+            Err(e) => e,
+        })
+    }
+}
+
+fn invalid_input(text: impl Into<String>) -> PyErr {
+    Hybrid::InvalidInput.err(text)
+}
+
 /// Maps the core's error enum to the Python exception a caller would expect.
 fn py_err(e: Error) -> PyErr {
     let text = e.to_string();
     match e {
         Error::DimensionMismatch { .. }
         | Error::NonFinite { .. }
+        | Error::InvalidVector(_)
         | Error::ZeroVector
         | Error::DuplicateId(_)
         | Error::InvalidPayload(_)
         | Error::InvalidFilter(_)
-        | Error::InvalidOption(_) => PyValueError::new_err(text),
-        Error::UnknownId(_) => PyKeyError::new_err(text),
+        | Error::InvalidOption(_) => invalid_input(text),
+        Error::UnknownId(_) => Hybrid::UnknownLabel.err(text),
         Error::Locked(_) => LockedError::new_err(text),
         Error::Corrupt { .. } | Error::UnsupportedVersion { .. } => CorruptError::new_err(text),
-        Error::NotFound(_) => PyErr::new::<pyo3::exceptions::PyFileNotFoundError, _>(text),
+        Error::NotFound(_) => Hybrid::IndexNotFound.err(text),
         Error::AlreadyExists(_) => PyErr::new::<pyo3::exceptions::PyFileExistsError, _>(text),
         Error::DiskFull { .. } | Error::Io { .. } => PyOSError::new_err(text),
         _ => HnswdbError::new_err(text),
+    }
+}
+
+fn durability(durable: bool) -> hnswdb::Durability {
+    if durable {
+        hnswdb::Durability::Immediate
+    } else {
+        hnswdb::Durability::None
     }
 }
 
@@ -70,25 +147,24 @@ fn rows(data: &Bound<'_, PyAny>, dim: usize) -> PyResult<(Vec<f32>, usize)> {
         [c] => (1, *c),
         [r, c] => (*r, *c),
         shape => {
-            return Err(PyValueError::new_err(format!(
+            return Err(invalid_input(format!(
                 "data must be 1-D (one vector) or 2-D (one vector per row), got shape {shape:?}"
             )));
         }
     };
     if cols != dim {
-        return Err(PyValueError::new_err(format!(
+        return Err(invalid_input(format!(
             "wrong dimensionality of the vectors: got {cols}, the index expects {dim}"
         )));
     }
-    let slice = array
-        .as_slice()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let slice = array.as_slice().map_err(|e| invalid_input(e.to_string()))?;
     Ok((slice.to_vec(), n))
 }
 
-/// `ids` (an int, a sequence or an integer array) as u64s; negative ids are refused.
-/// A Python value (dict, list, tuple, str, int, float, bool, None) as JSON.
-fn to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
+/// A Python value (dict, list, tuple, str, int, float, bool, None, or a numpy bool,
+/// integer or float scalar) as JSON of the same type. `at` names the value in errors
+/// (`payload['tags'][2]`); anything else is a TypeError, never a silent conversion.
+fn to_json(v: &Bound<'_, PyAny>, at: &str) -> PyResult<Value> {
     if v.is_none() {
         return Ok(Value::Null);
     }
@@ -97,9 +173,12 @@ fn to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
         return Ok(Value::Bool(b.is_true()));
     }
     if let Ok(i) = v.cast::<PyInt>() {
-        return match i.extract::<i64>() {
-            Ok(i) => Ok(Value::from(i)),
-            Err(_) => Ok(Value::from(i.extract::<u64>()?)),
+        return match (i.extract::<i64>(), i.extract::<u64>()) {
+            (Ok(i), _) => Ok(Value::from(i)),
+            (_, Ok(u)) => Ok(Value::from(u)),
+            _ => Err(invalid_input(format!(
+                "{at}: {i} does not fit in 64 bits, the range of a JSON integer here"
+            ))),
         };
     }
     if let Ok(f) = v.cast::<PyFloat>() {
@@ -107,7 +186,9 @@ fn to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
         return serde_json::Number::from_f64(x)
             .map(Value::Number)
             .ok_or_else(|| {
-                PyValueError::new_err(format!("{x} is not a JSON number (NaN and inf are not)"))
+                invalid_input(format!(
+                    "{at}: {x} is not a JSON number (NaN and inf are not)"
+                ))
             });
     }
     if let Ok(s) = v.cast::<PyString>() {
@@ -116,40 +197,55 @@ fn to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
     if let Ok(d) = v.cast::<PyDict>() {
         let mut map = serde_json::Map::with_capacity(d.len());
         for (k, v) in d.iter() {
-            let key = k
-                .cast::<PyString>()
-                .map_err(|_| PyTypeError::new_err("payload and filter keys must be strings"))?
-                .to_cow()?
-                .into_owned();
-            map.insert(key, to_json(&v)?);
+            let Ok(key) = k.cast::<PyString>() else {
+                return Err(PyTypeError::new_err(format!(
+                    "{at}: key {} ({}) is not a string, as JSON object keys must be",
+                    k.repr()?,
+                    k.get_type().name()?
+                )));
+            };
+            let key = key.to_cow()?.into_owned();
+            let value = to_json(&v, &format!("{at}[{key:?}]"))?;
+            map.insert(key, value);
         }
         return Ok(Value::Object(map));
     }
-    if let Ok(l) = v.cast::<PyList>() {
-        return l
-            .iter()
-            .map(|x| to_json(&x))
+    if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+        return v
+            .try_iter()?
+            .enumerate()
+            .map(|(i, x)| to_json(&x?, &format!("{at}[{i}]")))
             .collect::<PyResult<_>>()
             .map(Value::Array);
     }
-    if let Ok(t) = v.cast::<PyTuple>() {
-        return t
-            .iter()
-            .map(|x| to_json(&x))
-            .collect::<PyResult<_>>()
-            .map(Value::Array);
-    }
-    // numpy scalars and other numbers: through Python's own int/float.
-    if let Ok(i) = v.call_method0("__index__") {
-        return to_json(&i);
-    }
-    if let Ok(f) = v.call_method0("__float__") {
-        return to_json(&f);
+    if is_numpy_number(v)? {
+        // `item()` gives the Python bool, int or float of the same value (a long double
+        // has none: it returns itself, and is refused below).
+        let item = v.call_method0("item")?;
+        if item.is_instance_of::<PyBool>()
+            || item.is_instance_of::<PyInt>()
+            || item.is_instance_of::<PyFloat>()
+        {
+            return to_json(&item, at);
+        }
     }
     Err(PyTypeError::new_err(format!(
-        "{} cannot be stored as JSON",
+        "{at}: a {} cannot be stored as JSON (None, bool, int, float, str, list, tuple, \
+         dict and numpy bool/integer/float scalars can)",
         v.get_type().name()?
     )))
+}
+
+/// Whether `v` is a numpy bool, integer or floating scalar (numpy is imported by then:
+/// the binding's arrays need it).
+fn is_numpy_number(v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static KINDS: [PyOnceLock<Py<PyType>>; 3] = [const { PyOnceLock::new() }; 3];
+    for (cell, name) in KINDS.iter().zip(["bool_", "integer", "floating"]) {
+        if v.is_instance(cell.import(v.py(), "numpy", name)?)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// JSON as the Python value json.loads would give.
@@ -182,9 +278,10 @@ fn from_json<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
 
 /// A filter: a dict in the JSON form (see docs/filters.md).
 fn to_filter(filter: &Bound<'_, PyAny>) -> PyResult<Filter> {
-    Filter::from_json(&to_json(filter)?).map_err(py_err)
+    Filter::from_json(&to_json(filter, "filter")?).map_err(py_err)
 }
 
+/// `ids` (an int, a sequence or an integer array) as u64s; negative ids are refused.
 fn labels(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
     let np = ids.py().import("numpy")?;
     let array = np
@@ -197,7 +294,7 @@ fn labels(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
             if array.call_method0("__len__")?.extract::<usize>()? > 0
                 && array.call_method0("min")?.extract::<i64>()? < 0
             {
-                return Err(PyValueError::new_err("ids must be non-negative integers"));
+                return Err(invalid_input("ids must be non-negative integers"));
             }
         }
         _ => {
@@ -210,50 +307,37 @@ fn labels(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
     Ok(array.as_array().iter().copied().collect())
 }
 
-/// The open core index, shared with calls in flight (which run detached from the
-/// interpreter, so they hold their own reference rather than a borrow of `self`).
-struct Open {
-    index: Arc<hnswdb::Index>,
-    /// Set when the index lives in a temporary directory (`init_index` without a path):
-    /// removed when the index is closed.
-    _temp: Option<tempfile::TempDir>,
-}
-
-/// A persistent HNSW index with hnswlib's interface.
+/// The engine under `hnswdb.Index` (python/hnswdb/_index.py, which adds hnswlib's
+/// snapshot files, limits and tombstones): one index directory, opened in place.
 ///
-/// `Index(space, dim)` then `init_index(...)` creates an index, `load_index(path)` or
-/// `Index.open(path)` opens one. Every write is durable when it returns.
-#[pyclass(module = "hnswdb")]
+/// `Index(space, dim)` then `init_index(..., path=...)` creates an index, `Index.open`
+/// opens one. With `durable` (the default) every write is durable when it returns.
+#[pyclass(module = "hnswdb._hnswdb")]
 struct Index {
     space: Metric,
     dim: usize,
-    open: parking_lot::Mutex<Option<Open>>,
+    /// Shared with calls in flight (which run detached from the interpreter, so they hold
+    /// their own reference rather than a borrow of `self`).
+    open: parking_lot::Mutex<Option<Arc<hnswdb::Index>>>,
 }
 
 impl Index {
     fn index(&self) -> PyResult<Arc<hnswdb::Index>> {
-        self.open
-            .lock()
-            .as_ref()
-            .map(|o| o.index.clone())
-            .ok_or_else(|| {
-                HnswdbError::new_err(
-                    "the index is not open: call init_index, load_index or Index.open first",
-                )
-            })
+        self.open.lock().clone().ok_or_else(|| {
+            HnswdbError::new_err(
+                "the index is not open: call init_index, load_index or Index.open first",
+            )
+        })
     }
 
-    fn install(&self, index: hnswdb::Index, temp: Option<tempfile::TempDir>) -> PyResult<()> {
+    fn install(&self, index: hnswdb::Index) -> PyResult<()> {
         let mut open = self.open.lock();
         if open.is_some() {
             return Err(HnswdbError::new_err(
                 "this Index already has an open index: close() it first",
             ));
         }
-        *open = Some(Open {
-            index: Arc::new(index),
-            _temp: temp,
-        });
+        *open = Some(Arc::new(index));
         Ok(())
     }
 
@@ -295,7 +379,7 @@ impl Index {
     #[new]
     fn new(space: &str, dim: usize) -> PyResult<Self> {
         if dim == 0 {
-            return Err(PyValueError::new_err("dim must be at least 1"));
+            return Err(invalid_input("dim must be at least 1"));
         }
         Ok(Index {
             space: parse_space(space)?,
@@ -309,16 +393,19 @@ impl Index {
     /// number of processes beside the one that writes (see `refresh`).
     /// `memory_budget` (bytes) keeps the routing codes and layer-0 lists resident and,
     /// when the vectors do not fit, reads them from disk in batches during re-ranks
-    /// (docs/larger-than-ram.md).
+    /// (docs/larger-than-ram.md). `durable=False` never fsyncs the log (see `init_index`).
     #[staticmethod]
-    #[pyo3(signature = (path, read_only=false, memory_budget=None))]
+    #[pyo3(signature = (path, read_only=false, memory_budget=None, durable=true))]
     fn open(
         py: Python<'_>,
         path: PathBuf,
         read_only: bool,
         memory_budget: Option<u64>,
+        durable: bool,
     ) -> PyResult<Self> {
-        let mut options = hnswdb::OpenOptions::default().read_only(read_only);
+        let mut options = hnswdb::OpenOptions::default()
+            .read_only(read_only)
+            .durability(durability(durable));
         if let Some(bytes) = memory_budget {
             options = options.memory_budget(bytes);
         }
@@ -330,7 +417,7 @@ impl Index {
             dim: index.dim(),
             open: parking_lot::Mutex::new(None),
         };
-        this.install(index, None)?;
+        this.install(index)?;
         Ok(this)
     }
 
@@ -343,16 +430,16 @@ impl Index {
         py.detach(|| index.refresh()).map_err(py_err)
     }
 
-    /// Creates the index. `path` is the directory that holds it; without one the index
-    /// lives in a temporary directory until `save_index` copies it somewhere lasting.
+    /// Creates the index in the directory `path`.
     /// `max_elements` only pre-sizes the files: the index grows past it on its own.
     /// `fields` indexes payload fields for filters: `{"lang": "keyword", "year": "int"}`
     /// (kinds: keyword, int, float, bool).
     /// `routing` is "sq8" (default) or "rabitq" (for indexes larger than memory);
     /// `storage` "f32" (default) or "f16" (half the disk; `get_items` returns the f16
-    /// values widened).
-    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, path=None, fields=None, routing="sq8", storage="f32"))]
-    // The parameters are hnswlib's, by name and order, plus the path and fields.
+    /// values widened). `durable=False` never fsyncs the log outside checkpoints (for a
+    /// temporary index: power loss may lose writes, never corrupts).
+    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, *, path, fields=None, routing="sq8", storage="f32", durable=true))]
+    // The parameters are hnswlib's, by name and order, plus hnswdb's own.
     #[allow(non_snake_case, clippy::too_many_arguments)]
     fn init_index(
         &self,
@@ -362,27 +449,22 @@ impl Index {
         ef_construction: usize,
         random_seed: u64,
         allow_replace_deleted: bool,
-        path: Option<PathBuf>,
+        path: PathBuf,
         fields: Option<std::collections::BTreeMap<String, String>>,
         routing: &str,
         storage: &str,
+        durable: bool,
     ) -> PyResult<()> {
         // Freed slots are always reused, so hnswlib's opt-in is accepted and implied.
         let _ = allow_replace_deleted;
-        let (dir, temp) = match path {
-            Some(p) => (p, None),
-            None => {
-                let t = tempfile::tempdir()?;
-                (t.path().join("index"), Some(t))
-            }
-        };
         let options = hnswdb::IndexOptions::new(self.dim, self.space)
             .m(M)
             .ef_construction(ef_construction)
             .seed(random_seed)
             .capacity(max_elements.max(1))
             .routing(routing.parse().map_err(py_err)?)
-            .storage(storage.parse().map_err(py_err)?);
+            .storage(storage.parse().map_err(py_err)?)
+            .durability(durability(durable));
         let options = fields
             .unwrap_or_default()
             .into_iter()
@@ -391,50 +473,16 @@ impl Index {
             })
             .map_err(py_err)?;
         let index = py
-            .detach(|| hnswdb::Index::create(&dir, &options))
+            .detach(|| hnswdb::Index::create(&path, &options))
             .map_err(py_err)?;
-        self.install(index, temp)
+        self.install(index)
     }
 
-    /// Opens the index at `path` into this object; its space and dimension must match
-    /// the constructor's. `max_elements` is accepted for hnswlib compatibility.
-    #[pyo3(signature = (path, max_elements=0, allow_replace_deleted=false))]
-    fn load_index(
-        &self,
-        py: Python<'_>,
-        path: PathBuf,
-        max_elements: usize,
-        allow_replace_deleted: bool,
-    ) -> PyResult<()> {
-        let _ = (max_elements, allow_replace_deleted);
-        let index = py.detach(|| hnswdb::Index::open(&path)).map_err(py_err)?;
-        if index.metric() != self.space || index.dim() != self.dim {
-            return Err(PyValueError::new_err(format!(
-                "{} holds a {} index of dimension {}, not {} of dimension {}",
-                path.display(),
-                index.metric().name(),
-                index.dim(),
-                self.space.name(),
-                self.dim
-            )));
-        }
-        self.install(index, None)
-    }
-
-    /// Makes every write durable in the page files (a checkpoint), then, if `path` is
-    /// not where the index lives, backs the index up there: a consistent copy as of one
-    /// moment, even while other threads or processes write (see `Index::backup`).
-    fn save_index(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    /// Copies the index, as of one moment while writes go on, into the new directory
+    /// `path`, and checks the copy (see `Index::backup`). Returns the bytes copied.
+    fn backup(&self, py: Python<'_>, path: PathBuf) -> PyResult<u64> {
         let index = self.index()?;
-        py.detach(|| -> hnswdb::Result<()> {
-            index.flush()?;
-            let same = path.canonicalize().ok() == index.path().canonicalize().ok();
-            if !same {
-                index.backup(&path)?;
-            }
-            Ok(())
-        })
-        .map_err(py_err)
+        py.detach(|| index.backup(&path)).map_err(py_err)
     }
 
     /// Adds the rows of `data` under `ids` (default: consecutive ids after the largest
@@ -457,12 +505,17 @@ impl Index {
         let index = self.index()?;
         let (vectors, n) = rows(data, self.dim)?;
         let payloads: Option<Vec<Value>> = payloads
-            .map(|p| p.try_iter()?.map(|x| to_json(&x?)).collect())
+            .map(|p| {
+                p.try_iter()?
+                    .enumerate()
+                    .map(|(i, x)| to_json(&x?, &format!("payloads[{i}]")))
+                    .collect()
+            })
             .transpose()?;
         if let Some(p) = &payloads
             && p.len() != n
         {
-            return Err(PyValueError::new_err(format!(
+            return Err(invalid_input(format!(
                 "{} payloads for {n} vectors",
                 p.len()
             )));
@@ -481,10 +534,7 @@ impl Index {
             }
         };
         if ids.len() != n {
-            return Err(PyValueError::new_err(format!(
-                "{} ids for {n} vectors",
-                ids.len()
-            )));
+            return Err(invalid_input(format!("{} ids for {n} vectors", ids.len())));
         }
         let threads = Self::call_threads(&index, num_threads);
         py.detach(|| -> hnswdb::Result<()> {
@@ -518,7 +568,7 @@ impl Index {
         let index = self.index()?;
         let (v, n) = rows(vector, self.dim)?;
         if n != 1 {
-            return Err(PyValueError::new_err("upsert takes one vector"));
+            return Err(invalid_input("upsert takes one vector"));
         }
         py.detach(|| index.upsert(id, &v)).map_err(py_err)
     }
@@ -549,7 +599,7 @@ impl Index {
         let index = self.index()?;
         let (queries, n) = rows(data, self.dim)?;
         if k == 0 {
-            return Err(PyValueError::new_err("k must be at least 1"));
+            return Err(invalid_input("k must be at least 1"));
         }
         let ef = ef.unwrap_or_else(|| index.ef());
         // A dict is a payload filter, answered by the planner on the threads; a callable
@@ -570,13 +620,13 @@ impl Index {
                     Some("scan") => query = query.force_plan(Plan::Scan),
                     Some("walk") => query = query.force_plan(Plan::Walk),
                     Some(other) => {
-                        return Err(PyValueError::new_err(format!(
+                        return Err(invalid_input(format!(
                             "unknown plan {other:?} (scan or walk)"
                         )));
                     }
                 }
                 if filter.is_some() && planned.is_none() {
-                    return Err(PyValueError::new_err(
+                    return Err(invalid_input(
                         "offset works with no filter or a dict filter, not a callable",
                     ));
                 }
@@ -732,7 +782,7 @@ impl Index {
     /// Sets (a dict) or removes (None) the payload of `id`, as one durable write.
     fn set_payload(&self, py: Python<'_>, id: u64, payload: &Bound<'_, PyAny>) -> PyResult<()> {
         let index = self.index()?;
-        let payload = to_json(payload)?;
+        let payload = to_json(payload, "payload")?;
         py.detach(|| index.set_payload(id, &payload))
             .map_err(py_err)
     }
@@ -748,7 +798,8 @@ impl Index {
         let ids = labels(ids)?;
         let payloads: Vec<Value> = payloads
             .try_iter()?
-            .map(|x| to_json(&x?))
+            .enumerate()
+            .map(|(i, x)| to_json(&x?, &format!("payloads[{i}]")))
             .collect::<PyResult<_>>()?;
         py.detach(|| index.set_payloads(&ids, &payloads))
             .map_err(py_err)
@@ -813,7 +864,7 @@ impl Index {
         let index = self.index()?;
         let (v, n) = rows(vector, self.dim)?;
         if n != 1 {
-            return Err(PyValueError::new_err("search_within takes one vector"));
+            return Err(invalid_input("search_within takes one vector"));
         }
         let filter = filter.map(to_filter).transpose()?;
         let hits = py
@@ -867,7 +918,7 @@ impl Index {
     fn resize_index(&self, new_size: u64) -> PyResult<()> {
         let count = self.index()?.len();
         if new_size < count {
-            return Err(PyValueError::new_err(format!(
+            return Err(invalid_input(format!(
                 "cannot resize below the current count {count}"
             )));
         }
@@ -886,13 +937,10 @@ impl Index {
         let Some(open) = self.open.lock().take() else {
             return Ok(());
         };
-        match Arc::try_unwrap(open.index) {
+        match Arc::try_unwrap(open) {
             Ok(index) => py.detach(|| index.close()).map_err(py_err),
             Err(shared) => {
-                *self.open.lock() = Some(Open {
-                    index: shared,
-                    _temp: open._temp,
-                });
+                *self.open.lock() = Some(shared);
                 Err(HnswdbError::new_err(
                     "the index is in use by another thread; close it when that call returns",
                 ))
@@ -958,12 +1006,12 @@ impl Index {
 
     fn __repr__(&self) -> String {
         match self.open.lock().as_ref() {
-            Some(o) => format!(
+            Some(index) => format!(
                 "hnswdb.Index(space='{}', dim={}, count={}, path='{}')",
                 self.space.name(),
                 self.dim,
-                o.index.len(),
-                o.index.path().display()
+                index.len(),
+                index.path().display()
             ),
             None => format!(
                 "hnswdb.Index(space='{}', dim={}, closed)",
@@ -974,6 +1022,129 @@ impl Index {
     }
 }
 
+/// `data` as rows of `dim` floats checked as the index checks its input (finite; not all
+/// zero under cosine, where rows are then scaled to unit length): BFIndex's vectors.
+fn prepared(data: &Bound<'_, PyAny>, dim: usize, metric: Metric) -> PyResult<(Vec<f32>, usize)> {
+    let (mut vectors, n) = rows(data, dim)?;
+    for (i, row) in vectors.chunks_exact_mut(dim).enumerate() {
+        if row.iter().any(|x| !x.is_finite()) {
+            return Err(invalid_input(format!(
+                "row {i} has a NaN or infinite component"
+            )));
+        }
+        if metric == Metric::Cosine && !hnswdb::distance::normalize(row) {
+            return Err(invalid_input(format!(
+                "row {i} is all zeros: it has no direction under cosine"
+            )));
+        }
+    }
+    Ok((vectors, n))
+}
+
+/// `data` checked and, under cosine, normalised (see `prepared`): shape `(rows, dim)`.
+#[pyfunction]
+#[pyo3(name = "_prepare_rows")]
+fn prepare_rows<'py>(
+    data: &Bound<'py, PyAny>,
+    dim: usize,
+    space: &str,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let (vectors, n) = prepared(data, dim, parse_space(space)?)?;
+    Ok(to_matrix(data.py(), vectors, n, dim))
+}
+
+/// The exact `k` nearest of the first `count` rows of `vectors` to each query, on
+/// hnswdb's distance kernels: (row positions, distances), each `(queries, k)`, nearest
+/// first (ties by position). Rows whose `allowed` entry is false are left out.
+/// RuntimeError if fewer than `k` rows are admitted. BFIndex's search.
+#[pyfunction]
+#[pyo3(name = "_exact_knn", signature = (vectors, count, queries, k, space, allowed=None, threads=0))]
+#[allow(clippy::too_many_arguments)]
+fn exact_knn<'py>(
+    py: Python<'py>,
+    vectors: PyReadonlyArray2<'py, f32>,
+    count: usize,
+    queries: &Bound<'py, PyAny>,
+    k: usize,
+    space: &str,
+    allowed: Option<PyReadonlyArray1<'py, bool>>,
+    threads: usize,
+) -> PyResult<QueryAnswer<'py>> {
+    let metric = parse_space(space)?;
+    let dim = vectors.shape()[1];
+    let short_mask = allowed.as_ref().is_some_and(|a| a.len() < count);
+    if k == 0 || count > vectors.shape()[0] || short_mask {
+        return Err(invalid_input(format!(
+            "k={k} must be at least 1, count={count} within the rows given and the mask"
+        )));
+    }
+    let (queries, n) = prepared(queries, dim, metric)?;
+    let stored = &vectors.as_slice()?[..count * dim];
+    let mask = allowed.as_ref().map(|a| a.as_slice()).transpose()?;
+    let admitted = mask.map_or(count, |m| m[..count].iter().filter(|&&a| a).count());
+    if admitted < k {
+        return Err(PyRuntimeError::new_err(format!(
+            "only {admitted} vectors can be answers, fewer than the k={k} asked for"
+        )));
+    }
+    let distance = hnswdb::distance::Distance::new(metric, hnswdb::distance::Kernels::detect());
+    let mut ids = vec![0u64; n * k];
+    let mut distances = vec![0f32; n * k];
+    let threads = if threads > 0 {
+        threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |t| t.get())
+    };
+    let per = n.div_ceil(threads.clamp(1, n.max(1))).max(1);
+    py.detach(|| {
+        std::thread::scope(|s| {
+            let parts = queries
+                .chunks(per * dim)
+                .zip(ids.chunks_mut(per * k).zip(distances.chunks_mut(per * k)));
+            for (q, (ids, ds)) in parts {
+                s.spawn(move || {
+                    let rows = q.chunks_exact(dim);
+                    for (q, (ids, ds)) in
+                        rows.zip(ids.chunks_exact_mut(k).zip(ds.chunks_exact_mut(k)))
+                    {
+                        nearest(&distance, q, stored, mask, ids, ds);
+                    }
+                });
+            }
+        })
+    });
+    Ok((to_matrix(py, ids, n, k), to_matrix(py, distances, n, k)))
+}
+
+/// Fills `ids` and `ds` with the positions and distances of the `ids.len()` rows of
+/// `stored` (admitted by `mask`) nearest to `q`.
+fn nearest(
+    distance: &hnswdb::distance::Distance,
+    q: &[f32],
+    stored: &[f32],
+    mask: Option<&[bool]>,
+    ids: &mut [u64],
+    ds: &mut [f32],
+) {
+    let k = ids.len();
+    let mut all: Vec<(f32, u64)> = stored
+        .chunks_exact(q.len())
+        .enumerate()
+        .filter(|(i, _)| mask.is_none_or(|m| m[*i]))
+        .map(|(i, row)| (distance.eval(q, row), i as u64))
+        .collect();
+    let order = |a: &(f32, u64), b: &(f32, u64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if all.len() > k {
+        all.select_nth_unstable_by(k - 1, order);
+        all.truncate(k);
+    }
+    all.sort_unstable_by(order);
+    for (j, (d, i)) in all.into_iter().enumerate() {
+        ids[j] = i;
+        ds[j] = d;
+    }
+}
+
 /// Persistent HNSW vector search with hnswlib's API.
 #[pymodule(name = "_hnswdb")]
 fn hnswdb_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -981,6 +1152,11 @@ fn hnswdb_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("HnswdbError", m.py().get_type::<HnswdbError>())?;
     m.add("LockedError", m.py().get_type::<LockedError>())?;
     m.add("CorruptError", m.py().get_type::<CorruptError>())?;
+    for hybrid in Hybrid::ALL {
+        m.add(hybrid.name(), hybrid.ty(m.py())?)?;
+    }
+    m.add_function(wrap_pyfunction!(prepare_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(exact_knn, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

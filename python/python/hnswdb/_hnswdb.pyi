@@ -1,4 +1,5 @@
-"""Type stubs of hnswdb's Python binding: hnswlib's Index API over a persistent index."""
+"""Type stubs of hnswdb's compiled engine. Users import hnswdb.Index (python/hnswdb/_index.py),
+which adds hnswlib's snapshot files, limits and tombstones over this class."""
 
 from os import PathLike
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -17,18 +18,29 @@ class LockedError(HnswdbError):
 class CorruptError(HnswdbError):
     """An index file is damaged, foreign, or from a newer format version."""
 
+class InvalidInputError(ValueError, RuntimeError):
+    """Invalid input: a ValueError (hnswdb) and a RuntimeError (what hnswlib raises)."""
+
+class UnknownLabelError(KeyError, RuntimeError):
+    """An id the index does not hold: a KeyError and a RuntimeError."""
+
+class IndexNotFoundError(FileNotFoundError, RuntimeError):
+    """No index at the path: a FileNotFoundError and a RuntimeError."""
+
 _Vectors = Union[npt.ArrayLike, np.ndarray]
 _Ids = Union[int, Iterable[int], npt.NDArray[np.integer]]
 _Path = Union[str, PathLike]
 
 class Index:
-    """A persistent HNSW index with hnswlib's interface. Every write is durable when it
-    returns; the index lives in one directory."""
+    """The engine: one index directory, opened in place. With durable=True (the default)
+    every write is durable when it returns."""
 
     def __init__(self, space: str, dim: int) -> None:
         """`space`: 'cosine', 'l2' or 'ip'. Call `init_index` or `load_index` next."""
     @staticmethod
-    def open(path: _Path, read_only: bool = False, memory_budget: Optional[int] = None) -> "Index":
+    def open(
+        path: _Path, read_only: bool = False, memory_budget: Optional[int] = None, durable: bool = True
+    ) -> "Index":
         """Opens the index at `path`; space and dimension come from its files."""
     def init_index(
         self,
@@ -37,17 +49,17 @@ class Index:
         ef_construction: int = 200,
         random_seed: int = 100,
         allow_replace_deleted: bool = False,
-        path: Optional[_Path] = None,
+        *,
+        path: _Path,
         fields: Optional[Dict[str, str]] = None,
         routing: str = "sq8",
         storage: str = "f32",
+        durable: bool = True,
     ) -> None:
-        """Creates the index in `path` (a temporary directory if None); `fields` indexes
-        payload fields for filters: {"lang": "keyword", "year": "int"}."""
-    def load_index(self, path: _Path, max_elements: int = 0, allow_replace_deleted: bool = False) -> None:
-        """Opens the index at `path` into this object (space and dim must match)."""
-    def save_index(self, path: _Path) -> None:
-        """Checkpoints, then copies the index to `path` if it lives elsewhere."""
+        """Creates the index in `path`; `fields` indexes payload fields for filters:
+        {"lang": "keyword", "year": "int"}. durable=False never fsyncs the log."""
+    def backup(self, path: _Path) -> int:
+        """Copies the index as of now into the new directory `path`, checked."""
     def add_items(
         self,
         data: _Vectors,
@@ -129,3 +141,17 @@ class Index:
     @property
     def path(self) -> "PathLike[str]":
         """The directory that holds the index (a pathlib.Path)."""
+
+def _prepare_rows(data: _Vectors, dim: int, space: str) -> npt.NDArray[np.float32]:
+    """Rows checked as the index checks them (and normalised under cosine)."""
+
+def _exact_knn(
+    vectors: npt.NDArray[np.float32],
+    count: int,
+    queries: _Vectors,
+    k: int,
+    space: str,
+    allowed: Optional[npt.NDArray[np.bool_]] = None,
+    threads: int = 0,
+) -> Tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+    """Exact k nearest of vectors[:count]: (row positions, distances)."""

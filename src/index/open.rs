@@ -219,49 +219,14 @@ impl Index {
             true => register(dir)?,
             false => None,
         };
-        let (meta, config, state) = Meta::open(
-            &dir.join(META_FILE_NAME),
-            options.meta_cache_bytes(),
-            read_only,
-        )?;
-        let vectors = Vectors::open(&dir.join(VECTORS_FILE), read_only, config.storage)?;
-        let layer0 = Layer0::open(&dir.join(GRAPH0_FILE), read_only)?;
-        for file in [vectors.file(), layer0.file()] {
-            file.check_identity(config.file_identity(), state.high_water as usize)?;
-            file.advise(options.warm);
-        }
-        if layer0.m0() != config.m0 {
-            return Err(Error::corrupt(
-                layer0.file().path(),
-                "M0 disagrees with the metadata",
-            ));
-        }
-        let free = meta.free_slots()?;
-        let tombstones = meta.tombstones()?;
-        check_state(&meta, &state, &free, &tombstones)?;
-        let kernels = Kernels::detect();
-        let params = Params {
-            m: config.m,
-            m0: config.m0,
-            ef_construction: config.ef_construction,
-        };
-        let mut graph = Graph::new(
-            params,
-            Distance::new(config.metric, kernels),
-            vectors,
-            layer0,
-        );
-        // Upper lists load lazily from the metadata (see `UpperSource`): open stays O(1).
-        let meta = Arc::new(meta);
-        graph.restore(
-            state.high_water,
-            &free,
-            &tombstones,
-            meta.clone(),
-            state.entry,
-        );
-        let quantized = load_codes(dir, &meta, &config, &state, kernels, &graph, options)?;
-        graph.set_quantized(quantized);
+        let Checkpoint {
+            meta,
+            config,
+            state,
+            mut graph,
+            mut ledger,
+            kernels,
+        } = open_checkpoint(dir, options)?;
         let residency = options.memory_budget.map(|budget| {
             // What the budget must hold besides the pinned tiers: the metadata's cache,
             // and the upper layers, cached in memory as searches visit them (a node in M
@@ -270,7 +235,6 @@ impl Index {
             let left = budget.saturating_sub(options.meta_cache_bytes() as u64 + upper);
             apply_budget(&mut graph, budget, left, state.high_water as usize)
         });
-
         // Replay the log into the graph and the ledger. Nothing in the directory is removed
         // or shortened before the whole open has succeeded: a failed open leaves the log's
         // tail and any stale code file for the next one to judge.
@@ -284,19 +248,10 @@ impl Index {
         };
         let replay =
             wal::read_for_replay(&wal_dir, identity, state.checkpoint_lsn, options.salvage)?;
-        let mut ledger = Ledger::at_checkpoint(&state, free, tombstones, config.seed);
         let threads = options.thread_count();
         for (lsn, op) in &replay.ops {
-            write::replay(
-                &mut graph,
-                &mut ledger,
-                &meta,
-                config.dim,
-                threads,
-                *lsn,
-                op,
-                &wal_dir,
-            )?;
+            let (dim, graph, ledger) = (config.dim, &mut graph, &mut ledger);
+            write::replay(graph, ledger, &meta, dim, threads, *lsn, op, &wal_dir)?;
         }
         let recovery = Recovery {
             replayed: replay.ops.len(),
@@ -312,32 +267,23 @@ impl Index {
             _registration: registration,
         });
         let poison = Arc::new(Poison::default());
-        let readers = match read_only {
+        let writer = match read_only {
             true => None,
             false => {
-                let table = ReaderTable::open(dir)?;
-                ledger.slots.release(table.oldest()?);
-                Some(table)
+                let next_lsn = replay.next_lsn;
+                replay.finish()?;
+                remove_stale_codes(dir, state.codes_generation)?;
+                let wal = Arc::new(Wal::open(&wal_dir, identity, next_lsn)?);
+                Some(Writer::start(dir, wal, options, &poison, &mut ledger)?)
             }
-        };
-        let (wal, syncer) = if read_only {
-            (None, None)
-        } else {
-            let next_lsn = replay.next_lsn;
-            replay.finish()?;
-            remove_stale_codes(dir, state.codes_generation)?;
-            let wal = Arc::new(Wal::open(&wal_dir, identity, next_lsn)?);
-            let syncer = match options.durability {
-                Durability::Periodic(every) => {
-                    Some(Syncer::start(wal.clone(), every, poison.clone()))
-                }
-                _ => None,
-            };
-            (Some(wal), syncer)
         };
         let fields = Fields {
             specs: payload::stored_fields(&meta)?,
             index: None,
+        };
+        let (wal, readers, syncer) = match writer {
+            Some(w) => (Some(w.wal), Some(w.readers), w.syncer),
+            None => (None, None, None),
         };
         Ok(Index {
             dir: dir.to_path_buf(),
@@ -358,6 +304,103 @@ impl Index {
             residency,
             _syncer: syncer,
             config,
+        })
+    }
+}
+
+/// An index as of its last checkpoint: the metadata, the graph over the page files (and
+/// codes) and the ledger, every one cross-checked against the others.
+struct Checkpoint {
+    meta: Arc<Meta>,
+    config: Config,
+    state: State,
+    graph: Graph,
+    ledger: Ledger,
+    kernels: Kernels,
+}
+
+/// Opens the metadata and the page files of `dir` and checks them against each other:
+/// the index as of its last checkpoint, before the log is replayed.
+fn open_checkpoint(dir: &Path, options: &OpenOptions) -> Result<Checkpoint> {
+    let read_only = options.read_only;
+    let (meta, config, state) = Meta::open(
+        &dir.join(META_FILE_NAME),
+        options.meta_cache_bytes(),
+        read_only,
+    )?;
+    let vectors = Vectors::open(&dir.join(VECTORS_FILE), read_only, config.storage)?;
+    let layer0 = Layer0::open(&dir.join(GRAPH0_FILE), read_only)?;
+    for file in [vectors.file(), layer0.file()] {
+        file.check_identity(config.file_identity(), state.high_water as usize)?;
+        file.advise(options.warm);
+    }
+    if layer0.m0() != config.m0 {
+        return Err(Error::corrupt(
+            layer0.file().path(),
+            "M0 disagrees with the metadata",
+        ));
+    }
+    let free = meta.free_slots()?;
+    let tombstones = meta.tombstones()?;
+    check_state(&meta, &state, &free, &tombstones)?;
+    let kernels = Kernels::detect();
+    let params = Params {
+        m: config.m,
+        m0: config.m0,
+        ef_construction: config.ef_construction,
+    };
+    let dist = Distance::new(config.metric, kernels);
+    let mut graph = Graph::new(params, dist, vectors, layer0);
+    // Upper lists load lazily from the metadata (see `UpperSource`): open stays O(1).
+    let meta = Arc::new(meta);
+    graph.restore(
+        state.high_water,
+        &free,
+        &tombstones,
+        meta.clone(),
+        state.entry,
+    );
+    let quantized = load_codes(dir, &meta, &config, &state, kernels, &graph, options)?;
+    graph.set_quantized(quantized);
+    let ledger = Ledger::at_checkpoint(&state, free, tombstones, config.seed);
+    Ok(Checkpoint {
+        meta,
+        config,
+        state,
+        graph,
+        ledger,
+        kernels,
+    })
+}
+
+/// What only a writable index has: its log, the reader table its slot reuse waits on,
+/// and the background sync of `Durability::Periodic`.
+struct Writer {
+    wal: Arc<Wal>,
+    readers: ReaderTable,
+    syncer: Option<Syncer>,
+}
+
+impl Writer {
+    /// Opens the reader table (releasing the slots no registered view can still see) and
+    /// starts the periodic sync, if asked for.
+    fn start(
+        dir: &Path,
+        wal: Arc<Wal>,
+        options: &OpenOptions,
+        poison: &Arc<Poison>,
+        ledger: &mut Ledger,
+    ) -> Result<Writer> {
+        let readers = ReaderTable::open(dir)?;
+        ledger.slots.release(readers.oldest()?);
+        let syncer = match options.durability {
+            Durability::Periodic(every) => Some(Syncer::start(wal.clone(), every, poison.clone())),
+            _ => None,
+        };
+        Ok(Writer {
+            wal,
+            readers,
+            syncer,
         })
     }
 }

@@ -99,61 +99,7 @@ impl Ledger {
         op: &Op,
     ) -> std::result::Result<Vec<u32>, String> {
         // Check everything first so that a bad record changes nothing.
-        let mut old = Vec::new();
-        match op {
-            Op::Insert(items) => {
-                let mut seen = HashSet::new();
-                for it in items {
-                    if !seen.insert(it.id)
-                        || self
-                            .slot_of(meta, it.id)
-                            .map_err(|e| e.to_string())?
-                            .is_some()
-                    {
-                        return Err(format!("insert of existing id {}", it.id));
-                    }
-                }
-            }
-            Op::Upsert(items) => {
-                let mut seen = HashSet::new();
-                for it in items {
-                    if !seen.insert(it.id) {
-                        return Err(format!("id {} upserted twice in one record", it.id));
-                    }
-                    if let Some(slot) = self.slot_of(meta, it.id).map_err(|e| e.to_string())? {
-                        old.push(slot);
-                    }
-                }
-            }
-            Op::Delete(ids) => {
-                let mut seen = HashSet::new();
-                for &id in ids {
-                    if !seen.insert(id) {
-                        return Err(format!("id {id} deleted twice in one record"));
-                    }
-                    old.push(
-                        self.slot_of(meta, id)
-                            .map_err(|e| e.to_string())?
-                            .ok_or_else(|| format!("delete of unknown id {id}"))?,
-                    );
-                }
-            }
-            Op::SetPayloads(items) => {
-                let mut seen = HashSet::new();
-                for (id, _) in items {
-                    if !seen.insert(*id) {
-                        return Err(format!("payload of id {id} set twice in one record"));
-                    }
-                    if self
-                        .slot_of(meta, *id)
-                        .map_err(|e| e.to_string())?
-                        .is_none()
-                    {
-                        return Err(format!("payload of unknown id {id}"));
-                    }
-                }
-            }
-        }
+        let old = self.replaced_slots(meta, op)?;
         let placed: &[Placed] = match op {
             Op::Insert(items) | Op::Upsert(items) => items,
             Op::Delete(_) | Op::SetPayloads(_) => &[],
@@ -186,6 +132,49 @@ impl Ledger {
             Op::SetPayloads(items) => {
                 for (id, payload) in items {
                     self.payloads.insert(*id, payload.clone());
+                }
+            }
+        }
+        Ok(old)
+    }
+
+    /// The slots `op` tombstones (of the ids it replaces or deletes), once its ids are
+    /// checked against the state: no id twice in the record, inserted ids absent,
+    /// deleted and payload ids present.
+    fn replaced_slots(&self, meta: &Meta, op: &Op) -> std::result::Result<Vec<u32>, String> {
+        let slot_of = |id: u64| self.slot_of(meta, id).map_err(|e| e.to_string());
+        let mut seen = HashSet::new();
+        let mut twice = |id: u64, what: &str| {
+            (!seen.insert(id)).then(|| format!("id {id} {what} twice in one record"))
+        };
+        let mut old = Vec::new();
+        match op {
+            Op::Insert(items) => {
+                for it in items {
+                    twice(it.id, "inserted").map_or(Ok(()), Err)?;
+                    if slot_of(it.id)?.is_some() {
+                        return Err(format!("insert of existing id {}", it.id));
+                    }
+                }
+            }
+            Op::Upsert(items) => {
+                for it in items {
+                    twice(it.id, "upserted").map_or(Ok(()), Err)?;
+                    old.extend(slot_of(it.id)?);
+                }
+            }
+            Op::Delete(ids) => {
+                for &id in ids {
+                    twice(id, "deleted").map_or(Ok(()), Err)?;
+                    old.push(slot_of(id)?.ok_or_else(|| format!("delete of unknown id {id}"))?);
+                }
+            }
+            Op::SetPayloads(items) => {
+                for &(id, _) in items {
+                    twice(id, "given a payload").map_or(Ok(()), Err)?;
+                    if slot_of(id)?.is_none() {
+                        return Err(format!("payload of unknown id {id}"));
+                    }
                 }
             }
         }

@@ -3,9 +3,10 @@
 //! (log fsync, page-file msync/fsync, metadata commit), reported by the library's test
 //! hook. At a simulated crash it rebuilds each page file 4 KiB page by 4 KiB page, choosing
 //! at random between the last synced copy and the current contents, and cuts each log
-//! segment at a random byte after its last synced length. Recovery must give the state
-//! after some prefix of the operations, and under `Immediate` that prefix must hold every
-//! operation (all were acknowledged).
+//! segment at a random byte after its last synced length and zeroes some of its 4 KiB pages
+//! after that length (writeback stores a file's dirty pages in any order). Recovery must
+//! give the state after some prefix of the operations, and under `Immediate` that prefix
+//! must hold every operation (all were acknowledged).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,10 +39,16 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Builds in `to` what the disk could hold if power failed now.
-fn crash_image(from: &Path, to: &Path, shadows: &Shadows, rng: &mut StdRng) -> (usize, usize) {
+/// Builds in `to` what the disk could hold if power failed now. Returns the page-file pages
+/// reverted, the log bytes cut and the log pages zeroed.
+fn crash_image(
+    from: &Path,
+    to: &Path,
+    shadows: &Shadows,
+    rng: &mut StdRng,
+) -> (usize, usize, usize) {
     let shadows = shadows.lock();
-    let (mut pages_reverted, mut log_bytes_lost) = (0, 0);
+    let (mut pages_reverted, mut log_bytes_lost, mut log_holes) = (0, 0, 0);
     for path in files(from) {
         let rel = path.strip_prefix(from).unwrap();
         let target = to.join(rel);
@@ -55,9 +62,22 @@ fn crash_image(from: &Path, to: &Path, shadows: &Shadows, rng: &mut StdRng) -> (
                 current.starts_with(&shadow),
                 "log {name} changed below its synced length"
             );
-            let keep = rng.random_range(shadow.len()..=current.len());
+            let keep = if rng.random_bool(0.5) {
+                current.len()
+            } else {
+                rng.random_range(shadow.len()..=current.len())
+            };
             log_bytes_lost += current.len() - keep;
-            current[..keep].to_vec()
+            let mut image = current[..keep].to_vec();
+            // And of what it kept, any page may never have been written back.
+            for (i, page) in image.chunks_mut(PAGE).enumerate() {
+                let synced = shadow.len().saturating_sub(i * PAGE).min(page.len());
+                if synced < page.len() && rng.random_bool(0.25) {
+                    page[synced..].fill(0);
+                    log_holes += 1;
+                }
+            }
+            image
         } else if name == "meta.redb" {
             // Written only inside commits, which are durable when they return.
             current
@@ -79,7 +99,7 @@ fn crash_image(from: &Path, to: &Path, shadows: &Shadows, rng: &mut StdRng) -> (
         };
         std::fs::write(&target, image).unwrap();
     }
-    (pages_reverted, log_bytes_lost)
+    (pages_reverted, log_bytes_lost, log_holes)
 }
 
 #[test]
@@ -98,6 +118,7 @@ fn recovery_after_simulated_power_loss() {
 
     let rounds = 150;
     let (mut total_ops, mut reverted, mut lost_bytes, mut prefixes_short) = (0, 0, 0, 0);
+    let mut holes = 0;
     let mut on_codes = 0;
     for round in 0..rounds {
         let mut rng = StdRng::seed_from_u64(77 + round);
@@ -130,9 +151,10 @@ fn recovery_after_simulated_power_loss() {
         }
         total_ops += ops;
         let image = tmp.path().join("after-power-loss");
-        let (r, l) = crash_image(&dir, &image, &shadows, &mut rng);
+        let (r, l, h) = crash_image(&dir, &image, &shadows, &mut rng);
         reverted += r;
         lost_bytes += l;
+        holes += h;
         drop(index);
 
         let recovered = Index::open(&image)
@@ -190,7 +212,7 @@ fn recovery_after_simulated_power_loss() {
     );
     println!(
         "power loss: {rounds} simulated crashes after {total_ops} operations; {reverted} pages reverted to their \
-         last synced contents, {lost_bytes} unsynced log bytes cut; every Immediate round recovered all \
+         last synced contents, {lost_bytes} unsynced log bytes cut, {holes} unsynced log pages zeroed; every Immediate round recovered all \
          operations, {prefixes_short} None rounds recovered a shorter prefix; {on_codes} recoveries searched on \
          SQ8 codes; 0 failures"
     );

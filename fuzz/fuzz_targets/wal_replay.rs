@@ -51,7 +51,7 @@ fuzz_target!(|input: &[u8]| {
     copy_dir(idx, &dir);
     let mut log = header.clone();
     if input.first().is_some_and(|b| b & 1 == 1) {
-        // Frame the input as version-2 records with valid lengths, LSNs and checksums, so that the
+        // Frame the input as version-3 records with valid lengths, LSNs and checksums, so that the
         // decoder and replay see arbitrary payloads, not just checksum failures.
         let mut lsn = *first_lsn;
         for chunk in input[1..].chunks(29) {
@@ -59,10 +59,13 @@ fuzz_target!(|input: &[u8]| {
                 continue;
             };
             let mut frame = Vec::new();
-            frame.extend_from_slice(&(9 + payload.len() as u32).to_le_bytes());
+            frame.extend_from_slice(&(17 + payload.len() as u32).to_le_bytes());
             frame.extend_from_slice(&lsn.to_le_bytes());
             // Kinds 1..=4 are records (4: part of a split insert); 0 is none.
             frame.push(kind % 5);
+            // The high bits of the kind byte say how much of the log was durable.
+            let durable = (*first_lsn + (kind >> 3) as u64).min(lsn);
+            frame.extend_from_slice(&durable.to_le_bytes());
             let header_crc = crc32fast::hash(&frame);
             frame.extend_from_slice(&header_crc.to_le_bytes());
             frame.extend_from_slice(payload);

@@ -238,6 +238,21 @@ fn frames_after(body: &[u8], at: usize, next: u64, version: u32) -> impl Iterato
     })
 }
 
+/// A version-2 frame of kind 1, as logs written before version 3 hold them.
+#[cfg(test)]
+pub fn encode_v2(lsn: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&((9 + payload.len()) as u32).to_le_bytes());
+    out.extend_from_slice(&lsn.to_le_bytes());
+    out.push(1);
+    let header_crc = crc32fast::hash(&out);
+    out.extend_from_slice(&header_crc.to_le_bytes());
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,20 +356,6 @@ mod tests {
         let b = encode(7, 1, 8, b"x");
         let f = scan(&b, 3, 7, Path::new("x")).unwrap();
         assert_eq!((f.records.len(), f.end), (0, 0));
-    }
-
-    /// A version-2 frame, as logs written before version 3 hold them.
-    fn encode_v2(lsn: u64, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&((9 + payload.len()) as u32).to_le_bytes());
-        out.extend_from_slice(&lsn.to_le_bytes());
-        out.push(1);
-        let header_crc = crc32fast::hash(&out);
-        out.extend_from_slice(&header_crc.to_le_bytes());
-        out.extend_from_slice(payload);
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
     }
 
     #[test]

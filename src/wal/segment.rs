@@ -785,6 +785,26 @@ mod tests {
     }
 
     #[test]
+    fn a_version_2_log_is_read_and_continued_in_a_version_3_segment() {
+        let d = tempfile::tempdir().unwrap();
+        let mut bytes = segment_header(ID, 0).to_vec();
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..28]);
+        bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+        for lsn in 0..3 {
+            bytes.extend(frame::encode_v2(lsn, &[lsn as u8; 10]));
+        }
+        std::fs::write(d.path().join(segment_name(0)), &bytes).unwrap();
+        let wal = Wal::open(d.path(), ID, 3).unwrap();
+        assert_eq!(wal.append(&[(1, vec![3; 4])]).unwrap(), 3);
+        wal.sync_all().unwrap();
+        assert_eq!(segments(d.path()).unwrap().len(), 2, "a segment of its own");
+        let scan = read_all(d.path(), ID, 0, false).unwrap();
+        assert_eq!(payloads(&scan), [10, 10, 10, 4]);
+        assert_eq!(scan.tail, None);
+    }
+
+    #[test]
     fn checkpoint_drops_old_segments() {
         let d = tempfile::tempdir().unwrap();
         let wal = write(d.path(), 3);

@@ -270,4 +270,74 @@ mod tests {
         assert_eq!(s.free_count(), 0);
         assert!(s.is_live(1));
     }
+
+    /// Every order of `a` steps of one party and `b` of another (true: the first's turn).
+    fn interleavings(a: usize, b: usize) -> Vec<Vec<bool>> {
+        if a == 0 || b == 0 {
+            return vec![[vec![true; a], vec![false; b]].concat()];
+        }
+        let mut all = Vec::new();
+        for (first, rest) in [
+            (true, interleavings(a - 1, b)),
+            (false, interleavings(a, b - 1)),
+        ] {
+            all.extend(rest.into_iter().map(|r| [vec![first], r].concat()));
+        }
+        all
+    }
+
+    /// The reader/writer protocol of slot reuse, every interleaving of its steps, on the
+    /// real allocator and reader table: a view that registered, read the committed
+    /// generation and set it, then reads slot 1, must find the owner its generation says —
+    /// whatever the writer (tombstone, commit the checkpoint freeing it, release by the
+    /// oldest reader, reuse) did in between.
+    #[test]
+    fn no_interleaving_lets_a_view_see_a_reused_slot() {
+        use crate::store::{ReaderTable, Registration};
+        let schedules = interleavings(4, 4);
+        assert_eq!(schedules.len(), 70);
+        for schedule in schedules {
+            let dir = tempfile::tempdir().unwrap();
+            let table = ReaderTable::open(dir.path()).unwrap();
+            let mut slots = slots(3, &[], &[], 1);
+            // Generation 1 commits slot 1 to owner "A"; the writer then frees it.
+            let (mut committed, mut content) = (1u64, 'A');
+            let (mut w, mut r) = (0, 0);
+            let mut reg = None;
+            let mut view: Option<u64> = None;
+            for reader_turn in &schedule {
+                if *reader_turn {
+                    match r {
+                        0 => reg = Registration::register(dir.path()).unwrap(),
+                        1 => view = Some(committed),
+                        2 => reg.as_ref().unwrap().set(view.unwrap()).unwrap(),
+                        _ => {
+                            // In generation 1 the slot is live and A's.
+                            if view == Some(1) {
+                                assert_eq!(content, 'A', "schedule {schedule:?}");
+                            }
+                        }
+                    }
+                    r += 1;
+                } else {
+                    match w {
+                        0 => slots.tombstone(1),
+                        1 => {
+                            slots.committed(&[1], 2);
+                            committed = 2;
+                        }
+                        2 => slots.release(table.oldest().unwrap()),
+                        _ => {
+                            let slot = slots.plan(1)[0];
+                            slots.take(slot).unwrap();
+                            if slot == 1 {
+                                content = 'B';
+                            }
+                        }
+                    }
+                    w += 1;
+                }
+            }
+        }
+    }
 }

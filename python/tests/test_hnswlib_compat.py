@@ -6,6 +6,7 @@ import gc
 import hashlib
 import os
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -222,6 +223,26 @@ def test_max_elements_is_a_limit_that_resize_raises():
     index.resize_index(13)
     index.add_items(vectors(3, seed=1))
     assert index.get_current_count() == 13
+
+
+def test_concurrent_writers_never_pass_the_limit():
+    index = hnswdb.Index(space="l2", dim=DIM)
+    index.init_index(max_elements=50)
+    refused = []
+
+    def add(thread):
+        for i in range(10):
+            try:
+                index.add_items(vectors(1, seed=thread * 100 + i), [thread * 100 + i])
+            except RuntimeError:
+                refused.append(i)
+
+    threads = [threading.Thread(target=add, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert index.get_current_count() == len(index) == 50 and len(refused) == 30
 
 
 def test_replace_deleted_reuses_tombstones():

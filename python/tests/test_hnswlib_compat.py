@@ -296,6 +296,10 @@ def test_settings_before_init_and_counts_before_init():
     assert (index.ef, index.num_threads, index.M, index.ef_construction) == (40, 2, 12, 50)
     with pytest.raises(RuntimeError, match="not open"):  # hnswlib: a segmentation fault
         hnswdb.Index(space="l2", dim=DIM).knn_query(vectors(1))
+    with pytest.raises(RuntimeError, match="not open"):
+        hnswdb.Index(space="l2", dim=DIM).add_items(vectors(1))
+    with pytest.raises(RuntimeError, match="not initiated"):
+        hnswdb.BFIndex(space="l2", dim=DIM).knn_query(vectors(1))
     index.set_ef(0)
     assert index.ef == 1  # hnswlib: 0
     assert not hasattr(index, "index_file_size")

@@ -163,37 +163,8 @@ fn rows(data: &Bound<'_, PyAny>, dim: usize) -> PyResult<(Vec<f32>, usize)> {
 
 /// A Python value (dict, list, tuple, str, int, float, bool, None, or a numpy bool,
 /// integer or float scalar) as JSON of the same type. `at` names the value in errors
-/// (`payload['tags'][2]`); anything else is a TypeError, never a silent conversion.
+/// (`payload["tags"][2]`); anything else is a TypeError, never a silent conversion.
 fn to_json(v: &Bound<'_, PyAny>, at: &str) -> PyResult<Value> {
-    if v.is_none() {
-        return Ok(Value::Null);
-    }
-    // bool before int: Python's bool is an int.
-    if let Ok(b) = v.cast::<PyBool>() {
-        return Ok(Value::Bool(b.is_true()));
-    }
-    if let Ok(i) = v.cast::<PyInt>() {
-        return match (i.extract::<i64>(), i.extract::<u64>()) {
-            (Ok(i), _) => Ok(Value::from(i)),
-            (_, Ok(u)) => Ok(Value::from(u)),
-            _ => Err(invalid_input(format!(
-                "{at}: {i} does not fit in 64 bits, the range of a JSON integer here"
-            ))),
-        };
-    }
-    if let Ok(f) = v.cast::<PyFloat>() {
-        let x = f.value();
-        return serde_json::Number::from_f64(x)
-            .map(Value::Number)
-            .ok_or_else(|| {
-                invalid_input(format!(
-                    "{at}: {x} is not a JSON number (NaN and inf are not)"
-                ))
-            });
-    }
-    if let Ok(s) = v.cast::<PyString>() {
-        return Ok(Value::String(s.to_cow()?.into_owned()));
-    }
     if let Ok(d) = v.cast::<PyDict>() {
         let mut map = serde_json::Map::with_capacity(d.len());
         for (k, v) in d.iter() {
@@ -218,22 +189,58 @@ fn to_json(v: &Bound<'_, PyAny>, at: &str) -> PyResult<Value> {
             .collect::<PyResult<_>>()
             .map(Value::Array);
     }
-    if is_numpy_number(v)? {
-        // `item()` gives the Python bool, int or float of the same value (a long double
-        // has none: it returns itself, and is refused below).
-        let item = v.call_method0("item")?;
-        if item.is_instance_of::<PyBool>()
-            || item.is_instance_of::<PyInt>()
-            || item.is_instance_of::<PyFloat>()
-        {
-            return to_json(&item, at);
-        }
+    if let Some(scalar) = scalar_json(v, at)? {
+        return Ok(scalar);
     }
     Err(PyTypeError::new_err(format!(
         "{at}: a {} cannot be stored as JSON (None, bool, int, float, str, list, tuple, \
          dict and numpy bool/integer/float scalars can)",
         v.get_type().name()?
     )))
+}
+
+/// A scalar as JSON (see `to_json`); None for a value that is not one of the scalars.
+fn scalar_json(v: &Bound<'_, PyAny>, at: &str) -> PyResult<Option<Value>> {
+    if v.is_none() {
+        return Ok(Some(Value::Null));
+    }
+    // bool before int: Python's bool is an int.
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(Some(Value::Bool(b.is_true())));
+    }
+    if let Ok(i) = v.cast::<PyInt>() {
+        return match (i.extract::<i64>(), i.extract::<u64>()) {
+            (Ok(i), _) => Ok(Some(Value::from(i))),
+            (_, Ok(u)) => Ok(Some(Value::from(u))),
+            _ => Err(invalid_input(format!(
+                "{at}: {i} does not fit in 64 bits, the range of a JSON integer here"
+            ))),
+        };
+    }
+    if let Ok(f) = v.cast::<PyFloat>() {
+        let x = f.value();
+        return match serde_json::Number::from_f64(x) {
+            Some(n) => Ok(Some(Value::Number(n))),
+            None => Err(invalid_input(format!(
+                "{at}: {x} is not a JSON number (NaN and inf are not)"
+            ))),
+        };
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(Some(Value::String(s.to_cow()?.into_owned())));
+    }
+    if is_numpy_number(v)? {
+        // `item()` gives the Python bool, int or float of the same value (a long double
+        // has none: it returns itself, and is refused).
+        let item = v.call_method0("item")?;
+        if item.is_instance_of::<PyBool>()
+            || item.is_instance_of::<PyInt>()
+            || item.is_instance_of::<PyFloat>()
+        {
+            return scalar_json(&item, at);
+        }
+    }
+    Ok(None)
 }
 
 /// Whether `v` is a numpy bool, integer or floating scalar (numpy is imported by then:

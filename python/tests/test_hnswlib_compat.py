@@ -6,6 +6,7 @@ import gc
 import hashlib
 import os
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -224,6 +225,26 @@ def test_max_elements_is_a_limit_that_resize_raises():
     assert index.get_current_count() == 13
 
 
+def test_concurrent_writers_never_pass_the_limit():
+    index = hnswdb.Index(space="l2", dim=DIM)
+    index.init_index(max_elements=50)
+    refused = []
+
+    def add(thread):
+        for i in range(10):
+            try:
+                index.add_items(vectors(1, seed=thread * 100 + i), [thread * 100 + i])
+            except RuntimeError:
+                refused.append(i)
+
+    threads = [threading.Thread(target=add, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert index.get_current_count() == len(index) == 50 and len(refused) == 30
+
+
 def test_replace_deleted_reuses_tombstones():
     index, _ = hnswlib_index(n=10, max_elements=10, allow_replace_deleted=True)
     for label in (2, 5):
@@ -275,6 +296,10 @@ def test_settings_before_init_and_counts_before_init():
     assert (index.ef, index.num_threads, index.M, index.ef_construction) == (40, 2, 12, 50)
     with pytest.raises(RuntimeError, match="not open"):  # hnswlib: a segmentation fault
         hnswdb.Index(space="l2", dim=DIM).knn_query(vectors(1))
+    with pytest.raises(RuntimeError, match="not open"):
+        hnswdb.Index(space="l2", dim=DIM).add_items(vectors(1))
+    with pytest.raises(RuntimeError, match="not initiated"):
+        hnswdb.BFIndex(space="l2", dim=DIM).knn_query(vectors(1))
     index.set_ef(0)
     assert index.ef == 1  # hnswlib: 0
     assert not hasattr(index, "index_file_size")

@@ -15,8 +15,10 @@ One class, two kinds of index:
 docs/python.md lists where either kind differs from hnswlib, and why.
 """
 
+import contextlib
 import os
 import tempfile
+import threading
 import weakref
 from typing import Any, Dict, Optional, Tuple
 
@@ -42,6 +44,10 @@ class _Private:
         self.tombstones: Dict[int, Tuple[np.ndarray, Any]] = {}
         # hnswlib's first default id: rows added since init_index (the count at a load).
         self.next_label = 0
+        # Held by each write while it checks and updates the above with the engine, so
+        # that concurrent writers cannot pass the limit or split a tombstone from its
+        # vector; searches never take it.
+        self.lock = threading.Lock()
 
 
 def _release(engine: _Engine, workdir: Optional[tempfile.TemporaryDirectory]) -> None:
@@ -190,8 +196,16 @@ class Index:
             return
         with tempfile.TemporaryDirectory(prefix="hnswdb-save-") as scratch:
             copy = os.path.join(scratch, "index")
-            engine.backup(copy)
-            _snapshot.write(path, self._meta(), self._arrays(), tree=copy)
+            meta, arrays = self._backup(copy)
+            _snapshot.write(path, meta, arrays, tree=copy)
+
+    def _backup(self, copy: str) -> Tuple[dict, dict]:
+        """Backs the engine up into `copy`; returns the snapshot's metadata and arrays as
+        of the same moment (no write of this object's runs meanwhile)."""
+        private = self._private
+        with private.lock if private is not None else contextlib.nullcontext():
+            self._engine.backup(copy)
+            return self._meta(), self._arrays()
 
     def _meta(self) -> dict:
         private = self._private
@@ -220,8 +234,8 @@ class Index:
             return (_unpickle, (self.space, self.dim, self._ef, self._num_threads, None))
         with tempfile.TemporaryDirectory(prefix="hnswdb-pickle-") as scratch:
             copy = os.path.join(scratch, "index")
-            self._engine.backup(copy)
-            data = _snapshot.to_bytes(self._meta(), self._arrays(), tree=copy)
+            meta, arrays = self._backup(copy)
+            data = _snapshot.to_bytes(meta, arrays, tree=copy)
         return (_unpickle, (self.space, self.dim, self.ef, self._num_threads, data))
 
     # -- writing ---------------------------------------------------------------------------
@@ -246,15 +260,16 @@ class Index:
         if replace_deleted and not private.allow_replace:
             raise RuntimeError("Replacement of deleted elements is disabled in constructor")
         rows = _rows(data)
-        if ids is None:
-            labels = np.arange(private.next_label, private.next_label + rows, dtype=np.uint64)
-        else:
-            labels = _labels(ids)
-        revived, reused = self._plan_add(labels, replace_deleted)
-        engine.add_items(data, labels, threads, payloads=payloads)
-        for label in revived + list(private.tombstones)[:reused]:
-            del private.tombstones[label]
-        private.next_label += rows
+        with private.lock:
+            if ids is None:
+                labels = np.arange(private.next_label, private.next_label + rows, dtype=np.uint64)
+            else:
+                labels = _labels(ids)
+            revived, reused = self._plan_add(labels, replace_deleted)
+            engine.add_items(data, labels, threads, payloads=payloads)
+            for label in revived + list(private.tombstones)[:reused]:
+                del private.tombstones[label]
+            private.next_label += rows
 
     def _plan_add(self, labels: np.ndarray, replace_deleted: bool) -> Tuple[list, int]:
         """Checks an add of `labels` against hnswlib's rules: (tombstoned labels it
@@ -288,12 +303,13 @@ class Index:
             engine.delete(label)
             return
         label = int(label)
-        if label in private.tombstones:
-            raise RuntimeError("The requested to delete element is already deleted")
-        vector = engine.get_items([label])[0]
-        payload = engine.get_payloads([label])[0]
-        engine.delete(label)
-        private.tombstones[label] = (vector, payload)
+        with private.lock:
+            if label in private.tombstones:
+                raise RuntimeError("The requested to delete element is already deleted")
+            vector = engine.get_items([label])[0]
+            payload = engine.get_payloads([label])[0]
+            engine.delete(label)
+            private.tombstones[label] = (vector, payload)
 
     def unmark_deleted(self, label: int) -> None:
         """Brings a label marked deleted back (hnswlib's kind only)."""
@@ -302,23 +318,26 @@ class Index:
         if private is None:
             raise HnswdbError("unmark_deleted: this index deletes in place (hnswdb's kind); add the vector again")
         label = int(label)
-        if label not in private.tombstones:
-            if label in engine:
-                raise RuntimeError("The requested to undelete element is not deleted")
-            raise UnknownLabelError(f"id {label} is not in the index")
-        vector, payload = private.tombstones[label]
-        engine.add_items(vector.reshape(1, -1), [label], payloads=[payload])
-        del private.tombstones[label]
+        with private.lock:
+            if label not in private.tombstones:
+                if label in engine:
+                    raise RuntimeError("The requested to undelete element is not deleted")
+                raise UnknownLabelError(f"id {label} is not in the index")
+            vector, payload = private.tombstones[label]
+            engine.add_items(vector.reshape(1, -1), [label], payloads=[payload])
+            del private.tombstones[label]
 
     def resize_index(self, new_size: int) -> None:
         """hnswlib's kind: sets the limit (not below the element count)."""
         engine = self._open_engine()
-        if self._private is None:
+        private = self._private
+        if private is None:
             engine.resize_index(new_size)
-        elif new_size < self.element_count:
-            raise RuntimeError("Cannot resize, max element is less than the current number of elements")
-        else:
-            self._private.limit = new_size
+            return
+        with private.lock:
+            if new_size < self.element_count:
+                raise RuntimeError("Cannot resize, max element is less than the current number of elements")
+            private.limit = new_size
 
     # -- reading ---------------------------------------------------------------------------
 

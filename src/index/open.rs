@@ -219,11 +219,24 @@ impl Index {
             true => register(dir)?,
             false => None,
         };
-        let (meta, config, state) = Meta::open(
+        let meta = Meta::open(
             &dir.join(META_FILE_NAME),
             options.meta_cache_bytes(),
             read_only,
         )?;
+        Self::open_from(dir, options, registration, meta)
+    }
+
+    /// `open_once` from the metadata on (the files cross-checked, the log replayed). A
+    /// compaction calls it with the metadata it opened, and so locked, before it moved the
+    /// new index into place.
+    pub(super) fn open_from(
+        dir: &Path,
+        options: &OpenOptions,
+        registration: Option<Registration>,
+        (meta, config, state): (Meta, Config, State),
+    ) -> Result<Index> {
+        let read_only = options.read_only;
         let vectors = Vectors::open(&dir.join(VECTORS_FILE), read_only, config.storage)?;
         let layer0 = Layer0::open(&dir.join(GRAPH0_FILE), read_only)?;
         for file in [vectors.file(), layer0.file()] {
@@ -440,8 +453,8 @@ fn build(staging: &Path, options: &IndexOptions) -> Result<()> {
 
 /// Renames `staging` onto `dir` (absent, or an empty directory, which rename replaces)
 /// and makes the rename durable. A rename onto a directory that is no longer empty fails:
-/// another create won.
-fn publish(staging: &Path, dir: &Path, parent: &Path) -> Result<()> {
+/// another create (or backup) won.
+pub(super) fn publish(staging: &Path, dir: &Path, parent: &Path) -> Result<()> {
     match std::fs::rename(staging, dir) {
         Ok(()) => {
             sync_dir(parent)?;

@@ -57,7 +57,7 @@ fn vector(id: u64) -> Vec<f32> {
 fn payload(id: u64) -> Value {
     match id % 3 {
         0 => Value::Null,
-        _ if id % 5 == 0 => json!({"g": id % 4, "tag": id}),
+        _ if id.is_multiple_of(5) => json!({"g": id % 4, "tag": id}),
         _ => json!({"g": id % 4, "tag": format!("t{}", id % 2)}),
     }
 }

@@ -41,6 +41,9 @@ fn vector(id: u64) -> Vec<f32> {
 /// id → (vector, payload) as `export` to .jsonl writes it.
 type Rows = BTreeMap<u64, (Vec<f32>, Option<Value>)>;
 
+/// What a command that exited 0 did to the rows.
+type Effect = Box<dyn Fn(&mut Rows)>;
+
 /// Rows 0..300; `tag` is a number in every fifth payload (of another kind than the
 /// keyword index it gets afterwards).
 fn rows() -> Rows {
@@ -166,7 +169,7 @@ fn writes_beside_compactions_are_kept_or_locked_out() {
             write_jsonl(&one, &row);
             let payload = json!({"changed": round}).to_string();
             let (victim, changed) = (round.to_string(), (100 + round).to_string());
-            let writes: [(Vec<&str>, Box<dyn Fn(&mut Rows)>); 3] = [
+            let writes: [(Vec<&str>, Effect); 3] = [
                 (
                     vec!["import", s(&idx), s(&one)],
                     Box::new(move |rows| rows.extend(row.clone())),

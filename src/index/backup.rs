@@ -8,9 +8,12 @@
 //! The copy is then opened once for writing, which recovers it exactly as after a crash,
 //! verified, and closed: the backup is a clean, checkpointed index.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::Index;
+use super::compact::Staging;
+use super::open::publish;
 use crate::error::{Error, IoContext, Result};
 use crate::store::meta::META_FILE_NAME;
 use crate::store::readers::READERS_FILE;
@@ -20,39 +23,73 @@ const ATTEMPTS: usize = 8;
 
 impl Index {
     /// Copies the index, as of one moment while writes continue, into `dest` (which must
-    /// not exist), and checks the copy: it opens on its own and verifies. Returns the
-    /// bytes copied. Writers are held up only while the metadata (a few pages) is copied.
+    /// not exist, nor lie inside the index's directory), and checks the copy: it opens on
+    /// its own and verifies. Returns the bytes copied. Writers are held up only while the
+    /// metadata (a few pages) is copied.
+    ///
+    /// The copy is built in a directory of its own beside `dest` and renamed onto it
+    /// whole; any failure removes it, and its errors name the files under `dest`.
     pub fn backup(&self, dest: impl AsRef<Path>) -> Result<u64> {
         let dest = dest.as_ref();
         if dest.exists() {
             return Err(Error::AlreadyExists(dest.to_path_buf()));
         }
-        let staging = dest.with_extension("backup-in-progress");
+        self.refuse_inside(dest)?;
+        let staging = Staging::beside(dest, "backup")?;
+        let bytes = self
+            .backup_into(staging.path())
+            .map_err(|e| renamed(e, staging.path(), dest))?;
+        publish(staging.path(), dest, staging.parent())?;
+        Ok(bytes)
+    }
+
+    /// Copies the index into `staging` until a copy straddles no checkpoint, then
+    /// recovers it as after a crash, verifies it and leaves it checkpointed.
+    fn backup_into(&self, staging: &Path) -> Result<u64> {
         for _ in 0..ATTEMPTS {
             if staging.exists() {
-                std::fs::remove_dir_all(&staging).at(&staging)?;
+                std::fs::remove_dir_all(staging).at(staging)?;
             }
             let before = self.meta().latest_generation()?;
-            let bytes = self.copy_files(&staging)?;
+            let bytes = self.copy_files(staging)?;
             if self.meta().latest_generation()? != before {
                 continue; // a checkpoint ran meanwhile: the copy may straddle it
             }
-            // Recover the copy as after a crash, check it, and leave it checkpointed.
-            let copy = Index::open(&staging)?;
+            let copy = Index::open(staging)?;
             let report = copy.verify()?;
             if !report.is_ok() {
                 return Err(Error::corrupt(
-                    &staging,
+                    staging,
                     format!("the backup does not verify: {}", report.problems.join("; ")),
                 ));
             }
             copy.close()?;
-            std::fs::rename(&staging, dest).at(dest)?;
             return Ok(bytes);
         }
         Err(Error::Meta(format!(
             "backup: the index checkpointed during each of {ATTEMPTS} copies; try again when it writes less"
         )))
+    }
+
+    /// A destination inside the index's directory would be copied into itself (and its
+    /// debris would then be part of the index): refused before anything is written.
+    fn refuse_inside(&self, dest: &Path) -> Result<()> {
+        let source = self.dir.canonicalize().at(&self.dir)?;
+        // `dest` does not exist: where it would be is where its nearest ancestor is.
+        let place = dest
+            .ancestors()
+            .find_map(|a| match a.as_os_str().is_empty() {
+                true => Path::new(".").canonicalize().ok(),
+                false => a.canonicalize().ok(),
+            });
+        match place {
+            Some(place) if place.starts_with(&source) => Err(Error::InvalidOption(format!(
+                "the backup destination {} is inside the index directory {}",
+                dest.display(),
+                self.dir.display()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Copies the metadata (holding off checkpoints meanwhile), then the page files, then
@@ -94,11 +131,43 @@ impl Index {
 
 /// Copies one file; a file that vanished meanwhile (a stale `codes.N` removed, a log
 /// segment dropped by a checkpoint) copies as nothing: the checkpoint check catches what
-/// matters.
+/// matters. A read error names `from`, a write error (a full disk, say) `to`.
 fn copy(from: &Path, to: &Path) -> Result<u64> {
-    match std::fs::copy(from, to) {
-        Ok(n) => Ok(n),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(Error::io(from, e)),
+    let mut source = match std::fs::File::open(from) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(from, e)),
+    };
+    let mut target = std::fs::File::create(to).at(to)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0;
+    loop {
+        let n = source.read(&mut buf).at(from)?;
+        if n == 0 {
+            return Ok(bytes);
+        }
+        target.write_all(&buf[..n]).at(to)?;
+        bytes += n as u64;
+    }
+}
+
+/// `e` with a path under `staging` named under `dest` instead: the staging directory is
+/// gone by the time the caller reads the error, and `dest` is the name it knows.
+fn renamed(e: Error, staging: &Path, dest: &Path) -> Error {
+    let moved = |path: PathBuf| match path.strip_prefix(staging) {
+        Ok(rest) => dest.join(rest),
+        Err(_) => path,
+    };
+    match e {
+        Error::Io { path, source } => Error::Io {
+            path: moved(path),
+            source,
+        },
+        Error::DiskFull { path } => Error::DiskFull { path: moved(path) },
+        Error::Corrupt { path, reason } => Error::Corrupt {
+            path: moved(path),
+            reason,
+        },
+        e => e,
     }
 }

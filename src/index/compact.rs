@@ -1,12 +1,21 @@
 //! Compaction: give back the space deletes left behind. Slots freed by deletes are reused
 //! by later inserts, but the files never shrink; `compact` rebuilds the index from its
 //! live vectors into dense files and swaps the new directory for the old one in one step.
+//!
+//! The writer lock (redb's lock on `meta.redb`) covers the directory's contents from the
+//! first byte read to the moment the compacted index is open under the directory's name:
+//! the old index stays open (locked) until after the exchange, and the new metadata is
+//! opened (locked) before it. A lock is on the file, not its name, so each moves with its
+//! directory: another process that opens the index meanwhile gets `Error::Locked`
+//! whichever directory it finds, never an unlocked index whose writes the swap would lose.
 
 use std::path::{Path, PathBuf};
 
 use super::open::sync_dir;
 use super::{Index, IndexOptions};
 use crate::error::{Error, IoContext, Result};
+use crate::store::Meta;
+use crate::store::meta::META_FILE_NAME;
 
 /// What a compaction did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,74 +37,40 @@ impl Index {
     /// one atomically (Linux `renameat2(RENAME_EXCHANGE)`) and reopens it.
     ///
     /// It takes the index by value: nothing else writes meanwhile, in this process or
-    /// another (the old index stays locked until the exchange). Readers in other processes
-    /// keep their views of the old files (still mapped, never truncated) until they
-    /// refresh. A crash at any point leaves the old index or the new one, both whole, plus
-    /// at worst a `.NAME.compacting-*` directory beside it to delete.
-    pub fn compact(self) -> Result<(Index, Compaction)> {
+    /// another (the writer lock is held throughout: see the module's documentation).
+    /// Readers in other processes keep their views of the old files (still mapped, never
+    /// truncated) until they refresh. A crash at any point leaves the old index or the new
+    /// one, both whole, plus at worst a `.NAME.compacting-*` directory beside it to delete.
+    /// An error after the exchange (the reopen failed) leaves the compacted index in place.
+    pub fn compact(mut self) -> Result<(Index, Compaction)> {
         self.writable_log()?;
         let dir = self.dir.clone();
         let bytes_before = dir_bytes(&dir)?;
-        let name = dir
-            .file_name()
-            .ok_or_else(|| Error::InvalidOption(format!("{} names no directory", dir.display())))?;
-        let parent = dir
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let staging: PathBuf = parent.join(format!(
-            ".{}.compacting-{:016x}",
-            name.to_string_lossy(),
-            rand::random::<u64>()
-        ));
-        let options = self.fields().into_iter().fold(
-            IndexOptions::new(self.config.dim, self.config.metric)
-                .m(self.config.m)
-                .ef_construction(self.config.ef_construction)
-                .seed(self.config.seed)
-                .routing(self.config.routing)
-                .storage(self.config.storage)
-                .capacity(self.len().max(1) as usize)
-                .threads(self.threads()),
-            IndexOptions::field,
-        );
-        let rebuilt = (|| -> Result<()> {
-            let fresh = Index::create(&staging, &options)?;
-            let ids = self.ids()?;
-            for chunk in ids.chunks(BATCH) {
-                let mut rows = Vec::with_capacity(chunk.len() * self.config.dim);
-                let mut payloads = Vec::with_capacity(chunk.len());
-                for &id in chunk {
-                    rows.extend_from_slice(&self.get(id)?);
-                    payloads.push(self.get_payload(id)?.unwrap_or(serde_json::Value::Null));
-                }
-                fresh.insert_batch_with_payloads(chunk, &rows, &payloads, self.threads())?;
-            }
-            let report = fresh.verify()?;
-            if !report.is_ok() || report.live != ids.len() as u64 {
-                return Err(Error::corrupt(
-                    &staging,
-                    format!("the rebuilt index does not verify: {:?}", report.problems),
-                ));
-            }
-            fresh.consolidate()?;
-            fresh.close()
-        })();
-        if let Err(e) = rebuilt {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
+        let staging = Staging::beside(&dir, "compacting")?;
+        self.rebuild(staging.path())?;
+        // The old index whole and durable under its name: a crash before the exchange
+        // leaves it with every write. Nothing can have been written since the rebuild read
+        // it: the index is owned here, and its lock keeps other processes out.
+        self.flush()?;
         let live = self.len();
         let open_options = self.options.clone();
-        // The old index must be closed (checkpointed, unlocked) before the exchange; its
-        // log is then empty, so nothing written since the rebuild read it can be lost:
-        // nothing was (the index is owned here).
-        self.close()?;
-        exchange(&staging, &dir)?;
-        sync_dir(parent)?;
-        // The old files now sit under the staging name.
-        std::fs::remove_dir_all(&staging).at(&staging)?;
-        let reopened = Index::open_with(&dir, &open_options)?;
+        let locked = Meta::open(
+            &staging.path().join(META_FILE_NAME),
+            open_options.meta_cache_bytes(),
+            false,
+        )?;
+        // From the exchange on, this index's files are under the staging name: it must
+        // not touch them by path again (a checkpoint would write `dir/wal`, now the new
+        // index's). It keeps only its lock until the new index is open.
+        self.retire();
+        exchange(staging.path(), &dir)?;
+        sync_dir(staging.parent())?;
+        let (mut meta, config, state) = locked;
+        meta.renamed(dir.join(META_FILE_NAME));
+        let reopened = Index::open_from(&dir, &open_options, None, (meta, config, state))?;
+        drop(self);
+        // The old files, now under the staging name, go with it.
+        drop(staging);
         let bytes_after = dir_bytes(&dir)?;
         Ok((
             reopened,
@@ -105,6 +80,95 @@ impl Index {
                 bytes_after,
             },
         ))
+    }
+
+    /// Builds a closed, verified copy of the live vectors and payloads in `staging`. The
+    /// field indexes are added after the payloads, as `create_field_index` adds them to an
+    /// index: a payload may hold a value of another kind in an indexed field (written
+    /// before the field was indexed), which an index created with the field would refuse.
+    fn rebuild(&self, staging: &Path) -> Result<()> {
+        let options = IndexOptions::new(self.config.dim, self.config.metric)
+            .m(self.config.m)
+            .ef_construction(self.config.ef_construction)
+            .seed(self.config.seed)
+            .routing(self.config.routing)
+            .storage(self.config.storage)
+            .capacity(self.len().max(1) as usize)
+            .threads(self.threads());
+        let fresh = Index::create(staging, &options)?;
+        let ids = self.ids()?;
+        for chunk in ids.chunks(BATCH) {
+            let mut rows = Vec::with_capacity(chunk.len() * self.config.dim);
+            let mut payloads = Vec::with_capacity(chunk.len());
+            for &id in chunk {
+                rows.extend_from_slice(&self.get(id)?);
+                payloads.push(self.get_payload(id)?.unwrap_or(serde_json::Value::Null));
+            }
+            fresh.insert_batch_with_payloads(chunk, &rows, &payloads, self.threads())?;
+        }
+        for spec in self.fields() {
+            fresh.create_field_index(spec)?;
+        }
+        let report = fresh.verify()?;
+        if !report.is_ok() || report.live != ids.len() as u64 {
+            return Err(Error::corrupt(
+                staging,
+                format!("the rebuilt index does not verify: {:?}", report.problems),
+            ));
+        }
+        fresh.consolidate()?;
+        fresh.close()
+    }
+
+    /// Leaves the index as a holder of its lock only: dropping it then releases the lock
+    /// and writes nothing (no checkpoint, no log).
+    fn retire(&mut self) {
+        self.wal = None;
+        self._syncer = None;
+    }
+}
+
+/// A directory beside another, named for one operation (`.NAME.WHAT-RANDOM`, so that
+/// operations never share one) and removed with everything in it when dropped: no
+/// failure leaves it behind.
+pub(super) struct Staging {
+    path: PathBuf,
+    parent: PathBuf,
+}
+
+impl Staging {
+    /// Names (does not create) a staging directory beside `dir`.
+    pub(super) fn beside(dir: &Path, what: &str) -> Result<Staging> {
+        let name = dir
+            .file_name()
+            .ok_or_else(|| Error::InvalidOption(format!("{} names no directory", dir.display())))?;
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let path = parent.join(format!(
+            ".{}.{what}-{:016x}",
+            name.to_string_lossy(),
+            rand::random::<u64>()
+        ));
+        Ok(Staging { path, parent })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory that holds both.
+    pub(super) fn parent(&self) -> &Path {
+        &self.parent
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // Best effort: absent if never created or already renamed away.
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 

@@ -219,6 +219,24 @@ impl Index {
             true => register(dir)?,
             false => None,
         };
+        let meta = Meta::open(
+            &dir.join(META_FILE_NAME),
+            options.meta_cache_bytes(),
+            read_only,
+        )?;
+        Self::open_from(dir, options, registration, meta)
+    }
+
+    /// `open_once` from the metadata on (the files cross-checked, the log replayed). A
+    /// compaction calls it with the metadata it opened, and so locked, before it moved the
+    /// new index into place.
+    pub(super) fn open_from(
+        dir: &Path,
+        options: &OpenOptions,
+        registration: Option<Registration>,
+        opened: (Meta, Config, State),
+    ) -> Result<Index> {
+        let read_only = options.read_only;
         let Checkpoint {
             meta,
             config,
@@ -226,7 +244,7 @@ impl Index {
             mut graph,
             mut ledger,
             kernels,
-        } = open_checkpoint(dir, options)?;
+        } = open_checkpoint(dir, options, opened)?;
         let residency = options.memory_budget.map(|budget| {
             // What the budget must hold besides the pinned tiers: the metadata's cache,
             // and the upper layers, cached in memory as searches visit them (a node in M
@@ -319,15 +337,14 @@ struct Checkpoint {
     kernels: Kernels,
 }
 
-/// Opens the metadata and the page files of `dir` and checks them against each other:
-/// the index as of its last checkpoint, before the log is replayed.
-fn open_checkpoint(dir: &Path, options: &OpenOptions) -> Result<Checkpoint> {
+/// Opens the page files of `dir` and checks them against its opened metadata: the index
+/// as of its last checkpoint, before the log is replayed.
+fn open_checkpoint(
+    dir: &Path,
+    options: &OpenOptions,
+    (meta, config, state): (Meta, Config, State),
+) -> Result<Checkpoint> {
     let read_only = options.read_only;
-    let (meta, config, state) = Meta::open(
-        &dir.join(META_FILE_NAME),
-        options.meta_cache_bytes(),
-        read_only,
-    )?;
     let vectors = Vectors::open(&dir.join(VECTORS_FILE), read_only, config.storage)?;
     let layer0 = Layer0::open(&dir.join(GRAPH0_FILE), read_only)?;
     for file in [vectors.file(), layer0.file()] {
@@ -483,8 +500,8 @@ fn build(staging: &Path, options: &IndexOptions) -> Result<()> {
 
 /// Renames `staging` onto `dir` (absent, or an empty directory, which rename replaces)
 /// and makes the rename durable. A rename onto a directory that is no longer empty fails:
-/// another create won.
-fn publish(staging: &Path, dir: &Path, parent: &Path) -> Result<()> {
+/// another create (or backup) won.
+pub(super) fn publish(staging: &Path, dir: &Path, parent: &Path) -> Result<()> {
     match std::fs::rename(staging, dir) {
         Ok(()) => {
             sync_dir(parent)?;

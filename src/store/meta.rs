@@ -477,6 +477,12 @@ impl Meta {
         &self.path
     }
 
+    /// Names the file by `path` from now on: it was renamed (with its directory) while
+    /// open, as a compaction does.
+    pub fn renamed(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     /// The slot stored for external id `id` at the last checkpoint.
     pub fn lookup(&self, id: u64) -> Result<Option<u32>> {
         guard(&self.path, || {

@@ -34,10 +34,13 @@ def digest(path):
 
 
 def tree_digest(directory):
+    # Not the reader table: the read-only view that copies the index registers there (a
+    # lock and its generation), which changes no data (docs/concurrency.md).
     return {
         os.path.relpath(os.path.join(root, name), directory): digest(os.path.join(root, name))
         for root, _, names in os.walk(directory)
         for name in names
+        if name != "readers"
     }
 
 

@@ -282,8 +282,9 @@ fn one(
             let sound = index.verify().map(|r| r.is_ok()).unwrap_or(false);
             let seen = examine(&index, rng);
             // Whatever answered must be right. The one exception is damage to meta.redb
-            // that remaps ids among live slots: reads cannot see it (redb checks its own
-            // pages only when it repairs), `verify` does.
+            // that remaps ids among live slots in a file its seal vouches for: reads cannot
+            // see it (redb checks its pages only for a changed file, or when it repairs),
+            // `verify` does.
             if let Ok(seen) = &seen
                 && (sound || file != "meta.redb")
             {

@@ -282,8 +282,9 @@ fn one(
             let sound = index.verify().map(|r| r.is_ok()).unwrap_or(false);
             let seen = examine(&index, rng);
             // Whatever answered must be right. The one exception is damage to meta.redb
-            // that remaps ids among live slots: reads cannot see it (redb checks its own
-            // pages only when it repairs), `verify` does.
+            // that remaps ids among live slots in a file its seal vouches for: reads cannot
+            // see it (redb checks its pages only for a changed file, or when it repairs),
+            // `verify` does.
             if let Ok(seen) = &seen
                 && (sound || file != "meta.redb")
             {
@@ -381,5 +382,168 @@ fn damaged_directories(storage: Storage, rounds: usize) {
     );
     for ((file, outcome), n) in &tally {
         eprintln!("  {file:<10} {outcome:<30} {n}");
+    }
+}
+
+/// One way of damaging `meta.redb` for the census.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum MetaDamage {
+    Truncate,
+    ZeroRange,
+    ZeroPage,
+    FlipBits,
+    Burst,
+}
+
+/// Damages `path` (a `meta.redb`) one way at random; returns how.
+fn damage_meta(path: &Path, rng: &mut StdRng) -> MetaDamage {
+    let mut bytes = std::fs::read(path).unwrap();
+    let len = bytes.len();
+    let kind = [
+        MetaDamage::Truncate,
+        MetaDamage::ZeroRange,
+        MetaDamage::ZeroPage,
+        MetaDamage::FlipBits,
+        MetaDamage::Burst,
+    ][rng.random_range(0..5)];
+    let at = rng.random_range(0..len);
+    match kind {
+        MetaDamage::Truncate => bytes.truncate(at),
+        MetaDamage::ZeroRange => bytes[at..(at + rng.random_range(1..8192)).min(len)].fill(0),
+        MetaDamage::ZeroPage => {
+            let page = at / 4096 * 4096;
+            bytes[page..(page + 4096).min(len)].fill(0);
+        }
+        MetaDamage::FlipBits => {
+            for _ in 0..rng.random_range(1..=8) {
+                bytes[rng.random_range(0..len)] ^= 1 << rng.random_range(0..8);
+            }
+        }
+        MetaDamage::Burst => bytes[at..(at + 64).min(len)]
+            .iter_mut()
+            .for_each(|b| *b = rng.random()),
+    }
+    std::fs::write(path, &bytes).unwrap();
+    kind
+}
+
+/// Writes the seal hnswdb would write for `meta` as it is now (`docs/format.md`): damage
+/// the seal cannot see, as a medium's own decay would be.
+fn seal_as_is(meta: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(meta).unwrap();
+    let ns = |s: i64, n: i64| (s as i128 * 1_000_000_000 + n as i128) as u64;
+    let fields = [
+        m.ino(),
+        m.len(),
+        ns(m.mtime(), m.mtime_nsec()),
+        ns(m.ctime(), m.ctime_nsec()),
+    ];
+    let mut seal: Vec<u8> = fields.iter().flat_map(|v| v.to_le_bytes()).collect();
+    seal.extend(crc32fast::hash(&seal).to_le_bytes());
+    std::fs::write(meta.with_extension("seal"), seal).unwrap();
+}
+
+/// Every panic any thread raised, as "file:line: message": the census hook's record.
+static PANICS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Records every panic, then hands it on to the hook that was in place (so that the
+/// library's own handling of a panic it catches still runs).
+fn record_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let at = info
+            .location()
+            .map_or("?".to_string(), |l| format!("{}:{}", l.file(), l.line()));
+        let why = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        PANICS.lock().unwrap().push(format!("{at}: {why}"));
+        previous(info);
+    }));
+}
+
+/// The census of issue 23: `HNSWDB_CENSUS_ROUNDS` (default 200) copies of an index whose
+/// `meta.redb` is damaged, each opened read-write and read-only and used (reads, verify,
+/// writes, a checkpoint, a reopen); counts the copies on which anything panicked inside
+/// redb (caught or not), by damage and by where. `HNSWDB_CENSUS_RESEAL` seals each damaged
+/// file as it is, so that the damage is invisible to the seal. Run alone (the hook is process-wide):
+/// `cargo test --release --test damage meta_redb_census -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn meta_redb_census() {
+    let rounds: usize = std::env::var("HNSWDB_CENSUS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let reseal = std::env::var_os("HNSWDB_CENSUS_RESEAL").is_some();
+    let root = tempfile::tempdir().unwrap();
+    let pristine = root.path().join("pristine");
+    template(&pristine, 1, Storage::F32);
+    record_panics();
+    let mut rng = StdRng::seed_from_u64(23);
+    let mut by_kind: BTreeMap<(MetaDamage, bool), usize> = BTreeMap::new();
+    let mut by_place: BTreeMap<String, usize> = BTreeMap::new();
+    let dir = root.path().join("idx");
+    for _ in 0..rounds {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        copy_dir(&pristine, &dir);
+        let kind = damage_meta(&dir.join("meta.redb"), &mut rng);
+        if reseal {
+            seal_as_is(&dir.join("meta.redb"));
+        }
+        PANICS.lock().unwrap().clear();
+        let mut round_rng = StdRng::seed_from_u64(rng.random());
+        if let Ok(index) = Index::open_read_only(&dir) {
+            let _ = examine(&index, &mut round_rng);
+        }
+        if let Ok(index) = Index::open(&dir) {
+            let _ = index.verify();
+            let _ = examine(&index, &mut round_rng);
+            let _ = index.insert(5000, &vector(&mut round_rng));
+            let _ = index.checkpoint();
+            drop(index);
+            if let Ok(again) = Index::open(&dir) {
+                let _ = examine(&again, &mut round_rng);
+            }
+        }
+        let panics = std::mem::take(&mut *PANICS.lock().unwrap());
+        let in_redb: Vec<&String> = panics.iter().filter(|p| p.contains("/redb-")).collect();
+        assert_eq!(
+            panics.len(),
+            in_redb.len(),
+            "{kind:?}: a panic outside redb: {panics:?}"
+        );
+        *by_kind.entry((kind, !in_redb.is_empty())).or_default() += 1;
+        if let Some(first) = in_redb.first() {
+            let place = first.split(": ").next().unwrap_or("?");
+            let place = &place[place.find("/redb-").unwrap_or(0)..];
+            *by_place
+                .entry(format!(
+                    "{place}: {}",
+                    &first[first.len().min(first.find(": ").map_or(0, |i| i + 2))..]
+                ))
+                .or_default() += 1;
+        }
+    }
+    let panicked: usize = by_kind
+        .iter()
+        .filter(|((_, p), _)| *p)
+        .map(|(_, n)| n)
+        .sum();
+    eprintln!("meta.redb damaged {rounds} times: {panicked} copies panicked inside redb");
+    for ((kind, p), n) in &by_kind {
+        eprintln!(
+            "  {kind:<10?} {:<16} {n}",
+            if *p { "panicked" } else { "no panic" }
+        );
+    }
+    for (place, n) in &by_place {
+        eprintln!("  {n:>4}  {place}");
     }
 }

@@ -125,3 +125,53 @@ fn a_failed_sync_anywhere_poisons_the_writer_and_loses_nothing() {
     }
     eprintln!("failed syncs injected and recovered from: {reached:?}");
 }
+
+/// A sync that fails while a compaction or a backup writes its new directory fails that
+/// operation alone: the index is untouched (it opens with every write), and no staging
+/// directory is left behind.
+#[test]
+fn a_failed_sync_in_compaction_or_backup_loses_nothing() {
+    let _serial = SERIAL.lock();
+    let root = tempfile::tempdir().unwrap();
+    let mut failed = 0;
+    for (what, nth) in (0..4).flat_map(|n| [("compacting", n), ("backup", n)]) {
+        let dir = root.path().join(format!("idx-{what}-{nth}"));
+        let index = Index::create(&dir, &IndexOptions::new(DIM, Metric::L2).quantize_after(40))
+            .unwrap();
+        let mut work = Workload::new(nth as u64, DIM);
+        for _ in 0..150 {
+            apply(&index, &work.next_op()).unwrap();
+        }
+        let model = work.model().clone();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let staging = format!(".{what}-");
+        set_sync_failure(Some(Box::new(move |path: &Path| {
+            path.to_string_lossy().contains(&staging)
+                && counter.fetch_add(1, Ordering::SeqCst) == nth
+        })));
+        let result = match what {
+            "compacting" => index.compact().map(|(i, _)| drop(i)),
+            _ => {
+                let r = index.backup(root.path().join(format!("copy-{nth}"))).map(drop);
+                drop(index);
+                r
+            }
+        };
+        set_sync_failure(None);
+        if seen.load(Ordering::SeqCst) > nth {
+            assert!(result.is_err(), "{what} #{nth} succeeded through a failed sync");
+            failed += 1;
+        }
+        let reopened = Index::open(&dir).unwrap();
+        assert!(reopened.verify().unwrap().is_ok(), "{what} #{nth}");
+        assert_eq!(snapshot(&reopened).unwrap(), model, "{what} #{nth}");
+        let debris: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(&format!(".{what}-")))
+            .collect();
+        assert!(debris.is_empty(), "{what} #{nth} left {debris:?}");
+    }
+    assert!(failed >= 4, "few injected failures were reached: {failed}");
+}

@@ -136,8 +136,8 @@ fn a_failed_sync_in_compaction_or_backup_loses_nothing() {
     let mut failed = 0;
     for (what, nth) in (0..4).flat_map(|n| [("compacting", n), ("backup", n)]) {
         let dir = root.path().join(format!("idx-{what}-{nth}"));
-        let index = Index::create(&dir, &IndexOptions::new(DIM, Metric::L2).quantize_after(40))
-            .unwrap();
+        let index =
+            Index::create(&dir, &IndexOptions::new(DIM, Metric::L2).quantize_after(40)).unwrap();
         let mut work = Workload::new(nth as u64, DIM);
         for _ in 0..150 {
             apply(&index, &work.next_op()).unwrap();
@@ -153,14 +153,19 @@ fn a_failed_sync_in_compaction_or_backup_loses_nothing() {
         let result = match what {
             "compacting" => index.compact().map(|(i, _)| drop(i)),
             _ => {
-                let r = index.backup(root.path().join(format!("copy-{nth}"))).map(drop);
+                let r = index
+                    .backup(root.path().join(format!("copy-{nth}")))
+                    .map(drop);
                 drop(index);
                 r
             }
         };
         set_sync_failure(None);
         if seen.load(Ordering::SeqCst) > nth {
-            assert!(result.is_err(), "{what} #{nth} succeeded through a failed sync");
+            assert!(
+                result.is_err(),
+                "{what} #{nth} succeeded through a failed sync"
+            );
             failed += 1;
         }
         let reopened = Index::open(&dir).unwrap();
@@ -169,7 +174,11 @@ fn a_failed_sync_in_compaction_or_backup_loses_nothing() {
         let debris: Vec<_> = std::fs::read_dir(root.path())
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().contains(&format!(".{what}-")))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .contains(&format!(".{what}-"))
+            })
             .collect();
         assert!(debris.is_empty(), "{what} #{nth} left {debris:?}");
     }

@@ -185,7 +185,7 @@ impl Writer {
             self.index.set_payload(id, &payload(id, v)).unwrap();
         }
         self.ops += 1;
-        if self.ops % 50 == 0 {
+        if self.ops.is_multiple_of(50) {
             self.index.consolidate().unwrap();
         }
     }

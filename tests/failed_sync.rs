@@ -184,3 +184,53 @@ fn a_failed_sync_in_compaction_or_backup_loses_nothing() {
     }
     assert!(failed >= 4, "few injected failures were reached: {failed}");
 }
+
+/// A checkpoint does its I/O under a shared lock: while its page-file sync is held up
+/// (the hook parks it), searches in the same process still answer.
+#[test]
+fn searches_answer_while_a_checkpoint_syncs() {
+    let _serial = SERIAL.lock();
+    let root = tempfile::tempdir().unwrap();
+    let index = Arc::new(
+        Index::create(root.path().join("idx"), &IndexOptions::new(DIM, Metric::L2)).unwrap(),
+    );
+    let mut work = Workload::new(3, DIM);
+    for _ in 0..100 {
+        apply(&index, &work.next_op()).unwrap();
+    }
+    let (parked_tx, parked) = std::sync::mpsc::channel::<()>();
+    let (release, released_rx) = std::sync::mpsc::channel::<()>();
+    let (parked_tx, released_rx) = (Mutex::new(Some(parked_tx)), Mutex::new(released_rx));
+    set_sync_failure(Some(Box::new(move |path: &Path| {
+        if path.ends_with("vectors")
+            && let Some(tx) = parked_tx.lock().take()
+        {
+            tx.send(()).unwrap();
+            released_rx.lock().recv().unwrap();
+        }
+        false
+    })));
+    let checkpointing = {
+        let index = index.clone();
+        std::thread::spawn(move || index.checkpoint())
+    };
+    parked.recv().unwrap();
+    // The checkpoint is inside its sync. A search on another thread must finish; a
+    // checkpoint holding the graph exclusively would block it until the release.
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let searcher = {
+        let index = index.clone();
+        std::thread::spawn(move || done_tx.send(index.search(&[0.5; DIM], 3).map(|h| h.len())))
+    };
+    let answered = done.recv_timeout(std::time::Duration::from_secs(60));
+    release.send(()).unwrap();
+    checkpointing.join().unwrap().unwrap();
+    searcher.join().unwrap();
+    set_sync_failure(None);
+    assert_eq!(
+        answered
+            .expect("the search waited for the checkpoint")
+            .unwrap(),
+        3
+    );
+}

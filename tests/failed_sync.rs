@@ -225,7 +225,8 @@ fn searches_answer_while_a_checkpoint_syncs() {
     let answered = done.recv_timeout(std::time::Duration::from_secs(60));
     release.send(()).unwrap();
     checkpointing.join().unwrap().unwrap();
-    searcher.join().unwrap();
+    // Its send fails only if the answer came after the wait gave up (then reported below).
+    let _ = searcher.join().unwrap();
     set_sync_failure(None);
     assert_eq!(
         answered

@@ -11,10 +11,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use common::spawn_child;
+use common::{spawn_child, sum_reports};
 use hnswdb::serde_json::{Value, json};
 use hnswdb::{
     Error, FieldKind, FieldSpec, Filter, Index, IndexOptions, Metric, OpenOptions, Query,
@@ -243,28 +242,7 @@ fn readers_see_only_committed_states() {
             compacted = true;
         }
     }
-    let mut total = 0u64;
-    for child in readers {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "a reader failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = BufReader::new(stdout.as_bytes())
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("reader "))
-            .expect("the reader reports");
-        total += line
-            .split_whitespace()
-            .nth(2)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap();
-        eprintln!("{line}");
-    }
+    let total = sum_reports(readers, "reader ", 2);
     eprintln!(
         "writer: {} operations (field index created, compacted); readers checked {total} \
          answers, 0 wrong",

@@ -2,14 +2,13 @@
 //! and any number of them, in other processes, answer correctly while one writer writes.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{copy_dir, spawn_child};
+use common::{copy_dir, spawn_child, sum_reports};
 use hnswdb::{Error, Index, IndexOptions, Metric};
 
 const DIM: usize = 8;
@@ -256,28 +255,7 @@ fn many_reader_processes_beside_a_writer() {
         next += 20;
         writes += 1;
     }
-    let mut total = 0u64;
-    for child in readers {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "a reader failed: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = BufReader::new(stdout.as_bytes())
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.starts_with("reader:"))
-            .expect("the reader reports");
-        total += line
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap();
-        eprintln!("{line}");
-    }
+    let total = sum_reports(readers, "reader:", 1);
     eprintln!("writer: {writes} rounds of writes; readers checked {total} answers, 0 wrong");
     assert!(total > 0);
     drop(w);

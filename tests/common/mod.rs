@@ -4,6 +4,7 @@
 
 pub mod workload;
 
+use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -31,4 +32,31 @@ pub fn spawn_child(test: &str, env: &str, value: impl AsRef<std::ffi::OsStr>) ->
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// Waits for reader processes and sums the count each reports on its stdout line that
+/// starts with `prefix`, as the `field`-th word; fails if any failed or did not report.
+pub fn sum_reports(children: Vec<Child>, prefix: &str, field: usize) -> u64 {
+    let mut total = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "a reader failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = std::io::BufReader::new(stdout.as_bytes())
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with(prefix))
+            .expect("the reader reports");
+        total += line
+            .split_whitespace()
+            .nth(field)
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("a count");
+        eprintln!("{line}");
+    }
+    total
 }

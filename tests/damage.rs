@@ -427,21 +427,15 @@ fn damage_meta(path: &Path, rng: &mut StdRng) -> MetaDamage {
     kind
 }
 
-/// Writes the seal hnswdb would write for `meta` as it is now (`docs/format.md`): damage
-/// the seal cannot see, as a medium's own decay would be.
+/// Seals `meta` as it is now: damage the seal cannot see, as a medium's own decay would be.
+#[cfg(feature = "failpoints")]
 fn seal_as_is(meta: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(meta).unwrap();
-    let ns = |s: i64, n: i64| (s as i128 * 1_000_000_000 + n as i128) as u64;
-    let fields = [
-        m.ino(),
-        m.len(),
-        ns(m.mtime(), m.mtime_nsec()),
-        ns(m.ctime(), m.ctime_nsec()),
-    ];
-    let mut seal: Vec<u8> = fields.iter().flat_map(|v| v.to_le_bytes()).collect();
-    seal.extend(crc32fast::hash(&seal).to_le_bytes());
-    std::fs::write(meta.with_extension("seal"), seal).unwrap();
+    hnswdb::failpoints::seal_metadata(meta);
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn seal_as_is(_: &Path) {
+    panic!("HNSWDB_CENSUS_RESEAL needs --features hnswdb/failpoints");
 }
 
 /// Every panic any thread raised, as "file:line: message": the census hook's record.

@@ -8,26 +8,8 @@
 //! stays fuzzed too: there redb may panic, which hnswdb must catch.
 #![no_main]
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-
 use hnswdb_fuzz::{copy_dir, exercise, template};
 use libfuzzer_sys::fuzz_target;
-
-/// Writes the seal hnswdb's writer would write for `meta` as it is (`docs/format.md`).
-fn seal_as_is(meta: &Path) {
-    let m = std::fs::metadata(meta).unwrap();
-    let ns = |s: i64, n: i64| (s as i128 * 1_000_000_000 + n as i128) as u64;
-    let fields = [
-        m.ino(),
-        m.len(),
-        ns(m.mtime(), m.mtime_nsec()),
-        ns(m.ctime(), m.ctime_nsec()),
-    ];
-    let mut seal: Vec<u8> = fields.iter().flat_map(|v| v.to_le_bytes()).collect();
-    seal.extend(crc32fast::hash(&seal).to_le_bytes());
-    std::fs::write(meta.with_extension("seal"), seal).unwrap();
-}
 
 fuzz_target!(|input: &[u8]| {
     let Some((&mode, patches)) = input.split_first() else {
@@ -48,7 +30,7 @@ fuzz_target!(|input: &[u8]| {
     }
     std::fs::write(&path, &bytes).unwrap();
     if mode % 2 == 1 {
-        seal_as_is(&path);
+        hnswdb::failpoints::seal_metadata(&path);
     }
     exercise(&dir);
 });

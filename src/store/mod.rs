@@ -6,7 +6,7 @@ pub(crate) mod codes;
 pub(crate) mod direct;
 pub(crate) mod layer0;
 pub(crate) mod meta;
-mod meta_check;
+pub(crate) mod meta_check;
 pub mod page;
 pub(crate) mod readers;
 pub(crate) mod vectors;

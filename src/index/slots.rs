@@ -29,8 +29,9 @@ pub(super) struct Slots {
     live: u64,
     /// Free and reusable now.
     free: BTreeSet<u32>,
-    /// Durably free, but not reusable yet: the generation that freed them → the slots.
-    held: BTreeMap<u64, Vec<u32>>,
+    /// Durably free, but not reusable yet: slot → the generation that freed it. Keyed by
+    /// slot: every liveness check asks it; only a release walks it whole.
+    held: BTreeMap<u32, u64>,
     tombstones: BTreeSet<u32>,
     /// Slots whose state changed since the last checkpoint: what its commit stores.
     changed: HashMap<u32, SlotState>,
@@ -41,10 +42,7 @@ impl Slots {
     /// generation (whatever older one freed them, no reader can be older than that and
     /// still have been unaffected): `release` frees them for reuse once no reader is older.
     pub(super) fn at_checkpoint(state: &State, free: Vec<u32>, tombstones: Vec<u32>) -> Slots {
-        let mut held = BTreeMap::new();
-        if !free.is_empty() {
-            held.insert(state.generation, free);
-        }
+        let held = free.into_iter().map(|s| (s, state.generation)).collect();
         Slots {
             high_water: state.high_water,
             live: state.live,
@@ -67,12 +65,12 @@ impl Slots {
 
     /// Free slots, reusable or held.
     pub(super) fn free_count(&self) -> usize {
-        self.free.len() + self.held.values().map(Vec::len).sum::<usize>()
+        self.free.len() + self.held.len()
     }
 
     /// Free slots held back from reuse for a reader's sake.
     pub(super) fn held_count(&self) -> usize {
-        self.held.values().map(Vec::len).sum()
+        self.held.len()
     }
 
     /// Tombstoned slots, ascending.
@@ -82,7 +80,7 @@ impl Slots {
 
     /// Whether `slot` is free (reusable or held).
     pub(super) fn is_free(&self, slot: u32) -> bool {
-        self.free.contains(&slot) || self.held.values().any(|h| h.contains(&slot))
+        self.free.contains(&slot) || self.held.contains_key(&slot)
     }
 
     /// Whether `slot` is tombstoned.
@@ -119,7 +117,7 @@ impl Slots {
     /// Marks `slot` live (see `can_take`).
     pub(super) fn take(&mut self, slot: u32) -> Result<(), String> {
         if slot < self.high_water {
-            if !self.free.remove(&slot) && !self.unhold(slot) {
+            if !self.free.remove(&slot) && self.held.remove(&slot).is_none() {
                 return Err(format!("slot {slot} is taken"));
             }
         } else {
@@ -130,17 +128,6 @@ impl Slots {
         self.live += 1;
         self.changed.insert(slot, SlotState::Live);
         Ok(())
-    }
-
-    fn unhold(&mut self, slot: u32) -> bool {
-        for slots in self.held.values_mut() {
-            if let Some(at) = slots.iter().position(|&s| s == slot) {
-                slots.swap_remove(at);
-                self.held.retain(|_, s| !s.is_empty());
-                return true;
-            }
-        }
-        false
     }
 
     /// Tombstones the live `slot`.
@@ -170,7 +157,7 @@ impl Slots {
             self.tombstones.remove(slot);
         }
         if !freed.is_empty() {
-            self.held.entry(generation).or_default().extend(freed);
+            self.held.extend(freed.iter().map(|&s| (s, generation)));
         }
         self.changed.clear();
     }
@@ -179,13 +166,16 @@ impl Slots {
     /// at or before `oldest_reader` (the oldest generation a registered reader works on;
     /// `None`: no reader).
     pub(super) fn release(&mut self, oldest_reader: Option<u64>) {
-        let keep = match oldest_reader {
-            Some(oldest) => self.held.split_off(&(oldest.saturating_add(1))),
-            None => BTreeMap::new(),
-        };
-        for slots in std::mem::replace(&mut self.held, keep).into_values() {
-            self.free.extend(slots);
-        }
+        // A reader of generation `g` sees in use only what a later checkpoint freed.
+        let seen = |freed_at: u64| oldest_reader.is_none_or(|oldest| freed_at <= oldest);
+        let free = &mut self.free;
+        self.held.retain(|&slot, &mut freed_at| {
+            let release = seen(freed_at);
+            if release {
+                free.insert(slot);
+            }
+            !release
+        });
     }
 }
 

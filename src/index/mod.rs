@@ -126,12 +126,11 @@ impl Poison {
     }
 }
 
-/// A read-only view's place in the writer's history: the checkpoint it started from (its
-/// generation, as registered in the reader table) and the LSN after the last log record
-/// it applied.
+/// A read-only view's place in the writer's history: the LSN after the last log record it
+/// applied. (The checkpoint it started from is its ledger's `generation`, which its entry
+/// in the reader table holds.)
 #[derive(Debug)]
 struct View {
-    generation: u64,
     /// The identity of the index viewed (a compaction, which `refresh` follows, changes it).
     index_uid: u64,
     next_lsn: u64,

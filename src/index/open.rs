@@ -156,7 +156,7 @@ impl Index {
             return Ok(self.wal.is_some());
         };
         // Also a new field index or a compaction (which changes the identity): a reopen.
-        if self.meta().latest_generation()? != view.generation {
+        if self.meta().latest_generation()? != self.ledger.lock().generation {
             return Ok(false);
         }
         let wal_dir = self.dir.join(WAL_DIR);
@@ -279,7 +279,6 @@ impl Index {
             r.set(state.generation)?;
         }
         let view = read_only.then_some(View {
-            generation: state.generation,
             index_uid: config.index_uid,
             next_lsn: replay.next_lsn,
             _registration: registration,

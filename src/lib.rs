@@ -55,3 +55,4 @@ pub use index::{
 };
 /// Payloads are `serde_json` values; re-exported so that callers use the same version.
 pub use serde_json;
+pub use store::IdKind;

@@ -10,6 +10,7 @@
 mod backup;
 mod checkpoint;
 mod compact;
+mod keys;
 mod open;
 mod options;
 mod payload;
@@ -546,6 +547,7 @@ impl Index {
             codes_generation: graph.quantized().map_or(0, |q| q.generation),
             routing: self.config.routing,
             storage: self.config.storage,
+            id_kind: self.config.id_kind,
             residency: self.residency.clone(),
         })
     }

@@ -51,6 +51,8 @@ pub struct Stats {
     pub routing: crate::Routing,
     /// How the full vectors are stored.
     pub storage: crate::Storage,
+    /// What names the vectors: integer ids or string keys.
+    pub id_kind: crate::IdKind,
     /// What the memory budget kept resident (`None`: no budget given).
     pub residency: Option<Residency>,
 }

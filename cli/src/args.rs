@@ -22,7 +22,7 @@ echo '[0.1, 0.2, ...]' | hnswdb search idx --vector - --k 5 --filter '{\"lang\":
 hnswdb export idx all.jsonl\n\n\
 Exit codes: 0 success; 1 other error; 2 bad command line; 3 no index there, or one \
 already exists; 4 locked by another writer; 5 corrupt, foreign or newer-format files; \
-6 bad input (wrong dimension, NaN/inf, unknown or duplicate id, unreadable input file); \
+6 bad input (wrong dimension, NaN/inf, unknown or duplicate id or key, an id of the wrong kind, unreadable input file); \
 7 I/O error or disk full; 8 verify found problems. With --json, an error is also printed \
 on stdout as {\"error\": message, \"code\": exit code}."
 )]
@@ -71,6 +71,11 @@ The index grows as vectors arrive; there is no maximum to set."
         /// bool (repeat for several; more can be added later with `index-field`).
         #[arg(long = "index-field", value_name = "NAME:KIND")]
         index_field: Vec<String>,
+        /// What names the vectors, fixed for the index's life: int (u64 ids) or str
+        /// (string keys, up to 1 KiB each; the index assigns them internal ids). Every
+        /// command then takes and prints ids of that kind.
+        #[arg(long, default_value = "int")]
+        ids: hnswdb::IdKind,
     },
     /// Insert every vector of FILE on all cores: .fvecs or .npy (float32, 2-D; ids are
     /// row numbers) or .jsonl (lines {"id": 7, "vector": [...], "payload": {...}}, the
@@ -85,7 +90,9 @@ says how many vectors were imported."
         dir: PathBuf,
         /// Input vectors (.fvecs, .npy or .jsonl).
         file: PathBuf,
-        /// Id of the first row of an .fvecs/.npy file; row i gets id N + i.
+        /// Id of the first row of an .fvecs/.npy file; row i gets id N + i (on a
+        /// string-id index, the key "N + i" in decimal). A .jsonl row carries its own id:
+        /// an integer, or a string for a string-id index.
         #[arg(long, default_value_t = 0)]
         ids_from: u64,
         /// Worker threads (0: all cores).
@@ -113,25 +120,25 @@ per line, in row order), or export .jsonl, which carries them."
     Delete {
         /// Index directory.
         dir: PathBuf,
-        /// Ids to delete.
+        /// Ids to delete (keys on a string-id index).
         #[arg(required = true)]
-        ids: Vec<u64>,
+        ids: Vec<String>,
     },
     /// Print the stored vectors of ids, one line each (unit length under cosine), and
     /// their payloads.
     Get {
         /// Index directory.
         dir: PathBuf,
-        /// The ids.
+        /// The ids (keys on a string-id index).
         #[arg(required = true)]
-        ids: Vec<u64>,
+        ids: Vec<String>,
     },
     /// Set the payload of an id (a JSON object; null removes it).
     SetPayload {
         /// Index directory.
         dir: PathBuf,
-        /// The id.
-        id: u64,
+        /// The id (a key on a string-id index).
+        id: String,
         /// The payload, as JSON.
         payload: String,
     },

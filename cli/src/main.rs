@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod ids;
 mod search;
 
 use std::process::ExitCode;

@@ -68,12 +68,17 @@ pub fn lookup(args: &SearchArgs, vector: &str, out: Output) -> CliResult {
         } else {
             vec![None; hits.len()]
         };
+        let names: Vec<_> = hits
+            .iter()
+            .map(|h| crate::ids::id_out(&index, h.id))
+            .collect::<CliResult<_>>()?;
         let results: Vec<Value> = hits
             .iter()
+            .zip(&names)
             .zip(&payloads)
-            .map(|(h, p)| match p {
-                Some(p) => json!({"id": h.id, "distance": h.distance, "payload": p}),
-                None => json!({"id": h.id, "distance": h.distance}),
+            .map(|((h, id), p)| match p {
+                Some(p) => json!({"id": id, "distance": h.distance, "payload": p}),
+                None => json!({"id": id, "distance": h.distance}),
             })
             .collect();
         out.emit(
@@ -81,10 +86,11 @@ pub fn lookup(args: &SearchArgs, vector: &str, out: Output) -> CliResult {
             || {
                 let lines: Vec<String> = hits
                     .iter()
+                    .zip(&names)
                     .zip(&payloads)
                     .enumerate()
-                    .map(|(rank, (h, p))| {
-                        let line = format!("{}\t{}\t{}", args.offset + rank + 1, h.id, h.distance);
+                    .map(|(rank, ((h, id), p))| {
+                        let line = format!("{}\t{id}\t{}", args.offset + rank + 1, h.distance);
                         match p {
                             Some(p) => format!("{line}\t{p}"),
                             None => line,

@@ -116,24 +116,45 @@ per line, in row order), or export .jsonl, which carries them."
         #[arg(long)]
         ids_out: Option<PathBuf>,
     },
-    /// Delete vectors by id (all or nothing: an unknown id deletes none).
+    /// Delete vectors by id (all or nothing: an unknown id deletes none, unless
+    /// --missing-ok) or every vector whose payload matches --filter (one write).
     Delete {
         /// Index directory.
         dir: PathBuf,
         /// Ids to delete (keys on a string-id index).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "filter", conflicts_with = "filter")]
         ids: Vec<String>,
+        /// Delete every vector whose payload matches this filter (JSON; see
+        /// docs/filters.md) instead of ids.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Skip ids that are not in the index instead of failing.
+        #[arg(long, conflicts_with = "filter")]
+        missing_ok: bool,
     },
-    /// Print the stored vectors of ids, one line each (unit length under cosine), and
-    /// their payloads.
+    /// Print the number of live vectors, or of those whose payload matches --filter.
+    Count {
+        /// Index directory.
+        dir: PathBuf,
+        /// Only vectors whose payload matches this filter (JSON; see docs/filters.md).
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Print the stored vectors of ids (or of every vector whose payload matches
+    /// --filter, in id order), one line each (unit length under cosine), and their
+    /// payloads.
     Get {
         /// Index directory.
         dir: PathBuf,
         /// The ids (keys on a string-id index).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "filter", conflicts_with = "filter")]
         ids: Vec<String>,
+        /// Every vector whose payload matches this filter (JSON; see docs/filters.md).
+        #[arg(long)]
+        filter: Option<String>,
     },
-    /// Set the payload of an id (a JSON object; null removes it).
+    /// Merge a JSON object into the payload of an id (top-level keys; a key set to null
+    /// is removed), or with --replace overwrite it. A null payload removes it.
     SetPayload {
         /// Index directory.
         dir: PathBuf,
@@ -141,6 +162,12 @@ per line, in row order), or export .jsonl, which carries them."
         id: String,
         /// The payload, as JSON.
         payload: String,
+        /// Merge into the payload the id has (the default).
+        #[arg(long, conflicts_with = "replace")]
+        merge: bool,
+        /// Replace the payload the id has.
+        #[arg(long)]
+        replace: bool,
     },
     /// Index one more payload field (NAME:KIND) of an existing index.
     IndexField {
@@ -282,7 +309,20 @@ pub struct SearchArgs {
     /// Lookup mode: skip the nearest N (paging).
     #[arg(long, default_value_t = 0, requires = "vector")]
     pub offset: usize,
-    /// Lookup mode: print each hit's payload too.
+    /// Lookup mode: print each hit's payload too (as `--include payload`).
     #[arg(long, requires = "vector")]
     pub payloads: bool,
+    /// Lookup mode: what to print with each hit beyond its id and distance, a
+    /// comma-separated list of payload and vector.
+    #[arg(long, requires = "vector", value_delimiter = ',')]
+    pub include: Vec<Include>,
+}
+
+/// What `search --include` adds to each hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Include {
+    /// The hit's payload (null when it has none).
+    Payload,
+    /// The hit's stored vector (unit length under cosine).
+    Vector,
 }

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hnswdb::{FieldSpec, IdKind, Index, IndexOptions, Metric, OpenOptions};
+use hnswdb::{FieldSpec, Filter, IdKind, Index, IndexOptions, Metric, OpenOptions};
 use hnswdb_datasets::{RowId, VectorFormat, VectorWriter};
 use serde_json::json;
 
@@ -64,21 +64,46 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
         },
         Command::Export { dir, file, ids_out } => export(&dir, &file, ids_out.as_deref(), out)?,
         Command::Stats { dir } => stats(&dir, out)?,
-        Command::Delete { dir, ids } => {
+        Command::Delete {
+            dir,
+            ids,
+            filter,
+            missing_ok,
+        } => {
+            let filter = filter.as_deref().map(Filter::parse).transpose()?;
             let index = Index::open(&dir)?;
-            match index.id_kind() {
-                IdKind::Int => index.delete_batch(&ids_in(&index, &ids)?)?,
-                IdKind::Str => drop(index.delete_keys(&ids, false)?),
-            }
+            let deleted = match (&filter, index.id_kind()) {
+                (Some(f), _) => index.delete_where(f)?,
+                (None, IdKind::Str) => index.delete_keys(&ids, missing_ok)?,
+                (None, IdKind::Int) => {
+                    let ids = ids_in(&index, &ids)?;
+                    if missing_ok {
+                        index.delete_batch_missing_ok(&ids)?
+                    } else {
+                        index.delete_batch(&ids)?;
+                        ids.len() as u64
+                    }
+                }
+            };
             let len = index.len();
             close_after_durable_writes(index);
-            out.emit(json!({"deleted": ids.len(), "len": len}), || {
-                format!("deleted {} ids ({len} vectors left)", ids.len())
+            out.emit(json!({"deleted": deleted, "len": len}), || {
+                format!("deleted {deleted} ids ({len} vectors left)")
             });
         }
-        Command::Get { dir, ids } => {
+        Command::Count { dir, filter } => {
+            let filter = filter.as_deref().map(Filter::parse).transpose()?;
             let index = crate::open_for_reading(&dir)?;
-            for id in ids_in(&index, &ids)? {
+            let count = index.count(filter.as_ref())?;
+            out.emit(json!({"count": count}), || count.to_string());
+        }
+        Command::Get { dir, ids, filter } => {
+            let index = crate::open_for_reading(&dir)?;
+            let ids = match filter.as_deref().map(Filter::parse).transpose()? {
+                Some(f) => index.ids_where(&f)?,
+                None => ids_in(&index, &ids)?,
+            };
+            for id in ids {
                 let v = index.get(id)?;
                 let payload = index.get_payload(id)?;
                 let shown = id_json(&index, id)?;
@@ -94,13 +119,26 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
                 );
             }
         }
-        Command::SetPayload { dir, id, payload } => {
+        Command::SetPayload {
+            dir,
+            id,
+            payload,
+            merge: _,
+            replace,
+        } => {
             let value: serde_json::Value = serde_json::from_str(&payload)
                 .map_err(|e| InputError(format!("payload is not JSON: {e}")))?;
             let index = Index::open(&dir)?;
-            index.set_payload(ids_in(&index, std::slice::from_ref(&id))?[0], &value)?;
+            let internal = ids_in(&index, std::slice::from_ref(&id))?[0];
+            if replace {
+                index.set_payload(internal, &value)?;
+            } else {
+                index.merge_payloads(&[internal], std::slice::from_ref(&value))?;
+            }
+            let stored = index.get_payload(internal)?;
+            let shown = id_json(&index, internal)?;
             close_after_durable_writes(index);
-            out.emit(json!({"id": id, "payload": value}), || {
+            out.emit(json!({"id": shown, "payload": stored}), || {
                 format!("set the payload of {id}")
             });
         }

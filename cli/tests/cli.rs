@@ -215,7 +215,7 @@ fn payloads_filters_and_tune_from_the_command_line() {
             "--vector",
             "0,0",
             "--filter",
-            r#"{"nope": 1}"#
+            r#"{"lang": 1}"#
         ]),
         6
     );
@@ -226,6 +226,113 @@ fn payloads_filters_and_tune_from_the_command_line() {
     assert_eq!(code(&["set-payload", s(&idx), "1", "[1]"]), 6);
     let tuned = json_lines(&ok(&["--json", "tune", s(&idx), "--target", "0.9"], None));
     assert!(tuned[0]["recall"].as_f64().unwrap() >= 0.9);
+}
+
+#[test]
+fn data_operations_by_filter_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    ok(&["create", s(&idx), "--dim", "2", "--metric", "l2"], None);
+    let rows: String = (0..30)
+        .map(|i| {
+            format!(
+                "{{\"id\": {i}, \"vector\": [{i}, 0], \"payload\": {{\"group\": {}, \"name\": \"n{i}\"}}}}\n",
+                i % 3
+            )
+        })
+        .collect();
+    let jsonl = tmp.path().join("rows.jsonl");
+    std::fs::write(&jsonl, rows).unwrap();
+    ok(&["import", s(&idx), s(&jsonl)], None);
+    let count = |filter: Option<&str>| -> u64 {
+        let mut args = vec!["--json", "count", s(&idx)];
+        args.extend(filter.iter().flat_map(|f| ["--filter", f]));
+        json_lines(&ok(&args, None))[0]["count"].as_u64().unwrap()
+    };
+    // "group" is declared nowhere: filters on it scan the payloads.
+    assert_eq!(count(None), 30);
+    assert_eq!(count(Some(r#"{"group": 1}"#)), 10);
+    assert_eq!(
+        ok(&["count", s(&idx), "--filter", r#"{"group": 2}"#], None).trim(),
+        "10"
+    );
+    // Hits with their payloads and vectors.
+    let found = json_lines(&ok(
+        &[
+            "--json",
+            "search",
+            s(&idx),
+            "--vector",
+            "4.2,0",
+            "--k",
+            "2",
+            "--include",
+            "payload,vector",
+            "--filter",
+            r#"{"group": 1}"#,
+        ],
+        None,
+    ));
+    let hits = found[0]["results"].as_array().unwrap();
+    assert_eq!(hits[0]["id"], 4);
+    assert_eq!(
+        hits[0]["payload"],
+        serde_json::json!({"group": 1, "name": "n4"})
+    );
+    assert_eq!(hits[0]["vector"], serde_json::json!([4.0, 0.0]));
+    assert_eq!(hits[1]["id"], 7);
+    // get --filter lists the matches in id order.
+    let got = json_lines(&ok(
+        &[
+            "--json",
+            "get",
+            s(&idx),
+            "--filter",
+            r#"{"name": {"$in": ["n7", "n3"]}}"#,
+        ],
+        None,
+    ));
+    assert_eq!(
+        got.iter()
+            .map(|g| g["id"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [3, 7]
+    );
+    // set-payload merges by default, replaces with --replace.
+    ok(
+        &["set-payload", s(&idx), "3", r#"{"group": 9, "name": null}"#],
+        None,
+    );
+    let got = json_lines(&ok(&["--json", "get", s(&idx), "3"], None));
+    assert_eq!(got[0]["payload"], serde_json::json!({"group": 9}));
+    ok(
+        &["set-payload", s(&idx), "3", r#"{"x": 1}"#, "--merge"],
+        None,
+    );
+    ok(
+        &["set-payload", s(&idx), "4", r#"{"x": 1}"#, "--replace"],
+        None,
+    );
+    let got = json_lines(&ok(&["--json", "get", s(&idx), "3", "4"], None));
+    assert_eq!(got[0]["payload"], serde_json::json!({"group": 9, "x": 1}));
+    assert_eq!(got[1]["payload"], serde_json::json!({"x": 1}));
+    // delete --filter deletes every match in one write; --missing-ok skips absent ids.
+    let deleted = json_lines(&ok(
+        &["--json", "delete", s(&idx), "--filter", r#"{"group": 0}"#],
+        None,
+    ));
+    // (id 3 is in group 9 now)
+    assert_eq!(deleted[0]["deleted"], 9);
+    assert_eq!(count(None), 21);
+    assert_eq!(code(&["delete", s(&idx), "0", "1"]), 6);
+    let deleted = json_lines(&ok(
+        &["--json", "delete", s(&idx), "0", "1", "--missing-ok"],
+        None,
+    ));
+    assert_eq!(deleted[0]["deleted"], 1);
+    assert_eq!(count(None), 20);
+    assert_eq!(code(&["delete", s(&idx), "--filter", "{"]), 6);
+    assert_eq!(code(&["delete", s(&idx), "2", "--filter", "{}"]), 2);
 }
 
 #[test]

@@ -649,27 +649,33 @@ impl Index {
         }
         let graph = self.graph.write();
         let p = self.ledger.lock();
+        let meta = self.meta();
         let mut seen = HashSet::with_capacity(ids.len());
         for &id in ids {
-            if !seen.insert(id) || p.slot_of(&self.meta(), id)?.is_none() {
+            if !seen.insert(id) || p.slot_of(&meta, id)?.is_none() {
                 return Err(Error::UnknownId(id));
             }
         }
-        self.delete_locked(graph, p, ids.to_vec())
+        self.delete_locked(graph, p, ids.to_vec()).map(drop)
     }
 
-    /// Deletes `ids` (checked present and distinct) under the locks the caller took.
+    /// Deletes `ids` (present, none twice: checked under these locks) as one logged
+    /// write; returns how many.
     pub(super) fn delete_locked(
         &self,
         graph: RwLockWriteGuard<'_, Graph>,
         p: MutexGuard<'_, Ledger>,
         ids: Vec<u64>,
-    ) -> Result<()> {
-        let op = Op::Delete(ids);
-        self.log_and_apply(&graph, p, &op, self.threads())?;
+    ) -> Result<u64> {
+        check_batch(ids.len())?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let n = ids.len() as u64;
+        self.log_and_apply(&graph, p, &Op::Delete(ids), self.threads())?;
         drop(graph);
         self.maybe_checkpoint();
-        Ok(())
+        Ok(n)
     }
 
     /// Deleted nodes are consolidated once they are this large a share of the graph:

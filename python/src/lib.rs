@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hnswdb::serde_json::{self, Value};
-use hnswdb::{Error, FieldSpec, Filter, Metric, Neighbour, Plan, Query};
+use hnswdb::{Error, FieldSpec, Filter, IdKind, Metric, Neighbour, Plan, Query};
 use numpy::ndarray::Array2;
 use numpy::{
     IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
@@ -112,8 +112,11 @@ fn py_err(e: Error) -> PyErr {
         | Error::DuplicateId(_)
         | Error::InvalidPayload(_)
         | Error::InvalidFilter(_)
-        | Error::InvalidOption(_) => invalid_input(text),
-        Error::UnknownId(_) => Hybrid::UnknownLabel.err(text),
+        | Error::InvalidOption(_)
+        | Error::InvalidKey(_)
+        | Error::DuplicateKey(_)
+        | Error::IdKind(_) => invalid_input(text),
+        Error::UnknownId(_) | Error::UnknownKey(_) => Hybrid::UnknownLabel.err(text),
         Error::Locked(_) => LockedError::new_err(text),
         Error::Corrupt { .. } | Error::UnsupportedVersion { .. } => CorruptError::new_err(text),
         Error::NotFound(_) => Hybrid::IndexNotFound.err(text),
@@ -314,6 +317,30 @@ fn labels(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
     Ok(array.as_array().iter().copied().collect())
 }
 
+/// `ids` of a string-id index as keys: a str, or a sequence (list, tuple, numpy array)
+/// of str.
+fn keys(ids: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if let Ok(key) = ids.cast::<PyString>() {
+        return Ok(vec![key.extract::<String>()?]);
+    }
+    ids.try_iter()?
+        .map(|x| {
+            let x = x?;
+            x.extract::<String>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "ids of a string-id index are str, got {}",
+                    x.get_type().name().map_or("?".into(), |n| n.to_string())
+                ))
+            })
+        })
+        .collect()
+}
+
+/// What `Index::_ids_in` returns for a key that names no vector when the caller takes
+/// absent ids (`missing_ok`): never a live id of a string-id index (its ids count up from
+/// 0), so the engine answers it as it answers any absent id.
+const ABSENT: u64 = u64::MAX;
+
 /// The engine under `hnswdb.Index` (python/hnswdb/_index.py, which adds hnswlib's
 /// snapshot files, limits and tombstones): one index directory, opened in place.
 ///
@@ -348,6 +375,62 @@ impl Index {
         Ok(())
     }
 
+    /// THE translation of ids coming in from Python: integers as they are (an int, a
+    /// sequence or an integer array; negatives refused) on an integer-id index, keys
+    /// resolved to their internal ids on a string-id one. An absent key raises
+    /// UnknownLabelError, or with `missing_ok` becomes `ABSENT`. Every method that takes
+    /// ids of present vectors goes through here.
+    fn _ids_in(&self, ids: &Bound<'_, PyAny>, missing_ok: bool) -> PyResult<Vec<u64>> {
+        let index = self.index()?;
+        if index.id_kind() == IdKind::Int {
+            return labels(ids);
+        }
+        keys(ids)?
+            .into_iter()
+            .map(|key| match index.resolve_key(&key).map_err(py_err)? {
+                Some(id) => Ok(id),
+                None if missing_ok => Ok(ABSENT),
+                None => Err(py_err(Error::UnknownKey(key))),
+            })
+            .collect()
+    }
+
+    /// THE translation of ids going out to Python: a 1-D numpy array, of uint64 on an
+    /// integer-id index, of dtype object holding each id's key (`None` for `ABSENT`,
+    /// which a padded search answer holds) on a string-id one. Every method that returns
+    /// ids goes through here.
+    fn _ids_out<'py>(&self, py: Python<'py>, ids: &[u64]) -> PyResult<Bound<'py, PyAny>> {
+        let index = self.index()?;
+        if index.id_kind() == IdKind::Int {
+            return Ok(ids.to_vec().into_pyarray(py).into_any());
+        }
+        let keys = PyList::empty(py);
+        for &id in ids {
+            if id == ABSENT {
+                keys.append(py.None())?;
+                continue;
+            }
+            let key = index.key_of(id).map_err(py_err)?.ok_or_else(|| {
+                py_err(Error::Stale(format!(
+                    "id {id} has no key: the index changed meanwhile"
+                )))
+            })?;
+            keys.append(key)?;
+        }
+        let kw = PyDict::new(py);
+        kw.set_item("dtype", "object")?;
+        py.import("numpy")?.call_method("array", (keys,), Some(&kw))
+    }
+
+    /// The ids a write names, as the index names them: integers, or keys (each written
+    /// under the id it is bound to, or a new one).
+    fn write_names(&self, index: &hnswdb::Index, ids: &Bound<'_, PyAny>) -> PyResult<Names> {
+        Ok(match index.id_kind() {
+            IdKind::Int => Names::Ids(labels(ids)?),
+            IdKind::Str => Names::Keys(keys(ids)?),
+        })
+    }
+
     /// The threads a call runs on: its own `num_threads` when given (> 0), for that call
     /// only, as in hnswlib; else the index's default (`set_num_threads`).
     fn call_threads(index: &hnswdb::Index, num_threads: i64) -> usize {
@@ -359,14 +442,26 @@ impl Index {
     }
 }
 
-/// What `search_within` returns: labels and distances, 1-D.
-type RangeAnswer<'py> = (
-    Bound<'py, numpy::PyArray1<u64>>,
-    Bound<'py, numpy::PyArray1<f32>>,
-);
+/// The ids of a write: integers, or the keys of a string-id index.
+enum Names {
+    Ids(Vec<u64>),
+    Keys(Vec<String>),
+}
 
-/// `knn_query`'s answer: labels and distances, both `(queries, k)`.
-type QueryAnswer<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f32>>);
+impl Names {
+    fn len(&self) -> usize {
+        match self {
+            Names::Ids(ids) => ids.len(),
+            Names::Keys(keys) => keys.len(),
+        }
+    }
+}
+
+/// What `search_within` returns: labels (see `_ids_out`) and distances, 1-D.
+type RangeAnswer<'py> = (Bound<'py, PyAny>, Bound<'py, numpy::PyArray1<f32>>);
+
+/// `knn_query`'s answer: labels (see `_ids_out`) and distances, both `(queries, k)`.
+type QueryAnswer<'py> = (Bound<'py, PyAny>, Bound<'py, PyArray2<f32>>);
 
 fn to_matrix<T: numpy::Element>(
     py: Python<'_>,
@@ -444,8 +539,10 @@ impl Index {
     /// `routing` is "sq8" (default) or "rabitq" (for indexes larger than memory);
     /// `storage` "f32" (default) or "f16" (half the disk; `get_items` returns the f16
     /// values widened). `durable=False` never fsyncs the log outside checkpoints (for a
-    /// temporary index: power loss may lose writes, never corrupts).
-    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, *, path, fields=None, routing="sq8", storage="f32", durable=true))]
+    /// temporary index: power loss may lose writes, never corrupts). `ids` is "int"
+    /// (default: integer ids, as hnswlib) or "str" (string keys: every method then takes
+    /// and returns str ids).
+    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, *, path, fields=None, routing="sq8", storage="f32", durable=true, ids="int"))]
     // The parameters are hnswlib's, by name and order, plus hnswdb's own.
     #[allow(non_snake_case, clippy::too_many_arguments)]
     fn init_index(
@@ -461,6 +558,7 @@ impl Index {
         routing: &str,
         storage: &str,
         durable: bool,
+        ids: &str,
     ) -> PyResult<()> {
         // Freed slots are always reused, so hnswlib's opt-in is accepted and implied.
         let _ = allow_replace_deleted;
@@ -471,6 +569,7 @@ impl Index {
             .capacity(max_elements.max(1))
             .routing(routing.parse().map_err(py_err)?)
             .storage(storage.parse().map_err(py_err)?)
+            .id_kind(ids.parse().map_err(py_err)?)
             .durability(durability(durable));
         let options = fields
             .unwrap_or_default()
@@ -527,8 +626,13 @@ impl Index {
                 p.len()
             )));
         }
-        let ids = match ids {
-            Some(ids) => labels(ids)?,
+        let names = match ids {
+            Some(ids) => self.write_names(&index, ids)?,
+            None if index.id_kind() == IdKind::Str => {
+                return Err(invalid_input(
+                    "a string-id index needs ids: one str per row",
+                ));
+            }
             // After the largest id present, so that default ids never replace a vector
             // (hnswlib counts from its element count, which deletes never lower).
             None => {
@@ -537,12 +641,24 @@ impl Index {
                     .map_err(py_err)?
                     .last()
                     .map_or(0, |&max| max + 1);
-                (first..first + n as u64).collect()
+                Names::Ids((first..first + n as u64).collect())
             }
         };
-        if ids.len() != n {
-            return Err(invalid_input(format!("{} ids for {n} vectors", ids.len())));
+        if names.len() != n {
+            return Err(invalid_input(format!(
+                "{} ids for {n} vectors",
+                names.len()
+            )));
         }
+        let ids = match names {
+            Names::Ids(ids) => ids,
+            // A key present has its vector replaced, a new one is added: one upsert.
+            Names::Keys(keys) => {
+                return py
+                    .detach(|| index.upsert_keys(&keys, &vectors, payloads.as_deref()))
+                    .map_err(py_err);
+            }
+        };
         let threads = Self::call_threads(&index, num_threads);
         py.detach(|| -> hnswdb::Result<()> {
             // One durable write either way, all or nothing. New ids only: an insert, which
@@ -571,13 +687,25 @@ impl Index {
     }
 
     /// Replaces the vector of `id`, or adds it, as one durable write.
-    fn upsert(&self, py: Python<'_>, id: u64, vector: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn upsert(
+        &self,
+        py: Python<'_>,
+        id: &Bound<'_, PyAny>,
+        vector: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let index = self.index()?;
         let (v, n) = rows(vector, self.dim)?;
         if n != 1 {
             return Err(invalid_input("upsert takes one vector"));
         }
-        py.detach(|| index.upsert(id, &v)).map_err(py_err)
+        match self.write_names(&index, id)? {
+            Names::Ids(ids) if ids.len() == 1 => py.detach(|| index.upsert(ids[0], &v)),
+            Names::Keys(keys) if keys.len() == 1 => {
+                py.detach(|| index.upsert_keys(&keys, &v, None))
+            }
+            _ => return Err(invalid_input("upsert takes one id")),
+        }
+        .map_err(py_err)
     }
 
     /// The `k` nearest stored vectors of each row of `data`: `(labels, distances)`, both
@@ -647,7 +775,9 @@ impl Index {
             }
             Some(filter) => {
                 // The first exception the filter raises stops admitting labels and is
-                // re-raised once the search returns.
+                // re-raised once the search returns. It is called with the label as the
+                // caller knows it (a key, on a string-id index).
+                let keyed = index.id_kind() == IdKind::Str;
                 let raised = std::cell::RefCell::new(None);
                 let mut answers = Vec::with_capacity(n);
                 for q in queries.chunks_exact(self.dim) {
@@ -656,7 +786,14 @@ impl Index {
                             if raised.borrow().is_some() {
                                 return false;
                             }
-                            match filter.call1((label,)).and_then(|r| r.is_truthy()) {
+                            let admitted = match keyed {
+                                false => filter.call1((label,)),
+                                true => self
+                                    ._ids_out(py, &[label])
+                                    .and_then(|keys| keys.get_item(0))
+                                    .and_then(|key| filter.call1((key,))),
+                            };
+                            match admitted.and_then(|r| r.is_truthy()) {
                                 Ok(admit) => admit,
                                 Err(e) => {
                                     *raised.borrow_mut() = Some(e);
@@ -675,6 +812,7 @@ impl Index {
         };
         let mut ids = Vec::with_capacity(n * k);
         let mut distances = Vec::with_capacity(n * k);
+        // Padding: `ABSENT`, which `_ids_out` gives as 2**64-1 (integer ids) or None.
         for hits in &answers {
             if hits.len() < k && strict {
                 return Err(PyRuntimeError::new_err(format!(
@@ -686,10 +824,11 @@ impl Index {
             ids.extend(hits.iter().map(|h| h.id));
             distances.extend(hits.iter().map(|h| h.distance));
             let missing = k - hits.len();
-            ids.extend(std::iter::repeat_n(u64::MAX, missing));
+            ids.extend(std::iter::repeat_n(ABSENT, missing));
             distances.extend(std::iter::repeat_n(f32::INFINITY, missing));
         }
-        Ok((to_matrix(py, ids, n, k), to_matrix(py, distances, n, k)))
+        let labels = self._ids_out(py, &ids)?.call_method1("reshape", (n, k))?;
+        Ok((labels, to_matrix(py, distances, n, k)))
     }
 
     /// Sets the default search beam width (raise it for recall, lower it for speed).
@@ -730,7 +869,7 @@ impl Index {
         ids: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let index = self.index()?;
-        let ids = labels(ids)?;
+        let ids = self._ids_in(ids, false)?;
         let mut out = Vec::with_capacity(ids.len() * self.dim);
         for &id in &ids {
             out.extend(index.get(id).map_err(py_err)?);
@@ -739,28 +878,33 @@ impl Index {
     }
 
     /// Every stored id, in no particular order.
-    fn get_ids_list(&self, py: Python<'_>) -> PyResult<Vec<u64>> {
+    fn get_ids_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let index = self.index()?;
-        py.detach(|| index.ids()).map_err(py_err)
+        let ids = py.detach(|| index.ids()).map_err(py_err)?;
+        self._ids_out(py, &ids)?.call_method0("tolist")
     }
 
     /// Deletes `label`: it leaves results at once and the graph is repaired around it.
     /// Unlike hnswlib's mark_deleted this is a real delete (no `unmark_deleted`).
-    fn mark_deleted(&self, py: Python<'_>, label: u64) -> PyResult<()> {
+    fn mark_deleted(&self, py: Python<'_>, label: &Bound<'_, PyAny>) -> PyResult<()> {
         self.delete(py, label)
     }
 
     /// Deletes `label` (see `mark_deleted`). Raises KeyError if it is absent.
-    fn delete(&self, py: Python<'_>, label: u64) -> PyResult<()> {
+    fn delete(&self, py: Python<'_>, label: &Bound<'_, PyAny>) -> PyResult<()> {
         let index = self.index()?;
-        py.detach(|| index.delete(label)).map_err(py_err)
+        let id = match index.id_kind() {
+            IdKind::Int => label.extract::<u64>()?,
+            IdKind::Str => self._ids_in(label, false)?[0],
+        };
+        py.detach(|| index.delete(id)).map_err(py_err)
     }
 
     /// Deletes every id of `ids` as one durable write, all or nothing. Raises KeyError if
     /// any is absent (then nothing is deleted) and ValueError if one repeats.
     fn delete_items(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
         let index = self.index()?;
-        let ids = labels(ids)?;
+        let ids = self._ids_in(ids, false)?;
         py.detach(|| index.delete_batch(&ids)).map_err(py_err)
     }
 
@@ -772,7 +916,7 @@ impl Index {
         ids: &Bound<'py, PyAny>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let index = self.index()?;
-        let ids = labels(ids)?;
+        let ids = self._ids_in(ids, false)?;
         let payloads = py
             .detach(|| {
                 ids.iter()
@@ -787,8 +931,17 @@ impl Index {
     }
 
     /// Sets (a dict) or removes (None) the payload of `id`, as one durable write.
-    fn set_payload(&self, py: Python<'_>, id: u64, payload: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set_payload(
+        &self,
+        py: Python<'_>,
+        id: &Bound<'_, PyAny>,
+        payload: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let index = self.index()?;
+        let id = match index.id_kind() {
+            IdKind::Int => id.extract::<u64>()?,
+            IdKind::Str => self._ids_in(id, false)?[0],
+        };
         let payload = to_json(payload, "payload")?;
         py.detach(|| index.set_payload(id, &payload))
             .map_err(py_err)
@@ -802,7 +955,7 @@ impl Index {
         payloads: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let index = self.index()?;
-        let ids = labels(ids)?;
+        let ids = self._ids_in(ids, false)?;
         let payloads: Vec<Value> = payloads
             .try_iter()?
             .enumerate()
@@ -878,10 +1031,7 @@ impl Index {
             .detach(|| index.search_within(&v, max_distance, filter.as_ref()))
             .map_err(py_err)?;
         Ok((
-            hits.iter()
-                .map(|h| h.id)
-                .collect::<Vec<_>>()
-                .into_pyarray(py),
+            self._ids_out(py, &hits.iter().map(|h| h.id).collect::<Vec<_>>())?,
             hits.iter()
                 .map(|h| h.distance)
                 .collect::<Vec<_>>()
@@ -969,8 +1119,20 @@ impl Index {
         Ok(self.index()?.len() as usize)
     }
 
-    fn __contains__(&self, label: u64) -> PyResult<bool> {
-        self.index()?.contains(label).map_err(py_err)
+    fn __contains__(&self, label: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let index = self.index()?;
+        let id = match index.id_kind() {
+            IdKind::Int => label.extract::<u64>()?,
+            IdKind::Str if !label.is_instance_of::<PyString>() => return Ok(false),
+            IdKind::Str => self._ids_in(label, true)?[0],
+        };
+        index.contains(id).map_err(py_err)
+    }
+
+    /// "int" (integer ids) or "str" (string keys), fixed when the index was created.
+    #[getter]
+    fn id_kind(&self) -> PyResult<&'static str> {
+        Ok(self.index()?.id_kind().name())
     }
 
     /// 'cosine', 'l2' or 'ip'.
@@ -1120,7 +1282,10 @@ fn exact_knn<'py>(
             }
         })
     });
-    Ok((to_matrix(py, ids, n, k), to_matrix(py, distances, n, k)))
+    Ok((
+        to_matrix(py, ids, n, k).into_any(),
+        to_matrix(py, distances, n, k),
+    ))
 }
 
 /// Fills `ids` and `ds` with the positions and distances of the `ids.len()` rows of

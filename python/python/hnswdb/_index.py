@@ -105,12 +105,17 @@ class Index:
         fields: Optional[Dict[str, str]] = None,
         routing: str = "sq8",
         storage: str = "f32",
+        ids: str = "int",
     ) -> None:
-        """Creates the index: hnswlib's kind without `path`, hnswdb's in `path`."""
+        """Creates the index: hnswlib's kind without `path`, hnswdb's in `path`.
+        `ids="str"` (hnswdb's kind only) names vectors by string keys instead of integers."""
         if self._is_open():
             raise RuntimeError("The index is already initiated.")
         options = dict(M=M, ef_construction=ef_construction, random_seed=random_seed, fields=fields)
-        options.update(allow_replace_deleted=allow_replace_deleted, routing=routing, storage=storage)
+        options.update(allow_replace_deleted=allow_replace_deleted, routing=routing, storage=storage, ids=ids)
+        if path is None and ids != "int":
+            # hnswlib's kind keeps tombstones and default ids by integer label.
+            raise InvalidInputError('ids="str" needs a path: string ids are for hnswdb\'s kind of index')
         if path is not None:
             self._engine.init_index(max_elements, path=path, **options)
             self._adopt(self._engine, None)
@@ -356,7 +361,8 @@ class Index:
         engine = self._open_engine()
         if k == 0:
             rows = _rows(data)
-            return np.zeros((rows, 0), np.uint64), np.zeros((rows, 0), np.float32)
+            labels = object if engine.id_kind == "str" else np.uint64
+            return np.zeros((rows, 0), labels), np.zeros((rows, 0), np.float32)
         return engine.knn_query(data, k, self._threads(num_threads), filter, ef, strict, offset, plan)
 
     def get_items(self, ids: Any = None, return_type: str = "numpy") -> Any:
@@ -369,7 +375,7 @@ class Index:
             ids = sorted(engine.get_ids_list())
         elif np.ndim(ids) == 0:
             raise ValueError("get_items accepts a list of indices and returns a list of vectors")
-        items = engine.get_items(_labels(ids))
+        items = engine.get_items(ids if engine.id_kind == "str" else _labels(ids))
         return items.tolist() if return_type == "list" else items
 
     def get_ids_list(self) -> list:
@@ -397,6 +403,11 @@ class Index:
         if not self._is_open():
             return 0
         return self._private.limit if self._private else self._engine.get_max_elements()
+
+    @property
+    def id_kind(self) -> str:
+        """"int" (integer ids, hnswlib's) or "str" (string keys), fixed at creation."""
+        return self._open_engine().id_kind
 
     @property
     def M(self) -> int:

@@ -105,9 +105,10 @@ impl Graph {
         Ok(relinked)
     }
 
-    /// Whether a link to `target` on `level` is sound: the target is live and has that level.
+    /// Whether a link to `target` on `level` is sound: the target is live and has that level
+    /// (every node has layer 0: no lookup of its upper lists there).
     fn sound_link(&self, target: u32, level: usize) -> Result<bool> {
-        Ok(self.live.contains(target) && self.level_of(target)? >= level)
+        Ok(self.live.contains(target) && (level == 0 || self.level_of(target)? >= level))
     }
 
     /// `list` without `node` itself and without unsound links on `level`.
@@ -130,15 +131,15 @@ impl Graph {
             return Ok(());
         }
         let mut pool: HashSet<u32> = sound.into_iter().collect();
-        // FreshDiskANN's pool is N(node) ∪ N(dead); adding the neighbours of the live
-        // neighbours too lets the repaired list be chosen from a neighbourhood about as wide
-        // as an insert's search sees, which keeps recall at small ef equal to a fresh build.
+        // FreshDiskANN's pool: N(node) ∪ N(dead). (Adding the neighbours of the live
+        // neighbours too cost about 32 lists and 1,000 distances per repaired node, most of
+        // a bulk delete's time, for the neighbourhood the beam search below finds anyway.)
         let mut theirs = Vec::new();
-        for &other in list
+        for &dead in list
             .iter()
-            .filter(|&&n| n != node && self.routable.contains(n))
+            .filter(|&&n| n != node && !self.live.contains(n) && self.routable.contains(n))
         {
-            self.links(other, level, &mut theirs)?;
+            self.links(dead, level, &mut theirs)?;
             pool.extend(self.sound_links(node, level, &theirs)?);
         }
         // Where many neighbours died, that pool is thin, and repeated consolidations then

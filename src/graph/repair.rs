@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::search::Start;
 use super::{Graph, upper::UpperNode};
 use crate::error::Result;
 use crate::parallel::try_parallel_for;
@@ -148,10 +149,16 @@ impl Graph {
         let base = self.vectors.vector(node).to_f32();
         let base = &*base;
         let start = [super::Cand { d: 0.0, id: node }];
-        let found = self.with_scratch(|s| {
-            self.search_layer_exact(s, base, &start, 2 * self.max_links(level), level, |n| {
-                n != node && self.live.contains(n)
-            })
+        let (ef, accept) = (2 * self.max_links(level), |n| {
+            n != node && self.live.contains(n)
+        });
+        let found = self.with_scratch(|s| match &self.quantized {
+            // Layer 0 holds almost all of the distances: walk it on codes, re-ranked
+            // exactly, as an insert does; the links are still chosen on exact distances.
+            Some(quantized) if level == 0 => {
+                self.search_codes(s, quantized, base, Start::Nodes(&start), ef, ef, accept)
+            }
+            _ => self.search_layer_exact(s, base, &start, ef, level, accept),
         })?;
         pool.extend(self.sound_links(
             node,

@@ -341,6 +341,126 @@ fn keys(ids: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
 /// 0), so the engine answers it as it answers any absent id.
 const ABSENT: u64 = u64::MAX;
 
+/// The number of dimensions numpy sees in `v` (1 for one vector, 2 for a batch).
+fn ndim(v: &Bound<'_, PyAny>) -> PyResult<usize> {
+    v.py()
+        .import("numpy")?
+        .call_method1("ndim", (v,))?
+        .extract()
+}
+
+/// A sequence of JSON values (payloads, patches), named `at` in errors.
+fn json_list(values: &Bound<'_, PyAny>, at: &str) -> PyResult<Vec<Value>> {
+    values
+        .try_iter()?
+        .enumerate()
+        .map(|(i, x)| to_json(&x?, &format!("{at}[{i}]")))
+        .collect()
+}
+
+/// What a `query` or `get` returns of each id beyond the id itself.
+struct Include {
+    distance: bool,
+    payload: bool,
+    vector: bool,
+}
+
+impl Include {
+    /// `include` (a sequence of "distance", "payload", "vector"; `default` if None).
+    fn parse(include: Option<&Bound<'_, PyAny>>, default: &[&str]) -> PyResult<Include> {
+        let names: Vec<String> = match include {
+            None => default.iter().map(|s| s.to_string()).collect(),
+            Some(i) if i.is_instance_of::<PyString>() => {
+                return Err(invalid_input(
+                    "include is a list of names, e.g. [\"payload\"], not a string",
+                ));
+            }
+            Some(i) => i
+                .try_iter()?
+                .map(|x| x?.extract::<String>())
+                .collect::<PyResult<_>>()?,
+        };
+        let mut this = Include {
+            distance: false,
+            payload: false,
+            vector: false,
+        };
+        for name in &names {
+            match name.as_str() {
+                "distance" => this.distance = true,
+                "payload" => this.payload = true,
+                "vector" => this.vector = true,
+                // Always there; accepted so that a caller may list it.
+                "id" => {}
+                other => {
+                    return Err(invalid_input(format!(
+                        "unknown include {other:?} (distance, payload, vector)"
+                    )));
+                }
+            }
+        }
+        Ok(this)
+    }
+
+    /// One result as a dict: its id and what was asked for.
+    fn dict<'py>(
+        &self,
+        py: Python<'py>,
+        id: Bound<'py, PyAny>,
+        distance: Option<f32>,
+        payload: &Option<Value>,
+        vector: &Option<Vec<f32>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("id", id)?;
+        if let (true, Some(distance)) = (self.distance, distance) {
+            d.set_item("distance", distance)?;
+        }
+        if self.payload {
+            d.set_item(
+                "payload",
+                from_json(py, payload.as_ref().unwrap_or(&Value::Null))?,
+            )?;
+        }
+        if let (true, Some(v)) = (self.vector, vector) {
+            d.set_item("vector", v.clone().into_pyarray(py))?;
+        }
+        Ok(d)
+    }
+}
+
+/// Sets (`replace`) or merges the payloads of `ids`.
+fn write_payloads(
+    index: &hnswdb::Index,
+    ids: &[u64],
+    payloads: &[Value],
+    replace: bool,
+) -> hnswdb::Result<()> {
+    if replace {
+        index.set_payloads(ids, payloads)
+    } else {
+        index.merge_payloads(ids, payloads)
+    }
+}
+
+/// The ids a data operation applies to: `ids` or those `filter` admits (exactly one).
+enum Target {
+    Ids(Vec<u64>),
+    Filter(Filter),
+}
+
+impl Target {
+    /// `ids` as `_ids_in` translated them.
+    fn of(ids: Option<Vec<u64>>, filter: Option<&Bound<'_, PyAny>>) -> PyResult<Target> {
+        match (ids, filter) {
+            (Some(ids), None) => Ok(Target::Ids(ids)),
+            (None, Some(f)) => Ok(Target::Filter(to_filter(f)?)),
+            (None, None) => Err(invalid_input("give ids or filter")),
+            (Some(_), Some(_)) => Err(invalid_input("give ids or filter, not both")),
+        }
+    }
+}
+
 /// The engine under `hnswdb.Index` (python/hnswdb/_index.py, which adds hnswlib's
 /// snapshot files, limits and tombstones): one index directory, opened in place.
 ///
@@ -420,6 +540,14 @@ impl Index {
         let kw = PyDict::new(py);
         kw.set_item("dtype", "object")?;
         py.import("numpy")?.call_method("array", (keys,), Some(&kw))
+    }
+
+    /// `_ids_out` as one Python value (int or str) per id.
+    fn ids_out_each<'py>(&self, py: Python<'py>, ids: &[u64]) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self._ids_out(py, ids)?
+            .call_method0("tolist")?
+            .try_iter()?
+            .collect()
     }
 
     /// The ids a write names, as the index names them: integers, or keys (each written
@@ -686,26 +814,88 @@ impl Index {
         .map_err(py_err)
     }
 
-    /// Replaces the vector of `id`, or adds it, as one durable write.
+    /// Replaces the vectors of `ids` (rows of `vectors`; a scalar id with a 1-D vector
+    /// is one row), adding those absent, as one durable write. `payloads`, if given,
+    /// holds a dict (or None: keep the payload it has) per id.
+    #[pyo3(signature = (ids, vectors, payloads=None))]
     fn upsert(
         &self,
         py: Python<'_>,
-        id: &Bound<'_, PyAny>,
-        vector: &Bound<'_, PyAny>,
+        ids: &Bound<'_, PyAny>,
+        vectors: &Bound<'_, PyAny>,
+        payloads: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let index = self.index()?;
-        let (v, n) = rows(vector, self.dim)?;
-        if n != 1 {
-            return Err(invalid_input("upsert takes one vector"));
+        let names = self.write_names(&index, ids)?;
+        let (v, n) = rows(vectors, self.dim)?;
+        if n != names.len() {
+            return Err(invalid_input(format!(
+                "{} ids for {n} vectors",
+                names.len()
+            )));
         }
-        match self.write_names(&index, id)? {
-            Names::Ids(ids) if ids.len() == 1 => py.detach(|| index.upsert(ids[0], &v)),
-            Names::Keys(keys) if keys.len() == 1 => {
-                py.detach(|| index.upsert_keys(&keys, &v, None))
-            }
-            _ => return Err(invalid_input("upsert takes one id")),
-        }
+        let payloads = payloads.map(|p| json_list(p, "payloads")).transpose()?;
+        let threads = index.threads();
+        py.detach(|| match (names, payloads) {
+            (Names::Keys(keys), p) => index.upsert_keys(&keys, &v, p.as_deref()),
+            (Names::Ids(ids), Some(p)) => index.upsert_batch_with_payloads(&ids, &v, &p, threads),
+            (Names::Ids(ids), None) => index.upsert_batch_threads(&ids, &v, threads),
+        })
         .map_err(py_err)
+    }
+
+    /// The `k` nearest stored vectors of each query, as dicts: `{"id", "distance",
+    /// "payload", "vector"}` with the keys `include` names ("id" always). A 1-D query
+    /// gives a list of dicts, a 2-D one a list per row. Fewer matches than `k` give a
+    /// shorter list. `filter` is a dict filter (docs/filters.md).
+    #[pyo3(signature = (vectors, k=10, *, filter=None, include=None, ef=None, offset=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        vectors: &Bound<'py, PyAny>,
+        k: usize,
+        filter: Option<&Bound<'py, PyAny>>,
+        include: Option<&Bound<'py, PyAny>>,
+        ef: Option<usize>,
+        offset: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let index = self.index()?;
+        let one = ndim(vectors)? == 1;
+        let (queries, _) = rows(vectors, self.dim)?;
+        let include = Include::parse(include, &["distance", "payload"])?;
+        let filter = filter.map(to_filter).transpose()?;
+        let mut query = Query::new(k)
+            .offset(offset)
+            .include_payload(include.payload)
+            .include_vector(include.vector);
+        if let Some(ef) = ef {
+            query = query.ef(ef);
+        }
+        if let Some(f) = &filter {
+            query = query.filter(f);
+        }
+        let threads = index.threads();
+        let answers = py
+            .detach(|| index.search_hits_batch(&queries, &query, threads))
+            .map_err(py_err)?;
+        let mut lists = answers
+            .iter()
+            .map(|hits| {
+                let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+                let dicts = self
+                    .ids_out_each(py, &ids)?
+                    .into_iter()
+                    .zip(hits)
+                    .map(|(id, h)| include.dict(py, id, Some(h.distance), &h.payload, &h.vector))
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyList::new(py, dicts)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        match lists.pop() {
+            Some(list) if one => Ok(list),
+            last => PyList::new(py, lists.into_iter().chain(last)),
+        }
     }
 
     /// The `k` nearest stored vectors of each row of `data`: `(labels, distances)`, both
@@ -887,17 +1077,115 @@ impl Index {
     /// Deletes `label`: it leaves results at once and the graph is repaired around it.
     /// Unlike hnswlib's mark_deleted this is a real delete (no `unmark_deleted`).
     fn mark_deleted(&self, py: Python<'_>, label: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.delete(py, label)
+        let index = self.index()?;
+        let ids = self._ids_in(label, false)?;
+        py.detach(|| index.delete_batch(&ids)).map_err(py_err)
     }
 
-    /// Deletes `label` (see `mark_deleted`). Raises KeyError if it is absent.
-    fn delete(&self, py: Python<'_>, label: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Deletes `ids` (one id or a sequence) or every id whose payload matches `filter`,
+    /// as one durable write, all or nothing; returns how many were deleted. An absent
+    /// id raises KeyError (nothing is deleted) unless `missing_ok`.
+    #[pyo3(signature = (ids=None, *, filter=None, missing_ok=false))]
+    fn delete(
+        &self,
+        py: Python<'_>,
+        ids: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
+        missing_ok: bool,
+    ) -> PyResult<u64> {
         let index = self.index()?;
-        let id = match index.id_kind() {
-            IdKind::Int => label.extract::<u64>()?,
-            IdKind::Str => self._ids_in(label, false)?[0],
-        };
-        py.detach(|| index.delete(id)).map_err(py_err)
+        let ids = ids.map(|ids| self._ids_in(ids, missing_ok)).transpose()?;
+        match Target::of(ids, filter)? {
+            Target::Filter(f) => py.detach(|| index.delete_where(&f)),
+            Target::Ids(ids) if missing_ok => py.detach(|| index.delete_batch_missing_ok(&ids)),
+            Target::Ids(ids) => py.detach(|| index.delete_batch(&ids).map(|()| ids.len() as u64)),
+        }
+        .map_err(py_err)
+    }
+
+    /// The records of `ids` in their order (absent ids left out) or, with `filter` or
+    /// no ids, of every live id (that `filter` admits) in id order, `offset` of them
+    /// skipped and at most `limit` returned: dicts `{"id", "payload", "vector"}` with
+    /// the keys `include` names ("id" always; default: payload). With both `ids` and
+    /// `filter`, the ids that the filter admits.
+    #[pyo3(signature = (ids=None, *, filter=None, include=None, limit=None, offset=0))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Option<&Bound<'py, PyAny>>,
+        filter: Option<&Bound<'py, PyAny>>,
+        include: Option<&Bound<'py, PyAny>>,
+        limit: Option<usize>,
+        offset: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let index = self.index()?;
+        let include = Include::parse(include, &["payload"])?;
+        // Absent ids are left out of the answer.
+        let ids = ids.map(|ids| self._ids_in(ids, true)).transpose()?;
+        let filter = filter.map(to_filter).transpose()?;
+        let records = py
+            .detach(|| -> hnswdb::Result<_> {
+                let ids = match (ids, &filter) {
+                    (Some(ids), None) => ids,
+                    (None, None) => index.ids()?,
+                    (None, Some(f)) => index.ids_where(f)?,
+                    (Some(ids), Some(f)) => {
+                        let admitted: std::collections::HashSet<u64> =
+                            index.ids_where(f)?.into_iter().collect();
+                        ids.into_iter().filter(|id| admitted.contains(id)).collect()
+                    }
+                };
+                let page: Vec<u64> = ids
+                    .into_iter()
+                    .skip(offset)
+                    .take(limit.unwrap_or(usize::MAX))
+                    .collect();
+                index.records(&page, include.payload, include.vector)
+            })
+            .map_err(py_err)?;
+        let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+        let dicts = self
+            .ids_out_each(py, &ids)?
+            .into_iter()
+            .zip(&records)
+            .map(|(id, r)| include.dict(py, id, None, &r.payload, &r.vector))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, dicts)
+    }
+
+    /// How many live ids there are, or how many `filter` admits.
+    #[pyo3(signature = (filter=None))]
+    fn count(&self, py: Python<'_>, filter: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+        let index = self.index()?;
+        let filter = filter.map(to_filter).transpose()?;
+        py.detach(|| index.count(filter.as_ref())).map_err(py_err)
+    }
+
+    /// Merges `payload` (a dict; a key set to None is removed) into the payload of each
+    /// of `ids` or of each id `filter` admits, or with `replace=True` replaces it, as one
+    /// durable write; returns how many ids were updated. An absent id raises KeyError.
+    #[pyo3(signature = (ids=None, *, filter=None, payload, replace=false))]
+    fn update(
+        &self,
+        py: Python<'_>,
+        ids: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
+        payload: &Bound<'_, PyAny>,
+        replace: bool,
+    ) -> PyResult<u64> {
+        let index = self.index()?;
+        let payload = to_json(payload, "payload")?;
+        let ids = ids.map(|ids| self._ids_in(ids, false)).transpose()?;
+        match Target::of(ids, filter)? {
+            Target::Filter(f) => py.detach(|| index.update_where(&f, &payload, replace)),
+            Target::Ids(ids) => {
+                let payloads = vec![payload; ids.len()];
+                py.detach(|| {
+                    write_payloads(&index, &ids, &payloads, replace).map(|()| ids.len() as u64)
+                })
+            }
+        }
+        .map_err(py_err)
     }
 
     /// Deletes every id of `ids` as one durable write, all or nothing. Raises KeyError if
@@ -930,38 +1218,39 @@ impl Index {
             .collect()
     }
 
-    /// Sets (a dict) or removes (None) the payload of `id`, as one durable write.
+    /// Merges `payload` (a dict; a key set to None is removed) into the payload of `id`,
+    /// or with `replace=True` replaces it; None removes it. One durable write.
+    #[pyo3(signature = (id, payload, replace=false))]
     fn set_payload(
         &self,
         py: Python<'_>,
         id: &Bound<'_, PyAny>,
         payload: &Bound<'_, PyAny>,
+        replace: bool,
     ) -> PyResult<()> {
         let index = self.index()?;
-        let id = match index.id_kind() {
-            IdKind::Int => id.extract::<u64>()?,
-            IdKind::Str => self._ids_in(id, false)?[0],
-        };
+        let ids = self._ids_in(id, false)?;
+        if ids.len() != 1 {
+            return Err(invalid_input("set_payload takes one id (see set_payloads)"));
+        }
         let payload = to_json(payload, "payload")?;
-        py.detach(|| index.set_payload(id, &payload))
+        py.detach(|| write_payloads(&index, &ids, &[payload], replace))
             .map_err(py_err)
     }
 
-    /// Sets or removes the payloads of `ids` (one per id) as one durable write.
+    /// `set_payload` of each of `ids` (one payload per id) as one durable write.
+    #[pyo3(signature = (ids, payloads, replace=false))]
     fn set_payloads(
         &self,
         py: Python<'_>,
         ids: &Bound<'_, PyAny>,
         payloads: &Bound<'_, PyAny>,
+        replace: bool,
     ) -> PyResult<()> {
         let index = self.index()?;
         let ids = self._ids_in(ids, false)?;
-        let payloads: Vec<Value> = payloads
-            .try_iter()?
-            .enumerate()
-            .map(|(i, x)| to_json(&x?, &format!("payloads[{i}]")))
-            .collect::<PyResult<_>>()?;
-        py.detach(|| index.set_payloads(&ids, &payloads))
+        let payloads = json_list(payloads, "payloads")?;
+        py.detach(|| write_payloads(&index, &ids, &payloads, replace))
             .map_err(py_err)
     }
 
@@ -983,7 +1272,9 @@ impl Index {
             .collect())
     }
 
-    /// How a search with `filter` (a dict) would run: {"plan", "matching", "live"}.
+    /// How a search with `filter` (a dict) would run: {"plan", "matching", "live",
+    /// "filter", "unindexed"}: "filter" is "scan" when the filter reads fields no field
+    /// index holds ("unindexed"), which a scan of every live payload answers.
     #[pyo3(signature = (filter, k=10, ef=None))]
     fn explain<'py>(
         &self,
@@ -1008,6 +1299,15 @@ impl Index {
         d.set_item("plan", plan)?;
         d.set_item("matching", e.matching)?;
         d.set_item("live", e.live)?;
+        // How the filter itself is evaluated: a field index, or a scan of every live
+        // payload for the fields no index holds.
+        let by = if e.unindexed.is_empty() {
+            "index"
+        } else {
+            "scan"
+        };
+        d.set_item("filter", by)?;
+        d.set_item("unindexed", e.unindexed)?;
         Ok(d)
     }
 

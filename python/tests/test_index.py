@@ -372,7 +372,9 @@ def test_payloads_filters_paging_range_and_tune(tmp_path):
         assert recall(labels, truth) >= 0.9, flt
         assert index.explain(flt)["matching"] == ok.sum()
     with pytest.raises(ValueError):
-        index.knn_query(data[:1], k=3, filter={"missing": 1})
+        index.knn_query(data[:1], k=3, filter={"lang": 1})
+    # A key no field index declares is answered by a scan (here it matches nothing).
+    assert index.knn_query(data[:1], k=3, filter={"missing": 1}, strict=False)[0][0, 0] == 2**64 - 1
     with pytest.raises(ValueError):
         index.add_items(data[:1], [n + 1], payloads=[{"year": "soon"}])
     # Paging: page 2 is the second slice of one ranking.

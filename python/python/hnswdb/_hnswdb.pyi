@@ -78,8 +78,50 @@ class Index:
         """Adds rows of `data` (with a payload dict per row, if given); an existing id has
         its vector replaced (as in hnswlib), and keeps its payload unless given one. A
         string-id index needs `ids` (one str per row)."""
-    def upsert(self, id: _Id, vector: _Vectors) -> None:
-        """Replaces the vector of `id`, or adds it, as one durable write."""
+    def upsert(
+        self, ids: _Ids, vectors: _Vectors, payloads: Optional[Sequence[Optional[Dict[str, Any]]]] = None
+    ) -> None:
+        """Replaces the vectors of `ids` (a scalar id with a 1-D vector: one), adding those
+        absent, as one durable write; a payload per id (None keeps the one it has)."""
+    def query(
+        self,
+        vectors: Union[Sequence[float], npt.NDArray[Any]],
+        k: int = 10,
+        *,
+        filter: Optional[Dict[str, Any]] = None,
+        include: Sequence[str] = ("distance", "payload"),
+        ef: Optional[int] = None,
+        offset: int = 0,
+    ) -> Union[List[Dict[str, Any]], List[List[Dict[str, Any]]]]:
+        """The k nearest as dicts {"id", "distance", "payload", "vector"} with the keys
+        `include` names ("id" always; the vector a float32 array; a payload None when the
+        id has none). A 1-D query gives a list, a 2-D one a list per row; fewer matches
+        than k give a shorter list. `filter`: docs/filters.md, on any payload key."""
+    def get(
+        self,
+        ids: Optional[_Ids] = None,
+        *,
+        filter: Optional[Dict[str, Any]] = None,
+        include: Sequence[str] = ("payload",),
+        limit: Optional[int] = None,
+        offset: int = 0,
+    ) -> List[Dict[str, Any]]:
+        """Records {"id", "payload", "vector"} of `ids` in their order (absent ids left
+        out), or of every live id `filter` admits (all without one) in id order; `offset`
+        skipped, at most `limit`."""
+    def count(self, filter: Optional[Dict[str, Any]] = None) -> int:
+        """Live ids, or those `filter` admits."""
+    def update(
+        self,
+        ids: Optional[_Ids] = None,
+        *,
+        filter: Optional[Dict[str, Any]] = None,
+        payload: Optional[Dict[str, Any]],
+        replace: bool = False,
+    ) -> int:
+        """Merges `payload` (top level; a key set to None is removed) into, or with
+        replace=True replaces, the payload of each id given or matching, as one durable
+        write; returns how many. KeyError for an absent id."""
     def knn_query(
         self,
         data: _Vectors,
@@ -98,14 +140,20 @@ class Index:
         string-id index) and distance inf instead of raising. Labels of a string-id index
         are its keys, in an array of dtype object."""
     def get_payloads(self, ids: _Ids) -> List[Optional[Dict[str, Any]]]: ...
-    def set_payload(self, id: _Id, payload: Optional[Dict[str, Any]]) -> None: ...
-    def set_payloads(self, ids: _Ids, payloads: Sequence[Optional[Dict[str, Any]]]) -> None: ...
+    def set_payload(self, id: _Id, payload: Optional[Dict[str, Any]], replace: bool = False) -> None:
+        """Merges `payload` into the id's (top level; a key set to None is removed), or
+        with replace=True replaces it; None removes the payload."""
+    def set_payloads(
+        self, ids: _Ids, payloads: Sequence[Optional[Dict[str, Any]]], replace: bool = False
+    ) -> None:
+        """set_payload of each id, as one durable write."""
     def create_field_index(self, name: str, kind: str) -> None:
         """Indexes a payload field: kind is keyword, int, float or bool."""
     @property
     def fields(self) -> Dict[str, str]: ...
     def explain(self, filter: Dict[str, Any], k: int = 10, ef: Optional[int] = None) -> Dict[str, Any]:
-        """{"plan": "scan" | "walk", "matching": int, "live": int}"""
+        """{"plan": "scan" | "walk", "matching": int, "live": int, "filter": "index" |
+        "scan", "unindexed": [keys no field index holds, answered by a payload scan]}"""
     def search_within(
         self, vector: _Vectors, max_distance: float, filter: Optional[Dict[str, Any]] = None
     ) -> Tuple[_Labels, npt.NDArray[np.float32]]: ...
@@ -121,7 +169,11 @@ class Index:
     def get_ids_list(self) -> list[Any]: ...
     def mark_deleted(self, label: _Id) -> None:
         """Deletes `label` (a real delete: the graph is repaired)."""
-    def delete(self, label: _Id) -> None: ...
+    def delete(
+        self, ids: Optional[_Ids] = None, *, filter: Optional[Dict[str, Any]] = None, missing_ok: bool = False
+    ) -> int:
+        """Deletes `ids` (one or many) or every id `filter` admits, as one durable write;
+        returns how many. KeyError (nothing deleted) for an absent id unless missing_ok."""
     def delete_items(self, ids: _Ids) -> None:
         """Deletes all of `ids` as one durable write; KeyError (nothing deleted) if one is absent."""
     def get_current_count(self) -> int: ...

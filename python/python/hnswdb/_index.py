@@ -293,12 +293,14 @@ class Index:
             raise RuntimeError("The number of elements exceeds the specified limit")
         return revived, reused
 
-    def upsert(self, id: int, vector: Any) -> None:
-        """Replaces the vector of `id`, or adds it, as one write."""
+    def upsert(self, ids: Any, vectors: Any, payloads: Any = None) -> None:
+        """Replaces the vectors of `ids` (a scalar id with a 1-D vector: one), adding
+        those absent, as one write; `payloads` (a dict or None per id) as in add_items."""
         if self._private is None:
-            self._open_engine().upsert(id, vector)
+            self._open_engine().upsert(ids, vectors, payloads=payloads)
         else:
-            self.add_items(np.asarray(vector).reshape(1, -1), [id])
+            rows = np.asarray(vectors).reshape(-1, self.dim)
+            self.add_items(rows, _labels(ids), payloads=payloads)
 
     def mark_deleted(self, label: int) -> None:
         """hnswlib's kind: a tombstone (see unmark_deleted). hnswdb's kind: deletes."""

@@ -105,3 +105,48 @@ def test_the_wrong_kind_of_id_is_an_error(tmp_path):
         hnswdb.Index("l2", DIM).init_index(10, ids="str")  # hnswlib's kind: integer labels
     with pytest.raises(hnswdb.InvalidInputError):
         hnswdb.Index("l2", DIM).init_index(10, path=str(tmp_path / "bad"), ids="uuid")
+
+
+def test_data_operations_speak_keys(tmp_path):
+    """query, get, count, update, upsert and delete (by keys and by filter) take and give
+    the keys of a string-id index, checked against a dict model."""
+    data = vectors(20, seed=3)
+    keys = [f"k{i:02d}" for i in range(20)]
+    index = keyed(tmp_path / "idx")
+    index.add_items(data, keys, payloads=[{"n": i, "even": i % 2 == 0} for i in range(20)])
+
+    hits = index.query(data[5], k=3, include=["distance", "payload", "vector"])
+    assert hits[0]["id"] == "k05" and hits[0]["payload"] == {"n": 5, "even": False}
+    np.testing.assert_allclose(hits[0]["vector"], data[5], rtol=1e-6)
+    batch = index.query(data[:2], k=2, filter={"even": True})
+    assert [h["id"] for h in batch[0]][0] == "k00"
+    assert all(h["payload"]["even"] for row in batch for h in row)
+
+    got = index.get(["k03", "absent", "k01"], include=["payload"])
+    assert [g["id"] for g in got] == ["k03", "k01"]
+    assert index.count({"even": True}) == 10
+    assert [g["id"] for g in index.get(filter={"n": {"$lt": 3}})] == ["k00", "k01", "k02"]
+
+    assert index.update(["k01", "k02"], payload={"tag": "x"}) == 2
+    assert index.get(["k01"])[0]["payload"] == {"n": 1, "even": False, "tag": "x"}
+    index.set_payload("k01", {"tag": None})
+    assert index.get(["k01"])[0]["payload"] == {"n": 1, "even": False}
+
+    index.upsert(["k00", "new"], data[:2] * 2, payloads=[None, {"n": 99}])
+    assert index.get(["new"])[0]["payload"] == {"n": 99}
+    assert index.get(["k00"])[0]["payload"] == {"n": 0, "even": True}
+
+    with pytest.raises(KeyError):
+        index.delete(["k02", "absent"])
+    assert "k02" in index
+    assert index.delete(["k02", "absent", "k02"], missing_ok=True) == 1
+    assert index.delete(filter={"even": True}) == 9
+    model = {k for i, k in enumerate(keys) if i % 2 == 1 and k != "k02"} | {"new"}
+    model.discard("k02")
+    assert sorted(index.get_ids_list()) == sorted(model)
+    assert index.count() == len(model)
+    index.close()
+
+    reopened = hnswdb.Index.open(str(tmp_path / "idx"))
+    assert sorted(g["id"] for g in reopened.get()) == sorted(model)
+    reopened.close()

@@ -473,11 +473,15 @@ fn stats(dir: &Path, out: Output) -> CliResult {
         println!("kernels       {}", s.kernels);
         if s.codes_generation > 0 {
             println!(
-                "search        walks on SQ8 codes (codes.{}), re-ranks exactly",
+                "search        walks on {} codes (codes.{}), re-ranks exactly",
+                s.routing.name(),
                 s.codes_generation
             );
         } else {
-            println!("search        walks on exact vectors (no SQ8 codes trained yet)");
+            println!(
+                "search        walks on exact vectors (no {} codes trained yet)",
+                s.routing.name()
+            );
         }
         for (f, b) in sizes {
             println!(

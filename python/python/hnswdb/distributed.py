@@ -214,6 +214,13 @@ class _Shard:
 _ShardActor = ray.remote(concurrency_groups={"write": 1, "read": 4})(_Shard)
 
 
+# What an actor asks Ray for unless told: a quarter of a CPU, so that four shards fit a
+# 2-core laptop or CI machine with CPUs to spare for ray.data's read tasks (asking for whole
+# CPUs there leaves actors pending forever). On a cluster, give each actor the cores its
+# shard should search with (num_cpus=4 ...): it uses ceil(num_cpus) threads.
+DEFAULT_NUM_CPUS = 0.25
+
+
 class ShardedIndex:
     """N hnswdb shards on Ray actors, with hnswlib's API: ``add_items``, ``knn_query``,
     ``get_items``, ``delete``. Create one with ``ShardedIndex.create``, reopen it (after
@@ -242,7 +249,7 @@ class ShardedIndex:
         M: int = 16,
         ef_construction: int = 200,
         random_seed: int = 100,
-        num_cpus: float = 1,
+        num_cpus: float = DEFAULT_NUM_CPUS,
         resources: Optional[dict] = None,
         nodes: Optional[Sequence[str]] = None,
         max_restarts: int = -1,
@@ -305,7 +312,7 @@ class ShardedIndex:
         cls,
         name: str,
         root: str = "hnswdb-shards",
-        num_cpus: float = 1,
+        num_cpus: float = DEFAULT_NUM_CPUS,
         resources: Optional[dict] = None,
         max_restarts: int = -1,
     ) -> "ShardedIndex":

@@ -24,8 +24,12 @@ import uuid
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
-import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+try:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+except ImportError as e:  # the extra, not the package, brings Ray
+    raise ImportError("hnswdb.distributed needs Ray: pip install 'hnswdb[distributed]'") from e
 
 from ._hnswdb import Index
 

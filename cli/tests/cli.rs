@@ -398,6 +398,25 @@ fn lookup_search(storage: &str) {
 }
 
 #[test]
+fn rabitq_at_low_dimension_gets_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (routing, hinted) in [("rabitq", true), ("sq8", false)] {
+        let idx = tmp.path().join(routing);
+        let out = hnswdb(
+            &["create", s(&idx), "--dim", "32", "--routing", routing],
+            None,
+        );
+        assert!(out.status.success());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            stderr.contains("hint: at 32 dimensions RaBitQ"),
+            hinted,
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn exit_codes_and_json_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let idx = tmp.path().join("idx");

@@ -126,7 +126,7 @@ class Index:
         plan: Optional[str] = None,
     ) -> Tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
         """(labels, distances), each of shape (rows, k), nearest first. `filter` is a dict
-        over indexed payload fields (planned; docs/filters.md) or a callable on labels.
+        over payload fields (planned; docs/filters.md) or a callable on labels.
         `ef` is this call's beam width; `offset` skips the nearest (paging); with
         strict=False rows with fewer than k hits are padded with label 2**64-1 and
         distance inf instead of raising."""

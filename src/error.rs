@@ -56,8 +56,8 @@ pub enum Error {
     #[error("invalid payload: {0}")]
     InvalidPayload(String),
 
-    /// A filter that names a field that is not indexed, or compares it with a value of
-    /// the wrong type, or is not a filter at all.
+    /// A filter that compares an indexed field with a value of the wrong type, bounds a
+    /// range with something else than a number, or is not a filter at all.
     #[error("invalid filter: {0}")]
     InvalidFilter(String),
     /// An option out of range (M, ef, dimension...).

@@ -269,6 +269,22 @@ fn merges_and_updates_by_filter_are_logged_as_their_results() {
         index.merge_payloads(&[4], &[]),
         Err(Error::InvalidPayload(_))
     ));
+    // A patch built far deeper than any parser reads is refused before it is copied.
+    let mut deep = json!(1);
+    for _ in 0..1_000_000 {
+        deep = Value::Array(vec![deep]);
+    }
+    let deep = Value::Object(serde_json::Map::from_iter([("x".to_string(), deep)]));
+    for replace in [false, true] {
+        let patches = std::slice::from_ref(&deep);
+        let result = if replace {
+            index.set_payloads(&[4], patches)
+        } else {
+            index.merge_payloads(&[4], patches)
+        };
+        assert!(matches!(result, Err(Error::InvalidPayload(_))));
+    }
+    std::mem::forget(deep); // dropping it would recurse
     assert!(matches!(
         index.update_where(&Filter::has("tag"), &json!({"group": "x"}), false),
         Err(Error::InvalidPayload(_))

@@ -183,7 +183,7 @@ fn writes_beside_compactions_are_kept_or_locked_out() {
                     Box::new(move |rows| drop(rows.remove(&round))),
                 ),
                 (
-                    vec!["set-payload", s(&idx), &changed, &payload],
+                    vec!["set-payload", s(&idx), &changed, &payload, "--replace"],
                     Box::new(move |rows| {
                         rows.get_mut(&(100 + round)).unwrap().1 = Some(json!({"changed": round}))
                     }),

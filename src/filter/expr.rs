@@ -1,5 +1,5 @@
-//! Filter expressions over indexed payload fields: a Rust builder and a JSON form close
-//! to MongoDB's and Chroma's (`{"lang": "en", "year": {"$gte": 2020}}`).
+//! Filter expressions over payload fields (indexed or not): a Rust builder and a JSON
+//! form close to MongoDB's and Chroma's (`{"lang": "en", "year": {"$gte": 2020}}`).
 
 use serde_json::{Map, Value};
 

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::Index;
 use super::write::Ledger;
 use crate::error::{Error, Result};
-use crate::filter::{Filter, decode_payload, encode_payload};
+use crate::filter::{Filter, MAX_JSON_DEPTH, decode_payload, deeper_than, encode_payload};
 use crate::graph::Graph;
 use crate::limits::{check_batch, check_batch_payload_bytes};
 use crate::wal::Op;
@@ -191,6 +191,12 @@ impl Index {
         let mut seen = HashSet::with_capacity(ids.len());
         let mut items = Vec::with_capacity(ids.len());
         for (i, &id) in ids.iter().enumerate() {
+            // First: cloning or merging a deeper value would recurse without bound.
+            if deeper_than(patch(i), MAX_JSON_DEPTH) {
+                return Err(Error::InvalidPayload(format!(
+                    "it nests arrays and objects more than {MAX_JSON_DEPTH} deep"
+                )));
+            }
             if !seen.insert(id) {
                 return Err(Error::DuplicateId(id));
             }

@@ -278,7 +278,7 @@ impl Index {
         filter: &Filter,
     ) -> Result<Arc<RoaringBitmap>> {
         filter.check_depth()?;
-        {
+        if self.fields.read().index.is_none() {
             let mut fields = self.fields.write();
             if fields.index.is_none() {
                 fields.index = Some(self.build_field_index(p, &fields.specs)?);

@@ -204,10 +204,7 @@ impl Index {
         let graph = self.graph.read();
         let found = self.search_locked(&graph, &v, q)?;
         if !q.include_payload && !q.include_vector {
-            return Ok(found
-                .into_iter()
-                .map(|n| Hit::from(n, None, None))
-                .collect());
+            return Ok(found.into_iter().map(|n| Hit::of(n, None, None)).collect());
         }
         let p = self.ledger.lock();
         let meta = self.meta();
@@ -226,7 +223,7 @@ impl Index {
                     }
                     false => None,
                 };
-                Ok(Hit::from(n, payload, vector))
+                Ok(Hit::of(n, payload, vector))
             })
             .collect()
     }

@@ -25,7 +25,8 @@ pub struct Hit {
 }
 
 impl Hit {
-    pub(super) fn from(
+    /// The hit `n` with what was read of it.
+    pub(super) fn of(
         n: Neighbour,
         payload: Option<serde_json::Value>,
         vector: Option<Vec<f32>>,

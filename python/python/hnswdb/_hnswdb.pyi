@@ -134,7 +134,7 @@ class Index:
         plan: Optional[str] = None,
     ) -> Tuple[_Labels, npt.NDArray[np.float32]]:
         """(labels, distances), each of shape (rows, k), nearest first. `filter` is a dict
-        over indexed payload fields (planned; docs/filters.md) or a callable on labels.
+        over payload fields (planned; docs/filters.md) or a callable on labels.
         `ef` is this call's beam width; `offset` skips the nearest (paging); with
         strict=False rows with fewer than k hits are padded with label 2**64-1 (None on a
         string-id index) and distance inf instead of raising. Labels of a string-id index

@@ -182,6 +182,35 @@ impl Graph {
         })
     }
 
+    /// A read-only view's replay of an insert the writer has already made in the pages it
+    /// shares with the view: publishes `node` without inserting it again when its slot
+    /// holds `v` under `label` (and its codes, if any, encode it), it is on layer 0 only
+    /// (upper lists live in the writer's memory) and the writer has linked it. The walk
+    /// of a view follows the writer's layer-0 links anyway. Returns false, changing
+    /// nothing, when any of that does not hold: the caller then inserts it.
+    pub fn adopt(&self, node: u32, level: usize, v: &[f32], label: u64) -> Result<bool> {
+        if level > 0 || self.entry.read().is_none() || !self.vectors.holds(node, v, label) {
+            return Ok(false);
+        }
+        let stored = self.vectors.vector(node).to_f32();
+        if self
+            .quantized
+            .as_ref()
+            .is_some_and(|q| !q.matches(node, &stored))
+        {
+            return Ok(false);
+        }
+        let mut links = Vec::new();
+        self.links(node, 0, &mut links)?;
+        if links.is_empty() {
+            return Ok(false);
+        }
+        self.upper.set(node, None);
+        self.routable.insert(node);
+        self.live.insert(node);
+        Ok(true)
+    }
+
     /// Inserts `v` (already validated and normalised) as node `node` with the given level
     /// (paper, Algorithm 1). `node` must not be live. Safe to call from many threads.
     ///

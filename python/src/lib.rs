@@ -551,6 +551,9 @@ impl Index {
         py: Python<'py>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
+        if self.index()?.is_read_only() {
+            return Err(py_err(Error::ReadOnly)); // before the view is consumed
+        }
         let index = self.take_sole("compact")?;
         let (dir, options) = (index.path().to_path_buf(), index.open_options());
         let hook = Hook(progress);

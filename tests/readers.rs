@@ -524,3 +524,44 @@ fn a_reader_follows_compaction_and_new_field_indexes() {
     assert_eq!(reader.get(9000).unwrap(), vector(9000, 0));
     assert_eq!(reader.len(), w.len());
 }
+
+/// A view that catches up many times, reading only the log after where it stopped and
+/// adopting the rows the writer already put in the shared pages, holds exactly what the
+/// writer holds: the same ids, vectors and payloads, and every new row found by a search.
+#[test]
+fn a_view_caught_up_in_steps_holds_what_the_writer_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    // Few enough writes that no checkpoint (consolidation, retraining) runs meanwhile.
+    let w = writer(dir.path(), 400);
+    let view = Index::open_read_only(dir.path()).unwrap();
+    for round in 0..12u64 {
+        let ids: Vec<u64> = (1000 + round * 20..1020 + round * 20).collect();
+        let rows: Vec<f32> = ids.iter().flat_map(|&id| vector(id, 0)).collect();
+        w.insert_batch(&ids, &rows).unwrap();
+        w.upsert(round, &vector(round, 1)).unwrap();
+        w.delete(100 + round).unwrap();
+        let payload = hnswdb::serde_json::json!({ "round": round });
+        w.set_payload(200 + round, &payload).unwrap();
+        let before = view.view_position().unwrap();
+        assert!(
+            view.catch_up().unwrap(),
+            "no checkpoint ran: caught up in place"
+        );
+        assert!(view.view_position().unwrap().1 > before.1);
+        assert_eq!(view.ids().unwrap(), w.ids().unwrap());
+        for id in ids.iter().copied().chain([round]) {
+            assert_eq!(view.get(id).unwrap(), w.get(id).unwrap());
+            let hits = view.search(&w.get(id).unwrap(), 1).unwrap();
+            assert_eq!(hits[0].distance, 0.0, "row {id} is reachable in the view");
+        }
+        assert_eq!(view.get_payload(200 + round).unwrap(), Some(payload));
+    }
+    let unchanged = view.view_position();
+    view.refresh().unwrap();
+    assert_eq!(
+        view.view_position(),
+        unchanged,
+        "nothing new: the view did not move"
+    );
+    assert!(view.verify().unwrap().is_ok());
+}

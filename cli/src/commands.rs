@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use hnswdb::{FieldSpec, Filter, IdKind, Index, IndexOptions, Metric, OpenOptions};
 use hnswdb_datasets::{RowId, VectorFormat, VectorWriter};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::args::Command;
@@ -199,7 +200,10 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
             // Read-only, so that it runs beside the process that writes.
             let index = crate::open_for_reading(&dir)?;
             let start = Instant::now();
-            let bytes = index.backup(&dest)?;
+            let bar =
+                terminal_bar("{bar:40} {bytes}/{total_bytes}, {binary_bytes_per_sec}, ETA {eta}");
+            let bytes = index.backup_progress(&dest, &draw(&bar))?;
+            bar.inspect(ProgressBar::finish_and_clear);
             let secs = start.elapsed().as_secs_f64();
             out.emit(
                 json!({"backup": dest, "bytes": bytes, "len": index.len(), "seconds": secs}),
@@ -215,7 +219,9 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
         }
         Command::Compact { dir } => {
             let start = Instant::now();
-            let (index, report) = Index::open(&dir)?.compact()?;
+            let bar = terminal_bar("{bar:40} {pos}/{len} vectors rebuilt, {per_sec}, ETA {eta}");
+            let (index, report) = Index::open(&dir)?.compact_progress(&draw(&bar))?;
+            bar.inspect(ProgressBar::finish_and_clear);
             index.close()?;
             let secs = start.elapsed().as_secs_f64();
             let mib = |b: u64| b as f64 / (1 << 20) as f64;
@@ -267,10 +273,31 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
     Ok(0)
 }
 
+/// A progress bar drawn with `template` on stderr if it is a terminal; `None` otherwise,
+/// so that scripts and tests stay quiet.
+fn terminal_bar(template: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template(template).expect("static template"));
+    Some(bar)
+}
+
+/// The engine's progress hook (`hnswdb::Progress`) moving `bar`, if there is one.
+fn draw(bar: &Option<ProgressBar>) -> impl Fn(u64, u64) + Sync + '_ {
+    move |done, total| {
+        if let Some(bar) = bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    }
+}
+
 /// Reports import progress: a bar with rate and ETA on a terminal, plain lines (about
 /// every 10%) otherwise, so that logs of scripted imports stay readable.
 enum Progress {
-    Bar(indicatif::ProgressBar),
+    Bar(ProgressBar),
     Lines {
         total: usize,
         done: usize,
@@ -281,14 +308,8 @@ enum Progress {
 
 impl Progress {
     fn new(total: usize) -> Progress {
-        if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(total as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} vectors, {per_sec}, ETA {eta}",
-                )
-                .expect("static template"),
-            );
+        if let Some(bar) = terminal_bar("{bar:40} {pos}/{len} vectors, {per_sec}, ETA {eta}") {
+            bar.set_length(total as u64);
             Progress::Bar(bar)
         } else {
             Progress::Lines {
@@ -300,9 +321,19 @@ impl Progress {
         }
     }
 
+    /// The hook that moves a bar through the rows of a chunk starting at row `first`.
+    fn within(&self, first: usize) -> impl Fn(u64, u64) + Sync + '_ {
+        move |done, _| {
+            if let Progress::Bar(bar) = self {
+                bar.set_position(first as u64 + done);
+            }
+        }
+    }
+
     fn advance(&mut self, rows: usize) {
         match self {
-            Progress::Bar(bar) => bar.inc(rows as u64),
+            // Moved row by row as the chunk went in (`within`).
+            Progress::Bar(_) => {}
             Progress::Lines {
                 total,
                 done,
@@ -369,11 +400,13 @@ fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -
         let chunk = &data.data[first * data.dim..(first + rows) * data.dim];
         let payloads = payloads.as_ref().map(|p| &p[range.clone()]);
         match &named {
-            Names::Keys(keys) => index.insert_keys(&keys[range], chunk, payloads),
-            Names::Ids(ids) => match payloads {
-                Some(p) => index.insert_batch_with_payloads(&ids[range], chunk, p, index.threads()),
-                None => index.insert_batch(&ids[range], chunk),
-            },
+            Names::Keys(keys) => {
+                index.insert_keys_progress(&keys[range], chunk, payloads, &progress.within(first))
+            }
+            Names::Ids(ids) => {
+                let (threads, within) = (index.threads(), progress.within(first));
+                index.insert_batch_progress(&ids[range], chunk, payloads, threads, &within)
+            }
         }
         .inspect_err(|_| {
             // Earlier chunks are durable: say so; the error (and its code) stays.

@@ -240,3 +240,26 @@ fn a_backup_into_the_index_exits_6_and_leaves_nothing() {
     ok(&["backup", s(&idx), s(&tmp.path().join("bk"))]);
     ok(&["verify", s(&tmp.path().join("bk"))]);
 }
+
+/// Progress bars are drawn only on a terminal: with stderr a pipe, as in scripts and
+/// tests, `import`, `backup` and `compact` write nothing there.
+#[test]
+fn long_commands_draw_no_bar_off_a_terminal() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, copy) = (root.path().join("idx"), root.path().join("copy"));
+    let file = root.path().join("rows.jsonl");
+    let lines: Vec<String> = (0..500u64)
+        .map(|id| json!({"id": id, "vector": vector(id)}).to_string())
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ok(&["create", s(&dir), "--dim", "4", "--metric", "l2"]);
+    for args in [
+        vec!["import", s(&dir), s(&file)],
+        vec!["backup", s(&dir), s(&copy)],
+        vec!["compact", s(&dir)],
+    ] {
+        let out = hnswdb(&args);
+        assert!(out.status.success(), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+}

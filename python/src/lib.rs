@@ -559,6 +559,22 @@ impl Index {
         })
     }
 
+    /// Takes the index out of this object for an operation that consumes it (`compact`):
+    /// refused, leaving it in place, while another thread uses it.
+    fn take_sole(&self, what: &str) -> PyResult<hnswdb::Index> {
+        let Some(open) = self.open.lock().take() else {
+            return Err(HnswdbError::new_err(format!(
+                "{what}: the index is not open"
+            )));
+        };
+        Arc::try_unwrap(open).map_err(|shared| {
+            *self.open.lock() = Some(shared);
+            HnswdbError::new_err(format!(
+                "{what}: the index is in use by another thread; try again when that call returns"
+            ))
+        })
+    }
+
     /// The threads a call runs on: its own `num_threads` when given (> 0), for that call
     /// only, as in hnswlib; else the index's default (`set_num_threads`).
     fn call_threads(index: &hnswdb::Index, num_threads: i64) -> usize {
@@ -568,6 +584,19 @@ impl Index {
             index.threads()
         }
     }
+}
+
+/// Whether any of `names` is present (`present` says of one).
+fn any_present<T>(
+    names: &[T],
+    present: impl Fn(&T) -> hnswdb::Result<bool>,
+) -> hnswdb::Result<bool> {
+    for name in names {
+        if present(name)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The ids of a write: integers, or the keys of a string-id index.
@@ -590,6 +619,35 @@ type RangeAnswer<'py> = (Bound<'py, PyAny>, Bound<'py, numpy::PyArray1<f32>>);
 
 /// `knn_query`'s answer: labels (see `_ids_out`) and distances, both `(queries, k)`.
 type QueryAnswer<'py> = (Bound<'py, PyAny>, Bound<'py, PyArray2<f32>>);
+
+/// A Python `progress(done, total)` callable (or none) as the engine's progress hook. The
+/// engine calls it from its worker threads, one call at a time; an exception it raises
+/// cannot stop the write (which is logged by then), so it goes to `sys.unraisablehook`.
+struct Hook(Option<Py<PyAny>>);
+
+impl hnswdb::Progress for Hook {
+    fn report(&self, done: u64, total: u64) {
+        let Some(callback) = &self.0 else { return };
+        Python::attach(|py| {
+            if let Err(e) = callback.call1(py, (done, total)) {
+                e.write_unraisable(py, Some(callback.bind(py)));
+            }
+        });
+    }
+}
+
+/// What a memory budget kept resident, as a dict (see `Index::stats`).
+fn residency_dict<'py>(py: Python<'py>, r: &hnswdb::Residency) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("budget", r.budget)?;
+    d.set_item("codes_bytes", r.codes_bytes)?;
+    d.set_item("layer0_bytes", r.layer0_bytes)?;
+    d.set_item("vector_bytes", r.vector_bytes)?;
+    d.set_item("resident", &r.resident)?;
+    d.set_item("pinned", r.pinned)?;
+    d.set_item("disk_reads", r.disk_reads)?;
+    Ok(d)
+}
 
 fn to_matrix<T: numpy::Element>(
     py: Python<'_>,
@@ -714,9 +772,108 @@ impl Index {
 
     /// Copies the index, as of one moment while writes go on, into the new directory
     /// `path`, and checks the copy (see `Index::backup`). Returns the bytes copied.
-    fn backup(&self, py: Python<'_>, path: PathBuf) -> PyResult<u64> {
+    /// `progress(done, total)`, if given, is told the bytes copied as they go.
+    #[pyo3(signature = (path, progress=None))]
+    fn backup(&self, py: Python<'_>, path: PathBuf, progress: Option<Py<PyAny>>) -> PyResult<u64> {
         let index = self.index()?;
-        py.detach(|| index.backup(&path)).map_err(py_err)
+        let hook = Hook(progress);
+        py.detach(|| index.backup_progress(&path, &hook))
+            .map_err(py_err)
+    }
+
+    /// Rebuilds the index from its live vectors into dense files (see `Index::compact`)
+    /// and carries on with the compacted index: this object stays open (with its ef and
+    /// threads). Raises if another thread is using the index. Returns {"live",
+    /// "bytes_before", "bytes_after"}. `progress(done, total)` counts live vectors copied.
+    #[pyo3(signature = (progress=None))]
+    fn compact<'py>(
+        &self,
+        py: Python<'py>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if self.index()?.is_read_only() {
+            return Err(py_err(Error::ReadOnly)); // before the view is consumed
+        }
+        let index = self.take_sole("compact")?;
+        let (dir, options) = (index.path().to_path_buf(), index.open_options());
+        let hook = Hook(progress);
+        let compacted = py.detach(|| index.compact_progress(&hook));
+        let (index, report) = match compacted {
+            Ok(done) => done,
+            Err(e) => {
+                // The old index was consumed: whatever the failure left (the old index, or
+                // the compacted one if the reopen failed), open it again so that this
+                // object keeps working, then report the failure.
+                if let Ok(again) = py.detach(|| hnswdb::Index::open_with(&dir, &options)) {
+                    self.install(again)?;
+                }
+                return Err(py_err(e));
+            }
+        };
+        self.install(index)?;
+        let d = PyDict::new(py);
+        d.set_item("live", report.live)?;
+        d.set_item("bytes_before", report.bytes_before)?;
+        d.set_item("bytes_after", report.bytes_after)?;
+        Ok(d)
+    }
+
+    /// Checks the whole index (every page: O(n); see `Index::verify`). Returns {"ok",
+    /// "problems", "unreachable", "stale_links", "live", "tombstones", "free"}.
+    fn verify<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let index = self.index()?;
+        let r = py.detach(|| index.verify()).map_err(py_err)?;
+        let d = PyDict::new(py);
+        d.set_item("ok", r.is_ok())?;
+        d.set_item("problems", &r.problems)?;
+        d.set_item("unreachable", r.unreachable)?;
+        d.set_item("stale_links", r.stale_links)?;
+        d.set_item("live", r.live)?;
+        d.set_item("tombstones", r.tombstones)?;
+        d.set_item("free", r.free)?;
+        Ok(d)
+    }
+
+    /// Counts and settings (every field of the Rust `Stats`): len, capacity, high_water,
+    /// free_slots, held_slots, tombstones, upper_nodes, max_level, dim, metric, M,
+    /// ef_construction, kernels, wal_bytes, codes_generation, routing, storage, and
+    /// residency (a dict, or None without a memory budget).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let index = self.index()?;
+        let s = py.detach(|| index.stats()).map_err(py_err)?;
+        let d = PyDict::new(py);
+        d.set_item("len", s.len)?;
+        d.set_item("capacity", s.capacity)?;
+        d.set_item("high_water", s.high_water)?;
+        d.set_item("free_slots", s.free_slots)?;
+        d.set_item("held_slots", s.held_slots)?;
+        d.set_item("tombstones", s.tombstones)?;
+        d.set_item("upper_nodes", s.upper_nodes)?;
+        d.set_item("max_level", s.max_level)?;
+        d.set_item("dim", s.dim)?;
+        d.set_item("metric", s.metric.name())?;
+        d.set_item("M", s.m)?;
+        d.set_item("ef_construction", s.ef_construction)?;
+        d.set_item("kernels", s.kernels)?;
+        d.set_item("wal_bytes", s.wal_bytes)?;
+        d.set_item("codes_generation", s.codes_generation)?;
+        d.set_item("routing", s.routing.name())?;
+        d.set_item("storage", s.storage.name())?;
+        let residency = s.residency.map(|r| residency_dict(py, &r)).transpose()?;
+        d.set_item("residency", residency)?;
+        Ok(d)
+    }
+
+    /// Whether the index was opened read-only.
+    #[getter]
+    fn read_only(&self) -> PyResult<bool> {
+        Ok(self.index()?.is_read_only())
+    }
+
+    /// Where a read-only view stands: (index uid, next LSN), changed only when a refresh
+    /// brought new writes; None for a writable index. (`Index.follow` polls it.)
+    fn _view_position(&self) -> PyResult<Option<(u64, u64)>> {
+        Ok(self.index()?.view_position())
     }
 
     /// Adds the rows of `data` under `ids` (default: consecutive ids after the largest
@@ -724,8 +881,10 @@ impl Index {
     /// call is one durable write (all or nothing, whatever other writers do), on
     /// `num_threads` threads for this call (-1: the index's default).
     /// `payloads`, if given, holds a dict (or None) per row: stored with the vector in
-    /// the same write; None keeps the payload a replaced id has.
-    #[pyo3(signature = (data, ids=None, num_threads=-1, replace_deleted=false, payloads=None))]
+    /// the same write; None keeps the payload a replaced id has. `progress(done, total)`,
+    /// if given, is told the rows in the graph as they go in.
+    #[pyo3(signature = (data, ids=None, num_threads=-1, replace_deleted=false, payloads=None, progress=None))]
+    #[allow(clippy::too_many_arguments)] // hnswlib's parameters, plus hnswdb's own
     fn add_items(
         &self,
         py: Python<'_>,
@@ -734,6 +893,7 @@ impl Index {
         num_threads: i64,
         replace_deleted: bool,
         payloads: Option<&Bound<'_, PyAny>>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<()> {
         let _ = replace_deleted;
         let index = self.index()?;
@@ -778,37 +938,31 @@ impl Index {
                 names.len()
             )));
         }
-        let ids = match names {
-            Names::Ids(ids) => ids,
-            // A key present has its vector replaced, a new one is added: one upsert.
-            Names::Keys(keys) => {
-                return py
-                    .detach(|| index.upsert_keys(&keys, &vectors, payloads.as_deref()))
-                    .map_err(py_err);
-            }
-        };
         let threads = Self::call_threads(&index, num_threads);
+        let (hook, payloads) = (Hook(progress), payloads.as_deref());
+        // One durable write either way, all or nothing. New ids only: an insert, which
+        // searches run beside; if any id is present (or a concurrent writer adds one
+        // meanwhile), an upsert batch, which replaces those ids in the same write.
         py.detach(|| -> hnswdb::Result<()> {
-            // One durable write either way, all or nothing. New ids only: an insert, which
-            // searches run beside; if any id is present (or a concurrent writer adds one
-            // meanwhile), an upsert batch, which replaces those ids in the same write.
-            let mut present = false;
-            for id in &ids {
-                present |= index.contains(*id)?;
-            }
-            if !present {
-                let inserted = match &payloads {
-                    Some(p) => index.insert_batch_with_payloads(&ids, &vectors, p, threads),
-                    None => index.insert_batch_threads(&ids, &vectors, threads),
-                };
-                match inserted {
-                    Err(Error::DuplicateId(_)) => {}
-                    done => return done,
+            match &names {
+                Names::Ids(ids) => {
+                    if !any_present(ids, |id| index.contains(*id))? {
+                        match index.insert_batch_progress(ids, &vectors, payloads, threads, &hook) {
+                            Err(Error::DuplicateId(_)) => {}
+                            done => return done,
+                        }
+                    }
+                    index.upsert_batch_progress(ids, &vectors, payloads, threads, &hook)
                 }
-            }
-            match &payloads {
-                Some(p) => index.upsert_batch_with_payloads(&ids, &vectors, p, threads),
-                None => index.upsert_batch_threads(&ids, &vectors, threads),
+                Names::Keys(keys) => {
+                    if !any_present(keys, |k| Ok(index.resolve_key(k)?.is_some()))? {
+                        match index.insert_keys_progress(keys, &vectors, payloads, &hook) {
+                            Err(Error::DuplicateKey(_)) => {}
+                            done => return done,
+                        }
+                    }
+                    index.upsert_keys_progress(keys, &vectors, payloads, &hook)
+                }
             }
         })
         .map_err(py_err)

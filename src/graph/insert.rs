@@ -182,6 +182,37 @@ impl Graph {
         })
     }
 
+    /// A read-only view's replay of an insert the writer has already made in the pages it
+    /// shares with the view: publishes `node` without inserting it again when its slot
+    /// holds `v` under `label` (and its codes, if any, encode it) and the writer has
+    /// linked it on layer 0, whose links the view's walks follow anyway. Only its upper
+    /// lists, which live in the writer's memory, are built (a search of the upper layers
+    /// only). Returns false, changing nothing, when any of that does not hold: the caller
+    /// then inserts it.
+    pub fn adopt(&self, node: u32, level: usize, v: &[f32], label: u64) -> Result<bool> {
+        if self.entry.read().is_none() || !self.vectors.holds(node, v, label) {
+            return Ok(false);
+        }
+        let stored = self.vectors.vector(node).to_f32();
+        if self
+            .quantized
+            .as_ref()
+            .is_some_and(|q| !q.matches(node, &stored))
+        {
+            return Ok(false);
+        }
+        let mut links = Vec::new();
+        self.links(node, 0, &mut links)?;
+        if links.is_empty() {
+            return Ok(false);
+        }
+        self.publish(node, level);
+        if level > 0 {
+            self.connect(node, level, 1, &[])?;
+        }
+        Ok(true)
+    }
+
     /// Inserts `v` (already validated and normalised) as node `node` with the given level
     /// (paper, Algorithm 1). `node` must not be live. Safe to call from many threads.
     ///
@@ -214,6 +245,13 @@ impl Graph {
             list.clear();
             true
         })?;
+        self.publish(node, level);
+        self.connect(node, level, 0, &earlier)
+    }
+
+    /// Makes `node`, whose vector is in place, a node of the graph on `level` and below
+    /// (its upper lists still empty): searches may reach it from now on.
+    fn publish(&self, node: u32, level: usize) {
         self.upper.set(
             node,
             (level > 0).then(|| UpperNode::from_lists(vec![Vec::new(); level])),
@@ -221,7 +259,12 @@ impl Graph {
         self.upper_dirty.lock().insert(node);
         self.routable.insert(node);
         self.live.insert(node);
+    }
 
+    /// Links the published `node` into layers `lowest..=level` (neighbours chosen by a
+    /// search from the entry point, `earlier` added on layer 0 as extra candidates), and
+    /// makes it the entry point if it tops the graph.
+    fn connect(&self, node: u32, level: usize, lowest: usize, earlier: &[u32]) -> Result<()> {
         let mut entry = *self.entry.read();
         let _raise = if entry.is_none_or(|e| level > e.level) {
             let guard = self.raise.lock();
@@ -240,7 +283,7 @@ impl Graph {
             let cur = self.descend(s, q, ep, level)?;
             let mut entry_set = vec![cur];
             let mut links_back = Vec::with_capacity(level.min(ep.level) + 1);
-            for l in (0..=level.min(ep.level)).rev() {
+            for l in (lowest..=level.min(ep.level)).rev() {
                 let live = |n| self.live.contains(n);
                 let ef = self.params.ef_construction;
                 let mut found = match &self.quantized {
@@ -252,7 +295,7 @@ impl Graph {
                     _ => self.search_layer_exact(s, q, &entry_set, ef, l, live)?,
                 };
                 if l == 0 && !earlier.is_empty() {
-                    for &e in &earlier {
+                    for &e in earlier {
                         if self.live.contains(e) && !found.iter().any(|c| c.id == e) {
                             found.push(Cand {
                                 d: self.distance_to(q, e),

@@ -12,8 +12,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::Index;
-use super::compact::Staging;
+use super::compact::{Staging, dir_bytes};
 use super::open::publish;
+use super::progress::{Progress, QUIET, Tally};
 use crate::error::{Error, IoContext, Result};
 use crate::store::meta::META_FILE_NAME;
 use crate::store::readers::READERS_FILE;
@@ -30,6 +31,12 @@ impl Index {
     /// The copy is built in a directory of its own beside `dest` and renamed onto it
     /// whole; any failure removes it, and its errors name the files under `dest`.
     pub fn backup(&self, dest: impl AsRef<Path>) -> Result<u64> {
+        self.backup_progress(dest, QUIET)
+    }
+
+    /// `backup`, telling `progress` how many bytes of the index it has copied (a copy
+    /// that straddled a checkpoint starts again from 0).
+    pub fn backup_progress(&self, dest: impl AsRef<Path>, progress: &dyn Progress) -> Result<u64> {
         let dest = dest.as_ref();
         if dest.exists() {
             return Err(Error::AlreadyExists(dest.to_path_buf()));
@@ -37,7 +44,7 @@ impl Index {
         self.refuse_inside(dest)?;
         let staging = Staging::beside(dest, "backup")?;
         let bytes = self
-            .backup_into(staging.path())
+            .backup_into(staging.path(), progress)
             .map_err(|e| renamed(e, staging.path(), dest))?;
         publish(staging.path(), dest, staging.parent())?;
         Ok(bytes)
@@ -45,13 +52,14 @@ impl Index {
 
     /// Copies the index into `staging` until a copy straddles no checkpoint, then
     /// recovers it as after a crash, verifies it and leaves it checkpointed.
-    fn backup_into(&self, staging: &Path) -> Result<u64> {
+    fn backup_into(&self, staging: &Path, progress: &dyn Progress) -> Result<u64> {
         for _ in 0..ATTEMPTS {
             if staging.exists() {
                 std::fs::remove_dir_all(staging).at(staging)?;
             }
             let before = self.meta().latest_generation()?;
-            let bytes = self.copy_files(staging)?;
+            let tally = Tally::start(progress, self.bytes_to_copy()?);
+            let bytes = self.copy_files(staging, &tally)?;
             if self.meta().latest_generation()? != before {
                 continue; // a checkpoint ran meanwhile: the copy may straddle it
             }
@@ -64,11 +72,19 @@ impl Index {
                 ));
             }
             copy.close()?;
+            tally.finish();
             return Ok(bytes);
         }
         Err(Error::Meta(format!(
             "backup: the index checkpointed during each of {ATTEMPTS} copies; try again when it writes less"
         )))
+    }
+
+    /// The bytes a copy takes as the files are now (they may change while copied:
+    /// `Tally` clamps): all but the reader table's.
+    fn bytes_to_copy(&self) -> Result<u64> {
+        let readers = std::fs::metadata(self.dir.join(READERS_FILE)).map_or(0, |m| m.len());
+        Ok(dir_bytes(&self.dir)?.saturating_sub(readers))
     }
 
     /// A destination inside the index's directory would be copied into itself (and its
@@ -94,13 +110,17 @@ impl Index {
 
     /// Copies the metadata (holding off checkpoints meanwhile), then the page files, then
     /// the log, into `to`. Returns the bytes copied.
-    fn copy_files(&self, to: &Path) -> Result<u64> {
+    fn copy_files(&self, to: &Path, tally: &Tally<'_>) -> Result<u64> {
         std::fs::create_dir_all(to.join("wal")).at(to)?;
         let mut bytes = 0;
         {
             // A checkpoint (the only writer of meta.redb) holds the ledger throughout.
             let _no_checkpoint = self.ledger.lock();
-            bytes += copy(&self.dir.join(META_FILE_NAME), &to.join(META_FILE_NAME))?;
+            bytes += copy(
+                &self.dir.join(META_FILE_NAME),
+                &to.join(META_FILE_NAME),
+                tally,
+            )?;
         }
         let mut pages: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .at(&self.dir)?
@@ -114,7 +134,7 @@ impl Index {
             .collect();
         pages.sort();
         for page in pages {
-            bytes += copy(&page, &to.join(page.file_name().expect("a file")))?;
+            bytes += copy(&page, &to.join(page.file_name().expect("a file")), tally)?;
         }
         let wal = self.dir.join("wal");
         let mut segments: Vec<PathBuf> = std::fs::read_dir(&wal)
@@ -123,7 +143,8 @@ impl Index {
             .collect();
         segments.sort();
         for seg in segments {
-            bytes += copy(&seg, &to.join("wal").join(seg.file_name().expect("a file")))?;
+            let target = to.join("wal").join(seg.file_name().expect("a file"));
+            bytes += copy(&seg, &target, tally)?;
         }
         Ok(bytes)
     }
@@ -131,8 +152,9 @@ impl Index {
 
 /// Copies one file; a file that vanished meanwhile (a stale `codes.N` removed, a log
 /// segment dropped by a checkpoint) copies as nothing: the checkpoint check catches what
-/// matters. A read error names `from`, a write error (a full disk, say) `to`.
-fn copy(from: &Path, to: &Path) -> Result<u64> {
+/// matters. A read error names `from`, a write error (a full disk, say) `to`. Counts the
+/// bytes in `tally` as they go.
+fn copy(from: &Path, to: &Path, tally: &Tally<'_>) -> Result<u64> {
     let mut source = match std::fs::File::open(from) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -148,6 +170,7 @@ fn copy(from: &Path, to: &Path) -> Result<u64> {
         }
         target.write_all(&buf[..n]).at(to)?;
         bytes += n as u64;
+        tally.add(n as u64);
     }
 }
 

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use super::open::sync_dir;
+use super::progress::{Progress, QUIET, Tally};
 use super::{Index, IndexOptions};
 use crate::error::{Error, IoContext, Result};
 use crate::store::meta::META_FILE_NAME;
@@ -42,18 +43,25 @@ impl Index {
     /// truncated) until they refresh. A crash at any point leaves the old index or the new
     /// one, both whole, plus at worst a `.NAME.compacting-*` directory beside it to delete.
     /// An error after the exchange (the reopen failed) leaves the compacted index in place.
-    pub fn compact(mut self) -> Result<(Index, Compaction)> {
+    /// The compacted index runs with this one's `ef` and threads.
+    pub fn compact(self) -> Result<(Index, Compaction)> {
+        self.compact_progress(QUIET)
+    }
+
+    /// `compact`, telling `progress` how many live vectors the rebuild has copied.
+    pub fn compact_progress(mut self, progress: &dyn Progress) -> Result<(Index, Compaction)> {
         self.writable_log()?;
         let dir = self.dir.clone();
         let bytes_before = dir_bytes(&dir)?;
         let staging = Staging::beside(&dir, "compacting")?;
-        self.rebuild(staging.path())?;
+        self.rebuild(staging.path(), progress)?;
         // The old index whole and durable under its name: a crash before the exchange
         // leaves it with every write. Nothing can have been written since the rebuild read
         // it: the index is owned here, and its lock keeps other processes out.
         self.flush()?;
         let live = self.len();
-        let open_options = self.options.clone();
+        // Its ef and threads as they are now, not as it was opened with.
+        let open_options = self.open_options();
         let locked = Meta::open(
             &staging.path().join(META_FILE_NAME),
             open_options.meta_cache_bytes(),
@@ -86,7 +94,7 @@ impl Index {
     /// field indexes are added after the payloads, as `create_field_index` adds them to an
     /// index: a payload may hold a value of another kind in an indexed field (written
     /// before the field was indexed), which an index created with the field would refuse.
-    fn rebuild(&self, staging: &Path) -> Result<()> {
+    fn rebuild(&self, staging: &Path, progress: &dyn Progress) -> Result<()> {
         let options = IndexOptions::new(self.config.dim, self.config.metric)
             .m(self.config.m)
             .ef_construction(self.config.ef_construction)
@@ -98,6 +106,7 @@ impl Index {
             .threads(self.threads());
         let fresh = Index::create(staging, &options)?;
         let ids = self.ids()?;
+        let tally = Tally::start(progress, ids.len() as u64);
         for chunk in ids.chunks(BATCH) {
             let mut rows = Vec::with_capacity(chunk.len() * self.config.dim);
             let mut payloads = Vec::with_capacity(chunk.len());
@@ -123,6 +132,7 @@ impl Index {
                     fresh.insert_keys(&keys, &rows, Some(&payloads))?
                 }
             }
+            tally.add(chunk.len() as u64);
         }
         for spec in self.fields() {
             fresh.create_field_index(spec)?;
@@ -135,7 +145,9 @@ impl Index {
             ));
         }
         fresh.consolidate()?;
-        fresh.close()
+        fresh.close()?;
+        tally.finish();
+        Ok(())
     }
 
     /// Leaves the index as a holder of its lock only: dropping it then releases the lock
@@ -226,7 +238,7 @@ fn exchange(a: &Path, b: &Path) -> Result<()> {
 }
 
 /// Bytes of the files in `dir` and its `wal/`.
-fn dir_bytes(dir: &Path) -> Result<u64> {
+pub(super) fn dir_bytes(dir: &Path) -> Result<u64> {
     let mut total = 0;
     for sub in [dir.to_path_buf(), dir.join("wal")] {
         for entry in std::fs::read_dir(&sub).at(&sub)? {

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::Index;
+use super::progress::{Progress, QUIET};
 use super::write::{Ledger, Names};
 use crate::error::{Error, Result};
 use crate::limits::{check_batch, check_key};
@@ -86,8 +87,25 @@ impl Index {
         vectors: &[f32],
         payloads: Option<&[Value]>,
     ) -> Result<()> {
+        self.insert_keys_progress(keys, vectors, payloads, QUIET)
+    }
+
+    /// `insert_keys`, reporting rows placed to `progress` (see `insert_batch_progress`).
+    pub fn insert_keys_progress<K: AsRef<str>>(
+        &self,
+        keys: &[K],
+        vectors: &[f32],
+        payloads: Option<&[Value]>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let keys = owned(keys);
-        self.insert_named(Names::Keys(&keys), vectors, payloads, self.threads())
+        self.insert_named(
+            Names::Keys(&keys),
+            vectors,
+            payloads,
+            self.threads(),
+            progress,
+        )
     }
 
     /// Inserts or replaces the vector of each key, as `insert_keys` takes them: a present
@@ -99,8 +117,25 @@ impl Index {
         vectors: &[f32],
         payloads: Option<&[Value]>,
     ) -> Result<()> {
+        self.upsert_keys_progress(keys, vectors, payloads, QUIET)
+    }
+
+    /// `upsert_keys`, reporting rows placed to `progress`.
+    pub fn upsert_keys_progress<K: AsRef<str>>(
+        &self,
+        keys: &[K],
+        vectors: &[f32],
+        payloads: Option<&[Value]>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let keys = owned(keys);
-        self.upsert_named(Names::Keys(&keys), vectors, payloads, self.threads())
+        self.upsert_named(
+            Names::Keys(&keys),
+            vectors,
+            payloads,
+            self.threads(),
+            progress,
+        )
     }
 
     /// Deletes the vectors (and payloads) of `keys` as one logged write, which unbinds

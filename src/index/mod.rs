@@ -15,6 +15,7 @@ mod keys;
 mod open;
 mod options;
 mod payload;
+mod progress;
 mod query;
 mod report;
 mod slots;
@@ -42,6 +43,7 @@ pub use data::Record;
 use options::resolve_threads;
 pub use options::{Durability, IndexOptions, OpenOptions};
 use payload::Fields;
+pub use progress::Progress;
 pub use query::{Explain, Plan, Query, Tuning};
 pub use report::{Hit, Neighbour, Recovery, Residency, Stats, VerifyReport};
 use write::Ledger;
@@ -137,6 +139,8 @@ struct View {
     /// The identity of the index viewed (a compaction, which `refresh` follows, changes it).
     index_uid: u64,
     next_lsn: u64,
+    /// Where in the log the record `next_lsn` will be: catching up reads from there.
+    resume: Option<crate::wal::Position>,
     /// Its entry in the reader table (`None` on a read-only file system, where no writer
     /// can reuse anything): the writer reuses no slot this view may still read.
     _registration: Option<Registration>,
@@ -176,6 +180,26 @@ impl Index {
             self.refresh()?;
         }
         Ok(())
+    }
+
+    /// Where a read-only view stands in the writer's history: the identity of the index
+    /// viewed (a compaction changes it) and the LSN after the last log record applied.
+    /// It changes exactly when `refresh`, `catch_up` or `follow` moved the view to new
+    /// writes. `None` for a writable index (always current).
+    pub fn view_position(&self) -> Option<(u64, u64)> {
+        self.view
+            .lock()
+            .as_ref()
+            .map(|view| (view.index_uid, view.next_lsn))
+    }
+
+    /// The options to open this index again with as it runs now (its current `ef` and
+    /// threads included).
+    pub fn open_options(&self) -> OpenOptions {
+        self.options
+            .clone()
+            .ef_search(self.ef())
+            .threads(self.threads())
     }
 
     /// Whether the index was opened read-only (see [`OpenOptions::read_only`]).

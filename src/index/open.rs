@@ -117,12 +117,7 @@ impl Index {
         if self.catch_up()? {
             return Ok(());
         }
-        let options = self
-            .options
-            .clone()
-            .ef_search(self.ef())
-            .threads(self.threads());
-        let fresh = Self::open_with(&self.dir, &options)?;
+        let fresh = Self::open_with(&self.dir, &self.open_options())?;
         // A compaction gives the directory a new index of the same configuration but its
         // identity: the view follows it. Anything else is another index.
         let same = Config {
@@ -164,7 +159,8 @@ impl Index {
             dim: self.config.dim as u32,
             index_uid: view.index_uid,
         };
-        let replay = match wal::read_for_replay(&wal_dir, identity, view.next_lsn, false) {
+        let resume = view.resume.as_ref();
+        let replay = match wal::read_for_replay(&wal_dir, identity, view.next_lsn, false, resume) {
             Ok(replay) => replay,
             // A checkpoint between the two reads dropped the segments: reopen.
             Err(Error::Corrupt { .. } | Error::Io { .. }) => return Ok(false),
@@ -201,6 +197,7 @@ impl Index {
                 *lsn,
                 op,
                 &wal_dir,
+                true,
             )?;
         }
         if !replay.ops.is_empty() {
@@ -208,6 +205,7 @@ impl Index {
             self.fields.write().index = None;
         }
         view.next_lsn = replay.next_lsn;
+        view.resume = replay.resume;
         Ok(true)
     }
 
@@ -264,12 +262,19 @@ impl Index {
             dim: config.dim as u32,
             index_uid: config.index_uid,
         };
-        let replay =
-            wal::read_for_replay(&wal_dir, identity, state.checkpoint_lsn, options.salvage)?;
+        let replay = wal::read_for_replay(
+            &wal_dir,
+            identity,
+            state.checkpoint_lsn,
+            options.salvage,
+            None,
+        )?;
         let threads = options.thread_count();
         for (lsn, op) in &replay.ops {
             let (dim, graph, ledger) = (config.dim, &mut graph, &mut ledger);
-            write::replay(graph, ledger, &meta, dim, threads, *lsn, op, &wal_dir)?;
+            write::replay(
+                graph, ledger, &meta, dim, threads, *lsn, op, &wal_dir, read_only,
+            )?;
         }
         let recovery = Recovery {
             replayed: replay.ops.len(),
@@ -278,9 +283,10 @@ impl Index {
         if let Some(r) = &registration {
             r.set(state.generation)?;
         }
-        let view = read_only.then_some(View {
+        let view = read_only.then(|| View {
             index_uid: config.index_uid,
             next_lsn: replay.next_lsn,
+            resume: replay.resume.clone(),
             _registration: registration,
         });
         let poison = Arc::new(Poison::default());

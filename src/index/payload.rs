@@ -9,6 +9,7 @@ use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
 
 use super::Index;
+use super::progress::QUIET;
 use super::write::Ledger;
 use crate::error::{Error, Result};
 use crate::filter::{
@@ -179,6 +180,7 @@ impl Index {
             vector,
             Some(std::slice::from_ref(payload)),
             self.threads(),
+            QUIET,
         )
     }
 
@@ -193,7 +195,7 @@ impl Index {
         payloads: &[Value],
         threads: usize,
     ) -> Result<()> {
-        self.insert_rows(ids, vectors, Some(payloads), threads)
+        self.insert_rows(ids, vectors, Some(payloads), threads, QUIET)
     }
 
     /// `upsert_batch` with a payload per row: a payload replaces the id's; `Value::Null`
@@ -205,7 +207,7 @@ impl Index {
         payloads: &[Value],
         threads: usize,
     ) -> Result<()> {
-        self.upsert_rows(ids, vectors, Some(payloads), threads)
+        self.upsert_rows(ids, vectors, Some(payloads), threads, QUIET)
     }
 
     /// Checks and serialises one payload per id (`Value::Null`: none).

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use parking_lot::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
+use super::progress::{Progress, QUIET, Tally};
 use super::slots::Slots;
 use super::{Durability, Index};
 use crate::error::{Error, Result};
@@ -327,9 +328,14 @@ impl Index {
         p: MutexGuard<'_, Ledger>,
         op: &Op,
         threads: usize,
+        progress: &dyn Progress,
     ) -> Result<()> {
         let old = self.log(p, op)?;
-        apply_to_graph(graph, op, &old, false, threads).inspect_err(|e| self.poison.set(e))
+        let tally = Tally::start(progress, op.rows() as u64);
+        apply_to_graph(graph, op, &old, Applier::Writer, threads, &tally)
+            .inspect_err(|e| self.poison.set(e))?;
+        tally.finish();
+        Ok(())
     }
 
     /// Logs `op`, applies it to the ledger (and to the field index, if built) and makes
@@ -493,19 +499,32 @@ impl Index {
     /// `insert_batch` on `threads` threads (at least one) for this call only: the index's
     /// default (`set_threads`) is left as it is.
     pub fn insert_batch_threads(&self, ids: &[u64], vectors: &[f32], threads: usize) -> Result<()> {
-        self.insert_rows(ids, vectors, None, threads)
+        self.insert_rows(ids, vectors, None, threads, QUIET)
     }
 
     /// `insert_batch_threads` of rows with payloads (`payloads[i]` for `ids[i]`; see
-    /// `insert_batch_with_payloads`).
+    /// `insert_batch_with_payloads`), telling `progress` how many rows are in the graph as
+    /// they go in (once the batch is logged: see [`Progress`]).
+    pub fn insert_batch_progress(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        payloads: Option<&[serde_json::Value]>,
+        threads: usize,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        self.insert_rows(ids, vectors, payloads, threads, progress)
+    }
+
     pub(super) fn insert_rows(
         &self,
         ids: &[u64],
         vectors: &[f32],
         payloads: Option<&[serde_json::Value]>,
         threads: usize,
+        progress: &dyn Progress,
     ) -> Result<()> {
-        self.insert_named(Names::Ids(ids), vectors, payloads, threads)
+        self.insert_named(Names::Ids(ids), vectors, payloads, threads, progress)
     }
 
     /// Inserts the rows of `names` (ids, or keys given ids here), all new.
@@ -515,6 +534,7 @@ impl Index {
         vectors: &[f32],
         payloads: Option<&[serde_json::Value]>,
         threads: usize,
+        progress: &dyn Progress,
     ) -> Result<()> {
         let Some((rows, payloads)) = self.checked_batch(names, vectors, payloads)? else {
             return Ok(());
@@ -547,7 +567,7 @@ impl Index {
         };
         let items = self.place(&mut p, &ids, keys, rows, payloads)?;
         let op = Op::Insert(items);
-        self.log_and_apply(&graph, p, &op, threads.max(1))?;
+        self.log_and_apply(&graph, p, &op, threads.max(1), progress)?;
         drop(graph);
         self.maybe_checkpoint();
         Ok(())
@@ -568,18 +588,31 @@ impl Index {
 
     /// `upsert_batch` on `threads` threads (at least one) for this call only.
     pub fn upsert_batch_threads(&self, ids: &[u64], vectors: &[f32], threads: usize) -> Result<()> {
-        self.upsert_rows(ids, vectors, None, threads)
+        self.upsert_rows(ids, vectors, None, threads, QUIET)
     }
 
-    /// `upsert_batch_threads` of rows with payloads (see `upsert_batch_with_payloads`).
+    /// `upsert_batch_threads` of rows with payloads (see `upsert_batch_with_payloads`),
+    /// reporting to `progress` as `insert_batch_progress` does.
+    pub fn upsert_batch_progress(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        payloads: Option<&[serde_json::Value]>,
+        threads: usize,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        self.upsert_rows(ids, vectors, payloads, threads, progress)
+    }
+
     pub(super) fn upsert_rows(
         &self,
         ids: &[u64],
         vectors: &[f32],
         payloads: Option<&[serde_json::Value]>,
         threads: usize,
+        progress: &dyn Progress,
     ) -> Result<()> {
-        self.upsert_named(Names::Ids(ids), vectors, payloads, threads)
+        self.upsert_named(Names::Ids(ids), vectors, payloads, threads, progress)
     }
 
     /// Inserts or replaces the rows of `names` (ids, or keys: a bound key keeps its id,
@@ -590,6 +623,7 @@ impl Index {
         vectors: &[f32],
         payloads: Option<&[serde_json::Value]>,
         threads: usize,
+        progress: &dyn Progress,
     ) -> Result<()> {
         let Some((rows, payloads)) = self.checked_batch(names, vectors, payloads)? else {
             return Ok(());
@@ -626,7 +660,7 @@ impl Index {
             p.slot_of(&meta, id)?;
         }
         let items = self.place(&mut p, &ids, keys, rows, payloads)?;
-        self.log_and_apply(&graph, p, &Op::Upsert(items), threads.max(1))?;
+        self.log_and_apply(&graph, p, &Op::Upsert(items), threads.max(1), progress)?;
         drop(graph);
         self.maybe_checkpoint();
         Ok(())
@@ -672,7 +706,7 @@ impl Index {
             return Ok(0);
         }
         let n = ids.len() as u64;
-        self.log_and_apply(&graph, p, &Op::Delete(ids), self.threads())?;
+        self.log_and_apply(&graph, p, &Op::Delete(ids), self.threads(), QUIET)?;
         drop(graph);
         self.maybe_checkpoint();
         Ok(n)
@@ -707,19 +741,38 @@ impl Index {
     }
 }
 
+/// Who applies a write to the graph.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Applier {
+    /// The writer, as it writes.
+    Writer,
+    /// The writer's open, replaying its log (`Graph::insert`'s `recovering`).
+    Recovery,
+    /// A read-only view, replaying the writer's log over pages the writer shares with it:
+    /// a row the writer has already inserted there is adopted (`Graph::adopt`).
+    View,
+}
+
 /// Applies `op` to the graph (after `Ledger::apply` returned `old`), inserting on
-/// `threads` threads; `recovering` when replaying the log (see `Graph::insert`).
+/// `threads` threads and counting each row in `tally`.
 fn apply_to_graph(
     graph: &Graph,
     op: &Op,
     old: &[u32],
-    recovering: bool,
+    by: Applier,
     threads: usize,
+    tally: &Tally<'_>,
 ) -> Result<()> {
     match op {
         Op::Insert(items) | Op::Upsert(items) => try_parallel_for(items.len(), threads, |i| {
             let it = &items[i];
-            graph.insert(it.slot, it.level as usize, &it.vector, it.id, recovering)
+            let (slot, level) = (it.slot, it.level as usize);
+            if by != Applier::View || !graph.adopt(slot, level, &it.vector, it.id)? {
+                let recovering = by != Applier::Writer;
+                graph.insert(slot, level, &it.vector, it.id, recovering)?;
+            }
+            tally.add(1);
+            Ok(())
         })?,
         Op::Delete(_) | Op::SetPayloads(_) => {}
     }
@@ -730,8 +783,8 @@ fn apply_to_graph(
 }
 
 /// Re-applies the logged write `op` (ending at record `lsn` of the log in `wal_dir`)
-/// during recovery, through the same steps as a live write. A record that does not fit the
-/// state is a damaged log: `Error::Corrupt`.
+/// during recovery or a read-only view's catching up (`view`), through the same steps as
+/// a live write. A record that does not fit the state is a damaged log: `Error::Corrupt`.
 #[allow(clippy::too_many_arguments)] // the parts of an index before it is assembled
 pub(super) fn replay(
     graph: &mut Graph,
@@ -742,6 +795,7 @@ pub(super) fn replay(
     lsn: u64,
     op: &Op,
     wal_dir: &std::path::Path,
+    view: bool,
 ) -> Result<()> {
     let bad = |why: String| Error::corrupt(wal_dir, format!("log record {lsn}: {why}"));
     // A payload that is not a JSON object was never written by this code: the record is
@@ -754,7 +808,12 @@ pub(super) fn replay(
     }
     graph.grow(op.slots_needed())?;
     let old = ledger.apply(meta, dim, op).map_err(bad)?;
-    apply_to_graph(graph, op, &old, true, threads)
+    let by = if view {
+        Applier::View
+    } else {
+        Applier::Recovery
+    };
+    apply_to_graph(graph, op, &old, by, threads, &Tally::start(QUIET, 0))
 }
 
 #[cfg(test)]

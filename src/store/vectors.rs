@@ -173,6 +173,18 @@ impl Vectors {
         crc32fast::hash(covered).to_le_bytes() == stored
     }
 
+    /// Whether slot `i` holds, intact, what `write(i, v, label)` stores: a read-only view
+    /// asks it of the slots the writer has filled since the view's checkpoint.
+    pub fn holds(&self, i: u32, v: &[f32], label: u64) -> bool {
+        if !self.intact(i) || self.label(i) != label {
+            return false;
+        }
+        match self.vector(i) {
+            Row::F32(row) => row.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits()),
+            Row::F16(row) => row.iter().zip(v).all(|(a, &b)| *a == f16::from_f32(b)),
+        }
+    }
+
     /// Writes vector, label and checksum into slot `i` (the vector converted to the
     /// storage's type: f16 components must be within its range, which writers check).
     /// The caller guarantees no reader looks at slot `i` until it is published (made

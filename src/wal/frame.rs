@@ -106,7 +106,9 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// Decodes the frame at the start of `bytes`, written in log format `version`. From
 /// version 2 the header crc is checked before the length is trusted; version 1 has none.
-fn decode(bytes: &[u8], version: u32) -> Frame {
+/// The payload of a record before LSN `keep_from` is checked but not copied (left empty):
+/// a replay reads past the records its checkpoint holds.
+fn decode(bytes: &[u8], version: u32, keep_from: u64) -> Frame {
     let l = layout(version);
     let trusted_from = if l.header_crc { l.header } else { 4 };
     if bytes.len() < trusted_from {
@@ -138,7 +140,10 @@ fn decode(bytes: &[u8], version: u32) -> Frame {
             lsn,
             kind: bytes[12],
             durable_lsn,
-            payload: bytes[l.header..total - 4].to_vec(),
+            payload: match lsn >= keep_from {
+                true => bytes[l.header..total - 4].to_vec(),
+                false => Vec::new(),
+            },
         },
         total,
     )
@@ -155,13 +160,20 @@ pub struct Frames {
     pub damaged: bool,
 }
 
-/// Reads the frames of a segment body (the bytes after its header) written in format
-/// `version`, whose first record is `first_lsn`, checking that LSNs are consecutive.
-pub fn scan(body: &[u8], version: u32, first_lsn: u64, path: &Path) -> Result<Frames> {
+/// Reads the frames of a segment body (the bytes after its header, or after a place in
+/// it) written in format `version`, whose first record is `first_lsn`, checking that LSNs
+/// are consecutive. Payloads of records before `keep_from` are left empty.
+pub fn scan(
+    body: &[u8],
+    version: u32,
+    first_lsn: u64,
+    keep_from: u64,
+    path: &Path,
+) -> Result<Frames> {
     let mut records: Vec<(Record, usize)> = Vec::new();
     let mut at = 0;
     while at < body.len() {
-        let (record, n) = match decode(&body[at..], version) {
+        let (record, n) = match decode(&body[at..], version, keep_from) {
             Frame::Ok(r, n) => (r, n),
             Frame::Short | Frame::Bad => {
                 let last = records.last().map(|(r, _)| r.lsn);
@@ -226,7 +238,8 @@ fn frames_after(body: &[u8], at: usize, next: u64, version: u32) -> impl Iterato
                 start += 1;
                 continue;
             }
-            match decode(rest, version) {
+            // Only whether and what follows matters here, not the payloads.
+            match decode(rest, version, u64::MAX) {
                 Frame::Ok(r, n) if r.lsn >= next => {
                     start += n;
                     return Some(r);
@@ -280,7 +293,7 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let (b, starts) = body(4);
-        let f = scan(&b, 3, 0, Path::new("x")).unwrap();
+        let f = scan(&b, 3, 0, 0, Path::new("x")).unwrap();
         assert_eq!(f.records.len(), 4);
         assert_eq!(f.records[2].1, starts[2]);
         assert_eq!(f.records[3].0.payload, vec![3u8; 13]);
@@ -292,7 +305,7 @@ mod tests {
     fn a_cut_anywhere_in_the_last_frame_is_a_torn_tail() {
         let (b, starts) = body(3);
         for cut in starts[2]..b.len() {
-            let f = scan(&b[..cut], 3, 0, Path::new("x")).unwrap();
+            let f = scan(&b[..cut], 3, 0, 0, Path::new("x")).unwrap();
             assert_eq!(
                 (f.records.len(), f.end, f.damaged),
                 (2, starts[2], false),
@@ -309,7 +322,7 @@ mod tests {
         for at in 0..starts[3] {
             let mut d = b.clone();
             d[at] ^= 0x40;
-            let f = scan(&d, 3, 0, Path::new("x")).unwrap();
+            let f = scan(&d, 3, 0, 0, Path::new("x")).unwrap();
             assert!(f.damaged, "flip at byte {at} taken for a torn tail");
             assert!(f.records.len() < 4);
         }
@@ -321,18 +334,18 @@ mod tests {
         // stored records 3 and 4 but not the page holding record 2.
         let (mut b, starts) = body_stamped(5, |_| 0);
         b[starts[2] + 5..starts[3] - 2].fill(0);
-        let f = scan(&b, 3, 0, Path::new("x")).unwrap();
+        let f = scan(&b, 3, 0, 0, Path::new("x")).unwrap();
         assert_eq!((f.records.len(), f.end, f.damaged), (2, starts[2], false));
         // Records 0 to 1 were synced before 2 to 4 were appended: still a hole in what
         // was never durable.
         let (mut b, starts) = body_stamped(5, |lsn| lsn.min(2));
         b[starts[2]..starts[4]].fill(0);
-        let f = scan(&b, 3, 0, Path::new("x")).unwrap();
+        let f = scan(&b, 3, 0, 0, Path::new("x")).unwrap();
         assert_eq!((f.records.len(), f.end, f.damaged), (2, starts[2], false));
         // From the very first record of the segment.
         let (mut b, _) = body_stamped(5, |_| 0);
         b[..8].fill(0);
-        let f = scan(&b, 3, 0, Path::new("x")).unwrap();
+        let f = scan(&b, 3, 0, 0, Path::new("x")).unwrap();
         assert_eq!((f.records.len(), f.end, f.damaged), (0, 0, false));
     }
 
@@ -342,32 +355,32 @@ mod tests {
         // record 2 was durable, so a hole in it is damage, not writeback order.
         let (mut b, starts) = body_stamped(5, |lsn| if lsn == 4 { 3 } else { 0 });
         b[starts[2] + 5..starts[3] - 2].fill(0);
-        let f = scan(&b, 3, 0, Path::new("x")).unwrap();
+        let f = scan(&b, 3, 0, 0, Path::new("x")).unwrap();
         assert_eq!((f.records.len(), f.end, f.damaged), (2, starts[2], true));
         // A hole in record 3, which record 4's stamp does not cover, is torn.
         let (mut b, _) = body_stamped(5, |lsn| if lsn == 4 { 3 } else { 0 });
         b[starts[3] + 5] ^= 1;
-        let f = scan(&b, 3, 0, Path::new("x")).unwrap();
+        let f = scan(&b, 3, 0, 0, Path::new("x")).unwrap();
         assert_eq!((f.records.len(), f.damaged), (3, false));
     }
 
     #[test]
     fn a_record_stamped_durable_past_itself_is_bad() {
         let b = encode(7, 1, 8, b"x");
-        let f = scan(&b, 3, 7, Path::new("x")).unwrap();
+        let f = scan(&b, 3, 7, 0, Path::new("x")).unwrap();
         assert_eq!((f.records.len(), f.end), (0, 0));
     }
 
     #[test]
     fn version_2_frames_are_still_read_with_their_rule() {
         let mut b: Vec<u8> = (0..4).flat_map(|lsn| encode_v2(lsn, &[7; 10])).collect();
-        let f = scan(&b, 2, 0, Path::new("x")).unwrap();
+        let f = scan(&b, 2, 0, 0, Path::new("x")).unwrap();
         assert_eq!(f.records.len(), 4);
         assert_eq!(f.records[1].0.payload, vec![7; 10]);
         // Version 2 does not say what was durable: any valid frame after a bad one
         // makes it damage.
         b[31 + 20] ^= 1;
-        let f = scan(&b, 2, 0, Path::new("x")).unwrap();
+        let f = scan(&b, 2, 0, 0, Path::new("x")).unwrap();
         assert_eq!((f.records.len(), f.damaged), (1, true));
     }
 
@@ -388,16 +401,16 @@ mod tests {
         let mut b: Vec<u8> = (5..9)
             .flat_map(|lsn| encode_v1(lsn, &[lsn as u8; 7]))
             .collect();
-        let f = scan(&b, 1, 5, Path::new("x")).unwrap();
+        let f = scan(&b, 1, 5, 0, Path::new("x")).unwrap();
         assert_eq!(
             f.records.iter().map(|(r, _)| r.lsn).collect::<Vec<_>>(),
             [5, 6, 7, 8]
         );
         // A torn last frame, and a damaged payload with valid frames after it.
-        let f = scan(&b[..b.len() - 3], 1, 5, Path::new("x")).unwrap();
+        let f = scan(&b[..b.len() - 3], 1, 5, 0, Path::new("x")).unwrap();
         assert_eq!((f.records.len(), f.damaged), (3, false));
         b[20] ^= 1;
-        let f = scan(&b, 1, 5, Path::new("x")).unwrap();
+        let f = scan(&b, 1, 5, 0, Path::new("x")).unwrap();
         assert_eq!(
             (f.records.len(), f.damaged),
             (0, false),
@@ -407,7 +420,7 @@ mod tests {
         let frame1 = 24; // 17 bytes of frame + 7 of payload
         b[frame1 + 15] ^= 1; // in its payload
 
-        let f = scan(&b, 1, 5, Path::new("x")).unwrap();
+        let f = scan(&b, 1, 5, 0, Path::new("x")).unwrap();
         assert_eq!((f.records.len(), f.damaged), (1, true));
     }
 }

@@ -9,4 +9,4 @@ mod segment;
 
 pub(crate) use record::{Op, Placed};
 pub(crate) use replay::read as read_for_replay;
-pub(crate) use segment::{Wal, WalIdentity};
+pub(crate) use segment::{Position, Wal, WalIdentity};

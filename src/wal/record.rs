@@ -179,6 +179,14 @@ impl Op {
         }
     }
 
+    /// The vectors the operation writes.
+    pub fn rows(&self) -> usize {
+        match self {
+            Op::Insert(items) | Op::Upsert(items) => items.len(),
+            Op::Delete(_) | Op::SetPayloads(_) => 0,
+        }
+    }
+
     /// The slots the page files must hold for this operation to apply: one past the
     /// highest slot it writes.
     pub fn slots_needed(&self) -> usize {

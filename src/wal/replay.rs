@@ -16,6 +16,8 @@ pub struct Replay {
     pub ops: Vec<(u64, Op)>,
     /// The LSN the next record will get.
     pub next_lsn: u64,
+    /// Where a later read of the records from `next_lsn` on may start (see `read`).
+    pub resume: Option<Position>,
     /// Where the log to keep ends, if anything follows it: a torn tail, the parts of an
     /// insert that no final record completed, or (with salvage) damage and what follows.
     tail: Option<Position>,
@@ -42,15 +44,17 @@ impl Replay {
 
 /// Reads the log in `dir` from `checkpoint_lsn` on and decodes each record for vectors of
 /// `identity.dim` floats. A torn tail is left for `finish`; damage before it is
-/// `Error::Corrupt` unless `salvage` (see `segment::read_all`); a record that does not
-/// decode is `Error::Corrupt`.
+/// `Error::Corrupt` unless `salvage` (see `segment::read_from`); a record that does not
+/// decode is `Error::Corrupt`. Given `resume` (the `resume` of an earlier read, whose
+/// `next_lsn` is `checkpoint_lsn` here), only the log after it is read.
 pub fn read(
     dir: &Path,
     identity: WalIdentity,
     checkpoint_lsn: u64,
     salvage: bool,
+    resume: Option<&Position>,
 ) -> Result<Replay> {
-    let scan = segment::read_all(dir, identity, checkpoint_lsn, salvage)?;
+    let scan = segment::read_from(dir, identity, checkpoint_lsn, salvage, resume)?;
     let dim = identity.dim as usize;
     let mut ops = Vec::new();
     // Items of the parts read so far, the kind of record that will end them, and the LSN
@@ -87,9 +91,9 @@ pub fn read(
     }
     // Parts that nothing completed: the batch was never acknowledged. They go with the
     // tail, which then starts at the first of them, and appends reuse their LSNs.
-    let (mut tail, next_lsn) = match group {
-        Some((_, lsn, at)) => (Some(at), lsn),
-        None => (scan.tail, scan.next_lsn.unwrap_or(checkpoint_lsn)),
+    let (mut tail, next_lsn, mut resume) = match group {
+        Some((_, lsn, at)) => (Some(at.clone()), lsn, Some(at)),
+        None => (scan.tail, scan.next_lsn.unwrap_or(checkpoint_lsn), scan.end),
     };
     if next_lsn < checkpoint_lsn {
         // The log ends before the checkpoint: power loss came between a checkpoint's
@@ -98,10 +102,12 @@ pub fn read(
         // in the segment's LSNs, so the whole log goes, as the checkpoint would have
         // dropped it.
         tail = segment::start(dir)?;
+        resume = None;
     }
     Ok(Replay {
         ops,
         next_lsn: next_lsn.max(checkpoint_lsn),
+        resume,
         tail,
         dir: dir.to_path_buf(),
     })
@@ -135,7 +141,7 @@ mod tests {
             .path();
         let bytes = std::fs::read(&seg).unwrap();
         std::fs::write(&seg, &bytes[..bytes.len() - 2 * 38 - 7]).unwrap();
-        let replay = read(d.path(), ID, 5, false).unwrap();
+        let replay = read(d.path(), ID, 5, false, None).unwrap();
         assert!(replay.ops.is_empty());
         assert_eq!(replay.next_lsn, 5);
         assert!(replay.finish().unwrap() > 0);

@@ -4,7 +4,7 @@
 //! know records and bytes, not what they mean (`record` gives them meaning).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -116,19 +116,45 @@ pub struct Scan {
     /// record (before filtering), or the first LSN of a last segment that holds none.
     /// `None` if there is no segment.
     pub next_lsn: Option<u64>,
+    /// Where the valid log read ends: a later read of the records from `next_lsn` on may
+    /// start there (`read_from`). `None` if there is no segment.
+    pub end: Option<Position>,
+}
+
+/// `read_from` the whole log (for tests).
+#[cfg(test)]
+pub fn read_all(dir: &Path, id: WalIdentity, from_lsn: u64, salvage: bool) -> Result<Scan> {
+    read_from(dir, id, from_lsn, salvage, None)
 }
 
 /// Reads every record with LSN ≥ `from_lsn`, changing nothing. A torn tail of the last
 /// segment is reported in `tail`; damage anywhere (a bad frame with a valid one after it,
 /// in any segment, or a bad frame in a segment that is not the last) is `Error::Corrupt`,
 /// unless `salvage`, which keeps the valid prefix and reports everything after the damage
-/// in `tail`.
-pub fn read_all(dir: &Path, id: WalIdentity, from_lsn: u64, salvage: bool) -> Result<Scan> {
-    let segs = segments(dir)?;
-    // A checkpoint drops only segments wholly before it, so the log must start at or
-    // before the checkpoint's LSN: a later start means records are missing (a damaged
-    // metadata file that fell back to an older checkpoint, say).
-    if let Some((first, path)) = segs.first()
+/// in `tail`. Given `resume` (the `end` of an earlier read that stopped before record
+/// `from_lsn`), only the log from that place on is read: the bytes before it are neither
+/// read nor checked again (a read-only view catches up so).
+pub fn read_from(
+    dir: &Path,
+    id: WalIdentity,
+    from_lsn: u64,
+    salvage: bool,
+    resume: Option<&Position>,
+) -> Result<Scan> {
+    let mut segs = segments(dir)?;
+    if let Some(at) = resume {
+        segs.retain(|(_, path)| *path >= at.segment);
+        if segs.first().is_none_or(|(_, path)| *path != at.segment) {
+            // Dropped by a checkpoint since: the place is gone.
+            return Err(Error::corrupt(
+                &at.segment,
+                "the log segment to resume in is gone",
+            ));
+        }
+    } else if let Some((first, path)) = segs.first()
+        // A checkpoint drops only segments wholly before it, so the log must start at or
+        // before the checkpoint's LSN: a later start means records are missing (a damaged
+        // metadata file that fell back to an older checkpoint, say).
         && *first > from_lsn
     {
         return Err(Error::corrupt(
@@ -138,26 +164,33 @@ pub fn read_all(dir: &Path, id: WalIdentity, from_lsn: u64, salvage: bool) -> Re
             ),
         ));
     }
-    let mut records: Vec<(Record, Position)> = Vec::new();
-    let mut next_lsn = None;
+    let mut scan = Scan {
+        records: Vec::new(),
+        tail: None,
+        next_lsn: None,
+        end: None,
+    };
     let mut last_lsn: Option<u64> = None;
     for (i, (first_lsn, path)) in segs.iter().enumerate() {
-        let bytes = std::fs::read(path).at(path)?;
+        // The resumed segment is read from the place on, with its header.
+        let offset = match resume {
+            Some(at) if i == 0 => at.offset,
+            _ => 0,
+        };
+        let (bytes, skip) = read_segment(path, offset)?;
         let last_segment = i + 1 == segs.len();
-        next_lsn = next_lsn.max(Some(*first_lsn));
+        scan.next_lsn = scan.next_lsn.max(Some(*first_lsn));
         if bytes.len() < SEGMENT_HEADER {
             // Created but never completely written (a crash right after the rotation): no
             // record was ever in it. Only the last segment can be in that state.
             if last_segment || salvage {
-                let tail = (!bytes.is_empty() || !last_segment).then(|| Position {
+                let at = Position {
                     segment: path.clone(),
                     offset: 0,
-                });
-                return Ok(Scan {
-                    records,
-                    tail,
-                    next_lsn,
-                });
+                };
+                scan.tail = (!bytes.is_empty() || !last_segment).then(|| at.clone());
+                scan.end = Some(at);
+                return Ok(scan);
             }
             return Err(Error::corrupt(path, "segment shorter than its header"));
         }
@@ -168,13 +201,17 @@ pub fn read_all(dir: &Path, id: WalIdentity, from_lsn: u64, salvage: bool) -> Re
                 "segment header and file name disagree on its first LSN",
             ));
         }
-        let frames = frame::scan(&bytes[SEGMENT_HEADER..], version, *first_lsn, path)?;
+        let expected = if skip > 0 { from_lsn } else { *first_lsn };
+        let frames = frame::scan(&bytes[SEGMENT_HEADER..], version, expected, from_lsn, path)?;
         if let Some((r, _)) = frames.records.first()
-            && r.lsn != *first_lsn
+            && r.lsn != expected
         {
             return Err(Error::corrupt(
                 path,
-                format!("segment of LSN {first_lsn} on starts with record {}", r.lsn),
+                format!(
+                    "segment of LSN {first_lsn} on reads record {} where {expected} belongs",
+                    r.lsn
+                ),
             ));
         }
         if let (Some(prev), Some((first, _))) = (last_lsn, frames.records.first())
@@ -187,47 +224,51 @@ pub fn read_all(dir: &Path, id: WalIdentity, from_lsn: u64, salvage: bool) -> Re
         }
         if let Some((r, _)) = frames.records.last() {
             last_lsn = Some(r.lsn);
-            next_lsn = Some(r.lsn + 1);
+            scan.next_lsn = Some(r.lsn + 1);
         }
-        records.extend(
+        let place = |at: usize| Position {
+            segment: path.clone(),
+            offset: (SEGMENT_HEADER + at) as u64 + skip,
+        };
+        scan.records.extend(
             frames
                 .records
                 .into_iter()
                 .filter(|(r, _)| r.lsn >= from_lsn)
-                .map(|(r, at)| {
-                    let offset = (SEGMENT_HEADER + at) as u64;
-                    let segment = path.clone();
-                    (r, Position { segment, offset })
-                }),
+                .map(|(r, at)| (r, place(at))),
         );
-        let end = SEGMENT_HEADER + frames.end;
-        if end < bytes.len() {
+        scan.end = Some(place(frames.end));
+        if SEGMENT_HEADER + frames.end < bytes.len() {
             let torn = !frames.damaged && last_segment;
             if !torn && !salvage {
                 return Err(Error::corrupt(
                     path,
                     format!(
-                        "damaged record at byte {end} with valid data after it (open with \
-                         salvage to keep the records before it)"
+                        "damaged record at byte {} with valid data after it (open with \
+                         salvage to keep the records before it)",
+                        SEGMENT_HEADER as u64 + frames.end as u64 + skip
                     ),
                 ));
             }
-            let tail = Position {
-                segment: path.clone(),
-                offset: end as u64,
-            };
-            return Ok(Scan {
-                records,
-                tail: Some(tail),
-                next_lsn,
-            });
+            scan.tail = scan.end.clone();
+            return Ok(scan);
         }
     }
-    Ok(Scan {
-        records,
-        tail: None,
-        next_lsn,
-    })
+    Ok(scan)
+}
+
+/// The bytes of segment `path`: its header, then from byte `offset` on (all of it when
+/// `offset` is within the header). Also returns the bytes left out after the header.
+fn read_segment(path: &Path, offset: u64) -> Result<(Vec<u8>, u64)> {
+    if offset <= SEGMENT_HEADER as u64 {
+        return Ok((std::fs::read(path).at(path)?, 0));
+    }
+    let mut file = File::open(path).at(path)?;
+    let mut bytes = vec![0u8; SEGMENT_HEADER];
+    file.read_exact(&mut bytes).at(path)?;
+    file.seek(SeekFrom::Start(offset)).at(path)?;
+    file.read_to_end(&mut bytes).at(path)?;
+    Ok((bytes, offset - SEGMENT_HEADER as u64))
 }
 
 /// The start of the log's first segment, if any: cutting there drops the whole log.
@@ -331,7 +372,7 @@ pub struct Wal {
 
 impl Wal {
     /// Opens the log in `dir` (created if missing) to append after `next_lsn - 1`. The
-    /// caller has cut any torn tail off (see `read_all`, `cut`). Appends go to the last
+    /// caller has cut any torn tail off (see `read_from`, `cut`). Appends go to the last
     /// segment if it is of the current format version, else to a new one.
     pub fn open(dir: &Path, id: WalIdentity, next_lsn: u64) -> Result<Wal> {
         std::fs::create_dir_all(dir).at(dir)?;

@@ -34,6 +34,9 @@ _Ids = Union[int, str, Iterable[int], Iterable[str], npt.NDArray[Any]]
 # uint64 on an integer-id index; dtype object (str, None for padding) on a string-id one.
 _Labels = npt.NDArray[Any]
 _Path = Union[str, PathLike]
+# Called with (done, total) from the engine's threads, one call at a time; an exception
+# it raises goes to sys.unraisablehook (the operation goes on).
+_Progress = Callable[[int, int], Any]
 
 class Index:
     """The engine: one index directory, opened in place. With durable=True (the default)
@@ -65,8 +68,26 @@ class Index:
         {"lang": "keyword", "year": "int"}. durable=False never fsyncs the log.
         ids="str" names vectors by string keys (up to 1 KiB of UTF-8 each): every method
         then takes and returns str ids."""
-    def backup(self, path: _Path) -> int:
-        """Copies the index as of now into the new directory `path`, checked."""
+    def backup(self, path: _Path, progress: Optional[_Progress] = None) -> int:
+        """Copies the index as of now into the new directory `path`, checked. Returns the
+        bytes copied; `progress(done, total)` is told the bytes as they are copied."""
+    def compact(self, progress: Optional[_Progress] = None) -> Dict[str, int]:
+        """Rebuilds the index from its live vectors into dense files and carries on with
+        it (this object stays open, with its ef and threads). {"live", "bytes_before",
+        "bytes_after"}; `progress` counts live vectors copied. Raises (leaving the index
+        open) if another thread is using it."""
+    def verify(self) -> Dict[str, Any]:
+        """The whole-index check, O(n): {"ok", "problems", "unreachable", "stale_links",
+        "live", "tombstones", "free"}."""
+    def stats(self) -> Dict[str, Any]:
+        """Every field of the Rust Stats: len, capacity, high_water, free_slots,
+        held_slots, tombstones, upper_nodes, max_level, dim, metric, M, ef_construction,
+        kernels, wal_bytes, codes_generation, routing ("sq8" | "rabitq"), storage ("f32" |
+        "f16"), residency (a dict, or None without a memory budget)."""
+    @property
+    def read_only(self) -> bool: ...
+    def _view_position(self) -> Optional[Tuple[int, int]]:
+        """A read-only view's (index uid, next LSN); None when writable."""
     def add_items(
         self,
         data: _Vectors,
@@ -74,10 +95,12 @@ class Index:
         num_threads: int = -1,
         replace_deleted: bool = False,
         payloads: Optional[Sequence[Optional[Dict[str, Any]]]] = None,
+        progress: Optional[_Progress] = None,
     ) -> None:
         """Adds rows of `data` (with a payload dict per row, if given); an existing id has
         its vector replaced (as in hnswlib), and keeps its payload unless given one. A
-        string-id index needs `ids` (one str per row)."""
+        string-id index needs `ids` (one str per row). `progress(done, total)` is told the
+        rows in the graph as they go in."""
     def upsert(
         self, ids: _Ids, vectors: _Vectors, payloads: Optional[Sequence[Optional[Dict[str, Any]]]] = None
     ) -> None:

@@ -19,13 +19,16 @@ import contextlib
 import os
 import tempfile
 import threading
+import time
+import warnings
 import weakref
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
 from . import _snapshot
-from ._hnswdb import CorruptError, HnswdbError, InvalidInputError, UnknownLabelError
+from ._arrays import as_matrix
+from ._hnswdb import CorruptError, HnswdbError, IndexNotFoundError, InvalidInputError, UnknownLabelError
 from ._hnswdb import Index as _Engine
 
 # hnswlib's beam width until set_ef; hnswdb's own indexes keep the engine's (64).
@@ -73,6 +76,64 @@ def _rows(data: Any) -> int:
     return 1 if np.ndim(data) == 1 else len(data)
 
 
+class _Progress:
+    """A `progress` argument as the engine's hook: a callable `progress(done, total)`, a
+    tqdm bar (or anything with `update(n)` and a `total`), or True for a new tqdm bar
+    (a warning and no bar if tqdm is not installed). Use as a context manager: it makes
+    sure the callable heard the end of an operation that succeeded, and closes its bar."""
+
+    def __init__(self, progress: Any, desc: str) -> None:
+        self.bar: Any = None
+        self.owned = progress is True  # a bar made here is closed here
+        self.last: Tuple[int, int] = (-1, -1)
+        if progress is True:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                warnings.warn("progress=True draws a tqdm bar: pip install tqdm", stacklevel=3)
+                progress = None
+            else:
+                progress = self.bar = tqdm(desc=desc, unit_scale=True)
+        if progress is None or progress is False or callable(progress):
+            self.callback: Optional[Callable[[int, int], Any]] = progress or None
+        elif hasattr(progress, "update") and hasattr(progress, "total"):
+            self.bar = progress
+            self.callback = self._advance_bar
+        else:
+            raise TypeError(f"progress must be a callable(done, total), a tqdm bar or True, not {progress!r}")
+
+    def hook(self) -> Optional[Callable[[int, int], None]]:
+        """What to pass the engine (None: no reports)."""
+        return None if self.callback is None else self._report
+
+    def _report(self, done: int, total: int) -> None:
+        self.last = (done, total)
+        assert self.callback is not None
+        self.callback(done, total)
+
+    def _advance_bar(self, done: int, total: int) -> None:
+        if self.bar.total != total:
+            self.bar.total = total
+            self.bar.refresh()
+        self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, kind: Any, *rest: Any) -> None:
+        try:
+            done, total = self.last
+            if kind is None and self.callback is not None and (done != total or done < 0):
+                total = max(total, 0)
+                try:
+                    self._report(total, total)  # an empty batch reports nothing on its own
+                except Exception as e:  # as the engine does: the operation succeeded
+                    warnings.warn(f"the progress callback raised {e!r}", RuntimeWarning, stacklevel=2)
+        finally:
+            if self.owned and self.bar is not None:
+                self.bar.close()
+
+
 class Index:
     """An HNSW index with hnswlib's interface (see the module's docstring for the two
     kinds of index behind it)."""
@@ -93,6 +154,63 @@ class Index:
         index = cls(engine.space, engine.dim)
         index._adopt(engine, None)
         return index
+
+    @classmethod
+    def open_or_create(
+        cls,
+        path: Any,
+        space: Optional[str] = None,
+        dim: Optional[int] = None,
+        *,
+        ids: Optional[str] = None,
+        M: int = 16,
+        ef_construction: int = 200,
+        fields: Optional[Dict[str, str]] = None,
+        routing: str = "sq8",
+        storage: str = "f32",
+        durable: bool = True,
+        read_only: bool = False,
+        memory_budget: Optional[int] = None,
+    ) -> "Index":
+        """Opens hnswdb's index directory `path`, or creates it there if it holds none
+        (then `space` and `dim` are required; the other settings apply to a new index
+        only; `ids` is "int" unless given). If given, `space`, `dim` and `ids` must match an existing index's
+        (InvalidInputError otherwise). Two processes that race to create it both end up
+        with the one index."""
+        try:
+            engine = _Engine.open(path, read_only=read_only, memory_budget=memory_budget, durable=durable)
+        except IndexNotFoundError:
+            if read_only:
+                raise
+            if space is None or dim is None:
+                raise InvalidInputError(f"{path} holds no index: give space and dim to create one") from None
+            engine = cls._create(path, space, dim, ids or "int", M, ef_construction, fields, routing, storage, durable)
+            if memory_budget is not None:
+                engine.close()
+                engine = _Engine.open(path, memory_budget=memory_budget, durable=durable)
+        index = cls(engine.space, engine.dim)
+        index._adopt(engine, None)
+        index._check_matches(path, space, dim, ids)
+        return index
+
+    @staticmethod
+    def _create(path: Any, space: str, dim: int, ids: str, *settings: Any) -> _Engine:
+        M, ef_construction, fields, routing, storage, durable = settings
+        engine = _Engine(space, dim)
+        options = dict(M=M, ef_construction=ef_construction, path=path, fields=fields, routing=routing)
+        options.update(storage=storage, durable=durable, ids=ids)
+        try:
+            engine.init_index(1, **options)
+        except FileExistsError:  # another process created it first: open theirs
+            return _Engine.open(path, durable=durable)
+        return engine
+
+    def _check_matches(self, path: Any, space: Optional[str], dim: Optional[int], ids: Optional[str]) -> None:
+        found = (self.space, self.dim, self._engine.id_kind)
+        for name, wanted, have in zip(("space", "dim", "ids"), (space, dim, ids), found):
+            if wanted is not None and wanted != have:
+                self.close()
+                raise InvalidInputError(f"{path} holds an index with {name}={have!r}, not {wanted!r}")
 
     def init_index(
         self,
@@ -252,14 +370,19 @@ class Index:
         num_threads: int = -1,
         replace_deleted: bool = False,
         payloads: Any = None,
+        progress: Any = None,
     ) -> None:
         """Adds the rows of `data` under `ids`; an id present has its vector replaced.
         One write, all or nothing. Default ids: hnswlib's (from the count of rows added,
-        for hnswlib's kind), after the largest id present (hnswdb's kind)."""
+        for hnswlib's kind), after the largest id present (hnswdb's kind). `data` may
+        also be a pandas Series of arrays or DataFrame, or a pyarrow (fixed-size) list
+        array. `progress`: a callable(done, total), a tqdm bar, or True for one."""
         engine = self._open_engine()
         threads = self._threads(num_threads)
+        data = as_matrix(data)
         if self._private is None:
-            engine.add_items(data, ids, threads, payloads=payloads)
+            with _Progress(progress, "add_items") as bar:
+                engine.add_items(data, ids, threads, payloads=payloads, progress=bar.hook())
             return
         private = self._private
         if replace_deleted and not private.allow_replace:
@@ -271,7 +394,8 @@ class Index:
             else:
                 labels = _labels(ids)
             revived, reused = self._plan_add(labels, replace_deleted)
-            engine.add_items(data, labels, threads, payloads=payloads)
+            with _Progress(progress, "add_items") as bar:
+                engine.add_items(data, labels, threads, payloads=payloads, progress=bar.hook())
             for label in revived + list(private.tombstones)[:reused]:
                 del private.tombstones[label]
             private.next_label += rows
@@ -296,11 +420,16 @@ class Index:
     def upsert(self, ids: Any, vectors: Any, payloads: Any = None) -> None:
         """Replaces the vectors of `ids` (a scalar id with a 1-D vector: one), adding
         those absent, as one write; `payloads` (a dict or None per id) as in add_items."""
+        vectors = as_matrix(vectors)
         if self._private is None:
             self._open_engine().upsert(ids, vectors, payloads=payloads)
         else:
             rows = np.asarray(vectors).reshape(-1, self.dim)
             self.add_items(rows, _labels(ids), payloads=payloads)
+
+    def query(self, vectors: Any, k: int = 10, **options: Any) -> Any:
+        """The engine's query (see the stub), with `vectors` as add_items takes them."""
+        return self._open_engine().query(as_matrix(vectors), k, **options)
 
     def mark_deleted(self, label: int) -> None:
         """hnswlib's kind: a tombstone (see unmark_deleted). hnswdb's kind: deletes."""
@@ -359,8 +488,10 @@ class Index:
         offset: int = 0,
         plan: Optional[str] = None,
     ) -> Tuple[np.ndarray, np.ndarray]:
-        """(labels, distances), each (rows, k), nearest first; see docs/python.md."""
+        """(labels, distances), each (rows, k), nearest first; see docs/python.md.
+        `data` as add_items takes it."""
         engine = self._open_engine()
+        data = as_matrix(data)
         if k == 0:
             rows = _rows(data)
             labels = object if engine.id_kind == "str" else np.uint64
@@ -462,6 +593,48 @@ class Index:
     def _threads(self, num_threads: int) -> int:
         # hnswlib: a call's own count when positive, else the default.
         return num_threads if num_threads > 0 else self._num_threads
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def compact(self, progress: Any = None) -> dict:
+        """Rebuilds the index from its live vectors into dense files (the space deletes
+        left behind is given back) and carries on with it: this object stays usable.
+        Returns {"live", "bytes_before", "bytes_after"}. `progress` as in add_items
+        (live vectors copied)."""
+        engine = self._open_engine()
+        with _Progress(progress, "compact") as bar:
+            return engine.compact(progress=bar.hook())
+
+    def backup(self, path: Any, progress: Any = None) -> int:
+        """Copies the index, as of one moment while writes go on, into the new directory
+        `path`, and checks the copy. Returns the bytes copied. `progress` as in
+        add_items (bytes copied)."""
+        engine = self._open_engine()
+        with _Progress(progress, "backup") as bar:
+            return engine.backup(path, progress=bar.hook())
+
+    def follow(self, interval: float = 0.1) -> Iterator[dict]:
+        """For a read-only view: refreshes it every `interval` seconds and yields
+        {"count", "lsn"} after each refresh that brought new writes. Ends when the view
+        is closed (from another thread, say)."""
+        engine = self._open_engine()
+        if not engine.read_only:
+            raise HnswdbError("follow: the index is writable, so always current; open it read_only=True")
+        seen = engine._view_position()
+        while True:
+            time.sleep(interval)
+            try:
+                engine = self._open_engine()
+                engine.refresh()
+                position = engine._view_position()
+                count = len(engine)
+            except HnswdbError:
+                if not self._is_open():
+                    return  # closed meanwhile
+                raise
+            if position != seen:
+                seen = position
+                yield {"count": count, "lsn": position[1]}
 
     # -- lifetime --------------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ def test_search_filters_and_scores_match_brute_force(tmp_path, data):
                 assert doc.metadata["n"] == i and doc.metadata["parity"] == ["even", "odd"][i % 2]
                 assert score == pytest.approx(d[i], abs=1e-5)
             relevance = store.similarity_search_with_relevance_scores(str(q), k=5, filter=flt)
-            assert [s for _, s in relevance] == pytest.approx([1 - s for _, s in found], abs=1e-6)
+            assert [s for _, s in relevance] == pytest.approx([1 - s / 2 for _, s in found], abs=1e-6)
 
 
 def test_reopen_keeps_everything(tmp_path, data):

@@ -86,7 +86,7 @@ def random_leaf(rng):
             value = rng.sample(pool, rng.randint(0, 3))
     else:
         op = rng.choice(["contains", "any", "all", "is_empty"])
-        value = rng.choice(TAGS) if op == "contains" else rng.sample(TAGS, rng.randint(0, 3))
+        value = rng.choice(TAGS) if op == "contains" else rng.sample(TAGS, rng.randint(op == "all", 3))
     return MetadataFilter(key=key, value=value, operator=FilterOperator(op))
 
 
@@ -189,6 +189,7 @@ def test_bad_filters_are_refused(filled):
         MetadataFilter(key="tags", value=["a"], operator=FilterOperator.EQ),
         MetadataFilter(key="year", value=None, operator=FilterOperator.EQ),
         MetadataFilter(key="title", value=3, operator=FilterOperator.TEXT_MATCH),
+        MetadataFilter(key="tags", value=[], operator=FilterOperator.ALL),
     ]:
         with pytest.raises(ValueError, match=f.key):
             store.query(VectorStoreQuery(query_embedding=q, filters=MetadataFilters(filters=[f])))

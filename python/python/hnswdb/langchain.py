@@ -10,7 +10,6 @@ in hnswdb's filter language, docs/filters.md) names metadata keys as they are::
     store.similarity_search("...", k=4, filter={"lang": "en"})
 """
 
-import math
 import uuid
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -31,12 +30,12 @@ PAGE_CONTENT = "_page_content"
 
 
 def _relevance(space: str) -> Callable[[float], float]:
-    """LangChain's relevance score (higher is closer) of a distance of `space`."""
-    if space == "l2":
-        # hnswdb's l2 is the squared distance; LangChain's function takes the distance.
-        return lambda d: VectorStore._euclidean_relevance_score_fn(math.sqrt(max(d, 0.0)))
-    # cosine: 1 - cos; ip: 1 - <a, b>. Either way 1 - d is the similarity.
-    return VectorStore._cosine_relevance_score_fn
+    """LangChain's relevance score in [0, 1] (1: same direction) of a distance of
+    `space`: (1 + cos) / 2 for unit vectors (what embedding models give) in every space,
+    clamped against rounding."""
+    # cosine: d = 1 - cos; ip: d = 1 - <a, b>; l2 (squared): d = 2 - 2 cos.
+    scale = 4.0 if space == "l2" else 2.0
+    return lambda d: min(1.0, max(0.0, 1.0 - d / scale))
 
 
 class HnswdbVectorStore(VectorStore):

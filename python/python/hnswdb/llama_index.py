@@ -329,6 +329,10 @@ def _check_value(f: MetadataFilter) -> None:
     if op in _LIST_OPERATORS:
         if not isinstance(value, list):
             raise ValueError(f"filter on {f.key!r}: {op.name} takes a list of values, not {value!r}")
+        if op == FilterOperator.ALL and not value:
+            # Vacuously true for a key holding [] but not for a missing one, in
+            # LlamaIndex: hnswdb's filters see no value in either.
+            raise ValueError(f"filter on {f.key!r}: ALL takes at least one value")
     elif value is None or isinstance(value, list):
         hint = " (use IS_EMPTY for a missing value)" if value is None else " (use IN for one of several)"
         raise ValueError(f"filter on {f.key!r}: {op.name} takes one value, not {value!r}{hint}")
@@ -350,7 +354,7 @@ def _leaf_bounds(f: MetadataFilter) -> Tuple[Filter, Filter]:
     elif op == FilterOperator.NIN:
         exact = {key: {"$nin": value}}
     elif op == FilterOperator.ALL:
-        exact = _and([{key: {"$exists": True}}, *({key: {"$eq": v}} for v in value)])
+        exact = _and([{key: {"$eq": v}} for v in value])
     elif op == FilterOperator.IS_EMPTY:
         exact = _or([{key: {"$exists": False}}, {key: {"$eq": ""}}])
     elif op in _RANGES and _kind(value) == "number":
@@ -414,7 +418,7 @@ def _leaf_admits(f: MetadataFilter, payload: Dict[str, Any]) -> bool:
     if op == FilterOperator.NIN:
         return not any(has(v) for v in value)
     if op == FilterOperator.ALL:
-        return bool(values) and all(has(v) for v in value)
+        return all(has(v) for v in value)
     if op == FilterOperator.IS_EMPTY:
         return not values or has("")
     if op in _RANGES:

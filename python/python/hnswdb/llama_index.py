@@ -403,7 +403,8 @@ def _admits(filters: MetadataFilters, payload: Dict[str, Any]) -> bool:
 
 def _leaf_admits(f: MetadataFilter, payload: Dict[str, Any]) -> bool:
     stored = payload.get(f.key)
-    values = [] if stored is None else stored if isinstance(stored, list) else [stored]
+    # As hnswdb's filters: a list gives its elements, and null is no value.
+    values = [x for x in (stored if isinstance(stored, list) else [stored]) if x is not None]
     op, value = f.operator, f.value
 
     def has(v: Any) -> bool:

@@ -44,7 +44,8 @@ class HnswdbVectorStore(VectorStore):
     Opens the index in `path` if there is one, else creates it (string ids, `space`:
     "cosine", "ip" or "l2") at the first add, with the dimension of its embeddings.
     `fields` declares payload fields to index ({"lang": "keyword"}: docs/filters.md), which
-    makes filters on them fast; filters work on any metadata key without it.
+    makes filters on them fast; filters work on any metadata key without it. `M`,
+    `ef_construction`, `fields` and `durable` apply when the store creates the index.
     """
 
     def __init__(

@@ -63,7 +63,8 @@ class HnswdbVectorStore(BasePydanticVectorStore):
     Opens the index in `path` if there is one, else creates it (string ids, `space`:
     "cosine", "ip" or "l2") at the first add, with the dimension of its embeddings.
     `fields` declares metadata keys to index ({"year": "int"}: docs/filters.md), which
-    makes filters on them fast (filters work on every key without it).
+    makes filters on them fast (filters work on every key without it). `M`,
+    `ef_construction`, `fields` and `durable` apply when the store creates the index.
     """
 
     stores_text: bool = True

@@ -45,7 +45,7 @@ class HnswdbVectorStore(VectorStore):
     "cosine", "ip" or "l2") at the first add, with the dimension of its embeddings.
     `fields` declares payload fields to index ({"lang": "keyword"}: docs/filters.md), which
     makes filters on them fast; filters work on any metadata key without it. `M`,
-    `ef_construction`, `fields` and `durable` apply when the store creates the index.
+    `ef_construction` and `fields` apply when the store creates the index.
     """
 
     def __init__(
@@ -57,10 +57,9 @@ class HnswdbVectorStore(VectorStore):
         M: int = 16,
         ef_construction: int = 200,
         fields: Optional[Dict[str, str]] = None,
-        durable: bool = True,
     ) -> None:
         self._embedding = embedding
-        options = dict(M=M, ef_construction=ef_construction, fields=fields, durable=durable)
+        options = dict(M=M, ef_construction=ef_construction, fields=fields)
         self._store = LazyIndex(path, space, options)
 
     @property

@@ -64,7 +64,7 @@ class HnswdbVectorStore(BasePydanticVectorStore):
     "cosine", "ip" or "l2") at the first add, with the dimension of its embeddings.
     `fields` declares metadata keys to index ({"year": "int"}: docs/filters.md), which
     makes filters on them fast (filters work on every key without it). `M`,
-    `ef_construction`, `fields` and `durable` apply when the store creates the index.
+    `ef_construction` and `fields` apply when the store creates the index.
     """
 
     stores_text: bool = True
@@ -75,7 +75,6 @@ class HnswdbVectorStore(BasePydanticVectorStore):
     M: int = 16
     ef_construction: int = 200
     fields: Optional[Dict[str, str]] = None
-    durable: bool = True
 
     _store: LazyIndex = PrivateAttr()
 
@@ -83,7 +82,7 @@ class HnswdbVectorStore(BasePydanticVectorStore):
         super().__init__(path=os.fspath(path), **kwargs)
         # The store's own keys are indexed: queries by node or document filter on them.
         fields = {NODE_ID: "keyword", REF_DOC_ID: "keyword", **(self.fields or {})}
-        options = dict(M=self.M, ef_construction=self.ef_construction, fields=fields, durable=self.durable)
+        options = dict(M=self.M, ef_construction=self.ef_construction, fields=fields)
         self._store = LazyIndex(self.path, self.space, options)
 
     @classmethod

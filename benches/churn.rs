@@ -3,7 +3,7 @@
 //! new ids) against the original build of the same vectors. Single-threaded queries.
 //!
 //! `HNSWDB_DATASET=DIR cargo bench --bench churn` with DIR holding base.fvecs, query.fvecs
-//! and gt.ivecs (see ../shared/data); without it, a synthetic clustered set is used.
+//! and gt.ivecs (see scripts/make_debian.py); without it, a synthetic clustered set is used.
 
 use std::path::PathBuf;
 use std::time::Instant;

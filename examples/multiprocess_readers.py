@@ -2,16 +2,15 @@
 
     python3 examples/multiprocess_readers.py [INDEX_DIR]
 
-The writer (this process) creates the index and keeps adding batches; four reader
-processes (multiprocessing, as web-server workers would be) open it read-only, search in a
-loop and `refresh()` to see what the writer has acknowledged since. Readers write nothing,
+The writer (this process) creates the index and adds batches; four reader processes
+(multiprocessing, as web-server workers would be) open it read-only, search in a loop and
+`refresh()` to see what the writer has acknowledged since, until the writer is done. Readers write nothing,
 so any number of them can run, on read-only files too; a second writer gets an error.
 """
 
 import multiprocessing as mp
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -25,36 +24,39 @@ def batch(start, n):
     return rng.normal(size=(n, DIM)).astype(np.float32), np.arange(start, start + n)
 
 
-def reader(path, seconds, results):
+def reader(path, writing, results):
     index = hnswdb.Index.open(path, read_only=True)
-    queries, served, seen = batch(10**9, 50)[0], 0, 0
-    deadline = time.time() + seconds
-    while time.time() < deadline:
+    queries, served = batch(10**9, 50)[0], 0
+    while True:
+        done = not writing.is_set()  # read before the refresh: it then sees every write
         labels, _ = index.knn_query(queries, k=5)
         served += len(labels)
-        seen = max(seen, index.get_current_count())
         index.refresh()
-    results.put((served, seen))
+        if done:
+            break
+    results.put((served, index.get_current_count()))
 
 
-def main(path, seconds=3.0):
+def main(path, batches=20):
     writer = hnswdb.Index(space="l2", dim=DIM)
     writer.init_index(max_elements=1000, path=path)
     writer.add_items(*batch(0, 1000))
-    results = mp.Queue()
-    readers = [mp.Process(target=reader, args=(path, seconds, results)) for _ in range(4)]
+    results, writing = mp.Queue(), mp.Event()
+    writing.set()
+    readers = [mp.Process(target=reader, args=(path, writing, results)) for _ in range(4)]
     for r in readers:
         r.start()
-    added, deadline = 1000, time.time() + seconds
-    while time.time() < deadline:
-        writer.add_items(*batch(added, 200))
+    added = 1000
+    for _ in range(batches):
+        writer.add_items(*batch(added, 200))  # durable, and visible to a refresh, on return
         added += 200
+    writing.clear()
+    answers = [results.get() for _ in readers]
     for r in readers:
         r.join()
-    answers = [results.get() for _ in readers]
     writer.close()
     print(f"writer added {added} vectors; readers answered "
-          f"{sum(a for a, _ in answers)} queries and saw up to {max(s for _, s in answers)}")
+          f"{sum(a for a, _ in answers)} queries and each saw all {added} in the end")
     return added, answers
 
 

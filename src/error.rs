@@ -37,6 +37,20 @@ pub enum Error {
     #[error("id {0} is not in the index")]
     UnknownId(u64),
 
+    /// A key of a string-id index that is empty or longer than `limits::MAX_KEY_BYTES`.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// `insert_keys` of a key that is already present (or twice in one batch).
+    #[error("key {0:?} already exists (use upsert_keys to replace its vector)")]
+    DuplicateKey(String),
+    /// An operation named a key that is not present.
+    #[error("key {0:?} is not in the index")]
+    UnknownKey(String),
+    /// An operation for the other kind of id: a keyed write on an integer-id index, or
+    /// an insert under an integer id into a string-id index (whose ids the index assigns).
+    #[error("{0}")]
+    IdKind(String),
+
     /// A payload that is not a JSON object, too large, or whose indexed field has the
     /// wrong type.
     #[error("invalid payload: {0}")]

@@ -50,8 +50,9 @@ pub use distance::{Metric, Routing, Storage, f16};
 pub use error::{Error, Result};
 pub use filter::{FieldKind, FieldSpec, Filter};
 pub use index::{
-    Compaction, Durability, Explain, Index, IndexOptions, Neighbour, OpenOptions, Plan, Query,
-    Recovery, Residency, Stats, Tuning, VerifyReport,
+    Compaction, Durability, Explain, Hit, Index, IndexOptions, Neighbour, OpenOptions, Plan, Query,
+    Record, Recovery, Residency, Stats, Tuning, VerifyReport,
 };
 /// Payloads are `serde_json` values; re-exported so that callers use the same version.
 pub use serde_json;
+pub use store::IdKind;

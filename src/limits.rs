@@ -23,6 +23,25 @@ pub const MAX_BATCH: usize = 1 << 24;
 /// whose frame holds at most 1 GiB (an insert with payloads is split into parts instead).
 pub const MAX_BATCH_PAYLOAD_BYTES: usize = 512 << 20;
 
+/// Longest key of a string-id index, in bytes of UTF-8: a key is an identifier (a
+/// document id, a URL, a path), stored twice in the metadata and once per write in the
+/// log, not a place for data (payloads are).
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Checks a key of a string-id index: not empty, at most `MAX_KEY_BYTES`.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidKey("a key may not be empty".into()));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::InvalidKey(format!(
+            "a key of {} bytes; the limit is {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the sizes of a search: `offset + k` answers at most `MAX_K`, a beam of at
 /// most `MAX_EF` (0 is taken as 1, as it always was).
 pub(crate) fn check_search(k: usize, offset: usize, ef: usize) -> Result<()> {
@@ -93,6 +112,16 @@ mod tests {
         #[test]
         fn batch_sizes_pass_exactly_within_the_limit(n in around(MAX_BATCH)) {
             prop_assert_eq!(check_batch(n).is_ok(), n <= MAX_BATCH);
+        }
+
+        #[test]
+        fn keys_pass_exactly_within_the_limit(len in around(MAX_KEY_BYTES).prop_map(|n| n.min(1 << 20))) {
+            let key = "k".repeat(len);
+            match check_key(&key) {
+                Ok(()) => prop_assert!((1..=MAX_KEY_BYTES).contains(&len)),
+                Err(Error::InvalidKey(_)) => prop_assert!(len == 0 || len > MAX_KEY_BYTES),
+                Err(e) => prop_assert!(false, "{e}"),
+            }
         }
 
         #[test]

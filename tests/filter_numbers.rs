@@ -19,15 +19,22 @@ const TWO_63: f64 = 9_223_372_036_854_775_808.0;
 /// 2^64: what u64::MAX typed as a float parses to.
 const TWO_64: f64 = 18_446_744_073_709_551_616.0;
 
+/// The fields of the payloads; an index declares all, some or none of them.
+const FIELDS: [&str; 4] = ["i", "f", "k", "b"];
+
+/// Options declaring field indexes for `declared` (of `FIELDS`).
+fn options_declaring(declared: &[&str]) -> IndexOptions {
+    declared.iter().fold(
+        IndexOptions::new(DIM, Metric::L2)
+            .m(8)
+            .ef_construction(32)
+            .threads(1),
+        |o, &name| o.field(FieldSpec::new(name, kind(name))),
+    )
+}
+
 fn options() -> IndexOptions {
-    IndexOptions::new(DIM, Metric::L2)
-        .m(8)
-        .ef_construction(32)
-        .threads(1)
-        .field(FieldSpec::new("i", FieldKind::Integer))
-        .field(FieldSpec::new("f", FieldKind::Float))
-        .field(FieldSpec::new("k", FieldKind::Keyword))
-        .field(FieldSpec::new("b", FieldKind::Bool))
+    options_declaring(&FIELDS)
 }
 
 /// Numbers payloads and filters share, so that equal values meet: the extremes and
@@ -181,8 +188,11 @@ fn kind(field: &str) -> FieldKind {
     }
 }
 
-/// Whether the filter is well typed for the fields (else the index must refuse it).
-fn valid(f: &Filter) -> bool {
+/// Whether the filter is well typed for the fields `declared` (else the index must
+/// refuse it): a declared field's values must be of its kind; an undeclared one takes
+/// values of any type (of other types than the payload's, they match nothing), but a
+/// range bound must still be a number.
+fn valid(f: &Filter, declared: &[&str]) -> bool {
     let numeric = |field: &str| matches!(kind(field), FieldKind::Integer | FieldKind::Float);
     let comparable = |field: &str, v: &Value| {
         matches!(
@@ -192,17 +202,21 @@ fn valid(f: &Filter) -> bool {
                 | (FieldKind::Bool, Value::Bool(_))
         )
     };
+    let undeclared = |field: &str| !declared.contains(&field);
     match f {
-        Filter::Eq(field, v) => comparable(field, v),
-        Filter::In(field, vs) => vs.iter().all(|v| comparable(field, v)),
+        Filter::Eq(field, v) => undeclared(field) || comparable(field, v),
+        Filter::In(field, vs) => undeclared(field) || vs.iter().all(|v| comparable(field, v)),
         Filter::Range {
             field,
             lower,
             upper,
-        } => numeric(field) && lower.iter().chain(upper).all(|b| b.value.is_number()),
+        } => {
+            (undeclared(field) || numeric(field))
+                && lower.iter().chain(upper).all(|b| b.value.is_number())
+        }
         Filter::Has(_) => true,
-        Filter::And(fs) | Filter::Or(fs) => fs.iter().all(valid),
-        Filter::Not(f) => valid(f),
+        Filter::And(fs) | Filter::Or(fs) => fs.iter().all(|f| valid(f, declared)),
+        Filter::Not(f) => valid(f, declared),
     }
 }
 
@@ -253,11 +267,18 @@ fn admits(f: &Filter, p: &Value) -> bool {
     }
 }
 
-/// Every path's answer to `f` (all of them: k is the index size), or the error.
-fn check(index: &Index, payloads: &[Value], f: &Filter) -> Result<(), TestCaseError> {
+/// Every path's answer to `f` (all of them: k is the index size), or the error, on an
+/// index declaring `declared`; and `count` and `ids_where`, which read the same answer.
+fn check(
+    index: &Index,
+    declared: &[&str],
+    payloads: &[Value],
+    f: &Filter,
+) -> Result<(), TestCaseError> {
     let n = payloads.len();
     let q = [0.0f32; DIM];
-    if !valid(f) {
+    if !valid(f, declared) {
+        prop_assert!(matches!(index.count(Some(f)), Err(Error::InvalidFilter(_))));
         for plan in [None, Some(Plan::Scan), Some(Plan::Walk)] {
             let mut query = Query::new(n.max(1)).filter(f);
             if let Some(plan) = plan {
@@ -273,6 +294,18 @@ fn check(index: &Index, payloads: &[Value], f: &Filter) -> Result<(), TestCaseEr
         .collect();
     let explained = index.explain(&Query::new(1).filter(f)).unwrap();
     prop_assert_eq!(explained.matching, expected.len() as u64);
+    let mut unindexed: Vec<&str> = f
+        .fields()
+        .into_iter()
+        .filter(|f| !declared.contains(f))
+        .collect();
+    unindexed.sort_unstable();
+    prop_assert_eq!(&explained.unindexed, &unindexed);
+    prop_assert_eq!(index.count(Some(f)).unwrap(), expected.len() as u64);
+    prop_assert_eq!(
+        index.ids_where(f).unwrap(),
+        expected.iter().copied().collect::<Vec<_>>()
+    );
     for plan in [None, Some(Plan::Scan), Some(Plan::Walk)] {
         let mut query = Query::new(n.max(1)).filter(f);
         if let Some(plan) = plan {
@@ -292,38 +325,48 @@ fn check(index: &Index, payloads: &[Value], f: &Filter) -> Result<(), TestCaseEr
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
+    /// With every field declared, some, or none: a field index changes how a filter
+    /// is evaluated (its bitmaps, or a scan of the payloads), never its answer.
     #[test]
     fn filters_match_the_model_on_every_path(
         payloads in prop::collection::vec(payload(), 1..60),
         filters in prop::collection::vec(filter(), 1..10),
         seed in any::<u64>(),
     ) {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("idx");
-        let index = Index::create(&dir, &options().seed(seed)).unwrap();
-        // Built before the writes, so that each write keeps it up to date...
-        index.explain(&Query::new(1).filter(&Filter::has("i"))).unwrap();
-        let n = payloads.len();
-        let vectors: Vec<f32> = (0..n * DIM).map(|i| ((i * 7919) % 101) as f32).collect();
-        let ids: Vec<u64> = (0..n as u64).collect();
-        index.insert_batch_with_payloads(&ids, &vectors, &payloads, 1).unwrap();
-        for f in &filters {
-            check(&index, &payloads, f)?;
-        }
-        // ...and after a reopen, rebuilt from the stored payloads.
-        index.close().unwrap();
-        let index = Index::open(&dir).unwrap();
-        for f in &filters {
-            check(&index, &payloads, f)?;
+        for declared in [&FIELDS[..], &["i", "k"][..], &[][..]] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("idx");
+            let index = Index::create(&dir, &options_declaring(declared).seed(seed)).unwrap();
+            // Built before the writes, so that each write keeps it up to date...
+            index.explain(&Query::new(1).filter(&Filter::has("i"))).unwrap();
+            let n = payloads.len();
+            let vectors: Vec<f32> = (0..n * DIM).map(|i| ((i * 7919) % 101) as f32).collect();
+            let ids: Vec<u64> = (0..n as u64).collect();
+            index.insert_batch_with_payloads(&ids, &vectors, &payloads, 1).unwrap();
+            for f in &filters {
+                check(&index, declared, &payloads, f)?;
+            }
+            // ...and after a reopen, rebuilt from the stored payloads.
+            index.close().unwrap();
+            let index = Index::open(&dir).unwrap();
+            for f in &filters {
+                check(&index, declared, &payloads, f)?;
+            }
         }
     }
 }
 
-/// The cases the issue names, spelled out (each also drawn by the property above).
+/// The cases the issue names, spelled out (each also drawn by the property above), on
+/// declared fields and on undeclared ones (answered by a scan).
 #[test]
 fn integers_meet_floats_by_value_and_far_bounds_are_all_or_nothing() {
+    integers_meet_floats(&FIELDS);
+    integers_meet_floats(&[]);
+}
+
+fn integers_meet_floats(declared: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
-    let index = Index::create(tmp.path(), &options()).unwrap();
+    let index = Index::create(tmp.path(), &options_declaring(declared)).unwrap();
     let payloads = [
         json!({"i": 3, "f": 3}),
         json!({"i": i64::MAX, "f": 9007199254740993u64}),

@@ -345,3 +345,156 @@ proptest! {
         run(steps, Storage::F16)?;
     }
 }
+
+/// Steps on a string-id index: keys `k0`..`k9` (few, so that inserts meet present keys
+/// and deletes meet absent ones).
+#[derive(Clone, Debug)]
+enum KeyStep {
+    Insert(Vec<(u8, Vec<f32>)>),
+    Upsert(Vec<(u8, Vec<f32>)>),
+    Delete(Vec<u8>, bool),
+    Search(Vec<f32>, usize),
+    Checkpoint,
+    Reopen,
+    Crash,
+}
+
+fn key_step() -> impl Strategy<Value = KeyStep> {
+    let batch = || prop::collection::vec((0..10u8, vector()), 1..4);
+    prop_oneof![
+        4 => batch().prop_map(KeyStep::Insert),
+        3 => batch().prop_map(KeyStep::Upsert),
+        3 => (prop::collection::vec(0..10u8, 1..3), any::<bool>())
+            .prop_map(|(k, ok)| KeyStep::Delete(k, ok)),
+        3 => (vector(), 1..6usize).prop_map(|(q, k)| KeyStep::Search(q, k)),
+        1 => Just(KeyStep::Checkpoint),
+        1 => Just(KeyStep::Reopen),
+        1 => Just(KeyStep::Crash),
+    ]
+}
+
+fn distinct<T: Ord + Clone>(items: &[T]) -> bool {
+    let mut sorted = items.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    sorted.len() == items.len()
+}
+
+/// Every key of the model resolves to its vector and back; no other key resolves.
+fn check_keys(index: &Index, model: &HashMap<String, Vec<f32>>) -> Result<(), TestCaseError> {
+    prop_assert_eq!(index.len(), model.len() as u64);
+    for k in 0..10 {
+        let key = format!("k{k}");
+        match (index.resolve_key(&key).unwrap(), model.get(&key)) {
+            (Some(id), Some(v)) => {
+                prop_assert_eq!(&index.get(id).unwrap(), v);
+                prop_assert_eq!(index.key_of(id).unwrap(), Some(key));
+            }
+            (None, None) => {}
+            (found, want) => prop_assert!(false, "{key}: {found:?} vs {want:?}"),
+        }
+    }
+    Ok(())
+}
+
+fn run_keyed(steps: Vec<KeyStep>) -> Result<(), TestCaseError> {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dir = tmp.path().join("idx");
+    let opts = IndexOptions::new(DIM, Metric::L2)
+        .id_kind(hnswdb::IdKind::Str)
+        .m(4)
+        .ef_construction(32)
+        .durability(Durability::None)
+        .threads(2)
+        .quantize_after(6);
+    let mut index = Some(Index::create(&dir, &opts).unwrap());
+    let mut model: HashMap<String, Vec<f32>> = HashMap::new();
+    let mut crashes = 0;
+    let name = |k: &u8| format!("k{k}");
+    for step in steps {
+        let ix = index.as_ref().unwrap();
+        match step {
+            KeyStep::Insert(items) => {
+                let keys: Vec<String> = items.iter().map(|(k, _)| name(k)).collect();
+                let flat: Vec<f32> = items.iter().flat_map(|(_, v)| v.clone()).collect();
+                let ok = distinct(&keys) && keys.iter().all(|k| !model.contains_key(k));
+                let r = ix.insert_keys(&keys, &flat, None);
+                prop_assert_eq!(r.is_ok(), ok, "{:?}", r);
+                if !ok {
+                    prop_assert!(matches!(r, Err(Error::DuplicateKey(_))));
+                } else {
+                    model.extend(keys.into_iter().zip(items.into_iter().map(|(_, v)| v)));
+                }
+            }
+            KeyStep::Upsert(items) => {
+                let keys: Vec<String> = items.iter().map(|(k, _)| name(k)).collect();
+                let flat: Vec<f32> = items.iter().flat_map(|(_, v)| v.clone()).collect();
+                let r = ix.upsert_keys(&keys, &flat, None);
+                prop_assert_eq!(r.is_ok(), distinct(&keys), "{:?}", r);
+                if r.is_ok() {
+                    model.extend(keys.into_iter().zip(items.into_iter().map(|(_, v)| v)));
+                }
+            }
+            KeyStep::Delete(keys, missing_ok) => {
+                let keys: Vec<String> = keys.iter().map(name).collect();
+                let mut unique = keys.clone();
+                unique.sort();
+                unique.dedup();
+                let present = unique.iter().filter(|k| model.contains_key(*k)).count();
+                let all = unique.len() == keys.len() && present == keys.len();
+                match ix.delete_keys(&keys, missing_ok) {
+                    Ok(n) => {
+                        prop_assert!(missing_ok || all);
+                        keys.iter().for_each(|k| drop(model.remove(k)));
+                        prop_assert_eq!(n, present as u64);
+                    }
+                    Err(e) => {
+                        prop_assert!(!missing_ok && !all, "{e}");
+                        prop_assert!(matches!(e, Error::UnknownKey(_)));
+                    }
+                }
+            }
+            KeyStep::Search(q, k) => {
+                if ix.verify().unwrap().unreachable > 0 {
+                    ix.consolidate().unwrap();
+                }
+                let hits = ix.search_ef(&q, k, 200).unwrap();
+                let mut exact: Vec<f32> = model.values().map(|v| l2(&q, v)).collect();
+                exact.sort_by(f32::total_cmp);
+                exact.truncate(k);
+                prop_assert_eq!(hits.len(), exact.len());
+                for (h, e) in hits.iter().zip(&exact) {
+                    prop_assert!((h.distance - e).abs() < 1e-4, "{:?} {:?}", hits, exact);
+                    let key = ix.key_of(h.id).unwrap().unwrap();
+                    prop_assert!((l2(&q, &model[&key]) - h.distance).abs() < 1e-4);
+                }
+            }
+            KeyStep::Checkpoint => ix.checkpoint().unwrap(),
+            KeyStep::Reopen => {
+                index.take().unwrap().close().unwrap();
+                index = Some(open(&dir));
+            }
+            KeyStep::Crash => {
+                crashes += 1;
+                let copy = tmp.path().join(format!("crash{crashes}"));
+                crash_copy(ix, &copy);
+                index = Some(open(&copy));
+                dir = copy;
+            }
+        }
+        let ix = index.as_ref().unwrap();
+        check_keys(ix, &model)?;
+        let report = ix.verify().unwrap();
+        prop_assert!(report.is_ok(), "{:?}", report.problems);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_string_id_index_matches_the_model(steps in prop::collection::vec(key_step(), 1..60)) {
+        run_keyed(steps)?;
+    }
+}

@@ -190,8 +190,9 @@ fn an_f16_index_under_a_memory_budget_reads_its_vectors_from_disk_alike() {
 #[test]
 fn an_index_beyond_the_defaults_carries_a_metadata_version_older_builds_refuse() {
     // An older build would ignore the `storage` and `routing` keys and misread the files;
-    // version 3 makes it refuse them as newer instead. Defaults stay at 2, and no commit
-    // lowers the version.
+    // version 3 makes it refuse them as newer instead (4 a string-id index, which it
+    // would take for an integer-id one). Defaults stay at 2, and no commit lowers the
+    // version.
     use redb::{Database, ReadableDatabase, TableDefinition};
     const CONFIG: TableDefinition<&str, u64> = TableDefinition::new("config");
     let version = |dir: &std::path::Path| -> u64 {
@@ -217,10 +218,20 @@ fn an_index_beyond_the_defaults_carries_a_metadata_version_older_builds_refuse()
             IndexOptions::new(4, Metric::L2).routing(Routing::RaBitQ),
             3,
         ),
+        (
+            "str",
+            IndexOptions::new(4, Metric::L2).id_kind(hnswdb::IdKind::Str),
+            4,
+        ),
     ] {
         let dir = tmp.path().join(name);
         let index = Index::create(&dir, &options).unwrap();
-        index.insert(1, &[1.0, 0.0, 0.0, 0.0]).unwrap();
+        match index.id_kind() {
+            hnswdb::IdKind::Int => index.insert(1, &[1.0, 0.0, 0.0, 0.0]).unwrap(),
+            hnswdb::IdKind::Str => index
+                .insert_keys(&["a"], &[1.0, 0.0, 0.0, 0.0], None)
+                .unwrap(),
+        }
         index
             .create_field_index(hnswdb::FieldSpec::parse("tag:int").unwrap())
             .unwrap();
@@ -236,12 +247,12 @@ fn an_index_beyond_the_defaults_carries_a_metadata_version_older_builds_refuse()
         let txn = db.begin_write().unwrap();
         txn.open_table(CONFIG)
             .unwrap()
-            .insert("meta_version", 4)
+            .insert("meta_version", 5)
             .unwrap();
         txn.commit().unwrap();
     }
     assert!(matches!(
         Index::open(&dir),
-        Err(Error::UnsupportedVersion { found: 4, .. })
+        Err(Error::UnsupportedVersion { found: 5, .. })
     ));
 }

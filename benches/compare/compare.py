@@ -5,7 +5,7 @@
     cargo build --release
     python3 benches/compare/compare.py DATASET_DIR [--metric cosine|l2] [--out docs/bench-NAME]
 
-DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (see ../shared/data, or
+DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (see scripts/make_debian.py, or
 `hnswdb synth`). Every library gets the same M and ef_construction; each is built with 1
 and with 2 threads (timed), saved, reloaded (timed), then queried on 1 thread at each ef
 of the sweep (all queries in one batch call for the peers; a Rust loop for hnswdb, via its

@@ -2,7 +2,7 @@
 
     python benches/compare/distributed.py DATASET_DIR [--shards 1,2,4] [--ef 64]
 
-DATASET_DIR holds base.fvecs, query.fvecs, gt.ivecs (shared/data/make_debian.py). For a
+DATASET_DIR holds base.fvecs, query.fvecs, gt.ivecs (scripts/make_debian.py). For a
 plain `hnswdb.Index` and for a `ShardedIndex` of each shard count (every shard on this
 machine, 2 search threads in all: one shard gets 2, more shards 1 each) the script
 measures:
@@ -13,7 +13,7 @@ measures:
     minus the plain p50 is the fan-out overhead per query (Ray task round trips to every
     shard, the object store, the merge);
   - recall@10 against gt.ivecs.
-Needs `pip install "ray[data]"` and the binding (`maturin develop -m python/Cargo.toml`).
+Needs the package with Ray: `pip install ".[distributed]"`.
 """
 
 import argparse

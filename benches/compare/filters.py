@@ -2,10 +2,10 @@
 """Filtered search on real embeddings: hnswdb's planner against hnswlib's filter callable
 and against brute force over the matching vectors.
 
-    pip install hnswlib numpy   # and the binding: maturin develop --release -m python/Cargo.toml
+    pip install hnswlib numpy   # and the binding: pip install .
     python3 benches/compare/filters.py DATASET_DIR [--queries 300]
 
-DATASET_DIR holds base.fvecs and query.fvecs (shared/data/make_debian.py: 59,004 × 384,
+DATASET_DIR holds base.fvecs and query.fvecs (scripts/make_debian.py: 59,004 × 384,
 cosine). Every base vector gets a payload:
   - `r`: a uniform random integer in 0..999 (seeded), so `r < 500`, `< 100`, `< 10`,
     `< 1` admit 50%, 10%, 1%, 0.1% of the vectors, scattered with no relation to them;

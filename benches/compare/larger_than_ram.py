@@ -4,7 +4,7 @@
     python3 benches/compare/larger_than_ram.py DATA_DIR --budget-mib 9 [--queries 300]
         [--metric cosine] [--work target/ltr-NAME] [--diskann-python target/diskann-venv/bin/python]
 
-DATA_DIR holds base.fvecs, query.fvecs, gt.ivecs (shared/data/make_debian.py, or
+DATA_DIR holds base.fvecs, query.fvecs, gt.ivecs (scripts/make_debian.py, or
 `hnswdb synth`). Builds, once, in --work: hnswdb with SQ8 routing (M 16: the index as it
 was before this benchmark existed), hnswdb with RaBitQ routing (M 8 and M 16), and a
 DiskANN disk index (R 32, L 100, PQ codes in memory; `benches/compare/diskann_run.py`

@@ -2,7 +2,7 @@
 
     python3 benches/compare/readers.py DATASET_DIR [--seconds 8]
 
-DATASET_DIR holds base.fvecs, query.fvecs, gt.ivecs (shared/data/make_debian.py). The
+DATASET_DIR holds base.fvecs, query.fvecs, gt.ivecs (scripts/make_debian.py). The
 script builds an index with the CLI, then:
   - runs 1, 2 and 4 reader processes (`hnswdb search --query`, 1 thread each, ef 64,
     read-only opens) beside an idle writer and beside a busy one (a Python process that

@@ -22,7 +22,7 @@ echo '[0.1, 0.2, ...]' | hnswdb search idx --vector - --k 5 --filter '{\"lang\":
 hnswdb export idx all.jsonl\n\n\
 Exit codes: 0 success; 1 other error; 2 bad command line; 3 no index there, or one \
 already exists; 4 locked by another writer; 5 corrupt, foreign or newer-format files; \
-6 bad input (wrong dimension, NaN/inf, unknown or duplicate id, unreadable input file); \
+6 bad input (wrong dimension, NaN/inf, unknown or duplicate id or key, an id of the wrong kind, unreadable input file); \
 7 I/O error or disk full; 8 verify found problems. With --json, an error is also printed \
 on stdout as {\"error\": message, \"code\": exit code}."
 )]
@@ -71,6 +71,11 @@ The index grows as vectors arrive; there is no maximum to set."
         /// bool (repeat for several; more can be added later with `index-field`).
         #[arg(long = "index-field", value_name = "NAME:KIND")]
         index_field: Vec<String>,
+        /// What names the vectors, fixed for the index's life: int (u64 ids) or str
+        /// (string keys, up to 1 KiB each; the index assigns them internal ids). Every
+        /// command then takes and prints ids of that kind.
+        #[arg(long, default_value = "int")]
+        ids: hnswdb::IdKind,
     },
     /// Insert every vector of FILE on all cores: .fvecs or .npy (float32, 2-D; ids are
     /// row numbers) or .jsonl (lines {"id": 7, "vector": [...], "payload": {...}}, the
@@ -85,7 +90,9 @@ says how many vectors were imported."
         dir: PathBuf,
         /// Input vectors (.fvecs, .npy or .jsonl).
         file: PathBuf,
-        /// Id of the first row of an .fvecs/.npy file; row i gets id N + i.
+        /// Id of the first row of an .fvecs/.npy file; row i gets id N + i (on a
+        /// string-id index, the key "N + i" in decimal). A .jsonl row carries its own id:
+        /// an integer, or a string for a string-id index.
         #[arg(long, default_value_t = 0)]
         ids_from: u64,
         /// Worker threads (0: all cores).
@@ -109,31 +116,58 @@ per line, in row order), or export .jsonl, which carries them."
         #[arg(long)]
         ids_out: Option<PathBuf>,
     },
-    /// Delete vectors by id (all or nothing: an unknown id deletes none).
+    /// Delete vectors by id (all or nothing: an unknown id deletes none, unless
+    /// --missing-ok) or every vector whose payload matches --filter (one write).
     Delete {
         /// Index directory.
         dir: PathBuf,
-        /// Ids to delete.
-        #[arg(required = true)]
-        ids: Vec<u64>,
+        /// Ids to delete (keys on a string-id index).
+        #[arg(required_unless_present = "filter", conflicts_with = "filter")]
+        ids: Vec<String>,
+        /// Delete every vector whose payload matches this filter (JSON; see
+        /// docs/filters.md) instead of ids.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Skip ids that are not in the index instead of failing.
+        #[arg(long, conflicts_with = "filter")]
+        missing_ok: bool,
     },
-    /// Print the stored vectors of ids, one line each (unit length under cosine), and
-    /// their payloads.
+    /// Print the number of live vectors, or of those whose payload matches --filter.
+    Count {
+        /// Index directory.
+        dir: PathBuf,
+        /// Only vectors whose payload matches this filter (JSON; see docs/filters.md).
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Print the stored vectors of ids (or of every vector whose payload matches
+    /// --filter, in id order), one line each (unit length under cosine), and their
+    /// payloads.
     Get {
         /// Index directory.
         dir: PathBuf,
-        /// The ids.
-        #[arg(required = true)]
-        ids: Vec<u64>,
+        /// The ids (keys on a string-id index).
+        #[arg(required_unless_present = "filter", conflicts_with = "filter")]
+        ids: Vec<String>,
+        /// Every vector whose payload matches this filter (JSON; see docs/filters.md).
+        #[arg(long)]
+        filter: Option<String>,
     },
-    /// Set the payload of an id (a JSON object; null removes it).
+    /// Merge a JSON object into the payload of an id (top-level keys; a key set to null
+    /// is removed), or with --replace overwrite it. A null payload removes it.
     SetPayload {
         /// Index directory.
         dir: PathBuf,
-        /// The id.
-        id: u64,
+        /// The id (a key on a string-id index).
+        id: String,
         /// The payload, as JSON.
         payload: String,
+        /// Merge into the payload the id has (the default).
+        #[arg(long, conflicts_with = "replace")]
+        merge: bool,
+        /// Replace the payload the id has.
+        #[arg(long)]
+        replace: bool,
     },
     /// Index one more payload field (NAME:KIND) of an existing index.
     IndexField {
@@ -275,7 +309,20 @@ pub struct SearchArgs {
     /// Lookup mode: skip the nearest N (paging).
     #[arg(long, default_value_t = 0, requires = "vector")]
     pub offset: usize,
-    /// Lookup mode: print each hit's payload too.
+    /// Lookup mode: print each hit's payload too (as `--include payload`).
     #[arg(long, requires = "vector")]
     pub payloads: bool,
+    /// Lookup mode: what to print with each hit beyond its id and distance, a
+    /// comma-separated list of payload and vector.
+    #[arg(long, requires = "vector", value_delimiter = ',')]
+    pub include: Vec<Include>,
+}
+
+/// What `search --include` adds to each hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Include {
+    /// The hit's payload (null when it has none).
+    Payload,
+    /// The hit's stored vector (unit length under cosine).
+    Vector,
 }

@@ -4,11 +4,12 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use hnswdb::{FieldSpec, Index, IndexOptions, Metric, OpenOptions};
-use hnswdb_datasets::{VectorFormat, VectorWriter};
+use hnswdb::{FieldSpec, Filter, IdKind, Index, IndexOptions, Metric, OpenOptions};
+use hnswdb_datasets::{RowId, VectorFormat, VectorWriter};
 use serde_json::json;
 
 use crate::args::Command;
+use crate::ids::{id_json, id_out, ids_in, ints_of_rows, keys_of_rows};
 use crate::{CliResult, EXIT_VERIFY_FAILED, InputError, Output, search};
 
 /// Runs one command; returns the exit code of a command that completed.
@@ -24,25 +25,37 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
             index_field,
             routing,
             storage,
+            ids,
         } => {
             let mut opts = IndexOptions::new(dim, metric)
                 .m(m)
                 .ef_construction(ef_construction)
                 .seed(seed)
                 .routing(routing)
-                .storage(storage);
+                .storage(storage)
+                .id_kind(ids);
             for field in &index_field {
                 opts = opts.field(FieldSpec::parse(field)?);
             }
             Index::create(&dir, &opts)?.close()?;
+            if routing == hnswdb::Routing::RaBitQ && dim <= 128 {
+                // Measured in docs/tuning.md ("Routing at low dimension").
+                eprintln!(
+                    "hint: at {dim} dimensions RaBitQ's 1-bit codes route poorly (recall@10 0.80 \
+                     at ef 64 on 32-d clustered data, 1.00 with sq8); prefer --routing sq8 unless \
+                     the index must be larger than memory, or search with a large ef"
+                );
+            }
             out.emit(
                 json!({"created": dir, "dim": dim, "metric": metric.name(), "m": m,
-                       "ef_construction": ef_construction, "seed": seed}),
+                       "ef_construction": ef_construction, "seed": seed, "ids": ids.name()}),
                 || {
                     format!(
-                        "created {} (dim {dim}, {}, M {m}, ef_construction {ef_construction})",
+                        "created {} (dim {dim}, {}, M {m}, ef_construction {ef_construction}, \
+                         {} ids)",
                         dir.display(),
-                        metric.name()
+                        metric.name(),
+                        ids.name()
                     )
                 },
             );
@@ -59,36 +72,81 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
         },
         Command::Export { dir, file, ids_out } => export(&dir, &file, ids_out.as_deref(), out)?,
         Command::Stats { dir } => stats(&dir, out)?,
-        Command::Delete { dir, ids } => {
+        Command::Delete {
+            dir,
+            ids,
+            filter,
+            missing_ok,
+        } => {
+            let filter = filter.as_deref().map(Filter::parse).transpose()?;
             let index = Index::open(&dir)?;
-            index.delete_batch(&ids)?;
+            let deleted = match (&filter, index.id_kind()) {
+                (Some(f), _) => index.delete_where(f)?,
+                (None, IdKind::Str) => index.delete_keys(&ids, missing_ok)?,
+                (None, IdKind::Int) => {
+                    let ids = ids_in(&index, &ids)?;
+                    if missing_ok {
+                        index.delete_batch_missing_ok(&ids)?
+                    } else {
+                        index.delete_batch(&ids)?;
+                        ids.len() as u64
+                    }
+                }
+            };
             let len = index.len();
             close_after_durable_writes(index);
-            out.emit(json!({"deleted": ids.len(), "len": len}), || {
-                format!("deleted {} ids ({len} vectors left)", ids.len())
+            out.emit(json!({"deleted": deleted, "len": len}), || {
+                format!("deleted {deleted} ids ({len} vectors left)")
             });
         }
-        Command::Get { dir, ids } => {
+        Command::Count { dir, filter } => {
+            let filter = filter.as_deref().map(Filter::parse).transpose()?;
             let index = crate::open_for_reading(&dir)?;
+            let count = index.count(filter.as_ref())?;
+            out.emit(json!({"count": count}), || count.to_string());
+        }
+        Command::Get { dir, ids, filter } => {
+            let index = crate::open_for_reading(&dir)?;
+            let ids = match filter.as_deref().map(Filter::parse).transpose()? {
+                Some(f) => index.ids_where(&f)?,
+                None => ids_in(&index, &ids)?,
+            };
             for id in ids {
                 let v = index.get(id)?;
                 let payload = index.get_payload(id)?;
-                out.emit(json!({"id": id, "vector": v, "payload": payload}), || {
-                    let text: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-                    match &payload {
-                        Some(p) => format!("{}\t{p}", text.join(" ")),
-                        None => text.join(" "),
-                    }
-                });
+                let shown = id_json(&index, id)?;
+                out.emit(
+                    json!({"id": shown, "vector": v, "payload": payload}),
+                    || {
+                        let text: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+                        match &payload {
+                            Some(p) => format!("{}\t{p}", text.join(" ")),
+                            None => text.join(" "),
+                        }
+                    },
+                );
             }
         }
-        Command::SetPayload { dir, id, payload } => {
+        Command::SetPayload {
+            dir,
+            id,
+            payload,
+            merge: _,
+            replace,
+        } => {
             let value: serde_json::Value = serde_json::from_str(&payload)
                 .map_err(|e| InputError(format!("payload is not JSON: {e}")))?;
             let index = Index::open(&dir)?;
-            index.set_payload(id, &value)?;
+            let internal = ids_in(&index, std::slice::from_ref(&id))?[0];
+            if replace {
+                index.set_payload(internal, &value)?;
+            } else {
+                index.merge_payloads(&[internal], std::slice::from_ref(&value))?;
+            }
+            let stored = index.get_payload(internal)?;
+            let shown = id_json(&index, internal)?;
             close_after_durable_writes(index);
-            out.emit(json!({"id": id, "payload": value}), || {
+            out.emit(json!({"id": shown, "payload": stored}), || {
                 format!("set the payload of {id}")
             });
         }
@@ -281,8 +339,8 @@ fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -
         _ => {
             let data = hnswdb_datasets::read_vectors(file)?;
             let ids = (0..data.rows as u64)
-                .map(|row| ids_from.checked_add(row))
-                .collect::<Option<Vec<u64>>>()
+                .map(|row| ids_from.checked_add(row).map(RowId::Int))
+                .collect::<Option<Vec<RowId>>>()
                 .ok_or_else(|| {
                     InputError(format!(
                         "--ids-from {ids_from} + {} rows goes past the largest id {}",
@@ -294,21 +352,28 @@ fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -
         }
     };
     let index = Index::open_with(dir, &OpenOptions::default().threads(threads))?;
+    // Rows of a file without ids are numbered from --ids-from: as keys, the numbers in
+    // decimal.
+    let numbered = VectorFormat::of_path(file)? != VectorFormat::Jsonl;
+    let named = match index.id_kind() {
+        IdKind::Str if numbered => Names::Keys(ids.iter().map(RowId::to_string).collect()),
+        IdKind::Str => Names::Keys(keys_of_rows(&ids)?),
+        IdKind::Int => Names::Ids(ints_of_rows(&ids)?),
+    };
     let mut progress = Progress::new(data.rows);
     let start = Instant::now();
     const CHUNK: usize = 10_000;
     for first in (0..data.rows).step_by(CHUNK) {
         let rows = CHUNK.min(data.rows - first);
-        let chunk_ids = &ids[first..first + rows];
+        let range = first..first + rows;
         let chunk = &data.data[first * data.dim..(first + rows) * data.dim];
-        match &payloads {
-            Some(p) => index.insert_batch_with_payloads(
-                chunk_ids,
-                chunk,
-                &p[first..first + rows],
-                index.threads(),
-            ),
-            None => index.insert_batch(chunk_ids, chunk),
+        let payloads = payloads.as_ref().map(|p| &p[range.clone()]);
+        match &named {
+            Names::Keys(keys) => index.insert_keys(&keys[range], chunk, payloads),
+            Names::Ids(ids) => match payloads {
+                Some(p) => index.insert_batch_with_payloads(&ids[range], chunk, p, index.threads()),
+                None => index.insert_batch(&ids[range], chunk),
+            },
         }
         .inspect_err(|_| {
             // Earlier chunks are durable: say so; the error (and its code) stays.
@@ -335,6 +400,12 @@ fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -
     Ok(())
 }
 
+/// The rows of an import, named as the index names them.
+enum Names {
+    Ids(Vec<u64>),
+    Keys(Vec<String>),
+}
+
 /// Closes an index whose writes are already durable in its log. The checkpoint a close
 /// runs can fail (a full disk, say) without losing them, so that failure is a warning, not
 /// the command's error: the writes are reported as done, and the next open replays them.
@@ -352,15 +423,19 @@ fn export(dir: &Path, file: &Path, ids_out: Option<&Path>, out: Output) -> CliRe
     let index = crate::open_for_reading(dir)?;
     let ids = index.ids()?;
     let mut writer = VectorWriter::create(file, format, ids.len(), index.dim())?;
+    let mut shown = Vec::with_capacity(ids.len());
     for &id in &ids {
-        writer.push_with_payload(id, &index.get(id)?, index.get_payload(id)?.as_ref())?;
+        let name = id_out(&index, id)?;
+        writer.push_with_payload(&name, &index.get(id)?, index.get_payload(id)?.as_ref())?;
+        shown.push(name);
     }
     writer.finish()?;
     if let Some(path) = ids_out {
-        let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        let text: String = shown.iter().map(|id| format!("{id}\n")).collect();
         std::fs::write(path, text)?;
     }
-    let positional = ids.iter().enumerate().all(|(i, &id)| id == i as u64);
+    let positional =
+        index.id_kind() == IdKind::Int && ids.iter().enumerate().all(|(i, &id)| id == i as u64);
     if format != VectorFormat::Jsonl && ids_out.is_none() && !positional {
         eprintln!(
             "warning: ids are not 0..{} and {} rows carry none: use --ids-out or .jsonl to keep them",
@@ -449,7 +524,7 @@ fn stats(dir: &Path, out: Output) -> CliResult {
                    "upper_nodes": s.upper_nodes, "max_level": s.max_level, "dim": s.dim, "metric": s.metric.name(),
                    "m": s.m, "ef_construction": s.ef_construction, "kernels": s.kernels,
                    "codes_generation": s.codes_generation, "routing": s.routing.name(),
-                   "storage": s.storage.name(), "files": files})
+                   "storage": s.storage.name(), "ids": s.id_kind.name(), "files": files})
         );
     } else {
         println!("vectors       {}", s.len);
@@ -462,22 +537,27 @@ fn stats(dir: &Path, out: Output) -> CliResult {
             s.max_level, s.upper_nodes
         );
         println!(
-            "config        dim {}, {}, M {}, ef_construction {}, {} routing, {} vectors",
+            "config        dim {}, {}, M {}, ef_construction {}, {} routing, {} vectors, {} ids",
             s.dim,
             s.metric.name(),
             s.m,
             s.ef_construction,
             s.routing.name(),
-            s.storage.name()
+            s.storage.name(),
+            s.id_kind.name()
         );
         println!("kernels       {}", s.kernels);
         if s.codes_generation > 0 {
             println!(
-                "search        walks on SQ8 codes (codes.{}), re-ranks exactly",
+                "search        walks on {} codes (codes.{}), re-ranks exactly",
+                s.routing.name(),
                 s.codes_generation
             );
         } else {
-            println!("search        walks on exact vectors (no SQ8 codes trained yet)");
+            println!(
+                "search        walks on exact vectors (no {} codes trained yet)",
+                s.routing.name()
+            );
         }
         for (f, b) in sizes {
             println!(

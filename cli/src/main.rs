@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod ids;
 mod search;
 
 use std::process::ExitCode;
@@ -29,6 +30,10 @@ fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
             | Error::ZeroVector
             | Error::DuplicateId(_)
             | Error::UnknownId(_)
+            | Error::DuplicateKey(_)
+            | Error::UnknownKey(_)
+            | Error::InvalidKey(_)
+            | Error::IdKind(_)
             | Error::InvalidOption(_)
             | Error::InvalidPayload(_)
             | Error::InvalidFilter(_)

@@ -5,12 +5,12 @@ use std::io::BufRead;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hnswdb::{Filter, Index, Query};
+use hnswdb::{Filter, Hit, Index, Query};
 use hnswdb_datasets::{Matrix, recall_at_k};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::args::SearchArgs;
+use crate::args::{Include, SearchArgs};
 use crate::{CliResult, InputError, Output};
 
 /// Parses one query vector: a JSON array, or numbers separated by commas or whitespace.
@@ -51,44 +51,48 @@ pub fn lookup(args: &SearchArgs, vector: &str, out: Output) -> CliResult {
         vec![vector.to_string()]
     };
     let filter = args.filter.as_deref().map(Filter::parse).transpose()?;
-    let mut query = Query::new(args.k).ef(ef).offset(args.offset);
+    let payload = args.payloads || args.include.contains(&Include::Payload);
+    let vector = args.include.contains(&Include::Vector);
+    let mut query = Query::new(args.k)
+        .ef(ef)
+        .offset(args.offset)
+        .include_payload(payload)
+        .include_vector(vector);
     if let Some(f) = &filter {
         query = query.filter(f);
     }
     for (i, text) in queries.iter().enumerate() {
-        let vector = parse_vector(text)?;
+        let v = parse_vector(text)?;
         let hits = match args.within {
-            Some(d) => index.search_within(&vector, d, filter.as_ref())?,
-            None => index.search_with(&vector, &query)?,
+            Some(d) => within(&index, &v, d, filter.as_ref(), payload, vector)?,
+            None => index.search_hits(&v, &query)?,
         };
-        let payloads: Vec<Option<Value>> = if args.payloads {
-            hits.iter()
-                .map(|h| index.get_payload(h.id))
-                .collect::<hnswdb::Result<_>>()?
-        } else {
-            vec![None; hits.len()]
-        };
+        let names: Vec<_> = hits
+            .iter()
+            .map(|h| crate::ids::id_json(&index, h.id))
+            .collect::<CliResult<_>>()?;
         let results: Vec<Value> = hits
             .iter()
-            .zip(&payloads)
-            .map(|(h, p)| match p {
-                Some(p) => json!({"id": h.id, "distance": h.distance, "payload": p}),
-                None => json!({"id": h.id, "distance": h.distance}),
-            })
+            .zip(&names)
+            .map(|(h, id)| hit_json(h, id, payload, vector))
             .collect();
         out.emit(
             json!({"query": i, "k": args.k, "ef": ef, "results": results}),
             || {
                 let lines: Vec<String> = hits
                     .iter()
-                    .zip(&payloads)
+                    .zip(&names)
                     .enumerate()
-                    .map(|(rank, (h, p))| {
-                        let line = format!("{}\t{}\t{}", args.offset + rank + 1, h.id, h.distance);
-                        match p {
-                            Some(p) => format!("{line}\t{p}"),
-                            None => line,
+                    .map(|(rank, (h, id))| {
+                        let id = id.as_str().map_or_else(|| id.to_string(), str::to_string);
+                        let mut line = format!("{}\t{id}\t{}", args.offset + rank + 1, h.distance);
+                        if payload {
+                            line += &format!("\t{}", h.payload.clone().unwrap_or(Value::Null));
                         }
+                        if let Some(v) = &h.vector {
+                            line += &format!("\t{}", json!(v));
+                        }
+                        line
                     })
                     .collect();
                 let header = if queries.len() > 1 {
@@ -101,6 +105,50 @@ pub fn lookup(args: &SearchArgs, vector: &str, out: Output) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// Range search (`--within`) as hits: the vectors within `d`, then what `--include`
+/// asks for of each (one left out if it was deleted in between).
+fn within(
+    index: &Index,
+    v: &[f32],
+    d: f32,
+    filter: Option<&Filter>,
+    payload: bool,
+    vector: bool,
+) -> hnswdb::Result<Vec<Hit>> {
+    let near = index.search_within(v, d, filter)?;
+    let ids: Vec<u64> = near.iter().map(|n| n.id).collect();
+    let mut records: std::collections::HashMap<u64, hnswdb::Record> = index
+        .records(&ids, payload, vector)?
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
+    Ok(near
+        .into_iter()
+        .filter_map(|n| {
+            let r = records.remove(&n.id)?;
+            Some(Hit {
+                id: n.id,
+                distance: n.distance,
+                payload: r.payload,
+                vector: r.vector,
+            })
+        })
+        .collect())
+}
+
+/// A hit as JSON: its id and distance, and what `--include` asked for.
+/// A hit as JSON, under the id the user knows it by (`id`, from `ids::id_json`).
+fn hit_json(h: &Hit, id: &Value, payload: bool, vector: bool) -> Value {
+    let mut o = json!({"id": id, "distance": h.distance});
+    if payload {
+        o["payload"] = h.payload.clone().unwrap_or(Value::Null);
+    }
+    if vector {
+        o["vector"] = json!(h.vector);
+    }
+    o
 }
 
 pub struct Pass {
@@ -188,6 +236,7 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
         filter: _,
         offset: _,
         payloads: _,
+        include: _,
         memory_budget: _,
         within: _,
     } = args;

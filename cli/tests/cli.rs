@@ -71,6 +71,13 @@ fn import_export_round_trip_in_every_format() {
     let out = tmp.path().join("out.jsonl");
     ok(&["export", s(&idx), s(&out)], None);
     let (got_ids, got, _) = datasets::read_jsonl(&out).unwrap();
+    let got_ids: Vec<u64> = got_ids
+        .into_iter()
+        .map(|id| match id {
+            datasets::RowId::Int(id) => id,
+            datasets::RowId::Str(key) => panic!("string id {key} from an integer-id index"),
+        })
+        .collect();
     assert_eq!(got.rows, 900);
     assert!(got_ids.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(&got_ids[600..], &ids[..]);
@@ -208,7 +215,7 @@ fn payloads_filters_and_tune_from_the_command_line() {
             "--vector",
             "0,0",
             "--filter",
-            r#"{"nope": 1}"#
+            r#"{"lang": 1}"#
         ]),
         6
     );
@@ -219,6 +226,113 @@ fn payloads_filters_and_tune_from_the_command_line() {
     assert_eq!(code(&["set-payload", s(&idx), "1", "[1]"]), 6);
     let tuned = json_lines(&ok(&["--json", "tune", s(&idx), "--target", "0.9"], None));
     assert!(tuned[0]["recall"].as_f64().unwrap() >= 0.9);
+}
+
+#[test]
+fn data_operations_by_filter_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    ok(&["create", s(&idx), "--dim", "2", "--metric", "l2"], None);
+    let rows: String = (0..30)
+        .map(|i| {
+            format!(
+                "{{\"id\": {i}, \"vector\": [{i}, 0], \"payload\": {{\"group\": {}, \"name\": \"n{i}\"}}}}\n",
+                i % 3
+            )
+        })
+        .collect();
+    let jsonl = tmp.path().join("rows.jsonl");
+    std::fs::write(&jsonl, rows).unwrap();
+    ok(&["import", s(&idx), s(&jsonl)], None);
+    let count = |filter: Option<&str>| -> u64 {
+        let mut args = vec!["--json", "count", s(&idx)];
+        args.extend(filter.iter().flat_map(|f| ["--filter", f]));
+        json_lines(&ok(&args, None))[0]["count"].as_u64().unwrap()
+    };
+    // "group" is declared nowhere: filters on it scan the payloads.
+    assert_eq!(count(None), 30);
+    assert_eq!(count(Some(r#"{"group": 1}"#)), 10);
+    assert_eq!(
+        ok(&["count", s(&idx), "--filter", r#"{"group": 2}"#], None).trim(),
+        "10"
+    );
+    // Hits with their payloads and vectors.
+    let found = json_lines(&ok(
+        &[
+            "--json",
+            "search",
+            s(&idx),
+            "--vector",
+            "4.2,0",
+            "--k",
+            "2",
+            "--include",
+            "payload,vector",
+            "--filter",
+            r#"{"group": 1}"#,
+        ],
+        None,
+    ));
+    let hits = found[0]["results"].as_array().unwrap();
+    assert_eq!(hits[0]["id"], 4);
+    assert_eq!(
+        hits[0]["payload"],
+        serde_json::json!({"group": 1, "name": "n4"})
+    );
+    assert_eq!(hits[0]["vector"], serde_json::json!([4.0, 0.0]));
+    assert_eq!(hits[1]["id"], 7);
+    // get --filter lists the matches in id order.
+    let got = json_lines(&ok(
+        &[
+            "--json",
+            "get",
+            s(&idx),
+            "--filter",
+            r#"{"name": {"$in": ["n7", "n3"]}}"#,
+        ],
+        None,
+    ));
+    assert_eq!(
+        got.iter()
+            .map(|g| g["id"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [3, 7]
+    );
+    // set-payload merges by default, replaces with --replace.
+    ok(
+        &["set-payload", s(&idx), "3", r#"{"group": 9, "name": null}"#],
+        None,
+    );
+    let got = json_lines(&ok(&["--json", "get", s(&idx), "3"], None));
+    assert_eq!(got[0]["payload"], serde_json::json!({"group": 9}));
+    ok(
+        &["set-payload", s(&idx), "3", r#"{"x": 1}"#, "--merge"],
+        None,
+    );
+    ok(
+        &["set-payload", s(&idx), "4", r#"{"x": 1}"#, "--replace"],
+        None,
+    );
+    let got = json_lines(&ok(&["--json", "get", s(&idx), "3", "4"], None));
+    assert_eq!(got[0]["payload"], serde_json::json!({"group": 9, "x": 1}));
+    assert_eq!(got[1]["payload"], serde_json::json!({"x": 1}));
+    // delete --filter deletes every match in one write; --missing-ok skips absent ids.
+    let deleted = json_lines(&ok(
+        &["--json", "delete", s(&idx), "--filter", r#"{"group": 0}"#],
+        None,
+    ));
+    // (id 3 is in group 9 now)
+    assert_eq!(deleted[0]["deleted"], 9);
+    assert_eq!(count(None), 21);
+    assert_eq!(code(&["delete", s(&idx), "0", "1"]), 6);
+    let deleted = json_lines(&ok(
+        &["--json", "delete", s(&idx), "0", "1", "--missing-ok"],
+        None,
+    ));
+    assert_eq!(deleted[0]["deleted"], 1);
+    assert_eq!(count(None), 20);
+    assert_eq!(code(&["delete", s(&idx), "--filter", "{"]), 6);
+    assert_eq!(code(&["delete", s(&idx), "2", "--filter", "{}"]), 2);
 }
 
 #[test]
@@ -281,6 +395,25 @@ fn lookup_search(storage: &str) {
     assert_eq!(stats[0]["storage"], storage);
     let verify = json_lines(&ok(&["--json", "verify", s(&idx)], None));
     assert_eq!(verify[0]["ok"], true);
+}
+
+#[test]
+fn rabitq_at_low_dimension_gets_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (routing, hinted) in [("rabitq", true), ("sq8", false)] {
+        let idx = tmp.path().join(routing);
+        let out = hnswdb(
+            &["create", s(&idx), "--dim", "32", "--routing", routing],
+            None,
+        );
+        assert!(out.status.success());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            stderr.contains("hint: at 32 dimensions RaBitQ"),
+            hinted,
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
@@ -414,4 +547,115 @@ fn twenty_searches_succeed_while_an_import_runs() {
         3,
         "the destination exists"
     );
+}
+
+#[test]
+fn a_string_id_index_takes_and_prints_keys_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    let created = json_lines(&ok(
+        &[
+            "--json",
+            "create",
+            s(&idx),
+            "--dim",
+            "2",
+            "--metric",
+            "l2",
+            "--ids",
+            "str",
+        ],
+        None,
+    ));
+    assert_eq!(created[0]["ids"], "str");
+    let jsonl = tmp.path().join("in.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"id\": \"doc-a\", \"vector\": [0, 0], \"payload\": {\"lang\": \"en\"}}\n\
+         {\"id\": \"doc-b\", \"vector\": [1, 0]}\n\
+         {\"id\": \"doc-c\", \"vector\": [5, 5]}\n",
+    )
+    .unwrap();
+    ok(&["import", s(&idx), s(&jsonl)], None);
+    // Rows of a file without ids get their row numbers as keys.
+    let fvecs = tmp.path().join("in.fvecs");
+    let rows = datasets::Matrix {
+        rows: 2,
+        dim: 2,
+        data: vec![9.0, 9.0, 8.0, 8.0],
+    };
+    datasets::write_vectors(&fvecs, None, &rows).unwrap();
+    ok(&["import", s(&idx), s(&fvecs), "--ids-from", "100"], None);
+
+    let found = json_lines(&ok(
+        &["--json", "search", s(&idx), "--vector", "0.9,0", "--k", "2"],
+        None,
+    ));
+    let ids: Vec<&str> = found[0]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["doc-b", "doc-a"]);
+    let text = ok(&["search", s(&idx), "--vector", "9,9", "--k", "1"], None);
+    assert!(text.starts_with("1\t100\t"), "{text}");
+
+    let got = json_lines(&ok(&["--json", "get", s(&idx), "doc-a", "101"], None));
+    assert_eq!(got[0]["id"], "doc-a");
+    assert_eq!(got[0]["payload"]["lang"], "en");
+    assert_eq!(got[1]["id"], "101");
+    ok(
+        &["set-payload", s(&idx), "doc-b", r#"{"lang": "de"}"#],
+        None,
+    );
+    ok(&["delete", s(&idx), "doc-c"], None);
+    // An absent key, an integer-id row into a string-id index: bad input, nothing done.
+    assert_eq!(code(&["delete", s(&idx), "doc-c"]), 6);
+    assert_eq!(code(&["get", s(&idx), "nope"]), 6);
+    let ints = tmp.path().join("ints.jsonl");
+    std::fs::write(&ints, "{\"id\": 7, \"vector\": [1, 1]}\n").unwrap();
+    assert_eq!(code(&["import", s(&idx), s(&ints)]), 6);
+
+    // Export keeps the keys (in .jsonl and --ids-out); stats names the kind.
+    let out = tmp.path().join("out.jsonl");
+    let ids_out = tmp.path().join("ids.txt");
+    ok(
+        &["export", s(&idx), s(&out), "--ids-out", s(&ids_out)],
+        None,
+    );
+    let (keys, _, payloads) = datasets::read_jsonl(&out).unwrap();
+    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    assert_eq!(keys, ["doc-a", "doc-b", "100", "101"]);
+    assert_eq!(payloads[1]["lang"], "de");
+    assert_eq!(
+        std::fs::read_to_string(&ids_out).unwrap(),
+        "doc-a\ndoc-b\n100\n101\n"
+    );
+    let stats = json_lines(&ok(&["--json", "stats", s(&idx)], None));
+    assert_eq!(stats[0]["ids"], "str");
+    assert_eq!(code(&["verify", s(&idx)]), 0);
+
+    // The export imports into a new string-id index as it was.
+    let copy = tmp.path().join("copy");
+    ok(
+        &[
+            "create",
+            s(&copy),
+            "--dim",
+            "2",
+            "--metric",
+            "l2",
+            "--ids",
+            "str",
+        ],
+        None,
+    );
+    ok(&["import", s(&copy), s(&out)], None);
+    let got = json_lines(&ok(&["--json", "get", s(&copy), "doc-b"], None));
+    assert_eq!(got[0]["vector"], serde_json::json!([1.0, 0.0]));
+    // An integer-id index refuses a key where an id belongs.
+    let plain = tmp.path().join("plain");
+    ok(&["create", s(&plain), "--dim", "2"], None);
+    assert_eq!(code(&["get", s(&plain), "doc-a"]), 6);
 }

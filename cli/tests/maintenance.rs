@@ -125,6 +125,10 @@ fn every_maintenance_command_on_every_kind() {
                         (Some(routing), Some(storage)),
                         "{kind}"
                     );
+                    // The text form names the routing the index walks on, not always SQ8.
+                    let text = ok(&["stats", s(dir)]);
+                    let search = text.lines().find(|l| l.starts_with("search")).unwrap();
+                    assert!(search.contains(routing), "{kind}: {search}");
                 }
                 assert_eq!(stats(&idx)["high_water"], rows.len(), "{kind}: compacted");
             }

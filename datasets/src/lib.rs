@@ -108,6 +108,28 @@ impl std::str::FromStr for VectorFormat {
     }
 }
 
+/// The id of a row of a `.jsonl` file: an integer, or a string key (of an index with
+/// string ids).
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(untagged)]
+pub enum RowId {
+    /// `"id": 7`
+    Int(u64),
+    /// `"id": "doc-7"`
+    Str(String),
+}
+
+impl std::fmt::Display for RowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowId::Int(id) => write!(f, "{id}"),
+            RowId::Str(key) => f.write_str(key),
+        }
+    }
+}
+
 /// Writes a vector file one row at a time, so that exporting an index larger than memory
 /// needs memory for one row only.
 pub struct VectorWriter {
@@ -152,13 +174,13 @@ impl VectorWriter {
 
     /// Appends one row (`id` is kept by `.jsonl` only).
     pub fn push(&mut self, id: u64, vector: &[f32]) -> Result<()> {
-        self.push_with_payload(id, vector, None)
+        self.push_with_payload(&RowId::Int(id), vector, None)
     }
 
     /// Appends one row with its payload (kept by `.jsonl` only, as `"payload"`).
     pub fn push_with_payload(
         &mut self,
-        id: u64,
+        id: &RowId,
         vector: &[f32],
         payload: Option<&serde_json::Value>,
     ) -> Result<()> {
@@ -219,11 +241,11 @@ fn write_rows(path: &Path, format: VectorFormat, ids: Option<&[u64]>, m: &Matrix
 }
 
 /// What a `.jsonl` file holds: ids, vectors, and a payload per row (`Null`: none).
-pub type JsonlRows = (Vec<u64>, Matrix, Vec<serde_json::Value>);
+pub type JsonlRows = (Vec<RowId>, Matrix, Vec<serde_json::Value>);
 
 /// Reads JSON lines `{"id": 7, "vector": [0.1, ...], "payload": {...}}`, one vector per
-/// line (blank lines are skipped; the payload is optional). Every vector must have the
-/// same length.
+/// line (blank lines are skipped; the payload is optional; an id may be a string, for an
+/// index with string ids). Every vector must have the same length.
 pub fn read_jsonl(path: &Path) -> Result<JsonlRows> {
     let text = std::fs::read_to_string(path).at(path)?;
     let mut ids = Vec::new();
@@ -235,7 +257,7 @@ pub fn read_jsonl(path: &Path) -> Result<JsonlRows> {
     let mut payloads = Vec::new();
     #[derive(serde::Deserialize)]
     struct Row {
-        id: u64,
+        id: RowId,
         vector: Vec<f32>,
         #[serde(default)]
         payload: serde_json::Value,
@@ -249,7 +271,7 @@ pub fn read_jsonl(path: &Path) -> Result<JsonlRows> {
         };
         let row: Row = serde_json::from_str(line).map_err(|e| {
             bad(format!(
-                "{e} (expected {{\"id\": <u64>, \"vector\": [<f32>, ...]}})"
+                "{e} (expected {{\"id\": <u64 or string>, \"vector\": [<f32>, ...]}})"
             ))
         })?;
         if m.rows == 0 {
@@ -541,8 +563,11 @@ mod tests {
         let ids = [5, 1, 9, 2, 3, 4, 8];
         write_vectors(&p, Some(&ids), &m).unwrap();
         let (read_ids, read_m, payloads) = read_jsonl(&p).unwrap();
-        assert_eq!((read_ids, read_m), (ids.to_vec(), m));
+        let ids: Vec<RowId> = ids.into_iter().map(RowId::Int).collect();
+        assert_eq!((read_ids, read_m), (ids, m));
         assert!(payloads.iter().all(|p| p.is_null()));
+        std::fs::write(&p, "{\"id\": \"doc-1\", \"vector\": [1.0]}\n").unwrap();
+        assert_eq!(read_jsonl(&p).unwrap().0, [RowId::Str("doc-1".into())]);
         std::fs::write(
             &p,
             "{\"id\": 1, \"vector\": [1.0]}\n{\"id\": 2, \"vector\": [1.0, 2.0]}\n",

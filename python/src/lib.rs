@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hnswdb::serde_json::{self, Value};
-use hnswdb::{Error, FieldSpec, Filter, Metric, Neighbour, Plan, Query};
+use hnswdb::{Error, FieldSpec, Filter, IdKind, Metric, Neighbour, Plan, Query};
 use numpy::ndarray::Array2;
 use numpy::{
     IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
@@ -112,8 +112,11 @@ fn py_err(e: Error) -> PyErr {
         | Error::DuplicateId(_)
         | Error::InvalidPayload(_)
         | Error::InvalidFilter(_)
-        | Error::InvalidOption(_) => invalid_input(text),
-        Error::UnknownId(_) => Hybrid::UnknownLabel.err(text),
+        | Error::InvalidOption(_)
+        | Error::InvalidKey(_)
+        | Error::DuplicateKey(_)
+        | Error::IdKind(_) => invalid_input(text),
+        Error::UnknownId(_) | Error::UnknownKey(_) => Hybrid::UnknownLabel.err(text),
         Error::Locked(_) => LockedError::new_err(text),
         Error::Corrupt { .. } | Error::UnsupportedVersion { .. } => CorruptError::new_err(text),
         Error::NotFound(_) => Hybrid::IndexNotFound.err(text),
@@ -314,6 +317,150 @@ fn labels(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
     Ok(array.as_array().iter().copied().collect())
 }
 
+/// `ids` of a string-id index as keys: a str, or a sequence (list, tuple, numpy array)
+/// of str.
+fn keys(ids: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if let Ok(key) = ids.cast::<PyString>() {
+        return Ok(vec![key.extract::<String>()?]);
+    }
+    ids.try_iter()?
+        .map(|x| {
+            let x = x?;
+            x.extract::<String>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "ids of a string-id index are str, got {}",
+                    x.get_type().name().map_or("?".into(), |n| n.to_string())
+                ))
+            })
+        })
+        .collect()
+}
+
+/// What `Index::_ids_in` returns for a key that names no vector when the caller takes
+/// absent ids (`missing_ok`): never a live id of a string-id index (its ids count up from
+/// 0), so the engine answers it as it answers any absent id.
+const ABSENT: u64 = u64::MAX;
+
+/// The number of dimensions numpy sees in `v` (1 for one vector, 2 for a batch).
+fn ndim(v: &Bound<'_, PyAny>) -> PyResult<usize> {
+    v.py()
+        .import("numpy")?
+        .call_method1("ndim", (v,))?
+        .extract()
+}
+
+/// A sequence of JSON values (payloads, patches), named `at` in errors.
+fn json_list(values: &Bound<'_, PyAny>, at: &str) -> PyResult<Vec<Value>> {
+    values
+        .try_iter()?
+        .enumerate()
+        .map(|(i, x)| to_json(&x?, &format!("{at}[{i}]")))
+        .collect()
+}
+
+/// What a `query` or `get` returns of each id beyond the id itself.
+struct Include {
+    distance: bool,
+    payload: bool,
+    vector: bool,
+}
+
+impl Include {
+    /// `include` (a sequence of "distance", "payload", "vector"; `default` if None).
+    fn parse(include: Option<&Bound<'_, PyAny>>, default: &[&str]) -> PyResult<Include> {
+        let names: Vec<String> = match include {
+            None => default.iter().map(|s| s.to_string()).collect(),
+            Some(i) if i.is_instance_of::<PyString>() => {
+                return Err(invalid_input(
+                    "include is a list of names, e.g. [\"payload\"], not a string",
+                ));
+            }
+            Some(i) => i
+                .try_iter()?
+                .map(|x| x?.extract::<String>())
+                .collect::<PyResult<_>>()?,
+        };
+        let mut this = Include {
+            distance: false,
+            payload: false,
+            vector: false,
+        };
+        for name in &names {
+            match name.as_str() {
+                "distance" => this.distance = true,
+                "payload" => this.payload = true,
+                "vector" => this.vector = true,
+                // Always there; accepted so that a caller may list it.
+                "id" => {}
+                other => {
+                    return Err(invalid_input(format!(
+                        "unknown include {other:?} (distance, payload, vector)"
+                    )));
+                }
+            }
+        }
+        Ok(this)
+    }
+
+    /// One result as a dict: its id and what was asked for.
+    fn dict<'py>(
+        &self,
+        py: Python<'py>,
+        id: Bound<'py, PyAny>,
+        distance: Option<f32>,
+        payload: &Option<Value>,
+        vector: &Option<Vec<f32>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("id", id)?;
+        if let (true, Some(distance)) = (self.distance, distance) {
+            d.set_item("distance", distance)?;
+        }
+        if self.payload {
+            d.set_item(
+                "payload",
+                from_json(py, payload.as_ref().unwrap_or(&Value::Null))?,
+            )?;
+        }
+        if let (true, Some(v)) = (self.vector, vector) {
+            d.set_item("vector", v.clone().into_pyarray(py))?;
+        }
+        Ok(d)
+    }
+}
+
+/// Sets (`replace`) or merges the payloads of `ids`.
+fn write_payloads(
+    index: &hnswdb::Index,
+    ids: &[u64],
+    payloads: &[Value],
+    replace: bool,
+) -> hnswdb::Result<()> {
+    if replace {
+        index.set_payloads(ids, payloads)
+    } else {
+        index.merge_payloads(ids, payloads)
+    }
+}
+
+/// The ids a data operation applies to: `ids` or those `filter` admits (exactly one).
+enum Target {
+    Ids(Vec<u64>),
+    Filter(Filter),
+}
+
+impl Target {
+    /// `ids` as `_ids_in` translated them.
+    fn of(ids: Option<Vec<u64>>, filter: Option<&Bound<'_, PyAny>>) -> PyResult<Target> {
+        match (ids, filter) {
+            (Some(ids), None) => Ok(Target::Ids(ids)),
+            (None, Some(f)) => Ok(Target::Filter(to_filter(f)?)),
+            (None, None) => Err(invalid_input("give ids or filter")),
+            (Some(_), Some(_)) => Err(invalid_input("give ids or filter, not both")),
+        }
+    }
+}
+
 /// The engine under `hnswdb.Index` (python/hnswdb/_index.py, which adds hnswlib's
 /// snapshot files, limits and tombstones): one index directory, opened in place.
 ///
@@ -348,6 +495,70 @@ impl Index {
         Ok(())
     }
 
+    /// THE translation of ids coming in from Python: integers as they are (an int, a
+    /// sequence or an integer array; negatives refused) on an integer-id index, keys
+    /// resolved to their internal ids on a string-id one. An absent key raises
+    /// UnknownLabelError, or with `missing_ok` becomes `ABSENT`. Every method that takes
+    /// ids of present vectors goes through here.
+    fn _ids_in(&self, ids: &Bound<'_, PyAny>, missing_ok: bool) -> PyResult<Vec<u64>> {
+        let index = self.index()?;
+        if index.id_kind() == IdKind::Int {
+            return labels(ids);
+        }
+        keys(ids)?
+            .into_iter()
+            .map(|key| match index.resolve_key(&key).map_err(py_err)? {
+                Some(id) => Ok(id),
+                None if missing_ok => Ok(ABSENT),
+                None => Err(py_err(Error::UnknownKey(key))),
+            })
+            .collect()
+    }
+
+    /// THE translation of ids going out to Python: a 1-D numpy array, of uint64 on an
+    /// integer-id index, of dtype object holding each id's key (`None` for `ABSENT`,
+    /// which a padded search answer holds) on a string-id one. Every method that returns
+    /// ids goes through here.
+    fn _ids_out<'py>(&self, py: Python<'py>, ids: &[u64]) -> PyResult<Bound<'py, PyAny>> {
+        let index = self.index()?;
+        if index.id_kind() == IdKind::Int {
+            return Ok(ids.to_vec().into_pyarray(py).into_any());
+        }
+        let keys = PyList::empty(py);
+        for &id in ids {
+            if id == ABSENT {
+                keys.append(py.None())?;
+                continue;
+            }
+            let key = index.key_of(id).map_err(py_err)?.ok_or_else(|| {
+                py_err(Error::Stale(format!(
+                    "id {id} has no key: the index changed meanwhile"
+                )))
+            })?;
+            keys.append(key)?;
+        }
+        let kw = PyDict::new(py);
+        kw.set_item("dtype", "object")?;
+        py.import("numpy")?.call_method("array", (keys,), Some(&kw))
+    }
+
+    /// `_ids_out` as one Python value (int or str) per id.
+    fn ids_out_each<'py>(&self, py: Python<'py>, ids: &[u64]) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self._ids_out(py, ids)?
+            .call_method0("tolist")?
+            .try_iter()?
+            .collect()
+    }
+
+    /// The ids a write names, as the index names them: integers, or keys (each written
+    /// under the id it is bound to, or a new one).
+    fn write_names(&self, index: &hnswdb::Index, ids: &Bound<'_, PyAny>) -> PyResult<Names> {
+        Ok(match index.id_kind() {
+            IdKind::Int => Names::Ids(labels(ids)?),
+            IdKind::Str => Names::Keys(keys(ids)?),
+        })
+    }
+
     /// The threads a call runs on: its own `num_threads` when given (> 0), for that call
     /// only, as in hnswlib; else the index's default (`set_num_threads`).
     fn call_threads(index: &hnswdb::Index, num_threads: i64) -> usize {
@@ -359,14 +570,26 @@ impl Index {
     }
 }
 
-/// What `search_within` returns: labels and distances, 1-D.
-type RangeAnswer<'py> = (
-    Bound<'py, numpy::PyArray1<u64>>,
-    Bound<'py, numpy::PyArray1<f32>>,
-);
+/// The ids of a write: integers, or the keys of a string-id index.
+enum Names {
+    Ids(Vec<u64>),
+    Keys(Vec<String>),
+}
 
-/// `knn_query`'s answer: labels and distances, both `(queries, k)`.
-type QueryAnswer<'py> = (Bound<'py, PyArray2<u64>>, Bound<'py, PyArray2<f32>>);
+impl Names {
+    fn len(&self) -> usize {
+        match self {
+            Names::Ids(ids) => ids.len(),
+            Names::Keys(keys) => keys.len(),
+        }
+    }
+}
+
+/// What `search_within` returns: labels (see `_ids_out`) and distances, 1-D.
+type RangeAnswer<'py> = (Bound<'py, PyAny>, Bound<'py, numpy::PyArray1<f32>>);
+
+/// `knn_query`'s answer: labels (see `_ids_out`) and distances, both `(queries, k)`.
+type QueryAnswer<'py> = (Bound<'py, PyAny>, Bound<'py, PyArray2<f32>>);
 
 fn to_matrix<T: numpy::Element>(
     py: Python<'_>,
@@ -444,8 +667,10 @@ impl Index {
     /// `routing` is "sq8" (default) or "rabitq" (for indexes larger than memory);
     /// `storage` "f32" (default) or "f16" (half the disk; `get_items` returns the f16
     /// values widened). `durable=False` never fsyncs the log outside checkpoints (for a
-    /// temporary index: power loss may lose writes, never corrupts).
-    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, *, path, fields=None, routing="sq8", storage="f32", durable=true))]
+    /// temporary index: power loss may lose writes, never corrupts). `ids` is "int"
+    /// (default: integer ids, as hnswlib) or "str" (string keys: every method then takes
+    /// and returns str ids).
+    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, *, path, fields=None, routing="sq8", storage="f32", durable=true, ids="int"))]
     // The parameters are hnswlib's, by name and order, plus hnswdb's own.
     #[allow(non_snake_case, clippy::too_many_arguments)]
     fn init_index(
@@ -461,6 +686,7 @@ impl Index {
         routing: &str,
         storage: &str,
         durable: bool,
+        ids: &str,
     ) -> PyResult<()> {
         // Freed slots are always reused, so hnswlib's opt-in is accepted and implied.
         let _ = allow_replace_deleted;
@@ -471,6 +697,7 @@ impl Index {
             .capacity(max_elements.max(1))
             .routing(routing.parse().map_err(py_err)?)
             .storage(storage.parse().map_err(py_err)?)
+            .id_kind(ids.parse().map_err(py_err)?)
             .durability(durability(durable));
         let options = fields
             .unwrap_or_default()
@@ -527,8 +754,13 @@ impl Index {
                 p.len()
             )));
         }
-        let ids = match ids {
-            Some(ids) => labels(ids)?,
+        let names = match ids {
+            Some(ids) => self.write_names(&index, ids)?,
+            None if index.id_kind() == IdKind::Str => {
+                return Err(invalid_input(
+                    "a string-id index needs ids: one str per row",
+                ));
+            }
             // After the largest id present, so that default ids never replace a vector
             // (hnswlib counts from its element count, which deletes never lower).
             None => {
@@ -537,12 +769,24 @@ impl Index {
                     .map_err(py_err)?
                     .last()
                     .map_or(0, |&max| max + 1);
-                (first..first + n as u64).collect()
+                Names::Ids((first..first + n as u64).collect())
             }
         };
-        if ids.len() != n {
-            return Err(invalid_input(format!("{} ids for {n} vectors", ids.len())));
+        if names.len() != n {
+            return Err(invalid_input(format!(
+                "{} ids for {n} vectors",
+                names.len()
+            )));
         }
+        let ids = match names {
+            Names::Ids(ids) => ids,
+            // A key present has its vector replaced, a new one is added: one upsert.
+            Names::Keys(keys) => {
+                return py
+                    .detach(|| index.upsert_keys(&keys, &vectors, payloads.as_deref()))
+                    .map_err(py_err);
+            }
+        };
         let threads = Self::call_threads(&index, num_threads);
         py.detach(|| -> hnswdb::Result<()> {
             // One durable write either way, all or nothing. New ids only: an insert, which
@@ -570,14 +814,88 @@ impl Index {
         .map_err(py_err)
     }
 
-    /// Replaces the vector of `id`, or adds it, as one durable write.
-    fn upsert(&self, py: Python<'_>, id: u64, vector: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Replaces the vectors of `ids` (rows of `vectors`; a scalar id with a 1-D vector
+    /// is one row), adding those absent, as one durable write. `payloads`, if given,
+    /// holds a dict (or None: keep the payload it has) per id.
+    #[pyo3(signature = (ids, vectors, payloads=None))]
+    fn upsert(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        vectors: &Bound<'_, PyAny>,
+        payloads: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let index = self.index()?;
-        let (v, n) = rows(vector, self.dim)?;
-        if n != 1 {
-            return Err(invalid_input("upsert takes one vector"));
+        let names = self.write_names(&index, ids)?;
+        let (v, n) = rows(vectors, self.dim)?;
+        if n != names.len() {
+            return Err(invalid_input(format!(
+                "{} ids for {n} vectors",
+                names.len()
+            )));
         }
-        py.detach(|| index.upsert(id, &v)).map_err(py_err)
+        let payloads = payloads.map(|p| json_list(p, "payloads")).transpose()?;
+        let threads = index.threads();
+        py.detach(|| match (names, payloads) {
+            (Names::Keys(keys), p) => index.upsert_keys(&keys, &v, p.as_deref()),
+            (Names::Ids(ids), Some(p)) => index.upsert_batch_with_payloads(&ids, &v, &p, threads),
+            (Names::Ids(ids), None) => index.upsert_batch_threads(&ids, &v, threads),
+        })
+        .map_err(py_err)
+    }
+
+    /// The `k` nearest stored vectors of each query, as dicts: `{"id", "distance",
+    /// "payload", "vector"}` with the keys `include` names ("id" always). A 1-D query
+    /// gives a list of dicts, a 2-D one a list per row. Fewer matches than `k` give a
+    /// shorter list. `filter` is a dict filter (docs/filters.md).
+    #[pyo3(signature = (vectors, k=10, *, filter=None, include=None, ef=None, offset=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        vectors: &Bound<'py, PyAny>,
+        k: usize,
+        filter: Option<&Bound<'py, PyAny>>,
+        include: Option<&Bound<'py, PyAny>>,
+        ef: Option<usize>,
+        offset: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let index = self.index()?;
+        let one = ndim(vectors)? == 1;
+        let (queries, _) = rows(vectors, self.dim)?;
+        let include = Include::parse(include, &["distance", "payload"])?;
+        let filter = filter.map(to_filter).transpose()?;
+        let mut query = Query::new(k)
+            .offset(offset)
+            .include_payload(include.payload)
+            .include_vector(include.vector);
+        if let Some(ef) = ef {
+            query = query.ef(ef);
+        }
+        if let Some(f) = &filter {
+            query = query.filter(f);
+        }
+        let threads = index.threads();
+        let answers = py
+            .detach(|| index.search_hits_batch(&queries, &query, threads))
+            .map_err(py_err)?;
+        let mut lists = answers
+            .iter()
+            .map(|hits| {
+                let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+                let dicts = self
+                    .ids_out_each(py, &ids)?
+                    .into_iter()
+                    .zip(hits)
+                    .map(|(id, h)| include.dict(py, id, Some(h.distance), &h.payload, &h.vector))
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyList::new(py, dicts)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        match lists.pop() {
+            Some(list) if one => Ok(list),
+            last => PyList::new(py, lists.into_iter().chain(last)),
+        }
     }
 
     /// The `k` nearest stored vectors of each row of `data`: `(labels, distances)`, both
@@ -647,7 +965,9 @@ impl Index {
             }
             Some(filter) => {
                 // The first exception the filter raises stops admitting labels and is
-                // re-raised once the search returns.
+                // re-raised once the search returns. It is called with the label as the
+                // caller knows it (a key, on a string-id index).
+                let keyed = index.id_kind() == IdKind::Str;
                 let raised = std::cell::RefCell::new(None);
                 let mut answers = Vec::with_capacity(n);
                 for q in queries.chunks_exact(self.dim) {
@@ -656,7 +976,14 @@ impl Index {
                             if raised.borrow().is_some() {
                                 return false;
                             }
-                            match filter.call1((label,)).and_then(|r| r.is_truthy()) {
+                            let admitted = match keyed {
+                                false => filter.call1((label,)),
+                                true => self
+                                    ._ids_out(py, &[label])
+                                    .and_then(|keys| keys.get_item(0))
+                                    .and_then(|key| filter.call1((key,))),
+                            };
+                            match admitted.and_then(|r| r.is_truthy()) {
                                 Ok(admit) => admit,
                                 Err(e) => {
                                     *raised.borrow_mut() = Some(e);
@@ -675,6 +1002,7 @@ impl Index {
         };
         let mut ids = Vec::with_capacity(n * k);
         let mut distances = Vec::with_capacity(n * k);
+        // Padding: `ABSENT`, which `_ids_out` gives as 2**64-1 (integer ids) or None.
         for hits in &answers {
             if hits.len() < k && strict {
                 return Err(PyRuntimeError::new_err(format!(
@@ -686,10 +1014,11 @@ impl Index {
             ids.extend(hits.iter().map(|h| h.id));
             distances.extend(hits.iter().map(|h| h.distance));
             let missing = k - hits.len();
-            ids.extend(std::iter::repeat_n(u64::MAX, missing));
+            ids.extend(std::iter::repeat_n(ABSENT, missing));
             distances.extend(std::iter::repeat_n(f32::INFINITY, missing));
         }
-        Ok((to_matrix(py, ids, n, k), to_matrix(py, distances, n, k)))
+        let labels = self._ids_out(py, &ids)?.call_method1("reshape", (n, k))?;
+        Ok((labels, to_matrix(py, distances, n, k)))
     }
 
     /// Sets the default search beam width (raise it for recall, lower it for speed).
@@ -730,7 +1059,7 @@ impl Index {
         ids: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let index = self.index()?;
-        let ids = labels(ids)?;
+        let ids = self._ids_in(ids, false)?;
         let mut out = Vec::with_capacity(ids.len() * self.dim);
         for &id in &ids {
             out.extend(index.get(id).map_err(py_err)?);
@@ -739,28 +1068,131 @@ impl Index {
     }
 
     /// Every stored id, in no particular order.
-    fn get_ids_list(&self, py: Python<'_>) -> PyResult<Vec<u64>> {
+    fn get_ids_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let index = self.index()?;
-        py.detach(|| index.ids()).map_err(py_err)
+        let ids = py.detach(|| index.ids()).map_err(py_err)?;
+        self._ids_out(py, &ids)?.call_method0("tolist")
     }
 
     /// Deletes `label`: it leaves results at once and the graph is repaired around it.
     /// Unlike hnswlib's mark_deleted this is a real delete (no `unmark_deleted`).
-    fn mark_deleted(&self, py: Python<'_>, label: u64) -> PyResult<()> {
-        self.delete(py, label)
+    fn mark_deleted(&self, py: Python<'_>, label: &Bound<'_, PyAny>) -> PyResult<()> {
+        let index = self.index()?;
+        let ids = self._ids_in(label, false)?;
+        py.detach(|| index.delete_batch(&ids)).map_err(py_err)
     }
 
-    /// Deletes `label` (see `mark_deleted`). Raises KeyError if it is absent.
-    fn delete(&self, py: Python<'_>, label: u64) -> PyResult<()> {
+    /// Deletes `ids` (one id or a sequence) or every id whose payload matches `filter`,
+    /// as one durable write, all or nothing; returns how many were deleted. An absent
+    /// id raises KeyError (nothing is deleted) unless `missing_ok`.
+    #[pyo3(signature = (ids=None, *, filter=None, missing_ok=false))]
+    fn delete(
+        &self,
+        py: Python<'_>,
+        ids: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
+        missing_ok: bool,
+    ) -> PyResult<u64> {
         let index = self.index()?;
-        py.detach(|| index.delete(label)).map_err(py_err)
+        let ids = ids.map(|ids| self._ids_in(ids, missing_ok)).transpose()?;
+        match Target::of(ids, filter)? {
+            Target::Filter(f) => py.detach(|| index.delete_where(&f)),
+            Target::Ids(ids) if missing_ok => py.detach(|| index.delete_batch_missing_ok(&ids)),
+            Target::Ids(ids) => py.detach(|| index.delete_batch(&ids).map(|()| ids.len() as u64)),
+        }
+        .map_err(py_err)
+    }
+
+    /// The records of `ids` in their order (absent ids left out) or, with `filter` or
+    /// no ids, of every live id (that `filter` admits) in id order, `offset` of them
+    /// skipped and at most `limit` returned: dicts `{"id", "payload", "vector"}` with
+    /// the keys `include` names ("id" always; default: payload). With both `ids` and
+    /// `filter`, the ids that the filter admits.
+    #[pyo3(signature = (ids=None, *, filter=None, include=None, limit=None, offset=0))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Option<&Bound<'py, PyAny>>,
+        filter: Option<&Bound<'py, PyAny>>,
+        include: Option<&Bound<'py, PyAny>>,
+        limit: Option<usize>,
+        offset: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let index = self.index()?;
+        let include = Include::parse(include, &["payload"])?;
+        // Absent ids are left out of the answer.
+        let ids = ids.map(|ids| self._ids_in(ids, true)).transpose()?;
+        let filter = filter.map(to_filter).transpose()?;
+        let records = py
+            .detach(|| -> hnswdb::Result<_> {
+                let ids = match (ids, &filter) {
+                    (Some(ids), None) => ids,
+                    (None, None) => index.ids()?,
+                    (None, Some(f)) => index.ids_where(f)?,
+                    (Some(ids), Some(f)) => {
+                        let admitted: std::collections::HashSet<u64> =
+                            index.ids_where(f)?.into_iter().collect();
+                        ids.into_iter().filter(|id| admitted.contains(id)).collect()
+                    }
+                };
+                let page: Vec<u64> = ids
+                    .into_iter()
+                    .skip(offset)
+                    .take(limit.unwrap_or(usize::MAX))
+                    .collect();
+                index.records(&page, include.payload, include.vector)
+            })
+            .map_err(py_err)?;
+        let ids: Vec<u64> = records.iter().map(|r| r.id).collect();
+        let dicts = self
+            .ids_out_each(py, &ids)?
+            .into_iter()
+            .zip(&records)
+            .map(|(id, r)| include.dict(py, id, None, &r.payload, &r.vector))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, dicts)
+    }
+
+    /// How many live ids there are, or how many `filter` admits.
+    #[pyo3(signature = (filter=None))]
+    fn count(&self, py: Python<'_>, filter: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+        let index = self.index()?;
+        let filter = filter.map(to_filter).transpose()?;
+        py.detach(|| index.count(filter.as_ref())).map_err(py_err)
+    }
+
+    /// Merges `payload` (a dict; a key set to None is removed) into the payload of each
+    /// of `ids` or of each id `filter` admits, or with `replace=True` replaces it, as one
+    /// durable write; returns how many ids were updated. An absent id raises KeyError.
+    #[pyo3(signature = (ids=None, *, filter=None, payload, replace=false))]
+    fn update(
+        &self,
+        py: Python<'_>,
+        ids: Option<&Bound<'_, PyAny>>,
+        filter: Option<&Bound<'_, PyAny>>,
+        payload: &Bound<'_, PyAny>,
+        replace: bool,
+    ) -> PyResult<u64> {
+        let index = self.index()?;
+        let payload = to_json(payload, "payload")?;
+        let ids = ids.map(|ids| self._ids_in(ids, false)).transpose()?;
+        match Target::of(ids, filter)? {
+            Target::Filter(f) => py.detach(|| index.update_where(&f, &payload, replace)),
+            Target::Ids(ids) => {
+                let payloads = vec![payload; ids.len()];
+                py.detach(|| {
+                    write_payloads(&index, &ids, &payloads, replace).map(|()| ids.len() as u64)
+                })
+            }
+        }
+        .map_err(py_err)
     }
 
     /// Deletes every id of `ids` as one durable write, all or nothing. Raises KeyError if
     /// any is absent (then nothing is deleted) and ValueError if one repeats.
     fn delete_items(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
         let index = self.index()?;
-        let ids = labels(ids)?;
+        let ids = self._ids_in(ids, false)?;
         py.detach(|| index.delete_batch(&ids)).map_err(py_err)
     }
 
@@ -772,7 +1204,7 @@ impl Index {
         ids: &Bound<'py, PyAny>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let index = self.index()?;
-        let ids = labels(ids)?;
+        let ids = self._ids_in(ids, false)?;
         let payloads = py
             .detach(|| {
                 ids.iter()
@@ -786,29 +1218,39 @@ impl Index {
             .collect()
     }
 
-    /// Sets (a dict) or removes (None) the payload of `id`, as one durable write.
-    fn set_payload(&self, py: Python<'_>, id: u64, payload: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Merges `payload` (a dict; a key set to None is removed) into the payload of `id`,
+    /// or with `replace=True` replaces it; None removes it. One durable write.
+    #[pyo3(signature = (id, payload, replace=false))]
+    fn set_payload(
+        &self,
+        py: Python<'_>,
+        id: &Bound<'_, PyAny>,
+        payload: &Bound<'_, PyAny>,
+        replace: bool,
+    ) -> PyResult<()> {
         let index = self.index()?;
+        let ids = self._ids_in(id, false)?;
+        if ids.len() != 1 {
+            return Err(invalid_input("set_payload takes one id (see set_payloads)"));
+        }
         let payload = to_json(payload, "payload")?;
-        py.detach(|| index.set_payload(id, &payload))
+        py.detach(|| write_payloads(&index, &ids, &[payload], replace))
             .map_err(py_err)
     }
 
-    /// Sets or removes the payloads of `ids` (one per id) as one durable write.
+    /// `set_payload` of each of `ids` (one payload per id) as one durable write.
+    #[pyo3(signature = (ids, payloads, replace=false))]
     fn set_payloads(
         &self,
         py: Python<'_>,
         ids: &Bound<'_, PyAny>,
         payloads: &Bound<'_, PyAny>,
+        replace: bool,
     ) -> PyResult<()> {
         let index = self.index()?;
-        let ids = labels(ids)?;
-        let payloads: Vec<Value> = payloads
-            .try_iter()?
-            .enumerate()
-            .map(|(i, x)| to_json(&x?, &format!("payloads[{i}]")))
-            .collect::<PyResult<_>>()?;
-        py.detach(|| index.set_payloads(&ids, &payloads))
+        let ids = self._ids_in(ids, false)?;
+        let payloads = json_list(payloads, "payloads")?;
+        py.detach(|| write_payloads(&index, &ids, &payloads, replace))
             .map_err(py_err)
     }
 
@@ -830,7 +1272,9 @@ impl Index {
             .collect())
     }
 
-    /// How a search with `filter` (a dict) would run: {"plan", "matching", "live"}.
+    /// How a search with `filter` (a dict) would run: {"plan", "matching", "live",
+    /// "filter", "unindexed"}: "filter" is "scan" when the filter reads fields no field
+    /// index holds ("unindexed"), which a scan of every live payload answers.
     #[pyo3(signature = (filter, k=10, ef=None))]
     fn explain<'py>(
         &self,
@@ -855,6 +1299,15 @@ impl Index {
         d.set_item("plan", plan)?;
         d.set_item("matching", e.matching)?;
         d.set_item("live", e.live)?;
+        // How the filter itself is evaluated: a field index, or a scan of every live
+        // payload for the fields no index holds.
+        let by = if e.unindexed.is_empty() {
+            "index"
+        } else {
+            "scan"
+        };
+        d.set_item("filter", by)?;
+        d.set_item("unindexed", e.unindexed)?;
         Ok(d)
     }
 
@@ -878,10 +1331,7 @@ impl Index {
             .detach(|| index.search_within(&v, max_distance, filter.as_ref()))
             .map_err(py_err)?;
         Ok((
-            hits.iter()
-                .map(|h| h.id)
-                .collect::<Vec<_>>()
-                .into_pyarray(py),
+            self._ids_out(py, &hits.iter().map(|h| h.id).collect::<Vec<_>>())?,
             hits.iter()
                 .map(|h| h.distance)
                 .collect::<Vec<_>>()
@@ -969,8 +1419,20 @@ impl Index {
         Ok(self.index()?.len() as usize)
     }
 
-    fn __contains__(&self, label: u64) -> PyResult<bool> {
-        self.index()?.contains(label).map_err(py_err)
+    fn __contains__(&self, label: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let index = self.index()?;
+        let id = match index.id_kind() {
+            IdKind::Int => label.extract::<u64>()?,
+            IdKind::Str if !label.is_instance_of::<PyString>() => return Ok(false),
+            IdKind::Str => self._ids_in(label, true)?[0],
+        };
+        index.contains(id).map_err(py_err)
+    }
+
+    /// "int" (integer ids) or "str" (string keys), fixed when the index was created.
+    #[getter]
+    fn id_kind(&self) -> PyResult<&'static str> {
+        Ok(self.index()?.id_kind().name())
     }
 
     /// 'cosine', 'l2' or 'ip'.
@@ -1120,7 +1582,10 @@ fn exact_knn<'py>(
             }
         })
     });
-    Ok((to_matrix(py, ids, n, k), to_matrix(py, distances, n, k)))
+    Ok((
+        to_matrix(py, ids, n, k).into_any(),
+        to_matrix(py, distances, n, k),
+    ))
 }
 
 /// Fills `ids` and `ds` with the positions and distances of the `ids.len()` rows of

@@ -3,7 +3,6 @@
 import os
 import signal
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -161,6 +160,7 @@ def test_killed_actor_restarts_and_loses_nothing_acknowledged(cluster, tmp_path)
     with cluster.ShardedIndex.create("k", dim, "l2", shards=2, root=str(tmp_path), num_cpus=0.5) as ix:
         acknowledged = {}
         stop = threading.Event()
+        progress = threading.Condition()
         errors = []
 
         def writer():
@@ -173,24 +173,36 @@ def test_killed_actor_restarts_and_loses_nothing_acknowledged(cluster, tmp_path)
                 except Exception as e:  # noqa: BLE001 - reported below
                     errors.append(e)
                     return
-                acknowledged.update(zip(ids.tolist(), vectors))
+                with progress:
+                    acknowledged.update(zip(ids.tolist(), vectors))
+                    progress.notify_all()
                 start += batch
+
+        def acknowledged_beyond(count):
+            # Kills follow writes, not the clock: each waits for a batch acknowledged
+            # since the last one, so that every restart is written through whatever the
+            # machine's speed (the timeout only stops a hang).
+            with progress:
+                assert progress.wait_for(
+                    lambda: len(acknowledged) > count or errors, timeout=300
+                ), "no write was acknowledged after a restart"
+                return len(acknowledged)
 
         thread = threading.Thread(target=writer)
         thread.start()
         pids = set()
+        seen = 0
         for round in range(4):
-            time.sleep(0.7)
+            seen = acknowledged_beyond(seen)
             victim = round % 2
             pid = ray.get(ix.actor(victim).info.remote())["pid"]
             pids.add(pid)
             os.kill(pid, signal.SIGKILL)  # mid-write, most likely
-        time.sleep(0.7)
+        acknowledged_beyond(seen)
         stop.set()
         thread.join(timeout=120)
         assert not thread.is_alive()
         assert not errors, errors  # calls in flight were retried after each restart
-        assert len(acknowledged) > 4 * batch
         after = {info["pid"] for info in ix.shard_info()}
         assert not (after & pids)  # both actors are new processes
         ids = np.array(sorted(acknowledged))

@@ -104,9 +104,9 @@ def test_random_payloads_round_trip_with_their_types(index, tmp_path):
     payloads = [{"value": random_value(rng), "nested": {"list": [random_value(rng)]}} for _ in range(300)]
     ids = np.arange(len(payloads))
     index.add_items(np.random.default_rng(0).random((len(ids), DIM)), ids, payloads=payloads[:100] + [None] * 200)
-    index.set_payloads(ids[100:200], payloads[100:200])
+    index.set_payloads(ids[100:200], payloads[100:200], replace=True)
     for i in ids[200:]:
-        index.set_payload(int(i), payloads[i])
+        index.set_payload(int(i), payloads[i], replace=True)
     index.save_index(str(tmp_path / "snapshot.bin"))
     loaded = hnswdb.Index(space="l2", dim=DIM)
     loaded.load_index(str(tmp_path / "snapshot.bin"))

@@ -11,7 +11,7 @@ use roaring::{MultiOps, RoaringBitmap};
 use serde_json::{Map, Value};
 
 use super::expr::{Bound, Filter};
-use super::fields::{FieldKind, FieldSpec, Key, keys};
+use super::fields::{FieldKind, FieldSpec, Key, any_keys, keys};
 use super::number::Num;
 use crate::error::{Error, Result};
 
@@ -22,10 +22,19 @@ enum Values {
     Keyword(HashMap<String, RoaringBitmap>),
     Number(BTreeMap<Num, RoaringBitmap>),
     Bool([RoaringBitmap; 2]),
+    /// An undeclared field, gathered by a scan: values of any type, each in the map of
+    /// its type (the same maps and keys as the declared kinds, so the same answers).
+    Any {
+        keywords: HashMap<String, RoaringBitmap>,
+        numbers: BTreeMap<Num, RoaringBitmap>,
+        bools: [RoaringBitmap; 2],
+    },
 }
 
 struct Column {
-    spec: FieldSpec,
+    name: String,
+    /// Its declared kind; `None` for a field gathered by a scan.
+    kind: Option<FieldKind>,
     /// Slots whose payload has the field.
     present: RoaringBitmap,
     values: Values,
@@ -39,19 +48,48 @@ impl Column {
             FieldKind::Bool => Values::Bool(Default::default()),
         };
         Column {
-            spec,
+            name: spec.name,
+            kind: Some(spec.kind),
             present: RoaringBitmap::new(),
             values,
         }
     }
 
-    /// The bitmap of `key`, created if `create`.
+    /// A column of the undeclared field `name`, filled by `Scan::add`.
+    fn any(name: String) -> Column {
+        Column {
+            name,
+            kind: None,
+            present: RoaringBitmap::new(),
+            values: Values::Any {
+                keywords: HashMap::new(),
+                numbers: BTreeMap::new(),
+                bools: Default::default(),
+            },
+        }
+    }
+
+    /// The bitmap of `key`, created if missing.
     fn bitmap(&mut self, key: Key) -> &mut RoaringBitmap {
         match (&mut self.values, key) {
-            (Values::Keyword(m), Key::Str(s)) => m.entry(s).or_default(),
-            (Values::Number(m), Key::Num(x)) => m.entry(x).or_default(),
-            (Values::Bool(b), Key::Bool(v)) => &mut b[v as usize],
+            (Values::Keyword(m) | Values::Any { keywords: m, .. }, Key::Str(s)) => {
+                m.entry(s).or_default()
+            }
+            (Values::Number(m) | Values::Any { numbers: m, .. }, Key::Num(x)) => {
+                m.entry(x).or_default()
+            }
+            (Values::Bool(b) | Values::Any { bools: b, .. }, Key::Bool(v)) => &mut b[v as usize],
             _ => unreachable!("keys() returns keys of the column's kind"),
+        }
+    }
+
+    /// Records that `slot` holds `keys` (of a present field, if `present`).
+    fn insert(&mut self, slot: u32, present: bool, keys: Vec<Key>) {
+        if present {
+            self.present.insert(slot);
+        }
+        for key in keys {
+            self.bitmap(key).insert(slot);
         }
     }
 
@@ -71,20 +109,22 @@ impl Column {
 
     /// The error for a condition this field's kind cannot answer.
     fn mismatch(&self, why: std::fmt::Arguments<'_>) -> Error {
-        Error::InvalidFilter(format!(
-            "field {:?} is {}: {why}",
-            self.spec.name,
-            self.spec.kind.name()
-        ))
+        let kind = self.kind.map_or("not indexed", FieldKind::name);
+        Error::InvalidFilter(format!("field {:?} is {kind}: {why}", self.name))
     }
 
     /// The slots holding `v` (by numeric value for numbers: an int field holds no 2.5,
-    /// and 3.0 finds its 3), an error if `v` is of another type altogether.
+    /// and 3.0 finds its 3), an error if `v` is of another type than a declared field's,
+    /// or no scalar at all. An undeclared field's values of other types do not match.
     fn eq(&self, v: &Value) -> Result<RoaringBitmap> {
         let found = match (&self.values, v) {
-            (Values::Keyword(m), Value::String(s)) => m.get(s),
-            (Values::Number(m), Value::Number(n)) => m.get(&Num::of(n)),
-            (Values::Bool(b), Value::Bool(x)) => Some(&b[*x as usize]),
+            (Values::Keyword(m) | Values::Any { keywords: m, .. }, Value::String(s)) => m.get(s),
+            (Values::Number(m) | Values::Any { numbers: m, .. }, Value::Number(n)) => {
+                m.get(&Num::of(n))
+            }
+            (Values::Bool(b) | Values::Any { bools: b, .. }, Value::Bool(x)) => {
+                Some(&b[*x as usize])
+            }
             _ => return Err(self.mismatch(format_args!("it cannot equal {v}"))),
         };
         Ok(found.cloned().unwrap_or_default())
@@ -93,7 +133,7 @@ impl Column {
     /// The slots with a value between the edges, compared exactly: a bound beyond every
     /// value the field can hold admits all of them or none.
     fn range(&self, lo: Edge<Num>, hi: Edge<Num>) -> Result<RoaringBitmap> {
-        let Values::Number(m) = &self.values else {
+        let (Values::Number(m) | Values::Any { numbers: m, .. }) = &self.values else {
             return Err(self.mismatch(format_args!("ranges need an int or float field")));
         };
         if empty_range(&lo, &hi) {
@@ -139,6 +179,22 @@ fn edge(field: &str, bound: Option<&Bound>) -> Result<Edge<Num>> {
 /// more to evaluate than the walk it steers.
 const CACHED_FILTERS: usize = 32;
 
+/// The columns of undeclared fields a filter reads, gathered by a scan of every live
+/// payload (`FieldIndex::scan`, then `add` per payload) for one evaluation.
+pub struct Scan {
+    columns: Vec<Column>,
+}
+
+impl Scan {
+    /// Records that `slot` holds `payload`.
+    pub fn add(&mut self, slot: u32, payload: &Map<String, Value>) {
+        for column in &mut self.columns {
+            let (present, keys) = any_keys(&column.name, payload);
+            column.insert(slot, present, keys);
+        }
+    }
+}
+
 /// Every indexed field's bitmaps, plus the live slots (what `not` complements against).
 pub struct FieldIndex {
     columns: Vec<Column>,
@@ -157,9 +213,12 @@ impl FieldIndex {
         }
     }
 
-    /// The indexed fields.
-    pub fn specs(&self) -> impl Iterator<Item = &FieldSpec> {
-        self.columns.iter().map(|c| &c.spec)
+    /// An empty scan of the undeclared fields `names`, to fill with every live payload
+    /// (`Scan::add`) and evaluate a filter with (`eval_cached`).
+    pub fn scan(names: &[String]) -> Scan {
+        Scan {
+            columns: names.iter().cloned().map(Column::any).collect(),
+        }
     }
 
     /// Live slots.
@@ -170,7 +229,7 @@ impl FieldIndex {
     /// Checks that every indexed field of `payload` holds values of its kind.
     pub fn check(specs: &[FieldSpec], payload: &Map<String, Value>) -> Result<()> {
         for spec in specs {
-            keys(spec, payload).map_err(Error::InvalidPayload)?;
+            keys(&spec.name, spec.kind, payload).map_err(Error::InvalidPayload)?;
         }
         Ok(())
     }
@@ -183,15 +242,11 @@ impl FieldIndex {
         for column in &mut self.columns {
             // A value of the wrong kind was rejected when it was written; one in an index
             // written before the field was declared is left out of the field's index.
-            let Ok(keys) = keys(&column.spec, payload) else {
+            let Some(kind) = column.kind else { continue };
+            let Ok(keys) = keys(&column.name, kind, payload) else {
                 continue;
             };
-            if !keys.is_empty() {
-                column.present.insert(slot);
-            }
-            for key in keys {
-                column.bitmap(key).insert(slot);
-            }
+            column.insert(slot, !keys.is_empty(), keys);
         }
     }
 
@@ -202,7 +257,8 @@ impl FieldIndex {
         self.live.remove(slot);
         let Some(payload) = payload else { return };
         for column in &mut self.columns {
-            let Ok(keys) = keys(&column.spec, payload) else {
+            let Some(kind) = column.kind else { continue };
+            let Ok(keys) = keys(&column.name, kind, payload) else {
                 continue;
             };
             column.present.remove(slot);
@@ -213,12 +269,15 @@ impl FieldIndex {
         }
     }
 
-    fn column(&self, field: &str) -> Result<&Column> {
+    /// The column of `field`: indexed, or gathered by `scan`.
+    fn column<'a>(&'a self, field: &str, scan: Option<&'a Scan>) -> Result<&'a Column> {
+        let scanned = scan.map_or(&[][..], |s| &s.columns[..]);
         self.columns
             .iter()
-            .find(|c| c.spec.name == field)
+            .chain(scanned)
+            .find(|c| c.name == field)
             .ok_or_else(|| {
-                let names: Vec<&str> = self.specs().map(|s| s.name.as_str()).collect();
+                let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
                 Error::InvalidFilter(format!(
                     "field {field:?} is not indexed (indexed fields: {})",
                     if names.is_empty() {
@@ -230,35 +289,39 @@ impl FieldIndex {
             })
     }
 
-    /// `eval`, remembered until the index changes.
-    pub fn eval_cached(&self, filter: &Filter) -> Result<Arc<RoaringBitmap>> {
+    /// The bitmap of `filter` if it was evaluated since the index last changed.
+    pub fn cached(&self, filter: &Filter) -> Result<Option<Arc<RoaringBitmap>>> {
         // Before the key is formatted: formatting recurses.
         filter.check_depth()?;
-        let key = format!("{filter:?}");
-        if let Some(hit) = self.cache.lock().get(&key) {
-            return Ok(hit.clone());
+        Ok(self.cache.lock().get(&format!("{filter:?}")).cloned())
+    }
+
+    /// `eval` with the undeclared fields of `scan`, remembered until the index changes.
+    pub fn eval_cached(&self, filter: &Filter, scan: Option<&Scan>) -> Result<Arc<RoaringBitmap>> {
+        if let Some(hit) = self.cached(filter)? {
+            return Ok(hit);
         }
-        let bitmap = Arc::new(self.admitted(filter)?);
+        let bitmap = Arc::new(self.admitted(filter, scan)?);
         let mut cache = self.cache.lock();
         if cache.len() >= CACHED_FILTERS {
             cache.clear();
         }
-        cache.insert(key, bitmap.clone());
+        cache.insert(format!("{filter:?}"), bitmap.clone());
         Ok(bitmap)
     }
 
-    /// The live slots `filter` admits.
+    /// The live slots `filter` admits (its fields must be indexed: see `eval_cached`).
     pub fn eval(&self, filter: &Filter) -> Result<RoaringBitmap> {
         filter.check_depth()?;
-        self.admitted(filter)
+        self.admitted(filter, None)
     }
 
     /// `eval` of a filter within the depth limit (this recurses).
-    fn admitted(&self, filter: &Filter) -> Result<RoaringBitmap> {
+    fn admitted(&self, filter: &Filter, scan: Option<&Scan>) -> Result<RoaringBitmap> {
         Ok(match filter {
-            Filter::Eq(field, v) => self.column(field)?.eq(v)? & &self.live,
+            Filter::Eq(field, v) => self.column(field, scan)?.eq(v)? & &self.live,
             Filter::In(field, values) => {
-                let column = self.column(field)?;
+                let column = self.column(field, scan)?;
                 let each = values
                     .iter()
                     .map(|v| column.eq(v))
@@ -271,22 +334,22 @@ impl FieldIndex {
                 upper,
             } => {
                 let (lo, hi) = (edge(field, lower.as_ref())?, edge(field, upper.as_ref())?);
-                self.column(field)?.range(lo, hi)? & &self.live
+                self.column(field, scan)?.range(lo, hi)? & &self.live
             }
-            Filter::Has(field) => self.column(field)?.present.clone() & &self.live,
+            Filter::Has(field) => self.column(field, scan)?.present.clone() & &self.live,
             Filter::And(all) => {
                 let mut out = self.live.clone();
                 for f in all {
-                    out &= self.admitted(f)?;
+                    out &= self.admitted(f, scan)?;
                 }
                 out
             }
             Filter::Or(any) => any
                 .iter()
-                .map(|f| self.admitted(f))
+                .map(|f| self.admitted(f, scan))
                 .collect::<Result<Vec<_>>>()?
                 .union(),
-            Filter::Not(f) => &self.live - self.admitted(f)?,
+            Filter::Not(f) => &self.live - self.admitted(f, scan)?,
         })
     }
 }

@@ -118,6 +118,40 @@ impl Filter {
         Filter::Not(Box::new(f))
     }
 
+    /// The fields the filter reads, each once, in no particular order.
+    pub fn fields(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        let mut stack = vec![self];
+        while let Some(f) = stack.pop() {
+            match f {
+                Filter::Eq(field, _)
+                | Filter::In(field, _)
+                | Filter::Range { field, .. }
+                | Filter::Has(field) => {
+                    if !out.contains(&field.as_str()) {
+                        out.push(field);
+                    }
+                }
+                Filter::And(fs) | Filter::Or(fs) => stack.extend(fs),
+                Filter::Not(f) => stack.push(f),
+            }
+        }
+        out
+    }
+
+    /// The fields the filter reads that `specs` do not declare, sorted (a scan of the
+    /// payloads answers those).
+    pub fn unindexed(&self, specs: &[super::FieldSpec]) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .fields()
+            .into_iter()
+            .filter(|f| !specs.iter().any(|s| s.name == *f))
+            .map(str::to_string)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Parses the JSON form:
     /// - `{"field": value}` equality; several keys in one object must all hold;
     /// - `{"field": {"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte": value}}`, several operators on

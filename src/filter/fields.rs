@@ -148,27 +148,49 @@ pub enum Key {
     Bool(bool),
 }
 
-/// The keys `payload` gives the field `spec`: none if the field is absent or null, else
-/// one per value (an array gives each of its elements). A value of the wrong type is an
-/// error naming the field, so that a write cannot store what its index would miss.
-pub fn keys(spec: &FieldSpec, payload: &Map<String, Value>) -> Result<Vec<Key>, String> {
-    let values: &[Value] = match payload.get(&spec.name) {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(values)) => values,
-        Some(one) => std::slice::from_ref(one),
-    };
-    values
+/// The keys `payload` gives the field `name` of `kind`: none if the field is absent or
+/// null, else one per value (an array gives each of its elements). A value of the wrong
+/// type is an error naming the field, so that a write cannot store what its index would
+/// miss.
+pub fn keys(name: &str, kind: FieldKind, payload: &Map<String, Value>) -> Result<Vec<Key>, String> {
+    values(name, payload)
         .iter()
         .map(|v| {
-            key_of(spec.kind, v).ok_or_else(|| {
-                format!(
-                    "field {:?} is indexed as {} but holds {v}",
-                    spec.name,
-                    spec.kind.name()
-                )
+            key_of(kind, v).ok_or_else(|| {
+                format!("field {name:?} is indexed as {} but holds {v}", kind.name())
             })
         })
         .collect()
+}
+
+/// The values `payload` gives the field `name`: none if it is absent or null, each
+/// element of an array, else the one value.
+fn values<'a>(name: &str, payload: &'a Map<String, Value>) -> &'a [Value] {
+    match payload.get(name) {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(values)) => values,
+        Some(one) => std::slice::from_ref(one),
+    }
+}
+
+/// What `payload` gives the undeclared field `name`, of whatever types: whether it is
+/// present (a value that is not null), and the keys of its strings, numbers and booleans
+/// as a declared field of their kind would index them (a float field's numbers: every
+/// number by its exact value). Nested arrays and objects (which no declared field
+/// holds) are present but match no value.
+pub fn any_keys(name: &str, payload: &Map<String, Value>) -> (bool, Vec<Key>) {
+    let values = values(name, payload);
+    let present = values.iter().any(|v| !v.is_null());
+    let keys = values
+        .iter()
+        .filter_map(|v| match v {
+            Value::String(_) => key_of(FieldKind::Keyword, v),
+            Value::Number(_) => key_of(FieldKind::Float, v),
+            Value::Bool(_) => key_of(FieldKind::Bool, v),
+            _ => None,
+        })
+        .collect();
+    (present, keys)
 }
 
 /// `v` as a key of `kind`, if it is one.
@@ -196,18 +218,17 @@ mod tests {
         let p = json!({"lang": ["en", "de"], "year": 2020, "n": null});
         let p = p.as_object().unwrap();
         assert_eq!(
-            keys(&lang, p).unwrap(),
+            keys(&lang.name, lang.kind, p).unwrap(),
             [Key::Str("en".into()), Key::Str("de".into())]
         );
-        assert_eq!(keys(&year, p).unwrap(), [Key::Num(Num::Int(2020))]);
-        assert!(
-            keys(&FieldSpec::parse("n:float").unwrap(), p)
-                .unwrap()
-                .is_empty()
+        assert_eq!(
+            keys("year", year.kind, p).unwrap(),
+            [Key::Num(Num::Int(2020))]
         );
+        assert!(keys("n", FieldKind::Float, p).unwrap().is_empty());
         let bad = json!({"year": "2020"});
-        assert!(keys(&year, bad.as_object().unwrap()).is_err());
-        assert!(keys(&year, json!({"year": 1.5}).as_object().unwrap()).is_err());
+        assert!(keys("year", year.kind, bad.as_object().unwrap()).is_err());
+        assert!(keys("year", year.kind, json!({"year": 1.5}).as_object().unwrap()).is_err());
         assert!(FieldSpec::parse("x:blob").is_err());
         assert!(FieldSpec::parse("nokind").is_err());
         assert!(FieldSpec::parse(":int").is_err());

@@ -8,7 +8,7 @@ mod expr;
 mod fields;
 mod number;
 
-pub use bitmaps::FieldIndex;
+pub use bitmaps::{FieldIndex, Scan};
 pub use expr::{Bound, Filter};
 pub use fields::{FieldKind, FieldSpec, MAX_FIELD_NAME, MAX_FIELDS, check_fields};
 

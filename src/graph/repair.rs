@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::search::Start;
 use super::{Graph, upper::UpperNode};
 use crate::error::Result;
 use crate::parallel::try_parallel_for;
@@ -105,9 +106,10 @@ impl Graph {
         Ok(relinked)
     }
 
-    /// Whether a link to `target` on `level` is sound: the target is live and has that level.
+    /// Whether a link to `target` on `level` is sound: the target is live and has that level
+    /// (every node has layer 0: no lookup of its upper lists there).
     fn sound_link(&self, target: u32, level: usize) -> Result<bool> {
-        Ok(self.live.contains(target) && self.level_of(target)? >= level)
+        Ok(self.live.contains(target) && (level == 0 || self.level_of(target)? >= level))
     }
 
     /// `list` without `node` itself and without unsound links on `level`.
@@ -130,15 +132,15 @@ impl Graph {
             return Ok(());
         }
         let mut pool: HashSet<u32> = sound.into_iter().collect();
-        // FreshDiskANN's pool is N(node) ∪ N(dead); adding the neighbours of the live
-        // neighbours too lets the repaired list be chosen from a neighbourhood about as wide
-        // as an insert's search sees, which keeps recall at small ef equal to a fresh build.
+        // FreshDiskANN's pool: N(node) ∪ N(dead). (Adding the neighbours of the live
+        // neighbours too cost about 32 lists and 1,000 distances per repaired node, most of
+        // a bulk delete's time, for the neighbourhood the beam search below finds anyway.)
         let mut theirs = Vec::new();
-        for &other in list
+        for &dead in list
             .iter()
-            .filter(|&&n| n != node && self.routable.contains(n))
+            .filter(|&&n| n != node && !self.live.contains(n) && self.routable.contains(n))
         {
-            self.links(other, level, &mut theirs)?;
+            self.links(dead, level, &mut theirs)?;
             pool.extend(self.sound_links(node, level, &theirs)?);
         }
         // Where many neighbours died, that pool is thin, and repeated consolidations then
@@ -147,10 +149,16 @@ impl Graph {
         let base = self.vectors.vector(node).to_f32();
         let base = &*base;
         let start = [super::Cand { d: 0.0, id: node }];
-        let found = self.with_scratch(|s| {
-            self.search_layer_exact(s, base, &start, 2 * self.max_links(level), level, |n| {
-                n != node && self.live.contains(n)
-            })
+        let (ef, accept) = (2 * self.max_links(level), |n| {
+            n != node && self.live.contains(n)
+        });
+        let found = self.with_scratch(|s| match &self.quantized {
+            // Layer 0 holds almost all of the distances: walk it on codes, re-ranked
+            // exactly, as an insert does; the links are still chosen on exact distances.
+            Some(quantized) if level == 0 => {
+                self.search_codes(s, quantized, base, Start::Nodes(&start), ef, ef, accept)
+            }
+            _ => self.search_layer_exact(s, base, &start, ef, level, accept),
         })?;
         pool.extend(self.sound_links(
             node,

@@ -151,6 +151,7 @@ impl Index {
             codes_generation,
             codes_trained_live,
             generation: p.generation + 1,
+            next_id: p.next_id,
         };
         self.meta().commit(&Changes {
             ids: &p.ids,
@@ -159,6 +160,8 @@ impl Index {
             state: &state,
             quantizer: trained.map(|q| &q.quantizer),
             payloads: &p.payloads,
+            keys: &p.keys,
+            key_of: &p.key_of,
         })?;
         graph.clear_upper_dirty();
         p.slots.committed(freeing, state.generation);
@@ -167,6 +170,8 @@ impl Index {
         p.codes_trained_live = codes_trained_live;
         p.ids.clear();
         p.payloads.clear();
+        p.keys.clear();
+        p.key_of.clear();
         self.release_held_slots(p)?;
         wal.truncate_before(checkpoint_lsn)
     }

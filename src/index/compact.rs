@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use super::open::sync_dir;
 use super::{Index, IndexOptions};
 use crate::error::{Error, IoContext, Result};
-use crate::store::Meta;
 use crate::store::meta::META_FILE_NAME;
+use crate::store::{IdKind, Meta};
 
 /// What a compaction did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +82,7 @@ impl Index {
         ))
     }
 
-    /// Builds a closed, verified copy of the live vectors and payloads in `staging`. The
+    /// Builds a closed, verified copy of the live vectors, payloads and keys in `staging`. The
     /// field indexes are added after the payloads, as `create_field_index` adds them to an
     /// index: a payload may hold a value of another kind in an indexed field (written
     /// before the field was indexed), which an index created with the field would refuse.
@@ -93,6 +93,7 @@ impl Index {
             .seed(self.config.seed)
             .routing(self.config.routing)
             .storage(self.config.storage)
+            .id_kind(self.config.id_kind)
             .capacity(self.len().max(1) as usize)
             .threads(self.threads());
         let fresh = Index::create(staging, &options)?;
@@ -104,7 +105,24 @@ impl Index {
                 rows.extend_from_slice(&self.get(id)?);
                 payloads.push(self.get_payload(id)?.unwrap_or(serde_json::Value::Null));
             }
-            fresh.insert_batch_with_payloads(chunk, &rows, &payloads, self.threads())?;
+            match self.config.id_kind {
+                IdKind::Int => {
+                    fresh.insert_batch_with_payloads(chunk, &rows, &payloads, self.threads())?
+                }
+                // Each key goes with its vector and payload; the new index numbers them
+                // afresh (ids of a string-id index are its own business).
+                IdKind::Str => {
+                    let keys = chunk
+                        .iter()
+                        .map(|&id| {
+                            self.key_of(id)?.ok_or_else(|| {
+                                Error::corrupt(&self.dir, format!("live id {id} has no key"))
+                            })
+                        })
+                        .collect::<Result<Vec<String>>>()?;
+                    fresh.insert_keys(&keys, &rows, Some(&payloads))?
+                }
+            }
         }
         for spec in self.fields() {
             fresh.create_field_index(spec)?;

@@ -10,6 +10,8 @@
 mod backup;
 mod checkpoint;
 mod compact;
+mod data;
+mod keys;
 mod open;
 mod options;
 mod payload;
@@ -36,11 +38,12 @@ use crate::wal::Wal;
 
 use checkpoint::Syncer;
 pub use compact::Compaction;
+pub use data::Record;
 use options::resolve_threads;
 pub use options::{Durability, IndexOptions, OpenOptions};
 use payload::Fields;
 pub use query::{Explain, Plan, Query, Tuning};
-pub use report::{Neighbour, Recovery, Residency, Stats, VerifyReport};
+pub use report::{Hit, Neighbour, Recovery, Residency, Stats, VerifyReport};
 use write::Ledger;
 
 /// An open index. All methods take `&self`: share it between threads with `Arc`.
@@ -396,13 +399,13 @@ impl Index {
     }
 
     /// `search(i)` for every row `i < n` on `threads` threads; answers in row order.
-    fn each_row(
+    fn each_row<T: Send>(
         &self,
         n: usize,
         threads: usize,
-        search: impl Fn(usize) -> Result<Vec<Neighbour>> + Sync,
-    ) -> Result<Vec<Vec<Neighbour>>> {
-        let answers: Vec<Mutex<Vec<Neighbour>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
+        search: impl Fn(usize) -> Result<Vec<T>> + Sync,
+    ) -> Result<Vec<Vec<T>>> {
+        let answers: Vec<Mutex<Vec<T>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
         try_parallel_for(n, threads.max(1), |i| {
             *answers[i].lock() = search(i)?;
             Ok(())
@@ -474,7 +477,13 @@ impl Index {
         self.follow()?;
         let graph = self.graph.read();
         let slot = self.visible_slot(&graph, id)?.ok_or(Error::UnknownId(id))?;
-        self.check_intact(&graph, slot)?;
+        self.vector_at(&graph, id, slot)
+    }
+
+    /// The stored vector of `id` at `slot` (of `graph`, whose lock the caller holds),
+    /// checked against the slot's checksum and label.
+    fn vector_at(&self, graph: &Graph, id: u64, slot: u32) -> Result<Vec<f32>> {
+        self.check_intact(graph, slot)?;
         let label = graph.vectors().label(slot);
         if label != id {
             let why = format!("id {id} maps to slot {slot}, which holds id {label}");
@@ -546,6 +555,7 @@ impl Index {
             codes_generation: graph.quantized().map_or(0, |q| q.generation),
             routing: self.config.routing,
             storage: self.config.storage,
+            id_kind: self.config.id_kind,
             residency: self.residency.clone(),
         })
     }

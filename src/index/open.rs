@@ -20,8 +20,8 @@ use crate::store::DirectReads;
 use crate::store::meta::META_FILE_NAME;
 use crate::store::page::PageFile;
 use crate::store::{
-    CodeKind, Codes, Config, Layer0, Meta, ReaderTable, Registration, State, UpperLists, Vectors,
-    codes,
+    CodeKind, Codes, Config, IdKind, Layer0, Meta, ReaderTable, Registration, State, UpperLists,
+    Vectors, codes,
 };
 use crate::wal::{self, Wal, WalIdentity};
 
@@ -378,7 +378,8 @@ fn open_checkpoint(
     );
     let quantized = load_codes(dir, &meta, &config, &state, kernels, &graph, options)?;
     graph.set_quantized(quantized);
-    let ledger = Ledger::at_checkpoint(&state, free, tombstones, config.seed);
+    let keyed = config.id_kind == IdKind::Str;
+    let ledger = Ledger::at_checkpoint(&state, free, tombstones, config.seed, keyed);
     Ok(Checkpoint {
         meta,
         config,
@@ -464,6 +465,7 @@ fn build(staging: &Path, options: &IndexOptions) -> Result<()> {
         index_uid: rand::rng().random(),
         routing: options.routing,
         storage: options.storage,
+        id_kind: options.id_kind,
     };
     let identity = config.file_identity();
     Vectors::create(

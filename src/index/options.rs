@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::distance::{Metric, Routing, Storage};
 use crate::error::{Error, Result};
 use crate::filter::FieldSpec;
+use crate::store::IdKind;
 use crate::store::meta::{MAX_DIM, MAX_EF};
 
 /// Live vectors needed before the first SQ8 quantiser is trained: fewer would give
@@ -25,6 +26,7 @@ pub struct IndexOptions {
     pub(super) fields: Vec<FieldSpec>,
     pub(super) routing: Routing,
     pub(super) storage: Storage,
+    pub(super) id_kind: IdKind,
     pub(super) runtime: OpenOptions,
 }
 
@@ -41,6 +43,7 @@ impl IndexOptions {
             fields: Vec::new(),
             routing: Routing::Sq8,
             storage: Storage::F32,
+            id_kind: IdKind::Int,
             runtime: OpenOptions::default(),
         }
     }
@@ -87,6 +90,17 @@ impl IndexOptions {
     /// to f32, and a component beyond ±65,504 is refused (`InvalidVector`).
     pub fn storage(mut self, storage: Storage) -> Self {
         self.storage = storage;
+        self
+    }
+
+    /// What names the vectors (fixed for the index's life): the caller's `u64` ids (the
+    /// default), or string keys (`IdKind::Str`), each bound to a `u64` id the index
+    /// assigns and written with [`Index::insert_keys`](crate::Index::insert_keys),
+    /// [`Index::upsert_keys`](crate::Index::upsert_keys) and
+    /// [`Index::delete_keys`](crate::Index::delete_keys). Searches still answer ids:
+    /// [`Index::key_of`](crate::Index::key_of) names them.
+    pub fn id_kind(mut self, kind: IdKind) -> Self {
+        self.id_kind = kind;
         self
     }
 

@@ -2,18 +2,20 @@
 //! index over them: declared fields, the lazily built bitmaps, and how each write changes
 //! them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use parking_lot::RwLockWriteGuard;
+use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
 
 use super::Index;
 use super::write::Ledger;
 use crate::error::{Error, Result};
 use crate::filter::{
-    FieldIndex, FieldKind, FieldSpec, MAX_FIELDS, check_fields, decode_payload, encode_payload,
+    FieldIndex, FieldKind, FieldSpec, Filter, MAX_FIELDS, check_fields, decode_payload,
+    encode_payload,
 };
-use crate::limits::{check_batch, check_batch_payload_bytes};
+use crate::limits::check_batch;
 use crate::wal::Op;
 
 /// The indexed fields and their index. The index is built on first use (an open stays
@@ -138,20 +140,12 @@ impl Index {
             return Err(Error::UnknownId(id));
         }
         let bytes = self.ledger.lock().payload_of(&self.meta(), id)?;
-        bytes
-            .map(|b| {
-                decode_payload(&b).map(Value::Object).ok_or_else(|| {
-                    Error::corrupt(
-                        self.meta().path(),
-                        format!("payload of id {id} is not a JSON object"),
-                    )
-                })
-            })
-            .transpose()
+        self.decoded(id, bytes)
     }
 
     /// Sets the payload of `id` (a JSON object; `Value::Null` removes it) as one durable
-    /// write. `UnknownId` if `id` is absent.
+    /// write, replacing the one it has (see `merge_payloads` to merge into it).
+    /// `UnknownId` if `id` is absent.
     pub fn set_payload(&self, id: u64, payload: &Value) -> Result<()> {
         self.set_payloads(&[id], std::slice::from_ref(payload))
     }
@@ -166,33 +160,16 @@ impl Index {
     pub fn set_payloads(&self, ids: &[u64], payloads: &[Value]) -> Result<()> {
         self.writable_log()?;
         check_batch(ids.len())?;
-        let encoded = self
-            .encode_payloads(ids.len(), Some(payloads))?
-            .unwrap_or_default();
-        // One log record carries them all (an insert's are split into parts instead).
-        check_batch_payload_bytes(encoded.iter().flatten().map(Vec::len).sum())?;
-        if ids.is_empty() {
-            return Ok(());
+        if payloads.len() != ids.len() {
+            return Err(Error::InvalidPayload(format!(
+                "{} payloads for {} ids",
+                payloads.len(),
+                ids.len()
+            )));
         }
-        // Exclusive, as deletes and upserts: a search evaluates its filter and walks under
-        // one read lock, so it never sees a payload change halfway.
         let graph = self.graph.write();
         let p = self.ledger.lock();
-        let meta = self.meta();
-        let mut seen = HashSet::with_capacity(ids.len());
-        for &id in ids {
-            if !seen.insert(id) {
-                return Err(Error::DuplicateId(id));
-            }
-            if p.slot_of(&meta, id)?.is_none() {
-                return Err(Error::UnknownId(id));
-            }
-        }
-        let op = Op::SetPayloads(ids.iter().copied().zip(encoded).collect());
-        self.log(p, &op)?;
-        drop(graph);
-        self.maybe_checkpoint();
-        Ok(())
+        self.rewrite_payloads(graph, p, ids, |i| &payloads[i], true)
     }
 
     /// Inserts `vector` under `id` with `payload` (a JSON object).
@@ -276,34 +253,72 @@ impl Index {
         Ok(before)
     }
 
-    /// Runs `f` on the field index, building it first if no search has yet.
-    pub(super) fn with_field_index<R>(&self, f: impl FnOnce(&FieldIndex) -> R) -> Result<R> {
-        {
-            let fields = self.fields.read();
-            if let Some(index) = &fields.index {
-                return Ok(f(index));
+    /// The live slots `filter` admits: by the field index, and for the fields it does
+    /// not index by a scan of every live payload. Either way the answer is kept until
+    /// the next write.
+    pub(super) fn admitted(&self, filter: &Filter) -> Result<Arc<RoaringBitmap>> {
+        let fields = self.fields.read();
+        if let Some(index) = &fields.index {
+            if let Some(hit) = index.cached(filter)? {
+                return Ok(hit);
+            }
+            if filter.unindexed(&fields.specs).is_empty() {
+                return index.eval_cached(filter, None);
             }
         }
-        let p = self.ledger.lock();
-        let mut fields = self.fields.write();
-        if fields.index.is_none() {
-            fields.index = Some(self.build_field_index(&p, &fields.specs)?);
+        drop(fields);
+        // The scan reads payloads as of the ledger, which must not change meanwhile.
+        self.admitted_locked(&self.ledger.lock(), filter)
+    }
+
+    /// `admitted` for a caller holding the ledger's lock `p`.
+    pub(super) fn admitted_locked(
+        &self,
+        p: &Ledger,
+        filter: &Filter,
+    ) -> Result<Arc<RoaringBitmap>> {
+        filter.check_depth()?;
+        {
+            let mut fields = self.fields.write();
+            if fields.index.is_none() {
+                fields.index = Some(self.build_field_index(p, &fields.specs)?);
+            }
         }
-        drop(p);
-        let fields = RwLockWriteGuard::downgrade(fields);
-        Ok(f(fields.index.as_ref().expect("built above")))
+        // Built and dropped only under the ledger's lock, which the caller holds.
+        let fields = self.fields.read();
+        let index = fields.index.as_ref().expect("built above");
+        if let Some(hit) = index.cached(filter)? {
+            return Ok(hit);
+        }
+        let unindexed = filter.unindexed(&fields.specs);
+        if unindexed.is_empty() {
+            return index.eval_cached(filter, None);
+        }
+        let mut scan = FieldIndex::scan(&unindexed);
+        self.each_live_payload(p, |slot, payload| scan.add(slot, payload))?;
+        index.eval_cached(filter, Some(&scan))
     }
 
     /// The field index of the current state: every live slot, and the fields of every
     /// payload (checkpointed ones from the metadata, newer ones from the ledger).
     fn build_field_index(&self, p: &Ledger, specs: &[FieldSpec]) -> Result<FieldIndex> {
-        let meta = self.meta();
         let mut index = FieldIndex::new(specs);
-        let slots: HashMap<u64, u32> = self.id_map(p)?.into_iter().collect();
-        for &slot in slots.values() {
+        for (_, slot) in self.id_map(p)? {
             index.add(slot, None);
         }
-        let add = |id: u64, bytes: &[u8]| -> Result<()> {
+        self.each_live_payload(p, |slot, payload| index.add(slot, Some(payload)))?;
+        Ok(index)
+    }
+
+    /// Calls `f` with the slot and payload of every live id that has one.
+    fn each_live_payload(
+        &self,
+        p: &Ledger,
+        mut f: impl FnMut(u32, &Map<String, Value>),
+    ) -> Result<()> {
+        let meta = self.meta();
+        let slots: HashMap<u64, u32> = self.id_map(p)?.into_iter().collect();
+        self.each_payload(p, |id, bytes| {
             if let Some(&slot) = slots.get(&id) {
                 let payload = decode_payload(bytes).ok_or_else(|| {
                     Error::corrupt(
@@ -311,12 +326,10 @@ impl Index {
                         format!("payload of id {id} is not a JSON object"),
                     )
                 })?;
-                index.add(slot, Some(&payload));
+                f(slot, &payload);
             }
             Ok(())
-        };
-        self.each_payload(p, add)?;
-        Ok(index)
+        })
     }
 
     /// Calls `f` with every payload of the current state: checkpointed ones from the

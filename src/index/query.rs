@@ -3,7 +3,7 @@
 
 use rand::seq::index::sample;
 
-use super::{Index, Neighbour};
+use super::{Hit, Index, Neighbour};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::graph::{Cand, Graph};
@@ -32,6 +32,8 @@ pub struct Query<'a> {
     offset: usize,
     max_distance: Option<f32>,
     plan: Option<Plan>,
+    include_payload: bool,
+    include_vector: bool,
 }
 
 impl<'a> Query<'a> {
@@ -44,7 +46,21 @@ impl<'a> Query<'a> {
             offset: 0,
             max_distance: None,
             plan: None,
+            include_payload: false,
+            include_vector: false,
         }
+    }
+
+    /// `search_hits` returns each hit's payload too.
+    pub fn include_payload(mut self, yes: bool) -> Self {
+        self.include_payload = yes;
+        self
+    }
+
+    /// `search_hits` returns each hit's stored vector too (unit length under cosine).
+    pub fn include_vector(mut self, yes: bool) -> Self {
+        self.include_vector = yes;
+        self
     }
 
     /// Uses this plan for a filtered search instead of the planner's choice (for
@@ -60,7 +76,8 @@ impl<'a> Query<'a> {
         self
     }
 
-    /// Only vectors whose payload `filter` admits (its fields must be indexed).
+    /// Only vectors whose payload `filter` admits: on indexed fields by their index, on
+    /// any other payload key by a scan of every live payload (see `Index::explain`).
     pub fn filter(mut self, filter: &'a Filter) -> Self {
         self.filter = Some(filter);
         self
@@ -93,7 +110,7 @@ pub enum Plan {
 }
 
 /// What the planner decided for a query, and why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Explain {
     /// The plan.
     pub plan: Plan,
@@ -101,6 +118,10 @@ pub struct Explain {
     pub matching: u64,
     /// Live vectors.
     pub live: u64,
+    /// The fields the filter reads that no field index holds, sorted: when there are
+    /// any, the filter is evaluated by a scan of every live payload (its answer kept
+    /// until the next write). `create_field_index` makes such a field fast.
+    pub unindexed: Vec<String>,
 }
 
 /// Below this many admitted vectors a scan always wins: measured on the Debian set
@@ -155,19 +176,80 @@ impl Index {
         check_search(q.k, q.offset, q.ef.unwrap_or_else(|| self.ef()))
     }
 
+    /// `search_with`, each hit with its payload and vector if `q` includes them, read
+    /// under the same view as the search (no write comes between). Nearest first; fewer
+    /// than k when fewer match.
+    pub fn search_hits(&self, query: &[f32], q: &Query<'_>) -> Result<Vec<Hit>> {
+        self.check_query(q)?;
+        self.hits_checked(query, q)
+    }
+
+    /// `search_hits` for every row of `queries` on `threads` threads; answers in query
+    /// order.
+    pub fn search_hits_batch(
+        &self,
+        queries: &[f32],
+        q: &Query<'_>,
+        threads: usize,
+    ) -> Result<Vec<Vec<Hit>>> {
+        self.check_query(q)?;
+        let rows = self.rows(queries)?;
+        self.each_row(rows.len(), threads, |i| self.hits_checked(rows[i], q))
+    }
+
+    /// `search_hits` of a checked query.
+    fn hits_checked(&self, query: &[f32], q: &Query<'_>) -> Result<Vec<Hit>> {
+        self.follow()?;
+        let v = self.prepare(query)?;
+        let graph = self.graph.read();
+        let found = self.search_locked(&graph, &v, q)?;
+        if !q.include_payload && !q.include_vector {
+            return Ok(found
+                .into_iter()
+                .map(|n| Hit::from(n, None, None))
+                .collect());
+        }
+        let p = self.ledger.lock();
+        let meta = self.meta();
+        found
+            .into_iter()
+            .map(|n| {
+                let payload = if q.include_payload {
+                    self.decoded(n.id, p.payload_of(&meta, n.id)?)?
+                } else {
+                    None
+                };
+                let vector = match q.include_vector {
+                    true => {
+                        let slot = p.slot_of(&meta, n.id)?.ok_or(Error::UnknownId(n.id))?;
+                        Some(self.vector_at(&graph, n.id, slot)?)
+                    }
+                    false => None,
+                };
+                Ok(Hit::from(n, payload, vector))
+            })
+            .collect()
+    }
+
     /// `search_with` of a query whose sizes are checked, or are the index's own
     /// (`search_within` asks for up to every live vector).
     fn search_checked(&self, query: &[f32], q: &Query<'_>) -> Result<Vec<Neighbour>> {
         self.follow()?;
         let v = self.prepare(query)?;
+        let graph = self.graph.read();
+        self.search_locked(&graph, &v, q)
+    }
+
+    /// `search_checked` of the prepared query `v` on `graph`, whose lock the caller
+    /// holds.
+    fn search_locked(&self, graph: &Graph, v: &[f32], q: &Query<'_>) -> Result<Vec<Neighbour>> {
         let want = q.offset + q.k;
         if q.k == 0 {
             return Ok(Vec::new());
         }
         let ef = q.ef.unwrap_or_else(|| self.ef()).max(want).max(1);
-        let graph = self.graph.read();
-        self.searched(&graph, || {
-            let found = self.planned(&graph, &v, q, want, ef)?;
+        self.searched(graph, || {
+            let found = self.planned(graph, v, q, want, ef)?;
             Ok(found
                 .into_iter()
                 .skip(q.offset)
@@ -192,7 +274,7 @@ impl Index {
             Some(filter) => {
                 // Evaluated under the graph's read lock, which every payload change and
                 // delete needs exclusively: the bitmap holds for the whole walk.
-                let admitted = self.with_field_index(|ix| ix.eval_cached(filter))??;
+                let admitted = self.admitted(filter)?;
                 let matching = admitted.len();
                 let scan = || graph.scan_subset(v, want, ef, admitted.iter());
                 match q.plan.unwrap_or_else(|| plan(matching)) {
@@ -240,13 +322,15 @@ impl Index {
                 plan: Plan::Unfiltered,
                 matching: live,
                 live,
+                unindexed: Vec::new(),
             });
         };
-        let matching = self.with_field_index(|ix| ix.eval_cached(filter))??.len();
+        let matching = self.admitted(filter)?.len();
         Ok(Explain {
             plan: q.plan.unwrap_or_else(|| plan(matching)),
             matching,
             live,
+            unindexed: filter.unindexed(&self.fields.read().specs),
         })
     }
 

@@ -11,6 +11,34 @@ pub struct Neighbour {
     pub distance: f32,
 }
 
+/// One search hit with what the query included of it (see `Query::include_payload`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    /// The id.
+    pub id: u64,
+    /// Its distance to the query under the index metric.
+    pub distance: f32,
+    /// Its payload, when included and it has one.
+    pub payload: Option<serde_json::Value>,
+    /// Its stored vector (unit length under cosine), when included.
+    pub vector: Option<Vec<f32>>,
+}
+
+impl Hit {
+    pub(super) fn from(
+        n: Neighbour,
+        payload: Option<serde_json::Value>,
+        vector: Option<Vec<f32>>,
+    ) -> Hit {
+        Hit {
+            id: n.id,
+            distance: n.distance,
+            payload,
+            vector,
+        }
+    }
+}
+
 /// Counts and settings, for `stats` and monitoring.
 #[derive(Clone, Debug)]
 pub struct Stats {
@@ -51,6 +79,8 @@ pub struct Stats {
     pub routing: crate::Routing,
     /// How the full vectors are stored.
     pub storage: crate::Storage,
+    /// What names the vectors: integer ids or string keys.
+    pub id_kind: crate::IdKind,
     /// What the memory budget kept resident (`None`: no budget given).
     pub residency: Option<Residency>,
 }

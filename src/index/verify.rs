@@ -79,6 +79,7 @@ impl Index {
                 problems.push(format!("live slot {slot} has no id"));
             }
         }
+        self.check_bindings(&p, &ids, &mut problems)?;
         self.each_payload(&p, |id, bytes| {
             if decode_payload(bytes).is_none() {
                 problems.push(format!(

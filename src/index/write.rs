@@ -21,6 +21,24 @@ use crate::wal::{Op, Placed, Wal};
 /// A batch's rows as stored and its payloads serialised (see `Index::checked_batch`).
 type CheckedBatch = (Vec<Vec<f32>>, Option<Vec<Option<Vec<u8>>>>);
 
+/// Who the rows of a batch write are: ids the caller chose (an integer-id index), or
+/// keys (a string-id index), whose ids the write looks up or assigns under the ledger's
+/// lock.
+#[derive(Clone, Copy)]
+pub(super) enum Names<'a> {
+    Ids(&'a [u64]),
+    Keys(&'a [String]),
+}
+
+impl Names<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Names::Ids(ids) => ids.len(),
+            Names::Keys(keys) => keys.len(),
+        }
+    }
+}
+
 /// Levels are capped so a level fits the metadata's u8 and a freak draw cannot build a
 /// tower of empty layers.
 pub(super) const MAX_LEVEL: usize = 32;
@@ -42,16 +60,29 @@ pub(super) struct Ledger {
     pub(super) codes_trained_live: u64,
     /// External id → its payload (None: removed) since the last checkpoint.
     pub(super) payloads: HashMap<u64, Option<Vec<u8>>>,
+    /// Whether the index has string ids: every placed item then carries its key.
+    pub(super) keyed: bool,
+    /// One past the highest id ever bound to a key (`State::next_id`).
+    pub(super) next_id: u64,
+    /// Key → its id (None: unbound) since the last checkpoint.
+    pub(super) keys: HashMap<String, Option<u64>>,
+    /// Id → its key (None: unbound) since the last checkpoint.
+    pub(super) key_of: HashMap<u64, Option<String>>,
 }
 
+/// A key bound to (`true`) or unbound from (`false`) an id by one operation.
+type KeyChange = (String, u64, bool);
+
 impl Ledger {
-    /// The ledger as of a checkpoint: its state, free and tombstoned slots, and the seed
-    /// of the level generator (continued where the checkpoint left it).
+    /// The ledger as of a checkpoint: its state, free and tombstoned slots, the seed of
+    /// the level generator (continued where the checkpoint left it), and whether ids are
+    /// bound to keys.
     pub(super) fn at_checkpoint(
         state: &State,
         free: Vec<u32>,
         tombstones: Vec<u32>,
         seed: u64,
+        keyed: bool,
     ) -> Ledger {
         Ledger {
             slots: Slots::at_checkpoint(state, free, tombstones),
@@ -62,6 +93,26 @@ impl Ledger {
             codes_generation: state.codes_generation,
             codes_trained_live: state.codes_trained_live,
             payloads: HashMap::new(),
+            keyed,
+            next_id: state.next_id,
+            keys: HashMap::new(),
+            key_of: HashMap::new(),
+        }
+    }
+
+    /// The id `key` is bound to, counting changes since the last checkpoint.
+    pub(super) fn id_of_key(&self, meta: &Meta, key: &str) -> Result<Option<u64>> {
+        match self.keys.get(key) {
+            Some(&id) => Ok(id),
+            None => meta.key_id(key),
+        }
+    }
+
+    /// The key `id` is bound to, counting changes since the last checkpoint.
+    pub(super) fn key_of(&self, meta: &Meta, id: u64) -> Result<Option<String>> {
+        match self.key_of.get(&id) {
+            Some(key) => Ok(key.clone()),
+            None => meta.key_of(id),
         }
     }
 
@@ -100,6 +151,7 @@ impl Ledger {
     ) -> std::result::Result<Vec<u32>, String> {
         // Check everything first so that a bad record changes nothing.
         let old = self.replaced_slots(meta, op)?;
+        let key_changes = self.key_changes(meta, op)?;
         let placed: &[Placed] = match op {
             Op::Insert(items) | Op::Upsert(items) => items,
             Op::Delete(_) | Op::SetPayloads(_) => &[],
@@ -135,7 +187,63 @@ impl Ledger {
                 }
             }
         }
+        for (key, id, bound) in key_changes {
+            if bound {
+                self.next_id = self.next_id.max(id + 1);
+                self.key_of.insert(id, Some(key.clone()));
+                self.keys.insert(key, Some(id));
+            } else {
+                self.key_of.insert(id, None);
+                self.keys.insert(key, None);
+            }
+        }
         Ok(old)
+    }
+
+    /// The keys `op` binds and unbinds, once checked against the state: in a string-id
+    /// index every written item carries a key (in an integer-id one none does), no key
+    /// twice in the record, an inserted key unbound, an upserted key unbound or bound to
+    /// the same id, whose key (if bound) it must be. A delete unbinds its ids' keys.
+    fn key_changes(&self, meta: &Meta, op: &Op) -> std::result::Result<Vec<KeyChange>, String> {
+        let text = |e: Error| e.to_string();
+        let mut changes = Vec::new();
+        let mut seen = HashSet::new();
+        match op {
+            Op::Insert(items) | Op::Upsert(items) => {
+                for it in items {
+                    let Some(key) = &it.key else {
+                        if self.keyed {
+                            return Err(format!("id {} has no key in a string-id index", it.id));
+                        }
+                        continue;
+                    };
+                    if !self.keyed {
+                        return Err(format!("id {} has a key in an integer-id index", it.id));
+                    }
+                    if !seen.insert(key) {
+                        return Err(format!("key {key:?} written twice in one record"));
+                    }
+                    let bound = self.id_of_key(meta, key).map_err(text)?;
+                    let upsert = matches!(op, Op::Upsert(_));
+                    let fits = match bound {
+                        None => self.key_of(meta, it.id).map_err(text)?.is_none(),
+                        Some(id) => upsert && id == it.id,
+                    };
+                    if !fits {
+                        return Err(format!("key {key:?} cannot be bound to id {}", it.id));
+                    }
+                    changes.push((key.clone(), it.id, true));
+                }
+            }
+            Op::Delete(ids) if self.keyed => {
+                for &id in ids {
+                    let key = self.key_of(meta, id).map_err(text)?;
+                    changes.push((key.ok_or(format!("id {id} has no key"))?, id, false));
+                }
+            }
+            Op::Delete(_) | Op::SetPayloads(_) => {}
+        }
+        Ok(changes)
     }
 
     /// The slots `op` tombstones (of the ids it replaces or deletes), once its ids are
@@ -194,6 +302,10 @@ impl Ledger {
             codes_generation: self.codes_generation,
             codes_trained_live: self.codes_trained_live,
             payloads: self.payloads.clone(),
+            keyed: self.keyed,
+            next_id: self.next_id,
+            keys: self.keys.clone(),
+            key_of: self.key_of.clone(),
         }
     }
 
@@ -300,18 +412,14 @@ impl Index {
         Ok((graph, pending))
     }
 
-    /// Checks the rows of a batch (one per id, each as `insert` checks a vector) and
+    /// Checks the rows of a batch (`n` of them, each as `insert` checks a vector) and
     /// returns them as stored.
-    fn prepare_rows(&self, ids: &[u64], vectors: &[f32]) -> Result<Vec<Vec<f32>>> {
+    fn prepare_rows(&self, n: usize, vectors: &[f32]) -> Result<Vec<Vec<f32>>> {
         let dim = self.config.dim;
-        if vectors.len() != ids.len() * dim {
+        if vectors.len() != n * dim {
             return Err(Error::DimensionMismatch {
                 expected: dim,
-                got: if ids.is_empty() {
-                    vectors.len()
-                } else {
-                    vectors.len() / ids.len()
-                },
+                got: vectors.len().checked_div(n).unwrap_or(vectors.len()),
             });
         }
         vectors
@@ -321,11 +429,12 @@ impl Index {
     }
 
     /// Chooses a slot (free ones first) and a level for each row: the decisions a write's
-    /// record carries. `payloads`, if any, go one per row.
+    /// record carries. `keys` and `payloads`, if any, go one per row.
     fn place(
         &self,
         p: &mut Ledger,
         ids: &[u64],
+        keys: Option<Vec<String>>,
         rows: Vec<Vec<f32>>,
         payloads: Option<Vec<Option<Vec<u8>>>>,
     ) -> Result<Vec<Placed>> {
@@ -334,6 +443,7 @@ impl Index {
         }
         let slots = p.slots.plan(ids.len());
         let mut payloads = payloads.map(Vec::into_iter);
+        let mut keys = keys.map(Vec::into_iter);
         Ok(ids
             .iter()
             .zip(rows)
@@ -344,24 +454,28 @@ impl Index {
                 level: p.draw_level(self.config.level_mult),
                 vector,
                 payload: payloads.as_mut().and_then(Iterator::next).flatten(),
+                key: keys.as_mut().and_then(Iterator::next),
             })
             .collect())
     }
 
-    /// What every batch write checks before it takes a lock: the index may write, every
-    /// row is a valid vector (returned as stored) and every payload a valid one (returned
-    /// serialised). `None` for an empty batch, which writes nothing.
+    /// What every batch write checks before it takes a lock: the index may write, the
+    /// names are of the index's kind, every row is a valid vector (returned as stored)
+    /// and every payload a valid one (returned serialised). `None` for an empty batch,
+    /// which writes nothing.
     fn checked_batch(
         &self,
-        ids: &[u64],
+        names: Names<'_>,
         vectors: &[f32],
         payloads: Option<&[serde_json::Value]>,
     ) -> Result<Option<CheckedBatch>> {
         self.writable_log()?;
-        check_batch(ids.len())?;
-        let rows = self.prepare_rows(ids, vectors)?;
-        let payloads = self.encode_payloads(ids.len(), payloads)?;
-        Ok((!ids.is_empty()).then_some((rows, payloads)))
+        let n = names.len();
+        check_batch(n)?;
+        self.check_names(names)?;
+        let rows = self.prepare_rows(n, vectors)?;
+        let payloads = self.encode_payloads(n, payloads)?;
+        Ok((n > 0).then_some((rows, payloads)))
     }
 
     /// Inserts `vector` under `id`. Fails with `DuplicateId` if `id` is present.
@@ -391,19 +505,47 @@ impl Index {
         payloads: Option<&[serde_json::Value]>,
         threads: usize,
     ) -> Result<()> {
-        let Some((rows, payloads)) = self.checked_batch(ids, vectors, payloads)? else {
+        self.insert_named(Names::Ids(ids), vectors, payloads, threads)
+    }
+
+    /// Inserts the rows of `names` (ids, or keys given ids here), all new.
+    pub(super) fn insert_named(
+        &self,
+        names: Names<'_>,
+        vectors: &[f32],
+        payloads: Option<&[serde_json::Value]>,
+        threads: usize,
+    ) -> Result<()> {
+        let Some((rows, payloads)) = self.checked_batch(names, vectors, payloads)? else {
             return Ok(());
         };
-        let n = ids.len();
+        let n = names.len();
         // Room for the worst case (no free slot reused): the batch must not remap midway.
         let (graph, mut p) = self.lock_with_room(|p| p.slots.high_water() as usize + n)?;
-        let mut seen = HashSet::with_capacity(n);
-        for &id in ids {
-            if !seen.insert(id) || p.slot_of(&self.meta(), id)?.is_some() {
-                return Err(Error::DuplicateId(id));
+        let meta = self.meta();
+        let (ids, keys) = match names {
+            Names::Ids(ids) => {
+                let mut seen = HashSet::with_capacity(n);
+                for &id in ids {
+                    if !seen.insert(id) || p.slot_of(&meta, id)?.is_some() {
+                        return Err(Error::DuplicateId(id));
+                    }
+                }
+                (ids.to_vec(), None)
             }
-        }
-        let items = self.place(&mut p, ids, rows, payloads)?;
+            Names::Keys(keys) => {
+                for key in keys {
+                    if p.id_of_key(&meta, key)?.is_some() {
+                        return Err(Error::DuplicateKey(key.clone()));
+                    }
+                }
+                (
+                    (p.next_id..p.next_id + n as u64).collect(),
+                    Some(keys.to_vec()),
+                )
+            }
+        };
+        let items = self.place(&mut p, &ids, keys, rows, payloads)?;
         let op = Op::Insert(items);
         self.log_and_apply(&graph, p, &op, threads.max(1))?;
         drop(graph);
@@ -437,22 +579,53 @@ impl Index {
         payloads: Option<&[serde_json::Value]>,
         threads: usize,
     ) -> Result<()> {
-        let Some((rows, payloads)) = self.checked_batch(ids, vectors, payloads)? else {
+        self.upsert_named(Names::Ids(ids), vectors, payloads, threads)
+    }
+
+    /// Inserts or replaces the rows of `names` (ids, or keys: a bound key keeps its id,
+    /// a new one is given one here).
+    pub(super) fn upsert_named(
+        &self,
+        names: Names<'_>,
+        vectors: &[f32],
+        payloads: Option<&[serde_json::Value]>,
+        threads: usize,
+    ) -> Result<()> {
+        let Some((rows, payloads)) = self.checked_batch(names, vectors, payloads)? else {
             return Ok(());
         };
-        let mut seen = HashSet::with_capacity(ids.len());
-        if let Some(&twice) = ids.iter().find(|&&id| !seen.insert(id)) {
-            return Err(Error::DuplicateId(twice));
+        if let Names::Ids(ids) = names {
+            let mut seen = HashSet::with_capacity(ids.len());
+            if let Some(&twice) = ids.iter().find(|&&id| !seen.insert(id)) {
+                return Err(Error::DuplicateId(twice));
+            }
         }
         // Exclusive: replaced slots are tombstoned in log order relative to other writes.
-        let (graph, mut p) = self.lock_exclusive_with_room(ids.len())?;
+        let (graph, mut p) = self.lock_exclusive_with_room(names.len())?;
+        let meta = self.meta();
+        let (ids, keys) = match names {
+            Names::Ids(ids) => (ids.to_vec(), None),
+            Names::Keys(keys) => {
+                let mut next = p.next_id;
+                let mut ids = Vec::with_capacity(keys.len());
+                for key in keys {
+                    ids.push(match p.id_of_key(&meta, key)? {
+                        Some(id) => id,
+                        None => {
+                            next += 1;
+                            next - 1
+                        }
+                    });
+                }
+                (ids, Some(keys.to_vec()))
+            }
+        };
         // Plan before logging: a mapping the metadata holds for one of the ids must be
         // sound, or the record would not apply.
-        let meta = self.meta();
-        for &id in ids {
+        for &id in &ids {
             p.slot_of(&meta, id)?;
         }
-        let items = self.place(&mut p, ids, rows, payloads)?;
+        let items = self.place(&mut p, &ids, keys, rows, payloads)?;
         self.log_and_apply(&graph, p, &Op::Upsert(items), threads.max(1))?;
         drop(graph);
         self.maybe_checkpoint();
@@ -467,7 +640,7 @@ impl Index {
     /// Deletes every id of `ids` as one logged write: all or nothing (an unknown or
     /// repeated id rejects the whole batch). The graph is repaired around the deleted
     /// nodes by the next consolidation (see `docs/durability.md`), after which their slots
-    /// are reused.
+    /// are reused. In a string-id index the ids' keys are unbound by the same write.
     pub fn delete_batch(&self, ids: &[u64]) -> Result<()> {
         self.writable_log()?;
         check_batch(ids.len())?;
@@ -476,17 +649,33 @@ impl Index {
         }
         let graph = self.graph.write();
         let p = self.ledger.lock();
+        let meta = self.meta();
         let mut seen = HashSet::with_capacity(ids.len());
         for &id in ids {
-            if !seen.insert(id) || p.slot_of(&self.meta(), id)?.is_none() {
+            if !seen.insert(id) || p.slot_of(&meta, id)?.is_none() {
                 return Err(Error::UnknownId(id));
             }
         }
-        let op = Op::Delete(ids.to_vec());
-        self.log_and_apply(&graph, p, &op, self.threads())?;
+        self.delete_locked(graph, p, ids.to_vec()).map(drop)
+    }
+
+    /// Deletes `ids` (present, none twice: checked under these locks) as one logged
+    /// write; returns how many.
+    pub(super) fn delete_locked(
+        &self,
+        graph: RwLockWriteGuard<'_, Graph>,
+        p: MutexGuard<'_, Ledger>,
+        ids: Vec<u64>,
+    ) -> Result<u64> {
+        check_batch(ids.len())?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let n = ids.len() as u64;
+        self.log_and_apply(&graph, p, &Op::Delete(ids), self.threads())?;
         drop(graph);
         self.maybe_checkpoint();
-        Ok(())
+        Ok(n)
     }
 
     /// Deleted nodes are consolidated once they are this large a share of the graph:
@@ -575,13 +764,13 @@ mod tests {
 
     #[test]
     fn levels_continue_where_the_checkpoint_left_them() {
-        let mut a = Ledger::at_checkpoint(&State::default(), Vec::new(), Vec::new(), 7);
+        let mut a = Ledger::at_checkpoint(&State::default(), Vec::new(), Vec::new(), 7, false);
         let first: Vec<u8> = (0..50).map(|_| a.draw_level(1.0 / 16f64.ln())).collect();
         let state = State {
             level_draws: a.level_draws,
             ..State::default()
         };
-        let mut b = Ledger::at_checkpoint(&state, Vec::new(), Vec::new(), 7);
+        let mut b = Ledger::at_checkpoint(&state, Vec::new(), Vec::new(), 7, false);
         let next: Vec<u8> = (0..50).map(|_| b.draw_level(1.0 / 16f64.ln())).collect();
         assert_ne!(
             first, next,
@@ -597,6 +786,7 @@ mod tests {
             level: 0,
             vector: vec![id as f32, 1.0],
             payload: None,
+            key: None,
         }
     }
 

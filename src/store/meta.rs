@@ -42,6 +42,10 @@ const SQ8: TableDefinition<&str, &[u8]> = TableDefinition::new("sq8");
 
 /// External id → its payload (a serialised JSON object), as of the checkpoint.
 const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
+/// Key → the id it is bound to, in a string-id index, as of the checkpoint.
+const KEYS: TableDefinition<&str, u64> = TableDefinition::new("keys");
+/// Id → its key: `KEYS` the other way round.
+const KEY_OF: TableDefinition<u64, &str> = TableDefinition::new("key_of");
 /// Indexed payload field → the code of its kind.
 const FIELDS: TableDefinition<&str, u64> = TableDefinition::new("fields");
 
@@ -50,15 +54,69 @@ const FIELDS: TableDefinition<&str, u64> = TableDefinition::new("fields");
 /// version-1 database reads as one without payloads and is upgraded by its next commit).
 /// Version 3 marks an index that uses a `routing` or `storage` other than the default:
 /// a build that predates those keys would ignore them and misread the files, so it must
-/// refuse the index as newer instead (an index with the defaults stays at 2).
-pub const META_VERSION: u64 = 3;
+/// refuse the index as newer instead (an index with the defaults stays at 2). Version 4
+/// marks a string-id index (the `id_kind` key and the `keys` and `key_of` tables), which
+/// an older build would take for an integer-id one.
+pub const META_VERSION: u64 = 4;
 
 /// The version an index written by this build carries: the oldest that reads it right.
 fn meta_version_for(config: &Config) -> u64 {
-    if config.routing != Routing::Sq8 || config.storage != Storage::F32 {
+    if config.id_kind == IdKind::Str {
+        4
+    } else if config.routing != Routing::Sq8 || config.storage != Storage::F32 {
         3
     } else {
         2
+    }
+}
+
+/// What identifies a vector, fixed when an index is created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    /// The caller's `u64` ids (the default, and every index written before keys existed).
+    #[default]
+    Int,
+    /// The caller's string keys, each bound to a `u64` id the index assigns.
+    Str,
+}
+
+impl IdKind {
+    /// The code stored in the metadata.
+    pub fn code(self) -> u64 {
+        match self {
+            IdKind::Int => 0,
+            IdKind::Str => 1,
+        }
+    }
+
+    /// The kind of a stored code.
+    pub fn from_code(code: u64) -> Option<IdKind> {
+        match code {
+            0 => Some(IdKind::Int),
+            1 => Some(IdKind::Str),
+            _ => None,
+        }
+    }
+
+    /// `"int"` or `"str"`, as the CLI and Python name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdKind::Int => "int",
+            IdKind::Str => "str",
+        }
+    }
+}
+
+impl std::str::FromStr for IdKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<IdKind> {
+        match s {
+            "int" => Ok(IdKind::Int),
+            "str" => Ok(IdKind::Str),
+            other => Err(Error::InvalidOption(format!(
+                "id kind {other:?} is not \"int\" or \"str\""
+            ))),
+        }
     }
 }
 
@@ -79,6 +137,10 @@ pub const MAX_DIM: usize = 65_536;
 /// The largest ef_construction an index may have (a beam wider than this is no use, and a
 /// damaged value must not size the search's memory).
 pub const MAX_EF: usize = 1 << 20;
+
+/// Key bindings as the two tables hold them: (key, id) from `keys`, (id, key) from
+/// `key_of`.
+pub type Bindings = (Vec<(String, u64)>, Vec<(u64, String)>);
 
 /// The immutable configuration of an index, fixed at creation.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +165,8 @@ pub struct Config {
     pub routing: Routing,
     /// How the full vectors are stored (absent in older indexes: f32).
     pub storage: Storage,
+    /// What identifies a vector (absent in older indexes: integer ids).
+    pub id_kind: IdKind,
 }
 
 impl Config {
@@ -139,6 +203,9 @@ pub struct State {
     /// for every checkpoint, unlike `checkpoint_lsn` (a checkpoint with no write since the
     /// last one may still free slots).
     pub generation: u64,
+    /// A string-id index: one past the highest id ever bound to a key (ids are never
+    /// reused, so an id never names two keys' vectors). 0 in an integer-id index.
+    pub next_id: u64,
 }
 
 /// What changed since the last checkpoint.
@@ -155,6 +222,10 @@ pub struct Changes<'a> {
     pub quantizer: Option<&'a Quantizer>,
     /// External id → its new payload, or `None` if it has none any more.
     pub payloads: &'a HashMap<u64, Option<Vec<u8>>>,
+    /// Key → the id it is now bound to, or `None` if it is unbound.
+    pub keys: &'a HashMap<String, Option<u64>>,
+    /// Id → the key it is now bound to, or `None` if it is unbound.
+    pub key_of: &'a HashMap<u64, Option<String>>,
 }
 
 /// What a slot below the high-water mark holds.
@@ -312,8 +383,9 @@ impl Meta {
             let txn = meta.db.begin_write()?;
             {
                 let mut t = txn.open_table(CONFIG).map_err(db_err)?;
-                let rows: [(&str, u64); 11] = [
+                let rows: [(&str, u64); 12] = [
                     ("meta_version", meta_version_for(config)),
+                    ("id_kind", config.id_kind.code()),
                     ("routing", config.routing.code()),
                     ("storage", config.storage.code()),
                     ("dim", config.dim as u64),
@@ -333,6 +405,8 @@ impl Meta {
                 txn.open_table(FREE).map_err(db_err)?;
                 txn.open_table(TOMBSTONES).map_err(db_err)?;
                 txn.open_table(PAYLOADS).map_err(db_err)?;
+                txn.open_table(KEYS).map_err(db_err)?;
+                txn.open_table(KEY_OF).map_err(db_err)?;
                 let mut t = txn.open_table(FIELDS).map_err(db_err)?;
                 for (name, kind) in fields {
                     t.insert(name.as_str(), kind).map_err(db_err)?;
@@ -427,6 +501,11 @@ impl Meta {
                         Some(code) => Storage::from_code(code.value())
                             .ok_or_else(|| Error::corrupt(path, "unknown storage code"))?,
                     },
+                    id_kind: match t.get("id_kind").map_err(db_err)? {
+                        None => IdKind::Int,
+                        Some(code) => IdKind::from_code(code.value())
+                            .ok_or_else(|| Error::corrupt(path, "unknown id kind code"))?,
+                    },
                 };
                 if !(config.level_mult.is_finite() && config.level_mult > 0.0) {
                     return Err(Error::corrupt(
@@ -475,6 +554,8 @@ impl Meta {
                     // Absent in indexes written before reader generations existed.
                     generation: get("generation").unwrap_or(0),
                     codes_trained_live: get("codes_trained_live").unwrap_or(0),
+                    // Absent in indexes written before keys existed (integer ids).
+                    next_id: get("next_id").unwrap_or(0),
                 }
             };
             Ok((meta, config, state))
@@ -616,6 +697,65 @@ impl Meta {
                 Err(e) => return Err(db_err(e)),
             };
             Ok(t.get(id).map_err(db_err)?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// The id `key` was bound to at the last checkpoint.
+    pub fn key_id(&self, key: &str) -> Result<Option<u64>> {
+        guard(&self.path, || {
+            let txn = self.txn()?;
+            let t = match txn.open_table(KEYS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(db_err(e)),
+            };
+            Ok(t.get(key).map_err(db_err)?.map(|v| v.value()))
+        })
+    }
+
+    /// The key `id` was bound to at the last checkpoint.
+    pub fn key_of(&self, id: u64) -> Result<Option<String>> {
+        guard(&self.path, || {
+            let txn = self.txn()?;
+            let t = match txn.open_table(KEY_OF) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(db_err(e)),
+            };
+            Ok(t.get(id).map_err(db_err)?.map(|v| v.value().to_string()))
+        })
+    }
+
+    /// Every binding at the last checkpoint, as each table holds it: (key → id) from
+    /// `keys` and (id → key) from `key_of`, for `verify` to compare.
+    pub fn all_keys(&self) -> Result<Bindings> {
+        guard(&self.path, || {
+            let txn = self.txn()?;
+            let (keys, key_of) = match (txn.open_table(KEYS), txn.open_table(KEY_OF)) {
+                (Ok(k), Ok(i)) => (k, i),
+                (Err(redb::TableError::TableDoesNotExist(_)), _)
+                | (_, Err(redb::TableError::TableDoesNotExist(_))) => {
+                    return Ok((Vec::new(), Vec::new()));
+                }
+                (Err(e), _) | (_, Err(e)) => return Err(db_err(e)),
+            };
+            let forward = keys
+                .iter()
+                .map_err(db_err)?
+                .map(|r| {
+                    r.map(|(k, v)| (k.value().to_string(), v.value()))
+                        .map_err(db_err)
+                })
+                .collect::<Result<_>>()?;
+            let backward = key_of
+                .iter()
+                .map_err(db_err)?
+                .map(|r| {
+                    r.map(|(k, v)| (k.value(), v.value().to_string()))
+                        .map_err(db_err)
+                })
+                .collect::<Result<_>>()?;
+            Ok((forward, backward))
         })
     }
 
@@ -793,6 +933,7 @@ impl Meta {
                     };
                 }
             }
+            Self::commit_keys(&txn, changes)?;
             // A version-1 database becomes version 2 here (the tables it lacked are
             // created as they are first written).
             upgrade_version(&txn)?;
@@ -805,12 +946,34 @@ impl Meta {
         })
     }
 
+    /// Writes the key bindings that changed since the last checkpoint, both ways.
+    fn commit_keys(txn: &redb::WriteTransaction, changes: &Changes<'_>) -> Result<()> {
+        if changes.keys.is_empty() && changes.key_of.is_empty() {
+            return Ok(());
+        }
+        let mut keys = txn.open_table(KEYS).map_err(db_err)?;
+        for (key, id) in changes.keys {
+            match id {
+                Some(id) => keys.insert(key.as_str(), id).map_err(db_err)?,
+                None => keys.remove(key.as_str()).map_err(db_err)?,
+            };
+        }
+        let mut key_of = txn.open_table(KEY_OF).map_err(db_err)?;
+        for (&id, key) in changes.key_of {
+            match key {
+                Some(key) => key_of.insert(id, key.as_str()).map_err(db_err)?,
+                None => key_of.remove(id).map_err(db_err)?,
+            };
+        }
+        Ok(())
+    }
+
     fn write_state(txn: &redb::WriteTransaction, s: &State) -> Result<()> {
         let mut t = txn.open_table(STATE).map_err(db_err)?;
         let (node, level) = s
             .entry
             .map_or((u64::MAX, 0), |e| (e.node as u64, e.level as u64));
-        let rows: [(&str, u64); 9] = [
+        let rows: [(&str, u64); 10] = [
             ("high_water", s.high_water as u64),
             ("live", s.live),
             ("entry_node", node),
@@ -820,6 +983,7 @@ impl Meta {
             ("codes_generation", s.codes_generation),
             ("codes_trained_live", s.codes_trained_live),
             ("generation", s.generation),
+            ("next_id", s.next_id),
         ];
         for (k, v) in rows {
             t.insert(k, v).map_err(db_err)?;
@@ -844,6 +1008,7 @@ mod tests {
             index_uid: 99,
             routing: Routing::Sq8,
             storage: Storage::F16,
+            id_kind: IdKind::Str,
         }
     }
 
@@ -884,6 +1049,7 @@ mod tests {
             codes_generation: 1,
             codes_trained_live: 2,
             generation: 3,
+            next_id: 13,
         };
         let sq8 = Quantizer::Sq8(Sq8::from_parts(vec![0.0; 3], vec![1.0; 3]));
         meta.commit(&Changes {
@@ -896,6 +1062,8 @@ mod tests {
                 (10, Some(b"{}".to_vec())),
                 (12, Some(b"{\"a\":1}".to_vec())),
             ]),
+            keys: &HashMap::from([("a".to_string(), Some(10)), ("b".to_string(), Some(11))]),
+            key_of: &HashMap::from([(10, Some("a".to_string())), (11, Some("b".to_string()))]),
         })
         .unwrap();
         // A second commit removes an id and a node's upper lists.
@@ -908,6 +1076,8 @@ mod tests {
             state: &state,
             quantizer: None,
             payloads: &HashMap::from([(10, None)]),
+            keys: &HashMap::from([("b".to_string(), None)]),
+            key_of: &HashMap::from([(11, None)]),
         })
         .unwrap();
         drop(meta);
@@ -923,6 +1093,14 @@ mod tests {
         assert!(matches!(meta.quantizer(4), Err(Error::Corrupt { .. })));
         assert_eq!(meta.payload(10).unwrap(), None);
         assert_eq!(meta.payload(12).unwrap().unwrap(), br#"{"a":1}"#);
+        assert_eq!(meta.key_id("a").unwrap(), Some(10));
+        assert_eq!(meta.key_id("b").unwrap(), None);
+        assert_eq!(meta.key_of(10).unwrap().as_deref(), Some("a"));
+        assert_eq!(meta.key_of(11).unwrap(), None);
+        assert_eq!(
+            meta.all_keys().unwrap(),
+            (vec![("a".to_string(), 10)], vec![(10, "a".to_string())])
+        );
     }
 
     #[test]
@@ -1020,6 +1198,8 @@ mod cost {
             state: &state,
             quantizer: None,
             payloads: &HashMap::new(),
+            keys: &HashMap::new(),
+            key_of: &HashMap::new(),
         })
         .unwrap();
         drop(meta);

@@ -14,6 +14,7 @@ pub(crate) mod vectors;
 pub(crate) use codes::{CodeKind, Codes};
 pub(crate) use direct::DirectReads;
 pub(crate) use layer0::Layer0;
+pub use meta::IdKind;
 pub(crate) use meta::{Changes, Config, EntryPoint, Meta, SlotState, State, UpperLists};
 pub use page::FileIdentity;
 pub(crate) use readers::{ReaderTable, Registration};

@@ -22,6 +22,13 @@
 //!   one it has);
 //! - `PAYLOADS` (kind 11): `count u32`, then per item `id u64, payload_len u32` and the
 //!   bytes (`u32::MAX`: the id's payload is removed). Sets the payloads of present ids.
+//! - `INSERT_K`, `INSERT_K_PART`, `UPSERT_K`, `UPSERT_K_PART` (kinds 12–15, log version 4):
+//!   kinds 7–10 for the batches of a string-id index: each item's payload is followed by
+//!   `key_len u16` and that many bytes of UTF-8, the key the item's id is bound to. The
+//!   binding travels in the record that writes the vector, so no crash can separate
+//!   them; a delete (kind 3) unbinds the keys of the ids it deletes.
+
+use crate::limits::check_key;
 
 /// Record kind of an insert batch (or of the last record of a split one).
 pub const KIND_INSERT: u8 = 1;
@@ -47,6 +54,15 @@ pub const KIND_UPSERT_P_PART: u8 = 10;
 /// Record kind of a payload change of present ids.
 pub const KIND_PAYLOADS: u8 = 11;
 
+/// Record kind of a keyed insert batch (or the last record of a split one).
+pub const KIND_INSERT_K: u8 = 12;
+/// Record kind of a part of a split keyed insert batch.
+pub const KIND_INSERT_K_PART: u8 = 13;
+/// Record kind of a keyed upsert batch (or the last record of a split one).
+pub const KIND_UPSERT_K: u8 = 14;
+/// Record kind of a part of a split keyed upsert batch.
+pub const KIND_UPSERT_K_PART: u8 = 15;
+
 /// `payload_len` of an item without a payload.
 const NO_PAYLOAD: u32 = u32::MAX;
 
@@ -67,11 +83,37 @@ pub struct Placed {
     pub vector: Vec<f32>,
     /// Its payload (serialised JSON object), if the write gave one.
     pub payload: Option<Vec<u8>>,
+    /// The key `id` is bound to, in a string-id index (`None` in an integer-id one).
+    pub key: Option<String>,
 }
 
 impl Placed {
     fn encoded_len(&self) -> usize {
-        13 + 4 * self.vector.len() + self.payload.as_ref().map_or(0, |p| 4 + p.len())
+        13 + 4 * self.vector.len()
+            + self.payload.as_ref().map_or(0, |p| 4 + p.len())
+            + self.key.as_ref().map_or(0, |k| 2 + k.len())
+    }
+}
+
+/// How a batch's items are encoded: what follows each vector.
+#[derive(Clone, Copy, PartialEq)]
+enum Form {
+    /// Nothing (kinds 1, 4, 5, 6).
+    Plain,
+    /// A payload (kinds 7–10).
+    Payloads,
+    /// A payload and a key (kinds 12–15).
+    Keyed,
+}
+
+impl Form {
+    /// Bytes each item takes besides `Placed::encoded_len`: the `payload_len` of an
+    /// item without a payload.
+    fn extra(self, p: &Placed) -> usize {
+        match self {
+            Form::Plain => 0,
+            Form::Payloads | Form::Keyed => 4 * usize::from(p.payload.is_none()),
+        }
     }
 }
 
@@ -94,14 +136,16 @@ impl Op {
     /// than `PART_BYTES` several (`INSERT_PART`s then an `INSERT`).
     pub fn encode(&self) -> Vec<(u8, Vec<u8>)> {
         match self {
-            Op::Insert(items) if has_payloads(items) => {
-                batch(items, KIND_INSERT_P, KIND_INSERT_P_PART, true)
-            }
-            Op::Insert(items) => batch(items, KIND_INSERT, KIND_INSERT_PART, false),
-            Op::Upsert(items) if has_payloads(items) => {
-                batch(items, KIND_UPSERT_P, KIND_UPSERT_P_PART, true)
-            }
-            Op::Upsert(items) => batch(items, KIND_UPSERT_BATCH, KIND_UPSERT_PART, false),
+            Op::Insert(items) => match form_of(items) {
+                Form::Keyed => batch(items, KIND_INSERT_K, KIND_INSERT_K_PART, Form::Keyed),
+                Form::Payloads => batch(items, KIND_INSERT_P, KIND_INSERT_P_PART, Form::Payloads),
+                Form::Plain => batch(items, KIND_INSERT, KIND_INSERT_PART, Form::Plain),
+            },
+            Op::Upsert(items) => match form_of(items) {
+                Form::Keyed => batch(items, KIND_UPSERT_K, KIND_UPSERT_K_PART, Form::Keyed),
+                Form::Payloads => batch(items, KIND_UPSERT_P, KIND_UPSERT_P_PART, Form::Payloads),
+                Form::Plain => batch(items, KIND_UPSERT_BATCH, KIND_UPSERT_PART, Form::Plain),
+            },
             Op::SetPayloads(items) => {
                 let mut out = Vec::new();
                 out.extend_from_slice(&(items.len() as u32).to_le_bytes());
@@ -153,10 +197,12 @@ impl Op {
         let mut r = Reader { bytes: payload };
         let op = match kind {
             KIND_INSERT | KIND_INSERT_PART => Op::Insert(r.items(dim)?),
-            KIND_UPSERT => Op::Upsert(vec![r.placed(dim, false)?]),
+            KIND_UPSERT => Op::Upsert(vec![r.placed(dim, Form::Plain)?]),
             KIND_UPSERT_BATCH | KIND_UPSERT_PART => Op::Upsert(r.items(dim)?),
-            KIND_INSERT_P | KIND_INSERT_P_PART => Op::Insert(r.items_with_payloads(dim)?),
-            KIND_UPSERT_P | KIND_UPSERT_P_PART => Op::Upsert(r.items_with_payloads(dim)?),
+            KIND_INSERT_P | KIND_INSERT_P_PART => Op::Insert(r.items_with(dim, Form::Payloads)?),
+            KIND_UPSERT_P | KIND_UPSERT_P_PART => Op::Upsert(r.items_with(dim, Form::Payloads)?),
+            KIND_INSERT_K | KIND_INSERT_K_PART => Op::Insert(r.items_with(dim, Form::Keyed)?),
+            KIND_UPSERT_K | KIND_UPSERT_K_PART => Op::Upsert(r.items_with(dim, Form::Keyed)?),
             KIND_PAYLOADS => {
                 let n = r.u32()? as usize;
                 // At least 12 bytes an item: a count beyond that is damage, not a size
@@ -192,25 +238,27 @@ impl Op {
     }
 }
 
-fn has_payloads(items: &[Placed]) -> bool {
-    items.iter().any(|p| p.payload.is_some())
+/// The encoding a batch needs: keyed if its items carry keys (all of them do in a
+/// string-id index), else with payloads if any has one.
+fn form_of(items: &[Placed]) -> Form {
+    if items.iter().any(|p| p.key.is_some()) {
+        Form::Keyed
+    } else if items.iter().any(|p| p.payload.is_some()) {
+        Form::Payloads
+    } else {
+        Form::Plain
+    }
 }
 
 /// The records of a batch of placed vectors: one of `final_kind`, or, past `PART_BYTES`,
-/// parts of `part_kind` then one of `final_kind`. `with_payloads` selects the item
-/// encoding that carries payloads.
-fn batch(
-    items: &[Placed],
-    final_kind: u8,
-    part_kind: u8,
-    with_payloads: bool,
-) -> Vec<(u8, Vec<u8>)> {
+/// parts of `part_kind` then one of `final_kind`, their items encoded in `form`.
+fn batch(items: &[Placed], final_kind: u8, part_kind: u8, form: Form) -> Vec<(u8, Vec<u8>)> {
     // Cut the batch where a part would pass PART_BYTES (every part holds one item at
     // least).
     let mut parts = Vec::new();
     let (mut start, mut bytes) = (0, 4);
     for (i, p) in items.iter().enumerate() {
-        let len = p.encoded_len() + if with_payloads { 4 } else { 0 };
+        let len = p.encoded_len() + form.extra(p);
         if i > start && bytes + len > PART_BYTES {
             parts.push(&items[start..i]);
             (start, bytes) = (i, 4);
@@ -229,8 +277,14 @@ fn batch(
             out.extend_from_slice(&(part.len() as u32).to_le_bytes());
             for p in part {
                 put(&mut out, p);
-                if with_payloads {
+                if form != Form::Plain {
                     put_payload(&mut out, p.payload.as_deref());
+                }
+                if form == Form::Keyed {
+                    // Checked on the way in: at most MAX_KEY_BYTES, far below u16::MAX.
+                    let key = p.key.as_deref().unwrap_or_default();
+                    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+                    out.extend_from_slice(key.as_bytes());
                 }
             }
             (kind, out)
@@ -255,6 +309,8 @@ pub fn final_of(kind: u8) -> Option<u8> {
         KIND_UPSERT_PART => Some(KIND_UPSERT_BATCH),
         KIND_INSERT_P_PART => Some(KIND_INSERT_P),
         KIND_UPSERT_P_PART => Some(KIND_UPSERT_P),
+        KIND_INSERT_K_PART => Some(KIND_INSERT_K),
+        KIND_UPSERT_K_PART => Some(KIND_UPSERT_K),
         _ => None,
     }
 }
@@ -295,20 +351,29 @@ impl Reader<'_> {
                 self.bytes.len()
             ));
         }
-        (0..n).map(|_| self.placed(dim, false)).collect()
+        (0..n).map(|_| self.placed(dim, Form::Plain)).collect()
     }
 
-    /// `count u32` then that many placed vectors, each with its payload.
-    fn items_with_payloads(&mut self, dim: usize) -> Result<Vec<Placed>, String> {
+    /// `count u32` then that many placed vectors, each with its payload (and key).
+    fn items_with(&mut self, dim: usize, form: Form) -> Result<Vec<Placed>, String> {
         let n = self.u32()? as usize;
-        let min_bytes = 17 + 4 * dim;
+        let min_bytes = 17 + 4 * dim + if form == Form::Keyed { 3 } else { 0 };
         if n == 0 || n > self.bytes.len() / min_bytes {
             return Err(format!(
                 "record of {n} items has {} bytes of items",
                 self.bytes.len()
             ));
         }
-        (0..n).map(|_| self.placed(dim, true)).collect()
+        (0..n).map(|_| self.placed(dim, form)).collect()
+    }
+
+    /// `key_len u16` and a key of that many bytes of UTF-8, within the key limits.
+    fn key(&mut self) -> Result<String, String> {
+        let len = u16::from_le_bytes(self.take(2)?.try_into().unwrap()) as usize;
+        let key =
+            std::str::from_utf8(self.take(len)?).map_err(|_| "a key is not UTF-8".to_string())?;
+        check_key(key).map_err(|e| e.to_string())?;
+        Ok(key.to_string())
     }
 
     /// `payload_len u32` and the bytes, or none.
@@ -319,7 +384,7 @@ impl Reader<'_> {
         }
     }
 
-    fn placed(&mut self, dim: usize, with_payload: bool) -> Result<Placed, String> {
+    fn placed(&mut self, dim: usize, form: Form) -> Result<Placed, String> {
         let id = self.u64()?;
         let slot = self.u32()?;
         let level = self.take(1)?[0];
@@ -334,13 +399,21 @@ impl Reader<'_> {
         if vector.iter().any(|x| !x.is_finite()) {
             return Err(format!("vector of id {id} holds NaN or infinity"));
         }
-        let payload = if with_payload { self.payload()? } else { None };
+        let payload = match form {
+            Form::Plain => None,
+            Form::Payloads | Form::Keyed => self.payload()?,
+        };
+        let key = match form {
+            Form::Keyed => Some(self.key()?),
+            Form::Plain | Form::Payloads => None,
+        };
         Ok(Placed {
             id,
             slot,
             level,
             vector,
             payload,
+            key,
         })
     }
 }
@@ -357,9 +430,15 @@ mod tests {
             level: 1,
             vector: vec![1.0, -2.0, 0.5],
             payload: None,
+            key: None,
         };
         let with = |id, json: &str| Placed {
             payload: Some(json.as_bytes().to_vec()),
+            ..p(id)
+        };
+        let keyed = |id, key: &str, json: Option<&str>| Placed {
+            payload: json.map(|j| j.as_bytes().to_vec()),
+            key: Some(key.to_string()),
             ..p(id)
         };
         for op in [
@@ -370,6 +449,8 @@ mod tests {
             Op::Insert(vec![with(1, "{}"), p(2)]),
             Op::Upsert(vec![p(3), with(4, r#"{"a":1}"#)]),
             Op::SetPayloads(vec![(4, Some(b"{}".to_vec())), (5, None)]),
+            Op::Insert(vec![keyed(1, "a", None), keyed(2, "ключ", Some("{}"))]),
+            Op::Upsert(vec![keyed(3, "c", Some(r#"{"a":1}"#))]),
         ] {
             let records = op.encode();
             assert_eq!(records.len(), 1);
@@ -383,7 +464,29 @@ mod tests {
                 );
             }
         }
-        assert!(Op::decode(12, &[], 3).is_err());
+        assert!(Op::decode(16, &[], 3).is_err());
+    }
+
+    #[test]
+    fn keys_are_held_to_their_limits_when_read_back() {
+        let item = |key: &str| Placed {
+            id: 1,
+            slot: 0,
+            level: 0,
+            vector: vec![1.0],
+            payload: None,
+            key: Some(key.to_string()),
+        };
+        for bad in ["", &"k".repeat(crate::limits::MAX_KEY_BYTES + 1)] {
+            let records = Op::Insert(vec![item(bad)]).encode();
+            assert!(Op::decode(records[0].0, &records[0].1, 1).is_err());
+        }
+        // A key that is not UTF-8.
+        let mut records = Op::Insert(vec![item("ab")]).encode();
+        let bytes = &mut records[0].1;
+        let last = bytes.len() - 1;
+        bytes[last] = 0xff;
+        assert!(Op::decode(records[0].0, &records[0].1, 1).is_err());
     }
 
     #[test]
@@ -397,6 +500,7 @@ mod tests {
                 vector: vec![i as f32; dim],
                 // Payloads of varied sizes: parts are cut by bytes, not by item count.
                 payload: (i % 3 == 0).then(|| vec![b'x'; (i % 1000) as usize]),
+                key: None,
             })
             .collect();
         let records = Op::Insert(items.clone()).encode();

@@ -28,7 +28,11 @@ class IndexNotFoundError(FileNotFoundError, RuntimeError):
     """No index at the path: a FileNotFoundError and a RuntimeError."""
 
 _Vectors = Union[npt.ArrayLike, np.ndarray]
-_Ids = Union[int, Iterable[int], npt.NDArray[np.integer]]
+# Integers on an integer-id index; str keys on a string-id one (init_index(ids="str")).
+_Id = Union[int, str]
+_Ids = Union[int, str, Iterable[int], Iterable[str], npt.NDArray[Any]]
+# uint64 on an integer-id index; dtype object (str, None for padding) on a string-id one.
+_Labels = npt.NDArray[Any]
 _Path = Union[str, PathLike]
 
 class Index:
@@ -55,9 +59,12 @@ class Index:
         routing: str = "sq8",
         storage: str = "f32",
         durable: bool = True,
+        ids: str = "int",
     ) -> None:
         """Creates the index in `path`; `fields` indexes payload fields for filters:
-        {"lang": "keyword", "year": "int"}. durable=False never fsyncs the log."""
+        {"lang": "keyword", "year": "int"}. durable=False never fsyncs the log.
+        ids="str" names vectors by string keys (up to 1 KiB of UTF-8 each): every method
+        then takes and returns str ids."""
     def backup(self, path: _Path) -> int:
         """Copies the index as of now into the new directory `path`, checked."""
     def add_items(
@@ -69,37 +76,87 @@ class Index:
         payloads: Optional[Sequence[Optional[Dict[str, Any]]]] = None,
     ) -> None:
         """Adds rows of `data` (with a payload dict per row, if given); an existing id has
-        its vector replaced (as in hnswlib), and keeps its payload unless given one."""
-    def upsert(self, id: int, vector: _Vectors) -> None:
-        """Replaces the vector of `id`, or adds it, as one durable write."""
+        its vector replaced (as in hnswlib), and keeps its payload unless given one. A
+        string-id index needs `ids` (one str per row)."""
+    def upsert(
+        self, ids: _Ids, vectors: _Vectors, payloads: Optional[Sequence[Optional[Dict[str, Any]]]] = None
+    ) -> None:
+        """Replaces the vectors of `ids` (a scalar id with a 1-D vector: one), adding those
+        absent, as one durable write; a payload per id (None keeps the one it has)."""
+    def query(
+        self,
+        vectors: Union[Sequence[float], npt.NDArray[Any]],
+        k: int = 10,
+        *,
+        filter: Optional[Dict[str, Any]] = None,
+        include: Sequence[str] = ("distance", "payload"),
+        ef: Optional[int] = None,
+        offset: int = 0,
+    ) -> Union[List[Dict[str, Any]], List[List[Dict[str, Any]]]]:
+        """The k nearest as dicts {"id", "distance", "payload", "vector"} with the keys
+        `include` names ("id" always; the vector a float32 array; a payload None when the
+        id has none). A 1-D query gives a list, a 2-D one a list per row; fewer matches
+        than k give a shorter list. `filter`: docs/filters.md, on any payload key."""
+    def get(
+        self,
+        ids: Optional[_Ids] = None,
+        *,
+        filter: Optional[Dict[str, Any]] = None,
+        include: Sequence[str] = ("payload",),
+        limit: Optional[int] = None,
+        offset: int = 0,
+    ) -> List[Dict[str, Any]]:
+        """Records {"id", "payload", "vector"} of `ids` in their order (absent ids left
+        out), or of every live id `filter` admits (all without one) in id order; `offset`
+        skipped, at most `limit`."""
+    def count(self, filter: Optional[Dict[str, Any]] = None) -> int:
+        """Live ids, or those `filter` admits."""
+    def update(
+        self,
+        ids: Optional[_Ids] = None,
+        *,
+        filter: Optional[Dict[str, Any]] = None,
+        payload: Optional[Dict[str, Any]],
+        replace: bool = False,
+    ) -> int:
+        """Merges `payload` (top level; a key set to None is removed) into, or with
+        replace=True replaces, the payload of each id given or matching, as one durable
+        write; returns how many. KeyError for an absent id."""
     def knn_query(
         self,
         data: _Vectors,
         k: int = 1,
         num_threads: int = -1,
-        filter: Optional[Union[Callable[[int], bool], Dict[str, Any]]] = None,
+        filter: Optional[Union[Callable[[Any], bool], Dict[str, Any]]] = None,
         ef: Optional[int] = None,
         strict: bool = True,
         offset: int = 0,
         plan: Optional[str] = None,
-    ) -> Tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+    ) -> Tuple[_Labels, npt.NDArray[np.float32]]:
         """(labels, distances), each of shape (rows, k), nearest first. `filter` is a dict
         over indexed payload fields (planned; docs/filters.md) or a callable on labels.
         `ef` is this call's beam width; `offset` skips the nearest (paging); with
-        strict=False rows with fewer than k hits are padded with label 2**64-1 and
-        distance inf instead of raising."""
+        strict=False rows with fewer than k hits are padded with label 2**64-1 (None on a
+        string-id index) and distance inf instead of raising. Labels of a string-id index
+        are its keys, in an array of dtype object."""
     def get_payloads(self, ids: _Ids) -> List[Optional[Dict[str, Any]]]: ...
-    def set_payload(self, id: int, payload: Optional[Dict[str, Any]]) -> None: ...
-    def set_payloads(self, ids: _Ids, payloads: Sequence[Optional[Dict[str, Any]]]) -> None: ...
+    def set_payload(self, id: _Id, payload: Optional[Dict[str, Any]], replace: bool = False) -> None:
+        """Merges `payload` into the id's (top level; a key set to None is removed), or
+        with replace=True replaces it; None removes the payload."""
+    def set_payloads(
+        self, ids: _Ids, payloads: Sequence[Optional[Dict[str, Any]]], replace: bool = False
+    ) -> None:
+        """set_payload of each id, as one durable write."""
     def create_field_index(self, name: str, kind: str) -> None:
         """Indexes a payload field: kind is keyword, int, float or bool."""
     @property
     def fields(self) -> Dict[str, str]: ...
     def explain(self, filter: Dict[str, Any], k: int = 10, ef: Optional[int] = None) -> Dict[str, Any]:
-        """{"plan": "scan" | "walk", "matching": int, "live": int}"""
+        """{"plan": "scan" | "walk", "matching": int, "live": int, "filter": "index" |
+        "scan", "unindexed": [keys no field index holds, answered by a payload scan]}"""
     def search_within(
         self, vector: _Vectors, max_distance: float, filter: Optional[Dict[str, Any]] = None
-    ) -> Tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]: ...
+    ) -> Tuple[_Labels, npt.NDArray[np.float32]]: ...
     def tune(self, target_recall: float = 0.95, k: int = 10) -> Dict[str, Any]:
         """Smallest ef reaching the target recall on a sample; becomes the default."""
     def set_ef(self, ef: int) -> None: ...
@@ -109,10 +166,14 @@ class Index:
     def num_threads(self) -> int: ...
     def get_items(self, ids: _Ids) -> npt.NDArray[np.float32]:
         """Stored vectors, shape (len(ids), dim). KeyError for an unknown id."""
-    def get_ids_list(self) -> list[int]: ...
-    def mark_deleted(self, label: int) -> None:
+    def get_ids_list(self) -> list[Any]: ...
+    def mark_deleted(self, label: _Id) -> None:
         """Deletes `label` (a real delete: the graph is repaired)."""
-    def delete(self, label: int) -> None: ...
+    def delete(
+        self, ids: Optional[_Ids] = None, *, filter: Optional[Dict[str, Any]] = None, missing_ok: bool = False
+    ) -> int:
+        """Deletes `ids` (one or many) or every id `filter` admits, as one durable write;
+        returns how many. KeyError (nothing deleted) for an absent id unless missing_ok."""
     def delete_items(self, ids: _Ids) -> None:
         """Deletes all of `ids` as one durable write; KeyError (nothing deleted) if one is absent."""
     def get_current_count(self) -> int: ...
@@ -125,7 +186,10 @@ class Index:
     def __enter__(self) -> "Index": ...
     def __exit__(self, *exc: object) -> bool: ...
     def __len__(self) -> int: ...
-    def __contains__(self, label: int) -> bool: ...
+    def __contains__(self, label: object) -> bool: ...
+    @property
+    def id_kind(self) -> str:
+        """"int" or "str", fixed at creation."""
     @property
     def space(self) -> str: ...
     @property

@@ -105,12 +105,17 @@ class Index:
         fields: Optional[Dict[str, str]] = None,
         routing: str = "sq8",
         storage: str = "f32",
+        ids: str = "int",
     ) -> None:
-        """Creates the index: hnswlib's kind without `path`, hnswdb's in `path`."""
+        """Creates the index: hnswlib's kind without `path`, hnswdb's in `path`.
+        `ids="str"` (hnswdb's kind only) names vectors by string keys instead of integers."""
         if self._is_open():
             raise RuntimeError("The index is already initiated.")
         options = dict(M=M, ef_construction=ef_construction, random_seed=random_seed, fields=fields)
-        options.update(allow_replace_deleted=allow_replace_deleted, routing=routing, storage=storage)
+        options.update(allow_replace_deleted=allow_replace_deleted, routing=routing, storage=storage, ids=ids)
+        if path is None and ids != "int":
+            # hnswlib's kind keeps tombstones and default ids by integer label.
+            raise InvalidInputError('ids="str" needs a path: string ids are for hnswdb\'s kind of index')
         if path is not None:
             self._engine.init_index(max_elements, path=path, **options)
             self._adopt(self._engine, None)
@@ -288,12 +293,14 @@ class Index:
             raise RuntimeError("The number of elements exceeds the specified limit")
         return revived, reused
 
-    def upsert(self, id: int, vector: Any) -> None:
-        """Replaces the vector of `id`, or adds it, as one write."""
+    def upsert(self, ids: Any, vectors: Any, payloads: Any = None) -> None:
+        """Replaces the vectors of `ids` (a scalar id with a 1-D vector: one), adding
+        those absent, as one write; `payloads` (a dict or None per id) as in add_items."""
         if self._private is None:
-            self._open_engine().upsert(id, vector)
+            self._open_engine().upsert(ids, vectors, payloads=payloads)
         else:
-            self.add_items(np.asarray(vector).reshape(1, -1), [id])
+            rows = np.asarray(vectors).reshape(-1, self.dim)
+            self.add_items(rows, _labels(ids), payloads=payloads)
 
     def mark_deleted(self, label: int) -> None:
         """hnswlib's kind: a tombstone (see unmark_deleted). hnswdb's kind: deletes."""
@@ -356,7 +363,8 @@ class Index:
         engine = self._open_engine()
         if k == 0:
             rows = _rows(data)
-            return np.zeros((rows, 0), np.uint64), np.zeros((rows, 0), np.float32)
+            labels = object if engine.id_kind == "str" else np.uint64
+            return np.zeros((rows, 0), labels), np.zeros((rows, 0), np.float32)
         return engine.knn_query(data, k, self._threads(num_threads), filter, ef, strict, offset, plan)
 
     def get_items(self, ids: Any = None, return_type: str = "numpy") -> Any:
@@ -369,7 +377,7 @@ class Index:
             ids = sorted(engine.get_ids_list())
         elif np.ndim(ids) == 0:
             raise ValueError("get_items accepts a list of indices and returns a list of vectors")
-        items = engine.get_items(_labels(ids))
+        items = engine.get_items(ids if engine.id_kind == "str" else _labels(ids))
         return items.tolist() if return_type == "list" else items
 
     def get_ids_list(self) -> list:
@@ -397,6 +405,11 @@ class Index:
         if not self._is_open():
             return 0
         return self._private.limit if self._private else self._engine.get_max_elements()
+
+    @property
+    def id_kind(self) -> str:
+        """"int" (integer ids, hnswlib's) or "str" (string keys), fixed at creation."""
+        return self._open_engine().id_kind
 
     @property
     def M(self) -> int:

@@ -24,8 +24,12 @@ import uuid
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
-import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+try:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+except ImportError as e:  # the extra, not the package, brings Ray
+    raise ImportError("hnswdb.distributed needs Ray: pip install 'hnswdb[distributed]'") from e
 
 from ._hnswdb import Index
 
@@ -214,6 +218,13 @@ class _Shard:
 _ShardActor = ray.remote(concurrency_groups={"write": 1, "read": 4})(_Shard)
 
 
+# What an actor asks Ray for unless told: a quarter of a CPU, so that four shards fit a
+# 2-core laptop or CI machine with CPUs to spare for ray.data's read tasks (asking for whole
+# CPUs there leaves actors pending forever). On a cluster, give each actor the cores its
+# shard should search with (num_cpus=4 ...): it uses ceil(num_cpus) threads.
+DEFAULT_NUM_CPUS = 0.25
+
+
 class ShardedIndex:
     """N hnswdb shards on Ray actors, with hnswlib's API: ``add_items``, ``knn_query``,
     ``get_items``, ``delete``. Create one with ``ShardedIndex.create``, reopen it (after
@@ -242,7 +253,7 @@ class ShardedIndex:
         M: int = 16,
         ef_construction: int = 200,
         random_seed: int = 100,
-        num_cpus: float = 1,
+        num_cpus: float = DEFAULT_NUM_CPUS,
         resources: Optional[dict] = None,
         nodes: Optional[Sequence[str]] = None,
         max_restarts: int = -1,
@@ -305,7 +316,7 @@ class ShardedIndex:
         cls,
         name: str,
         root: str = "hnswdb-shards",
-        num_cpus: float = 1,
+        num_cpus: float = DEFAULT_NUM_CPUS,
         resources: Optional[dict] = None,
         max_restarts: int = -1,
     ) -> "ShardedIndex":

@@ -144,7 +144,8 @@ def test_bad_input_is_refused(tmp_path, data):
     store.close()
     with pytest.raises(ValueError, match="space"):
         HnswdbVectorStore(embedding=Table(data), path=tmp_path / "s", space="l2")
-    ints = hnswdb.Index.open_or_create(str(tmp_path / "ints"), "cosine", DIM)
+    ints = hnswdb.Index("cosine", DIM)
+    ints.init_index(0, path=str(tmp_path / "ints"))
     ints.close()
     with pytest.raises(ValueError, match="integer ids"):
         HnswdbVectorStore(embedding=Table(data), path=tmp_path / "ints")

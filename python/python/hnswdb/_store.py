@@ -45,8 +45,9 @@ class LazyIndex:
         """The index, created with dimension `dim` if there is none yet."""
         with self._lock:
             if self.index is None:
-                space = self._space or DEFAULT_SPACE
-                self.index = Index.open_or_create(self.path, space, dim, ids="str", **self._options)
+                index = Index(self._space or DEFAULT_SPACE, dim)
+                index.init_index(0, path=self.path, ids="str", **self._options)
+                self.index = index
             return self.index
 
     def upsert(self, ids: Sequence[str], vectors: Sequence[Sequence[float]], payloads: List[dict]) -> None:

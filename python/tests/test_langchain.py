@@ -164,3 +164,15 @@ def test_async_methods(tmp_path, data):
         store.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("space", ["cosine", "ip", "l2"])
+def test_relevance_is_half_one_plus_cosine_in_every_space(tmp_path, data, space):
+    unit = data / np.linalg.norm(data, axis=1, keepdims=True)
+    store = HnswdbVectorStore(embedding=Table(unit), path=tmp_path / "s", space=space)
+    store.add_texts([str(i) for i in range(50)])
+    found = store.similarity_search_with_relevance_scores("3", k=50)
+    assert found[0][0].page_content == "3"
+    for doc, score in found:
+        assert score == pytest.approx((1 + unit[3] @ unit[int(doc.page_content)]) / 2, abs=1e-5)
+    store.close()

@@ -287,3 +287,22 @@ def test_vector_store_index_end_to_end(tmp_path):
     assert sorted(n.node.metadata["i"] for n in found) == [1, 5]
     assert all(n.node.ref_doc_id in {"d1", "d5"} for n in found)
     store.close()
+
+
+@pytest.mark.parametrize("space", ["cosine", "ip", "l2"])
+def test_similarities_in_every_space(tmp_path, space):
+    nodes, vectors = make_nodes(seed=5, n=40)
+    store = HnswdbVectorStore(path=tmp_path / "s", space=space)
+    store.add(nodes)
+    q = vectors[0]
+    result = store.query(VectorStoreQuery(query_embedding=q.tolist(), similarity_top_k=40))
+    found = vectors[[int(i[1:]) for i in result.ids]]
+    if space == "l2":
+        expected = 1 / (1 + ((found - q) ** 2).sum(1))
+    elif space == "ip":
+        expected = found @ q
+    else:
+        expected = 1 - cosine_distances(found, q)
+    assert result.similarities == pytest.approx(expected.tolist(), rel=1e-4, abs=1e-4)
+    assert result.similarities == sorted(result.similarities, reverse=True)
+    store.close()

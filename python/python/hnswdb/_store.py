@@ -41,11 +41,16 @@ class LazyIndex:
             raise ValueError(f"{self.path} is an index of space {index.space!r}, not {self._space!r}")
         self.index = index
 
+    @property
+    def space(self) -> str:
+        """The index's space, or the one the first write will create it with."""
+        return self.index.space if self.index is not None else self._space or DEFAULT_SPACE
+
     def for_write(self, dim: int) -> Index:
         """The index, created with dimension `dim` if there is none yet."""
         with self._lock:
             if self.index is None:
-                index = Index(self._space or DEFAULT_SPACE, dim)
+                index = Index(self.space, dim)
                 index.init_index(0, path=self.path, ids="str", **self._options)
                 self.index = index
             return self.index

@@ -159,8 +159,7 @@ class HnswdbVectorStore(VectorStore):
         return [(_document(hit), hit["distance"]) for hit in hits]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        index = self._store.index
-        return _relevance(index.space if index is not None else "cosine")
+        return _relevance(self._store.space)
 
     def max_marginal_relevance_search(
         self,

@@ -214,7 +214,7 @@ class HnswdbVectorStore(BasePydanticVectorStore):
             fetch *= 4
 
     def _similarity(self) -> Callable[[float], float]:
-        if self._store.index is not None and self._store.index.space == "l2":
+        if self._store.space == "l2":
             return lambda d: 1.0 / (1.0 + d)
         return lambda d: 1.0 - d
 

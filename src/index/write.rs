@@ -110,10 +110,25 @@ impl Ledger {
 
     /// The key `id` is bound to, counting changes since the last checkpoint.
     pub(super) fn key_of(&self, meta: &Meta, id: u64) -> Result<Option<String>> {
-        match self.key_of.get(&id) {
-            Some(key) => Ok(key.clone()),
-            None => meta.key_of(id),
-        }
+        Ok(self.keys_of(meta, &[id])?.pop().flatten())
+    }
+
+    /// The keys `ids` are bound to, in order, counting changes since the last
+    /// checkpoint; the others are read from the metadata together.
+    pub(super) fn keys_of(&self, meta: &Meta, ids: &[u64]) -> Result<Vec<Option<String>>> {
+        let stored: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.key_of.contains_key(id))
+            .collect();
+        let mut stored = meta.keys_of(&stored)?.into_iter();
+        Ok(ids
+            .iter()
+            .map(|id| match self.key_of.get(id) {
+                Some(key) => key.clone(),
+                None => stored.next().flatten(),
+            })
+            .collect())
     }
 
     /// The payload of `id`, counting changes since the last checkpoint.

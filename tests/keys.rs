@@ -110,6 +110,10 @@ fn delete_unbinds_and_a_deleted_key_can_come_back() {
     index.insert_keys(&["doc-2"], &vector(42), None).unwrap();
     let new = index.resolve_key("doc-2").unwrap().unwrap();
     assert_ne!(new, old);
+    assert_eq!(
+        index.keys_of(&[old, new, 0]).unwrap(),
+        [None, Some("doc-2".to_string()), Some("doc-0".to_string())]
+    );
     let mut want = expected([0, 1, 5]);
     want.push(("doc-2".into(), vector(42)));
     assert_keys(&index, &want);

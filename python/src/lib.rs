@@ -525,17 +525,17 @@ impl Index {
             return Ok(ids.to_vec().into_pyarray(py).into_any());
         }
         let keys = PyList::empty(py);
-        for &id in ids {
-            if id == ABSENT {
-                keys.append(py.None())?;
-                continue;
+        let found = py.detach(|| index.keys_of(ids)).map_err(py_err)?;
+        for (&id, key) in ids.iter().zip(found) {
+            match key {
+                Some(key) => keys.append(key)?,
+                None if id == ABSENT => keys.append(py.None())?,
+                None => {
+                    return Err(py_err(Error::Stale(format!(
+                        "id {id} has no key: the index changed meanwhile"
+                    ))));
+                }
             }
-            let key = index.key_of(id).map_err(py_err)?.ok_or_else(|| {
-                py_err(Error::Stale(format!(
-                    "id {id} has no key: the index changed meanwhile"
-                )))
-            })?;
-            keys.append(key)?;
         }
         let kw = PyDict::new(py);
         kw.set_item("dtype", "object")?;

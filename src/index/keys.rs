@@ -72,9 +72,15 @@ impl Index {
 
     /// The key `id` is bound to, if any. `IdKind` on an integer-id index.
     pub fn key_of(&self, id: u64) -> Result<Option<String>> {
+        Ok(self.keys_of(&[id])?.pop().flatten())
+    }
+
+    /// The keys of `ids`, in order (`None` for an id bound to none), read together: what
+    /// turns a search answer into keys. `IdKind` on an integer-id index.
+    pub fn keys_of(&self, ids: &[u64]) -> Result<Vec<Option<String>>> {
         self.keyed_only()?;
         self.follow()?;
-        self.ledger.lock().key_of(&self.meta(), id)
+        self.ledger.lock().keys_of(&self.meta(), ids)
     }
 
     /// Inserts a vector under each key (rows of `vectors`, as `insert_batch` takes them),

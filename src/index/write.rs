@@ -111,10 +111,25 @@ impl Ledger {
 
     /// The key `id` is bound to, counting changes since the last checkpoint.
     pub(super) fn key_of(&self, meta: &Meta, id: u64) -> Result<Option<String>> {
-        match self.key_of.get(&id) {
-            Some(key) => Ok(key.clone()),
-            None => meta.key_of(id),
-        }
+        Ok(self.keys_of(meta, &[id])?.pop().flatten())
+    }
+
+    /// The keys `ids` are bound to, in order, counting changes since the last
+    /// checkpoint; the others are read from the metadata together.
+    pub(super) fn keys_of(&self, meta: &Meta, ids: &[u64]) -> Result<Vec<Option<String>>> {
+        let stored: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.key_of.contains_key(id))
+            .collect();
+        let mut stored = meta.keys_of(&stored)?.into_iter();
+        Ok(ids
+            .iter()
+            .map(|id| match self.key_of.get(id) {
+                Some(key) => key.clone(),
+                None => stored.next().flatten(),
+            })
+            .collect())
     }
 
     /// The payload of `id`, counting changes since the last checkpoint.
@@ -894,5 +909,54 @@ mod tests {
         assert_eq!(old, [0]);
         assert!(p.slots.is_tombstone(0));
         assert_eq!(p.ids.get(&1), Some(&Some(2)));
+    }
+
+    #[test]
+    fn a_keyed_record_that_does_not_fit_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = IndexOptions::new(2, Metric::L2).id_kind(crate::IdKind::Str);
+        let index = Index::create(dir.path(), &options).unwrap();
+        index
+            .insert_keys(&["a", "b"], &[1.0, 1.0, 2.0, 1.0], None)
+            .unwrap();
+        let (a, b) = (
+            index.resolve_key("a").unwrap().unwrap(),
+            index.resolve_key("b").unwrap().unwrap(),
+        );
+        let keyed = |id, slot, key: &str| Placed {
+            key: Some(key.to_string()),
+            ..placed(id, slot)
+        };
+        let mut p = index.ledger.lock();
+        let before = (p.keys.clone(), p.key_of.clone(), p.next_id, p.slots.live());
+        let unfit = [
+            Op::Insert(vec![placed(7, 2)]),                       // no key
+            Op::Insert(vec![keyed(7, 2, "a")]),                   // "a" is bound
+            Op::Insert(vec![keyed(7, 2, "c"), keyed(8, 3, "c")]), // a key twice
+            Op::Upsert(vec![keyed(b, 2, "a")]),                   // "a" is a's
+            Op::Upsert(vec![keyed(a, 2, "c")]),                   // a is bound to "a"
+        ];
+        for op in &unfit {
+            assert!(
+                p.apply(&index.meta(), 2, op).is_err(),
+                "{op:?} was accepted"
+            );
+            let now = (p.keys.clone(), p.key_of.clone(), p.next_id, p.slots.live());
+            assert_eq!(now, before, "{op:?} changed the ledger");
+        }
+        // A key on an integer-id index is refused as well.
+        p.keyed = false;
+        assert!(
+            p.apply(&index.meta(), 2, &Op::Insert(vec![keyed(7, 2, "c")]))
+                .is_err()
+        );
+        p.keyed = true;
+        // A delete unbinds: the key may then go to a new id.
+        p.apply(&index.meta(), 2, &Op::Delete(vec![a])).unwrap();
+        assert_eq!(p.id_of_key(&index.meta(), "a").unwrap(), None);
+        p.apply(&index.meta(), 2, &Op::Insert(vec![keyed(9, 2, "a")]))
+            .unwrap();
+        assert_eq!(p.id_of_key(&index.meta(), "a").unwrap(), Some(9));
+        assert_eq!(p.next_id, 10);
     }
 }

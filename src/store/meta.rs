@@ -713,16 +713,19 @@ impl Meta {
         })
     }
 
-    /// The key `id` was bound to at the last checkpoint.
-    pub fn key_of(&self, id: u64) -> Result<Option<String>> {
+    /// The keys `ids` were bound to at the last checkpoint, in order: one read
+    /// transaction for all (a search answer names its k ids at once).
+    pub fn keys_of(&self, ids: &[u64]) -> Result<Vec<Option<String>>> {
         guard(&self.path, || {
             let txn = self.txn()?;
             let t = match txn.open_table(KEY_OF) {
                 Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; ids.len()]),
                 Err(e) => return Err(db_err(e)),
             };
-            Ok(t.get(id).map_err(db_err)?.map(|v| v.value().to_string()))
+            ids.iter()
+                .map(|&id| Ok(t.get(id).map_err(db_err)?.map(|v| v.value().to_string())))
+                .collect()
         })
     }
 
@@ -1095,8 +1098,10 @@ mod tests {
         assert_eq!(meta.payload(12).unwrap().unwrap(), br#"{"a":1}"#);
         assert_eq!(meta.key_id("a").unwrap(), Some(10));
         assert_eq!(meta.key_id("b").unwrap(), None);
-        assert_eq!(meta.key_of(10).unwrap().as_deref(), Some("a"));
-        assert_eq!(meta.key_of(11).unwrap(), None);
+        assert_eq!(
+            meta.keys_of(&[10, 11]).unwrap(),
+            [Some("a".to_string()), None]
+        );
         assert_eq!(
             meta.all_keys().unwrap(),
             (vec![("a".to_string(), 10)], vec![(10, "a".to_string())])

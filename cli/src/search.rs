@@ -203,23 +203,44 @@ pub fn run_pass(
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1e6)
     };
-    let recall = gt.map(|gt| {
-        let total: f64 = results
-            .iter()
-            .zip(gt)
-            .map(|(found, truth)| {
+    let recall = match gt {
+        Some(gt) => {
+            let mut total = 0.0;
+            for (found, truth) in results.iter().zip(gt) {
+                let found = truth_ids(index, &found.lock())?;
                 let truth: Vec<u64> = truth.iter().map(|&t| t as u64).collect();
-                recall_at_k(&found.lock(), &truth, k)
-            })
-            .sum();
-        total / n as f64
-    });
+                total += recall_at_k(&found, &truth, k);
+            }
+            Some(total / n as f64)
+        }
+        None => None,
+    };
     Ok(Pass {
         recall,
         qps: n as f64 / elapsed.as_secs_f64(),
         p50_us: pct(0.50),
         p99_us: pct(0.99),
     })
+}
+
+/// The ids of `found` as a ground-truth file numbers them (row numbers): themselves, or on
+/// a string-id index their keys, which an import of a vector file makes the row numbers.
+fn truth_ids(index: &Index, found: &[u64]) -> hnswdb::Result<Vec<u64>> {
+    if index.id_kind() == hnswdb::IdKind::Int {
+        return Ok(found.to_vec());
+    }
+    let keys = index.keys_of(found)?;
+    keys.into_iter()
+        .zip(found)
+        .map(|(key, id)| {
+            key.as_deref().and_then(|k| k.parse().ok()).ok_or_else(|| {
+                hnswdb::Error::InvalidOption(format!(
+                    "id {id} has key {key:?}, not a row number: --gt needs the keys an \
+                         import of a vector file gives"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Benchmark mode: runs every query of a file per ef and reports recall and speed.

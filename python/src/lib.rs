@@ -859,6 +859,7 @@ impl Index {
         d.set_item("codes_generation", s.codes_generation)?;
         d.set_item("routing", s.routing.name())?;
         d.set_item("storage", s.storage.name())?;
+        d.set_item("ids", s.id_kind.name())?;
         let residency = s.residency.map(|r| residency_dict(py, &r)).transpose()?;
         d.set_item("residency", residency)?;
         Ok(d)

@@ -83,7 +83,7 @@ class Index:
         """Every field of the Rust Stats: len, capacity, high_water, free_slots,
         held_slots, tombstones, upper_nodes, max_level, dim, metric, M, ef_construction,
         kernels, wal_bytes, codes_generation, routing ("sq8" | "rabitq"), storage ("f32" |
-        "f16"), residency (a dict, or None without a memory budget)."""
+        "f16"), ids ("int" | "str"), residency (a dict, or None without a memory budget)."""
     @property
     def read_only(self) -> bool: ...
     def _view_position(self) -> Optional[Tuple[int, int]]:

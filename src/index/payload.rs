@@ -175,7 +175,7 @@ impl Index {
 
     /// Inserts `vector` under `id` with `payload` (a JSON object).
     pub fn insert_with_payload(&self, id: u64, vector: &[f32], payload: &Value) -> Result<()> {
-        self.insert_rows(
+        self.insert_batch_progress(
             &[id],
             vector,
             Some(std::slice::from_ref(payload)),
@@ -195,7 +195,7 @@ impl Index {
         payloads: &[Value],
         threads: usize,
     ) -> Result<()> {
-        self.insert_rows(ids, vectors, Some(payloads), threads, QUIET)
+        self.insert_batch_progress(ids, vectors, Some(payloads), threads, QUIET)
     }
 
     /// `upsert_batch` with a payload per row: a payload replaces the id's; `Value::Null`
@@ -207,7 +207,7 @@ impl Index {
         payloads: &[Value],
         threads: usize,
     ) -> Result<()> {
-        self.upsert_rows(ids, vectors, Some(payloads), threads, QUIET)
+        self.upsert_batch_progress(ids, vectors, Some(payloads), threads, QUIET)
     }
 
     /// Checks and serialises one payload per id (`Value::Null`: none).

@@ -514,24 +514,13 @@ impl Index {
     /// `insert_batch` on `threads` threads (at least one) for this call only: the index's
     /// default (`set_threads`) is left as it is.
     pub fn insert_batch_threads(&self, ids: &[u64], vectors: &[f32], threads: usize) -> Result<()> {
-        self.insert_rows(ids, vectors, None, threads, QUIET)
+        self.insert_batch_progress(ids, vectors, None, threads, QUIET)
     }
 
     /// `insert_batch_threads` of rows with payloads (`payloads[i]` for `ids[i]`; see
     /// `insert_batch_with_payloads`), telling `progress` how many rows are in the graph as
     /// they go in (once the batch is logged: see [`Progress`]).
     pub fn insert_batch_progress(
-        &self,
-        ids: &[u64],
-        vectors: &[f32],
-        payloads: Option<&[serde_json::Value]>,
-        threads: usize,
-        progress: &dyn Progress,
-    ) -> Result<()> {
-        self.insert_rows(ids, vectors, payloads, threads, progress)
-    }
-
-    pub(super) fn insert_rows(
         &self,
         ids: &[u64],
         vectors: &[f32],
@@ -603,23 +592,12 @@ impl Index {
 
     /// `upsert_batch` on `threads` threads (at least one) for this call only.
     pub fn upsert_batch_threads(&self, ids: &[u64], vectors: &[f32], threads: usize) -> Result<()> {
-        self.upsert_rows(ids, vectors, None, threads, QUIET)
+        self.upsert_batch_progress(ids, vectors, None, threads, QUIET)
     }
 
     /// `upsert_batch_threads` of rows with payloads (see `upsert_batch_with_payloads`),
     /// reporting to `progress` as `insert_batch_progress` does.
     pub fn upsert_batch_progress(
-        &self,
-        ids: &[u64],
-        vectors: &[f32],
-        payloads: Option<&[serde_json::Value]>,
-        threads: usize,
-        progress: &dyn Progress,
-    ) -> Result<()> {
-        self.upsert_rows(ids, vectors, payloads, threads, progress)
-    }
-
-    pub(super) fn upsert_rows(
         &self,
         ids: &[u64],
         vectors: &[f32],

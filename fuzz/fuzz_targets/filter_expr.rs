@@ -87,7 +87,9 @@ fn exercise(text: &str) {
     match index.eval(&filter) {
         Ok(admitted) => {
             assert!(admitted.is_subset(index.live()));
-            let cached = index.eval_cached(&filter).expect("evaluated once already");
+            let cached = index
+                .eval_cached(&filter, None)
+                .expect("evaluated once already");
             assert_eq!(*cached, admitted);
             if let Ok(rest) = index.eval(&Filter::not(filter)) {
                 assert_eq!(rest, index.live() - &admitted);

@@ -71,6 +71,50 @@ fn recall_when_inserts_walk_codes() {
     assert!(r >= 0.95, "recall@10 at ef=64 is {r}");
 }
 
+/// A single batch that takes the index past `quantize_after` is built walking codes
+/// trained before it (not at the checkpoint after it). The next checkpoint names them; a
+/// crash before that checkpoint leaves an index that opens whole, with every row, and
+/// answers as well.
+#[test]
+fn one_large_batch_is_built_on_codes_trained_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let mut data = clustered(20_200, 64, 50, 1);
+    let queries = data.split_off(200);
+    // No checkpoint but the one asked for below.
+    let options = IndexOptions::new(64, Metric::L2).checkpoint_bytes(u64::MAX);
+    let index = Index::create(&live, &options).unwrap();
+    index
+        .insert_batch(&(0..500).collect::<Vec<u64>>(), &data.data[..500 * 64])
+        .unwrap();
+    assert_eq!(index.stats().unwrap().codes_generation, 0, "trained below 1000");
+    let ids: Vec<u64> = (500..data.rows as u64).collect();
+    index.insert_batch(&ids, &data.data[500 * 64..]).unwrap();
+    assert_eq!(index.stats().unwrap().codes_generation, 1);
+    let r = recall(&index, &queries, 10, 64);
+    assert!(r >= 0.95, "recall@10 at ef=64 is {r}");
+
+    // A crash now: the metadata names no codes yet.
+    let crashed = dir.path().join("crashed");
+    snapshot(&live, &crashed);
+    let reopened = Index::open(&crashed).unwrap();
+    assert_eq!(reopened.len(), data.rows as u64);
+    let report = reopened.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let r = recall(&reopened, &queries, 10, 64);
+    assert!(r >= 0.95, "recall@10 at ef=64 after the crash is {r}");
+    drop(reopened);
+
+    // The checkpoint names them: a reopen walks the same codes.
+    index.flush().unwrap();
+    drop(index);
+    let reopened = Index::open(&live).unwrap();
+    assert_eq!(reopened.stats().unwrap().codes_generation, 1);
+    let report = reopened.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.unreachable, 0);
+}
+
 #[test]
 fn reopen_gives_the_same_answers() {
     let dir = tempfile::tempdir().unwrap();

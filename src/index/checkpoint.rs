@@ -103,9 +103,13 @@ impl Index {
         } else {
             Vec::new()
         };
-        if self.training_due(&p, &graph) {
+        // Codes trained ahead of a batch (`train_ahead`) are named by this commit.
+        let ahead = graph
+            .quantized()
+            .is_some_and(|q| q.generation != p.codes_generation);
+        if !ahead && self.training_due(&p, &graph) {
             let mut graph = graph;
-            let trained = self.train_codes(&graph, &p)?;
+            let trained = self.train_codes(&graph, &p, &[])?;
             self.commit_checkpoint(wal, &graph, &mut p, &freeing, Some(&trained))?;
             // The metadata now names the new generation: searches may use it, and the
             // old file is garbage (a crash before this removal leaves it for `open`).
@@ -119,8 +123,43 @@ impl Index {
             Ok(())
         } else {
             let graph = RwLockWriteGuard::downgrade(graph);
-            self.commit_checkpoint(wal, &graph, &mut p, &freeing, None)
+            let trained = graph.quantized().filter(|_| ahead);
+            self.commit_checkpoint(wal, &graph, &mut p, &freeing, trained)
         }
+    }
+
+    /// Trains the first quantiser before a batch of `rows` that takes the index past
+    /// `quantize_after`, on a sample of its live vectors and of `rows`, so that the batch
+    /// is built walking codes. A checkpoint would train them only after the batch: a
+    /// single large `insert_batch` (Python's `add_items`) then built on exact distances
+    /// throughout, where an import in chunks walks codes from its second chunk on.
+    ///
+    /// The new code file is named by the next checkpoint's commit (`checkpoint_locked`
+    /// sees that its generation is not the ledger's); a crash before then leaves it
+    /// unreferenced, as one from a checkpoint that crashed before its commit, and the
+    /// reopened index walks exact vectors until it trains again. A failure poisons the
+    /// index as a failed checkpoint does: a retried fsync of the file cannot be trusted.
+    pub(super) fn train_ahead(&self, rows: &[Vec<f32>]) -> Result<()> {
+        let due = |graph: &Graph, p: &Ledger| {
+            graph.quantized().is_none()
+                && self.options.quantize_after != u64::MAX
+                && p.slots.live() < self.options.quantize_after
+                && p.slots.live() + rows.len() as u64 >= self.options.quantize_after
+        };
+        // Most batches find codes already there: decide that under the shared lock.
+        if !due(&self.graph.read(), &self.ledger.lock()) {
+            return Ok(());
+        }
+        let mut graph = self.graph.write();
+        let p = self.ledger.lock();
+        if !due(&graph, &p) {
+            return Ok(());
+        }
+        let trained = self
+            .train_codes(&graph, &p, rows)
+            .inspect_err(|e| self.poison.set(e))?;
+        graph.set_quantized(Some(trained));
+        Ok(())
     }
 
     /// Makes the page files durable, commits the metadata (with `freeing` free and
@@ -200,21 +239,25 @@ impl Index {
         }
     }
 
-    /// Trains a quantiser on (a sample of) the live vectors and writes the codes of every
-    /// routable node into a new code file, `codes.<generation + 1>`, synced. Nothing refers
-    /// to the file until the checkpoint's metadata commit names its generation.
-    fn train_codes(&self, graph: &Graph, p: &Ledger) -> Result<Quantized> {
+    /// Trains a quantiser on (a sample of) the live vectors and the rows of `ahead` (a
+    /// batch about to be inserted) and writes the codes of every routable node into a new
+    /// code file, `codes.<generation + 1>`, synced. Nothing refers to the file until a
+    /// checkpoint's metadata commit names its generation.
+    fn train_codes(&self, graph: &Graph, p: &Ledger, ahead: &[Vec<f32>]) -> Result<Quantized> {
         let live: Vec<u32> = (0..p.slots.high_water())
             .filter(|&s| graph.is_live(s))
             .collect();
-        let step = live.len().div_ceil(SQ8_SAMPLE).max(1);
+        let step = (live.len() + ahead.len()).div_ceil(SQ8_SAMPLE).max(1);
         // Borrowed in place when stored as f32.
         let rows: Vec<_> = live
             .iter()
             .step_by(step)
             .map(|&s| graph.vectors().vector(s).to_f32())
             .collect();
-        let sample = rows.iter().map(|r| &**r);
+        let sample = rows
+            .iter()
+            .map(|r| &**r)
+            .chain(ahead.iter().step_by(step).map(|r| &r[..]));
         let quantizer = match self.config.routing {
             Routing::Sq8 => Quantizer::Sq8(Sq8::train(self.config.dim, sample)),
             // The rotation's seed is the index's, drawn anew at each training (the codes

@@ -543,6 +543,7 @@ impl Index {
         let Some((rows, payloads)) = self.checked_batch(names, vectors, payloads)? else {
             return Ok(());
         };
+        self.train_ahead(&rows)?;
         let n = names.len();
         // Room for the worst case (no free slot reused): the batch must not remap midway.
         let (graph, mut p) = self.lock_with_room(|p| p.slots.high_water() as usize + n)?;
@@ -627,6 +628,7 @@ impl Index {
                 return Err(Error::DuplicateId(twice));
             }
         }
+        self.train_ahead(&rows)?;
         // Exclusive: replaced slots are tombstoned in log order relative to other writes.
         let (graph, mut p) = self.lock_exclusive_with_room(names.len())?;
         let meta = self.meta();

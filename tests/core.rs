@@ -87,7 +87,11 @@ fn one_large_batch_is_built_on_codes_trained_ahead() {
     index
         .insert_batch(&(0..500).collect::<Vec<u64>>(), &data.data[..500 * 64])
         .unwrap();
-    assert_eq!(index.stats().unwrap().codes_generation, 0, "trained below 1000");
+    assert_eq!(
+        index.stats().unwrap().codes_generation,
+        0,
+        "trained below 1000"
+    );
     let ids: Vec<u64> = (500..data.rows as u64).collect();
     index.insert_batch(&ids, &data.data[500 * 64..]).unwrap();
     assert_eq!(index.stats().unwrap().codes_generation, 1);

@@ -640,6 +640,7 @@ impl hnswdb::Progress for Hook {
 fn residency_dict<'py>(py: Python<'py>, r: &hnswdb::Residency) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("budget", r.budget)?;
+    d.set_item("overhead_bytes", r.overhead_bytes)?;
     d.set_item("codes_bytes", r.codes_bytes)?;
     d.set_item("layer0_bytes", r.layer0_bytes)?;
     d.set_item("vector_bytes", r.vector_bytes)?;

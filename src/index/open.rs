@@ -243,14 +243,27 @@ impl Index {
             mut ledger,
             kernels,
         } = open_checkpoint(dir, options, opened)?;
-        let residency = options.memory_budget.map(|budget| {
-            // What the budget must hold besides the pinned tiers: the metadata's cache,
-            // and the upper layers, cached in memory as searches visit them (a node in M
-            // has upper lists: about M links of 4 bytes and ~96 bytes of bookkeeping).
-            let upper = state.high_water as u64 / config.m as u64 * (config.m as u64 * 4 + 96);
-            let left = budget.saturating_sub(options.meta_cache_bytes() as u64 + upper);
-            apply_budget(&mut graph, budget, left, state.high_water as usize)
-        });
+        let residency = match options.memory_budget {
+            Some(budget) => {
+                let overhead = budget_overhead(options, &config, &graph, state.high_water);
+                if overhead > budget {
+                    return Err(Error::InvalidOption(format!(
+                        "a memory budget of {:.1} MiB cannot hold what this index keeps in \
+                         memory whatever is pinned: {:.1} MiB (metadata cache, upper layers, \
+                         search working memory; docs/larger-than-ram.md)",
+                        mib(budget),
+                        mib(overhead)
+                    )));
+                }
+                Some(apply_budget(
+                    &mut graph,
+                    budget,
+                    overhead,
+                    state.high_water as usize,
+                ))
+            }
+            None => None,
+        };
         // Replay the log into the graph and the ledger. Nothing in the directory is removed
         // or shortened before the whole open has succeeded: a failed open leaves the log's
         // tail and any stale code file for the next one to judge.
@@ -650,11 +663,40 @@ fn load_codes(
 /// in flight together.
 const DIRECT_READERS: usize = 16;
 
+/// Bytes of heap an upper node takes besides its links: its map entry, `Arc`, lock, list
+/// headers and the allocator's own (measured: 210 bytes a node with its 8 links, all
+/// upper nodes of the Debian set at M = 8 loaded).
+const UPPER_NODE_BYTES: u64 = 180;
+
+/// Heap a searching process needs beyond what `budget_overhead` counts by name: queries
+/// and answers in flight, metadata read transactions, allocator slack (measured on the
+/// Debian set under a 9 MiB budget: the heap's resident size ran 0.6 MiB above its peak
+/// live bytes).
+const WORKING_BYTES: u64 = 1 << 20;
+
+/// What an index keeps in memory whatever tiers a budget pins, counted against the
+/// budget first: the metadata's cache; the upper layers, cached as searches visit them
+/// (one node in M has them: M links and `UPPER_NODE_BYTES`); per concurrent search, a
+/// visited mark of two bytes per slot; the graph's three slot bitsets; `WORKING_BYTES`.
+fn budget_overhead(options: &OpenOptions, config: &Config, graph: &Graph, high_water: u32) -> u64 {
+    let m = config.m.max(1) as u64;
+    let capacity = graph.capacity() as u64;
+    let upper = (high_water as u64).div_ceil(m) * (4 * m + UPPER_NODE_BYTES);
+    let marks = 2 * capacity * options.thread_count() as u64;
+    let sets = 3 * capacity.div_ceil(8);
+    options.meta_cache_bytes() as u64 + upper + marks + sets + WORKING_BYTES
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
 /// Decides what stays in memory under `budget` bytes (see `OpenOptions::memory_budget`),
-/// `left` of which remain once the metadata's cache and the upper layers are counted: the
+/// `overhead` of which the index takes whatever is pinned (`budget_overhead`): the
 /// codes, then the layer-0 lists, then the vectors of the `used` slots, each pinned while
 /// the whole of it fits in what is left.
-fn apply_budget(graph: &mut Graph, budget: u64, mut left: u64, used: usize) -> Residency {
+fn apply_budget(graph: &mut Graph, budget: u64, overhead: u64, used: usize) -> Residency {
+    let mut left = budget - overhead;
     let codes_bytes = graph.codes_file_mut().map_or(0, |f| f.span(used) as u64);
     let layer0_bytes = graph.layer0_file_mut().span(used) as u64;
     let vector_bytes = graph.vectors_file_mut().span(used) as u64;
@@ -691,6 +733,7 @@ fn apply_budget(graph: &mut Graph, budget: u64, mut left: u64, used: usize) -> R
     }
     Residency {
         budget,
+        overhead_bytes: overhead,
         codes_bytes,
         layer0_bytes,
         vector_bytes,

@@ -91,6 +91,9 @@ pub struct Stats {
 pub struct Residency {
     /// The budget, bytes.
     pub budget: u64,
+    /// Of the budget, what the index keeps in memory whatever tiers are pinned (metadata
+    /// cache, upper layers, search working memory): counted before any tier.
+    pub overhead_bytes: u64,
     /// Bytes of the code file, of the layer-0 file and of the vector file.
     pub codes_bytes: u64,
     /// See `codes_bytes`.

@@ -224,7 +224,8 @@ impl OpenOptions {
 
     /// The memory this index should live in (bytes of page cache and pinned pages).
     /// hnswdb decides what stays resident, in this order while it fits: the codes the
-    /// walk runs on, then the layer-0 lists (both pinned with `mlock`, or pre-faulted
+    /// walk runs on, then the layer-0 lists (both pinned with `mlock`, each page as it is
+    /// first touched while read-ahead brings the rest in the background, or pre-faulted
     /// where the process may not lock that much), then, if everything fits, the vectors
     /// too. When the vectors do not fit, each query's exact re-rank starts the disk reads
     /// of its candidates together (`MADV_WILLNEED`) instead of faulting them in one after

@@ -259,8 +259,16 @@ impl Index {
     }
 
     /// Checkpoints and closes the index, reporting any error (dropping it checkpoints
-    /// too, but cannot report). Closing a read-only index writes nothing.
+    /// too, but cannot report, and never relocates). Closing a read-only index writes
+    /// nothing. Once deletes have freed more than
+    /// [`OpenOptions::relocate_above`](super::OpenOptions::relocate_above) of the slots,
+    /// it then relocates the index into dense files ([`Index::relocate`]); an error there
+    /// leaves the index whole (old or relocated) with every write.
     pub fn close(self) -> Result<()> {
-        self.flush()
+        self.flush()?;
+        if !self.relocation_due() {
+            return Ok(());
+        }
+        self.relocate()?.0.close()
     }
 }

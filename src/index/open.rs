@@ -25,8 +25,8 @@ use crate::store::{
 };
 use crate::wal::{self, Wal, WalIdentity};
 
-const VECTORS_FILE: &str = "vectors";
-const GRAPH0_FILE: &str = "graph0";
+pub(super) const VECTORS_FILE: &str = "vectors";
+pub(super) const GRAPH0_FILE: &str = "graph0";
 const WAL_DIR: &str = "wal";
 /// How often a read-only open retries after racing the writer's checkpoint.
 const READ_ONLY_ATTEMPTS: u32 = 6;
@@ -458,7 +458,7 @@ fn refuse_occupied(dir: &Path) -> Result<()> {
 }
 
 /// Builds a complete, closed index in `staging` (a new directory).
-fn build(staging: &Path, options: &IndexOptions) -> Result<()> {
+pub(super) fn build(staging: &Path, options: &IndexOptions) -> Result<()> {
     std::fs::create_dir(staging).map_err(|e| Error::io(staging, e))?;
     let config = Config {
         dim: options.dim,

@@ -132,7 +132,7 @@ per line, in row order), or export .jsonl, which carries them."
         #[arg(long, conflicts_with = "filter")]
         missing_ok: bool,
         /// Relocate the index into dense files at the end once free slots exceed this
-        /// fraction of the slots ever used (default 0.2; 1 never; see docs/tuning.md).
+        /// fraction of the slots ever used (default 0.1; 1 never; see docs/tuning.md).
         #[arg(long)]
         relocate_above: Option<f64>,
     },

@@ -181,7 +181,7 @@ pub enum Durability {
 }
 
 /// Default of [`OpenOptions::relocate_above`].
-const RELOCATE_ABOVE: f64 = 0.2;
+const RELOCATE_ABOVE: f64 = 0.1;
 
 /// Settings that are not stored in the index and may differ at each open.
 #[derive(Clone, Debug)]
@@ -324,7 +324,7 @@ impl OpenOptions {
 
     /// Let `close` relocate the index into dense files ([`Index::relocate`](super::Index::relocate))
     /// once free and deleted slots exceed this fraction of the slots ever used (default
-    /// 0.2; 1.0 never relocates). Deletes leave holes that only later inserts fill, and a
+    /// 0.1; 1.0 never relocates). Deletes leave holes that only later inserts fill, and a
     /// search over a half-emptied index reads about twice the pages per node it visits:
     /// docs/tuning.md has the measurements. Indexes below 1024 slots are left alone.
     pub fn relocate_above(mut self, fraction: f64) -> Self {

@@ -37,7 +37,7 @@ use crate::distance::{Distance, Kernels, Metric, Quantizer};
 use crate::error::Result;
 use crate::store::{Codes, EntryPoint, Layer0, UpperLists, Vectors};
 
-pub use relocate::Dense;
+pub use relocate::{Dense, Relocated};
 use upper::UpperLayers;
 pub(crate) use upper::UpperSource;
 

@@ -231,10 +231,7 @@ impl Index {
             // Left by a checkpoint that crashed before its commit: never referenced.
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
-        let kind = match self.config.routing {
-            Routing::Sq8 => CodeKind::Sq8,
-            Routing::RaBitQ => CodeKind::RaBitQ,
-        };
+        let kind = CodeKind::of(self.config.routing);
         let codes = Codes::create(&path, kind, self.config.file_identity(), graph.capacity())?;
         codes.file().advise(false);
         graph.encode_routable(&quantizer, &codes, p.slots.high_water(), self.threads());

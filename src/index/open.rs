@@ -13,7 +13,7 @@ use super::checkpoint::Syncer;
 use super::payload::{self, Fields};
 use super::write::{self, Ledger, MAX_LEVEL};
 use super::{Durability, Index, IndexOptions, OpenOptions, Poison, Recovery, Residency, View};
-use crate::distance::{Distance, Kernels, Routing};
+use crate::distance::{Distance, Kernels};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Quantized, UpperSource};
 use crate::store::DirectReads;
@@ -622,10 +622,7 @@ fn load_codes(
             "the stored quantiser is not of the index's routing kind",
         ));
     }
-    let kind = match config.routing {
-        Routing::Sq8 => CodeKind::Sq8,
-        Routing::RaBitQ => CodeKind::RaBitQ,
-    };
+    let kind = CodeKind::of(config.routing);
     let mut codes = Codes::open(&path, kind, options.read_only)?;
     codes
         .file()

@@ -19,11 +19,11 @@ use std::path::Path;
 use super::compact::check_copy;
 use super::open::{GRAPH0_FILE, VECTORS_FILE, build};
 use super::{Compaction, Index};
-use crate::distance::Routing;
+use crate::distance::Quantizer;
 use crate::error::{Error, Result};
-use crate::graph::Dense;
+use crate::graph::{Dense, Graph, Relocated};
 use crate::store::meta::META_FILE_NAME;
-use crate::store::{Changes, CodeKind, Codes, Layer0, Meta, State, Vectors, codes};
+use crate::store::{Changes, CodeKind, Codes, Config, Layer0, Meta, State, Vectors, codes};
 
 /// Below this high-water mark `close` never relocates: the holes of a small index cost
 /// little, and its slots are reused by the next inserts anyway.
@@ -66,74 +66,20 @@ impl Index {
         }
         let graph = self.graph.read();
         let p = self.ledger.lock();
-        let old_meta = self.meta();
         let high_water = p.slots.high_water();
         let order = graph.locality_order(high_water);
         if order.len() as u64 != p.slots.live() {
-            return Err(Error::corrupt(
-                &self.dir,
-                format!(
-                    "{} live nodes, {} counted live",
-                    order.len(),
-                    p.slots.live()
-                ),
-            ));
+            let why = format!(
+                "{} live nodes, {} counted live",
+                order.len(),
+                p.slots.live()
+            );
+            return Err(Error::corrupt(&self.dir, why));
         }
         build(staging, &options)?;
-        let (meta, config, _) = Meta::open(&staging.join(META_FILE_NAME), 1 << 20, false)?;
-        let vectors = Vectors::open(&staging.join(VECTORS_FILE), false, config.storage)?;
-        let layer0 = Layer0::open(&staging.join(GRAPH0_FILE), false)?;
-        let code_file = match graph.quantized() {
-            None => None,
-            Some(_) => {
-                let kind = match config.routing {
-                    Routing::Sq8 => CodeKind::Sq8,
-                    Routing::RaBitQ => CodeKind::RaBitQ,
-                };
-                let path = staging.join(codes::file_name(1));
-                let capacity = order.len().max(1);
-                Some(Codes::create(
-                    &path,
-                    kind,
-                    config.file_identity(),
-                    capacity,
-                )?)
-            }
-        };
-        let dense = Dense {
-            vectors: &vectors,
-            layer0: &layer0,
-            codes: code_file.as_ref(),
-        };
-        let relocated = graph.relocate(&order, high_water, &dense)?;
-        vectors.file().sync()?;
-        layer0.file().sync()?;
-        if let Some(c) = &code_file {
-            c.file().sync()?;
-        }
-        let new_slot = |slot: u32| match relocated.new_of.get(slot as usize) {
-            Some(&new) if new != u32::MAX => Ok(Some(new)),
-            _ => Err(Error::corrupt(
-                old_meta.path(),
-                format!("an id names slot {slot}, which is not live"),
-            )),
-        };
-        let ids = old_meta
-            .all_ids()?
-            .into_iter()
-            .map(|(id, slot)| Ok((id, new_slot(slot)?)))
-            .collect::<Result<HashMap<_, _>>>()?;
-        let mut payloads = HashMap::new();
-        old_meta.for_each_payload(|id, bytes| {
-            payloads.insert(id, Some(bytes.to_vec()));
-            Ok(())
-        })?;
-        let (keys, key_of) = old_meta.all_keys()?;
-        let upper: Vec<_> = relocated
-            .upper
-            .into_iter()
-            .map(|(node, lists)| (node, Some(lists)))
-            .collect();
+        let cache = self.options.meta_cache_bytes();
+        let (meta, config, _) = Meta::open(&staging.join(META_FILE_NAME), cache, false)?;
+        let relocated = copy_pages(&graph, &order, high_water, staging, &config)?;
         let live = order.len() as u32;
         let state = State {
             high_water: live,
@@ -141,23 +87,93 @@ impl Index {
             entry: relocated.entry,
             checkpoint_lsn: 0,
             level_draws: p.level_draws,
-            codes_generation: code_file.is_some() as u64,
+            codes_generation: graph.quantized().is_some() as u64,
             codes_trained_live: p.codes_trained_live,
             generation: 1,
             next_id: p.next_id,
         };
-        meta.commit(&Changes {
-            ids: &ids,
-            slots: &HashMap::new(),
-            upper: &upper,
-            state: &state,
-            quantizer: graph.quantized().map(|q| &q.quantizer),
-            payloads: &payloads,
-            keys: &keys.into_iter().map(|(k, id)| (k, Some(id))).collect(),
-            key_of: &key_of.into_iter().map(|(id, k)| (id, Some(k))).collect(),
-        })?;
-        drop((meta, vectors, layer0, code_file, graph, p));
+        let quantizer = graph.quantized().map(|q| &q.quantizer);
+        commit_copy(&self.meta(), &meta, relocated, &state, quantizer)?;
+        drop((meta, graph, p));
         let copy = Index::open_with(staging, &self.open_options())?;
         check_copy(copy, live as u64)
     }
+}
+
+/// Copies the pages of the nodes of `order` into the files `build` made in `staging` (and
+/// a code file, generation 1, if the graph walks on codes), synced.
+fn copy_pages(
+    graph: &Graph,
+    order: &[u32],
+    high_water: u32,
+    staging: &Path,
+    config: &Config,
+) -> Result<Relocated> {
+    let vectors = Vectors::open(&staging.join(VECTORS_FILE), false, config.storage)?;
+    let layer0 = Layer0::open(&staging.join(GRAPH0_FILE), false)?;
+    let codes = match graph.quantized() {
+        None => None,
+        Some(_) => Some(Codes::create(
+            &staging.join(codes::file_name(1)),
+            CodeKind::of(config.routing),
+            config.file_identity(),
+            order.len().max(1),
+        )?),
+    };
+    let dense = Dense {
+        vectors: &vectors,
+        layer0: &layer0,
+        codes: codes.as_ref(),
+    };
+    let relocated = graph.relocate(order, high_water, &dense)?;
+    vectors.file().sync()?;
+    layer0.file().sync()?;
+    if let Some(c) = &codes {
+        c.file().sync()?;
+    }
+    Ok(relocated)
+}
+
+/// Commits to the copy's metadata `meta` every id (at its new slot), payload and key of
+/// the old metadata, the relocated upper lists, and `state`.
+fn commit_copy(
+    old: &Meta,
+    meta: &Meta,
+    relocated: Relocated,
+    state: &State,
+    quantizer: Option<&Quantizer>,
+) -> Result<()> {
+    let new_slot = |slot: u32| match relocated.new_of.get(slot as usize) {
+        Some(&new) if new != u32::MAX => Ok(Some(new)),
+        _ => Err(Error::corrupt(
+            old.path(),
+            format!("an id names slot {slot}, which is not live"),
+        )),
+    };
+    let ids = old
+        .all_ids()?
+        .into_iter()
+        .map(|(id, slot)| Ok((id, new_slot(slot)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
+    let mut payloads = HashMap::new();
+    old.for_each_payload(|id, bytes| {
+        payloads.insert(id, Some(bytes.to_vec()));
+        Ok(())
+    })?;
+    let (keys, key_of) = old.all_keys()?;
+    let upper: Vec<_> = relocated
+        .upper
+        .into_iter()
+        .map(|(node, lists)| (node, Some(lists)))
+        .collect();
+    meta.commit(&Changes {
+        ids: &ids,
+        slots: &HashMap::new(),
+        upper: &upper,
+        state,
+        quantizer,
+        payloads: &payloads,
+        keys: &keys.into_iter().map(|(k, id)| (k, Some(id))).collect(),
+        key_of: &key_of.into_iter().map(|(id, k)| (id, Some(k))).collect(),
+    })
 }

@@ -171,7 +171,8 @@ fn delete_relocates_once_enough_slots_are_free() {
     assert_eq!(exported(&idx, &tmp.path().join("out.jsonl")), rows);
 }
 
-/// `import`, `delete` and `set-payload` run again and again while `compact` does: each
+/// `import`, `delete` and `set-payload` run again and again while `compact` (with and
+/// without `--relocate`) does: each
 /// either exits 0, and its write is there at the end, or exits 4 (another writer has the
 /// index) and changed nothing (then it is retried).
 #[test]
@@ -186,13 +187,20 @@ fn writes_beside_compactions_are_kept_or_locked_out() {
     let mut locked = 0;
     let writing = AtomicBool::new(true);
     std::thread::scope(|scope| {
-        // Compacts until the writes are done; returns how many compactions ran.
+        // Compacts until the writes are done, rebuilding and relocating in turn; returns
+        // how many compactions ran.
         let compactor = scope.spawn(|| {
             let mut compacted = 0;
-            while writing.load(Ordering::Acquire) {
+            for turn in 0.. {
+                if !writing.load(Ordering::Acquire) {
+                    break;
+                }
                 // A pause, so that the writes are not starved of the lock.
                 std::thread::sleep(std::time::Duration::from_millis(50));
-                let out = hnswdb(&["compact", s(&idx)]);
+                let out = match turn % 2 {
+                    0 => hnswdb(&["compact", s(&idx)]),
+                    _ => hnswdb(&["compact", s(&idx), "--relocate"]),
+                };
                 match out.status.code() {
                     Some(0) => compacted += 1,
                     Some(4) => {}

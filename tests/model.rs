@@ -34,6 +34,8 @@ enum Step {
     Checkpoint,
     Consolidate,
     Reopen,
+    /// Compact by relocation (`Index::relocate`): a new directory, renumbered slots.
+    Relocate,
     /// Drop without a clean close: the files as a `kill -9` would leave them.
     Crash,
 }
@@ -62,6 +64,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Checkpoint),
         1 => Just(Step::Consolidate),
         1 => Just(Step::Reopen),
+        1 => Just(Step::Relocate),
         1 => Just(Step::Crash),
     ]
 }
@@ -305,6 +308,15 @@ fn run(steps: Vec<Step>, storage: Storage) -> Result<(), TestCaseError> {
             Step::Reopen => {
                 index.take().unwrap().close().unwrap();
                 index = Some(open(&dir));
+                let report = index.as_ref().unwrap().verify().unwrap();
+                prop_assert!(report.is_ok(), "{:?}", report.problems);
+            }
+            Step::Relocate => {
+                let (relocated, report) = index.take().unwrap().relocate().unwrap();
+                prop_assert_eq!(report.live, model.len() as u64);
+                let stats = relocated.stats().unwrap();
+                prop_assert_eq!(stats.high_water as u64, stats.len);
+                index = Some(relocated);
                 let report = index.as_ref().unwrap().verify().unwrap();
                 prop_assert!(report.is_ok(), "{:?}", report.problems);
             }

@@ -131,6 +131,10 @@ per line, in row order), or export .jsonl, which carries them."
         /// Skip ids that are not in the index instead of failing.
         #[arg(long, conflicts_with = "filter")]
         missing_ok: bool,
+        /// Relocate the index into dense files at the end once free slots exceed this
+        /// fraction of the slots ever used (default 0.1; 1 never; see docs/tuning.md).
+        #[arg(long)]
+        relocate_above: Option<f64>,
     },
     /// Print the number of live vectors, or of those whose payload matches --filter.
     Count {
@@ -218,6 +222,11 @@ per line, in row order), or export .jsonl, which carries them."
     Compact {
         /// Index directory.
         dir: PathBuf,
+        /// Copy the graph as it is instead of rebuilding it: live rows and their links,
+        /// renumbered densely in breadth-first order (O(n) copies, no re-insertion; what
+        /// `delete` does by itself past --relocate-above).
+        #[arg(long)]
+        relocate: bool,
     },
     /// Print counts, levels, file sizes and configuration.
     Stats {

@@ -78,9 +78,14 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
             ids,
             filter,
             missing_ok,
+            relocate_above,
         } => {
             let filter = filter.as_deref().map(Filter::parse).transpose()?;
-            let index = Index::open(&dir)?;
+            let mut options = OpenOptions::default();
+            if let Some(fraction) = relocate_above {
+                options = options.relocate_above(fraction);
+            }
+            let index = Index::open_with(&dir, &options)?;
             let deleted = match (&filter, index.id_kind()) {
                 (Some(f), _) => index.delete_where(f)?,
                 (None, IdKind::Str) => index.delete_keys(&ids, missing_ok)?,
@@ -217,11 +222,18 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
                 },
             );
         }
-        Command::Compact { dir } => {
+        Command::Compact { dir, relocate } => {
             let start = Instant::now();
-            let bar = terminal_bar("{bar:40} {pos}/{len} vectors rebuilt, {per_sec}, ETA {eta}");
-            let (index, report) = Index::open(&dir)?.compact_progress(&draw(&bar))?;
-            bar.inspect(ProgressBar::finish_and_clear);
+            let index = Index::open(&dir)?;
+            let (index, report) = if relocate {
+                index.relocate()?
+            } else {
+                let bar =
+                    terminal_bar("{bar:40} {pos}/{len} vectors rebuilt, {per_sec}, ETA {eta}");
+                let compacted = index.compact_progress(&draw(&bar))?;
+                bar.inspect(ProgressBar::finish_and_clear);
+                compacted
+            };
             index.close()?;
             let secs = start.elapsed().as_secs_f64();
             let mib = |b: u64| b as f64 / (1 << 20) as f64;

@@ -114,7 +114,11 @@ fn every_maintenance_command_on_every_kind() {
                 let out = tmp.path().join("out.jsonl");
                 let bk = tmp.path().join("bk");
                 ok(&["backup", s(&idx), s(&bk)]);
-                ok(&["compact", s(&idx)]);
+                // The indexes with fields are compacted by relocation (the graph copied).
+                match fields {
+                    true => ok(&["compact", s(&idx), "--relocate"]),
+                    false => ok(&["compact", s(&idx)]),
+                };
                 for dir in [&idx, &bk] {
                     ok(&["verify", s(dir)]);
                     assert_eq!(exported(dir, &out), rows, "{kind}: {dir:?}");
@@ -136,7 +140,39 @@ fn every_maintenance_command_on_every_kind() {
     }
 }
 
-/// `import`, `delete` and `set-payload` run again and again while `compact` does: each
+#[test]
+fn delete_relocates_once_enough_slots_are_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    ok(&["create", s(&idx), "--dim", "4", "--metric", "l2"]);
+    let mut rows: Rows = (0..2000u64).map(|id| (id, (vector(id), None))).collect();
+    let input = tmp.path().join("in.jsonl");
+    write_jsonl(&input, &rows);
+    ok(&["import", s(&idx), s(&input)]);
+    let delete = |ids: std::ops::Range<u64>, extra: &[&str]| {
+        let ids: Vec<String> = ids.map(|id| id.to_string()).collect();
+        let mut args = vec!["delete", s(&idx)];
+        args.extend(ids.iter().map(String::as_str));
+        args.extend(extra);
+        ok(&args);
+    };
+    // 15% free, relocation turned off: the holes stay.
+    delete(0..300, &["--relocate-above", "1"]);
+    assert_eq!(stats(&idx)["high_water"], 2000);
+    // Past the default 10%: this delete's close relocates.
+    delete(300..310, &[]);
+    rows.retain(|&id, _| id >= 310);
+    let st = stats(&idx);
+    assert_eq!(
+        (&st["high_water"], &st["free_slots"]),
+        (&json!(1690), &json!(0))
+    );
+    ok(&["verify", s(&idx)]);
+    assert_eq!(exported(&idx, &tmp.path().join("out.jsonl")), rows);
+}
+
+/// `import`, `delete` and `set-payload` run again and again while `compact` (with and
+/// without `--relocate`) does: each
 /// either exits 0, and its write is there at the end, or exits 4 (another writer has the
 /// index) and changed nothing (then it is retried).
 #[test]
@@ -151,13 +187,20 @@ fn writes_beside_compactions_are_kept_or_locked_out() {
     let mut locked = 0;
     let writing = AtomicBool::new(true);
     std::thread::scope(|scope| {
-        // Compacts until the writes are done; returns how many compactions ran.
+        // Compacts until the writes are done, rebuilding and relocating in turn; returns
+        // how many compactions ran.
         let compactor = scope.spawn(|| {
             let mut compacted = 0;
-            while writing.load(Ordering::Acquire) {
+            for turn in 0.. {
+                if !writing.load(Ordering::Acquire) {
+                    break;
+                }
                 // A pause, so that the writes are not starved of the lock.
                 std::thread::sleep(std::time::Duration::from_millis(50));
-                let out = hnswdb(&["compact", s(&idx)]);
+                let out = match turn % 2 {
+                    0 => hnswdb(&["compact", s(&idx)]),
+                    _ => hnswdb(&["compact", s(&idx), "--relocate"]),
+                };
                 match out.status.code() {
                     Some(0) => compacted += 1,
                     Some(4) => {}

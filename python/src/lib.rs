@@ -1546,6 +1546,8 @@ impl Index {
 
     /// Checkpoints and closes the index; later calls raise until it is opened again.
     /// Raises if another thread is still using it. Closing a closed index does nothing.
+    /// Once deletes have freed more than a tenth of the slots (in an index of at least
+    /// 1,024), it first relocates the index into dense files (docs/durability.md).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let Some(open) = self.open.lock().take() else {
             return Ok(());

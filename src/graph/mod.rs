@@ -21,6 +21,7 @@
 //! walk into (and attach itself only to) a node whose lists are still empty.
 
 mod insert;
+mod relocate;
 mod repair;
 mod search;
 mod upper;
@@ -36,6 +37,7 @@ use crate::distance::{Distance, Kernels, Metric, Quantizer};
 use crate::error::Result;
 use crate::store::{Codes, EntryPoint, Layer0, UpperLists, Vectors};
 
+pub use relocate::{Dense, Relocated};
 use upper::UpperLayers;
 pub(crate) use upper::UpperSource;
 

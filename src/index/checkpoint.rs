@@ -274,10 +274,7 @@ impl Index {
             // Left by a checkpoint that crashed before its commit: never referenced.
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
-        let kind = match self.config.routing {
-            Routing::Sq8 => CodeKind::Sq8,
-            Routing::RaBitQ => CodeKind::RaBitQ,
-        };
+        let kind = CodeKind::of(self.config.routing);
         let codes = Codes::create(&path, kind, self.config.file_identity(), graph.capacity())?;
         codes.file().advise(false);
         graph.encode_routable(&quantizer, &codes, p.slots.high_water(), self.threads());
@@ -302,8 +299,16 @@ impl Index {
     }
 
     /// Checkpoints and closes the index, reporting any error (dropping it checkpoints
-    /// too, but cannot report). Closing a read-only index writes nothing.
+    /// too, but cannot report, and never relocates). Closing a read-only index writes
+    /// nothing. Once deletes have freed more than
+    /// [`OpenOptions::relocate_above`](super::OpenOptions::relocate_above) of the slots,
+    /// it then relocates the index into dense files ([`Index::relocate`]); an error there
+    /// leaves the index whole (old or relocated) with every write.
     pub fn close(self) -> Result<()> {
-        self.flush()
+        self.flush()?;
+        if !self.relocation_due() {
+            return Ok(());
+        }
+        self.relocate()?.0.close()
     }
 }

@@ -49,14 +49,28 @@ impl Index {
     }
 
     /// `compact`, telling `progress` how many live vectors the rebuild has copied.
-    pub fn compact_progress(mut self, progress: &dyn Progress) -> Result<(Index, Compaction)> {
+    pub fn compact_progress(self, progress: &dyn Progress) -> Result<(Index, Compaction)> {
+        self.swap_compacted(|index, staging| index.rebuild(staging, progress))
+    }
+
+    /// Writes a compacted copy of this index into a staging directory with `write` (which
+    /// leaves it closed and verified), then exchanges it for this one and opens it: the
+    /// one path by which a compacted index, rebuilt or relocated, takes the old one's place.
+    pub(super) fn swap_compacted(
+        mut self,
+        write: impl FnOnce(&Index, &Path) -> Result<()>,
+    ) -> Result<(Index, Compaction)> {
         self.writable_log()?;
         let dir = self.dir.clone();
         let bytes_before = dir_bytes(&dir)?;
         let staging = Staging::beside(&dir, "compacting")?;
-        self.rebuild(staging.path(), progress)?;
+        write(&self, staging.path())?;
+        // The copy's files were synced, but not every entry naming them (a code file
+        // made after the directory was created): the exchange must not publish a name
+        // that power loss could take back.
+        sync_dir(staging.path())?;
         // The old index whole and durable under its name: a crash before the exchange
-        // leaves it with every write. Nothing can have been written since the rebuild read
+        // leaves it with every write. Nothing can have been written since the copy read
         // it: the index is owned here, and its lock keeps other processes out.
         self.flush()?;
         let live = self.len();
@@ -95,16 +109,7 @@ impl Index {
     /// index: a payload may hold a value of another kind in an indexed field (written
     /// before the field was indexed), which an index created with the field would refuse.
     fn rebuild(&self, staging: &Path, progress: &dyn Progress) -> Result<()> {
-        let options = IndexOptions::new(self.config.dim, self.config.metric)
-            .m(self.config.m)
-            .ef_construction(self.config.ef_construction)
-            .seed(self.config.seed)
-            .routing(self.config.routing)
-            .storage(self.config.storage)
-            .id_kind(self.config.id_kind)
-            .capacity(self.len().max(1) as usize)
-            .threads(self.threads());
-        let fresh = Index::create(staging, &options)?;
+        let fresh = Index::create(staging, &self.options_for_copy())?;
         let ids = self.ids()?;
         let tally = Tally::start(progress, ids.len() as u64);
         for chunk in ids.chunks(BATCH) {
@@ -137,17 +142,23 @@ impl Index {
         for spec in self.fields() {
             fresh.create_field_index(spec)?;
         }
-        let report = fresh.verify()?;
-        if !report.is_ok() || report.live != ids.len() as u64 {
-            return Err(Error::corrupt(
-                staging,
-                format!("the rebuilt index does not verify: {:?}", report.problems),
-            ));
-        }
-        fresh.consolidate()?;
-        fresh.close()?;
+        check_copy(fresh, ids.len() as u64)?;
         tally.finish();
         Ok(())
+    }
+
+    /// This index's construction options (not its fields), sized for its live vectors:
+    /// what a compacted copy of it is created with.
+    pub(super) fn options_for_copy(&self) -> IndexOptions {
+        IndexOptions::new(self.config.dim, self.config.metric)
+            .m(self.config.m)
+            .ef_construction(self.config.ef_construction)
+            .seed(self.config.seed)
+            .routing(self.config.routing)
+            .storage(self.config.storage)
+            .id_kind(self.config.id_kind)
+            .capacity(self.len().max(1) as usize)
+            .threads(self.threads())
     }
 
     /// Leaves the index as a holder of its lock only: dropping it then releases the lock
@@ -200,6 +211,23 @@ impl Drop for Staging {
         // Best effort: absent if never created or already renamed away.
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// Checks a compacted copy whole (`verify`) with `live` vectors, consolidates it (every
+/// link to a live node, every live node reachable) and closes it.
+pub(super) fn check_copy(copy: Index, live: u64) -> Result<()> {
+    let report = copy.verify()?;
+    if !report.is_ok() || report.live != live {
+        return Err(Error::corrupt(
+            &copy.dir,
+            format!(
+                "the compacted copy does not verify ({} live, {live} expected): {:?}",
+                report.live, report.problems
+            ),
+        ));
+    }
+    copy.consolidate()?;
+    copy.close()
 }
 
 /// Swaps two directory entries in one atomic step.

@@ -17,6 +17,7 @@ mod options;
 mod payload;
 mod progress;
 mod query;
+mod relocate;
 mod report;
 mod slots;
 mod verify;

@@ -13,7 +13,7 @@ use super::checkpoint::Syncer;
 use super::payload::{self, Fields};
 use super::write::{self, Ledger, MAX_LEVEL};
 use super::{Durability, Index, IndexOptions, OpenOptions, Poison, Recovery, Residency, View};
-use crate::distance::{Distance, Kernels, Routing};
+use crate::distance::{Distance, Kernels};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Quantized, UpperSource};
 use crate::store::DirectReads;
@@ -25,8 +25,8 @@ use crate::store::{
 };
 use crate::wal::{self, Wal, WalIdentity};
 
-const VECTORS_FILE: &str = "vectors";
-const GRAPH0_FILE: &str = "graph0";
+pub(super) const VECTORS_FILE: &str = "vectors";
+pub(super) const GRAPH0_FILE: &str = "graph0";
 const WAL_DIR: &str = "wal";
 /// How often a read-only open retries after racing the writer's checkpoint.
 const READ_ONLY_ATTEMPTS: u32 = 6;
@@ -471,7 +471,7 @@ fn refuse_occupied(dir: &Path) -> Result<()> {
 }
 
 /// Builds a complete, closed index in `staging` (a new directory).
-fn build(staging: &Path, options: &IndexOptions) -> Result<()> {
+pub(super) fn build(staging: &Path, options: &IndexOptions) -> Result<()> {
     std::fs::create_dir(staging).map_err(|e| Error::io(staging, e))?;
     let config = Config {
         dim: options.dim,
@@ -635,10 +635,7 @@ fn load_codes(
             "the stored quantiser is not of the index's routing kind",
         ));
     }
-    let kind = match config.routing {
-        Routing::Sq8 => CodeKind::Sq8,
-        Routing::RaBitQ => CodeKind::RaBitQ,
-    };
+    let kind = CodeKind::of(config.routing);
     let mut codes = Codes::open(&path, kind, options.read_only)?;
     codes
         .file()

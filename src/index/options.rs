@@ -135,6 +135,12 @@ impl IndexOptions {
         self
     }
 
+    /// When `close` relocates after deletes (see [`OpenOptions::relocate_above`]).
+    pub fn relocate_above(mut self, fraction: f64) -> Self {
+        self.runtime.relocate_above = fraction;
+        self
+    }
+
     /// When to train the SQ8 codes searches walk on (see [`OpenOptions::quantize_after`]).
     pub fn quantize_after(mut self, live: u64) -> Self {
         self.runtime.quantize_after = live;
@@ -174,6 +180,9 @@ pub enum Durability {
     None,
 }
 
+/// Default of [`OpenOptions::relocate_above`].
+const RELOCATE_ABOVE: f64 = 0.1;
+
 /// Settings that are not stored in the index and may differ at each open.
 #[derive(Clone, Debug)]
 pub struct OpenOptions {
@@ -188,6 +197,7 @@ pub struct OpenOptions {
     pub(super) read_only: bool,
     pub(super) follow: Option<Duration>,
     pub(super) memory_budget: Option<u64>,
+    pub(super) relocate_above: f64,
 }
 
 impl Default for OpenOptions {
@@ -204,6 +214,7 @@ impl Default for OpenOptions {
             read_only: false,
             follow: None,
             memory_budget: None,
+            relocate_above: RELOCATE_ABOVE,
         }
     }
 }
@@ -312,7 +323,23 @@ impl OpenOptions {
         self
     }
 
+    /// Let `close` relocate the index into dense files ([`Index::relocate`](super::Index::relocate))
+    /// once free and deleted slots exceed this fraction of the slots ever used (default
+    /// 0.1; 1.0 never relocates). Deletes leave holes that only later inserts fill, and a
+    /// search over a half-emptied index reads about twice the pages per node it visits:
+    /// docs/tuning.md has the measurements. Indexes below 1024 slots are left alone.
+    pub fn relocate_above(mut self, fraction: f64) -> Self {
+        self.relocate_above = fraction;
+        self
+    }
+
     pub(super) fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.relocate_above) {
+            return Err(Error::InvalidOption(format!(
+                "relocate_above {} is not in 0..=1",
+                self.relocate_above
+            )));
+        }
         if !(1..=MAX_EF).contains(&self.ef_search) {
             return Err(Error::InvalidOption(format!(
                 "ef_search {} is not in 1..={MAX_EF}",

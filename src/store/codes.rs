@@ -18,6 +18,14 @@ pub enum CodeKind {
 }
 
 impl CodeKind {
+    /// The codes an index of `routing` walks on.
+    pub fn of(routing: crate::distance::Routing) -> CodeKind {
+        match routing {
+            crate::distance::Routing::Sq8 => CodeKind::Sq8,
+            crate::distance::Routing::RaBitQ => CodeKind::RaBitQ,
+        }
+    }
+
     fn file_kind(self) -> FileKind {
         match self {
             CodeKind::Sq8 => FileKind::Codes,

@@ -13,7 +13,7 @@ use super::checkpoint::Syncer;
 use super::payload::{self, Fields};
 use super::write::{self, Ledger, MAX_LEVEL};
 use super::{Durability, Index, IndexOptions, OpenOptions, Poison, Recovery, Residency, View};
-use crate::distance::{Distance, Kernels, Routing};
+use crate::distance::{Distance, Kernels};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Quantized, UpperSource};
 use crate::store::DirectReads;
@@ -604,7 +604,7 @@ fn load_codes(
         return Ok(None);
     }
     let path = dir.join(codes::file_name(state.codes_generation));
-    let quantizer = meta.quantizer(config.dim)?.ok_or_else(|| {
+    let quantizer = meta.quantizer(config.dim, config.routing)?.ok_or_else(|| {
         Error::corrupt(
             meta.path(),
             "metadata names a code file but holds no quantiser",
@@ -622,11 +622,7 @@ fn load_codes(
             "the stored quantiser is not of the index's routing kind",
         ));
     }
-    let kind = match config.routing {
-        Routing::Sq8 => CodeKind::Sq8,
-        Routing::RaBitQ => CodeKind::RaBitQ,
-    };
-    let mut codes = Codes::open(&path, kind, options.read_only)?;
+    let mut codes = Codes::open(&path, CodeKind::of(config.routing), options.read_only)?;
     codes
         .file()
         .check_identity(config.file_identity(), state.high_water as usize)?;

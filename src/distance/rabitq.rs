@@ -264,10 +264,16 @@ impl RaBitQuery {
     #[inline]
     pub fn estimate(&self, code: &[u8]) -> (f32, f32) {
         let planes = self.bytes * self.bits;
-        let mut s = 0f32;
-        for (b, plane) in code[..planes].chunks_exact(self.bytes).enumerate() {
-            s += (1 << b) as f32 * self.plane_sum(plane);
-        }
+        let s = match self.bits {
+            1 => self.level_sum::<1>(code),
+            2 => self.level_sum::<2>(code),
+            3 => self.level_sum::<3>(code),
+            4 => self.level_sum::<4>(code),
+            5 => self.level_sum::<5>(code),
+            6 => self.level_sum::<6>(code),
+            7 => self.level_sum::<7>(code),
+            _ => self.level_sum::<8>(code),
+        };
         let scalar = |k: usize| {
             let at = planes + 4 * k;
             f32::from_le_bytes(code[at..at + 4].try_into().expect("4 bytes"))
@@ -290,14 +296,22 @@ impl RaBitQuery {
         }
     }
 
-    /// The sum of the rotated query's coordinates whose bits are set in `plane`.
+    /// `Σ_i u_i q_i` over the levels of `code`'s `B` bit planes: byte `j` of every plane
+    /// looks up the same table row, so the rows are walked once, and the planes' sums are
+    /// independent chains of additions.
     #[inline(always)]
-    fn plane_sum(&self, plane: &[u8]) -> f32 {
-        let mut s = 0f32;
-        for (row, &b) in self.table.chunks_exact(256).zip(plane) {
-            s += row[b as usize];
+    fn level_sum<const B: usize>(&self, code: &[u8]) -> f32 {
+        let planes = &code[..B * self.bytes];
+        let mut sums = [0f32; B];
+        for (j, row) in self.table.chunks_exact(256).enumerate() {
+            for (b, sum) in sums.iter_mut().enumerate() {
+                *sum += row[planes[b * self.bytes + j] as usize];
+            }
         }
-        s
+        sums.iter()
+            .enumerate()
+            .map(|(b, sum)| (1 << b) as f32 * sum)
+            .sum()
     }
 
     /// The estimated distance to `code`.

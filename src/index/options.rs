@@ -156,8 +156,13 @@ impl IndexOptions {
                 self.ef_construction
             ));
         }
-        if let Routing::ExRaBitQ(bits) = self.routing {
-            Routing::rabitq(bits)?;
+        if let Routing::ExRaBitQ(bits) = self.routing
+            && Routing::rabitq(bits)? != self.routing
+        {
+            return bad(format!(
+                "Routing::ExRaBitQ takes 2 bits per component or more, not {bits} (one bit is \
+                 Routing::RaBitQ)"
+            ));
         }
         crate::filter::check_fields(&self.fields)?;
         self.runtime.validate()

@@ -157,6 +157,7 @@ impl Header {
             m if m == FileKind::Graph0.magic() => FileKind::Graph0,
             m if m == FileKind::Codes.magic() => FileKind::Codes,
             m if m == FileKind::BitCodes.magic() => FileKind::BitCodes,
+            m if m == FileKind::MultiBitCodes.magic() => FileKind::MultiBitCodes,
             m if m == FileKind::HalfVectors.magic() => FileKind::HalfVectors,
             _ => return Err(corrupt("bad magic: not an hnswdb page file")),
         };

@@ -196,7 +196,10 @@ fn a_code_file_of_other_bits_is_refused() {
     {
         let db = Database::open(dir.join("meta.redb")).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(CONFIG).unwrap().insert("routing", 2).unwrap();
+        txn.open_table(CONFIG)
+            .unwrap()
+            .insert("routing", 2)
+            .unwrap();
         txn.commit().unwrap();
     }
     assert!(matches!(Index::open(&dir), Err(Error::Corrupt { .. })));

@@ -14,7 +14,7 @@
 //! Extended RaBitQ (Gao et al., SIGMOD 2025, arXiv 2409.09913) spends `B` = 2..8 bits per
 //! coordinate: the code is the point `(u − c) / ‖u − c‖`, `u` in `{0 .. 2^B − 1}^D` and
 //! `c = (2^B − 1) / 2`, of the scaled grid nearest in angle to the rotated unit residual
-//! `o`, so that `⟨x̄, o⟩` is near 1 (0.8 at one bit, about 0.99 at four) and the same
+//! `o`, so that `⟨x̄, o⟩` is near 1 (0.8 at one bit, above 0.99 at eight) and the same
 //! estimator `⟨x̄, q⟩ / ⟨x̄, o⟩` with the same bound is that much tighter. Its code is `B`
 //! bit planes of `padded / 8` bytes each (plane `b` holds bit `b` of every `u_i`, laid
 //! out as the one-bit code), then `norm`, `dot` and `inv_len = 1 / ‖u − c‖` as f32. The

@@ -193,8 +193,8 @@ fn an_f16_index_under_a_memory_budget_reads_its_vectors_from_disk_alike() {
 fn an_index_beyond_the_defaults_carries_a_metadata_version_older_builds_refuse() {
     // An older build would ignore the `storage` and `routing` keys and misread the files;
     // version 3 makes it refuse them as newer instead (4 a string-id index, which it
-    // would take for an integer-id one). Defaults stay at 2, and no commit lowers the
-    // version.
+    // would take for an integer-id one, 5 multi-bit RaBitQ codes, which it would take
+    // for a corrupt index). Defaults stay at 2, and no commit lowers the version.
     use redb::{Database, ReadableDatabase, TableDefinition};
     const CONFIG: TableDefinition<&str, u64> = TableDefinition::new("config");
     let version = |dir: &std::path::Path| -> u64 {
@@ -225,6 +225,11 @@ fn an_index_beyond_the_defaults_carries_a_metadata_version_older_builds_refuse()
             IndexOptions::new(4, Metric::L2).id_kind(hnswdb::IdKind::Str),
             4,
         ),
+        (
+            "rabitq4",
+            IndexOptions::new(4, Metric::L2).routing(Routing::ExRaBitQ(4)),
+            5,
+        ),
     ] {
         let dir = tmp.path().join(name);
         let index = Index::create(&dir, &options).unwrap();
@@ -249,12 +254,12 @@ fn an_index_beyond_the_defaults_carries_a_metadata_version_older_builds_refuse()
         let txn = db.begin_write().unwrap();
         txn.open_table(CONFIG)
             .unwrap()
-            .insert("meta_version", 5)
+            .insert("meta_version", 6)
             .unwrap();
         txn.commit().unwrap();
     }
     assert!(matches!(
         Index::open(&dir),
-        Err(Error::UnsupportedVersion { found: 5, .. })
+        Err(Error::UnsupportedVersion { found: 6, .. })
     ));
 }

@@ -59,8 +59,10 @@ The index grows as vectors arrive; there is no maximum to set."
         /// Seed of the level generator.
         #[arg(long, default_value_t = 100)]
         seed: u64,
-        /// What the graph walk runs on: sq8 (fastest in memory) or rabitq (a fifth of the
-        /// codes at 384-d, for indexes larger than memory; see docs/larger-than-ram.md).
+        /// What the graph walk runs on: sq8 (fastest in memory), rabitq (a fifth of the
+        /// codes at 384-d, for indexes larger than memory; see docs/larger-than-ram.md) or
+        /// rabitq:BITS (BITS 2 to 8 per component: tighter estimates for BITS times the
+        /// codes).
         #[arg(long, default_value = "sq8")]
         routing: hnswdb::Routing,
         /// How full vectors are stored: f32, or f16 (half the disk and the bytes a

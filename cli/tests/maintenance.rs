@@ -87,7 +87,7 @@ fn stats(index: &Path) -> Value {
 
 #[test]
 fn every_maintenance_command_on_every_kind() {
-    for routing in ["sq8", "rabitq"] {
+    for routing in ["sq8", "rabitq", "rabitq:4"] {
         for storage in ["f32", "f16"] {
             for fields in [false, true] {
                 let kind = format!("{routing} {storage} fields {fields}");

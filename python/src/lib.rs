@@ -723,7 +723,8 @@ impl Index {
     /// `max_elements` only pre-sizes the files: the index grows past it on its own.
     /// `fields` indexes payload fields for filters: `{"lang": "keyword", "year": "int"}`
     /// (kinds: keyword, int, float, bool).
-    /// `routing` is "sq8" (default) or "rabitq" (for indexes larger than memory);
+    /// `routing` is "sq8" (default), "rabitq" (for indexes larger than memory) or
+    /// "rabitq:BITS" (BITS 2 to 8: tighter estimates for BITS times the codes);
     /// `storage` "f32" (default) or "f16" (half the disk; `get_items` returns the f16
     /// values widened). `durable=False` never fsyncs the log outside checkpoints (for a
     /// temporary index: power loss may lose writes, never corrupts). `ids` is "int"

@@ -398,17 +398,19 @@ def test_payloads_filters_paging_range_and_tune(tmp_path):
     index.close()
 
 
-def test_rabitq_routing_under_a_memory_budget(tmp_path):
+@pytest.mark.parametrize("routing", ["rabitq", "rabitq:4"])
+def test_rabitq_routing_under_a_memory_budget(tmp_path, routing):
     n = 4000
     data = clustered(n, seed=6)
     index = hnswdb.Index(space="l2", dim=DIM)
-    index.init_index(max_elements=n, path=str(tmp_path / "r"), routing="rabitq")
+    index.init_index(max_elements=n, path=str(tmp_path / "r"), routing=routing)
     for start in range(0, n, 1000):  # checkpoints between chunks train the RaBitQ codes
         index.add_items(data[start:start + 1000], np.arange(start, start + 1000))
         index.flush()
     index.close()
     # Above what the index holds whatever it pins (~1.4 MiB with 2 threads).
     index = hnswdb.Index.open(str(tmp_path / "r"), memory_budget=4_000_000)
+    assert index.stats()["routing"] == routing
     labels, _ = index.knn_query(data[:50], k=10, ef=100)
     truth, _ = brute_force(data, data[:50], 10, "l2")
     assert recall(labels, truth) >= 0.9

@@ -10,16 +10,28 @@
 //! (0, 1]), little-endian. `padded` is the dimension rounded up to a power of two (at
 //! least 64); the rotation is three rounds of random sign flips and a normalised
 //! Walsh-Hadamard transform, seeded, so that only the seed and the centroid are stored.
+//!
+//! Extended RaBitQ (Gao et al., SIGMOD 2025, arXiv 2409.09913) spends `B` = 2..8 bits per
+//! coordinate: the code is the point `(u − c) / ‖u − c‖`, `u` in `{0 .. 2^B − 1}^D` and
+//! `c = (2^B − 1) / 2`, of the scaled grid nearest in angle to the rotated unit residual
+//! `o`, so that `⟨x̄, o⟩` is near 1 (0.8 at one bit, above 0.99 at eight) and the same
+//! estimator `⟨x̄, q⟩ / ⟨x̄, o⟩` with the same bound is that much tighter. Its code is `B`
+//! bit planes of `padded / 8` bytes each (plane `b` holds bit `b` of every `u_i`, laid
+//! out as the one-bit code), then `norm`, `dot` and `inv_len = 1 / ‖u − c‖` as f32. The
+//! one-bit code is the case `B = 1` (`c = ½`, `inv_len = 2 / √D`, not stored), so one
+//! estimator serves both: `⟨x̄, q⟩ = (Σ_b 2^b Σ_{i: bit b of u_i} q_i − c Σ q_i) · inv_len`,
+//! each plane's inner sum read from the same per-byte tables.
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 use super::Metric;
 
-/// The quantiser: rotation seed and centroid.
+/// The quantiser: rotation seed, centroid and bits per coordinate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RaBitQ {
     dim: usize,
     padded: usize,
+    bits: u8,
     seed: u64,
     centroid: Vec<f32>,
     /// ±1 per coordinate, for each of the three rounds.
@@ -36,10 +48,12 @@ pub struct RaBitQ {
 const EPSILON0: f32 = 1.9;
 
 impl RaBitQ {
-    /// A quantiser of `dim`-dimensional vectors around `centroid`, rotated by `seed`.
-    pub fn new(seed: u64, centroid: Vec<f32>) -> RaBitQ {
+    /// A quantiser of `dim`-dimensional vectors around `centroid`, rotated by `seed`, with
+    /// `bits` (1..=8, checked by the caller) per coordinate.
+    pub fn new(seed: u64, centroid: Vec<f32>, bits: u8) -> RaBitQ {
+        debug_assert!((1..=MAX_BITS).contains(&bits));
         let dim = centroid.len();
-        let padded = dim.next_power_of_two().max(64);
+        let padded = padded(dim);
         let mut rng = StdRng::seed_from_u64(seed);
         let mut round = || -> Vec<f32> {
             (0..padded)
@@ -50,6 +64,7 @@ impl RaBitQ {
         RaBitQ {
             dim,
             padded,
+            bits,
             seed,
             centroid,
             signs,
@@ -57,7 +72,12 @@ impl RaBitQ {
     }
 
     /// Trains one on `sample`: the centroid is the sample's mean.
-    pub fn train<'a>(dim: usize, seed: u64, sample: impl Iterator<Item = &'a [f32]>) -> RaBitQ {
+    pub fn train<'a>(
+        dim: usize,
+        seed: u64,
+        bits: u8,
+        sample: impl Iterator<Item = &'a [f32]>,
+    ) -> RaBitQ {
         let mut sum = vec![0f64; dim];
         let mut n = 0usize;
         for v in sample {
@@ -67,7 +87,7 @@ impl RaBitQ {
             n += 1;
         }
         let centroid = sum.iter().map(|s| (s / n.max(1) as f64) as f32).collect();
-        RaBitQ::new(seed, centroid)
+        RaBitQ::new(seed, centroid, bits)
     }
 
     /// The rotation seed.
@@ -80,9 +100,15 @@ impl RaBitQ {
         &self.centroid
     }
 
-    /// Bytes per code for `dim`-dimensional vectors.
-    pub fn code_bytes(dim: usize) -> usize {
-        dim.next_power_of_two().max(64) / 8 + 8
+    /// Bits per coordinate.
+    pub fn bits(&self) -> u8 {
+        self.bits
+    }
+
+    /// Bytes per code of `dim`-dimensional vectors at `bits` per coordinate: the bit
+    /// planes, then two scalars (three from two bits on).
+    pub fn code_bytes(dim: usize, bits: u8) -> usize {
+        padded(dim) / 8 * bits as usize + if bits == 1 { 8 } else { 12 }
     }
 
     /// `x` (of `dim` values) zero-padded and rotated.
@@ -102,29 +128,75 @@ impl RaBitQ {
         y
     }
 
-    /// Writes the code of `v` into `out` (`code_bytes(dim)` bytes).
+    /// Writes the code of `v` into `out` (`code_bytes(dim, bits)` bytes).
     pub fn encode(&self, v: &[f32], out: &mut [u8]) {
-        debug_assert_eq!(out.len(), Self::code_bytes(self.dim));
+        debug_assert_eq!(out.len(), Self::code_bytes(self.dim, self.bits));
         let residual: Vec<f32> = v.iter().zip(&self.centroid).map(|(x, c)| x - c).collect();
         let norm = residual.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let bits = self.padded / 8;
-        out[..bits].fill(0);
-        let dot = if norm > 0.0 {
-            let o = self.rotate(&residual);
-            let mut abs = 0f32;
-            for (i, x) in o.iter().enumerate() {
-                if *x > 0.0 {
-                    out[i / 8] |= 1 << (i % 8);
-                }
-                abs += x.abs();
-            }
-            // ⟨x̄, o⟩ = Σ |o_i| / √D for the unit o; never 0 for a non-zero vector.
-            (abs / norm / (self.padded as f32).sqrt()).max(f32::MIN_POSITIVE)
+        let planes = self.padded / 8 * self.bits as usize;
+        out[..planes].fill(0);
+        let (dot, inv_len) = if norm == 0.0 {
+            (1.0, self.one_bit_inv_len())
+        } else if self.bits == 1 {
+            (
+                self.encode_one_bit(&residual, norm, out),
+                self.one_bit_inv_len(),
+            )
         } else {
-            1.0
+            self.encode_levels(&residual, norm, out)
         };
-        out[bits..bits + 4].copy_from_slice(&norm.to_le_bytes());
-        out[bits + 4..bits + 8].copy_from_slice(&dot.to_le_bytes());
+        // The one-bit code stores no `inv_len`: its tail has room for two scalars only.
+        for (chunk, x) in out[planes..].chunks_exact_mut(4).zip([norm, dot, inv_len]) {
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+    }
+
+    /// Sets the sign bits of the rotated `residual` in `out`; returns `⟨x̄, o⟩`. Computed
+    /// as the first one-bit codes were, so that `verify` finds theirs bit for bit.
+    fn encode_one_bit(&self, residual: &[f32], norm: f32, out: &mut [u8]) -> f32 {
+        let mut abs = 0f32;
+        for (i, x) in self.rotate(residual).iter().enumerate() {
+            if *x > 0.0 {
+                out[i / 8] |= 1 << (i % 8);
+            }
+            abs += x.abs();
+        }
+        // ⟨x̄, o⟩ = Σ |o_i| / √D for the unit o; never 0 for a non-zero vector.
+        (abs / norm / (self.padded as f32).sqrt()).max(f32::MIN_POSITIVE)
+    }
+
+    /// Writes the bit planes of the levels of the rotated `residual` into `out`; returns
+    /// `⟨x̄, o⟩` and `1 / ‖u − c‖`.
+    fn encode_levels(&self, residual: &[f32], norm: f32, out: &mut [u8]) -> (f32, f32) {
+        let o: Vec<f32> = self.rotate(residual).iter().map(|x| x / norm).collect();
+        let u = grid_point(&o, self.bits);
+        let plane = self.padded / 8;
+        for (i, &level) in u.iter().enumerate() {
+            for b in 0..self.bits as usize {
+                if level >> b & 1 == 1 {
+                    out[b * plane + i / 8] |= 1 << (i % 8);
+                }
+            }
+        }
+        let c = centre(self.bits);
+        let len = u
+            .iter()
+            .map(|&l| (l as f32 - c).powi(2))
+            .sum::<f32>()
+            .sqrt();
+        let xo = u
+            .iter()
+            .zip(&o)
+            .map(|(&l, x)| (l as f32 - c) * x)
+            .sum::<f32>()
+            / len;
+        // Never 0 for a non-zero vector: the grid point is within 90° of `o`.
+        (xo.max(f32::MIN_POSITIVE), 1.0 / len)
+    }
+
+    /// `1 / ‖u − c‖` of every one-bit code (each `|u_i − ½|` is ½), which it does not store.
+    fn one_bit_inv_len(&self) -> f32 {
+        2.0 / (self.padded as f32).sqrt()
     }
 
     /// Prepares `q` (as stored: normalised under cosine) for estimating its distance to
@@ -160,11 +232,12 @@ impl RaBitQ {
             metric,
             table,
             bytes,
-            sum,
+            bits: self.bits as usize,
+            centred_sum: centre(self.bits) * sum,
             norm_sq,
             norm: norm_sq.sqrt(),
             offset,
-            inv_sqrt_d: 1.0 / (self.padded as f32).sqrt(),
+            one_bit_inv_len: self.one_bit_inv_len(),
             bound_scale: EPSILON0 / ((self.padded - 1) as f32).sqrt(),
         }
     }
@@ -174,12 +247,15 @@ impl RaBitQ {
 pub struct RaBitQuery {
     metric: Metric,
     table: Vec<f32>,
+    /// Bytes per bit plane.
     bytes: usize,
-    sum: f32,
+    bits: usize,
+    /// `c Σ q_i` of the rotated query.
+    centred_sum: f32,
     norm_sq: f32,
     norm: f32,
     offset: f32,
-    inv_sqrt_d: f32,
+    one_bit_inv_len: f32,
     bound_scale: f32,
 }
 
@@ -187,16 +263,28 @@ impl RaBitQuery {
     /// The estimated distance to `code` and a bound on the estimate's error.
     #[inline]
     pub fn estimate(&self, code: &[u8]) -> (f32, f32) {
-        let bits = &code[..self.bytes];
-        let mut s = 0f32;
-        for (j, &b) in bits.iter().enumerate() {
-            s += self.table[j * 256 + b as usize];
-        }
-        let tail = &code[self.bytes..self.bytes + 8];
-        let norm = f32::from_le_bytes(tail[..4].try_into().expect("4 bytes"));
-        let dot = f32::from_le_bytes(tail[4..].try_into().expect("4 bytes"));
-        // ⟨x̄, q⟩ = (Σ_{bit set} q_i − Σ_{bit clear} q_i) / √D.
-        let xq = (2.0 * s - self.sum) * self.inv_sqrt_d;
+        let planes = self.bytes * self.bits;
+        let s = match self.bits {
+            1 => self.level_sum::<1>(code),
+            2 => self.level_sum::<2>(code),
+            3 => self.level_sum::<3>(code),
+            4 => self.level_sum::<4>(code),
+            5 => self.level_sum::<5>(code),
+            6 => self.level_sum::<6>(code),
+            7 => self.level_sum::<7>(code),
+            _ => self.level_sum::<8>(code),
+        };
+        let scalar = |k: usize| {
+            let at = planes + 4 * k;
+            f32::from_le_bytes(code[at..at + 4].try_into().expect("4 bytes"))
+        };
+        let (norm, dot) = (scalar(0), scalar(1));
+        let inv_len = if self.bits == 1 {
+            self.one_bit_inv_len
+        } else {
+            scalar(2)
+        };
+        let xq = (s - self.centred_sum) * inv_len;
         let oq = xq / dot;
         let err = self.norm * ((1.0 - dot * dot).max(0.0) / (dot * dot)).sqrt() * self.bound_scale;
         match self.metric {
@@ -208,11 +296,99 @@ impl RaBitQuery {
         }
     }
 
+    /// `Σ_i u_i q_i` over the levels of `code`'s `B` bit planes: byte `j` of every plane
+    /// looks up the same table row, so the rows are walked once, and the planes' sums are
+    /// independent chains of additions.
+    #[inline(always)]
+    fn level_sum<const B: usize>(&self, code: &[u8]) -> f32 {
+        let planes = &code[..B * self.bytes];
+        let mut sums = [0f32; B];
+        for (j, row) in self.table.chunks_exact(256).enumerate() {
+            for (b, sum) in sums.iter_mut().enumerate() {
+                *sum += row[planes[b * self.bytes + j] as usize];
+            }
+        }
+        sums.iter()
+            .enumerate()
+            .map(|(b, sum)| (1 << b) as f32 * sum)
+            .sum()
+    }
+
     /// The estimated distance to `code`.
     #[inline]
     pub fn eval(&self, code: &[u8]) -> f32 {
         self.estimate(code).0
     }
+}
+
+/// Bits per coordinate a code may have.
+pub const MAX_BITS: u8 = 8;
+
+/// The rotated dimension of `dim`-dimensional vectors: a power of two, at least 64.
+fn padded(dim: usize) -> usize {
+    dim.next_power_of_two().max(64)
+}
+
+/// `c = (2^bits − 1) / 2`, the centre of the code grid.
+fn centre(bits: u8) -> f32 {
+    ((1u32 << bits) - 1) as f32 / 2.0
+}
+
+/// Where extended RaBitQ starts its search for the grid's scale, as a fraction of the
+/// scale at which the largest coordinate reaches the top level, by bits (the tables of
+/// the authors' RaBitQ-Library): below it the best point is never found, and starting
+/// there skips most of the candidate scales at 6..8 bits.
+const SCALE_START: [f32; MAX_BITS as usize + 1] =
+    [0.0, 0.0, 0.15, 0.20, 0.52, 0.59, 0.71, 0.75, 0.77];
+
+/// The levels `u` (each `< 2^bits`) of the grid point nearest in angle to the unit vector
+/// `o`: `u_i = c ± (k_i + ½)` by the sign of `o_i`, `k_i = min(⌊t |o_i|⌋, 2^(bits−1) − 1)`
+/// at the scale `t` that maximises the cosine `Σ |o_i| (k_i + ½) / √Σ (k_i + ½)²`. The
+/// cosine changes only where some `t |o_i|` crosses an integer, so the search visits those
+/// scales in order (the paper's algorithm, with a sort in place of its heap), updating
+/// both sums in O(1) a step.
+fn grid_point(o: &[f32], bits: u8) -> Vec<u8> {
+    let top = (1u32 << (bits - 1)) - 1;
+    let max = o.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let end = (top + 1) as f32 / max;
+    let start = end * SCALE_START[bits as usize];
+    let level = |t: f32, x: f32| ((t * x.abs()) as u32).min(top);
+    let (mut num, mut den) = (0f64, 0f64);
+    let mut crossings = Vec::new();
+    for (i, x) in o.iter().enumerate() {
+        let k = level(start, *x);
+        num += x.abs() as f64 * (k as f64 + 0.5);
+        den += (k as f64 + 0.5).powi(2);
+        for next in k + 1..=top {
+            let t = next as f32 / x.abs();
+            if t > end {
+                break;
+            }
+            crossings.push((t, i as u32));
+        }
+    }
+    crossings.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut best, mut best_t) = (num / den.sqrt(), start);
+    let mut k: Vec<u32> = o.iter().map(|x| level(start, *x)).collect();
+    for (t, i) in crossings {
+        let i = i as usize;
+        k[i] += 1;
+        // (k + ½)² − (k − ½)² = 2k.
+        num += o[i].abs() as f64;
+        den += 2.0 * k[i] as f64;
+        let cosine = num / den.sqrt();
+        if cosine > best {
+            (best, best_t) = (cosine, t);
+        }
+    }
+    let half = 1u32 << (bits - 1);
+    o.iter()
+        .map(|x| {
+            // The crossing at `best_t` itself belongs to it: nudge past rounding.
+            let k = level(best_t * (1.0 + 1e-6), *x);
+            (if *x > 0.0 { half + k } else { half - 1 - k }) as u8
+        })
+        .collect()
 }
 
 /// In-place unnormalised fast Walsh-Hadamard transform (`x.len()` a power of two).
@@ -260,7 +436,7 @@ mod tests {
 
     #[test]
     fn rotation_preserves_norms_and_inner_products() {
-        let q = RaBitQ::new(7, vec![0.0; 100]);
+        let q = RaBitQ::new(7, vec![0.0; 100], 1);
         let v = random(2, 100, 1);
         let (a, b) = (q.rotate(&v[0]), q.rotate(&v[1]));
         let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| a * b).sum::<f32>();
@@ -268,55 +444,175 @@ mod tests {
         assert!((dot(&a, &a) - dot(&v[0], &v[0])).abs() < 1e-3);
     }
 
+    fn truth(metric: Metric, v: &[f32], q: &[f32]) -> f32 {
+        match metric {
+            Metric::L2 => v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(),
+            _ => 1.0 - v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(),
+        }
+    }
+
+    /// The levels `u` a code holds, read back from its bit planes.
+    fn levels(code: &[u8], padded: usize, bits: u8) -> Vec<u32> {
+        let plane = padded / 8;
+        (0..padded)
+            .map(|i| {
+                (0..bits as usize)
+                    .map(|b| ((code[b * plane + i / 8] >> (i % 8) & 1) as u32) << b)
+                    .sum()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn table_sums_match_a_direct_inner_product() {
+        // The per-byte tables against ⟨u − c, q'⟩ · inv_len computed coordinate by
+        // coordinate from the decoded levels (the estimator's only non-trivial step).
+        let dim = 100;
+        let data = random(50, dim, 4);
+        for bits in 1..=MAX_BITS {
+            let q = RaBitQ::train(dim, 5, bits, data.iter().map(|v| v.as_slice()));
+            let mut code = vec![0u8; RaBitQ::code_bytes(dim, bits)];
+            let prepared = q.query(Metric::InnerProduct, &data[0]);
+            let rotated = q.rotate(&data[0]);
+            for v in &data[1..] {
+                q.encode(v, &mut code);
+                let u = levels(&code, q.padded, bits);
+                assert!(u.iter().all(|&l| l < 1 << bits));
+                let c = centre(bits);
+                let len = u
+                    .iter()
+                    .map(|&l| (l as f32 - c).powi(2))
+                    .sum::<f32>()
+                    .sqrt();
+                let xq: f32 = u
+                    .iter()
+                    .zip(&rotated)
+                    .map(|(&l, x)| (l as f32 - c) * x)
+                    .sum();
+                let planes = q.padded / 8 * bits as usize;
+                let scalar = |k: usize| {
+                    f32::from_le_bytes(code[planes + 4 * k..planes + 4 * k + 4].try_into().unwrap())
+                };
+                let (norm, dot) = (scalar(0), scalar(1));
+                let expected = 1.0 - (norm * xq / len / dot + prepared.offset);
+                let (est, _) = prepared.estimate(&code);
+                assert!(
+                    (est - expected).abs() < 1e-3 * (1.0 + expected.abs()),
+                    "{bits} bits: {est} against {expected}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn more_bits_bring_the_code_closer_to_the_vector() {
+        // ⟨x̄, o⟩, the cosine of code and vector: the paper's 0.8 at one bit, rising
+        // towards 1 with each bit (its error bound shrinks with it).
+        let dim = 384;
+        let data = random(200, dim, 6);
+        let mut last = 0.0;
+        for bits in 1..=MAX_BITS {
+            let q = RaBitQ::train(dim, 7, bits, data.iter().map(|v| v.as_slice()));
+            let mut code = vec![0u8; RaBitQ::code_bytes(dim, bits)];
+            let planes = q.padded / 8 * bits as usize;
+            let mut mean = 0.0;
+            for v in &data {
+                q.encode(v, &mut code);
+                mean += f32::from_le_bytes(code[planes + 4..planes + 8].try_into().unwrap());
+            }
+            mean /= data.len() as f32;
+            assert!(
+                mean > last,
+                "{bits} bits: mean cosine {mean}, {last} with one fewer"
+            );
+            last = mean;
+        }
+        assert!(last > 0.99, "8 bits: mean cosine {last}");
+    }
+
+    #[test]
+    fn estimates_are_unbiased_over_rotations() {
+        // For one pair, the mean error over many rotations is near zero (the estimator is
+        // unbiased over the random rotation), well inside four standard errors.
+        let dim = 128;
+        let data = clustered(2, dim, 8);
+        for bits in [1, 2, 4] {
+            let mut errors = Vec::new();
+            for seed in 0..400 {
+                let q = RaBitQ::new(seed, vec![0.0; dim], bits);
+                let mut code = vec![0u8; RaBitQ::code_bytes(dim, bits)];
+                q.encode(&data[0], &mut code);
+                let (est, _) = q.query(Metric::InnerProduct, &data[1]).estimate(&code);
+                errors.push((est - truth(Metric::InnerProduct, &data[0], &data[1])) as f64);
+            }
+            let n = errors.len() as f64;
+            let mean = errors.iter().sum::<f64>() / n;
+            let sd = (errors.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / n).sqrt();
+            assert!(
+                mean.abs() < 4.0 * sd / n.sqrt() + 1e-6,
+                "{bits} bits: mean error {mean}, sd {sd}"
+            );
+        }
+    }
+
     #[test]
     fn estimates_rank_well_and_stay_within_their_bounds() {
         for metric in [Metric::L2, Metric::InnerProduct] {
-            let dim = 384;
-            let data = clustered(1000, dim, 2);
-            let q = RaBitQ::train(dim, 3, data.iter().map(|v| v.as_slice()));
-            let mut code = vec![0u8; RaBitQ::code_bytes(dim)];
-            // A query inside one of the clusters.
-            let query: Vec<f32> = data[7]
-                .iter()
-                .zip(&random(1, dim, 9)[0])
-                .map(|(x, e)| x + 0.1 * e)
-                .collect();
-            let query = &query;
-            let prepared = q.query(metric, query);
-            let mut outside = 0;
-            let mut pairs = Vec::new();
-            for (i, v) in data.iter().enumerate() {
-                q.encode(v, &mut code);
-                let (est, bound) = prepared.estimate(&code);
-                let truth = match metric {
-                    Metric::L2 => v
-                        .iter()
-                        .zip(query)
-                        .map(|(a, b)| (a - b) * (a - b))
-                        .sum::<f32>(),
-                    _ => 1.0 - v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>(),
-                };
-                if (est - truth).abs() > bound {
-                    outside += 1;
-                }
-                pairs.push((truth, est, i));
+            let mut last = f32::INFINITY;
+            for bits in [1, 2, 4, 8] {
+                let width = check_bounds_and_ranking(bits, metric);
+                assert!(
+                    width < last,
+                    "{bits} bits, {metric:?}: bounds {width}, {last} before"
+                );
+                last = width;
             }
-            // The bound holds but for a few percent (see EPSILON0); the true 10 nearest
-            // are among the 50 estimated nearest (what a re-rank of the beam relies on).
-            assert!(
-                outside <= 80,
-                "{metric:?}: {outside} of 1000 outside the bound"
-            );
-            let mut by_truth = pairs.clone();
-            by_truth.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let mut by_est = pairs;
-            by_est.sort_by(|a, b| a.1.total_cmp(&b.1));
-            let top: Vec<usize> = by_est[..50].iter().map(|p| p.2).collect();
-            let found = by_truth[..10].iter().filter(|p| top.contains(&p.2)).count();
-            assert!(
-                found >= 9,
-                "{metric:?}: {found} of the true 10 in the estimated 50"
-            );
         }
+    }
+
+    /// Checks the bound and the ranking of `bits`-bit codes; returns the mean bound.
+    fn check_bounds_and_ranking(bits: u8, metric: Metric) -> f32 {
+        let dim = 384;
+        let data = clustered(1000, dim, 2);
+        let q = RaBitQ::train(dim, 3, bits, data.iter().map(|v| v.as_slice()));
+        let mut code = vec![0u8; RaBitQ::code_bytes(dim, bits)];
+        // A query inside one of the clusters.
+        let query: Vec<f32> = data[7]
+            .iter()
+            .zip(&random(1, dim, 9)[0])
+            .map(|(x, e)| x + 0.1 * e)
+            .collect();
+        let prepared = q.query(metric, &query);
+        let mut outside = 0;
+        let mut pairs = Vec::new();
+        let mut widths = 0.0;
+        for (i, v) in data.iter().enumerate() {
+            q.encode(v, &mut code);
+            let (est, bound) = prepared.estimate(&code);
+            let truth = truth(metric, v, &query);
+            if (est - truth).abs() > bound {
+                outside += 1;
+            }
+            widths += bound;
+            pairs.push((truth, est, i));
+        }
+        // The bound holds but for a few percent (see EPSILON0); the true 10 nearest are
+        // among the 50 estimated nearest (what a re-rank of the beam relies on).
+        assert!(
+            outside <= 80,
+            "{bits} bits, {metric:?}: {outside} of 1000 outside the bound"
+        );
+        let shortlist = 50;
+        let mut by_truth = pairs.clone();
+        by_truth.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut by_est = pairs;
+        by_est.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let top: Vec<usize> = by_est[..shortlist].iter().map(|p| p.2).collect();
+        let found = by_truth[..10].iter().filter(|p| top.contains(&p.2)).count();
+        assert!(
+            found >= 9,
+            "{bits} bits, {metric:?}: {found} of the true 10 in the estimated {shortlist}"
+        );
+        widths / data.len() as f32
     }
 }

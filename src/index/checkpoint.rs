@@ -10,7 +10,7 @@ use parking_lot::{Condvar, Mutex, RwLockWriteGuard};
 
 use super::write::Ledger;
 use super::{Index, Poison};
-use crate::distance::{Quantizer, RaBitQ, Routing, Sq8};
+use crate::distance::{Quantizer, RaBitQ, Sq8};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Quantized};
 use crate::store::{Changes, CodeKind, Codes, State, codes};
@@ -258,13 +258,14 @@ impl Index {
             .iter()
             .map(|r| &**r)
             .chain(ahead.iter().step_by(step).map(|r| &r[..]));
-        let quantizer = match self.config.routing {
-            Routing::Sq8 => Quantizer::Sq8(Sq8::train(self.config.dim, sample)),
+        let quantizer = match self.config.routing.rabitq_bits() {
+            None => Quantizer::Sq8(Sq8::train(self.config.dim, sample)),
             // The rotation's seed is the index's, drawn anew at each training (the codes
             // of a generation are all made with one).
-            Routing::RaBitQ => Quantizer::RaBitQ(RaBitQ::train(
+            Some(bits) => Quantizer::RaBitQ(RaBitQ::train(
                 self.config.dim,
                 self.config.seed ^ (p.codes_generation + 1).rotate_left(17),
+                bits,
                 sample,
             )),
         };
@@ -274,8 +275,12 @@ impl Index {
             // Left by a checkpoint that crashed before its commit: never referenced.
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
-        let kind = CodeKind::of(self.config.routing);
-        let codes = Codes::create(&path, kind, self.config.file_identity(), graph.capacity())?;
+        let codes = Codes::create(
+            &path,
+            CodeKind::of(self.config.routing),
+            self.config.file_identity(),
+            graph.capacity(),
+        )?;
         codes.file().advise(false);
         graph.encode_routable(&quantizer, &codes, p.slots.high_water(), self.threads());
         codes.file().sync()?;

@@ -617,7 +617,7 @@ fn load_codes(
         return Ok(None);
     }
     let path = dir.join(codes::file_name(state.codes_generation));
-    let quantizer = meta.quantizer(config.dim)?.ok_or_else(|| {
+    let quantizer = meta.quantizer(config.dim, config.routing)?.ok_or_else(|| {
         Error::corrupt(
             meta.path(),
             "metadata names a code file but holds no quantiser",
@@ -635,8 +635,7 @@ fn load_codes(
             "the stored quantiser is not of the index's routing kind",
         ));
     }
-    let kind = CodeKind::of(config.routing);
-    let mut codes = Codes::open(&path, kind, options.read_only)?;
+    let mut codes = Codes::open(&path, CodeKind::of(config.routing), options.read_only)?;
     codes
         .file()
         .check_identity(config.file_identity(), state.high_water as usize)?;

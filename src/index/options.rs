@@ -76,8 +76,9 @@ impl IndexOptions {
     /// What the graph walk runs on (fixed for the index's life): SQ8 codes (the default,
     /// fastest in memory) or RaBitQ codes (a fifth of the size at 384-d, for indexes far
     /// larger than memory: with a [`OpenOptions::memory_budget`] the codes and layer-0
-    /// lists stay resident and only re-ranks read vectors from disk). See
-    /// `docs/larger-than-ram.md`.
+    /// lists stay resident and only re-ranks read vectors from disk), of one bit per
+    /// component or, [`Routing::ExRaBitQ`], 2..=8 (tighter estimates for that many times
+    /// the codes). See `docs/larger-than-ram.md`.
     pub fn routing(mut self, routing: Routing) -> Self {
         self.routing = routing;
         self
@@ -159,6 +160,14 @@ impl IndexOptions {
             return bad(format!(
                 "ef_construction {} is not in 1..={MAX_EF}",
                 self.ef_construction
+            ));
+        }
+        if let Routing::ExRaBitQ(bits) = self.routing
+            && Routing::rabitq(bits)? != self.routing
+        {
+            return bad(format!(
+                "Routing::ExRaBitQ takes 2 bits per component or more, not {bits} (one bit is \
+                 Routing::RaBitQ)"
             ));
         }
         crate::filter::check_fields(&self.fields)?;

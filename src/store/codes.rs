@@ -1,11 +1,11 @@
-//! The code file `codes.N`: slot `i` holds the SQ8 codes of the vector in slot `i` of the
-//! vector arena (one byte per component), so that a graph walk reads a quarter of the
-//! bytes. Derived data: every code can be recomputed from its vector and the quantiser,
+//! The code file `codes.N`: slot `i` holds the SQ8 or RaBitQ code of the vector in slot
+//! `i` of the vector arena, so that a graph walk reads a fraction of the bytes. Derived data: every code can be recomputed from its vector and the quantiser,
 //! which is what makes a generation of it safe to replace (see `docs/format.md`).
 
 use std::path::{Path, PathBuf};
 
 use super::page::{FileIdentity, FileKind, PageFile, RowFile, SLOT_ALIGN};
+use crate::distance::{RaBitQ, Routing};
 use crate::error::Result;
 
 /// What a code file holds.
@@ -13,23 +13,25 @@ use crate::error::Result;
 pub enum CodeKind {
     /// SQ8: one byte per component.
     Sq8,
-    /// RaBitQ: one bit per component of the padded dimension, then two f32.
-    RaBitQ,
+    /// RaBitQ with this many bits (1..=8) per component of the padded dimension, then
+    /// its scalars.
+    RaBitQ(u8),
 }
 
 impl CodeKind {
     /// The codes an index of `routing` walks on.
-    pub fn of(routing: crate::distance::Routing) -> CodeKind {
-        match routing {
-            crate::distance::Routing::Sq8 => CodeKind::Sq8,
-            crate::distance::Routing::RaBitQ => CodeKind::RaBitQ,
+    pub fn of(routing: Routing) -> CodeKind {
+        match routing.rabitq_bits() {
+            None => CodeKind::Sq8,
+            Some(bits) => CodeKind::RaBitQ(bits),
         }
     }
 
     fn file_kind(self) -> FileKind {
         match self {
             CodeKind::Sq8 => FileKind::Codes,
-            CodeKind::RaBitQ => FileKind::BitCodes,
+            CodeKind::RaBitQ(1) => FileKind::BitCodes,
+            CodeKind::RaBitQ(_) => FileKind::MultiBitCodes,
         }
     }
 
@@ -37,28 +39,20 @@ impl CodeKind {
     pub fn code_bytes(self, dim: usize) -> usize {
         match self {
             CodeKind::Sq8 => dim,
-            CodeKind::RaBitQ => crate::distance::RaBitQ::code_bytes(dim),
+            CodeKind::RaBitQ(bits) => RaBitQ::code_bytes(dim, bits),
         }
     }
 
-    fn stride_for(self) -> fn(usize, u32) -> usize {
+    /// Bytes per code slot (the same in every version): SQ8 codes rounded up to 64, RaBitQ
+    /// codes only to 8, not to a cache line: that tier exists to be small (72 bytes at
+    /// 384-d, where 128 would be 78% more). The stride of a file differs with its bits, so
+    /// a file opened with other bits than it was written with is refused.
+    fn stride(self, dim: usize) -> usize {
         match self {
-            CodeKind::Sq8 => sq8_stride,
-            CodeKind::RaBitQ => bit_stride,
+            CodeKind::Sq8 => dim.max(1).div_ceil(SLOT_ALIGN) * SLOT_ALIGN,
+            CodeKind::RaBitQ(_) => self.code_bytes(dim.max(1)).div_ceil(8) * 8,
         }
     }
-}
-
-/// Bytes per SQ8 code slot: one per component, rounded up to 64 (the same in every
-/// version).
-fn sq8_stride(dim: usize, _version: u32) -> usize {
-    dim.max(1).div_ceil(SLOT_ALIGN) * SLOT_ALIGN
-}
-
-/// Bytes per RaBitQ code slot: the code rounded up to 8 only, not to a cache line: this
-/// tier exists to be small (72 bytes at 384-d, where 128 would be 78% more).
-fn bit_stride(dim: usize, _version: u32) -> usize {
-    crate::distance::RaBitQ::code_bytes(dim.max(1)).div_ceil(8) * 8
 }
 
 /// The file name of code generation `generation` in an index directory.
@@ -96,13 +90,10 @@ impl Codes {
         identity: FileIdentity,
         capacity: usize,
     ) -> Result<Codes> {
-        let RowFile { file, dim } = RowFile::create(
-            path,
-            kind.file_kind(),
-            identity,
-            capacity,
-            kind.stride_for(),
-        )?;
+        let RowFile { file, dim } =
+            RowFile::create(path, kind.file_kind(), identity, capacity, |dim, _| {
+                kind.stride(dim)
+            })?;
         Ok(Codes {
             file,
             len: kind.code_bytes(dim),
@@ -113,7 +104,7 @@ impl Codes {
     /// `kind`; the caller checks the header against the metadata.
     pub fn open(path: &Path, kind: CodeKind, read_only: bool) -> Result<Codes> {
         let RowFile { file, dim } =
-            RowFile::open(path, kind.file_kind(), read_only, kind.stride_for())?;
+            RowFile::open(path, kind.file_kind(), read_only, |dim, _| kind.stride(dim))?;
         Ok(Codes {
             file,
             len: kind.code_bytes(dim),

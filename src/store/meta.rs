@@ -56,12 +56,16 @@ const FIELDS: TableDefinition<&str, u64> = TableDefinition::new("fields");
 /// a build that predates those keys would ignore them and misread the files, so it must
 /// refuse the index as newer instead (an index with the defaults stays at 2). Version 4
 /// marks a string-id index (the `id_kind` key and the `keys` and `key_of` tables), which
-/// an older build would take for an integer-id one.
-pub const META_VERSION: u64 = 4;
+/// an older build would take for an integer-id one. Version 5 marks an index routed on
+/// multi-bit RaBitQ codes (`routing` codes 2..=8), which an older build would take for a
+/// corrupt one.
+pub const META_VERSION: u64 = 5;
 
 /// The version an index written by this build carries: the oldest that reads it right.
 fn meta_version_for(config: &Config) -> u64 {
-    if config.id_kind == IdKind::Str {
+    if matches!(config.routing, Routing::ExRaBitQ(_)) {
+        5
+    } else if config.id_kind == IdKind::Str {
         4
     } else if config.routing != Routing::Sq8 || config.storage != Storage::F32 {
         3
@@ -821,8 +825,9 @@ impl Meta {
         })
     }
 
-    /// The quantiser of the current code generation (`None` if none was stored).
-    pub fn quantizer(&self, dim: usize) -> Result<Option<Quantizer>> {
+    /// The quantiser of the current code generation (`None` if none was stored) of an
+    /// index of `dim` dimensions and `routing` (which owns a RaBitQ quantiser's bits).
+    pub fn quantizer(&self, dim: usize, routing: Routing) -> Result<Option<Quantizer>> {
         guard(&self.path, || {
             let txn = self.txn()?;
             let t = match txn.open_table(SQ8) {
@@ -854,7 +859,13 @@ impl Meta {
                     Error::corrupt(&self.path, "RaBitQ quantiser without its centroid")
                 })?;
                 let seed = u64::from_le_bytes(seed.try_into().unwrap());
-                return Ok(Some(Quantizer::RaBitQ(RaBitQ::new(seed, floats(centroid)))));
+                // An SQ8 routing with a RaBitQ quantiser is refused by the caller.
+                let bits = routing.rabitq_bits().unwrap_or(1);
+                return Ok(Some(Quantizer::RaBitQ(RaBitQ::new(
+                    seed,
+                    floats(centroid),
+                    bits,
+                ))));
             }
             Ok(match (read("offset", dim * 4)?, read("scale", dim * 4)?) {
                 (Some(offset), Some(scale)) => Some(Quantizer::Sq8(Sq8::from_parts(
@@ -1023,7 +1034,7 @@ mod tests {
         let (meta, cfg, state) = Meta::open(&path, 1 << 20, false).unwrap();
         assert_eq!(cfg, config());
         assert_eq!(state, State::default());
-        assert!(meta.quantizer(3).unwrap().is_none());
+        assert!(meta.quantizer(3, Routing::Sq8).unwrap().is_none());
         assert!(matches!(
             Meta::open(&dir.path().join("absent"), 1 << 20, false),
             Err(Error::NotFound(_))
@@ -1092,8 +1103,11 @@ mod tests {
         assert_eq!(meta.tombstones().unwrap(), [1]);
         assert_eq!(meta.upper_lists().unwrap(), [(0, vec![vec![2]])]);
         assert!(meta.upper_of(2).unwrap().is_empty());
-        assert_eq!(meta.quantizer(3).unwrap(), Some(sq8));
-        assert!(matches!(meta.quantizer(4), Err(Error::Corrupt { .. })));
+        assert_eq!(meta.quantizer(3, Routing::Sq8).unwrap(), Some(sq8));
+        assert!(matches!(
+            meta.quantizer(4, Routing::Sq8),
+            Err(Error::Corrupt { .. })
+        ));
         assert_eq!(meta.payload(10).unwrap(), None);
         assert_eq!(meta.payload(12).unwrap().unwrap(), br#"{"a":1}"#);
         assert_eq!(meta.key_id("a").unwrap(), Some(10));

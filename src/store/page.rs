@@ -37,6 +37,9 @@ pub enum FileKind {
     Codes,
     /// `codes.N` of an index routed on RaBitQ: 1-bit codes and two scalars per vector.
     BitCodes,
+    /// `codes.N` of an index routed on extended RaBitQ: 2..8 bit planes and three scalars
+    /// per vector.
+    MultiBitCodes,
 }
 
 impl FileKind {
@@ -48,11 +51,12 @@ impl FileKind {
             FileKind::Graph0 => b"HNSWDBG0",
             FileKind::Codes => b"HNSWDBQ8",
             FileKind::BitCodes => b"HNSWDBQ1",
+            FileKind::MultiBitCodes => b"HNSWDBQB",
         }
     }
 
     /// The element type code its header carries: 1 = f32, 2 = u32, 3 = u8, 4 = RaBitQ
-    /// code, 5 = f16.
+    /// code, 5 = f16, 6 = multi-bit RaBitQ code.
     pub fn elem_type(self) -> u32 {
         match self {
             FileKind::Vectors => 1,
@@ -60,6 +64,7 @@ impl FileKind {
             FileKind::Graph0 => 2,
             FileKind::Codes => 3,
             FileKind::BitCodes => 4,
+            FileKind::MultiBitCodes => 6,
         }
     }
 
@@ -67,7 +72,7 @@ impl FileKind {
     /// which are read whole and exist to be small (72 bytes at 384-d, not 128).
     pub fn slot_align(self) -> usize {
         match self {
-            FileKind::BitCodes => 8,
+            FileKind::BitCodes | FileKind::MultiBitCodes => 8,
             _ => SLOT_ALIGN,
         }
     }
@@ -80,6 +85,7 @@ impl FileKind {
             FileKind::Graph0 => "graph0",
             FileKind::Codes => "codes",
             FileKind::BitCodes => "bit codes",
+            FileKind::MultiBitCodes => "multi-bit codes",
         }
     }
 }
@@ -151,6 +157,7 @@ impl Header {
             m if m == FileKind::Graph0.magic() => FileKind::Graph0,
             m if m == FileKind::Codes.magic() => FileKind::Codes,
             m if m == FileKind::BitCodes.magic() => FileKind::BitCodes,
+            m if m == FileKind::MultiBitCodes.magic() => FileKind::MultiBitCodes,
             m if m == FileKind::HalfVectors.magic() => FileKind::HalfVectors,
             _ => return Err(corrupt("bad magic: not an hnswdb page file")),
         };
@@ -533,7 +540,7 @@ impl RowFile {
         kind: FileKind,
         identity: FileIdentity,
         capacity: usize,
-        stride_for: fn(usize, u32) -> usize,
+        stride_for: impl Fn(usize, u32) -> usize,
     ) -> Result<RowFile> {
         let dim = identity.dim as usize;
         let stride = stride_for(dim, FORMAT_VERSION);
@@ -546,7 +553,7 @@ impl RowFile {
         path: &Path,
         kind: FileKind,
         read_only: bool,
-        stride_for: fn(usize, u32) -> usize,
+        stride_for: impl Fn(usize, u32) -> usize,
     ) -> Result<RowFile> {
         let file = PageFile::open_typed(path, kind, read_only, |h| {
             Some(stride_for(h.dim as usize, h.version))

@@ -36,6 +36,7 @@ use crate::distance::{Distance, Kernels, Metric, Quantizer};
 use crate::error::Result;
 use crate::store::{Codes, EntryPoint, Layer0, UpperLists, Vectors};
 
+pub use search::WalkBudget;
 use upper::UpperLayers;
 pub(crate) use upper::UpperSource;
 

@@ -102,8 +102,8 @@ pub enum Plan {
     /// No filter: the graph walk.
     Unfiltered,
     /// The graph walk through every node, only admitted ones kept as answers, given up
-    /// for a scan if it grows costlier than the scan (the filter's vectors lie away from
-    /// the query).
+    /// for a scan once it grows, or is projected to grow, costlier than the scan (the
+    /// filter's vectors lie away from the query).
     Walk,
     /// A scan of the filter's vectors (on codes, then exact re-rank): few match.
     Scan,

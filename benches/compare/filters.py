@@ -20,9 +20,10 @@ thread, for each ef of the sweep, recall@10 and QPS of:
   - brute force over the matching vectors (numpy, one thread, the matching ids known).
 Prints, per filter, the fastest point of each method at recall@10 >= 0.95 and the
 ratios, and hnswdb's unfiltered search at recall >= 0.95 for reference. The ratio to
-unfiltered search is timed paired: each query searched filtered at the row's ef, then
-unfiltered at the reference ef, alternating, three passes, so that a machine whose load
-changes during the run slows both sides alike.
+unfiltered search is timed paired: filtered searches at the row's ef alternate with
+unfiltered ones at the reference ef, three passes, so that a machine whose load changes
+during the run slows both sides alike (each paired with another query's, half the set
+away, so that neither finds the other's nodes in the cache).
 """
 import argparse
 import os
@@ -72,14 +73,17 @@ def sweep(run, queries, truth):
 
 
 def paired(filtered, unfiltered, queries, passes=3):
-    """Time spent by `unfiltered` over time spent by `filtered`, the two called in turn on
-    each query (the filtered search's speed as a fraction of the unfiltered one's)."""
+    """Time spent by `unfiltered` over time spent by `filtered`, the two called in turn,
+    query i filtered beside query i + n/2 unfiltered (the filtered search's speed as a
+    fraction of the unfiltered one's)."""
     spent = [0.0, 0.0]
+    n = len(queries)
     for _ in range(passes):
-        for i, q in enumerate(queries):
-            for side, run in enumerate((filtered, unfiltered)):
+        for i in range(n):
+            j = (i + n // 2) % n
+            for side, run, at in ((0, filtered, i), (1, unfiltered, j)):
                 start = time.perf_counter()
-                run(i, q)
+                run(at, queries[at])
                 spent[side] += time.perf_counter() - start
     return spent[1] / spent[0]
 

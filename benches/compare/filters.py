@@ -148,7 +148,9 @@ def main():
         # Unfiltered reference.
         exact = np.argsort(-(queries @ base.T), axis=1)[:, :10]
         unfiltered = sweep(lambda i, q, ef: ix.knn_query(q, k=10, ef=ef)[0][0], queries, exact)
-        ref = best_at(unfiltered)
+        # The smallest ef reaching the target: on one graph a larger ef is never faster, so
+        # the fastest measured point beyond it is noise (a busy machine picked ef 64).
+        ref = min((p for p in unfiltered if p[1] >= TARGET), key=lambda p: p[2])
         print(f"hnswdb unfiltered at recall >= {TARGET}: {ref[0]:,.0f} QPS (recall {ref[1]:.3f}, ef {ref[2]})")
         print()
         print("| filter | matching | hnswdb QPS | recall | ef | plan | hnswlib QPS | recall | ef | brute force QPS | hnswdb / hnswlib | hnswdb / unfiltered |")

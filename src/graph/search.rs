@@ -44,12 +44,12 @@ pub struct WalkBudget {
 
 /// Admitted nodes a walk expects to have met when it first projects its cost: a walk
 /// over a filter unrelated to the query meets them at the filter's rate, and with 16
-/// expected the chance of finding under 4 (projecting 4x the cost) is below 1 in 10,000.
+/// expected the chance of finding under 4 is below 1 in 10,000.
 const PROBE_ADMITTED: f64 = 16.0;
 
 impl WalkBudget {
-    /// The budget of a walk over a filter admitting `matching` of `live` vectors, when a
-    /// walk's distance costs `per_match` of the scan's per admitted vector.
+    /// The budget of a walk over a filter admitting `matching` of `live` vectors: the
+    /// scan's cost, `per_match` walk distances per admitted vector.
     pub fn new(matching: u64, live: u64, per_match: f64) -> WalkBudget {
         let rate = matching.max(1) as f64 / live.max(1) as f64;
         WalkBudget {

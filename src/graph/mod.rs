@@ -38,6 +38,7 @@ use crate::error::Result;
 use crate::store::{Codes, EntryPoint, Layer0, UpperLists, Vectors};
 
 pub use relocate::{Dense, Relocated};
+pub use search::WalkBudget;
 use upper::UpperLayers;
 pub(crate) use upper::UpperSource;
 

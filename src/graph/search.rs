@@ -21,9 +21,55 @@ pub(super) struct Scratch {
     fresh: Vec<u32>,
     /// Distances computed by the current search (its cost, independent of the clock).
     pub(super) distances: usize,
-    /// The walk stops once it has computed more distances than this (a filtered search
-    /// gives up on a walk that costs more than scanning the filter's vectors).
-    budget: usize,
+    /// When a filtered walk gives up for a scan of the filter's vectors.
+    budget: Option<WalkBudget>,
+    /// Set when the walk gave up past its budget (its answer is then incomplete).
+    abandoned: bool,
+}
+
+/// When a filtered walk is abandoned for a scan of the admitted vectors: once what it
+/// has cost, or what it is projected to cost, exceeds what the scan would.
+#[derive(Clone, Copy, Debug)]
+pub struct WalkBudget {
+    /// Distances the walk may compute in all: the scan's cost counted in walk distances.
+    pub distances: usize,
+    /// Distances after which the walk projects its total cost from the admitted nodes it
+    /// has found: a walk that needs `ef` admitted nodes and has found `f` in `d`
+    /// distances is projected to cost `d * ef / f`. A filter anti-correlated with the
+    /// query admits nothing near it, and the walk is given up after this many distances
+    /// instead of after the whole budget. Long enough that a filter unrelated to the
+    /// query has shown its admitted fraction (see `WalkBudget::new`).
+    pub probe: usize,
+}
+
+/// Admitted nodes a walk expects to have met when it first projects its cost: a walk
+/// over a filter unrelated to the query meets them at the filter's rate, and with 16
+/// expected the chance of finding under 4 is below 1 in 10,000.
+const PROBE_ADMITTED: f64 = 16.0;
+
+impl WalkBudget {
+    /// The budget of a walk over a filter admitting `matching` of `live` vectors: the
+    /// scan's cost, `per_match` walk distances per admitted vector.
+    pub fn new(matching: u64, live: u64, per_match: f64) -> WalkBudget {
+        let rate = matching.max(1) as f64 / live.max(1) as f64;
+        WalkBudget {
+            distances: (matching as f64 * per_match) as usize,
+            probe: (PROBE_ADMITTED / rate.min(1.0)) as usize,
+        }
+    }
+
+    /// Whether a walk that has computed `distances` and holds `found` of the `ef`
+    /// admitted nodes it needs is, or is projected to be, over budget.
+    #[inline]
+    fn exceeded(&self, distances: usize, found: usize, ef: usize) -> bool {
+        let projected = if distances >= self.probe && found < ef {
+            // A walk that found none is projected as if it had found one.
+            distances.saturating_mul(ef) / found.max(1)
+        } else {
+            distances
+        };
+        projected > self.distances
+    }
 }
 
 impl Scratch {
@@ -36,7 +82,8 @@ impl Scratch {
             links: Vec::new(),
             fresh: Vec::new(),
             distances: 0,
-            budget: usize::MAX,
+            budget: None,
+            abandoned: false,
         }
     }
 
@@ -83,6 +130,40 @@ std::thread_local! {
     static VERIFIED: std::cell::RefCell<Vec<(u32, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// How far ahead of the node it scores a scan starts loading one: admitted slots are
+/// sparse in the arena, so the hardware prefetcher cannot guess them.
+const SCAN_AHEAD: usize = 8;
+
+/// The `keep` nearest of `ids` by `score` (unordered), loading each `SCAN_AHEAD` nodes
+/// before it is scored with `prefetch`.
+fn nearest(
+    ids: &[u32],
+    keep: usize,
+    score: impl Fn(u32) -> f32,
+    prefetch: impl Fn(u32),
+) -> Vec<Cand> {
+    let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(keep + 1);
+    ids.iter().take(SCAN_AHEAD).for_each(|&n| prefetch(n));
+    // The distance a node must beat to enter: the heap's worst once it is full.
+    let mut worst = f32::INFINITY;
+    for (i, &id) in ids.iter().enumerate() {
+        if let Some(&ahead) = ids.get(i + SCAN_AHEAD) {
+            prefetch(ahead);
+        }
+        let d = score(id);
+        if d < worst || heap.len() < keep {
+            heap.push(Cand { d, id });
+            if heap.len() > keep {
+                heap.pop();
+            }
+            if heap.len() == keep {
+                worst = heap.peek().map_or(f32::INFINITY, |w| w.d);
+            }
+        }
+    }
+    heap.into_vec()
+}
+
 /// A query prepared for one kind of code.
 enum Prepared {
     Sq8(Sq8Query),
@@ -125,7 +206,8 @@ impl Graph {
     pub(super) fn with_scratch<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
         let mut s = self.scratch.lock().pop().unwrap_or_else(Scratch::new);
         // Unlimited unless the search sets its own (a budget must never outlive it).
-        s.budget = usize::MAX;
+        s.budget = None;
+        s.abandoned = false;
         let r = f(&mut s);
         self.scratch.lock().push(s);
         r
@@ -221,10 +303,11 @@ impl Graph {
             fresh,
             distances,
             budget,
+            abandoned,
         } = s;
-        // Read once: the loop below runs for every candidate of every query.
-        let budget = *budget;
-        let budgeted = budget != usize::MAX;
+        // Read once: the loop below runs for every candidate of every query. Only the
+        // walk of layer 0 is budgeted: it is the one that looks for admitted nodes.
+        let budget = budget.filter(|_| level == 0);
         let lists_on_disk = self.lists_on_disk;
         let epoch = *epoch;
         for &e in entry {
@@ -242,7 +325,8 @@ impl Graph {
             if results.len() >= ef && results.peek().is_some_and(|w| c.d > w.d) {
                 break;
             }
-            if budgeted && *distances > budget {
+            if budget.is_some_and(|b| b.exceeded(*distances, results.len(), ef)) {
+                *abandoned = true;
                 break;
             }
             self.links(c.id, level, links)?;
@@ -327,13 +411,16 @@ impl Graph {
         accept: impl Fn(u32) -> bool,
     ) -> Result<Vec<Cand>> {
         // One walk per kind of code, each with its own scorer inlined: the walk scores
-        // thousands of codes per query.
+        // thousands of codes per query. An abandoned walk's beam is not worth re-ranking.
         Ok(match &quantized.quantizer {
             Quantizer::Sq8(sq8) => {
                 let prepared = sq8.query(quantized.metric, quantized.kernels, q);
                 let beam =
                     self.walk_codes(s, quantized, entry, 1, ef, accept, |c| prepared.eval(c))?;
-                self.rerank_all(s, q, beam)
+                match s.abandoned {
+                    true => beam,
+                    false => self.rerank_all(s, q, beam),
+                }
             }
             Quantizer::RaBitQ(bits) => {
                 let prepared = bits.query(quantized.metric, q);
@@ -341,7 +428,10 @@ impl Graph {
                     self.walk_codes(s, quantized, entry, RABITQ_LAYER1_BEAM, ef, accept, |c| {
                         prepared.eval(c)
                     })?;
-                self.rerank_bounded(s, q, quantized, &prepared, beam, keep)
+                match s.abandoned {
+                    true => beam,
+                    false => self.rerank_bounded(s, q, quantized, &prepared, beam, keep),
+                }
             }
         })
     }
@@ -545,20 +635,19 @@ impl Graph {
     }
 
     /// The `k` nearest live nodes among those `admit` accepts, every routable node
-    /// guiding the walk, or `None` if the walk would compute more than `budget` distances
-    /// (a filter whose nodes lie away from the query makes the walk long: the caller then
-    /// scans them instead).
+    /// guiding the walk, or `None` if the walk went over `budget` (a filter whose nodes
+    /// lie away from the query makes the walk long: the caller then scans them instead).
     pub fn search_admitted(
         &self,
         q: &[f32],
         k: usize,
         ef: usize,
-        budget: usize,
+        budget: Option<WalkBudget>,
         admit: impl Fn(u32) -> bool,
     ) -> Result<Option<Vec<Cand>>> {
-        let (found, distances) =
-            self.search_budgeted(q, k, ef, budget, |n| self.live.contains(n) && admit(n))?;
-        Ok((distances <= budget).then_some(found))
+        Ok(self
+            .search_budgeted(q, k, ef, budget, |n| self.live.contains(n) && admit(n))?
+            .0)
     }
 
     /// The `k` nearest live nodes among `slots` by a scan: on codes with the best
@@ -571,35 +660,21 @@ impl Graph {
         rerank: usize,
         slots: impl Iterator<Item = u32>,
     ) -> Vec<Cand> {
-        let live = slots.filter(|&n| self.live.contains(n));
-        let top = |scored: &mut dyn Iterator<Item = Cand>, keep: usize| {
-            let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(keep + 1);
-            for c in scored {
-                if heap.len() < keep {
-                    heap.push(c);
-                } else if heap.peek().is_some_and(|w| c.d < w.d) {
-                    heap.pop();
-                    heap.push(c);
-                }
-            }
-            heap.into_vec()
-        };
+        let live: Vec<u32> = slots.filter(|&n| self.live.contains(n)).collect();
         let mut found = match &self.quantized {
-            None => top(
-                &mut live.map(|n| Cand {
-                    d: self.distance_to(q, n),
-                    id: n,
-                }),
+            None => nearest(
+                &live,
                 k,
+                |n| self.distance_to(q, n),
+                |n| self.vectors.prefetch(n),
             ),
             Some(quantized) => {
                 let prepared = Prepared::new(quantized, q);
-                let pool = top(
-                    &mut live.map(|n| Cand {
-                        d: prepared.eval(quantized.codes.codes(n)),
-                        id: n,
-                    }),
+                let pool = nearest(
+                    &live,
                     rerank.max(k),
+                    |n| prepared.eval(quantized.codes.codes(n)),
+                    |n| quantized.codes.prefetch(n),
                 );
                 self.rerank_all(&mut Scratch::new(), q, pool)
             }
@@ -629,20 +704,23 @@ impl Graph {
         ef: usize,
         accept: impl Fn(u32) -> bool,
     ) -> Result<(Vec<Cand>, usize)> {
-        self.search_budgeted(q, k, ef, usize::MAX, accept)
+        let (found, distances) = self.search_budgeted(q, k, ef, None, accept)?;
+        // Never abandoned: there is no budget.
+        Ok((found.unwrap_or_default(), distances))
     }
 
-    /// `search_accepting` that stops once past `budget` distances.
+    /// `search_accepting` given up (`None`) once over `budget`; also returns the
+    /// distances computed.
     fn search_budgeted(
         &self,
         q: &[f32],
         k: usize,
         ef: usize,
-        budget: usize,
+        budget: Option<WalkBudget>,
         accept: impl Fn(u32) -> bool,
-    ) -> Result<(Vec<Cand>, usize)> {
+    ) -> Result<(Option<Vec<Cand>>, usize)> {
         let Some(ep) = self.entry() else {
-            return Ok((Vec::new(), 0));
+            return Ok((Some(Vec::new()), 0));
         };
         self.with_scratch(|s| {
             s.distances = 0;
@@ -657,7 +735,7 @@ impl Graph {
                 }
             };
             found.truncate(k);
-            Ok((found, s.distances))
+            Ok(((!s.abandoned).then_some(found), s.distances))
         })
     }
 

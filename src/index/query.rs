@@ -6,7 +6,7 @@ use rand::seq::index::sample;
 use super::{Hit, Index, Neighbour};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
-use crate::graph::{Cand, Graph};
+use crate::graph::{Cand, Graph, WalkBudget};
 use crate::limits::{MAX_K, check_search};
 
 /// A search's options beyond the query vector: `Query::new(k)` then the builders.
@@ -102,8 +102,8 @@ pub enum Plan {
     /// No filter: the graph walk.
     Unfiltered,
     /// The graph walk through every node, only admitted ones kept as answers, given up
-    /// for a scan if it grows costlier than the scan (the filter's vectors lie away from
-    /// the query).
+    /// for a scan once it grows, or is projected to grow, costlier than the scan (the
+    /// filter's vectors lie away from the query).
     Walk,
     /// A scan of the filter's vectors (on codes, then exact re-rank): few match.
     Scan,
@@ -124,20 +124,29 @@ pub struct Explain {
     pub unindexed: Vec<String>,
 }
 
-/// Below this many admitted vectors a scan always wins: measured on the Debian set
-/// (`benches/compare/filters.py --plans`, docs/filters.md), a scan of 595 vectors runs at
-/// 50,000 QPS where the walk reaches 1,800 at the same recall; at 5,957 the walk wins
-/// (12,000 against 6,000) unless the vectors lie away from the query.
-const SCAN_BELOW: u64 = 2_048;
+/// The planner scans when `matching² / live` is below this, else walks. The scan costs
+/// one code per admitted vector, `s * live` for a filter admitting a fraction `s`; a walk
+/// that keeps only admitted answers must reach more nodes the smaller `s` is (Debian set,
+/// ef 10, distances per query: 335 unfiltered, 481 at 50%, 1,480 at 10%, 2,245 at 6%,
+/// 3,474 at 3.5%, about `s^-0.65`). Taking the walk's cost as `1/s` makes the rule "scan
+/// while `s * matching` is small", one constant to measure: on the Debian set
+/// (`benches/compare/filters.py --plans`, docs/filters.md) the scan ran about twice as fast
+/// as the walk at 6% (3,540 matching) and half as fast at 10% (5,952); the crossover,
+/// about 7.7% (4,560 matching), puts it at 350. Since the walk's cost grows slower than
+/// `1/s`, on larger sets the rule leans to the scan (at 1 M vectors it scans below 1.9%).
+const SCAN_BELOW: f64 = 350.0;
 
 /// Distances a walk may compute per admitted vector before it is abandoned for a scan:
-/// a scan scores each admitted vector once, in slot order; a walk's distance costs more
-/// (random access, lists to read), so it gets less than one per vector.
+/// the scan scores each admitted vector once, in slot order, its codes loaded ahead; a
+/// walk's distance costs more (random access, lists to read). On the Debian set, one
+/// session, a walk's distance cost 1.8-3x a scanned vector (10% random, ef 10: the walk
+/// computed 1,480 distances at 2,455 QPS, the scan 5,952 vectors at 1,192 QPS; 6%: 2,245
+/// at 1,522 against 3,540 at 2,777), so the walk gets half a distance per vector.
 const WALK_BUDGET_PER_MATCH: f64 = 0.5;
 
-/// The plan for a filter admitting `matching` vectors.
-fn plan(matching: u64) -> Plan {
-    if matching < SCAN_BELOW {
+/// The plan for a filter admitting `matching` of `live` vectors.
+fn plan(matching: u64, live: u64) -> Plan {
+    if (matching as f64).powi(2) < SCAN_BELOW * live as f64 {
         Plan::Scan
     } else {
         Plan::Walk
@@ -273,12 +282,15 @@ impl Index {
                 // delete needs exclusively: the bitmap holds for the whole walk.
                 let admitted = self.admitted(filter)?;
                 let matching = admitted.len();
+                let live = self.len();
                 let scan = || graph.scan_subset(v, want, ef, admitted.iter());
-                match q.plan.unwrap_or_else(|| plan(matching)) {
+                match q.plan.unwrap_or_else(|| plan(matching, live)) {
                     Plan::Scan => scan(),
                     _ => {
-                        let budget = (matching as f64 * WALK_BUDGET_PER_MATCH) as usize;
-                        let budget = if q.plan.is_some() { usize::MAX } else { budget };
+                        let budget = q
+                            .plan
+                            .is_none()
+                            .then(|| WalkBudget::new(matching, live, WALK_BUDGET_PER_MATCH));
                         match graph
                             .search_admitted(v, want, ef, budget, |n| admitted.contains(n))?
                         {
@@ -324,7 +336,7 @@ impl Index {
         };
         let matching = self.admitted(filter)?.len();
         Ok(Explain {
-            plan: q.plan.unwrap_or_else(|| plan(matching)),
+            plan: q.plan.unwrap_or_else(|| plan(matching, live)),
             matching,
             live,
             unindexed: filter.unindexed(&self.fields.read().specs),

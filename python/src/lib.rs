@@ -723,8 +723,8 @@ impl Index {
     /// `fields` indexes payload fields for filters: `{"lang": "keyword", "year": "int"}`
     /// (kinds: keyword, int, float, bool).
     /// `routing` is "sq8" (default) or "rabitq" (for indexes larger than memory);
-    /// `storage` "f32" (default) or "f16" (half the disk; `get_items` returns the f16
-    /// values widened). `durable=False` never fsyncs the log outside checkpoints (for a
+    /// `storage` "f32" (default), "f16" or "bf16" (half the disk; `get_items` returns
+    /// the stored 16-bit values widened). `durable=False` never fsyncs the log outside checkpoints (for a
     /// temporary index: power loss may lose writes, never corrupts). `ids` is "int"
     /// (default: integer ids, as hnswlib) or "str" (string keys: every method then takes
     /// and returns str ids).

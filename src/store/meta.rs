@@ -56,12 +56,16 @@ const FIELDS: TableDefinition<&str, u64> = TableDefinition::new("fields");
 /// a build that predates those keys would ignore them and misread the files, so it must
 /// refuse the index as newer instead (an index with the defaults stays at 2). Version 4
 /// marks a string-id index (the `id_kind` key and the `keys` and `key_of` tables), which
-/// an older build would take for an integer-id one.
-pub const META_VERSION: u64 = 4;
+/// an older build would take for an integer-id one. Version 5 marks bf16 storage
+/// (`storage` 2), which a version-3/4 build knows nothing of: it refuses the index as
+/// newer rather than as damaged.
+pub const META_VERSION: u64 = 5;
 
 /// The version an index written by this build carries: the oldest that reads it right.
 fn meta_version_for(config: &Config) -> u64 {
-    if config.id_kind == IdKind::Str {
+    if config.storage == Storage::BF16 {
+        5
+    } else if config.id_kind == IdKind::Str {
         4
     } else if config.routing != Routing::Sq8 || config.storage != Storage::F32 {
         3

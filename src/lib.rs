@@ -46,7 +46,7 @@ mod prefetch;
 pub mod store;
 mod wal;
 
-pub use distance::{Metric, Routing, Storage, f16};
+pub use distance::{Metric, Routing, Storage, bf16, f16};
 pub use error::{Error, Result};
 pub use filter::{FieldKind, FieldSpec, Filter};
 pub use index::{

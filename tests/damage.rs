@@ -34,10 +34,10 @@ type Model = BTreeMap<u64, (Vec<f32>, Option<Value>)>;
 
 fn vector(rng: &mut StdRng) -> Vec<f32> {
     let centre = rng.random_range(0..4) as f32;
-    // On a grid of 1/512: exact in f16 as in f32 (|x| < 4), so that an f16 index's
-    // answers must equal the model's too.
+    // On a grid of 1/32 (|x| < 5): at most 8 significant bits, exact in bf16 and f16 as
+    // in f32, so that a 16-bit index's answers must equal the model's too.
     (0..DIM)
-        .map(|_| centre + rng.random_range(-256i32..256) as f32 / 512.0)
+        .map(|_| centre + rng.random_range(-64i32..64) as f32 / 32.0)
         .collect()
 }
 
@@ -336,6 +336,11 @@ fn damaged_directories_give_typed_errors_or_correct_answers() {
 #[test]
 fn damaged_f16_directories_give_typed_errors_or_correct_answers() {
     damaged_directories(Storage::F16, 100);
+}
+
+#[test]
+fn damaged_bf16_directories_give_typed_errors_or_correct_answers() {
+    damaged_directories(Storage::BF16, 100);
 }
 
 /// `rounds` damaged copies (`HNSWDB_DAMAGE_ROUNDS` overrides) of an index storing its

@@ -358,6 +358,17 @@ proptest! {
     }
 }
 
+proptest! {
+    // The same over a bf16 index: the generated components are exact in bf16 too (at most
+    // four significant bits).
+    #![proptest_config(ProptestConfig { cases: 16, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_bf16_index_matches_the_model(steps in prop::collection::vec(step(), 1..80)) {
+        run(steps, Storage::BF16)?;
+    }
+}
+
 /// Steps on a string-id index: keys `k0`..`k9` (few, so that inserts meet present keys
 /// and deletes meet absent ones).
 #[derive(Clone, Debug)]

@@ -65,8 +65,9 @@ The index grows as vectors arrive; there is no maximum to set."
         /// codes).
         #[arg(long, default_value = "sq8")]
         routing: hnswdb::Routing,
-        /// How full vectors are stored: f32, or f16 (half the disk and the bytes a
-        /// re-rank reads, about three significant digits per component).
+        /// How full vectors are stored: f32, f16 (half the disk and the bytes a re-rank
+        /// reads, about three significant digits per component, at most ±65,504) or bf16
+        /// (the same halving with f32's range, about two significant digits).
         #[arg(long, default_value = "f32")]
         storage: hnswdb::Storage,
         /// Index a payload field for filters: NAME:KIND, KIND one of keyword, int, float,

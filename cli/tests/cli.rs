@@ -337,8 +337,8 @@ fn data_operations_by_filter_from_the_command_line() {
 
 #[test]
 fn lookup_search_from_arguments_and_stdin() {
-    // The same answers with vectors stored as f16 (these values are exact in f16).
-    for storage in ["f32", "f16"] {
+    // The same answers with vectors stored as f16 or bf16 (these values are exact in both).
+    for storage in ["f32", "f16", "bf16"] {
         lookup_search(storage);
     }
 }

@@ -31,7 +31,7 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// On a grid of 1/4: exact in f16.
+/// On a grid of 1/4 below 16: exact in f16 and bf16.
 fn vector(id: u64) -> Vec<f32> {
     (0..4)
         .map(|j| ((id * 7 + j * 3) % 64) as f32 / 4.0)
@@ -88,7 +88,7 @@ fn stats(index: &Path) -> Value {
 #[test]
 fn every_maintenance_command_on_every_kind() {
     for routing in ["sq8", "rabitq", "rabitq:4"] {
-        for storage in ["f32", "f16"] {
+        for storage in ["f32", "f16", "bf16"] {
             for fields in [false, true] {
                 let kind = format!("{routing} {storage} fields {fields}");
                 let tmp = tempfile::tempdir().unwrap();

@@ -725,8 +725,8 @@ impl Index {
     /// (kinds: keyword, int, float, bool).
     /// `routing` is "sq8" (default), "rabitq" (for indexes larger than memory) or
     /// "rabitq:BITS" (BITS 2 to 8: tighter estimates for BITS times the codes);
-    /// `storage` "f32" (default) or "f16" (half the disk; `get_items` returns the f16
-    /// values widened). `durable=False` never fsyncs the log outside checkpoints (for a
+    /// `storage` "f32" (default), "f16" or "bf16" (half the disk; `get_items` returns
+    /// the stored 16-bit values widened). `durable=False` never fsyncs the log outside checkpoints (for a
     /// temporary index: power loss may lose writes, never corrupts). `ids` is "int"
     /// (default: integer ids, as hnswlib) or "str" (string keys: every method then takes
     /// and returns str ids).

@@ -417,11 +417,18 @@ def test_rabitq_routing_under_a_memory_budget(tmp_path, routing):
     index.close()
 
 
-def test_f16_storage_halves_the_vectors_and_keeps_recall(tmp_path):
+def to_bf16(x):
+    """float32 rounded to bfloat16 (to nearest even, as the index stores it), as float32."""
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+    return rounded.astype(np.uint32).view(np.float32)
+
+
+def test_16_bit_storage_halves_the_vectors_and_keeps_recall(tmp_path):
     n = 3000
     data = clustered(n, seed=8)
     sizes = {}
-    for storage in ("f32", "f16"):
+    for storage in ("f32", "f16", "bf16"):
         index = hnswdb.Index(space="l2", dim=DIM)
         index.init_index(max_elements=n, path=str(tmp_path / storage), storage=storage)
         index.add_items(data, np.arange(n))
@@ -429,12 +436,12 @@ def test_f16_storage_halves_the_vectors_and_keeps_recall(tmp_path):
         truth, _ = brute_force(data, data[:50], 10, "l2")
         assert recall(labels, truth) >= 0.9
         got = index.get_items([7])[0]
-        if storage == "f16":
-            assert np.array_equal(got, data[7].astype(np.float16).astype(np.float32))
-        else:
-            assert np.array_equal(got, data[7])
+        want = {"f16": data[7].astype(np.float16).astype(np.float32), "bf16": to_bf16(data[7])}
+        assert np.array_equal(got, want.get(storage, data[7]))
+        assert index.stats()["storage"] == storage
         index.close()
         sizes[storage] = os.path.getsize(tmp_path / storage / "vectors")
     assert sizes["f16"] < 0.6 * sizes["f32"]
+    assert sizes["bf16"] == sizes["f16"]
     with pytest.raises(ValueError):
         hnswdb.Index(space="l2", dim=DIM).init_index(max_elements=1, path=str(tmp_path / "x"), storage="f8")

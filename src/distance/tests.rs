@@ -117,29 +117,78 @@ fn normalize_rejects_zero() {
     assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
 }
 
-#[test]
-fn f16_kernels_agree_with_scalar_on_odd_lengths() {
-    let mut rng = StdRng::seed_from_u64(9);
+/// The kernels against rows of 16-bit floats `T` (SIMD and scalar) against the scalar f32
+/// kernels on the widened row: the same sums, at every length around the SIMD widths.
+fn row_kernels_agree_with_scalar<T: Half>(
+    seed: u64,
+    round: fn(f32) -> T,
+    pick: fn(&Kernels) -> (RowKernel<T>, RowKernel<T>),
+) {
+    let mut rng = StdRng::seed_from_u64(seed);
     let scalar = Kernels::scalar();
+    let (l2sq_scalar, dot_scalar) = pick(&scalar);
     for kernels in Kernels::available() {
+        let (l2sq, dot) = pick(&kernels);
         for len in (0..=67).chain([127, 128, 129, 383, 384, 385, 1000]) {
             let a: Vec<f32> = (0..len).map(|_| rng.random_range(-2.0..2.0)).collect();
-            let b: Vec<f16> = (0..len)
-                .map(|_| f16::from_f32(rng.random_range(-2.0..2.0)))
+            let b: Vec<T> = (0..len)
+                .map(|_| round(rng.random_range(-2.0..2.0)))
                 .collect();
-            let wide: Vec<f32> = b.iter().map(|x| x.to_f32()).collect();
-            // Against the f32 kernels on the widened row: the same sums.
-            for (f16_kernel, f32_kernel, name) in [
-                (kernels.l2sq_f16, scalar.l2sq, "l2sq_f16"),
-                (kernels.dot_f16, scalar.dot, "dot_f16"),
-                (scalar.l2sq_f16, scalar.l2sq, "scalar l2sq_f16"),
-                (scalar.dot_f16, scalar.dot, "scalar dot_f16"),
+            let mut wide = vec![0.0; len];
+            T::widen(&b, &mut wide);
+            for (kernel, f32_kernel, name) in [
+                (l2sq, scalar.l2sq, "l2sq"),
+                (dot, scalar.dot, "dot"),
+                (l2sq_scalar, scalar.l2sq, "scalar l2sq"),
+                (dot_scalar, scalar.dot, "scalar dot"),
             ] {
-                let (h, w) = (f16_kernel(&a, &b), f32_kernel(&a, &wide));
+                let (h, w) = (kernel(&a, &b), f32_kernel(&a, &wide));
                 assert!(
                     close(h, w, len as f32),
                     "{} {name} len {len}: {h} vs {w}",
                     kernels.isa
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_kernels_agree_with_scalar_on_odd_lengths() {
+    row_kernels_agree_with_scalar(9, f16::from_f32, |k| (k.l2sq_f16, k.dot_f16));
+}
+
+#[test]
+fn bf16_kernels_agree_with_scalar_on_odd_lengths() {
+    row_kernels_agree_with_scalar(10, bf16::from_f32, |k| (k.l2sq_bf16, k.dot_bf16));
+}
+
+#[test]
+fn bf16_widening_is_the_conversion_of_every_finite_value() {
+    // The shift the kernels use, against `half`'s conversion, over all 65,536 bit patterns
+    // but NaNs and infinities (which are never stored).
+    let all: Vec<bf16> = (0..=u16::MAX)
+        .map(bf16::from_bits)
+        .filter(|x| x.is_finite())
+        .collect();
+    let mut wide = vec![0.0; all.len()];
+    bf16::widen(&all, &mut wide);
+    for (x, w) in all.iter().zip(&wide) {
+        assert_eq!(x.to_f32().to_bits(), w.to_bits(), "{x:?}");
+    }
+    // And the SIMD loads of each kernel set read the same values: a dot product against
+    // one-hot queries picks each component out exactly.
+    for kernels in Kernels::available() {
+        for chunk in all.chunks(385) {
+            for j in [0, chunk.len() / 2, chunk.len() - 1] {
+                let mut a = vec![0.0; chunk.len()];
+                a[j] = 1.0;
+                let got = (kernels.dot_bf16)(&a, chunk);
+                assert!(
+                    got.to_bits() == chunk[j].to_f32().to_bits() || got == chunk[j].to_f32(),
+                    "{} component {j}: {got} vs {}",
+                    kernels.isa,
+                    chunk[j]
                 );
             }
         }

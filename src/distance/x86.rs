@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Kernels, f16};
+use super::{Kernels, bf16, f16};
 
 /// The loop every kernel runs: `step(acc, i)` adds the partial results of the `lanes`
 /// elements at `i` to a vector accumulator, two accumulators alternating over `2 × lanes`
@@ -102,8 +102,8 @@ macro_rules! row_kernels {
 /// a safe constructor `$set() -> Kernels` handing them out as safe function pointers.
 macro_rules! kernel_set {
     ($set:ident, $isa:literal, $feature:literal, $lanes:literal, $zero:ident, $load:ident,
-     $widen:ident, $half:ident, $sub:ident, $fmadd:ident, $fnmadd:ident, $add:ident,
-     $hsum:ident) => {
+     $widen:ident, $half:ident, $brain:ident, $sub:ident, $fmadd:ident, $fnmadd:ident,
+     $add:ident, $hsum:ident) => {
         /// The kernel set. Only sound to call on a CPU with the set's features: callers
         /// (`Kernels::detect`, `Kernels::available`) check them at runtime first.
         pub fn $set() -> Kernels {
@@ -133,6 +133,21 @@ macro_rules! kernel_set {
                 f16,
                 $half,
                 f16::to_f32,
+                $feature,
+                $lanes,
+                $zero,
+                $load,
+                $sub,
+                $fmadd,
+                $add,
+                $hsum
+            );
+            row_kernels!(
+                l2sq_bf16,
+                dot_bf16,
+                bf16,
+                $brain,
+                bf16::to_f32,
                 $feature,
                 $lanes,
                 $zero,
@@ -197,6 +212,8 @@ macro_rules! kernel_set {
                 dot_u8,
                 l2sq_f16,
                 dot_f16,
+                l2sq_bf16,
+                dot_bf16,
                 isa: $isa,
             }
         }
@@ -247,6 +264,29 @@ unsafe fn half16(p: *const f16) -> __m512 {
     _mm512_cvtph_ps(halves)
 }
 
+/// Eight bf16 values from `p` widened to f32: each one's bits shifted into the top half
+/// of a 32-bit lane.
+///
+/// # Safety
+/// `p` must point at 8 readable bf16 values.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn brain8(p: *const bf16) -> __m256 {
+    // SAFETY: the caller guarantees 16 readable bytes; loadu_si128 reads exactly 16.
+    let halves = unsafe { _mm_loadu_si128(p as *const __m128i) };
+    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(halves)))
+}
+
+/// Sixteen bf16 values from `p` widened to f32 (as `brain8`).
+///
+/// # Safety
+/// `p` must point at 16 readable bf16 values.
+#[target_feature(enable = "avx512f")]
+unsafe fn brain16(p: *const bf16) -> __m512 {
+    // SAFETY: the caller guarantees 32 readable bytes; loadu_si256 reads exactly 32.
+    let halves = unsafe { _mm256_loadu_si256(p as *const __m256i) };
+    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(halves)))
+}
+
 #[target_feature(enable = "avx2,fma")]
 fn hsum256(v: __m256) -> f32 {
     let hi = _mm256_extractf128_ps(v, 1);
@@ -266,6 +306,7 @@ kernel_set!(
     _mm256_loadu_ps,
     widen8,
     half8,
+    brain8,
     _mm256_sub_ps,
     _mm256_fmadd_ps,
     _mm256_fnmadd_ps,
@@ -282,6 +323,7 @@ kernel_set!(
     _mm512_loadu_ps,
     widen16,
     half16,
+    brain16,
     _mm512_sub_ps,
     _mm512_fmadd_ps,
     _mm512_fnmadd_ps,

@@ -30,7 +30,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::distance::{Kernels, MAX_SQUARED_NORM, Metric, Storage, f16, normalize, squared_norm};
+use crate::distance::{
+    Kernels, MAX_SQUARED_NORM, Metric, Storage, bf16, f16, normalize, squared_norm,
+};
 use crate::error::{Error, Result};
 use crate::graph::{Cand, Graph};
 use crate::limits::check_search;
@@ -263,15 +265,31 @@ impl Index {
     }
 
     /// `prepare` for a vector to be stored: also within the storage's range (f16 holds
-    /// at most ±65,504; rounding to it would store an infinity).
+    /// at most ±65,504; rounding to it would store an infinity), and under L2 and inner
+    /// product still within `MAX_SQUARED_NORM` once rounded to bf16 (which can round each
+    /// component up by 2^-9 of itself).
     fn prepare_write(&self, v: &[f32]) -> Result<Vec<f32>> {
         let v = self.prepare(v)?;
-        if self.config.storage == Storage::F16 {
-            let max = f16::MAX.to_f32();
-            if let Some((position, x)) = v.iter().enumerate().find(|(_, x)| x.abs() > max) {
-                return Err(Error::InvalidVector(format!(
-                    "component {position} is {x}, beyond the ±{max} an f16 index stores"
-                )));
+        match self.config.storage {
+            Storage::F32 => {}
+            Storage::F16 => {
+                let max = f16::MAX.to_f32();
+                if let Some((position, x)) = v.iter().enumerate().find(|(_, x)| x.abs() > max) {
+                    return Err(Error::InvalidVector(format!(
+                        "component {position} is {x}, beyond the ±{max} an f16 index stores"
+                    )));
+                }
+            }
+            Storage::BF16 => {
+                let rounded: Vec<f32> = v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
+                let norm = squared_norm(&rounded);
+                if self.config.metric != Metric::Cosine && norm > MAX_SQUARED_NORM {
+                    return Err(Error::InvalidVector(format!(
+                        "its squared norm rounded to bf16, {norm:.3e}, exceeds \
+                         {MAX_SQUARED_NORM:.3e}, so distances to it would overflow f32; scale \
+                         the vectors down"
+                    )));
+                }
             }
         }
         Ok(v)

@@ -50,8 +50,10 @@ impl Index {
             if v.iter().any(|x| !x.is_finite()) {
                 problems.push(format!("vector of id {id} holds NaN or infinity"));
             } else if self.config.metric == Metric::Cosine {
+                // Rounding each component to the storage moves the norm by as much.
+                let tolerance = 1e-3f32.max(1.25 * self.config.storage.rounding());
                 let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if (norm - 1.0).abs() > 1e-3 {
+                if (norm - 1.0).abs() > tolerance {
                     problems.push(format!("vector of id {id} has norm {norm} under cosine"));
                 }
             }

@@ -58,12 +58,13 @@ const FIELDS: TableDefinition<&str, u64> = TableDefinition::new("fields");
 /// marks a string-id index (the `id_kind` key and the `keys` and `key_of` tables), which
 /// an older build would take for an integer-id one. Version 5 marks an index routed on
 /// multi-bit RaBitQ codes (`routing` codes 2..=8), which an older build would take for a
-/// corrupt one.
+/// corrupt one, or storing bf16 vectors (`storage` 2), whose code a version-3/4 build
+/// knows nothing of: either refuses the index as newer rather than as damaged.
 pub const META_VERSION: u64 = 5;
 
 /// The version an index written by this build carries: the oldest that reads it right.
 fn meta_version_for(config: &Config) -> u64 {
-    if matches!(config.routing, Routing::ExRaBitQ(_)) {
+    if matches!(config.routing, Routing::ExRaBitQ(_)) || config.storage == Storage::BF16 {
         5
     } else if config.id_kind == IdKind::Str {
         4

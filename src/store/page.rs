@@ -31,6 +31,8 @@ pub enum FileKind {
     Vectors,
     /// `vectors` of an index storing f16 (`Storage::F16`).
     HalfVectors,
+    /// `vectors` of an index storing bfloat16 (`Storage::BF16`).
+    Bf16Vectors,
     /// `graph0`: layer-0 adjacency.
     Graph0,
     /// `codes.N`: 8-bit quantised copies of the vectors, for graph walks.
@@ -48,6 +50,7 @@ impl FileKind {
         match self {
             FileKind::Vectors => b"HNSWDBVC",
             FileKind::HalfVectors => b"HNSWDBVH",
+            FileKind::Bf16Vectors => b"HNSWDBVB",
             FileKind::Graph0 => b"HNSWDBG0",
             FileKind::Codes => b"HNSWDBQ8",
             FileKind::BitCodes => b"HNSWDBQ1",
@@ -56,11 +59,12 @@ impl FileKind {
     }
 
     /// The element type code its header carries: 1 = f32, 2 = u32, 3 = u8, 4 = RaBitQ
-    /// code, 5 = f16, 6 = multi-bit RaBitQ code.
+    /// code, 5 = f16, 6 = multi-bit RaBitQ code, 7 = bf16.
     pub fn elem_type(self) -> u32 {
         match self {
             FileKind::Vectors => 1,
             FileKind::HalfVectors => 5,
+            FileKind::Bf16Vectors => 7,
             FileKind::Graph0 => 2,
             FileKind::Codes => 3,
             FileKind::BitCodes => 4,
@@ -82,6 +86,7 @@ impl FileKind {
         match self {
             FileKind::Vectors => "vectors",
             FileKind::HalfVectors => "f16 vectors",
+            FileKind::Bf16Vectors => "bf16 vectors",
             FileKind::Graph0 => "graph0",
             FileKind::Codes => "codes",
             FileKind::BitCodes => "bit codes",
@@ -159,6 +164,7 @@ impl Header {
             m if m == FileKind::BitCodes.magic() => FileKind::BitCodes,
             m if m == FileKind::MultiBitCodes.magic() => FileKind::MultiBitCodes,
             m if m == FileKind::HalfVectors.magic() => FileKind::HalfVectors,
+            m if m == FileKind::Bf16Vectors.magic() => FileKind::Bf16Vectors,
             _ => return Err(corrupt("bad magic: not an hnswdb page file")),
         };
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());

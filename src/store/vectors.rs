@@ -1,12 +1,13 @@
-//! The vector arena: slot `i` holds the vector of internal node `i` (f32, or f16 in an
-//! index created with `Storage::F16`), then its external id (the label), then (format
+//! The vector arena: slot `i` holds the vector of internal node `i` (f32, or f16 / bf16 in
+//! an index created with `Storage::F16` / `Storage::BF16`), then its external id (the
+//! label), then (format
 //! version 3 on) a crc32 of both, so that a damaged vector or label is caught before it
 //! is returned. Vectors are read in place through bytemuck casts, never copied.
 
 use std::path::Path;
 
 use super::page::{FileIdentity, FileKind, PageFile, RowFile, SLOT_ALIGN};
-use crate::distance::{Row, Storage, f16};
+use crate::distance::{Row, Storage, bf16, f16};
 use crate::error::Result;
 
 const LABEL_BYTES: usize = 8;
@@ -30,6 +31,7 @@ fn layout(storage: Storage) -> (FileKind, fn(usize, u32) -> usize) {
     match storage {
         Storage::F32 => (FileKind::Vectors, stride_for::<4>),
         Storage::F16 => (FileKind::HalfVectors, stride_for::<2>),
+        Storage::BF16 => (FileKind::Bf16Vectors, stride_for::<2>),
     }
 }
 
@@ -105,6 +107,7 @@ impl Vectors {
         match self.storage {
             Storage::F32 => Row::F32(bytemuck::cast_slice(bytes)),
             Storage::F16 => Row::F16(bytemuck::cast_slice(bytes)),
+            Storage::BF16 => Row::BF16(bytemuck::cast_slice(bytes)),
         }
     }
 
@@ -182,21 +185,27 @@ impl Vectors {
         match self.vector(i) {
             Row::F32(row) => row.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits()),
             Row::F16(row) => row.iter().zip(v).all(|(a, &b)| *a == f16::from_f32(b)),
+            Row::BF16(row) => row.iter().zip(v).all(|(a, &b)| *a == bf16::from_f32(b)),
         }
     }
 
     /// Writes vector, label and checksum into slot `i` (the vector converted to the
-    /// storage's type: f16 components must be within its range, which writers check).
+    /// storage's type, rounding to nearest even: f16 components must be within its range,
+    /// which writers check).
     /// The caller guarantees no reader looks at slot `i` until it is published (made
     /// live) afterwards.
     pub fn write(&self, i: u32, v: &[f32], label: u64) {
         debug_assert_eq!(v.len(), self.dim);
         let p = self.file.slot_ptr(i as usize);
-        let halves: Vec<f16>;
+        let halves: Vec<u16>;
         let bytes: &[u8] = match self.storage {
             Storage::F32 => bytemuck::cast_slice(v),
             Storage::F16 => {
-                halves = v.iter().map(|&x| f16::from_f32(x)).collect();
+                halves = v.iter().map(|&x| f16::from_f32(x).to_bits()).collect();
+                bytemuck::cast_slice(&halves)
+            }
+            Storage::BF16 => {
+                halves = v.iter().map(|&x| bf16::from_f32(x).to_bits()).collect();
                 bytemuck::cast_slice(&halves)
             }
         };
@@ -251,7 +260,7 @@ mod tests {
             index_uid: 7,
         };
         let v = [0.1f32, -2.5, 3.0e4, 1.0e-3, 0.0];
-        for storage in [Storage::F32, Storage::F16] {
+        for storage in [Storage::F32, Storage::F16, Storage::BF16] {
             let path = dir.path().join(storage.name());
             let vectors = Vectors::create(&path, identity, 4, storage).unwrap();
             vectors.write(2, &v, 99);
@@ -260,6 +269,10 @@ mod tests {
                 Storage::F32 => assert_eq!(stored, v),
                 Storage::F16 => {
                     let want: Vec<f32> = v.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+                    assert_eq!(stored, want);
+                }
+                Storage::BF16 => {
+                    let want: Vec<f32> = v.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
                     assert_eq!(stored, want);
                 }
             }

@@ -67,7 +67,9 @@ class Index:
         """Creates the index in `path`; `fields` indexes payload fields for filters:
         {"lang": "keyword", "year": "int"}. durable=False never fsyncs the log.
         ids="str" names vectors by string keys (up to 1 KiB of UTF-8 each): every method
-        then takes and returns str ids."""
+        then takes and returns str ids. storage="f16" or "bf16" halves the vector file
+        (get_items returns the stored values widened; f16 refuses components beyond
+        ±65,504, bf16 keeps f32's range at about two significant digits)."""
     def backup(self, path: _Path, progress: Optional[_Progress] = None) -> int:
         """Copies the index as of now into the new directory `path`, checked. Returns the
         bytes copied; `progress(done, total)` is told the bytes as they are copied."""
@@ -83,7 +85,8 @@ class Index:
         """Every field of the Rust Stats: len, capacity, high_water, free_slots,
         held_slots, tombstones, upper_nodes, max_level, dim, metric, M, ef_construction,
         kernels, wal_bytes, codes_generation, routing ("sq8" | "rabitq" | "rabitq:BITS"),
-        storage ("f32" | "f16"), ids ("int" | "str"), residency (a dict, or None without a memory budget)."""
+        storage ("f32" | "f16" | "bf16"), ids ("int" | "str"), residency (a dict, or None
+        without a memory budget)."""
     @property
     def read_only(self) -> bool: ...
     def _view_position(self) -> Optional[Tuple[int, int]]:

@@ -146,7 +146,8 @@ def main():
                          "room under the same cap for its other memory")
     ap.add_argument("--plot", default=None, help="write a recall-vs-QPS plot here (needs matplotlib)")
     ap.add_argument("--indexes", default="sq8-m16,rabitq-m8,rabitq-m16,rabitq-m8-f16",
-                    help="which hnswdb indexes to build and run (rabitq-m8-f16: vectors stored as f16)")
+                    help="which hnswdb indexes to build and run (rabitq-m8-f16: vectors stored as f16; "
+                         "rabitq2-m8, rabitq2-m16: 2-bit extended RaBitQ codes)")
     ap.add_argument("--ls", default="16,24,32,48,64,96")
     ap.add_argument("--diskann-timeout", type=int, default=1200,
                     help="seconds DiskANN's sweep may take under the cap before it is stopped")
@@ -161,7 +162,8 @@ def main():
     indexes = {}
     wanted = args.indexes.split(",")
     for name, m, routing, storage in [("sq8-m16", 16, "sq8", "f32"), ("rabitq-m8", 8, "rabitq", "f32"),
-                                      ("rabitq-m16", 16, "rabitq", "f32"), ("rabitq-m8-f16", 8, "rabitq", "f16")]:
+                                      ("rabitq-m16", 16, "rabitq", "f32"), ("rabitq-m8-f16", 8, "rabitq", "f16"),
+                                      ("rabitq2-m8", 8, "rabitq:2", "f32"), ("rabitq2-m16", 16, "rabitq:2", "f32")]:
         if name in wanted:
             indexes[name], builds[name] = build_hnswdb(work, name, args.data, args.metric, m, routing, storage)
     diskann = os.path.join(work, "diskann")

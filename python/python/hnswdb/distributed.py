@@ -20,6 +20,7 @@ import json
 import math
 import os
 import threading
+import time
 import uuid
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
 
@@ -557,11 +558,15 @@ class ShardedIndex:
         return target
 
     def close(self) -> None:
-        """Closes every replica's index (a clean checkpoint) and stops the actors."""
+        """Closes every replica's index (a clean checkpoint) and stops the actors; returns
+        once they are gone, so that the index can be opened again at once."""
         ray.get([h.close.remote() for row in self._replicas for h in row])
         for row in self._replicas:
             for h in row:
                 ray.kill(h, no_restart=True)
+        _await_gone(
+            [_actor_name(self.manifest, s, r) for s, row in enumerate(self._replicas) for r in range(len(row))]
+        )
         self._replicas = []
 
     def __enter__(self) -> "ShardedIndex":
@@ -607,6 +612,27 @@ def _place(shards: int, replicas: int, nodes: Optional[Sequence[str]]) -> list:
     return [[alive[(r * shards + s) % len(alive)] for r in range(replicas)] for s in range(shards)]
 
 
+def _actor_name(manifest: dict, shard: int, replica: int) -> str:
+    """The Ray name of a replica's actor: unique per sharded index (its uuid)."""
+    return f"hnswdb:{manifest['name']}:{manifest['uuid'][:8]}:s{shard}r{replica}"
+
+
+def _await_gone(names: Sequence[str], timeout: float = 60.0) -> None:
+    """Returns once no actor holds any of `names`. `ray.kill` only starts an actor's
+    death, and the name stays taken until it is over: an `open` of the same index right
+    after `close` would otherwise fail with ActorAlreadyExistsError."""
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while True:
+            try:
+                ray.get_actor(name)
+            except ValueError:
+                break
+            if time.monotonic() > deadline:
+                raise ShardError(f"actor {name} still alive {timeout:.0f} s after it was killed")
+            time.sleep(0.02)
+
+
 def _start(
     manifest: dict,
     create: Optional[dict],
@@ -623,7 +649,7 @@ def _start(
         handles.append([])
         for r, path in enumerate(row):
             actor = _ShardActor.options(
-                name=f"hnswdb:{manifest['name']}:{manifest['uuid'][:8]}:s{s}r{r}",
+                name=_actor_name(manifest, s, r),
                 num_cpus=num_cpus,
                 resources=resources or {},
                 max_restarts=max_restarts,

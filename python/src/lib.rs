@@ -783,15 +783,18 @@ impl Index {
             .map_err(py_err)
     }
 
-    /// Rebuilds the index from its live vectors into dense files (see `Index::compact`)
-    /// and carries on with the compacted index: this object stays open (with its ef and
-    /// threads). Raises if another thread is using the index. Returns {"live",
-    /// "bytes_before", "bytes_after"}. `progress(done, total)` counts live vectors copied.
-    #[pyo3(signature = (progress=None))]
+    /// Rebuilds the index from its live vectors into dense files (see `Index::compact`),
+    /// or with `relocate` copies them and their links as they are (see
+    /// `Index::relocate`: no re-insert, the same graph), and carries on with the
+    /// compacted index: this object stays open (with its ef and threads). Raises if
+    /// another thread is using the index. Returns {"live", "bytes_before",
+    /// "bytes_after"}. `progress(done, total)` counts live vectors copied by a rebuild.
+    #[pyo3(signature = (progress=None, relocate=false))]
     fn compact<'py>(
         &self,
         py: Python<'py>,
         progress: Option<Py<PyAny>>,
+        relocate: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         if self.index()?.is_read_only() {
             return Err(py_err(Error::ReadOnly)); // before the view is consumed
@@ -799,7 +802,10 @@ impl Index {
         let index = self.take_sole("compact")?;
         let (dir, options) = (index.path().to_path_buf(), index.open_options());
         let hook = Hook(progress);
-        let compacted = py.detach(|| index.compact_progress(&hook));
+        let compacted = py.detach(|| match relocate {
+            true => index.relocate(),
+            false => index.compact_progress(&hook),
+        });
         let (index, report) = match compacted {
             Ok(done) => done,
             Err(e) => {

@@ -152,6 +152,24 @@ def test_compact_keeps_the_object_working_with_its_settings(path):
         assert len(reopened) == 101
 
 
+def test_compact_by_relocation_keeps_the_graph_and_the_object_working(path):
+    index = made(path, 400)
+    index.delete_items(np.arange(0, 400, 2))
+    queries = vectors(5, seed=3)
+    before = index.knn_query(queries, k=5)
+    report = index.compact(relocate=True)
+    assert report["live"] == 200 and report["bytes_after"] < report["bytes_before"]
+    assert len(index) == 200 and index.stats()["high_water"] == 200
+    # The same graph, renumbered: the same answers.
+    after = index.knn_query(queries, k=5)
+    np.testing.assert_array_equal(before[0], after[0])
+    index.add_items(vectors(1, seed=4), [1000])
+    assert 1000 in index and 0 not in index and index.verify()["ok"]
+    index.close()
+    with hnswdb.Index.open(path) as reopened:
+        assert len(reopened) == 201
+
+
 def test_compact_is_refused_while_another_thread_uses_the_index(path):
     index = made(path, 20)
     engine = index._engine

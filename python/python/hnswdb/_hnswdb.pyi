@@ -73,11 +73,14 @@ class Index:
     def backup(self, path: _Path, progress: Optional[_Progress] = None) -> int:
         """Copies the index as of now into the new directory `path`, checked. Returns the
         bytes copied; `progress(done, total)` is told the bytes as they are copied."""
-    def compact(self, progress: Optional[_Progress] = None) -> Dict[str, int]:
-        """Rebuilds the index from its live vectors into dense files and carries on with
-        it (this object stays open, with its ef and threads). {"live", "bytes_before",
-        "bytes_after"}; `progress` counts live vectors copied. Raises (leaving the index
-        open) if another thread is using it."""
+    def compact(
+        self, progress: Optional[_Progress] = None, relocate: bool = False
+    ) -> Dict[str, int]:
+        """Rebuilds the index from its live vectors into dense files (with `relocate`,
+        copies them and their links as they are, no re-insert) and carries on with it
+        (this object stays open, with its ef and threads). {"live", "bytes_before",
+        "bytes_after"}; `progress` counts live vectors copied by a rebuild. Raises
+        (leaving the index open) if another thread is using it."""
     def verify(self) -> Dict[str, Any]:
         """The whole-index check, O(n): {"ok", "problems", "unreachable", "stale_links",
         "live", "tombstones", "free"}."""

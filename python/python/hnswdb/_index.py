@@ -596,14 +596,17 @@ class Index:
 
     # -- maintenance -----------------------------------------------------------------------
 
-    def compact(self, progress: Any = None) -> dict:
+    def compact(self, progress: Any = None, relocate: bool = False) -> dict:
         """Rebuilds the index from its live vectors into dense files (the space deletes
         left behind is given back) and carries on with it: this object stays usable.
-        Returns {"live", "bytes_before", "bytes_after"}. `progress` as in add_items
-        (live vectors copied)."""
+        With `relocate=True` the live vectors and their links are copied as they are,
+        in breadth-first order, instead of re-inserted: O(n) copies, the same graph
+        (what `close` does by itself once enough slots are free). Returns {"live",
+        "bytes_before", "bytes_after"}. `progress` as in add_items (live vectors copied
+        by a rebuild)."""
         engine = self._open_engine()
         with _Progress(progress, "compact") as bar:
-            return engine.compact(progress=bar.hook())
+            return engine.compact(progress=bar.hook(), relocate=relocate)
 
     def backup(self, path: Any, progress: Any = None) -> int:
         """Copies the index, as of one moment while writes go on, into the new directory

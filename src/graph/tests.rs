@@ -69,6 +69,38 @@ fn recall(graph: &Graph, rng: &mut StdRng, queries: usize, k: usize, ef: usize) 
     found as f64 / (queries * k) as f64
 }
 
+/// A re-rank of a beam scored on codes that err by up to `noise` (uniform): the `keep`
+/// nearest by exact distance, and fewer exact distances than candidates.
+#[test]
+fn a_rerank_finds_the_exact_nearest_of_the_beam_reading_only_what_can_win() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let graph = built(tmp.path(), 400, &mut rng);
+    for (noise, keep) in [(0.0f32, 5), (0.05, 5), (0.3, 10), (1.0, 1), (0.2, 400)] {
+        let q = random_vector(&mut rng);
+        let beam: Vec<Cand> = (0..400)
+            .map(|id| Cand {
+                d: graph.distance_to(&q, id) + rng.random_range(-1.0..=1.0) * noise,
+                id,
+            })
+            .collect();
+        let mut s = search::Scratch::new();
+        let got = graph.rerank_all(&mut s, &q, beam, keep);
+        let truth: Vec<u32> = graph.brute_force(&q, keep).iter().map(|c| c.id).collect();
+        let ids: Vec<u32> = got.iter().take(keep).map(|c| c.id).collect();
+        assert_eq!(ids, truth, "noise {noise}, keep {keep}");
+        assert!(got.windows(2).all(|w| w[0].d <= w[1].d), "nearest first");
+        assert!(
+            got.iter().all(|c| c.d == graph.distance_to(&q, c.id)),
+            "exact"
+        );
+        match keep < 400 {
+            true => assert!(s.distances < 400, "noise {noise}: {} read", s.distances),
+            false => assert_eq!(s.distances, 400),
+        }
+    }
+}
+
 fn assert_sound(graph: &Graph, high_water: u32) -> (usize, usize) {
     let mut problems = Vec::new();
     let counts = graph.check(high_water, &mut problems).unwrap();

@@ -214,7 +214,7 @@ macro_rules! kernel_set {
                 dot_f16,
                 l2sq_bf16,
                 dot_bf16,
-                // The wider set has no faster form: a code's planes come 4 bytes at a time.
+                // AVX2 in both sets (the AVX-512 one requires it); no AVX-512 form yet.
                 planes: Some(planes_dot),
                 isa: $isa,
             }

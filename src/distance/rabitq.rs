@@ -251,9 +251,10 @@ impl RaBitQ {
 /// five bits, one part: `q_i = round(r_i / step)`, `step = max |r_i| / query_range`. From
 /// `FINE_BITS` on the codes are precise enough for that rounding to show (on the
 /// clustered 384-d data of the tests below, 6-, 7- and 8-bit estimates left their bound
-/// 73–76, 77–94 and 381–405 times in 1,000, against 42–65 at 1..5 bits), so a second
-/// part holds the remainder in 1/`FINE` steps: `q_i = FINE a_i + b_i`, the parts laid
-/// out one after the other, each within what the kernels' 16-bit pair sums hold.
+/// 73–76, 77–94 and 381–405 times in 1,000 with one part, 45–58 with two, as at 1..5
+/// bits with one: 42–65), so a second part holds the remainder in 1/`FINE` steps:
+/// `q_i = FINE a_i + b_i`, the parts laid out one after the other, each within what the
+/// kernels' 16-bit pair sums hold.
 fn quantise(r: &[f32], bits: u8) -> (Vec<i8>, f32) {
     let range = query_range(bits) as f32;
     let max = r.iter().fold(0f32, |m, x| m.max(x.abs()));

@@ -1,9 +1,9 @@
 //! Distance kernels per dimension and instruction set (scalar vs SIMD): f32 against f32
-//! (exact distances), against f16 and bf16 rows (16-bit storage) and against SQ8 codes
-//! (graph walks).
+//! (exact distances), against f16 and bf16 rows (16-bit storage), against SQ8 codes
+//! (graph walks) and the RaBitQ estimate per bit count (per-byte tables vs SIMD).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hnswdb::distance::Kernels;
+use hnswdb::distance::{Kernels, Metric, RaBitQ};
 use hnswdb::{bf16, f16};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use std::hint::black_box;
@@ -45,5 +45,27 @@ fn kernels(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, kernels);
+/// One RaBitQ estimate (a code in cache) at 384-d, per bit count and kernel set: the
+/// compute side of a walk on RaBitQ codes, beside `dot_u8` above for SQ8.
+fn rabitq(c: &mut Criterion) {
+    let (dim, mut rng) = (384, StdRng::seed_from_u64(2));
+    let rows: Vec<Vec<f32>> = (0..2)
+        .map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .collect();
+    let mut group = c.benchmark_group("rabitq/dim384");
+    for bits in [1, 2, 4, 8] {
+        let quantizer = RaBitQ::train(dim, 3, bits, rows.iter().map(|r| r.as_slice()));
+        let mut code = vec![0u8; RaBitQ::code_bytes(dim, bits)];
+        quantizer.encode(&rows[1], &mut code);
+        for k in Kernels::available() {
+            let prepared = quantizer.query(Metric::InnerProduct, k, &rows[0]);
+            group.bench_function(BenchmarkId::new(format!("{bits}bit"), k.isa), |bench| {
+                bench.iter(|| prepared.eval(black_box(&code)))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, kernels, rabitq);
 criterion_main!(benches);

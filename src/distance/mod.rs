@@ -317,6 +317,13 @@ pub type Kernel = fn(&[f32], &[f32]) -> f32;
 /// `Σ a_i·c_i` (and ignores `b`). The slices have the same length.
 pub type CodeKernel = fn(&[f32], &[f32], &[u8]) -> f32;
 
+/// A kernel over RaBitQ codes: `Σ_i u_i·q_i` of the levels `u_i` held in a code's bit
+/// planes (`planes`: exactly `bits` planes of `padded / 8` bytes each, laid out as in
+/// [`RaBitQ`]) and the rotated query rounded to integers `q` (`rabitq::query_parts(bits)`
+/// parts `a`, `b` of `padded` components, `a` within `±rabitq::query_range(bits)` and `b`
+/// within `±FINE / 2`, standing for `q = FINE a + b`). Exact: integers throughout.
+pub type PlaneKernel = fn(&[i8], &[u8], usize) -> i64;
+
 /// A kernel against a stored row of 16-bit floats `T` (f16 or bf16; `l2sq` or `dot`, the
 /// row widened as it is read).
 pub type RowKernel<T> = fn(&[f32], &[T]) -> f32;
@@ -340,6 +347,9 @@ pub struct Kernels {
     pub l2sq_bf16: RowKernel<bf16>,
     /// Dot product against a bf16 row.
     pub dot_bf16: RowKernel<bf16>,
+    /// `Σ u_i·q_i` over RaBitQ bit planes (see [`PlaneKernel`]); `None` where the set
+    /// has none, and a query then sums from per-byte lookup tables.
+    pub planes: Option<PlaneKernel>,
     /// Name of the instruction set (for benchmarks and `stats`).
     pub isa: &'static str,
 }
@@ -356,6 +366,7 @@ impl Kernels {
             dot_f16: dot_widened_scalar,
             l2sq_bf16: l2sq_widened_scalar,
             dot_bf16: dot_widened_scalar,
+            planes: None,
             isa: "scalar",
         }
     }

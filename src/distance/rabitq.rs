@@ -20,11 +20,13 @@
 //! out as the one-bit code), then `norm`, `dot` and `inv_len = 1 / ‖u − c‖` as f32. The
 //! one-bit code is the case `B = 1` (`c = ½`, `inv_len = 2 / √D`, not stored), so one
 //! estimator serves both: `⟨x̄, q⟩ = (Σ_b 2^b Σ_{i: bit b of u_i} q_i − c Σ q_i) · inv_len`,
-//! each plane's inner sum read from the same per-byte tables.
+//! on the rotated query rounded to integer steps (`RaBitQ::query`), its integer sum
+//! computed by the kernel set's SIMD kernel over the bit planes, or else from per-byte
+//! tables.
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-use super::Metric;
+use super::{Kernels, Metric, PlaneKernel};
 
 /// The quantiser: rotation seed, centroid and bits per coordinate.
 #[derive(Clone, Debug, PartialEq)]
@@ -200,8 +202,8 @@ impl RaBitQ {
     }
 
     /// Prepares `q` (as stored: normalised under cosine) for estimating its distance to
-    /// codes under `metric`.
-    pub fn query(&self, metric: Metric, q: &[f32]) -> RaBitQuery {
+    /// codes under `metric`, with the SIMD kernel of `kernels` where it has one.
+    pub fn query(&self, metric: Metric, kernels: Kernels, q: &[f32]) -> RaBitQuery {
         // L2 works on the query's residual; inner products on the query itself plus the
         // centroid's share, ⟨x, q⟩ = ‖r‖ ⟨o, q⟩ + ⟨c, q⟩.
         let (target, offset) = match metric {
@@ -216,24 +218,24 @@ impl RaBitQ {
         };
         let norm_sq: f32 = target.iter().map(|x| x * x).sum();
         let rotated = self.rotate(&target);
-        let sum: f32 = rotated.iter().sum();
-        // One table per code byte: the sum of the rotated query's coordinates whose bits
-        // are set, for each of the 256 bytes (built by adding one coordinate at a time).
+        let (quantised, unit) = quantise(&rotated, self.bits);
+        // Σ q_i, the parts combined as `q = FINE a + b`.
+        let sum = quantised.chunks_exact(self.padded).fold(0i64, |acc, part| {
+            acc * FINE as i64 + part.iter().map(|&x| x as i64).sum::<i64>()
+        });
         let bytes = self.padded / 8;
-        let mut table = vec![0f32; bytes * 256];
-        for j in 0..bytes {
-            let t = &mut table[j * 256..(j + 1) * 256];
-            for b in 1..256usize {
-                let low = b.trailing_zeros() as usize;
-                t[b] = t[b & (b - 1)] + rotated[8 * j + low];
-            }
-        }
+        let sums = match kernels.planes {
+            Some(kernel) => LevelSums::Kernel(kernel),
+            None => LevelSums::Tables(quantised.chunks_exact(8).flat_map(byte_table).collect()),
+        };
         RaBitQuery {
             metric,
-            table,
+            quantised,
+            sums,
             bytes,
             bits: self.bits as usize,
-            centred_sum: centre(self.bits) * sum,
+            centred_sum: ((1i64 << self.bits) - 1) * sum,
+            half_step: unit / 2.0,
             norm_sq,
             norm: norm_sq.sqrt(),
             offset,
@@ -243,15 +245,90 @@ impl RaBitQ {
     }
 }
 
-/// A query prepared for one search: per-byte lookup tables of its rotated coordinates.
+/// The rotated query `r` rounded to integer steps for `bits`-bit codes, and the step:
+/// the codes' levels are integers, so their inner product with it is one of integers
+/// (exact in any order, the same from a SIMD kernel and the tables), scaled once. Up to
+/// five bits, one part: `q_i = round(r_i / step)`, `step = max |r_i| / query_range`. From
+/// `FINE_BITS` on the codes are precise enough for that rounding to show (on the
+/// clustered 384-d data of the tests below, 6-, 7- and 8-bit estimates left their bound
+/// 73–76, 77–94 and 381–405 times in 1,000 with one part, 45–58 with two, as at 1..5
+/// bits with one: 42–65), so a second part holds the remainder in 1/`FINE` steps:
+/// `q_i = FINE a_i + b_i`, the parts laid out one after the other, each within what the
+/// kernels' 16-bit pair sums hold.
+fn quantise(r: &[f32], bits: u8) -> (Vec<i8>, f32) {
+    let range = query_range(bits) as f32;
+    let max = r.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 {
+        return (vec![0; r.len() * query_parts(bits)], 0.0);
+    }
+    let step = max / range;
+    let coarse: Vec<f32> = r
+        .iter()
+        .map(|x| (x / step).round().clamp(-range, range))
+        .collect();
+    let mut quantised: Vec<i8> = coarse.iter().map(|&a| a as i8).collect();
+    if query_parts(bits) == 1 {
+        return (quantised, step);
+    }
+    let half = FINE as f32 / 2.0;
+    quantised.extend(
+        r.iter()
+            .zip(&coarse)
+            .map(|(x, a)| ((x / step - a) * FINE as f32).round().clamp(-half, half) as i8),
+    );
+    (quantised, step / FINE as f32)
+}
+
+/// Bits per coordinate from which a query is rounded in two parts (see `quantise`).
+const FINE_BITS: u8 = 6;
+
+/// The second part's steps per step of the first.
+pub(crate) const FINE: i32 = 128;
+
+/// Parts of a query against `bits`-bit codes: 1, or 2 from `FINE_BITS` on.
+pub(crate) const fn query_parts(bits: u8) -> usize {
+    if bits >= FINE_BITS { 2 } else { 1 }
+}
+
+/// The largest `|q_i|` of a query's first part against `bits`-bit codes: 127, but 64 at
+/// eight bits, so that the SIMD kernels' sum of two products `u_i q_i` (`u_i ≤ 255`)
+/// stays within an i16 (the second part's is `FINE / 2`).
+pub(crate) fn query_range(bits: u8) -> i32 {
+    if bits == MAX_BITS { 64 } else { 127 }
+}
+
+/// The table of one byte of a bit plane, `coords` its 8 query coordinates: the sum of
+/// those whose bits are set, for each of the 256 bytes (built by adding one coordinate
+/// at a time; at most 8 × 127 in magnitude).
+fn byte_table(coords: &[i8]) -> [i16; 256] {
+    let mut t = [0i16; 256];
+    for b in 1..256usize {
+        t[b] = t[b & (b - 1)] + coords[b.trailing_zeros() as usize] as i16;
+    }
+    t
+}
+
+/// How a prepared query sums `Σ u_i q_i` over a code's levels.
+enum LevelSums {
+    /// The kernel set's SIMD kernel over the bit planes.
+    Kernel(PlaneKernel),
+    /// Per-byte lookup tables (`byte_table`) of each query part, where the CPU has no
+    /// such kernel.
+    Tables(Vec<i16>),
+}
+
+/// A query prepared for one search: its rotated coordinates quantised to integers.
 pub struct RaBitQuery {
     metric: Metric,
-    table: Vec<f32>,
+    /// The rotated query in parts (see `quantise`), in units of `2 · half_step`.
+    quantised: Vec<i8>,
+    sums: LevelSums,
     /// Bytes per bit plane.
     bytes: usize,
     bits: usize,
-    /// `c Σ q_i` of the rotated query.
-    centred_sum: f32,
+    /// `(2^B − 1) Σ q_i` (the parts combined): twice the centre's share of `Σ u_i q_i`.
+    centred_sum: i64,
+    half_step: f32,
     norm_sq: f32,
     norm: f32,
     offset: f32,
@@ -264,15 +341,9 @@ impl RaBitQuery {
     #[inline]
     pub fn estimate(&self, code: &[u8]) -> (f32, f32) {
         let planes = self.bytes * self.bits;
-        let s = match self.bits {
-            1 => self.level_sum::<1>(code),
-            2 => self.level_sum::<2>(code),
-            3 => self.level_sum::<3>(code),
-            4 => self.level_sum::<4>(code),
-            5 => self.level_sum::<5>(code),
-            6 => self.level_sum::<6>(code),
-            7 => self.level_sum::<7>(code),
-            _ => self.level_sum::<8>(code),
+        let s = match &self.sums {
+            LevelSums::Kernel(kernel) => kernel(&self.quantised, &code[..planes], self.bits),
+            LevelSums::Tables(table) => self.table_sum(table, code),
         };
         let scalar = |k: usize| {
             let at = planes + 4 * k;
@@ -284,7 +355,8 @@ impl RaBitQuery {
         } else {
             scalar(2)
         };
-        let xq = (s - self.centred_sum) * inv_len;
+        // Σ (u_i − c) q_i = (2 Σ u_i q_i − (2^B − 1) Σ q_i) / 2, in integers.
+        let xq = (2 * s - self.centred_sum) as f32 * self.half_step * inv_len;
         let oq = xq / dot;
         let err = self.norm * ((1.0 - dot * dot).max(0.0) / (dot * dot)).sqrt() * self.bound_scale;
         match self.metric {
@@ -296,22 +368,18 @@ impl RaBitQuery {
         }
     }
 
-    /// `Σ_i u_i q_i` over the levels of `code`'s `B` bit planes: byte `j` of every plane
-    /// looks up the same table row, so the rows are walked once, and the planes' sums are
-    /// independent chains of additions.
-    #[inline(always)]
-    fn level_sum<const B: usize>(&self, code: &[u8]) -> f32 {
-        let planes = &code[..B * self.bytes];
-        let mut sums = [0f32; B];
-        for (j, row) in self.table.chunks_exact(256).enumerate() {
-            for (b, sum) in sums.iter_mut().enumerate() {
-                *sum += row[planes[b * self.bytes + j] as usize];
-            }
+    /// `Σ_i u_i q_i` of `code` from the per-byte tables.
+    fn table_sum(&self, table: &[i16], code: &[u8]) -> i64 {
+        match self.bits {
+            1 => table_sum::<1>(table, code, self.bytes),
+            2 => table_sum::<2>(table, code, self.bytes),
+            3 => table_sum::<3>(table, code, self.bytes),
+            4 => table_sum::<4>(table, code, self.bytes),
+            5 => table_sum::<5>(table, code, self.bytes),
+            6 => table_sum::<6>(table, code, self.bytes),
+            7 => table_sum::<7>(table, code, self.bytes),
+            _ => table_sum::<8>(table, code, self.bytes),
         }
-        sums.iter()
-            .enumerate()
-            .map(|(b, sum)| (1 << b) as f32 * sum)
-            .sum()
     }
 
     /// The estimated distance to `code`.
@@ -319,6 +387,30 @@ impl RaBitQuery {
     pub fn eval(&self, code: &[u8]) -> f32 {
         self.estimate(code).0
     }
+}
+
+/// `Σ_i u_i q_i` over the levels of `code`'s `B` bit planes of `bytes` bytes, each query
+/// part's sum weighted as in `quantise`: byte `j` of every plane looks up the same table
+/// row, so the rows are walked once, and the planes' sums are independent chains.
+#[inline(always)]
+fn table_sum<const B: usize>(table: &[i16], code: &[u8], bytes: usize) -> i64 {
+    let planes = &code[..B * bytes];
+    let mut total = 0i64;
+    for part in table.chunks_exact(bytes * 256) {
+        let mut sums = [0i32; B];
+        for (j, row) in part.chunks_exact(256).enumerate() {
+            for (b, sum) in sums.iter_mut().enumerate() {
+                *sum += row[planes[b * bytes + j] as usize] as i32;
+            }
+        }
+        let part_sum: i64 = sums
+            .iter()
+            .enumerate()
+            .map(|(b, &sum)| (sum as i64) << b)
+            .sum();
+        total = total * FINE as i64 + part_sum;
+    }
+    total
 }
 
 /// Bits per coordinate a code may have.
@@ -391,10 +483,25 @@ fn grid_point(o: &[f32], bits: u8) -> Vec<u8> {
         .collect()
 }
 
-/// In-place unnormalised fast Walsh-Hadamard transform (`x.len()` a power of two).
+/// In-place unnormalised fast Walsh-Hadamard transform (`x.len()` a power of two, at
+/// least 8). The first three levels run as one 8-point transform per chunk, as their
+/// strides are too short for the compiler to vectorise level by level (a tenth of a
+/// 2-bit query's search time went to the rotation when they did): the same additions in
+/// the same order, so the same bits as the textbook loop that rotated the first codes.
 fn walsh_hadamard(x: &mut [f32]) {
     let n = x.len();
-    let mut h = 1;
+    for chunk in x.chunks_exact_mut(8) {
+        for h in [1, 2, 4] {
+            for i in (0..8).step_by(2 * h) {
+                for j in i..i + h {
+                    let (a, b) = (chunk[j], chunk[j + h]);
+                    chunk[j] = a + b;
+                    chunk[j + h] = a - b;
+                }
+            }
+        }
+    }
+    let mut h = 8;
     while h < n {
         for i in (0..n).step_by(2 * h) {
             for j in i..i + h {
@@ -435,6 +542,29 @@ mod tests {
     }
 
     #[test]
+    fn walsh_hadamard_gives_the_textbook_loops_bits() {
+        // Codes written before the chunked first levels must still verify bit for bit.
+        for n in [8, 64, 512, 1024] {
+            let mut x = random(1, n, n as u64).remove(0);
+            let mut expected = x.clone();
+            let mut h = 1;
+            while h < n {
+                for i in (0..n).step_by(2 * h) {
+                    for j in i..i + h {
+                        let (a, b) = (expected[j], expected[j + h]);
+                        expected[j] = a + b;
+                        expected[j + h] = a - b;
+                    }
+                }
+                h *= 2;
+            }
+            walsh_hadamard(&mut x);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&x), bits(&expected), "{n} points");
+        }
+    }
+
+    #[test]
     fn rotation_preserves_norms_and_inner_products() {
         let q = RaBitQ::new(7, vec![0.0; 100], 1);
         let v = random(2, 100, 1);
@@ -464,43 +594,77 @@ mod tests {
     }
 
     #[test]
-    fn table_sums_match_a_direct_inner_product() {
-        // The per-byte tables against ⟨u − c, q'⟩ · inv_len computed coordinate by
-        // coordinate from the decoded levels (the estimator's only non-trivial step).
+    fn level_sums_match_a_direct_inner_product() {
+        // Each kernel set's estimate against ⟨u − c, q'⟩ · inv_len computed coordinate by
+        // coordinate from the decoded levels: on the quantised query `q̂` to float
+        // rounding, and on the exact rotated query `q'` within what the rounding of the
+        // query can move it (|⟨u − c, q' − q̂⟩| · inv_len ≤ ‖q' − q̂‖, the code's
+        // `(u − c) · inv_len` being a unit vector).
         let dim = 100;
         let data = random(50, dim, 4);
-        for bits in 1..=MAX_BITS {
-            let q = RaBitQ::train(dim, 5, bits, data.iter().map(|v| v.as_slice()));
-            let mut code = vec![0u8; RaBitQ::code_bytes(dim, bits)];
-            let prepared = q.query(Metric::InnerProduct, &data[0]);
-            let rotated = q.rotate(&data[0]);
-            for v in &data[1..] {
-                q.encode(v, &mut code);
-                let u = levels(&code, q.padded, bits);
-                assert!(u.iter().all(|&l| l < 1 << bits));
-                let c = centre(bits);
-                let len = u
-                    .iter()
-                    .map(|&l| (l as f32 - c).powi(2))
-                    .sum::<f32>()
-                    .sqrt();
-                let xq: f32 = u
-                    .iter()
-                    .zip(&rotated)
-                    .map(|(&l, x)| (l as f32 - c) * x)
-                    .sum();
-                let planes = q.padded / 8 * bits as usize;
-                let scalar = |k: usize| {
-                    f32::from_le_bytes(code[planes + 4 * k..planes + 4 * k + 4].try_into().unwrap())
-                };
-                let (norm, dot) = (scalar(0), scalar(1));
-                let expected = 1.0 - (norm * xq / len / dot + prepared.offset);
-                let (est, _) = prepared.estimate(&code);
-                assert!(
-                    (est - expected).abs() < 1e-3 * (1.0 + expected.abs()),
-                    "{bits} bits: {est} against {expected}"
-                );
+        for kernels in Kernels::available() {
+            for bits in 1..=MAX_BITS {
+                check_level_sums(&data, bits, kernels);
             }
+        }
+    }
+
+    fn check_level_sums(data: &[Vec<f32>], bits: u8, kernels: Kernels) {
+        let q = RaBitQ::train(data[0].len(), 5, bits, data.iter().map(|v| v.as_slice()));
+        let mut code = vec![0u8; RaBitQ::code_bytes(data[0].len(), bits)];
+        let prepared = q.query(Metric::InnerProduct, kernels, &data[0]);
+        let rotated = q.rotate(&data[0]);
+        let (unit, parts) = (2.0 * prepared.half_step, query_parts(bits));
+        let rounded: Vec<f32> = (0..q.padded)
+            .map(|i| {
+                let part = |p: usize| prepared.quantised[p * q.padded + i] as f32;
+                match parts {
+                    1 => part(0) * unit,
+                    _ => (part(0) * FINE as f32 + part(1)) * unit,
+                }
+            })
+            .collect();
+        let rounding = rotated
+            .iter()
+            .zip(&rounded)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f32>()
+            .sqrt();
+        assert!(rounding <= (q.padded as f32).sqrt() * unit / 2.0 * 1.001);
+        for v in &data[1..] {
+            q.encode(v, &mut code);
+            let u = levels(&code, q.padded, bits);
+            assert!(u.iter().all(|&l| l < 1 << bits));
+            let c = centre(bits);
+            let len = u
+                .iter()
+                .map(|&l| (l as f32 - c).powi(2))
+                .sum::<f32>()
+                .sqrt();
+            let xq = |query: &[f32]| -> f32 {
+                u.iter()
+                    .zip(query)
+                    .map(|(&l, x)| (l as f32 - c) * x)
+                    .sum::<f32>()
+                    / len
+            };
+            let planes = q.padded / 8 * bits as usize;
+            let scalar = |k: usize| {
+                f32::from_le_bytes(code[planes + 4 * k..planes + 4 * k + 4].try_into().unwrap())
+            };
+            let (norm, dot) = (scalar(0), scalar(1));
+            let distance = |xq: f32| 1.0 - (norm * xq / dot + prepared.offset);
+            let (est, _) = prepared.estimate(&code);
+            let (on_rounded, exact) = (distance(xq(&rounded)), distance(xq(&rotated)));
+            let isa = kernels.isa;
+            assert!(
+                (est - on_rounded).abs() < 1e-4 * (1.0 + on_rounded.abs()),
+                "{isa}, {bits} bits: {est} against {on_rounded}"
+            );
+            assert!(
+                (est - exact).abs() <= norm / dot * rounding + 1e-4 * (1.0 + exact.abs()),
+                "{isa}, {bits} bits: {est} against {exact}, rounding {rounding}"
+            );
         }
     }
 
@@ -542,7 +706,8 @@ mod tests {
                 let q = RaBitQ::new(seed, vec![0.0; dim], bits);
                 let mut code = vec![0u8; RaBitQ::code_bytes(dim, bits)];
                 q.encode(&data[0], &mut code);
-                let (est, _) = q.query(Metric::InnerProduct, &data[1]).estimate(&code);
+                let prepared = q.query(Metric::InnerProduct, Kernels::detect(), &data[1]);
+                let (est, _) = prepared.estimate(&code);
                 errors.push((est - truth(Metric::InnerProduct, &data[0], &data[1])) as f64);
             }
             let n = errors.len() as f64;
@@ -582,7 +747,7 @@ mod tests {
             .zip(&random(1, dim, 9)[0])
             .map(|(x, e)| x + 0.1 * e)
             .collect();
-        let prepared = q.query(metric, &query);
+        let prepared = q.query(metric, Kernels::detect(), &query);
         let mut outside = 0;
         let mut pairs = Vec::new();
         let mut widths = 0.0;

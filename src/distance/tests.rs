@@ -194,3 +194,105 @@ fn bf16_widening_is_the_conversion_of_every_finite_value() {
         }
     }
 }
+
+/// `Σ u_i q_i` coordinate by coordinate, the levels read back from their bit planes and
+/// the query's parts combined.
+fn planes_dot_reference(q: &[i8], planes: &[u8], bits: usize) -> i64 {
+    let bytes = planes.len() / bits;
+    let padded = 8 * bytes;
+    (0..padded)
+        .map(|i| {
+            let level: i64 = (0..bits)
+                .map(|b| ((planes[b * bytes + i / 8] >> (i % 8) & 1) as i64) << b)
+                .sum();
+            let query = q
+                .iter()
+                .skip(i)
+                .step_by(padded)
+                .fold(0, |acc, &x| acc * rabitq::FINE as i64 + x as i64);
+            level * query
+        })
+        .sum()
+}
+
+#[test]
+fn plane_kernels_match_the_definition_for_every_bit_count() {
+    // Random codes and queries, and the extremes (every level at its top, the query at
+    // ±its range: the largest pair sums the SIMD kernels' 16-bit lanes must hold).
+    let mut rng = StdRng::seed_from_u64(11);
+    for kernels in Kernels::available() {
+        let Some(kernel) = kernels.planes else {
+            continue;
+        };
+        for bits in 1..=rabitq::MAX_BITS {
+            let (range, parts) = (rabitq::query_range(bits), rabitq::query_parts(bits));
+            let fine = rabitq::FINE / 2;
+            for padded in [64, 128, 512, 1024] {
+                let len = padded / 8 * bits as usize;
+                let part = |first: i32, second: i32| {
+                    let mut q = vec![first as i8; padded];
+                    q.resize(padded * parts, second as i8);
+                    q
+                };
+                for round in 0..20 {
+                    let (planes, q): (Vec<u8>, Vec<i8>) = match round {
+                        0 => (vec![0xFF; len], part(range, fine)),
+                        1 => (vec![0xFF; len], part(-range, -fine)),
+                        _ => (
+                            (0..len).map(|_| rng.random()).collect(),
+                            (0..padded * parts)
+                                .map(|i| match i < padded {
+                                    true => rng.random_range(-range..=range) as i8,
+                                    false => rng.random_range(-fine..=fine) as i8,
+                                })
+                                .collect(),
+                        ),
+                    };
+                    assert_eq!(
+                        kernel(&q, &planes, bits as usize),
+                        planes_dot_reference(&q, &planes, bits as usize),
+                        "{} {bits} bits, {padded} coordinates, round {round}",
+                        kernels.isa
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rabitq_estimates_agree_across_kernel_sets_at_odd_dimensions() {
+    // The SIMD kernels and the scalar tables sum the same integers, so the estimates and
+    // bounds are bit for bit the same, for every bit count and metric.
+    let mut rng = StdRng::seed_from_u64(12);
+    for dim in [1, 33, 100, 383, 385] {
+        let rows: Vec<Vec<f32>> = (0..40)
+            .map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect())
+            .collect();
+        for bits in 1..=rabitq::MAX_BITS {
+            let quantizer = RaBitQ::train(dim, 13, bits, rows.iter().map(|r| r.as_slice()));
+            let codes: Vec<Vec<u8>> = rows
+                .iter()
+                .map(|r| {
+                    let mut code = vec![0u8; RaBitQ::code_bytes(dim, bits)];
+                    quantizer.encode(r, &mut code);
+                    code
+                })
+                .collect();
+            for metric in [Metric::L2, Metric::InnerProduct] {
+                let scalar = quantizer.query(metric, Kernels::scalar(), &rows[0]);
+                for kernels in Kernels::available() {
+                    let prepared = quantizer.query(metric, kernels, &rows[0]);
+                    for code in &codes {
+                        assert_eq!(
+                            prepared.estimate(code),
+                            scalar.estimate(code),
+                            "{} dim {dim}, {bits} bits, {metric:?}",
+                            kernels.isa
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Kernels, bf16, f16};
+use super::{Kernels, bf16, f16, rabitq};
 
 /// The loop every kernel runs: `step(acc, i)` adds the partial results of the `lanes`
 /// elements at `i` to a vector accumulator, two accumulators alternating over `2 × lanes`
@@ -214,6 +214,8 @@ macro_rules! kernel_set {
                 dot_f16,
                 l2sq_bf16,
                 dot_bf16,
+                // AVX2 in both sets (the AVX-512 one requires it); no AVX-512 form yet.
+                planes: Some(planes_dot),
                 isa: $isa,
             }
         }
@@ -285,6 +287,95 @@ unsafe fn brain16(p: *const bf16) -> __m512 {
     // SAFETY: the caller guarantees 32 readable bytes; loadu_si256 reads exactly 32.
     let halves = unsafe { _mm256_loadu_si256(p as *const __m256i) };
     _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(halves)))
+}
+
+/// `Σ u_i q_i` over the levels `u_i` of `bits` bit planes (see `PlaneKernel`). Only
+/// handed out in kernel sets that require AVX2.
+fn planes_dot(q: &[i8], planes: &[u8], bits: usize) -> i64 {
+    // The kernel reads the planes 4 bytes at a time and 32 bytes of each query part per
+    // 4 plane bytes: all in bounds once these hold.
+    let bytes = planes.len() / bits.max(1);
+    assert!(
+        (1..=rabitq::MAX_BITS as usize).contains(&bits)
+            && planes.len() == bits * bytes
+            && bytes.is_multiple_of(4)
+            && q.len() == 8 * bytes * rabitq::query_parts(bits as u8)
+    );
+    // SAFETY: only reachable after AVX2 was detected (kernel sets that include it);
+    // bounds as asserted above.
+    unsafe {
+        match bits {
+            1 => planes_dot_avx2::<1>(q, planes),
+            2 => planes_dot_avx2::<2>(q, planes),
+            3 => planes_dot_avx2::<3>(q, planes),
+            4 => planes_dot_avx2::<4>(q, planes),
+            5 => planes_dot_avx2::<5>(q, planes),
+            6 => planes_dot_avx2::<6>(q, planes),
+            7 => planes_dot_avx2::<7>(q, planes),
+            _ => planes_dot_avx2::<8>(q, planes),
+        }
+    }
+}
+
+/// `planes_dot` for `B` planes, 32 coordinates a step: each plane's 4 bytes spread to
+/// one byte per coordinate (all ones where its bit is set), the levels assembled from the
+/// top plane down (`u = 2u + bit`, as bytes), multiplied by each query part's bytes and
+/// summed in pairs (`maddubs`, u8 × i8 into i16: the parts' ranges keep a pair within
+/// it), then in fours into i32 lanes.
+///
+/// # Safety
+/// AVX2 must be available; `planes` `B` planes of `bytes` bytes, `bytes` a multiple of 4,
+/// and `q` `query_parts(B)` parts of `8 · bytes`.
+#[target_feature(enable = "avx2")]
+unsafe fn planes_dot_avx2<const B: usize>(q: &[i8], planes: &[u8]) -> i64 {
+    let bytes = planes.len() / B;
+    let two_parts = rabitq::query_parts(B as u8) == 2;
+    // Byte `p` of a 128-bit lane takes plane byte `p / 8` of that lane's pair (the high
+    // lane's indices 2 and 3 read its own copy of the broadcast word), then bit `p % 8`.
+    let spread = _mm256_setr_epi8(
+        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3,
+        3, 3,
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let ones = _mm256_set1_epi16(1);
+    let (mut coarse, mut fine) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    for k in (0..bytes).step_by(4) {
+        let mut levels = _mm256_setzero_si256();
+        for b in (0..B).rev() {
+            // SAFETY: `b · bytes + k + 4 <= B · bytes`, within `planes` (caller).
+            let word =
+                unsafe { (planes.as_ptr().add(b * bytes + k) as *const i32).read_unaligned() };
+            let spread =
+                _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(word), spread), bit);
+            let set = _mm256_cmpeq_epi8(spread, bit);
+            levels = _mm256_sub_epi8(_mm256_add_epi8(levels, levels), set);
+        }
+        // SAFETY: `8k + 32 <= 8 · bytes` as `k + 4 <= bytes`: inside the first part, and
+        // inside the second (at `8 · bytes`) when there is one (caller).
+        let query = unsafe { _mm256_loadu_si256(q.as_ptr().add(8 * k) as *const __m256i) };
+        let pairs = _mm256_maddubs_epi16(levels, query);
+        coarse = _mm256_add_epi32(coarse, _mm256_madd_epi16(pairs, ones));
+        if two_parts {
+            // SAFETY: as above.
+            let query =
+                unsafe { _mm256_loadu_si256(q.as_ptr().add(8 * (bytes + k)) as *const __m256i) };
+            let pairs = _mm256_maddubs_epi16(levels, query);
+            fine = _mm256_add_epi32(fine, _mm256_madd_epi16(pairs, ones));
+        }
+    }
+    let coarse = hsum_epi32(coarse) as i64;
+    match two_parts {
+        true => coarse * rabitq::FINE as i64 + hsum_epi32(fine) as i64,
+        false => coarse,
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
 }
 
 #[target_feature(enable = "avx2,fma")]

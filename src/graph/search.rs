@@ -178,7 +178,9 @@ impl Prepared {
     fn new(quantized: &Quantized, q: &[f32]) -> Prepared {
         match &quantized.quantizer {
             Quantizer::Sq8(sq8) => Prepared::Sq8(sq8.query(quantized.metric, quantized.kernels, q)),
-            Quantizer::RaBitQ(bits) => Prepared::RaBitQ(bits.query(quantized.metric, q)),
+            Quantizer::RaBitQ(bits) => {
+                Prepared::RaBitQ(bits.query(quantized.metric, quantized.kernels, q))
+            }
         }
     }
 
@@ -428,7 +430,7 @@ impl Graph {
                 }
             }
             Quantizer::RaBitQ(bits) => {
-                let prepared = bits.query(quantized.metric, q);
+                let prepared = bits.query(quantized.metric, quantized.kernels, q);
                 let beam =
                     self.walk_codes(s, quantized, entry, RABITQ_LAYER1_BEAM, ef, accept, |c| {
                         prepared.eval(c)

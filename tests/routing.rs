@@ -82,7 +82,19 @@ fn answers_persists_and_verifies(routing: Routing) {
         assert!(residency.disk_reads);
         assert!(residency.codes_bytes < residency.vector_bytes / 3);
         assert_eq!(recall(&tight), before);
+        // Just above the overhead: no tier fits, so every walk reads its codes from disk
+        // too (their reads started together for each expanded node), with the same answers.
+        let floor = residency.overhead_bytes + residency.codes_bytes / 2;
         drop(tight);
+        let bare = Index::open_with(
+            &dir,
+            &OpenOptions::default().threads(2).memory_budget(floor),
+        )
+        .unwrap();
+        let residency = bare.stats().unwrap().residency.unwrap();
+        assert!(residency.resident.is_empty(), "{residency:?}");
+        assert_eq!(recall(&bare), before);
+        drop(bare);
         let roomy = Index::open_with(&dir, &OpenOptions::default().memory_budget(1 << 30)).unwrap();
         let residency = roomy.stats().unwrap().residency.unwrap();
         assert_eq!(residency.resident, ["codes", "layer0", "vectors"]);

@@ -243,6 +243,16 @@ fn truth_ids(index: &Index, found: &[u64]) -> hnswdb::Result<Vec<u64>> {
         .collect()
 }
 
+/// Bytes this process has caused to be fetched from storage (Linux's `/proc/self/io`
+/// `read_bytes`): page faults on the mapped files and direct reads alike, the page
+/// cache's hits not. `None` where the kernel does not report it.
+fn storage_read_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("read_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Benchmark mode: runs every query of a file per ef and reports recall and speed.
 pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
     let SearchArgs {
@@ -268,9 +278,8 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
     let opened = Instant::now();
     let index = crate::open_for_reading_with(dir, budget(args))?;
     let resident = index
-        .stats()?
-        .residency
-        .map(|r| (r.resident, r.pinned, r.disk_reads));
+        .residency()
+        .map(|r| (r.resident.clone(), r.pinned, r.disk_reads));
     let open_ms = opened.elapsed().as_secs_f64() * 1e3;
     let queries = hnswdb_datasets::read_vectors(query)?;
     let gt = gt.as_deref().map(hnswdb_datasets::read_ivecs).transpose()?;
@@ -298,11 +307,15 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
         )?;
     }
     for &ef in efs {
+        let before = storage_read_bytes();
         let pass = run_pass(&index, &queries, k, ef, gt.as_deref(), threads)?;
+        let read_per_query = before
+            .zip(storage_read_bytes())
+            .map(|(b, a)| a.saturating_sub(b) as f64 / queries.rows as f64);
         out.emit(
             json!({"queries": queries.rows, "k": k, "ef": ef, "recall": pass.recall,
                    "qps": pass.qps, "p50_us": pass.p50_us, "p99_us": pass.p99_us, "threads": threads,
-                   "open_ms": open_ms, "resident": resident}),
+                   "open_ms": open_ms, "resident": resident, "read_bytes_per_query": read_per_query}),
             || {
                 let recall = pass.recall.map_or("-".to_string(), |r| format!("{r:.4}"));
                 format!(

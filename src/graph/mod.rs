@@ -29,7 +29,7 @@ mod upper;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -181,6 +181,8 @@ pub struct Graph {
     unsynced: NodeSet,
     /// See `set_lists_on_disk`.
     lists_on_disk: bool,
+    /// See `set_codes_on_disk`; cleared by a walk that finds the pinned codes all read in.
+    codes_on_disk: AtomicBool,
     upper: UpperLayers,
     /// Nodes whose upper lists changed since the metadata last stored them.
     upper_dirty: Mutex<HashSet<u32>>,
@@ -212,6 +214,7 @@ impl Graph {
             direct: None,
             unsynced: NodeSet::with_capacity(cap),
             lists_on_disk: false,
+            codes_on_disk: AtomicBool::new(false),
             upper: UpperLayers::default(),
             upper_dirty: Mutex::new(HashSet::new()),
             live: NodeSet::with_capacity(cap),
@@ -394,6 +397,16 @@ impl Graph {
     /// expands this one: set when the lists do not fit the memory budget.
     pub fn set_lists_on_disk(&mut self, on: bool) {
         self.lists_on_disk = on;
+    }
+
+    /// Whether a walk should start reading the codes of an expanded node's neighbours
+    /// together before scoring any (`PageFile::will_need`): set under a memory budget,
+    /// where the codes either do not fit (every walk reads them from disk) or were just
+    /// pinned and are still arriving from the background read the pin started, which
+    /// the first searches of a cold open would otherwise wait for one page fault after
+    /// another. In the second case it ends once the pinned codes are all in memory.
+    pub fn set_codes_on_disk(&mut self, on: bool) {
+        *self.codes_on_disk.get_mut() = on;
     }
 
     /// The layer-0 page file (for pinning and sizes).

@@ -4,6 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::Ordering;
 
 use super::{Cand, Graph, Quantized};
 use crate::distance::{Quantizer, RaBitQuery, Sq8Query};
@@ -220,17 +221,20 @@ impl Graph {
     }
 
     /// Greedy walk on `level` by `score`: moves to a closer neighbour until none is
-    /// closer.
+    /// closer. `fetch` starts loading what `score` will read, for all the neighbours of
+    /// a node before any is scored.
     fn greedy(
         &self,
         s: &mut Scratch,
         mut cur: Cand,
         level: usize,
         score: &impl Fn(u32) -> f32,
+        fetch: &impl Fn(u32),
     ) -> Result<Cand> {
         loop {
             let mut changed = false;
             self.links(cur.id, level, &mut s.links)?;
+            s.links.iter().for_each(|&n| fetch(n));
             for &n in &s.links {
                 if !self.routable.contains(n) {
                     continue;
@@ -257,7 +261,7 @@ impl Graph {
         ep: EntryPoint,
         down_to: usize,
     ) -> Result<Cand> {
-        self.descend_by(s, ep, down_to, &|n| self.distance_to(q, n))
+        self.descend_by(s, ep, down_to, &|n| self.distance_to(q, n), &|_| {})
     }
 
     /// `descend` scoring nodes with `score` (codes, for a search walking on them: the
@@ -269,6 +273,7 @@ impl Graph {
         ep: EntryPoint,
         down_to: usize,
         score: &impl Fn(u32) -> f32,
+        fetch: &impl Fn(u32),
     ) -> Result<Cand> {
         s.distances += 1;
         let mut cur = Cand {
@@ -276,7 +281,7 @@ impl Graph {
             id: ep.node,
         };
         for l in (down_to + 1..=ep.level).rev() {
-            cur = self.greedy(s, cur, l, score)?;
+            cur = self.greedy(s, cur, l, score, fetch)?;
         }
         Ok(cur)
     }
@@ -457,6 +462,11 @@ impl Graph {
         eval: impl Fn(&[u8]) -> f32,
     ) -> Result<Vec<Cand>> {
         let score = |n: u32| eval(quantized.codes.codes(n));
+        let on_disk = self.codes_on_disk.load(Ordering::Relaxed);
+        let fetch = |n: u32| match on_disk {
+            true => quantized.codes.will_need(n),
+            false => quantized.codes.prefetch(n),
+        };
         let start: Vec<Cand> = match entry {
             Start::Nodes(nodes) => nodes
                 .iter()
@@ -466,11 +476,11 @@ impl Graph {
                 })
                 .collect(),
             Start::Top(ep) if ep.level == 0 || layer1_beam <= 1 => {
-                vec![self.descend_by(s, ep, 0, &score)?]
+                vec![self.descend_by(s, ep, 0, &score, &fetch)?]
             }
             Start::Top(ep) => {
                 // Greedy down to layer 1, then a beam there: its nodes all enter layer 0.
-                let top = self.descend_by(s, ep, 1, &score)?;
+                let top = self.descend_by(s, ep, 1, &score, &fetch)?;
                 self.search_layer(
                     s,
                     &[top],
@@ -478,13 +488,15 @@ impl Graph {
                     1,
                     |n| self.routable.contains(n),
                     score,
-                    |n| quantized.codes.prefetch(n),
+                    fetch,
                 )?
             }
         };
-        self.search_layer(s, &start, ef, 0, accept, score, |n| {
-            quantized.codes.prefetch(n)
-        })
+        let beam = self.search_layer(s, &start, ef, 0, accept, score, fetch);
+        if on_disk && quantized.codes.file().pinned_resident() {
+            self.codes_on_disk.store(false, Ordering::Relaxed);
+        }
+        beam
     }
 
     /// The exact distances of `ids` to `q`, their vectors read together: by direct reads

@@ -575,8 +575,15 @@ impl Index {
         Ok(ids)
     }
 
+    /// What the memory budget of the open keeps resident (`None`: opened without one).
+    /// Unlike `stats`, reads nothing: a caller timing an open asks this.
+    pub fn residency(&self) -> Option<&Residency> {
+        self.residency.as_ref()
+    }
+
     /// Counts and settings. Fails only if the upper layers cannot be read from the
-    /// metadata (it counts their nodes).
+    /// metadata (it counts their nodes, loading every one: O(n / M), about 40 ms at 1 M
+    /// vectors, M 16).
     pub fn stats(&self) -> Result<Stats> {
         let graph = self.graph.read();
         let p = self.ledger.lock();

@@ -720,6 +720,9 @@ fn apply_budget(graph: &mut Graph, budget: u64, overhead: u64, used: usize) -> R
         && keep(graph.vectors_file_mut(), "vectors", vector_bytes);
     graph.set_disk_reads(!fits);
     graph.set_lists_on_disk(!resident.contains(&"layer0"));
+    // Codes not resident are read from disk by every walk; pinned ones by the first
+    // walks, until the pin's background read has brought them all in.
+    graph.set_codes_on_disk(codes_bytes > 0);
     if !fits {
         let vectors = graph.vectors_file_mut();
         vectors.advise(false);

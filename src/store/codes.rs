@@ -139,6 +139,11 @@ impl Codes {
         }
     }
 
+    /// Starts reading slot `i` from disk without waiting (see `PageFile::will_need`).
+    pub fn will_need(&self, i: u32) {
+        self.file.will_need(i as usize);
+    }
+
     /// Starts loading slot `i` (no effect on correctness).
     #[inline(always)]
     pub fn prefetch(&self, i: u32) {

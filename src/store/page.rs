@@ -408,6 +408,17 @@ impl PageFile {
         );
     }
 
+    /// Whether every page `pin` keeps is in memory now (`mincore`): after a pin, while the
+    /// background read it started is still arriving, a search that reads these pages
+    /// should start their reads together (`will_need`) rather than fault them one by one.
+    /// False when nothing is pinned, or where the kernel cannot say.
+    pub fn pinned_resident(&self) -> bool {
+        let Some(slots) = self.pinned else {
+            return false;
+        };
+        all_resident(&self.map, self.span(slots))
+    }
+
     /// Pins the header page and the first `slots` slots in memory (`mlock`), now and
     /// after each growth: the slots in use, not the capacity grown ahead of them, which
     /// nothing reads. Fails (changing nothing) where the process may not lock that much
@@ -587,6 +598,29 @@ fn lock_prefix(map: &MmapRaw, len: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether the first `len` bytes of `map` are all in memory (`mincore`).
+#[cfg(unix)]
+fn all_resident(map: &MmapRaw, len: usize) -> bool {
+    let len = len.min(map.len());
+    let mut pages = vec![0u8; len.div_ceil(page_size())];
+    // SAFETY: `[ptr, ptr + len)` lies inside the live mapping, which starts on a page
+    // boundary; `pages` holds one byte per page of that range, as mincore writes.
+    let r = unsafe { libc::mincore(map.as_mut_ptr().cast(), len, pages.as_mut_ptr().cast()) };
+    r == 0 && pages.iter().all(|p| p & 1 == 1)
+}
+
+#[cfg(not(unix))]
+fn all_resident(_: &MmapRaw, _: usize) -> bool {
+    false
+}
+
+#[cfg(unix)]
+fn page_size() -> usize {
+    // SAFETY: sysconf reads no memory of ours.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(1)
+}
+
 /// `mlock2(addr, len, MLOCK_ONFAULT)` (Linux 4.4; the libc crate names the flag on
 /// Android only).
 ///
@@ -691,6 +725,22 @@ mod tests {
             Header::decode(&h.encode(), len - 1, Path::new("x")),
             Err(Error::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn pinned_pages_are_reported_resident_only_once_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = PageFile::create(&dir.path().join("f"), header(64)).unwrap();
+        for i in 0..64 {
+            // SAFETY: slot i is in bounds and this test is the only user.
+            unsafe { *a.slot_ptr(i) = 1 };
+        }
+        assert!(!a.pinned_resident(), "nothing pinned yet");
+        if a.pin(64).is_err() {
+            return; // this process may not lock memory: nothing to report
+        }
+        // Written a moment ago, so in memory: the pin has nothing left to read.
+        assert!(a.pinned_resident());
     }
 
     #[test]

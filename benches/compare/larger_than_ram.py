@@ -12,7 +12,8 @@ in DiskANN's own virtualenv: `python3 -m venv target/diskann-venv &&
 target/diskann-venv/bin/pip install diskannpy`). Then every query process runs under
 `../shared/tools/memlimit` (root only) with the budget plus its own baseline (the peak of
 the same program doing nothing: `hnswdb --version`, `python -c "import diskannpy"`),
-from a cold cache (files evicted first), one query thread, one query at a time:
+from a cold cache (files evicted first), one query thread, one query at a time (or
+--threads in flight):
   - hnswdb SQ8, no budget given (the kernel decides: how it ran before);
   - hnswdb RaBitQ (M 8 and 16, and M 8 with f16 vectors) with `--memory-budget` = the budget (routing codes, then layer-0 lists
     pinned while they fit; re-ranks read vectors from disk directly, in batches);
@@ -108,6 +109,20 @@ def files_mib(path):
     return total / 2**20
 
 
+def ms(p, key):
+    return f"{p[key] / 1000:.2f}" if p.get(key) is not None else "—"
+
+
+def kib(p):
+    r = p.get("read_bytes_per_query")
+    return f"{r / 1024:.0f}" if r is not None else "—"
+
+
+def row(p):
+    return (f"recall {p['recall']:.3f}  {p['qps']:7.0f} QPS  p50 {ms(p, 'p50_us'):>6} ms  p99 {ms(p, 'p99_us'):>6} ms"
+            f"  read {kib(p):>5} KiB/query")
+
+
 def best(points):
     ok = [p for p in points if p["recall"] >= 0.95]
     return max(ok, key=lambda p: p["qps"]) if ok else None
@@ -151,6 +166,12 @@ def main():
     ap.add_argument("--ls", default="16,24,32,48,64,96")
     ap.add_argument("--diskann-timeout", type=int, default=1200,
                     help="seconds DiskANN's sweep may take under the cap before it is stopped")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="queries in flight: hnswdb's CLI searches on this many threads; DiskANN runs "
+                         "batch_search on as many (which reports no per-query latency)")
+    ap.add_argument("--diskann-degree", type=int, default=32, help="DiskANN's R")
+    ap.add_argument("--diskann-complexity", type=int, default=100, help="DiskANN's build L")
+    ap.add_argument("--diskann-pq-bytes", type=int, default=72, help="DiskANN's PQ bytes per vector")
     ap.add_argument("--skip-diskann", action="store_true",
                     help="run hnswdb only (DiskANN under the cap can take very long on large sets)")
     args = ap.parse_args()
@@ -170,7 +191,9 @@ def main():
     if not args.skip_diskann and not os.path.exists(os.path.join(diskann, "ann_disk.index")):
         start = time.perf_counter()
         # DiskANN's cosine normalises; the sets here are unit length, where l2 ranks alike.
-        run([args.diskann_python, DISKANN_RUN, "build", args.data, diskann, "--metric", "l2"])
+        run([args.diskann_python, DISKANN_RUN, "build", args.data, diskann, "--metric", "l2",
+             "--degree", str(args.diskann_degree), "--complexity", str(args.diskann_complexity),
+             "--pq-bytes", str(args.diskann_pq_bytes)])
         builds["diskann"] = time.perf_counter() - start
     # Baselines: each program's peak doing nothing, its code read cold (a warm binary is
     # charged to whoever read it first and would count as nothing): hnswdb's binary, and
@@ -191,22 +214,24 @@ def main():
         points = []
         for ef in args.efs.split(","):
             evict([indexes[name]])
-            cmd = [HNSWDB, "--json", "search", indexes[name], "--query", q, "--gt", gt, "--k", "10", "--ef", ef]
+            cmd = [HNSWDB, "--json", "search", indexes[name], "--query", q, "--gt", gt, "--k", "10", "--ef", ef,
+                   "--threads", str(args.threads)]
             if name.startswith("rabitq"):
                 cmd += ["--memory-budget", str(args.hnswdb_budget_mib or args.budget_mib)]
             p = capped(base_hnswdb + args.budget_mib, cmd)[-1]
             points.append(p)
-            print(f"  {name:<10} ef {ef:>4}  recall {p['recall']:.3f}  {p['qps']:7.0f} QPS  p50 {p['p50_us']/1000:6.2f} ms  p99 {p['p99_us']/1000:6.2f} ms  resident {p['resident']}", flush=True)
+            print(f"  {name:<10} ef {ef:>4}  {row(p)}  resident {p['resident']}", flush=True)
         results[name] = points
     if not args.skip_diskann:
         evict([diskann])
         # DiskANN reads with O_DIRECT: what it keeps in memory is its own (PQ codes, graph
         # cache), inside the same budget.
         points = capped(base_diskann + args.budget_mib, [args.diskann_python, DISKANN_RUN, "search", diskann, q, gt,
-                                                         "--ls", args.ls, "--beam", "4", "--metric", "l2"],
+                                                         "--ls", args.ls, "--beam", "4", "--metric", "l2",
+                                                         "--threads", str(args.threads)],
                         timeout=args.diskann_timeout)
         for p in points:
-            print(f"  {'diskann':<10} L {p['L']:>5}  recall {p['recall']:.3f}  {p['qps']:7.0f} QPS  p50 {p['p50_us']/1000:6.2f} ms  p99 {p['p99_us']/1000:6.2f} ms", flush=True)
+            print(f"  {'diskann':<10} L {p['L']:>5}  {row(p)}", flush=True)
         results["diskann"] = points
     with open(os.path.join(work, "results.json"), "w") as f:
         json.dump({"budget_mib": args.budget_mib, "baselines": {"hnswdb": base_hnswdb, "diskann": base_diskann},
@@ -214,17 +239,19 @@ def main():
     if args.plot:
         plot(results, args.plot, f"{os.path.basename(os.path.normpath(args.data))}, {args.budget_mib} MiB budget, cold")
     print()
-    print("| method | QPS at recall >= 0.95 | recall | p50 ms | p99 ms | vs hnswdb SQ8 | vs DiskANN |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"{args.threads} queries in flight")
+    print("| method | QPS at recall >= 0.95 | recall | p50 ms | p99 ms | KiB read per query | vs hnswdb SQ8 | vs DiskANN |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     ref, dk = best(results.get("sq8-m16", [])), best(results.get("diskann", []))
     for name, points in results.items():
         b = best(points)
         if not b:
-            print(f"| {name} | — | — | — | — | — | — |")
+            print(f"| {name} | — | — | — | — | — | — | — |")
             continue
         vs_ref = f"{b['qps'] / ref['qps']:.1f}×" if ref else "—"
         vs_dk = f"{b['qps'] / dk['qps']:.2f}×" if dk else "—"
-        print(f"| {name} | {b['qps']:,.0f} | {b['recall']:.3f} | {b['p50_us']/1000:.2f} | {b['p99_us']/1000:.2f} | {vs_ref} | {vs_dk} |")
+        print(f"| {name} | {b['qps']:,.0f} | {b['recall']:.3f} | {ms(b, 'p50_us')} | {ms(b, 'p99_us')} | "
+              f"{kib(b)} | {vs_ref} | {vs_dk} |")
 
 
 if __name__ == "__main__":

@@ -274,7 +274,8 @@ per line, in row order), or export .jsonl, which carries them."
 #[derive(clap::Args)]
 #[command(
     after_help = "Benchmark mode (--query FILE) prints recall@k (with --gt), queries \
-per second and p50/p99 latency per ef. Lookup mode (--vector) prints each query's \
+per second and p50/p99 latency per ef (with --json, also the bytes each query read from \
+storage, on Linux). Lookup mode (--vector) prints each query's \
 neighbours, nearest first: --vector 0.1,0.2,... for one vector, or --vector - to read \
 one vector per line from stdin (a JSON array, or numbers separated by commas or spaces)."
 )]

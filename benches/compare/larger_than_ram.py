@@ -162,7 +162,7 @@ def main():
     ap.add_argument("--plot", default=None, help="write a recall-vs-QPS plot here (needs matplotlib)")
     ap.add_argument("--indexes", default="sq8-m16,rabitq-m8,rabitq-m16,rabitq-m8-f16",
                     help="which hnswdb indexes to build and run (rabitq-m8-f16: vectors stored as f16; "
-                         "rabitq2-m8, rabitq2-m16: 2-bit extended RaBitQ codes)")
+                         "rabitq2-m8, rabitq2-m16, rabitq2-m32: 2-bit extended RaBitQ codes)")
     ap.add_argument("--ls", default="16,24,32,48,64,96")
     ap.add_argument("--diskann-timeout", type=int, default=1200,
                     help="seconds DiskANN's sweep may take under the cap before it is stopped")
@@ -184,7 +184,8 @@ def main():
     wanted = args.indexes.split(",")
     for name, m, routing, storage in [("sq8-m16", 16, "sq8", "f32"), ("rabitq-m8", 8, "rabitq", "f32"),
                                       ("rabitq-m16", 16, "rabitq", "f32"), ("rabitq-m8-f16", 8, "rabitq", "f16"),
-                                      ("rabitq2-m8", 8, "rabitq:2", "f32"), ("rabitq2-m16", 16, "rabitq:2", "f32")]:
+                                      ("rabitq2-m8", 8, "rabitq:2", "f32"), ("rabitq2-m16", 16, "rabitq:2", "f32"),
+                                      ("rabitq2-m32", 32, "rabitq:2", "f32")]:
         if name in wanted:
             indexes[name], builds[name] = build_hnswdb(work, name, args.data, args.metric, m, routing, storage)
     diskann = os.path.join(work, "diskann")
@@ -218,7 +219,12 @@ def main():
                    "--threads", str(args.threads)]
             if name.startswith("rabitq"):
                 cmd += ["--memory-budget", str(args.hnswdb_budget_mib or args.budget_mib)]
-            p = capped(base_hnswdb + args.budget_mib, cmd)[-1]
+            try:
+                p = capped(base_hnswdb + args.budget_mib, cmd)[-1]
+            except RuntimeError as e:
+                # Killed by the cgroup, or refused the budget: the sweep stops, the run goes on.
+                print(f"  {name:<10} ef {ef:>4}  failed: {str(e)[-300:]}", flush=True)
+                break
             points.append(p)
             print(f"  {name:<10} ef {ef:>4}  {row(p)}  resident {p['resident']}", flush=True)
         results[name] = points
@@ -226,10 +232,14 @@ def main():
         evict([diskann])
         # DiskANN reads with O_DIRECT: what it keeps in memory is its own (PQ codes, graph
         # cache), inside the same budget.
-        points = capped(base_diskann + args.budget_mib, [args.diskann_python, DISKANN_RUN, "search", diskann, q, gt,
-                                                         "--ls", args.ls, "--beam", "4", "--metric", "l2",
-                                                         "--threads", str(args.threads)],
-                        timeout=args.diskann_timeout)
+        try:
+            points = capped(base_diskann + args.budget_mib,
+                            [args.diskann_python, DISKANN_RUN, "search", diskann, q, gt, "--ls", args.ls, "--beam", "4",
+                             "--metric", "l2", "--threads", str(args.threads)],
+                            timeout=args.diskann_timeout)
+        except RuntimeError as e:
+            print(f"  diskann    failed under the cap: {str(e)[-300:]}", flush=True)
+            points = []
         for p in points:
             print(f"  {'diskann':<10} L {p['L']:>5}  {row(p)}", flush=True)
         results["diskann"] = points

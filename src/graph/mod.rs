@@ -392,9 +392,9 @@ impl Graph {
         self.direct = reads;
     }
 
-    /// Whether a walk should start reading the layer-0 lists of the candidates it queues
-    /// (`PageFile::will_need`), so that the next hops' lists are on their way while it
-    /// expands this one: set when the lists do not fit the memory budget.
+    /// Whether a walk should start reading the layer-0 lists of the next candidates it
+    /// will expand (`search::LISTS_AHEAD` of them) together, so that they are on their
+    /// way while it expands this one: set when the lists do not fit the memory budget.
     pub fn set_lists_on_disk(&mut self, on: bool) {
         self.lists_on_disk = on;
     }

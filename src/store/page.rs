@@ -419,6 +419,11 @@ impl PageFile {
         all_resident(&self.map, self.span(slots))
     }
 
+    /// Whether `pin` has pinned slots of this file.
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
+    }
+
     /// Pins the header page and the first `slots` slots in memory (`mlock`), now and
     /// after each growth: the slots in use, not the capacity grown ahead of them, which
     /// nothing reads. Fails (changing nothing) where the process may not lock that much

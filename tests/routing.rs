@@ -264,3 +264,65 @@ fn writes_under_a_budget_are_answered_from_memory_until_synced() {
     index.checkpoint().unwrap();
     check(&index);
 }
+
+/// `IndexOptions::routing_for` against what an open under the same budget then keeps:
+/// SQ8 once everything fits (and then an open pins all three tiers); below that, RaBitQ
+/// routings (codes and lists together preferred to more bits alone), each of which an
+/// open under the budget it was planned for pins; a budget below the overhead, or none,
+/// is refused.
+#[test]
+fn the_planned_routing_is_what_the_budget_then_keeps() {
+    let (n, dim) = (2000u64, 64);
+    let data = clustered(n as usize, dim, 20, 3);
+    let options = IndexOptions::new(dim, Metric::Cosine)
+        .m(8)
+        .quantize_after(500);
+    let open = |mib_64ths: u64| {
+        OpenOptions::default()
+            .threads(1)
+            .memory_budget(mib_64ths << 14)
+    };
+    assert!(matches!(
+        options.routing_for(&open(16), n),
+        Err(Error::InvalidOption(why)) if why.contains("memory budget")
+    ));
+    assert!(matches!(
+        options.routing_for(&OpenOptions::default(), n),
+        Err(Error::InvalidOption(_))
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut planned: Vec<(Routing, u64)> = Vec::new();
+    // From below the ~1.3 MiB overhead to 4 MiB, in 1/64 MiB steps.
+    for budget in 80..=256 {
+        if let Ok(routing) = options.routing_for(&open(budget), n)
+            && planned.last().is_none_or(|&(r, _)| r != routing)
+        {
+            planned.push((routing, budget));
+        }
+    }
+    assert_eq!(planned.last().unwrap().0, Routing::Sq8, "{planned:?}");
+    assert!(planned.len() >= 3, "{planned:?}");
+    for (routing, budget) in planned {
+        let dir = tmp
+            .path()
+            .join(format!("{}-{budget}", routing.name().replace(':', "-")));
+        let index = Index::create(&dir, &options.clone().routing(routing)).unwrap();
+        let ids: Vec<u64> = (0..n).collect();
+        index.insert_batch(&ids, &data.data).unwrap();
+        index.close().unwrap();
+        let reopened = Index::open_with(&dir, &open(budget)).unwrap();
+        let residency = reopened.stats().unwrap().residency.unwrap();
+        let room = residency.budget - residency.overhead_bytes;
+        let want: &[&str] = match routing {
+            Routing::Sq8 => &["codes", "layer0", "vectors"],
+            // The fallback when not even 1-bit codes fit (16 bytes a slot at 64-d, after
+            // the 4 KiB header page): nothing to pin.
+            Routing::ExRaBitQ(2) if 4096 + 16 * n > room => &[],
+            _ => &["codes"],
+        };
+        assert!(
+            want.iter().all(|t| residency.resident.contains(t)),
+            "{routing:?} planned at {budget}/64 MiB: {residency:?}"
+        );
+    }
+}

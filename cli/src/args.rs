@@ -60,11 +60,18 @@ The index grows as vectors arrive; there is no maximum to set."
         #[arg(long, default_value_t = 100)]
         seed: u64,
         /// What the graph walk runs on: sq8 (fastest in memory), rabitq (a fifth of the
-        /// codes at 384-d, for indexes larger than memory; see docs/larger-than-ram.md) or
+        /// codes at 384-d, for indexes larger than memory; see docs/larger-than-ram.md),
         /// rabitq:BITS (BITS 2 to 8 per component: tighter estimates for BITS times the
-        /// codes).
+        /// codes), or auto: chosen to fit --memory-budget once the index holds --expected
+        /// vectors (printed; see docs/larger-than-ram.md).
         #[arg(long, default_value = "sq8")]
-        routing: hnswdb::Routing,
+        routing: RoutingArg,
+        /// With --routing auto: the memory budget searches will be given, MiB.
+        #[arg(long, value_name = "MIB")]
+        memory_budget: Option<u64>,
+        /// With --routing auto: how many vectors the index will hold.
+        #[arg(long, value_name = "N")]
+        expected: Option<u64>,
         /// How full vectors are stored: f32, f16 (half the disk and the bytes a re-rank
         /// reads, about three significant digits per component, at most ±65,504) or bf16
         /// (the same halving with f32's range, about two significant digits).
@@ -338,4 +345,21 @@ pub enum Include {
     Payload,
     /// The hit's stored vector (unit length under cosine).
     Vector,
+}
+
+/// `create --routing`: a routing, or `auto` (planned from the budget).
+#[derive(Clone, Copy, Debug)]
+pub enum RoutingArg {
+    Fixed(hnswdb::Routing),
+    Auto,
+}
+
+impl std::str::FromStr for RoutingArg {
+    type Err = hnswdb::Error;
+    fn from_str(s: &str) -> hnswdb::Result<RoutingArg> {
+        match s.eq_ignore_ascii_case("auto") {
+            true => Ok(RoutingArg::Auto),
+            false => s.parse().map(RoutingArg::Fixed),
+        }
+    }
 }

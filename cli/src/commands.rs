@@ -9,9 +9,36 @@ use hnswdb_datasets::{RowId, VectorFormat, VectorWriter};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::args::Command;
+use crate::args::{Command, RoutingArg};
 use crate::ids::{id_json, id_out, ids_in, ints_of_rows, keys_of_rows};
 use crate::{CliResult, EXIT_VERIFY_FAILED, InputError, Output, search};
+
+/// The routing `create` asked for; for `auto`, the one `IndexOptions::routing_for` plans
+/// for `budget_mib` and `expected` vectors (both required then, refused otherwise).
+fn planned_routing(
+    opts: &IndexOptions,
+    routing: RoutingArg,
+    budget_mib: Option<u64>,
+    expected: Option<u64>,
+) -> CliResult<hnswdb::Routing> {
+    match (routing, budget_mib, expected) {
+        (RoutingArg::Auto, Some(mib), Some(n)) => {
+            let open = OpenOptions::default().memory_budget(mib << 20);
+            Ok(opts.routing_for(&open, n)?)
+        }
+        (RoutingArg::Auto, _, _) => Err(hnswdb::Error::InvalidOption(
+            "--routing auto needs --memory-budget and --expected".into(),
+        )
+        .into()),
+        (RoutingArg::Fixed(_), Some(_), _) | (RoutingArg::Fixed(_), _, Some(_)) => {
+            Err(hnswdb::Error::InvalidOption(
+                "--memory-budget and --expected only plan --routing auto".into(),
+            )
+            .into())
+        }
+        (RoutingArg::Fixed(r), None, None) => Ok(r),
+    }
+}
 
 /// Runs one command; returns the exit code of a command that completed.
 pub fn run(command: Command, out: Output) -> CliResult<u8> {
@@ -25,6 +52,8 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
             seed,
             index_field,
             routing,
+            memory_budget,
+            expected,
             storage,
             ids,
         } => {
@@ -32,9 +61,10 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
                 .m(m)
                 .ef_construction(ef_construction)
                 .seed(seed)
-                .routing(routing)
                 .storage(storage)
                 .id_kind(ids);
+            let routing = planned_routing(&opts, routing, memory_budget, expected)?;
+            opts = opts.routing(routing);
             for field in &index_field {
                 opts = opts.field(FieldSpec::parse(field)?);
             }
@@ -49,14 +79,16 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
             }
             out.emit(
                 json!({"created": dir, "dim": dim, "metric": metric.name(), "m": m,
-                       "ef_construction": ef_construction, "seed": seed, "ids": ids.name()}),
+                       "ef_construction": ef_construction, "seed": seed, "ids": ids.name(),
+                       "routing": routing.name()}),
                 || {
                     format!(
                         "created {} (dim {dim}, {}, M {m}, ef_construction {ef_construction}, \
-                         {} ids)",
+                         {} ids, {} routing)",
                         dir.display(),
                         metric.name(),
-                        ids.name()
+                        ids.name(),
+                        routing.name()
                     )
                 },
             );

@@ -659,3 +659,66 @@ fn a_string_id_index_takes_and_prints_keys_everywhere() {
     ok(&["create", s(&plain), "--dim", "2"], None);
     assert_eq!(code(&["get", s(&plain), "doc-a"]), 6);
 }
+
+#[test]
+fn routing_auto_plans_from_the_budget_and_says_what_it_chose() {
+    let tmp = tempfile::tempdir().unwrap();
+    let create = |name: &str, extra: &[&str]| {
+        let dir = tmp.path().join(name);
+        let mut args = vec!["--json", "create", s(&dir), "--dim", "384", "--m", "8"];
+        args.extend_from_slice(extra);
+        hnswdb(&args, None)
+    };
+    let routing = |out: Output| -> String {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_lines(&String::from_utf8(out.stdout).unwrap())[0]["routing"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // The Debian set's size at M 8 (docs/larger-than-ram.md): 1 bit under 9 MiB (codes
+    // and lists), 4 under 24, SQ8 when the vectors fit too.
+    let plan = |name: &str, mib: &str| {
+        routing(create(
+            name,
+            &[
+                "--routing",
+                "auto",
+                "--expected",
+                "59004",
+                "--memory-budget",
+                mib,
+            ],
+        ))
+    };
+    assert_eq!(plan("a", "9"), "rabitq");
+    assert_eq!(plan("b", "24"), "rabitq:4");
+    assert_eq!(plan("c", "200"), "sq8");
+    let stats = json_lines(&ok(&["--json", "stats", s(&tmp.path().join("b"))], None));
+    assert_eq!(stats[0]["routing"], "rabitq:4");
+    assert_eq!(routing(create("d", &[])), "sq8");
+    // Refused, and nothing created: a budget below the overhead, auto without its two
+    // figures, the figures without auto.
+    for (name, extra) in [
+        (
+            "e",
+            &[
+                "--routing",
+                "auto",
+                "--expected",
+                "59004",
+                "--memory-budget",
+                "2",
+            ][..],
+        ),
+        ("f", &["--routing", "auto", "--memory-budget", "9"][..]),
+        ("g", &["--expected", "100", "--memory-budget", "9"][..]),
+    ] {
+        assert_eq!(create(name, extra).status.code(), Some(6), "{extra:?}");
+        assert!(!tmp.path().join(name).exists(), "{extra:?}");
+    }
+}

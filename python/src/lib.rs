@@ -723,14 +723,17 @@ impl Index {
     /// `max_elements` only pre-sizes the files: the index grows past it on its own.
     /// `fields` indexes payload fields for filters: `{"lang": "keyword", "year": "int"}`
     /// (kinds: keyword, int, float, bool).
-    /// `routing` is "sq8" (default), "rabitq" (for indexes larger than memory) or
-    /// "rabitq:BITS" (BITS 2 to 8: tighter estimates for BITS times the codes);
+    /// `routing` is "sq8" (default), "rabitq" (for indexes larger than memory),
+    /// "rabitq:BITS" (BITS 2 to 8: tighter estimates for BITS times the codes) or "auto":
+    /// the routing whose tiers best fit `memory_budget` (bytes, required then) once the
+    /// index holds `max_elements` vectors (see `IndexOptions::routing_for`; `stats()`
+    /// says which it chose);
     /// `storage` "f32" (default), "f16" or "bf16" (half the disk; `get_items` returns
     /// the stored 16-bit values widened). `durable=False` never fsyncs the log outside checkpoints (for a
     /// temporary index: power loss may lose writes, never corrupts). `ids` is "int"
     /// (default: integer ids, as hnswlib) or "str" (string keys: every method then takes
     /// and returns str ids).
-    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, *, path, fields=None, routing="sq8", storage="f32", durable=true, ids="int"))]
+    #[pyo3(signature = (max_elements, M=16, ef_construction=200, random_seed=100, allow_replace_deleted=false, *, path, fields=None, routing="sq8", storage="f32", durable=true, ids="int", memory_budget=None))]
     // The parameters are hnswlib's, by name and order, plus hnswdb's own.
     #[allow(non_snake_case, clippy::too_many_arguments)]
     fn init_index(
@@ -747,6 +750,7 @@ impl Index {
         storage: &str,
         durable: bool,
         ids: &str,
+        memory_budget: Option<u64>,
     ) -> PyResult<()> {
         // Freed slots are always reused, so hnswlib's opt-in is accepted and implied.
         let _ = allow_replace_deleted;
@@ -755,10 +759,12 @@ impl Index {
             .ef_construction(ef_construction)
             .seed(random_seed)
             .capacity(max_elements.max(1))
-            .routing(routing.parse().map_err(py_err)?)
             .storage(storage.parse().map_err(py_err)?)
             .id_kind(ids.parse().map_err(py_err)?)
             .durability(durability(durable));
+        let routing =
+            planned_routing(&options, routing, memory_budget, max_elements).map_err(py_err)?;
+        let options = options.routing(routing);
         let options = fields
             .unwrap_or_default()
             .into_iter()
@@ -1796,4 +1802,24 @@ fn hnswdb_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exact_knn, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
+}
+
+/// `init_index`'s routing: as named, or for "auto" the one `IndexOptions::routing_for`
+/// plans for `memory_budget` bytes and `expected` vectors.
+fn planned_routing(
+    options: &hnswdb::IndexOptions,
+    routing: &str,
+    memory_budget: Option<u64>,
+    expected: usize,
+) -> hnswdb::Result<hnswdb::Routing> {
+    match (routing.eq_ignore_ascii_case("auto"), memory_budget) {
+        (true, Some(budget)) => {
+            let open = hnswdb::OpenOptions::default().memory_budget(budget);
+            options.routing_for(&open, expected as u64)
+        }
+        (true, None) => Err(hnswdb::Error::InvalidOption(
+            "routing=\"auto\" needs memory_budget".into(),
+        )),
+        (false, _) => routing.parse(),
+    }
 }

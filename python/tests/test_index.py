@@ -417,6 +417,36 @@ def test_rabitq_routing_under_a_memory_budget(tmp_path, routing):
     index.close()
 
 
+def test_routing_auto_plans_from_the_memory_budget(tmp_path):
+    n = 3000
+    data = clustered(n, seed=9)
+    roomy = hnswdb.Index(space="l2", dim=DIM)
+    roomy.init_index(max_elements=n, path=str(tmp_path / "roomy"), routing="auto", memory_budget=1 << 30)
+    assert roomy.stats()["routing"] == "sq8"  # everything fits: the fastest walk
+    roomy.close()
+    # Above the ~1.4 MiB the index keeps whatever it pins, below what SQ8 needs.
+    budget = 1_700_000
+    tight = str(tmp_path / "tight")
+    index = hnswdb.Index.open_or_create(tight, "l2", DIM, routing="auto", memory_budget=budget, expected=n)
+    routing = index.stats()["routing"]
+    assert routing.startswith("rabitq"), routing
+    for start in range(0, n, 1000):  # checkpoints between chunks train the RaBitQ codes
+        index.add_items(data[start:start + 1000], np.arange(start, start + 1000))
+        index.flush()
+    index.close()
+    index = hnswdb.Index.open(tight, memory_budget=budget)
+    assert "codes" in index.stats()["residency"]["resident"]  # the plan's codes fit
+    labels, _ = index.knn_query(data[:50], k=10, ef=100)
+    truth, _ = brute_force(data, data[:50], 10, "l2")
+    assert recall(labels, truth) >= 0.9
+    index.close()
+    with pytest.raises(hnswdb.InvalidInputError, match="memory_budget"):
+        hnswdb.Index(space="l2", dim=DIM).init_index(max_elements=n, path=str(tmp_path / "x"), routing="auto")
+    with pytest.raises(hnswdb.InvalidInputError, match="expected"):
+        hnswdb.Index.open_or_create(str(tmp_path / "y"), "l2", DIM, routing="auto", memory_budget=budget)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def to_bf16(x):
     """float32 rounded to bfloat16 (to nearest even, as the index stores it), as float32."""
     bits = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)

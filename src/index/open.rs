@@ -13,15 +13,15 @@ use super::checkpoint::Syncer;
 use super::payload::{self, Fields};
 use super::write::{self, Ledger, MAX_LEVEL};
 use super::{Durability, Index, IndexOptions, OpenOptions, Poison, Recovery, Residency, View};
-use crate::distance::{Distance, Kernels};
+use crate::distance::{Distance, Kernels, Routing};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Params, Quantized, UpperSource};
 use crate::store::DirectReads;
 use crate::store::meta::META_FILE_NAME;
-use crate::store::page::PageFile;
+use crate::store::page::{HEADER_PAGE, PageFile};
 use crate::store::{
     CodeKind, Codes, Config, IdKind, Layer0, Meta, ReaderTable, Registration, State, UpperLists,
-    Vectors, codes,
+    Vectors, codes, layer0, vectors,
 };
 use crate::wal::{self, Wal, WalIdentity};
 
@@ -675,12 +675,83 @@ const WORKING_BYTES: u64 = 1 << 20;
 /// (one node in M has them: M links and `UPPER_NODE_BYTES`); per concurrent search, a
 /// visited mark of two bytes per slot; the graph's three slot bitsets; `WORKING_BYTES`.
 fn budget_overhead(options: &OpenOptions, config: &Config, graph: &Graph, high_water: u32) -> u64 {
-    let m = config.m.max(1) as u64;
-    let capacity = graph.capacity() as u64;
-    let upper = (high_water as u64).div_ceil(m) * (4 * m + UPPER_NODE_BYTES);
+    overhead_for(
+        options,
+        config.m,
+        graph.capacity() as u64,
+        high_water as u64,
+    )
+}
+
+/// `budget_overhead` of an index of `capacity` slots, `high_water` of them used.
+fn overhead_for(options: &OpenOptions, m: usize, capacity: u64, high_water: u64) -> u64 {
+    let m = m.max(1) as u64;
+    let upper = high_water.div_ceil(m) * (4 * m + UPPER_NODE_BYTES);
     let marks = 2 * capacity * options.thread_count() as u64;
     let sets = 3 * capacity.div_ceil(8);
     options.meta_cache_bytes() as u64 + upper + marks + sets + WORKING_BYTES
+}
+
+/// The most RaBitQ bits per component the planner picks (`IndexOptions::routing_for`):
+/// beyond 4 a code grows towards SQ8's size (8 bits at 384-d take 524 bytes against
+/// SQ8's 384) and its estimate costs more than SQ8's, for estimates that 4 bits already
+/// make tight (`docs/larger-than-ram.md`).
+const PLAN_MAX_BITS: u8 = 4;
+
+/// Bits the planner picks when not even the 1-bit codes fit beside the overhead, so
+/// that every walk reads codes from disk: a code read is a 4 KiB page whatever its
+/// size, and tighter estimates make the walk and the re-rank shorter. On 1 M static
+/// MiniLM vectors under 67 MiB (nothing pinned) 2-bit codes reached recall 0.95 and
+/// 1-bit codes stopped at 0.926.
+const PLAN_UNPINNED_BITS: u8 = 2;
+
+impl IndexOptions {
+    /// The routing to create this index with, so that searches opened with `open` (its
+    /// memory budget and threads) keep the most useful tiers resident once it holds
+    /// `expected` vectors: SQ8 when its codes, the layer-0 lists and the vectors all fit
+    /// (the walk is fastest there); else the most RaBitQ bits (up to 4) whose codes fit
+    /// beside the lists; else the most whose codes fit alone; else 2-bit codes read
+    /// from disk. Counts what an open counts (`OpenOptions::memory_budget`), with the
+    /// files' capacity a quarter above `expected`. `InvalidOption` when `open` has no
+    /// budget or one below the overhead, naming both figures.
+    pub fn routing_for(&self, open: &OpenOptions, expected: u64) -> Result<Routing> {
+        let Some(budget) = open.memory_budget else {
+            return Err(Error::InvalidOption(
+                "planning the routing needs a memory budget".into(),
+            ));
+        };
+        let n = expected.max(1);
+        let overhead = overhead_for(open, self.m, n + n / 4, n);
+        let Some(left) = budget.checked_sub(overhead) else {
+            return Err(Error::InvalidOption(format!(
+                "a memory budget of {:.1} MiB is below the {:.1} MiB an index of {expected} \
+                 vectors keeps in memory whatever it pins",
+                mib(budget),
+                mib(overhead)
+            )));
+        };
+        // What `PageFile::span` counts: the header page, then the slots.
+        let file = |stride: usize| HEADER_PAGE as u64 + n * stride as u64;
+        let codes = |routing: Routing| file(CodeKind::of(routing).stride(self.dim));
+        let lists = file(layer0::record_stride(2 * self.m));
+        let vectors = file(vectors::slot_stride(self.dim, self.storage));
+        if codes(Routing::Sq8) + lists + vectors <= left {
+            return Ok(Routing::Sq8);
+        }
+        let rabitq = |bits: u8| match bits {
+            1 => Routing::RaBitQ,
+            _ => Routing::ExRaBitQ(bits),
+        };
+        let most = |room: u64| {
+            (1..=PLAN_MAX_BITS)
+                .rev()
+                .map(rabitq)
+                .find(|&r| codes(r) <= room)
+        };
+        Ok(most(left.saturating_sub(lists))
+            .or_else(|| most(left))
+            .unwrap_or(rabitq(PLAN_UNPINNED_BITS)))
+    }
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -47,7 +47,7 @@ impl CodeKind {
     /// codes only to 8, not to a cache line: that tier exists to be small (72 bytes at
     /// 384-d, where 128 would be 78% more). The stride of a file differs with its bits, so
     /// a file opened with other bits than it was written with is refused.
-    fn stride(self, dim: usize) -> usize {
+    pub(crate) fn stride(self, dim: usize) -> usize {
         match self {
             CodeKind::Sq8 => dim.max(1).div_ceil(SLOT_ALIGN) * SLOT_ALIGN,
             CodeKind::RaBitQ(_) => self.code_bytes(dim.max(1)).div_ceil(8) * 8,

@@ -54,6 +54,11 @@ impl Layout {
     }
 }
 
+/// Bytes per layer-0 record of `m0` links in files this version writes.
+pub(crate) fn record_stride(m0: usize) -> usize {
+    Layout::of(FORMAT_VERSION).stride(m0)
+}
+
 /// Typed access to the `graph0` file.
 pub struct Layer0 {
     file: PageFile,

@@ -35,6 +35,11 @@ fn layout(storage: Storage) -> (FileKind, fn(usize, u32) -> usize) {
     }
 }
 
+/// Bytes per vector slot of `storage` in files this version writes.
+pub(crate) fn slot_stride(dim: usize, storage: Storage) -> usize {
+    layout(storage).1(dim, super::page::FORMAT_VERSION)
+}
+
 /// Typed access to the `vectors` file.
 pub struct Vectors {
     file: PageFile,

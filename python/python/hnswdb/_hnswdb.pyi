@@ -63,6 +63,7 @@ class Index:
         storage: str = "f32",
         durable: bool = True,
         ids: str = "int",
+        memory_budget: Optional[int] = None,
     ) -> None:
         """Creates the index in `path`; `fields` indexes payload fields for filters:
         {"lang": "keyword", "year": "int"}. durable=False never fsyncs the log.

@@ -171,10 +171,13 @@ class Index:
         durable: bool = True,
         read_only: bool = False,
         memory_budget: Optional[int] = None,
+        expected: Optional[int] = None,
     ) -> "Index":
         """Opens hnswdb's index directory `path`, or creates it there if it holds none
         (then `space` and `dim` are required; the other settings apply to a new index
-        only; `ids` is "int" unless given). If given, `space`, `dim` and `ids` must match an existing index's
+        only; `ids` is "int" unless given). `routing="auto"` creates it with the routing
+        whose tiers best fit `memory_budget` once it holds `expected` vectors (both
+        required then). If given, `space`, `dim` and `ids` must match an existing index's
         (InvalidInputError otherwise). Two processes that race to create it both end up
         with the one index."""
         try:
@@ -184,7 +187,10 @@ class Index:
                 raise
             if space is None or dim is None:
                 raise InvalidInputError(f"{path} holds no index: give space and dim to create one") from None
-            engine = cls._create(path, space, dim, ids or "int", M, ef_construction, fields, routing, storage, durable)
+            if routing.lower() == "auto" and expected is None:
+                raise InvalidInputError('routing="auto" needs expected (and memory_budget)')
+            settings = (M, ef_construction, fields, routing, storage, durable, memory_budget, expected or 1)
+            engine = cls._create(path, space, dim, ids or "int", *settings)
             if memory_budget is not None:
                 engine.close()
                 engine = _Engine.open(path, memory_budget=memory_budget, durable=durable)
@@ -195,12 +201,12 @@ class Index:
 
     @staticmethod
     def _create(path: Any, space: str, dim: int, ids: str, *settings: Any) -> _Engine:
-        M, ef_construction, fields, routing, storage, durable = settings
+        M, ef_construction, fields, routing, storage, durable, memory_budget, expected = settings
         engine = _Engine(space, dim)
         options = dict(M=M, ef_construction=ef_construction, path=path, fields=fields, routing=routing)
-        options.update(storage=storage, durable=durable, ids=ids)
+        options.update(storage=storage, durable=durable, ids=ids, memory_budget=memory_budget)
         try:
-            engine.init_index(1, **options)
+            engine.init_index(expected, **options)
         except FileExistsError:  # another process created it first: open theirs
             return _Engine.open(path, durable=durable)
         return engine
@@ -224,13 +230,18 @@ class Index:
         routing: str = "sq8",
         storage: str = "f32",
         ids: str = "int",
+        memory_budget: Optional[int] = None,
     ) -> None:
         """Creates the index: hnswlib's kind without `path`, hnswdb's in `path`.
-        `ids="str"` (hnswdb's kind only) names vectors by string keys instead of integers."""
+        `ids="str"` (hnswdb's kind only) names vectors by string keys instead of integers.
+        `routing="auto"` (with `path`) picks the routing whose tiers best fit
+        `memory_budget` bytes once the index holds `max_elements` vectors."""
         if self._is_open():
             raise RuntimeError("The index is already initiated.")
         options = dict(M=M, ef_construction=ef_construction, random_seed=random_seed, fields=fields)
         options.update(allow_replace_deleted=allow_replace_deleted, routing=routing, storage=storage, ids=ids)
+        if memory_budget is not None:
+            options.update(memory_budget=memory_budget)
         if path is None and ids != "int":
             # hnswlib's kind keeps tombstones and default ids by integer label.
             raise InvalidInputError('ids="str" needs a path: string ids are for hnswdb\'s kind of index')

@@ -181,8 +181,12 @@ pub struct Graph {
     unsynced: NodeSet,
     /// See `set_lists_on_disk`.
     lists_on_disk: bool,
-    /// See `set_codes_on_disk`; cleared by a walk that finds the pinned codes all read in.
+    /// See `watch_codes`: whether the watched codes were not all in memory when last
+    /// checked.
     codes_on_disk: AtomicBool,
+    /// See `watch_codes`: the slots watched (0: none) and the walks since the open.
+    codes_watched: usize,
+    code_walks: AtomicU64,
     upper: UpperLayers,
     /// Nodes whose upper lists changed since the metadata last stored them.
     upper_dirty: Mutex<HashSet<u32>>,
@@ -215,6 +219,8 @@ impl Graph {
             unsynced: NodeSet::with_capacity(cap),
             lists_on_disk: false,
             codes_on_disk: AtomicBool::new(false),
+            codes_watched: 0,
+            code_walks: AtomicU64::new(0),
             upper: UpperLayers::default(),
             upper_dirty: Mutex::new(HashSet::new()),
             live: NodeSet::with_capacity(cap),
@@ -399,14 +405,17 @@ impl Graph {
         self.lists_on_disk = on;
     }
 
-    /// Whether a walk should start reading the codes of an expanded node's neighbours
-    /// together before scoring any (`PageFile::will_need`): set under a memory budget,
-    /// where the codes either do not fit (every walk reads them from disk) or were just
-    /// pinned and are still arriving from the background read the pin started, which
-    /// the first searches of a cold open would otherwise wait for one page fault after
-    /// another. In the second case it ends once the pinned codes are all in memory.
-    pub fn set_codes_on_disk(&mut self, on: bool) {
-        *self.codes_on_disk.get_mut() = on;
+    /// Watches whether the codes of the first `slots` slots are in memory (`mincore`, on
+    /// the first walk and every `search::CODES_RECHECK` walks after): while they are
+    /// not, a walk starts the reads of an expanded node's neighbours' codes together
+    /// before scoring any (`PageFile::will_need`), the descent's too. Set under a memory
+    /// budget, where codes that did not fit are read from disk by every walk, and pinned
+    /// ones by the first walks of a cold open while the pin's background read is still
+    /// arriving; once the codes are all in memory (pinned, or cached by a kernel with
+    /// memory to spare) a walk makes no system call for them.
+    pub fn watch_codes(&mut self, slots: usize) {
+        self.codes_watched = slots;
+        *self.codes_on_disk.get_mut() = slots > 0;
     }
 
     /// The layer-0 page file (for pinning and sizes).

@@ -791,12 +791,9 @@ fn apply_budget(graph: &mut Graph, budget: u64, overhead: u64, used: usize) -> R
         && keep(graph.vectors_file_mut(), "vectors", vector_bytes);
     graph.set_disk_reads(!fits);
     graph.set_lists_on_disk(!resident.contains(&"layer0"));
-    // Codes not resident are read from disk by every walk; pinned ones by the first
-    // walks, until the pin's background read has brought them all in. Codes the process
-    // may not lock are only advised in, and never known to be all in: they are left to
-    // the kernel, or every walk would pay a system call per neighbour for good.
-    let codes_pinned = graph.codes_file_mut().is_some_and(|f| f.is_pinned());
-    graph.set_codes_on_disk(codes_bytes > 0 && (codes_pinned || !resident.contains(&"codes")));
+    if codes_bytes > 0 {
+        graph.watch_codes(used);
+    }
     if !fits {
         let vectors = graph.vectors_file_mut();
         vectors.advise(false);

@@ -408,20 +408,10 @@ impl PageFile {
         );
     }
 
-    /// Whether every page `pin` keeps is in memory now (`mincore`): after a pin, while the
-    /// background read it started is still arriving, a search that reads these pages
-    /// should start their reads together (`will_need`) rather than fault them one by one.
-    /// False when nothing is pinned, or where the kernel cannot say.
-    pub fn pinned_resident(&self) -> bool {
-        let Some(slots) = self.pinned else {
-            return false;
-        };
+    /// Whether the header page and the first `slots` slots are all in memory now
+    /// (`mincore`). False where the kernel cannot say.
+    pub fn resident(&self, slots: usize) -> bool {
         all_resident(&self.map, self.span(slots))
-    }
-
-    /// Whether `pin` has pinned slots of this file.
-    pub fn is_pinned(&self) -> bool {
-        self.pinned.is_some()
     }
 
     /// Pins the header page and the first `slots` slots in memory (`mlock`), now and
@@ -733,19 +723,15 @@ mod tests {
     }
 
     #[test]
-    fn pinned_pages_are_reported_resident_only_once_pinned() {
+    fn written_pages_are_reported_resident() {
         let dir = tempfile::tempdir().unwrap();
-        let mut a = PageFile::create(&dir.path().join("f"), header(64)).unwrap();
+        let a = PageFile::create(&dir.path().join("f"), header(64)).unwrap();
         for i in 0..64 {
             // SAFETY: slot i is in bounds and this test is the only user.
             unsafe { *a.slot_ptr(i) = 1 };
         }
-        assert!(!a.pinned_resident(), "nothing pinned yet");
-        if a.pin(64).is_err() {
-            return; // this process may not lock memory: nothing to report
-        }
-        // Written a moment ago, so in memory: the pin has nothing left to read.
-        assert!(a.pinned_resident());
+        // Written a moment ago, so in memory.
+        assert!(a.resident(64));
     }
 
     #[test]

@@ -405,8 +405,9 @@ impl Graph {
         self.lists_on_disk = on;
     }
 
-    /// Watches whether the codes of the first `slots` slots are in memory (`mincore`, on
-    /// the first walk and every `search::CODES_RECHECK` walks after): while they are
+    /// Watches whether the codes of the first `slots` slots are in memory (`mincore`,
+    /// every `search::CODES_RECHECK` walks from the `search::CODES_FIRST_CHECK`-th,
+    /// counting from 0): while they are
     /// not, a walk starts the reads of an expanded node's neighbours' codes together
     /// before scoring any (`PageFile::will_need`), the descent's too. Set under a memory
     /// budget, where codes that did not fit are read from disk by every walk, and pinned

@@ -738,19 +738,16 @@ impl IndexOptions {
         if codes(Routing::Sq8) + lists + vectors <= left {
             return Ok(Routing::Sq8);
         }
-        let rabitq = |bits: u8| match bits {
-            1 => Routing::RaBitQ,
-            _ => Routing::ExRaBitQ(bits),
-        };
         let most = |room: u64| {
             (1..=PLAN_MAX_BITS)
                 .rev()
-                .map(rabitq)
+                .filter_map(|bits| Routing::rabitq(bits).ok())
                 .find(|&r| codes(r) <= room)
         };
-        Ok(most(left.saturating_sub(lists))
-            .or_else(|| most(left))
-            .unwrap_or(rabitq(PLAN_UNPINNED_BITS)))
+        match most(left.saturating_sub(lists)).or_else(|| most(left)) {
+            Some(routing) => Ok(routing),
+            None => Routing::rabitq(PLAN_UNPINNED_BITS),
+        }
     }
 }
 

@@ -346,6 +346,29 @@ proptest! {
     }
 }
 
+/// A sequence CI shrank to (stop 32): six vectors, the sixth switching routing to SQ8
+/// codes, and a search at k 1 that must still find the exact nearest.
+#[test]
+fn the_first_search_on_fresh_codes_is_exact() {
+    let steps = vec![
+        Step::Upsert(0, vec![-5.0, 1.0, -1.0, -1.0, 0.0, 0.0]),
+        Step::InsertBatch(vec![
+            (1, vec![1.5, 0.0, 0.0, 3.0, 0.0, 0.0]),
+            (2, vec![0.0, 0.0, 0.0, 0.0, 0.0, 2.5]),
+        ]),
+        Step::UpsertBatch(vec![
+            (0, vec![3.5, 0.0, 0.0, 0.0, 0.0, 0.0]),
+            (1, vec![0.0, 0.0, 1.0, -1.5, 0.0, -1.5]),
+            (3, vec![0.0, -2.0, 0.0, 0.0, -0.5, 0.0]),
+        ]),
+        Step::UpsertBatch(vec![(0, vec![0.0, 2.0, -2.0, 3.5, -1.5, -2.5])]),
+        Step::Insert(4, vec![3.5, 2.0, -2.0, -0.5, 1.5, 2.5]),
+        Step::Upsert(5, vec![0.0, 0.0, 0.0, 2.5, 0.0, 2.5]),
+        Step::Search(vec![-1.5, 3.0, -4.0, 1.5, 3.0, 0.5], 1),
+    ];
+    run(steps, Storage::F32).unwrap();
+}
+
 proptest! {
     // The same model over an f16 index: the generated components (multiples of 0.5 up to
     // 5) are exact in f16, so every answer must still equal the model's; what this covers

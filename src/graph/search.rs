@@ -156,6 +156,15 @@ const RERANK_FIRST: usize = 2;
 /// The largest round of re-rank reads (one io_uring submission holds 64).
 const RERANK_BATCH_MAX: usize = 64;
 
+/// How many of a code walk's `beam` its re-rank must rank exactly to answer `keep`. A
+/// beam short of `ef` holds every node the walk could reach, so all of it is re-ranked:
+/// a search with ef above the index's size is then exact, as hnswlib's is, whatever the
+/// codes' error (SQ8 clamps vectors outside its trained range; the error the first few
+/// re-ranked show can understate the rest's). Otherwise `keep`.
+fn rerank_depth(beam: &[Cand], ef: usize, keep: usize) -> usize {
+    if beam.len() < ef { beam.len() } else { keep }
+}
+
 std::thread_local! {
     /// Labels that re-ranks on this thread read and verified from disk since the last
     /// `take_verified`: [(slot, label)].
@@ -480,7 +489,10 @@ impl Graph {
                     self.walk_codes(s, quantized, entry, 1, ef, accept, |c| prepared.eval(c))?;
                 match s.abandoned {
                     true => beam,
-                    false => self.rerank_all(s, q, beam, keep),
+                    false => {
+                        let keep = rerank_depth(&beam, ef, keep);
+                        self.rerank_all(s, q, beam, keep)
+                    }
                 }
             }
             Quantizer::RaBitQ(bits) => {
@@ -491,7 +503,10 @@ impl Graph {
                     })?;
                 match s.abandoned {
                     true => beam,
-                    false => self.rerank_bounded(s, q, quantized, &prepared, beam, keep),
+                    false => {
+                        let keep = rerank_depth(&beam, ef, keep);
+                        self.rerank_bounded(s, q, quantized, &prepared, beam, keep)
+                    }
                 }
             }
         })

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hnswdb::serde_json::{self, Value};
+use hnswdb::limits::MAX_JSON_DEPTH;
 use hnswdb::{Error, FieldSpec, Filter, IdKind, Metric, Neighbour, Plan, Query};
 use numpy::ndarray::Array2;
 use numpy::{
@@ -167,8 +168,23 @@ fn rows(data: &Bound<'_, PyAny>, dim: usize) -> PyResult<(Vec<f32>, usize)> {
 /// A Python value (dict, list, tuple, str, int, float, bool, None, or a numpy bool,
 /// integer or float scalar) as JSON of the same type. `at` names the value in errors
 /// (`payload["tags"][2]`); anything else is a TypeError, never a silent conversion.
+/// Nesting deeper than `MAX_JSON_DEPTH` (a dict or list that contains itself included) is
+/// refused here, before the recursion could overflow the stack.
 fn to_json(v: &Bound<'_, PyAny>, at: &str) -> PyResult<Value> {
-    if let Ok(d) = v.cast::<PyDict>() {
+    json_within(v, at, 0)
+}
+
+/// `to_json` of a value inside `depth` arrays and objects.
+fn json_within(v: &Bound<'_, PyAny>, at: &str, depth: usize) -> PyResult<Value> {
+    let dict = v.cast::<PyDict>().ok();
+    let list = v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>();
+    if (dict.is_some() || list) && depth >= MAX_JSON_DEPTH {
+        return Err(invalid_input(format!(
+            "{at}: nests arrays and objects more than {MAX_JSON_DEPTH} deep (or contains \
+             itself)"
+        )));
+    }
+    if let Some(d) = dict {
         let mut map = serde_json::Map::with_capacity(d.len());
         for (k, v) in d.iter() {
             let Ok(key) = k.cast::<PyString>() else {
@@ -179,16 +195,16 @@ fn to_json(v: &Bound<'_, PyAny>, at: &str) -> PyResult<Value> {
                 )));
             };
             let key = key.to_cow()?.into_owned();
-            let value = to_json(&v, &format!("{at}[{key:?}]"))?;
+            let value = json_within(&v, &format!("{at}[{key:?}]"), depth + 1)?;
             map.insert(key, value);
         }
         return Ok(Value::Object(map));
     }
-    if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+    if list {
         return v
             .try_iter()?
             .enumerate()
-            .map(|(i, x)| to_json(&x?, &format!("{at}[{i}]")))
+            .map(|(i, x)| json_within(&x?, &format!("{at}[{i}]"), depth + 1))
             .collect::<PyResult<_>>()
             .map(Value::Array);
     }

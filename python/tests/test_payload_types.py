@@ -130,3 +130,32 @@ def test_unsupported_values_are_a_type_error_naming_the_key(index):
     with pytest.raises(ValueError, match=r'payload\["big"\]: .* 64 bits'):
         index.set_payload(0, {"big": 2**64})
     assert index.get_payloads([0]) == [None] and 1 not in index  # nothing was written
+
+
+def test_cyclic_and_deep_payloads_and_filters_are_refused_not_a_crash(index):
+    # Until 2026-12-07 the conversion recursed without a bound: a dict containing itself,
+    # or a list 20,000 deep, overflowed the stack and killed the interpreter (SIGSEGV).
+    index.add_items(np.ones(DIM), [0], payloads=[{"ok": 1}])
+    cyclic = {}
+    cyclic["self"] = cyclic
+    looped = []
+    looped.append(looped)
+    deep = 0
+    for _ in range(200_000):
+        deep = [deep]
+    not_deep = {"ok": 1}
+    for _ in range(200_000):
+        not_deep = {"$not": not_deep}
+    for bad in (cyclic, {"list": looped}, {"deep": deep}):
+        with pytest.raises(hnswdb.InvalidInputError, match="127 deep"):
+            index.set_payload(0, bad)
+        with pytest.raises(hnswdb.InvalidInputError, match="127 deep"):
+            index.add_items(np.ones(DIM), [1], payloads=[bad])
+    with pytest.raises(hnswdb.InvalidInputError, match="127 deep"):
+        index.knn_query(np.ones(DIM), k=1, filter=not_deep)
+    # 127 levels, the documented limit, still go in (the payload object is level 1).
+    ok = 0
+    for _ in range(126):
+        ok = [ok]
+    index.set_payload(0, {"ok": ok}, replace=True)
+    assert index.get_payloads([0]) == [{"ok": ok}] and 1 not in index

@@ -93,6 +93,42 @@ impl Ord for Cand {
     }
 }
 
+/// Whether the first `slots` slots of a page file were all in memory when last checked
+/// (`mincore`, every `search::WATCH_EVERY` walks of layer 0 from the
+/// `search::WATCH_FIRST`-th, counting from 0). While they are not, walks read ahead of
+/// what they will score or expand; once they are (pinned, or cached by a kernel with
+/// memory to spare) a walk makes no system call for them.
+#[derive(Default)]
+struct Watch {
+    /// Slots watched (0: none, never away).
+    slots: usize,
+    away: AtomicBool,
+}
+
+impl Watch {
+    /// A watch of `slots` slots, away until the first check says otherwise.
+    fn new(slots: usize) -> Watch {
+        Watch {
+            slots,
+            away: AtomicBool::new(slots > 0),
+        }
+    }
+
+    /// Whether the watched slots were not all in memory at the last check.
+    #[inline]
+    fn away(&self) -> bool {
+        self.away.load(Ordering::Relaxed)
+    }
+
+    /// Checks `file` now.
+    fn check(&self, file: &crate::store::page::PageFile) {
+        if self.slots > 0 {
+            self.away
+                .store(!file.resident(self.slots), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Construction parameters.
 #[derive(Clone, Copy, Debug)]
 pub struct Params {
@@ -179,14 +215,12 @@ pub struct Graph {
     /// Slots whose vector was written since the page files were last synced: their bytes
     /// on disk may be older than in memory, so a direct read must not be used for them.
     unsynced: NodeSet,
-    /// See `set_lists_on_disk`.
-    lists_on_disk: bool,
-    /// See `watch_codes`: whether the watched codes were not all in memory when last
-    /// checked.
-    codes_on_disk: AtomicBool,
-    /// See `watch_codes`: the slots watched (0: none) and the walks since the open.
-    codes_watched: usize,
-    code_walks: AtomicU64,
+    /// See `watch_lists`.
+    lists_watch: Watch,
+    /// See `watch_codes`.
+    codes_watch: Watch,
+    /// Walks of layer 0 since the open: when the watches check (`search::WATCH_EVERY`).
+    walks: AtomicU64,
     upper: UpperLayers,
     /// Nodes whose upper lists changed since the metadata last stored them.
     upper_dirty: Mutex<HashSet<u32>>,
@@ -217,10 +251,9 @@ impl Graph {
             disk_reads: false,
             direct: None,
             unsynced: NodeSet::with_capacity(cap),
-            lists_on_disk: false,
-            codes_on_disk: AtomicBool::new(false),
-            codes_watched: 0,
-            code_walks: AtomicU64::new(0),
+            lists_watch: Watch::default(),
+            codes_watch: Watch::default(),
+            walks: AtomicU64::new(0),
             upper: UpperLayers::default(),
             upper_dirty: Mutex::new(HashSet::new()),
             live: NodeSet::with_capacity(cap),
@@ -398,25 +431,23 @@ impl Graph {
         self.direct = reads;
     }
 
-    /// Whether a walk should start reading the layer-0 lists of the next candidates it
-    /// will expand (`search::LISTS_AHEAD` of them) together, so that they are on their
-    /// way while it expands this one: set when the lists do not fit the memory budget.
-    pub fn set_lists_on_disk(&mut self, on: bool) {
-        self.lists_on_disk = on;
+    /// Watches whether the layer-0 lists of the first `slots` slots are in memory (see
+    /// `Watch`): while they are not, a walk starts reading the lists of the next
+    /// candidates it will expand (`search::LISTS_AHEAD` of them) together, so that they
+    /// are on their way while it expands this one. Set when the lists do not fit the
+    /// memory budget (0: they do, and are pinned).
+    pub fn watch_lists(&mut self, slots: usize) {
+        self.lists_watch = Watch::new(slots);
     }
 
-    /// Watches whether the codes of the first `slots` slots are in memory (`mincore`,
-    /// every `search::CODES_RECHECK` walks from the `search::CODES_FIRST_CHECK`-th,
-    /// counting from 0): while they are
-    /// not, a walk starts the reads of an expanded node's neighbours' codes together
-    /// before scoring any (`PageFile::will_need`), the descent's too. Set under a memory
-    /// budget, where codes that did not fit are read from disk by every walk, and pinned
-    /// ones by the first walks of a cold open while the pin's background read is still
-    /// arriving; once the codes are all in memory (pinned, or cached by a kernel with
-    /// memory to spare) a walk makes no system call for them.
+    /// Watches whether the codes of the first `slots` slots are in memory (see `Watch`):
+    /// while they are not, a walk starts the reads of an expanded node's neighbours'
+    /// codes together before scoring any (`PageFile::will_need`), the descent's too. Set
+    /// under a memory budget, where codes that did not fit are read from disk by every
+    /// walk, and pinned ones by the first walks of a cold open while the pin's background
+    /// read is still arriving.
     pub fn watch_codes(&mut self, slots: usize) {
-        self.codes_watched = slots;
-        *self.codes_on_disk.get_mut() = slots > 0;
+        self.codes_watch = Watch::new(slots);
     }
 
     /// The layer-0 page file (for pinning and sizes).

@@ -118,17 +118,18 @@ impl Scratch {
 /// all read 2.1 MiB at 0.55x the QPS on one thread; 16 or 32 gained nothing over 8.
 const LISTS_AHEAD: usize = 8;
 
-/// Walks between two checks of whether watched codes are in memory (`Graph::watch_codes`):
-/// a check is one `mincore` over the codes (about 30k pages at 1 M 2-bit codes), so rare
-/// enough to cost nothing, often enough that a walk does not pay a system call per
-/// neighbour for long after the codes have come in. On the 100k full-model set under a
-/// 5 MiB budget with everything in the page cache (no memory pressure), checking only
-/// until pinned codes came in left such walks at 0.65x the QPS.
-const CODES_RECHECK: u64 = 64;
+/// Walks of layer 0 between two checks of whether watched codes and lists are in memory
+/// (`Graph::watch_codes`, `Graph::watch_lists`): a check is one `mincore` over a file
+/// (about 30k pages at 1 M 2-bit codes), so rare enough to cost nothing, often enough that
+/// a walk does not pay a system call per neighbour for long after the file has come in.
+/// On the 100k full-model set under a 5 MiB budget with everything in the page cache (no
+/// memory pressure), checking codes only until pinned ones came in left such walks at
+/// 0.65x the QPS.
+const WATCH_EVERY: u64 = 64;
 
-/// The walk (from 0) of the first check, then every `CODES_RECHECK` walks: checking at the
+/// The walk (from 0) of the first check, then every `WATCH_EVERY` walks: checking at the
 /// first walk of a cold 1 M index made its first answer take 19-34 ms instead of 16-20.
-const CODES_FIRST_CHECK: u64 = 8;
+pub(super) const WATCH_FIRST: u64 = 8;
 
 /// Marks `i` visited; true if it was not yet. Ids beyond the table count as visited.
 #[inline(always)]
@@ -357,7 +358,7 @@ impl Graph {
         // Read once: the loop below runs for every candidate of every query. Only the
         // walk of layer 0 is budgeted: it is the one that looks for admitted nodes.
         let budget = budget.filter(|_| level == 0);
-        let lists_on_disk = self.lists_on_disk;
+        let lists_away = self.lists_watch.away();
         let epoch = *epoch;
         for &e in entry {
             if first_visit(marks, epoch, e.id) {
@@ -378,7 +379,7 @@ impl Graph {
                 *abandoned = true;
                 break;
             }
-            if lists_on_disk && level == 0 {
+            if lists_away && level == 0 {
                 self.read_ahead(candidates, ahead, requested);
             }
             self.links(c.id, level, links)?;
@@ -417,7 +418,22 @@ impl Graph {
         }
         let mut out: Vec<Cand> = results.drain().collect();
         out.sort_unstable();
+        if level == 0 {
+            self.count_walk();
+        }
         Ok(out)
+    }
+
+    /// Counts a walk of layer 0, checking the watches on the `WATCH_FIRST`-th and every
+    /// `WATCH_EVERY`-th after: a cold open's first answers should not wait for a scan of
+    /// files still arriving.
+    fn count_walk(&self) {
+        if self.walks.fetch_add(1, Ordering::Relaxed) % WATCH_EVERY == WATCH_FIRST {
+            self.lists_watch.check(self.layer0.file());
+            if let Some(quantized) = &self.quantized {
+                self.codes_watch.check(quantized.codes.file());
+            }
+        }
     }
 
     /// Starts reading the layer-0 lists of the `LISTS_AHEAD - 1` best candidates after
@@ -526,8 +542,8 @@ impl Graph {
         eval: impl Fn(&[u8]) -> f32,
     ) -> Result<Vec<Cand>> {
         let score = |n: u32| eval(quantized.codes.codes(n));
-        let on_disk = self.codes_on_disk.load(Ordering::Relaxed);
-        let fetch = |n: u32| match on_disk {
+        let away = self.codes_watch.away();
+        let fetch = |n: u32| match away {
             true => quantized.codes.will_need(n),
             false => quantized.codes.prefetch(n),
         };
@@ -556,16 +572,7 @@ impl Graph {
                 )?
             }
         };
-        let beam = self.search_layer(s, &start, ef, 0, accept, score, fetch);
-        // The first check after a few walks: a cold open's first answer should not wait
-        // for a scan of codes still arriving.
-        if self.codes_watched > 0
-            && self.code_walks.fetch_add(1, Ordering::Relaxed) % CODES_RECHECK == CODES_FIRST_CHECK
-        {
-            let resident = quantized.codes.file().resident(self.codes_watched);
-            self.codes_on_disk.store(!resident, Ordering::Relaxed);
-        }
-        beam
+        self.search_layer(s, &start, ef, 0, accept, score, fetch)
     }
 
     /// The exact distances of `ids` to `q`, their vectors read together: by direct reads

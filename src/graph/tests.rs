@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
+use super::search::WATCH_FIRST;
 use super::*;
 use crate::distance::Storage;
 use crate::error::Error;
@@ -121,6 +122,36 @@ fn search_finds_what_brute_force_finds() {
         "(stale links, unreachable)"
     );
     assert!(graph.entry().is_some_and(|e| e.level >= 1));
+}
+
+#[test]
+fn a_lists_watch_reads_ahead_until_a_check_finds_the_lists_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut graph = built(dir.path(), 500, &mut rng);
+    let queries: Vec<Vec<f32>> = (0..=WATCH_FIRST).map(|_| random_vector(&mut rng)).collect();
+    let plain: Vec<Vec<Cand>> = queries
+        .iter()
+        .map(|q| graph.search(q, 10, 32).unwrap())
+        .collect();
+    graph.walks = AtomicU64::new(0);
+    graph.watch_lists(500);
+    assert!(
+        graph.lists_watch.away(),
+        "a new watch reads ahead until checked"
+    );
+    let watched: Vec<Vec<Cand>> = queries
+        .iter()
+        .map(|q| graph.search(q, 10, 32).unwrap())
+        .collect();
+    // Reading ahead changes what is loaded when, never an answer.
+    assert_eq!(watched, plain);
+    // The check after walk WATCH_FIRST found the freshly written lists in the page cache.
+    assert!(graph.layer0.file().resident(500));
+    assert!(
+        !graph.lists_watch.away(),
+        "the check should find the lists in memory"
+    );
 }
 
 #[test]

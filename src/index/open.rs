@@ -787,7 +787,9 @@ fn apply_budget(graph: &mut Graph, budget: u64, overhead: u64, used: usize) -> R
         && keep(graph.layer0_file_mut(), "layer0", layer0_bytes)
         && keep(graph.vectors_file_mut(), "vectors", vector_bytes);
     graph.set_disk_reads(!fits);
-    graph.set_lists_on_disk(!resident.contains(&"layer0"));
+    if !resident.contains(&"layer0") {
+        graph.watch_lists(used);
+    }
     if codes_bytes > 0 {
         graph.watch_codes(used);
     }

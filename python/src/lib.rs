@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hnswdb::serde_json::{self, Value};
 use hnswdb::limits::MAX_JSON_DEPTH;
+use hnswdb::serde_json::{self, Value};
 use hnswdb::{Error, FieldSpec, Filter, IdKind, Metric, Neighbour, Plan, Query};
 use numpy::ndarray::Array2;
 use numpy::{

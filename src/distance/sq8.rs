@@ -12,26 +12,28 @@ pub struct Sq8 {
     scale: Vec<f32>,
 }
 
+/// One value in this many, at each end of a component's range, is left out of the range
+/// SQ8 learns (and clamped when encoded). A few outliers set a min-max range: one vector
+/// of 1,000s among 10,000 N(0, 1) rows left every other component in one or two of the
+/// 256 steps, and recall@10 at ef 64 fell from 0.998 to 0.073.
+const SQ8_TRIM: usize = 1000;
+
 impl Sq8 {
-    /// Learns each component's range (min to max) from `rows`.
+    /// Learns each component's range from `rows`: from min to max, less the
+    /// `1 / SQ8_TRIM` most extreme values at each end (none below `SQ8_TRIM` rows).
     pub fn train<'a>(dim: usize, rows: impl IntoIterator<Item = &'a [f32]>) -> Sq8 {
-        let mut lo = vec![f32::INFINITY; dim];
-        let mut hi = vec![f32::NEG_INFINITY; dim];
-        for row in rows {
-            for ((l, h), &x) in lo.iter_mut().zip(hi.iter_mut()).zip(row) {
-                *l = l.min(x);
-                *h = h.max(x);
-            }
-        }
-        let (offset, scale) = lo
-            .iter()
-            .zip(&hi)
-            .map(|(&l, &h)| {
-                if l.is_finite() && h > l {
-                    (l, (h - l) / 255.0)
-                } else {
+        let rows: Vec<&[f32]> = rows.into_iter().collect();
+        let trim = rows.len() / SQ8_TRIM;
+        let mut column = Vec::with_capacity(rows.len());
+        let (offset, scale) = (0..dim)
+            .map(|i| {
+                column.clear();
+                column.extend(rows.iter().map(|r| r[i]));
+                match trimmed_range(&mut column, trim) {
+                    Some((l, h)) if h > l => (l, (h - l) / 255.0),
                     // A constant (or unseen) component: every code decodes to `l`.
-                    (if l.is_finite() { l } else { 0.0 }, 0.0)
+                    Some((l, _)) => (l, 0.0),
+                    None => (0.0, 0.0),
                 }
             })
             .unzip();
@@ -92,6 +94,23 @@ impl Sq8 {
             },
         }
     }
+}
+
+/// The range of `values` (reordered) without its `trim` lowest and `trim` highest; the
+/// whole range where trimming leaves a single value (a sparse component, nonzero in
+/// fewer rows than the trim, keeps its range instead of collapsing to zero). None if
+/// empty.
+fn trimmed_range(values: &mut [f32], trim: usize) -> Option<(f32, f32)> {
+    let (min, max) = values.iter().fold(None, |r: Option<(f32, f32)>, &x| {
+        Some(r.map_or((x, x), |(l, h)| (l.min(x), h.max(x))))
+    })?;
+    if trim == 0 || 2 * trim >= values.len() {
+        return Some((min, max));
+    }
+    let last = values.len() - 1 - trim;
+    let lo = *values.select_nth_unstable_by(trim, f32::total_cmp).1;
+    let hi = *values.select_nth_unstable_by(last, f32::total_cmp).1;
+    Some(if hi > lo { (lo, hi) } else { (min, max) })
 }
 
 /// A query prepared against an [`Sq8`] quantiser: its distance to a code vector

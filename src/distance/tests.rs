@@ -91,6 +91,38 @@ fn sq8_distances_approximate_exact_ones() {
 }
 
 #[test]
+fn sq8_ranges_leave_out_rare_extremes_but_keep_sparse_components() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut rows: Vec<Vec<f32>> = (0..10_000)
+        .map(|i| {
+            let mut r: Vec<f32> = (0..3).map(|_| rng.random_range(-1.0..1.0)).collect();
+            // Component 2 is sparse: nonzero in 5 rows of 10,000, fewer than the trim.
+            r[2] = if i % 2_000 == 0 { 4.0 } else { 0.0 };
+            r
+        })
+        .collect();
+    rows.push(vec![1000.0, -1000.0, 0.0]);
+    let sq = Sq8::train(3, rows.iter().map(|r| r.as_slice()));
+    // The outlier does not set the range: the bulk keeps the 256 steps.
+    for i in 0..2 {
+        assert!(
+            sq.offset()[i] > -1.0 && sq.offset()[i] < -0.95,
+            "{:?}",
+            sq.offset()
+        );
+        let top = sq.offset()[i] + 255.0 * sq.scale()[i];
+        assert!(top < 1.0 && top > 0.95, "{i}: {top}");
+    }
+    assert_eq!((sq.offset()[2], sq.scale()[2]), (0.0, 4.0 / 255.0));
+    let mut codes = [0u8; 3];
+    sq.encode(&[1000.0, -1000.0, 4.0], &mut codes);
+    assert_eq!(codes, [255, 0, 255]);
+    // Below 1,000 rows nothing is left out.
+    let few = Sq8::train(1, [[0.0f32].as_slice(), &[1.0], &[100.0]]);
+    assert_eq!((few.offset()[0], few.scale()[0]), (0.0, 100.0 / 255.0));
+}
+
+#[test]
 fn scalar_kernels_match_definitions() {
     let a = [1.0, 2.0, 3.0, 4.0, 5.0];
     let b = [5.0, 4.0, 3.0, 2.0, 1.0];

@@ -16,7 +16,7 @@ use crate::graph::{Graph, Quantized};
 use crate::store::{Changes, CodeKind, Codes, State, codes};
 use crate::wal::Wal;
 
-/// Vectors sampled to train a quantiser (its ranges are per-component min and max).
+/// Vectors sampled to train a quantiser.
 const SQ8_SAMPLE: usize = 100_000;
 
 /// Stops the periodic-sync thread when the index is dropped.

@@ -367,3 +367,40 @@ fn one_outlier_does_not_blur_the_sq8_codes() {
     recall /= queries.rows as f64;
     assert!(recall >= 0.95, "recall@10 at ef 64: {recall:.3}");
 }
+
+/// Data that drifts past the ranges SQ8 was trained on (here, points on a line, inserted
+/// in order in batches of 200): every later vector clamps to the same codes, and inserts
+/// that walked those codes linked to arbitrary ones of them, leaving 145 nodes
+/// unreachable on one thread and 1,158 on two. Such inserts now walk exact vectors, and a
+/// checkpoint retrains once a tenth of the live vectors were such misfits.
+#[test]
+fn drifting_data_stays_linked_and_retrains_its_codes() {
+    let (n, dim, batch) = (6000usize, 8usize, 200usize);
+    let rows: Vec<f32> = (0..n)
+        .flat_map(|i| (0..dim).map(move |j| (i + j) as f32))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let index = Index::create(
+        tmp.path().join("idx"),
+        &IndexOptions::new(dim, Metric::L2).m(16).threads(2),
+    )
+    .unwrap();
+    for start in (0..n).step_by(batch) {
+        let ids: Vec<u64> = (start as u64..(start + batch) as u64).collect();
+        let end = (start + batch) * dim;
+        index.insert_batch(&ids, &rows[start * dim..end]).unwrap();
+    }
+    let report = index.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.unreachable, 0);
+    // Doubling alone would have trained at 1,000, 2,000 and 4,000 live vectors.
+    let generation = index.stats().unwrap().codes_generation;
+    assert!(generation > 3, "codes generation {generation}");
+    // With ef above the size every vector finds itself (layer 0 holds them all).
+    for i in (0..n).step_by(97) {
+        let hits = index
+            .search_ef(&rows[i * dim..(i + 1) * dim], 1, n + 1)
+            .unwrap();
+        assert_eq!(hits[0].id, i as u64);
+    }
+}

@@ -301,6 +301,15 @@ impl Quantizer {
         }
     }
 
+    /// Whether the code of `v` tells it apart from other vectors as training meant it to
+    /// (see `Sq8::fits`; a RaBitQ code, of a direction, always does).
+    pub fn fits(&self, v: &[f32]) -> bool {
+        match self {
+            Quantizer::Sq8(q) => q.fits(v),
+            Quantizer::RaBitQ(_) => true,
+        }
+    }
+
     /// Writes the code of `v` into `out` (`code_bytes` long).
     pub fn encode(&self, v: &[f32], out: &mut [u8]) {
         match self {

@@ -72,6 +72,21 @@ impl Sq8 {
         }
     }
 
+    /// Whether `v` lies about within the learnt ranges: the squared distance its clamping
+    /// moves it is at most the sum of the squared steps (a component or two just past a
+    /// trimmed end fits; a vector beyond the range that every newer one shares, as when
+    /// the data drifts after training, does not). Codes of vectors that do not fit are
+    /// blurred together, so a walk on them cannot tell those vectors apart.
+    pub fn fits(&self, v: &[f32]) -> bool {
+        let (mut moved, mut steps) = (0f32, 0f32);
+        for ((&x, &off), &sc) in v.iter().zip(&self.offset).zip(&self.scale) {
+            let clamped = x.clamp(off, off + 255.0 * sc);
+            moved += (x - clamped) * (x - clamped);
+            steps += sc * sc;
+        }
+        moved <= steps
+    }
+
     /// Prepares `q` for comparison against codes under `metric` (`q` already normalised
     /// for cosine), using `kernels`.
     pub fn query(&self, metric: Metric, kernels: Kernels, q: &[f32]) -> Sq8Query {

@@ -3,6 +3,8 @@
 
 use super::search::Start;
 use super::upper::UpperNode;
+use std::sync::atomic::Ordering;
+
 use super::{Cand, Graph, LOCK_STRIPES};
 use crate::error::Result;
 use crate::store::EntryPoint;
@@ -216,7 +218,7 @@ impl Graph {
         }
         self.publish(node, level);
         if level > 0 {
-            self.connect(node, level, 1, &[])?;
+            self.connect(node, level, 1, &[], false)?;
         }
         Ok(true)
     }
@@ -244,17 +246,24 @@ impl Graph {
         }
         self.unsynced.insert(node);
         self.vectors.write(node, v, label);
+        let mut on_codes = false;
         if let Some(q) = &self.quantized {
             // From the vector as stored (rounded, under f16), as a retraining would.
-            q.codes
-                .write(node, &q.encode(&self.vectors.vector(node).to_f32()));
+            let stored = self.vectors.vector(node).to_f32();
+            q.codes.write(node, &q.encode(&stored));
+            // A vector the codes blur (data drifted past the trained ranges) would walk
+            // among others blurred the same way and link to arbitrary ones of them.
+            on_codes = q.quantizer.fits(&stored);
+            if !on_codes {
+                q.misfits.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.update_links(node, 0, |list| {
             list.clear();
             true
         })?;
         self.publish(node, level);
-        self.connect(node, level, 0, &earlier)
+        self.connect(node, level, 0, &earlier, on_codes)
     }
 
     /// Makes `node`, whose vector is in place, a node of the graph on `level` and below
@@ -270,9 +279,17 @@ impl Graph {
     }
 
     /// Links the published `node` into layers `lowest..=level` (neighbours chosen by a
-    /// search from the entry point, `earlier` added on layer 0 as extra candidates), and
-    /// makes it the entry point if it tops the graph.
-    fn connect(&self, node: u32, level: usize, lowest: usize, earlier: &[u32]) -> Result<()> {
+    /// search from the entry point, `earlier` added on layer 0 as extra candidates; layer
+    /// 0 walked on the codes when `on_codes`), and makes it the entry point if it tops the
+    /// graph.
+    fn connect(
+        &self,
+        node: u32,
+        level: usize,
+        lowest: usize,
+        earlier: &[u32],
+        on_codes: bool,
+    ) -> Result<()> {
         let mut entry = *self.entry.read();
         let _raise = if entry.is_none_or(|e| level > e.level) {
             let guard = self.raise.lock();
@@ -297,7 +314,7 @@ impl Graph {
                 let mut found = match &self.quantized {
                     // Layer 0 holds almost all of an insert's distances: walk it on codes
                     // as searches do; neighbours are still chosen on exact distances.
-                    Some(quantized) if l == 0 => {
+                    Some(quantized) if l == 0 && on_codes => {
                         self.search_codes(s, quantized, q, Start::Nodes(&entry_set), ef, ef, live)?
                     }
                     _ => self.search_layer_exact(s, q, &entry_set, ef, l, live)?,

@@ -57,9 +57,31 @@ pub struct Quantized {
     pub metric: Metric,
     /// Kernels of the code distances.
     pub kernels: Kernels,
+    /// Inserts since these codes were made whose vector the quantiser did not fit
+    /// (`Quantizer::fits`): they walked exact vectors, and enough of them make a
+    /// checkpoint retrain (`Index::training_due`).
+    pub misfits: AtomicU64,
 }
 
 impl Quantized {
+    /// Codes of `generation` made by `quantizer`, none written since by a misfit.
+    pub fn new(
+        quantizer: Quantizer,
+        codes: Codes,
+        generation: u64,
+        metric: Metric,
+        kernels: Kernels,
+    ) -> Quantized {
+        Quantized {
+            quantizer,
+            codes,
+            generation,
+            metric,
+            kernels,
+            misfits: AtomicU64::new(0),
+        }
+    }
+
     /// Whether slot `node`'s codes are those of `vector` (for `verify`).
     pub fn matches(&self, node: u32, vector: &[f32]) -> bool {
         self.codes.codes(node) == self.encode(vector).as_slice()

@@ -16,6 +16,10 @@ use crate::graph::{Graph, Quantized};
 use crate::store::{Changes, CodeKind, Codes, State, codes};
 use crate::wal::Wal;
 
+/// A checkpoint retrains the codes once this share of the live vectors (one in ...) were
+/// inserted outside the trained ranges (`Quantized::misfits`).
+const MISFIT_SHARE: u64 = 10;
+
 /// Vectors sampled to train a quantiser.
 const SQ8_SAMPLE: usize = 100_000;
 
@@ -225,16 +229,20 @@ impl Index {
 
     /// Whether a checkpoint should (re)train the quantiser: first once the index has
     /// `quantize_after` vectors, then whenever it has doubled since the last training,
-    /// so that component ranges follow the data at amortised O(1) cost per insert.
+    /// so that component ranges follow the data at amortised O(1) cost per insert, or
+    /// sooner once `1 / MISFIT_SHARE` of the live vectors were inserted outside the
+    /// trained ranges (data that drifts: their codes blur them together).
     pub(super) fn training_due(&self, p: &Ledger, graph: &Graph) -> bool {
         match graph.quantized() {
             None => p.slots.live() >= self.options.quantize_after,
-            Some(_) => {
+            Some(q) => {
+                let misfits = q.misfits.load(std::sync::atomic::Ordering::Relaxed);
                 self.options.quantize_after != u64::MAX
-                    && p.slots.live()
+                    && (p.slots.live()
                         >= p.codes_trained_live
                             .max(self.options.quantize_after)
                             .saturating_mul(2)
+                        || misfits.saturating_mul(MISFIT_SHARE) >= p.slots.live().max(1))
             }
         }
     }
@@ -284,13 +292,13 @@ impl Index {
         codes.file().advise(false);
         graph.encode_routable(&quantizer, &codes, p.slots.high_water(), self.threads());
         codes.file().sync()?;
-        Ok(Quantized {
+        Ok(Quantized::new(
             quantizer,
             codes,
             generation,
-            metric: self.config.metric,
-            kernels: self.kernels,
-        })
+            self.config.metric,
+            self.kernels,
+        ))
     }
 
     /// Makes every write so far durable: a checkpoint. After it returns, a reopen sees

@@ -645,13 +645,13 @@ fn load_codes(
         codes.file_mut().grow(graph.capacity())?;
     }
     codes.file().advise(options.warm);
-    Ok(Some(Quantized {
+    Ok(Some(Quantized::new(
         quantizer,
         codes,
-        generation: state.codes_generation,
-        metric: config.metric,
+        state.codes_generation,
+        config.metric,
         kernels,
-    }))
+    )))
 }
 
 /// Threads that read vectors for re-ranks when they live on disk and the kernel refuses

@@ -369,12 +369,16 @@ fn one_outlier_does_not_blur_the_sq8_codes() {
 }
 
 /// Data that drifts past the ranges SQ8 was trained on (here, points on a line, inserted
-/// in order in batches of 200): every later vector clamps to the same codes, and inserts
-/// that walked those codes linked to arbitrary ones of them, leaving 145 nodes
-/// unreachable on one thread and 1,158 on two. Such inserts now walk exact vectors, and a
-/// checkpoint retrains once a tenth of the live vectors were such misfits.
+/// in order in batches of 200): every later vector clamps to the same codes. Inserts that
+/// walked those codes linked to arbitrary ones of them (145 of 10,000 nodes unreachable
+/// on one thread, 1,158 on two), and searches entering that plateau of equal code
+/// distances stopped there (each vector found itself for 61%; now 97%, and 99.8% after
+/// the close's checkpoint retrained). Such misfits now walk exact vectors and are scored
+/// exactly by walks, a write makes a checkpoint due
+/// once a tenth of the live vectors are misfits, and a checkpoint retrains from a
+/// hundredth.
 #[test]
-fn drifting_data_stays_linked_and_retrains_its_codes() {
+fn drifting_data_stays_linked_and_searchable_and_retrains_its_codes() {
     let (n, dim, batch) = (6000usize, 8usize, 200usize);
     let rows: Vec<f32> = (0..n)
         .flat_map(|i| (0..dim).map(move |j| (i + j) as f32))
@@ -396,11 +400,22 @@ fn drifting_data_stays_linked_and_retrains_its_codes() {
     // Doubling alone would have trained at 1,000, 2,000 and 4,000 live vectors.
     let generation = index.stats().unwrap().codes_generation;
     assert!(generation > 3, "codes generation {generation}");
-    // With ef above the size every vector finds itself (layer 0 holds them all).
-    for i in (0..n).step_by(97) {
-        let hits = index
-            .search_ef(&rows[i * dim..(i + 1) * dim], 1, n + 1)
-            .unwrap();
-        assert_eq!(hits[0].id, i as u64);
-    }
+    let finds_itself = |index: &Index| {
+        let found = (0..n)
+            .filter(|&i| {
+                let hits = index.search_ef(&rows[i * dim..(i + 1) * dim], 1, 64);
+                hits.unwrap()[0].id == i as u64
+            })
+            .count();
+        found as f64 / n as f64
+    };
+    let before = finds_itself(&index);
+    assert!(
+        before >= 0.95,
+        "each vector finds itself at ef 64: {before}"
+    );
+    index.close().unwrap();
+    let index = Index::open(tmp.path().join("idx")).unwrap();
+    let after = finds_itself(&index);
+    assert!(after >= 0.95, "after reopen: {after}");
 }

@@ -3,8 +3,6 @@
 
 use super::search::Start;
 use super::upper::UpperNode;
-use std::sync::atomic::Ordering;
-
 use super::{Cand, Graph, LOCK_STRIPES};
 use crate::error::Result;
 use crate::store::EntryPoint;
@@ -253,10 +251,7 @@ impl Graph {
             q.codes.write(node, &q.encode(&stored));
             // A vector the codes blur (data drifted past the trained ranges) would walk
             // among others blurred the same way and link to arbitrary ones of them.
-            on_codes = q.quantizer.fits(&stored);
-            if !on_codes {
-                q.misfits.fetch_add(1, Ordering::Relaxed);
-            }
+            on_codes = q.note_fit(node, &stored);
         }
         self.update_links(node, 0, |list| {
             list.clear();

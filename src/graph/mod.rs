@@ -57,10 +57,14 @@ pub struct Quantized {
     pub metric: Metric,
     /// Kernels of the code distances.
     pub kernels: Kernels,
-    /// Inserts since these codes were made whose vector the quantiser did not fit
-    /// (`Quantizer::fits`): they walked exact vectors, and enough of them make a
-    /// checkpoint retrain (`Index::training_due`).
-    pub misfits: AtomicU64,
+    /// Slots whose vector the quantiser did not fit when written (`Quantizer::fits`):
+    /// their codes blur them with every vector past the same end of the trained ranges,
+    /// so walks score them exactly (a plateau of equal code distances would stop a walk
+    /// that entered it), and their inserts walked exact vectors.
+    misfits: NodeSet,
+    /// Inserts since these codes were made that were misfits: enough of them make a
+    /// checkpoint due, and any make a checkpoint retrain (`Index::training_due`).
+    misfit_inserts: AtomicU64,
 }
 
 impl Quantized {
@@ -72,14 +76,33 @@ impl Quantized {
         metric: Metric,
         kernels: Kernels,
     ) -> Quantized {
+        let misfits = NodeSet::with_capacity(codes.file().capacity());
         Quantized {
             quantizer,
             codes,
             generation,
             metric,
             kernels,
-            misfits: AtomicU64::new(0),
+            misfits,
+            misfit_inserts: AtomicU64::new(0),
         }
+    }
+
+    /// Inserts since these codes were made whose vector they did not fit.
+    pub fn misfit_inserts(&self) -> u64 {
+        self.misfit_inserts.load(Ordering::Relaxed)
+    }
+
+    /// Records whether slot `node`'s new vector fits the quantiser; true if it does.
+    fn note_fit(&self, node: u32, vector: &[f32]) -> bool {
+        let fits = self.quantizer.fits(vector);
+        if fits {
+            self.misfits.remove(node);
+        } else {
+            self.misfits.insert(node);
+            self.misfit_inserts.fetch_add(1, Ordering::Relaxed);
+        }
+        fits
     }
 
     /// Whether slot `node`'s codes are those of `vector` (for `verify`).
@@ -332,6 +355,9 @@ impl Graph {
             q.codes.file_mut().grow(cap)?;
         }
         let cap = self.capacity();
+        if let Some(q) = &mut self.quantized {
+            q.misfits.grow(cap);
+        }
         self.live.grow(cap);
         self.routable.grow(cap);
         self.unsynced.grow(cap);

@@ -502,7 +502,7 @@ impl Graph {
             Quantizer::Sq8(sq8) => {
                 let prepared = sq8.query(quantized.metric, quantized.kernels, q);
                 let beam =
-                    self.walk_codes(s, quantized, entry, 1, ef, accept, |c| prepared.eval(c))?;
+                    self.walk_codes(s, quantized, q, entry, 1, ef, accept, |c| prepared.eval(c))?;
                 match s.abandoned {
                     true => beam,
                     false => {
@@ -513,10 +513,16 @@ impl Graph {
             }
             Quantizer::RaBitQ(bits) => {
                 let prepared = bits.query(quantized.metric, quantized.kernels, q);
-                let beam =
-                    self.walk_codes(s, quantized, entry, RABITQ_LAYER1_BEAM, ef, accept, |c| {
-                        prepared.eval(c)
-                    })?;
+                let beam = self.walk_codes(
+                    s,
+                    quantized,
+                    q,
+                    entry,
+                    RABITQ_LAYER1_BEAM,
+                    ef,
+                    accept,
+                    |c| prepared.eval(c),
+                )?;
                 match s.abandoned {
                     true => beam,
                     false => {
@@ -529,19 +535,26 @@ impl Graph {
     }
 
     /// `search_layer` on layer 0 scoring codes with `eval`, from `entry`; a descent from
-    /// the top keeps a beam of `layer1_beam` on layer 1 (1: greedy, as hnswlib).
+    /// the top keeps a beam of `layer1_beam` on layer 1 (1: greedy, as hnswlib). Nodes
+    /// whose vector the codes did not fit (`Quantized::misfits`) are scored exactly
+    /// against `q`: their codes are all alike, and a walk among equal distances stops.
     #[allow(clippy::too_many_arguments)] // private; each argument is one concern of the walk
     fn walk_codes(
         &self,
         s: &mut Scratch,
         quantized: &Quantized,
+        q: &[f32],
         entry: Start<'_>,
         layer1_beam: usize,
         ef: usize,
         accept: impl Fn(u32) -> bool,
         eval: impl Fn(&[u8]) -> f32,
     ) -> Result<Vec<Cand>> {
-        let score = |n: u32| eval(quantized.codes.codes(n));
+        let blurred = quantized.misfit_inserts() > 0;
+        let score = |n: u32| match blurred && quantized.misfits.contains(n) {
+            true => self.distance_to(q, n),
+            false => eval(quantized.codes.codes(n)),
+        };
         let away = self.codes_watch.away();
         let fetch = |n: u32| match away {
             true => quantized.codes.will_need(n),

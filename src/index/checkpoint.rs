@@ -16,9 +16,16 @@ use crate::graph::{Graph, Quantized};
 use crate::store::{Changes, CodeKind, Codes, State, codes};
 use crate::wal::Wal;
 
-/// A checkpoint retrains the codes once this share of the live vectors (one in ...) were
-/// inserted outside the trained ranges (`Quantized::misfits`).
-const MISFIT_SHARE: u64 = 10;
+/// A write makes a checkpoint due once one in this many live vectors were inserted
+/// outside the trained ranges since the codes were (`Quantized::misfit_inserts`).
+pub(super) const MISFITS_DUE: u64 = 10;
+
+/// A checkpoint retrains once one in this many live vectors are such misfits: a
+/// reopen does not know them, and walks would score their blurred codes. Vectors in the
+/// tails the training left out rarely misfit (it takes more than a step per component),
+/// so data that does not drift does not retrain at every checkpoint, which would rewrite
+/// the whole code file each time.
+const MISFITS_RETRAIN: u64 = 100;
 
 /// Vectors sampled to train a quantiser.
 const SQ8_SAMPLE: usize = 100_000;
@@ -111,7 +118,7 @@ impl Index {
         let ahead = graph
             .quantized()
             .is_some_and(|q| q.generation != p.codes_generation);
-        if !ahead && self.training_due(&p, &graph) {
+        if !ahead && self.training_due(&p, &graph, MISFITS_RETRAIN) {
             let mut graph = graph;
             let trained = self.train_codes(&graph, &p, &[])?;
             self.commit_checkpoint(wal, &graph, &mut p, &freeing, Some(&trained))?;
@@ -230,19 +237,20 @@ impl Index {
     /// Whether a checkpoint should (re)train the quantiser: first once the index has
     /// `quantize_after` vectors, then whenever it has doubled since the last training,
     /// so that component ranges follow the data at amortised O(1) cost per insert, or
-    /// sooner once `1 / MISFIT_SHARE` of the live vectors were inserted outside the
-    /// trained ranges (data that drifts: their codes blur them together).
-    pub(super) fn training_due(&self, p: &Ledger, graph: &Graph) -> bool {
+    /// when one in `one_in` live vectors were inserted outside the trained ranges since
+    /// (data that drifts: their codes blur them together): `MISFITS_DUE` when a write
+    /// asks whether to checkpoint, `MISFITS_RETRAIN` at a checkpoint.
+    pub(super) fn training_due(&self, p: &Ledger, graph: &Graph, one_in: u64) -> bool {
         match graph.quantized() {
             None => p.slots.live() >= self.options.quantize_after,
             Some(q) => {
-                let misfits = q.misfits.load(std::sync::atomic::Ordering::Relaxed);
                 self.options.quantize_after != u64::MAX
                     && (p.slots.live()
                         >= p.codes_trained_live
                             .max(self.options.quantize_after)
                             .saturating_mul(2)
-                        || misfits.saturating_mul(MISFIT_SHARE) >= p.slots.live().max(1))
+                        || q.misfit_inserts() > 0
+                            && q.misfit_inserts().saturating_mul(one_in) >= p.slots.live())
             }
         }
     }

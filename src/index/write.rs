@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use parking_lot::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
+use super::checkpoint::MISFITS_DUE;
 use super::progress::{Progress, QUIET, Tally};
 use super::slots::Slots;
 use super::{Durability, Index};
@@ -728,7 +729,7 @@ impl Index {
             || {
                 // Graph before bookkeeping: the lock order of every other path.
                 let graph = self.graph.read();
-                self.training_due(&self.ledger.lock(), &graph)
+                self.training_due(&self.ledger.lock(), &graph, MISFITS_DUE)
             };
         if due {
             let _ = self.checkpoint();

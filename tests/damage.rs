@@ -546,3 +546,25 @@ fn meta_redb_census() {
         eprintln!("  {n:>4}  {place}");
     }
 }
+
+#[test]
+fn a_missing_page_file_is_corruption_not_an_io_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let built = tmp.path().join("built");
+    Index::create(&built, &IndexOptions::new(DIM, Metric::L2))
+        .unwrap()
+        .close()
+        .unwrap();
+    for file in ["vectors", "graph0"] {
+        let copy = tmp.path().join(file);
+        copy_dir(&built, &copy);
+        std::fs::remove_file(copy.join(file)).unwrap();
+        for read_only in [false, true] {
+            let options = OpenOptions::default().read_only(read_only);
+            match Index::open_with(&copy, &options) {
+                Err(hnswdb::Error::Corrupt { .. }) => {}
+                other => panic!("{file} missing, read-only {read_only}: {:?}", other.err()),
+            }
+        }
+    }
+}

@@ -314,12 +314,13 @@ fn labels(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
         .call_method1("asarray", (ids,))?
         .call_method1("reshape", (-1,))?;
     let kind: String = array.getattr("dtype")?.getattr("kind")?.extract()?;
+    let len: usize = array.call_method0("__len__")?.extract()?;
     match kind.as_str() {
+        // No ids at all (`[]` is a float array to numpy): nothing to check.
+        _ if len == 0 => return Ok(Vec::new()),
         "u" => {}
         "i" => {
-            if array.call_method0("__len__")?.extract::<usize>()? > 0
-                && array.call_method0("min")?.extract::<i64>()? < 0
-            {
+            if array.call_method0("min")?.extract::<i64>()? < 0 {
                 return Err(invalid_input("ids must be non-negative integers"));
             }
         }
@@ -342,12 +343,15 @@ fn keys(ids: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     ids.try_iter()?
         .map(|x| {
             let x = x?;
-            x.extract::<String>().map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "ids of a string-id index are str, got {}",
-                    x.get_type().name().map_or("?".into(), |n| n.to_string())
-                ))
-            })
+            x.extract::<String>()
+                .map_err(|e| match x.cast::<PyString>() {
+                    // A str that is not valid Unicode text (a lone surrogate, say).
+                    Ok(_) => invalid_input(format!("an id is not valid Unicode: {e}")),
+                    Err(_) => PyTypeError::new_err(format!(
+                        "ids of a string-id index are str, got {}",
+                        x.get_type().name().map_or("?".into(), |n| n.to_string())
+                    )),
+                })
         })
         .collect()
 }

@@ -475,3 +475,16 @@ def test_16_bit_storage_halves_the_vectors_and_keeps_recall(tmp_path):
     assert sizes["bf16"] == sizes["f16"]
     with pytest.raises(ValueError):
         hnswdb.Index(space="l2", dim=DIM).init_index(max_elements=1, path=str(tmp_path / "x"), storage="f8")
+
+
+def test_adding_nothing_is_nothing_on_both_kinds(tmp_path):
+    # `[]` is a float array to numpy: the path kind refused it (TypeError) where
+    # hnswlib's kind took it.
+    for path in (None, str(tmp_path / "idx")):
+        index = hnswdb.Index(space="l2", dim=DIM)
+        if path is None:
+            index.init_index(max_elements=10)
+        else:
+            index.init_index(max_elements=10, path=path)
+        index.add_items(np.zeros((0, DIM), dtype=np.float32), [])
+        assert index.get_current_count() == 0

@@ -89,6 +89,8 @@ def test_the_wrong_kind_of_id_is_an_error(tmp_path):
         index.add_items(data, ["a", "x" * 1025])
     with pytest.raises(hnswdb.InvalidInputError):
         index.add_items(data, ["a", "a"])
+    with pytest.raises(hnswdb.InvalidInputError, match="not valid Unicode"):
+        index.add_items(data, ["a", "\ud800"])  # a lone surrogate is a str, not text
     assert len(index) == 0
     with pytest.raises(hnswdb.UnknownLabelError):
         index.get_items(["absent"])

@@ -268,11 +268,13 @@ impl PageFile {
     /// process's memory and never reaches the file, which a writer process may be changing
     /// meanwhile. Such a file never grows; it maps every slot its length holds.
     pub fn open(path: &Path, kind: FileKind, read_only: bool) -> Result<PageFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(!read_only)
-            .open(path)
-            .at(path)?;
+        let file = match OpenOptions::new().read(true).write(!read_only).open(path) {
+            // The metadata says an index is here, and every index has this file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::corrupt(path, "a file of the index is missing"));
+            }
+            opened => opened.at(path)?,
+        };
         let file_len = file.metadata().at(path)?.len();
         if file_len < HEADER_PAGE as u64 {
             return Err(Error::corrupt(path, "file is shorter than its header page"));

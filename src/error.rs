@@ -30,8 +30,10 @@ pub enum Error {
     /// An all-zero vector cannot be normalised for the cosine metric.
     #[error("an all-zero vector has no direction and cannot be used with the cosine metric")]
     ZeroVector,
-    /// `insert` of an id that is already present.
-    #[error("id {0} already exists (use upsert to replace its vector)")]
+    /// `insert` of an id that is already present (or twice in one batch).
+    #[error(
+        "id {0} is already in the index, or named twice in one call (an upsert replaces a vector)"
+    )]
     DuplicateId(u64),
     /// An operation named an id that is not present.
     #[error("id {0} is not in the index")]
@@ -41,7 +43,9 @@ pub enum Error {
     #[error("invalid key: {0}")]
     InvalidKey(String),
     /// `insert_keys` of a key that is already present (or twice in one batch).
-    #[error("key {0:?} already exists (use upsert_keys to replace its vector)")]
+    #[error(
+        "key {0:?} is already in the index, or named twice in one call (an upsert replaces a vector)"
+    )]
     DuplicateKey(String),
     /// An operation named a key that is not present.
     #[error("key {0:?} is not in the index")]

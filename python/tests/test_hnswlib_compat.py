@@ -329,7 +329,7 @@ def test_bad_input_is_a_typed_error():
         index.add_items(row, [1.5])
     with pytest.raises(ValueError, match="non-negative"):  # hnswlib: OverflowError
         index.add_items(row, [-1])
-    with pytest.raises(ValueError, match="already exists"):  # hnswlib: either row wins
+    with pytest.raises(ValueError, match="named twice in one call"):  # hnswlib: either row wins
         index.add_items(vectors(2), [9, 9])
     cosine = hnswdb.Index(space="cosine", dim=DIM)
     cosine.init_index(max_elements=5)

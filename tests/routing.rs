@@ -419,3 +419,55 @@ fn drifting_data_stays_linked_and_searchable_and_retrains_its_codes() {
     let after = finds_itself(&index);
     assert!(after >= 0.95, "after reopen: {after}");
 }
+
+/// A search whose beam holds every live vector (ef equal to the index's size) ranks all
+/// of it exactly: until 2026-12-07 only ef above the size did, and ef = n could miss a
+/// vector whose SQ8 code was far from it (an adversarial run's construction: component 1
+/// constant but for one vector, then drift that retrains the codes).
+#[test]
+fn ef_equal_to_the_size_is_exact() {
+    use rand::{RngExt, SeedableRng, rngs::StdRng};
+    let dim = 8;
+    let row = |id: u64, ver: u64| -> Vec<f32> {
+        let mut r = StdRng::seed_from_u64(id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ver);
+        let mut v: Vec<f32> = (0..dim).map(|_| r.random_range(-1.0f32..1.0)).collect();
+        v[0] = id as f32 / 1000.0;
+        v[1] = ver as f32 / 1000.0;
+        v
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let options = IndexOptions::new(dim, Metric::L2)
+        .m(8)
+        .ef_construction(64)
+        .quantize_after(200);
+    let index = Index::create(tmp.path().join("idx"), &options).unwrap();
+    let bulk: Vec<u64> = (100..1100).collect();
+    let rows: Vec<f32> = bulk.iter().flat_map(|&i| row(i, 9)).collect();
+    index.insert_batch(&bulk, &rows).unwrap();
+    let far = vec![0.5f32; dim];
+    index.insert(5, &far).unwrap();
+    index.checkpoint().unwrap();
+    let drift: Vec<u64> = (2000..2500).collect();
+    let rows: Vec<f32> = drift.iter().flat_map(|&i| row(i, 11)).collect();
+    index.insert_batch(&drift, &rows).unwrap();
+    index.checkpoint().unwrap();
+    let n = index.len() as usize;
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut near_far = 0;
+    for _ in 0..200 {
+        let t: f32 = rng.random_range(0.0..1.0);
+        let q: Vec<f32> = far
+            .iter()
+            .map(|a| rng.random_range(-1.0f32..1.0) * (1.0 - t) + a * t)
+            .collect();
+        let exact = index.search_exact(&q, 10).unwrap();
+        near_far += exact.iter().any(|h| h.id == 5) as usize;
+        let found = index.search_ef(&q, 10, n).unwrap();
+        let d = |hits: &[hnswdb::Neighbour]| hits.iter().map(|h| h.distance).collect::<Vec<_>>();
+        assert_eq!(d(&found), d(&exact), "ef = n = {n}");
+    }
+    assert!(
+        near_far > 20,
+        "the far vector is among the answers of {near_far} queries"
+    );
+}

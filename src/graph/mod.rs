@@ -29,7 +29,7 @@ mod upper;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -185,16 +185,23 @@ pub struct Params {
     pub ef_construction: usize,
 }
 
-/// A set of nodes: an atomic bitset sized to the page files' capacity.
+/// A set of nodes: an atomic bitset sized to the page files' capacity, and its size.
 struct NodeSet {
     words: Vec<AtomicU64>,
+    len: AtomicUsize,
 }
 
 impl NodeSet {
     fn with_capacity(cap: usize) -> NodeSet {
         NodeSet {
             words: (0..cap.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            len: AtomicUsize::new(0),
         }
+    }
+
+    /// Nodes in the set (as of the changes this thread has seen).
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
     }
 
     fn grow(&mut self, cap: usize) {
@@ -215,11 +222,17 @@ impl NodeSet {
     /// Adds node `i` (Release: its vector and links written before are visible to whoever
     /// sees the bit).
     fn insert(&self, i: u32) {
-        self.words[i as usize >> 6].fetch_or(1 << (i & 63), Ordering::Release);
+        let bit = 1 << (i & 63);
+        if self.words[i as usize >> 6].fetch_or(bit, Ordering::Release) & bit == 0 {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn remove(&self, i: u32) {
-        self.words[i as usize >> 6].fetch_and(!(1 << (i & 63)), Ordering::Release);
+        let bit = 1 << (i & 63);
+        if self.words[i as usize >> 6].fetch_and(!bit, Ordering::Release) & bit != 0 {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Empties the set.
@@ -227,19 +240,23 @@ impl NodeSet {
         for w in &self.words {
             w.store(0, Ordering::Release);
         }
+        self.len.store(0, Ordering::Relaxed);
     }
 
     /// Sets every bit below `n`, a word at a time (restoring 10^6 nodes costs microseconds).
     fn fill_below(&mut self, n: u32) {
         let n = n as usize;
+        let mut len = 0;
         for (w, word) in self.words.iter_mut().enumerate() {
             let bits = n.saturating_sub(w * 64).min(64);
+            len += bits;
             *word.get_mut() = if bits == 64 {
                 u64::MAX
             } else {
                 (1u64 << bits) - 1
             };
         }
+        *self.len.get_mut() = len;
     }
 }
 

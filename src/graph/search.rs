@@ -158,12 +158,17 @@ const RERANK_FIRST: usize = 2;
 const RERANK_BATCH_MAX: usize = 64;
 
 /// How many of a code walk's `beam` its re-rank must rank exactly to answer `keep`. A
-/// beam short of `ef` holds every node the walk could reach, so all of it is re-ranked:
-/// a search with ef above the index's size is then exact, as hnswlib's is, whatever the
-/// codes' error (SQ8 clamps vectors outside its trained range; the error the first few
-/// re-ranked show can understate the rest's). Otherwise `keep`.
-fn rerank_depth(beam: &[Cand], ef: usize, keep: usize) -> usize {
-    if beam.len() < ef { beam.len() } else { keep }
+/// beam short of `ef` holds every node the walk could reach, and one of `live` nodes
+/// holds every live node: all of it is then re-ranked, so a search with ef at or above
+/// the index's size is exact, as hnswlib's is, whatever the codes' error (SQ8 clamps
+/// vectors outside its trained range; the error the first few re-ranked show can
+/// understate the rest's). Otherwise `keep`.
+fn rerank_depth(beam: &[Cand], ef: usize, keep: usize, live: usize) -> usize {
+    if beam.len() < ef || beam.len() >= live {
+        beam.len()
+    } else {
+        keep
+    }
 }
 
 std::thread_local! {
@@ -506,7 +511,7 @@ impl Graph {
                 match s.abandoned {
                     true => beam,
                     false => {
-                        let keep = rerank_depth(&beam, ef, keep);
+                        let keep = rerank_depth(&beam, ef, keep, self.live.len());
                         self.rerank_all(s, q, beam, keep)
                     }
                 }
@@ -526,7 +531,7 @@ impl Graph {
                 match s.abandoned {
                     true => beam,
                     false => {
-                        let keep = rerank_depth(&beam, ef, keep);
+                        let keep = rerank_depth(&beam, ef, keep, self.live.len());
                         self.rerank_bounded(s, q, quantized, &prepared, beam, keep)
                     }
                 }

@@ -102,6 +102,16 @@ fn k_offset_and_ef_are_checked_at_every_search_entry() {
     ));
     index.set_ef(64);
     assert_eq!(index.search(&q, 3).unwrap().len(), 3);
+    // A NaN radius admits nothing: an error, through a query as through search_within.
+    let nan = Query::new(3).max_distance(f32::NAN);
+    assert!(matches!(
+        index.search_with(&q, &nan),
+        Err(Error::InvalidOption(_))
+    ));
+    assert!(matches!(
+        index.search_within(&q, f32::NAN, None),
+        Err(Error::InvalidOption(_))
+    ));
     for huge in [MAX_EF + 1, usize::MAX] {
         let tmp = tempfile::tempdir().unwrap();
         let options = IndexOptions::new(DIM, Metric::L2).ef_search(huge);

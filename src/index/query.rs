@@ -180,8 +180,10 @@ impl Index {
         self.search_checked(query, q)
     }
 
-    /// The sizes of `q` checked against `limits` (its ef, or the index's default).
+    /// The sizes of `q` checked against `limits` (its ef, or the index's default), and its
+    /// radius.
     fn check_query(&self, q: &Query<'_>) -> Result<()> {
+        check_radius(q.max_distance)?;
         check_search(q.k, q.offset, q.ef.unwrap_or_else(|| self.ef()))
     }
 
@@ -352,9 +354,7 @@ impl Index {
         max_distance: f32,
         filter: Option<&Filter>,
     ) -> Result<Vec<Neighbour>> {
-        if max_distance.is_nan() {
-            return Err(Error::InvalidOption("max_distance is NaN".into()));
-        }
+        check_radius(Some(max_distance))?;
         check_search(0, 0, self.ef())?;
         let live = self.len() as usize;
         let mut k = 64.min(live.max(1));
@@ -468,5 +468,13 @@ impl Index {
             sample: n,
             curve,
         })
+    }
+}
+
+/// A NaN radius admits nothing (`d <= NaN` is false): an error, not an empty answer.
+fn check_radius(max_distance: Option<f32>) -> Result<()> {
+    match max_distance {
+        Some(d) if d.is_nan() => Err(Error::InvalidOption("max_distance is NaN".into())),
+        _ => Ok(()),
     }
 }

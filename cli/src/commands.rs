@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::args::{Command, RoutingArg};
 use crate::ids::{id_json, id_out, ids_in, ints_of_rows, keys_of_rows};
-use crate::{CliResult, EXIT_VERIFY_FAILED, InputError, Output, search};
+use crate::{CliResult, EXIT_VERIFY_FAILED, InputError, Output, input_file, search};
 
 /// The routing `create` asked for; for `auto`, the one `IndexOptions::routing_for` plans
 /// for `budget_mib` and `expected` vectors (both required then, refused otherwise).
@@ -407,12 +407,12 @@ impl Progress {
 fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -> CliResult {
     let (ids, data, payloads) = match VectorFormat::of_path(file)? {
         VectorFormat::Jsonl => {
-            let (ids, data, payloads) = hnswdb_datasets::read_jsonl(file)?;
+            let (ids, data, payloads) = input_file(hnswdb_datasets::read_jsonl(file))?;
             let any = payloads.iter().any(|p| !p.is_null());
             (ids, data, any.then_some(payloads))
         }
         _ => {
-            let data = hnswdb_datasets::read_vectors(file)?;
+            let data = input_file(hnswdb_datasets::read_vectors(file))?;
             let ids = (0..data.rows as u64)
                 .map(|row| ids_from.checked_add(row).map(RowId::Int))
                 .collect::<Option<Vec<RowId>>>()

@@ -64,13 +64,33 @@ fn open_for_reading_with(
     }
 }
 
-/// A malformed command-line or stdin vector.
+/// A malformed command-line or stdin vector, or an input file that cannot be read.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct InputError(String);
 
+/// What a reader of an input file returned, an I/O error being bad input (exit 6, as
+/// `--help` lists "unreadable input file"), not a failure of the index (7).
+fn input_file<T>(read: hnswdb::Result<T>) -> CliResult<T> {
+    match read {
+        Err(e @ Error::Io { .. }) => Err(InputError(e.to_string()).into()),
+        other => Ok(other?),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // A bad command line is an error like any other for a script reading --json
+        // (exit 2); --help and --version are not errors.
+        if e.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+            let text = e.render().to_string();
+            println!(
+                "{}",
+                json!({"error": text.trim_end(), "code": e.exit_code()})
+            );
+        }
+        e.exit()
+    });
     let out = Output { json: cli.json };
     match commands::run(cli.command, out) {
         Ok(code) => ExitCode::from(code),

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::args::{Include, SearchArgs};
-use crate::{CliResult, InputError, Output};
+use crate::{CliResult, InputError, Output, input_file};
 
 /// Parses one query vector: a JSON array, or numbers separated by commas or whitespace.
 fn parse_vector(text: &str) -> Result<Vec<f32>, InputError> {
@@ -281,19 +281,17 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
         .residency()
         .map(|r| (r.resident.clone(), r.pinned, r.disk_reads));
     let open_ms = opened.elapsed().as_secs_f64() * 1e3;
-    let queries = hnswdb_datasets::read_vectors(query)?;
-    let gt = gt.as_deref().map(hnswdb_datasets::read_ivecs).transpose()?;
+    let queries = input_file(hnswdb_datasets::read_vectors(query))?;
+    let gt = input_file(gt.as_deref().map(hnswdb_datasets::read_ivecs).transpose())?;
     if let Some(gt) = &gt {
         if gt.len() < queries.rows {
-            return Err(format!(
-                "ground truth has {} rows for {} queries",
-                gt.len(),
-                queries.rows
-            )
-            .into());
+            let rows = (gt.len(), queries.rows);
+            let text = format!("ground truth has {} rows for {} queries", rows.0, rows.1);
+            return Err(InputError(text).into());
         }
         if gt.iter().any(|row| row.len() < k) {
-            return Err(format!("ground truth rows are shorter than k = {k}").into());
+            let text = format!("ground truth rows are shorter than k = {k}");
+            return Err(InputError(text).into());
         }
     }
     for _ in 0..warmup {

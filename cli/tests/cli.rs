@@ -432,6 +432,35 @@ fn exit_codes_and_json_errors() {
     let bad = tmp.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"id\": 1, \"vector\": [1, 2, 3]}\nnot json\n").unwrap();
     assert_eq!(code(&["import", s(&idx), s(&bad)]), 6);
+    // Input files that cannot be read, or ground truth that does not fit the queries,
+    // are bad input too (were 7 and 1).
+    let absent = tmp.path().join("absent.fvecs");
+    assert_eq!(code(&["import", s(&idx), s(&absent)]), 6);
+    let queries = tmp.path().join("q.fvecs");
+    datasets::write_vectors(&queries, None, &clustered(4, 3, 1, 2)).unwrap();
+    let gt = tmp.path().join("gt.ivecs");
+    datasets::write_ivecs(&gt, &vec![vec![0u32]; 2]).unwrap();
+    let search = [
+        "search",
+        s(&idx),
+        "--query",
+        s(&queries),
+        "--gt",
+        s(&gt),
+        "--k",
+        "1",
+    ];
+    assert_eq!(code(&search), 6, "2 ground-truth rows for 4 queries");
+    datasets::write_ivecs(&gt, &vec![vec![0u32]; 4]).unwrap();
+    let mut deeper = search.to_vec();
+    deeper[7] = "2";
+    assert_eq!(code(&deeper), 6, "ground-truth rows shorter than k");
+    // With --json a bad command line is a JSON error on stdout too.
+    let out = hnswdb(&["--json", "search", s(&idx), "--ef", "10,x"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let error = json_lines(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(error[0]["code"], 2);
+    assert!(error[0]["error"].as_str().unwrap().contains("--ef"));
 
     // A second writer is refused while this process holds the index; readers are not.
     let held = hnswdb::Index::open(&idx).unwrap();

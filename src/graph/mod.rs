@@ -159,6 +159,12 @@ impl Watch {
         }
     }
 
+    /// Whether anything is watched.
+    #[inline]
+    fn active(&self) -> bool {
+        self.slots > 0
+    }
+
     /// Whether the watched slots were not all in memory at the last check.
     #[inline]
     fn away(&self) -> bool {

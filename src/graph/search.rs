@@ -431,8 +431,12 @@ impl Graph {
 
     /// Counts a walk of layer 0, checking the watches on the `WATCH_FIRST`-th and every
     /// `WATCH_EVERY`-th after: a cold open's first answers should not wait for a scan of
-    /// files still arriving.
+    /// files still arriving. Without a watch (no budget) nothing is counted: walks on
+    /// many threads would share the counter's cache line for nothing.
     fn count_walk(&self) {
+        if !self.lists_watch.active() && !self.codes_watch.active() {
+            return;
+        }
         if self.walks.fetch_add(1, Ordering::Relaxed) % WATCH_EVERY == WATCH_FIRST {
             self.lists_watch.check(self.layer0.file());
             if let Some(quantized) = &self.quantized {

@@ -373,10 +373,9 @@ fn one_outlier_does_not_blur_the_sq8_codes() {
 /// walked those codes linked to arbitrary ones of them (145 of 10,000 nodes unreachable
 /// on one thread, 1,158 on two), and searches entering that plateau of equal code
 /// distances stopped there (each vector found itself for 61%; now 97%, and 99.8% after
-/// the close's checkpoint retrained). Such misfits now walk exact vectors and are scored
-/// exactly by walks, a write makes a checkpoint due
-/// once a tenth of the live vectors are misfits, and a checkpoint retrains from a
-/// hundredth.
+/// the close's checkpoint retrained). Walks now score such misfits exactly, a write
+/// makes a checkpoint due once a tenth of the live vectors are misfits, and a checkpoint
+/// retrains from a hundredth.
 #[test]
 fn drifting_data_stays_linked_and_searchable_and_retrains_its_codes() {
     let (n, dim, batch) = (6000usize, 8usize, 200usize);

@@ -17,7 +17,7 @@ impl Graph {
     /// `(distance, id)` pairs takes them. Exact duplicates are all equidistant, and never
     /// reject each other (`<`): taken oldest first, every full list of a copy kept the
     /// oldest copies and dropped each new one, whose in-links vanished, and 20 copies of
-    /// each of 100 vectors left 18% of the nodes unreachable (`tests/duplicates.rs`).
+    /// each of 100 vectors left a fifth of the nodes unreachable (`tests/duplicates.rs`).
     pub(super) fn select(
         &self,
         sorted: &[Cand],
@@ -216,7 +216,7 @@ impl Graph {
         }
         self.publish(node, level);
         if level > 0 {
-            self.connect(node, level, 1, &[], false)?;
+            self.connect(node, level, 1, &[])?;
         }
         Ok(true)
     }
@@ -244,21 +244,18 @@ impl Graph {
         }
         self.unsynced.insert(node);
         self.vectors.write(node, v, label);
-        let mut on_codes = false;
         if let Some(q) = &self.quantized {
             // From the vector as stored (rounded, under f16), as a retraining would.
             let stored = self.vectors.vector(node).to_f32();
             q.codes.write(node, &q.encode(&stored));
-            // A vector the codes blur (data drifted past the trained ranges) would walk
-            // among others blurred the same way and link to arbitrary ones of them.
-            on_codes = q.note_fit(node, &stored);
+            q.note_fit(node, &stored);
         }
         self.update_links(node, 0, |list| {
             list.clear();
             true
         })?;
         self.publish(node, level);
-        self.connect(node, level, 0, &earlier, on_codes)
+        self.connect(node, level, 0, &earlier)
     }
 
     /// Makes `node`, whose vector is in place, a node of the graph on `level` and below
@@ -274,17 +271,9 @@ impl Graph {
     }
 
     /// Links the published `node` into layers `lowest..=level` (neighbours chosen by a
-    /// search from the entry point, `earlier` added on layer 0 as extra candidates; layer
-    /// 0 walked on the codes when `on_codes`), and makes it the entry point if it tops the
-    /// graph.
-    fn connect(
-        &self,
-        node: u32,
-        level: usize,
-        lowest: usize,
-        earlier: &[u32],
-        on_codes: bool,
-    ) -> Result<()> {
+    /// search from the entry point, `earlier` added on layer 0 as extra candidates), and
+    /// makes it the entry point if it tops the graph.
+    fn connect(&self, node: u32, level: usize, lowest: usize, earlier: &[u32]) -> Result<()> {
         let mut entry = *self.entry.read();
         let _raise = if entry.is_none_or(|e| level > e.level) {
             let guard = self.raise.lock();
@@ -309,7 +298,7 @@ impl Graph {
                 let mut found = match &self.quantized {
                     // Layer 0 holds almost all of an insert's distances: walk it on codes
                     // as searches do; neighbours are still chosen on exact distances.
-                    Some(quantized) if l == 0 && on_codes => {
+                    Some(quantized) if l == 0 => {
                         self.search_codes(s, quantized, q, Start::Nodes(&entry_set), ef, ef, live)?
                     }
                     _ => self.search_layer_exact(s, q, &entry_set, ef, l, live)?,

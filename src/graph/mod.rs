@@ -57,14 +57,12 @@ pub struct Quantized {
     pub metric: Metric,
     /// Kernels of the code distances.
     pub kernels: Kernels,
-    /// Slots whose vector the quantiser did not fit when written (`Quantizer::fits`):
-    /// their codes blur them with every vector past the same end of the trained ranges,
-    /// so walks score them exactly (a plateau of equal code distances would stop a walk
-    /// that entered it), and their inserts walked exact vectors.
+    /// Slots whose vector the quantiser did not fit when written since these codes were
+    /// made (`Quantizer::fits`): their codes blur them with every vector past the same
+    /// end of the trained ranges, so walks score them exactly (a plateau of equal code
+    /// distances would stop a walk that entered it). Enough of them make a checkpoint
+    /// retrain (`Index::training_due`).
     misfits: NodeSet,
-    /// Inserts since these codes were made that were misfits: enough of them make a
-    /// checkpoint due, and any make a checkpoint retrain (`Index::training_due`).
-    misfit_inserts: AtomicU64,
 }
 
 impl Quantized {
@@ -84,25 +82,20 @@ impl Quantized {
             metric,
             kernels,
             misfits,
-            misfit_inserts: AtomicU64::new(0),
         }
     }
 
-    /// Inserts since these codes were made whose vector they did not fit.
-    pub fn misfit_inserts(&self) -> u64 {
-        self.misfit_inserts.load(Ordering::Relaxed)
+    /// Slots written since these codes were made whose vector they do not fit.
+    pub fn misfits(&self) -> usize {
+        self.misfits.len()
     }
 
-    /// Records whether slot `node`'s new vector fits the quantiser; true if it does.
-    fn note_fit(&self, node: u32, vector: &[f32]) -> bool {
-        let fits = self.quantizer.fits(vector);
-        if fits {
-            self.misfits.remove(node);
-        } else {
-            self.misfits.insert(node);
-            self.misfit_inserts.fetch_add(1, Ordering::Relaxed);
+    /// Records whether slot `node`'s new vector fits the quantiser.
+    fn note_fit(&self, node: u32, vector: &[f32]) {
+        match self.quantizer.fits(vector) {
+            true => self.misfits.remove(node),
+            false => self.misfits.insert(node),
         }
-        fits
     }
 
     /// Whether slot `node`'s codes are those of `vector` (for `verify`).

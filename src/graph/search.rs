@@ -559,15 +559,23 @@ impl Graph {
         accept: impl Fn(u32) -> bool,
         eval: impl Fn(&[u8]) -> f32,
     ) -> Result<Vec<Cand>> {
-        let blurred = quantized.misfit_inserts() > 0;
-        let score = |n: u32| match blurred && quantized.misfits.contains(n) {
+        let blurred = quantized.misfits() > 0;
+        let misfit = |n: u32| blurred && quantized.misfits.contains(n);
+        let score = |n: u32| match misfit(n) {
             true => self.distance_to(q, n),
             false => eval(quantized.codes.codes(n)),
         };
         let away = self.codes_watch.away();
-        let fetch = |n: u32| match away {
-            true => quantized.codes.will_need(n),
-            false => quantized.codes.prefetch(n),
+        let fetch = |n: u32| match (misfit(n), away) {
+            // What `score` reads: a misfit's vector (from disk, under a budget), else codes.
+            (true, _) => {
+                if self.disk_reads {
+                    self.vectors.will_need(n);
+                }
+                self.vectors.prefetch(n);
+            }
+            (false, true) => quantized.codes.will_need(n),
+            (false, false) => quantized.codes.prefetch(n),
         };
         let start: Vec<Cand> = match entry {
             Start::Nodes(nodes) => nodes

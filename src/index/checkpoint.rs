@@ -17,14 +17,14 @@ use crate::store::{Changes, CodeKind, Codes, State, codes};
 use crate::wal::Wal;
 
 /// A write makes a checkpoint due once one in this many live vectors were inserted
-/// outside the trained ranges since the codes were (`Quantized::misfit_inserts`).
+/// outside the trained ranges since the codes were (`Quantized::misfits`).
 pub(super) const MISFITS_DUE: u64 = 10;
 
 /// A checkpoint retrains once one in this many live vectors are such misfits: a
 /// reopen does not know them, and walks would score their blurred codes. Vectors in the
-/// tails the training left out rarely misfit (it takes more than a step per component),
-/// so data that does not drift does not retrain at every checkpoint, which would rewrite
-/// the whole code file each time.
+/// tails the training left out rarely misfit (clamping must move them more than four
+/// steps' norm, `Sq8::fits`), so data that does not drift does not retrain at every
+/// checkpoint, which would rewrite the whole code file each time.
 const MISFITS_RETRAIN: u64 = 100;
 
 /// Vectors sampled to train a quantiser.
@@ -249,8 +249,8 @@ impl Index {
                         >= p.codes_trained_live
                             .max(self.options.quantize_after)
                             .saturating_mul(2)
-                        || q.misfit_inserts() > 0
-                            && q.misfit_inserts().saturating_mul(one_in) >= p.slots.live())
+                        || q.misfits() > 0
+                            && (q.misfits() as u64).saturating_mul(one_in) >= p.slots.live())
             }
         }
     }

@@ -34,46 +34,24 @@ fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// One build: on one thread (deterministic) every node must be reachable (before the fix,
-/// 392 of 2,000 were not); on two, whose interleaving differs from run to run, some may
-/// not be (copies inserted together each take the other for the newer), and
-/// `consolidate` must link those back.
-fn check(metric: Metric, copies: usize, shuffled: bool, threads: usize) {
+/// One build on one thread (deterministic): every node reachable (before the fix, 392 of
+/// 2,000 were not), a search at ef = n finds them all, and searches at the copies see
+/// past them.
+fn check(metric: Metric, copies: usize, shuffled: bool) {
     let mut rng = StdRng::seed_from_u64(copies as u64 * 2 + shuffled as u64);
     let rows = rows(2000 / copies, copies, shuffled, &mut rng);
     let n = rows.len();
-    let dir = tempfile::tempdir().unwrap();
-    let opts = IndexOptions::new(DIM, metric)
-        .m(8)
-        .ef_construction(100)
-        .threads(threads);
-    let index = Index::create(dir.path().join("idx"), &opts).unwrap();
-    let ids: Vec<u64> = (0..n as u64).collect();
-    index.insert_batch(&ids, &rows.concat()).unwrap();
-    let case = format!("{metric:?}, {copies} copies, shuffled {shuffled}, {threads} threads");
+    let (_dir, index) = build(metric, &rows, 1);
+    let case = format!("{metric:?}, {copies} copies, shuffled {shuffled}");
     let report = index.verify().unwrap();
     assert!(report.is_ok(), "{case}: {:?}", report.problems);
-    match threads {
-        1 => assert_eq!(report.unreachable, 0, "{case}: unreachable nodes"),
-        _ => {
-            // Seen: 0 in most runs, 1 and 50 (of 2,000) under load.
-            assert!(
-                report.unreachable * 10 <= n,
-                "{case}: {}",
-                report.unreachable
-            );
-            index.consolidate().unwrap();
-            assert_eq!(index.verify().unwrap().unreachable, 0, "{case}");
-        }
-    }
+    assert_eq!(report.unreachable, 0, "{case}: unreachable nodes");
     let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let found = index.search_ef(&q, n, n).unwrap().len();
-    match threads {
-        1 => assert_eq!(found, n, "{case}: ef = n"),
-        // `verify` counts a node reachable through the upper layers too; a layer-0 walk
-        // from where the descent lands can still miss one (seen: 1 of 2,000).
-        _ => assert!(found * 100 >= n * 99, "{case}: ef = n found {found}"),
-    }
+    assert_eq!(
+        index.search_ef(&q, n, n).unwrap().len(),
+        n,
+        "{case}: ef = n"
+    );
     // Queries at copied points, asking for more than the copies.
     let k = copies + 10;
     let (mut found, mut wanted) = (0, 0);
@@ -89,15 +67,43 @@ fn check(metric: Metric, copies: usize, shuffled: bool, threads: usize) {
     assert!(recall >= 0.95, "{case}: recall {recall:.3} at the copies");
 }
 
+/// An index of `rows` built by one `insert_batch` on `threads` threads.
+fn build(metric: Metric, rows: &[Vec<f32>], threads: usize) -> (tempfile::TempDir, Index) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = IndexOptions::new(DIM, metric)
+        .m(8)
+        .ef_construction(100)
+        .threads(threads);
+    let index = Index::create(dir.path().join("idx"), &opts).unwrap();
+    let ids: Vec<u64> = (0..rows.len() as u64).collect();
+    index.insert_batch(&ids, &rows.concat()).unwrap();
+    (dir, index)
+}
+
 #[test]
 fn every_copy_is_reachable_and_searches_see_past_the_copies() {
     for metric in [Metric::L2, Metric::InnerProduct] {
         for copies in [20, 50] {
             for shuffled in [false, true] {
-                for threads in [1, 2] {
-                    check(metric, copies, shuffled, threads);
-                }
+                check(metric, copies, shuffled);
             }
         }
+    }
+}
+
+/// Two build threads interleave differently from run to run: copies inserted together
+/// can each take the other for the newer, and a few nodes stay unreachable (seen: 0 in
+/// most runs, up to 50 of 2,000 under load; hnswlib 0.8 on two threads left 14-250).
+/// `consolidate` links them back.
+#[test]
+fn a_concurrent_build_of_copies_is_made_whole_by_consolidate() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let rows = rows(40, 50, false, &mut rng);
+    for metric in [Metric::L2, Metric::InnerProduct] {
+        let (_dir, index) = build(metric, &rows, 2);
+        index.consolidate().unwrap();
+        let report = index.verify().unwrap();
+        assert!(report.is_ok(), "{metric:?}: {:?}", report.problems);
+        assert_eq!(report.unreachable, 0, "{metric:?}");
     }
 }

@@ -600,7 +600,7 @@ fn stats(dir: &Path, out: Output) -> CliResult {
             json!({"len": s.len, "capacity": s.capacity, "high_water": s.high_water, "free_slots": s.free_slots, "held_slots": s.held_slots,
                    "upper_nodes": s.upper_nodes, "max_level": s.max_level, "dim": s.dim, "metric": s.metric.name(),
                    "m": s.m, "ef_construction": s.ef_construction, "kernels": s.kernels,
-                   "codes_generation": s.codes_generation, "routing": s.routing.name(),
+                   "codes_generation": s.codes_generation, "misfits": s.misfits, "routing": s.routing.name(),
                    "storage": s.storage.name(), "ids": s.id_kind.name(), "files": files})
         );
     } else {
@@ -626,9 +626,10 @@ fn stats(dir: &Path, out: Output) -> CliResult {
         println!("kernels       {}", s.kernels);
         if s.codes_generation > 0 {
             println!(
-                "search        walks on {} codes (codes.{}), re-ranks exactly",
+                "search        walks on {} codes (codes.{}, {} misfits scored exactly), re-ranks exactly",
                 s.routing.name(),
-                s.codes_generation
+                s.codes_generation,
+                s.misfits
             );
         } else {
             println!(

@@ -870,7 +870,7 @@ impl Index {
 
     /// Counts and settings (every field of the Rust `Stats`): len, capacity, high_water,
     /// free_slots, held_slots, tombstones, upper_nodes, max_level, dim, metric, M,
-    /// ef_construction, kernels, wal_bytes, codes_generation, routing, storage, and
+    /// ef_construction, kernels, wal_bytes, codes_generation, misfits, routing, storage, and
     /// residency (a dict, or None without a memory budget).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let index = self.index()?;
@@ -891,6 +891,7 @@ impl Index {
         d.set_item("kernels", s.kernels)?;
         d.set_item("wal_bytes", s.wal_bytes)?;
         d.set_item("codes_generation", s.codes_generation)?;
+        d.set_item("misfits", s.misfits)?;
         d.set_item("routing", s.routing.name())?;
         d.set_item("storage", s.storage.name())?;
         d.set_item("ids", s.id_kind.name())?;

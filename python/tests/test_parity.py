@@ -117,7 +117,7 @@ def test_stats_has_every_field_of_the_rust_stats(path):
     assert set(stats) == {
         "len", "capacity", "high_water", "free_slots", "held_slots", "tombstones", "upper_nodes",
         "max_level", "dim", "metric", "M", "ef_construction", "kernels", "wal_bytes",
-        "codes_generation", "routing", "storage", "ids", "residency",
+        "codes_generation", "misfits", "routing", "storage", "ids", "residency",
     }
     assert (stats["len"], stats["dim"], stats["metric"], stats["M"]) == (50, DIM, "l2", 16)
     assert (stats["routing"], stats["storage"], stats["residency"]) == ("sq8", "f32", None)

@@ -214,6 +214,9 @@ impl Graph {
         if links.is_empty() {
             return Ok(false);
         }
+        if let Some(q) = &self.quantized {
+            q.note_fit(node, &stored);
+        }
         self.publish(node, level);
         if level > 0 {
             self.connect(node, level, 1, &[])?;

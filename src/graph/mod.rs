@@ -57,45 +57,97 @@ pub struct Quantized {
     pub metric: Metric,
     /// Kernels of the code distances.
     pub kernels: Kernels,
-    /// Slots whose vector the quantiser did not fit when written since these codes were
-    /// made (`Quantizer::fits`): their codes blur them with every vector past the same
-    /// end of the trained ranges, so walks score them exactly (a plateau of equal code
-    /// distances would stop a walk that entered it). Enough of them make a checkpoint
-    /// retrain (`Index::training_due`).
+    /// Slots whose vector the quantiser does not fit (`Quantizer::fits`): their codes
+    /// blur them with every vector past the same end of the trained ranges, so walks
+    /// score them exactly (a plateau of equal code distances would stop a walk that
+    /// entered it). Kept with the codes in the metadata (`misfits` table), so that a
+    /// reopen knows them; enough new ones make a checkpoint retrain
+    /// (`Index::training_due`).
     misfits: NodeSet,
+    /// Misfits as the training left them (vectors in the tails of heavy-tailed data):
+    /// only those beyond these count towards a retraining, which could not fit them.
+    trained_misfits: u64,
+    /// Whether `misfits` changed since the last checkpoint committed it.
+    misfits_dirty: AtomicBool,
 }
 
 impl Quantized {
-    /// Codes of `generation` made by `quantizer`, none written since by a misfit.
+    /// Codes of `generation` made by `quantizer`, whose misfits are `misfits`, of which
+    /// `trained_misfits` were there when the codes were trained.
     pub fn new(
         quantizer: Quantizer,
         codes: Codes,
         generation: u64,
-        metric: Metric,
-        kernels: Kernels,
+        kernels: (Metric, Kernels),
+        misfits: &[u32],
+        trained_misfits: u64,
     ) -> Quantized {
-        let misfits = NodeSet::with_capacity(codes.file().capacity());
+        let set = NodeSet::with_capacity(codes.file().capacity());
+        for &s in misfits {
+            set.insert(s);
+        }
         Quantized {
             quantizer,
             codes,
             generation,
-            metric,
-            kernels,
-            misfits,
+            metric: kernels.0,
+            kernels: kernels.1,
+            misfits: set,
+            trained_misfits,
+            misfits_dirty: AtomicBool::new(false),
         }
     }
 
-    /// Slots written since these codes were made whose vector they do not fit.
+    /// Slots whose vector these codes do not fit.
     pub fn misfits(&self) -> usize {
         self.misfits.len()
     }
 
+    /// Misfits beyond those the training left.
+    pub fn new_misfits(&self) -> u64 {
+        (self.misfits() as u64).saturating_sub(self.trained_misfits)
+    }
+
+    /// Misfits when the codes were trained.
+    pub fn trained_misfits(&self) -> u64 {
+        self.trained_misfits
+    }
+
+    /// Every misfit slot, ascending.
+    pub fn misfit_slots(&self) -> Vec<u32> {
+        self.misfits.members()
+    }
+
+    /// Whether the misfits changed since the last call (a checkpoint's commit).
+    pub fn take_misfits_dirty(&self) -> bool {
+        self.misfits_dirty.swap(false, Ordering::Relaxed)
+    }
+
+    /// Forgets slots being freed: whatever is written there next is judged anew.
+    pub fn forget_misfits(&self, slots: &[u32]) {
+        for &s in slots {
+            self.set_misfit(s, false);
+        }
+    }
+
     /// Records whether slot `node`'s new vector fits the quantiser.
     fn note_fit(&self, node: u32, vector: &[f32]) {
-        match self.quantizer.fits(vector) {
-            true => self.misfits.remove(node),
-            false => self.misfits.insert(node),
+        self.set_misfit(node, !self.quantizer.fits(vector));
+    }
+
+    fn set_misfit(&self, node: u32, misfit: bool) {
+        let changed = match misfit {
+            true => self.misfits.insert(node),
+            false => self.misfits.remove(node),
+        };
+        if changed {
+            self.misfits_dirty.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Whether slot `node` is marked a misfit exactly when `vector` is one (for `verify`).
+    pub fn marks_fit(&self, node: u32, vector: &[f32]) -> bool {
+        self.misfits.contains(node) != self.quantizer.fits(vector)
     }
 
     /// Whether slot `node`'s codes are those of `vector` (for `verify`).
@@ -220,18 +272,37 @@ impl NodeSet {
 
     /// Adds node `i` (Release: its vector and links written before are visible to whoever
     /// sees the bit).
-    fn insert(&self, i: u32) {
+    /// Whether it was not in the set before.
+    fn insert(&self, i: u32) -> bool {
         let bit = 1 << (i & 63);
-        if self.words[i as usize >> 6].fetch_or(bit, Ordering::Release) & bit == 0 {
+        let added = self.words[i as usize >> 6].fetch_or(bit, Ordering::Release) & bit == 0;
+        if added {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
+        added
     }
 
-    fn remove(&self, i: u32) {
+    /// Whether it was in the set before.
+    fn remove(&self, i: u32) -> bool {
         let bit = 1 << (i & 63);
-        if self.words[i as usize >> 6].fetch_and(!bit, Ordering::Release) & bit != 0 {
+        let removed = self.words[i as usize >> 6].fetch_and(!bit, Ordering::Release) & bit != 0;
+        if removed {
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
+        removed
+    }
+
+    /// The nodes in the set, ascending.
+    fn members(&self) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.len());
+        for (w, word) in self.words.iter().enumerate() {
+            let mut bits = word.load(Ordering::Acquire);
+            while bits != 0 {
+                out.push((w * 64) as u32 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+        out
     }
 
     /// Empties the set.
@@ -460,24 +531,19 @@ impl Graph {
         self.quantized = quantized;
     }
 
-    /// Writes the codes of every routable node below `high_water` into `codes`, on
-    /// `threads` threads.
-    pub fn encode_routable(
-        &self,
-        quantizer: &Quantizer,
-        codes: &Codes,
-        high_water: u32,
-        threads: usize,
-    ) {
+    /// Writes the codes of every routable node below `high_water` into `quantized`'s
+    /// file, on `threads` threads, noting which vectors they do not fit; those are the
+    /// misfits the training leaves.
+    pub fn encode_routable(&self, quantized: &mut Quantized, high_water: u32, threads: usize) {
         crate::parallel::parallel_for(high_water as usize, threads, |i| {
             let node = i as u32;
             if self.routable.contains(node) {
                 let v = self.vectors.vector(node).to_f32();
-                let mut out = vec![0u8; quantizer.code_bytes(v.len())];
-                quantizer.encode(&v, &mut out);
-                codes.write(node, &out);
+                quantized.codes.write(node, &quantized.encode(&v));
+                quantized.note_fit(node, &v);
             }
         });
+        quantized.trained_misfits = quantized.misfits() as u64;
     }
 
     /// Whether an exact re-rank should start the disk reads of a batch of vectors before

@@ -20,9 +20,9 @@ use crate::wal::Wal;
 /// outside the trained ranges since the codes were (`Quantized::misfits`).
 pub(super) const MISFITS_DUE: u64 = 10;
 
-/// A checkpoint retrains once one in this many live vectors are such misfits: a
-/// reopen does not know them, and walks would score their blurred codes. Vectors in the
-/// tails the training left out rarely misfit (clamping must move them more than four
+/// A checkpoint retrains once one in this many live vectors are such misfits (walks
+/// score each of them exactly, from its vector, a read under a memory budget). Vectors
+/// in the tails the training left out rarely misfit (clamping must move them more than four
 /// steps' norm, `Sq8::fits`), so data that does not drift does not retrain at every
 /// checkpoint, which would rewrite the whole code file each time.
 const MISFITS_RETRAIN: u64 = 100;
@@ -188,6 +188,13 @@ impl Index {
         graph.sync()?;
         let checkpoint_lsn = wal.next_lsn();
         let upper = graph.dirty_upper();
+        let codes = trained.or(graph.quantized());
+        let misfits = codes.and_then(|q| {
+            q.forget_misfits(freeing);
+            // A new code file starts with its own set; else only a changed one is written.
+            let dirty = q.take_misfits_dirty();
+            (trained.is_some() || dirty).then(|| q.misfit_slots())
+        });
         let (codes_generation, codes_trained_live) = match trained {
             Some(q) => (q.generation, p.slots.live()),
             None => (p.codes_generation, p.codes_trained_live),
@@ -200,6 +207,7 @@ impl Index {
             level_draws: p.level_draws,
             codes_generation,
             codes_trained_live,
+            codes_misfits: codes.map_or(0, |q| q.trained_misfits()),
             generation: p.generation + 1,
             next_id: p.next_id,
         };
@@ -209,6 +217,7 @@ impl Index {
             upper: &upper,
             state: &state,
             quantizer: trained.map(|q| &q.quantizer),
+            misfits: misfits.as_deref(),
             payloads: &p.payloads,
             keys: &p.keys,
             key_of: &p.key_of,
@@ -238,8 +247,9 @@ impl Index {
     /// `quantize_after` vectors, then whenever it has doubled since the last training,
     /// so that component ranges follow the data at amortised O(1) cost per insert, or
     /// when one in `one_in` live vectors were inserted outside the trained ranges since
-    /// (data that drifts: their codes blur them together): `MISFITS_DUE` when a write
-    /// asks whether to checkpoint, `MISFITS_RETRAIN` at a checkpoint.
+    /// (data that drifts: their codes blur them together; misfits the training itself
+    /// left do not count, as retraining would leave them again): `MISFITS_DUE` when a
+    /// write asks whether to checkpoint, `MISFITS_RETRAIN` at a checkpoint.
     pub(super) fn training_due(&self, p: &Ledger, graph: &Graph, one_in: u64) -> bool {
         match graph.quantized() {
             None => p.slots.live() >= self.options.quantize_after,
@@ -249,8 +259,8 @@ impl Index {
                         >= p.codes_trained_live
                             .max(self.options.quantize_after)
                             .saturating_mul(2)
-                        || q.misfits() > 0
-                            && (q.misfits() as u64).saturating_mul(one_in) >= p.slots.live())
+                        || q.new_misfits() > 0
+                            && q.new_misfits().saturating_mul(one_in) >= p.slots.live())
             }
         }
     }
@@ -298,15 +308,11 @@ impl Index {
             graph.capacity(),
         )?;
         codes.file().advise(false);
-        graph.encode_routable(&quantizer, &codes, p.slots.high_water(), self.threads());
-        codes.file().sync()?;
-        Ok(Quantized::new(
-            quantizer,
-            codes,
-            generation,
-            self.config.metric,
-            self.kernels,
-        ))
+        let kernels = (self.config.metric, self.kernels);
+        let mut trained = Quantized::new(quantizer, codes, generation, kernels, &[], 0);
+        graph.encode_routable(&mut trained, p.slots.high_water(), self.threads());
+        trained.codes.file().sync()?;
+        Ok(trained)
     }
 
     /// Makes every write so far durable: a checkpoint. After it returns, a reopen sees

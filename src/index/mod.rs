@@ -603,6 +603,7 @@ impl Index {
             kernels: self.kernels.isa,
             wal_bytes: self.wal.as_ref().map_or(0, |w| w.bytes_since_checkpoint()),
             codes_generation: graph.quantized().map_or(0, |q| q.generation),
+            misfits: graph.quantized().map_or(0, |q| q.misfits()),
             routing: self.config.routing,
             storage: self.config.storage,
             id_kind: self.config.id_kind,

@@ -645,12 +645,18 @@ fn load_codes(
         codes.file_mut().grow(graph.capacity())?;
     }
     codes.file().advise(options.warm);
+    let misfits = meta.misfits()?;
+    if let Some(&s) = misfits.iter().find(|&&s| s >= state.high_water) {
+        let why = format!("misfit slot {s} is past the high-water mark");
+        return Err(Error::corrupt(meta.path(), why));
+    }
     Ok(Some(Quantized::new(
         quantizer,
         codes,
         state.codes_generation,
-        config.metric,
-        kernels,
+        (config.metric, kernels),
+        &misfits,
+        state.codes_misfits,
     )))
 }
 

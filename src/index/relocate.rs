@@ -19,9 +19,8 @@ use std::path::Path;
 use super::compact::check_copy;
 use super::open::{GRAPH0_FILE, VECTORS_FILE, build};
 use super::{Compaction, Index};
-use crate::distance::Quantizer;
 use crate::error::{Error, Result};
-use crate::graph::{Dense, Graph, Relocated};
+use crate::graph::{Dense, Graph, Quantized, Relocated};
 use crate::store::meta::META_FILE_NAME;
 use crate::store::{Changes, CodeKind, Codes, Config, Layer0, Meta, State, Vectors, codes};
 
@@ -89,11 +88,11 @@ impl Index {
             level_draws: p.level_draws,
             codes_generation: graph.quantized().is_some() as u64,
             codes_trained_live: p.codes_trained_live,
+            codes_misfits: graph.quantized().map_or(0, |q| q.trained_misfits()),
             generation: 1,
             next_id: p.next_id,
         };
-        let quantizer = graph.quantized().map(|q| &q.quantizer);
-        commit_copy(&self.meta(), &meta, relocated, &state, quantizer)?;
+        commit_copy(&self.meta(), &meta, relocated, &state, graph.quantized())?;
         drop((meta, graph, p));
         let copy = Index::open_with(staging, &self.open_options())?;
         check_copy(copy, live as u64)
@@ -141,7 +140,7 @@ fn commit_copy(
     meta: &Meta,
     relocated: Relocated,
     state: &State,
-    quantizer: Option<&Quantizer>,
+    codes: Option<&Quantized>,
 ) -> Result<()> {
     let new_slot = |slot: u32| match relocated.new_of.get(slot as usize) {
         Some(&new) if new != u32::MAX => Ok(Some(new)),
@@ -161,6 +160,16 @@ fn commit_copy(
         Ok(())
     })?;
     let (keys, key_of) = old.all_keys()?;
+    // The codes are copied, so their misfits are the same vectors at their new slots.
+    let misfits = codes.map(|q| {
+        let new_of = |s: u32| relocated.new_of.get(s as usize).copied();
+        let mut slots: Vec<u32> = (q.misfit_slots().into_iter())
+            .filter_map(new_of)
+            .filter(|&new| new != u32::MAX)
+            .collect();
+        slots.sort_unstable();
+        slots
+    });
     let upper: Vec<_> = relocated
         .upper
         .into_iter()
@@ -171,7 +180,8 @@ fn commit_copy(
         slots: &HashMap::new(),
         upper: &upper,
         state,
-        quantizer,
+        quantizer: codes.map(|q| &q.quantizer),
+        misfits: misfits.as_deref(),
         payloads: &payloads,
         keys: &keys.into_iter().map(|(k, id)| (k, Some(id))).collect(),
         key_of: &key_of.into_iter().map(|(id, k)| (id, Some(k))).collect(),

@@ -76,6 +76,8 @@ pub struct Stats {
     /// Generation `N` of the code file `codes.N` searches walk on; 0 when searches
     /// walk on exact vectors (no codes trained yet).
     pub codes_generation: u64,
+    /// Vectors the codes do not fit, which walks score exactly (`docs/tuning.md`, "Drift").
+    pub misfits: usize,
     /// What the walk runs on.
     pub routing: crate::Routing,
     /// How the full vectors are stored.

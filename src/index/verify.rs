@@ -65,6 +65,13 @@ impl Index {
                     q.codes.file().path().display()
                 ));
             }
+            if let Some(q) = graph.quantized()
+                && !q.marks_fit(slot, &v)
+            {
+                problems.push(format!(
+                    "id {id} (slot {slot}) is marked a misfit of the codes wrongly"
+                ));
+            }
         }
         for slot in 0..p.slots.high_water() {
             let free = p.slots.is_free(slot);

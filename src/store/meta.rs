@@ -36,6 +36,8 @@ const IDS: TableDefinition<u64, u32> = TableDefinition::new("ext_to_int");
 const UPPER: TableDefinition<(u32, u8), &[u8]> = TableDefinition::new("upper_links");
 const FREE: TableDefinition<u32, ()> = TableDefinition::new("free_slots");
 const TOMBSTONES: TableDefinition<u32, ()> = TableDefinition::new("tombstones");
+/// Slots whose vector the codes of `codes_generation` do not fit (walks score them exactly).
+const MISFITS: TableDefinition<u32, ()> = TableDefinition::new("misfits");
 /// The SQ8 quantiser of the current code generation: "offset" and "scale", each `dim`
 /// little-endian f32.
 const SQ8: TableDefinition<&str, &[u8]> = TableDefinition::new("sq8");
@@ -203,6 +205,8 @@ pub struct State {
     pub codes_generation: u64,
     /// Live vectors when the quantiser was trained (it is retrained as the index grows).
     pub codes_trained_live: u64,
+    /// Misfits (`Meta::misfits`) the training of the codes left.
+    pub codes_misfits: u64,
     /// Counts checkpoint commits: a read-only view's place in the writer's history, and
     /// what the slot allocator holds freed slots back by (see `store::readers`). Distinct
     /// for every checkpoint, unlike `checkpoint_lsn` (a checkpoint with no write since the
@@ -225,6 +229,8 @@ pub struct Changes<'a> {
     pub state: &'a State,
     /// A quantiser trained at this checkpoint (of generation `state.codes_generation`).
     pub quantizer: Option<&'a Quantizer>,
+    /// The misfit slots of the codes, if they changed (all of them: they replace the set).
+    pub misfits: Option<&'a [u32]>,
     /// External id → its new payload, or `None` if it has none any more.
     pub payloads: &'a HashMap<u64, Option<Vec<u8>>>,
     /// Key → the id it is now bound to, or `None` if it is unbound.
@@ -559,6 +565,8 @@ impl Meta {
                     // Absent in indexes written before reader generations existed.
                     generation: get("generation").unwrap_or(0),
                     codes_trained_live: get("codes_trained_live").unwrap_or(0),
+                    // Absent in indexes written before misfits were kept.
+                    codes_misfits: get("codes_misfits").unwrap_or(0),
                     // Absent in indexes written before keys existed (integer ids).
                     next_id: get("next_id").unwrap_or(0),
                 }
@@ -609,18 +617,29 @@ impl Meta {
 
     /// The free slots at the last checkpoint.
     pub fn free_slots(&self) -> Result<Vec<u32>> {
-        self.slot_set(FREE)
+        self.slot_set(FREE, false)
     }
 
     /// The tombstoned slots at the last checkpoint.
     pub fn tombstones(&self) -> Result<Vec<u32>> {
-        self.slot_set(TOMBSTONES)
+        self.slot_set(TOMBSTONES, false)
     }
 
-    fn slot_set(&self, table: TableDefinition<u32, ()>) -> Result<Vec<u32>> {
+    /// The slots whose vector the codes do not fit, at the last checkpoint (none in
+    /// indexes written before they were kept).
+    pub fn misfits(&self) -> Result<Vec<u32>> {
+        self.slot_set(MISFITS, true)
+    }
+
+    /// The slots in `table`; none if it is `optional` and absent.
+    fn slot_set(&self, table: TableDefinition<u32, ()>, optional: bool) -> Result<Vec<u32>> {
         guard(&self.path, || {
             let txn = self.txn()?;
-            let t = txn.open_table(table).map_err(db_err)?;
+            let t = match txn.open_table(table) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) if optional => return Ok(Vec::new()),
+                Err(e) => return Err(db_err(e)),
+            };
             t.iter()
                 .map_err(db_err)?
                 .map(|r| r.map(|(k, _)| k.value()).map_err(db_err))
@@ -939,6 +958,13 @@ impl Meta {
                     }
                 }
             }
+            if let Some(misfits) = changes.misfits {
+                txn.delete_table(MISFITS).map_err(db_err)?;
+                let mut t = txn.open_table(MISFITS).map_err(db_err)?;
+                for &slot in misfits {
+                    t.insert(slot, ()).map_err(db_err)?;
+                }
+            }
             if !changes.payloads.is_empty() {
                 let mut t = txn.open_table(PAYLOADS).map_err(db_err)?;
                 for (&id, payload) in changes.payloads {
@@ -988,7 +1014,7 @@ impl Meta {
         let (node, level) = s
             .entry
             .map_or((u64::MAX, 0), |e| (e.node as u64, e.level as u64));
-        let rows: [(&str, u64); 10] = [
+        let rows: [(&str, u64); 11] = [
             ("high_water", s.high_water as u64),
             ("live", s.live),
             ("entry_node", node),
@@ -997,6 +1023,7 @@ impl Meta {
             ("level_draws", s.level_draws),
             ("codes_generation", s.codes_generation),
             ("codes_trained_live", s.codes_trained_live),
+            ("codes_misfits", s.codes_misfits),
             ("generation", s.generation),
             ("next_id", s.next_id),
         ];
@@ -1063,6 +1090,7 @@ mod tests {
             level_draws: 4,
             codes_generation: 1,
             codes_trained_live: 2,
+            codes_misfits: 1,
             generation: 3,
             next_id: 13,
         };
@@ -1073,6 +1101,7 @@ mod tests {
             upper: &upper,
             state: &state,
             quantizer: Some(&sq8),
+            misfits: Some(&[0, 2]),
             payloads: &HashMap::from([
                 (10, Some(b"{}".to_vec())),
                 (12, Some(b"{\"a\":1}".to_vec())),
@@ -1081,7 +1110,7 @@ mod tests {
             key_of: &HashMap::from([(10, Some("a".to_string())), (11, Some("b".to_string()))]),
         })
         .unwrap();
-        // A second commit removes an id and a node's upper lists.
+        // A second commit removes an id and a node's upper lists, and replaces the misfits.
         let ids = HashMap::from([(11, None)]);
         let upper = vec![(2, None), (0, Some(vec![vec![2]]))];
         meta.commit(&Changes {
@@ -1090,6 +1119,7 @@ mod tests {
             upper: &upper,
             state: &state,
             quantizer: None,
+            misfits: Some(&[2]),
             payloads: &HashMap::from([(10, None)]),
             keys: &HashMap::from([("b".to_string(), None)]),
             key_of: &HashMap::from([(11, None)]),
@@ -1101,6 +1131,7 @@ mod tests {
         assert_eq!(meta.all_ids().unwrap(), [(10, 0), (12, 2)]);
         assert_eq!(meta.lookup(11).unwrap(), None);
         assert_eq!(meta.free_slots().unwrap(), [3]);
+        assert_eq!(meta.misfits().unwrap(), [2]);
         assert_eq!(meta.tombstones().unwrap(), [1]);
         assert_eq!(meta.upper_lists().unwrap(), [(0, vec![vec![2]])]);
         assert!(meta.upper_of(2).unwrap().is_empty());
@@ -1217,6 +1248,7 @@ mod cost {
             upper: &upper,
             state: &state,
             quantizer: None,
+            misfits: None,
             payloads: &HashMap::new(),
             keys: &HashMap::new(),
             key_of: &HashMap::new(),

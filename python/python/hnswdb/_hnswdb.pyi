@@ -88,7 +88,7 @@ class Index:
     def stats(self) -> Dict[str, Any]:
         """Every field of the Rust Stats: len, capacity, high_water, free_slots,
         held_slots, tombstones, upper_nodes, max_level, dim, metric, M, ef_construction,
-        kernels, wal_bytes, codes_generation, routing ("sq8" | "rabitq" | "rabitq:BITS"),
+        kernels, wal_bytes, codes_generation, misfits, routing ("sq8" | "rabitq" | "rabitq:BITS"),
         storage ("f32" | "f16" | "bf16"), ids ("int" | "str"), residency (a dict, or None
         without a memory budget)."""
     @property

@@ -94,13 +94,19 @@ fn every_copy_is_reachable_and_searches_see_past_the_copies() {
 /// Two build threads interleave differently from run to run: copies inserted together
 /// can each take the other for the newer, and a few nodes stay unreachable (seen: 0 in
 /// most runs, up to 50 of 2,000 under load; hnswlib 0.8 on two threads left 14-250).
-/// `consolidate` links them back.
+/// `consolidate` links them back. Before it, a search with ef at the index's size is
+/// exact all the same (such a search scans).
 #[test]
 fn a_concurrent_build_of_copies_is_made_whole_by_consolidate() {
     let mut rng = StdRng::seed_from_u64(3);
     let rows = rows(40, 50, false, &mut rng);
+    let n = rows.len();
     for metric in [Metric::L2, Metric::InnerProduct] {
         let (_dir, index) = build(metric, &rows, 2);
+        let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let d = |hits: Vec<hnswdb::Neighbour>| hits.iter().map(|h| h.distance).collect::<Vec<_>>();
+        let exact = d(index.search_exact(&q, n).unwrap());
+        assert_eq!(d(index.search_ef(&q, n, n).unwrap()), exact, "{metric:?}");
         index.consolidate().unwrap();
         let report = index.verify().unwrap();
         assert!(report.is_ok(), "{metric:?}: {:?}", report.problems);

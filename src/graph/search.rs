@@ -883,6 +883,14 @@ impl Graph {
         let Some(ep) = self.entry() else {
             return Ok((Some(Vec::new()), 0));
         };
+        let routable = self.routable.len();
+        if ef.max(k) >= routable {
+            // A beam as wide as the graph would visit every node it reaches, at the cost
+            // of a scan: scan, so that such a search is exact even when the graph leaves
+            // a node reachable only through an upper layer (seen after two-thread builds
+            // of many exact copies, `tests/duplicates.rs`).
+            return Ok((Some(self.brute_force(q, k, accept)), routable));
+        }
         self.with_scratch(|s| {
             s.distances = 0;
             s.budget = budget;
@@ -900,10 +908,11 @@ impl Graph {
         })
     }
 
-    /// Exact k nearest live nodes by a full scan (for tests and `verify`).
-    pub fn brute_force(&self, q: &[f32], k: usize) -> Vec<Cand> {
+    /// Exact k nearest nodes that `accept` admits (only live ones are answers), by a
+    /// full scan.
+    pub fn brute_force(&self, q: &[f32], k: usize, accept: impl Fn(u32) -> bool) -> Vec<Cand> {
         let mut all: Vec<Cand> = (0..self.capacity() as u32)
-            .filter(|&i| self.live.contains(i))
+            .filter(|&i| self.live.contains(i) && accept(i))
             .map(|i| Cand {
                 d: self.distance_to(q, i),
                 id: i,

@@ -59,7 +59,11 @@ fn recall(graph: &Graph, rng: &mut StdRng, queries: usize, k: usize, ef: usize) 
     let mut found = 0;
     for _ in 0..queries {
         let q = random_vector(rng);
-        let truth: HashSet<u32> = graph.brute_force(&q, k).iter().map(|c| c.id).collect();
+        let truth: HashSet<u32> = graph
+            .brute_force(&q, k, |_| true)
+            .iter()
+            .map(|c| c.id)
+            .collect();
         let got = graph.search(&q, k, ef).unwrap();
         assert!(
             got.windows(2).all(|w| w[0].d <= w[1].d),
@@ -87,7 +91,11 @@ fn a_rerank_finds_the_exact_nearest_of_the_beam_reading_only_what_can_win() {
             .collect();
         let mut s = search::Scratch::new();
         let got = graph.rerank_all(&mut s, &q, beam, keep);
-        let truth: Vec<u32> = graph.brute_force(&q, keep).iter().map(|c| c.id).collect();
+        let truth: Vec<u32> = graph
+            .brute_force(&q, keep, |_| true)
+            .iter()
+            .map(|c| c.id)
+            .collect();
         let ids: Vec<u32> = got.iter().take(keep).map(|c| c.id).collect();
         assert_eq!(ids, truth, "noise {noise}, keep {keep}");
         assert!(got.windows(2).all(|w| w[0].d <= w[1].d), "nearest first");

@@ -335,7 +335,9 @@ impl Index {
         self.search_ef(query, k, self.ef())
     }
 
-    /// The `k` nearest vectors to `query`, searching with beam width `max(ef, k)`.
+    /// The `k` nearest vectors to `query`, searching with beam width `max(ef, k)`. A beam
+    /// as wide as the graph (deleted vectors not yet consolidated included) scans
+    /// instead: the answer is then exact.
     pub fn search_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Neighbour>> {
         check_search(k, 0, ef)?;
         self.follow()?;
@@ -462,7 +464,7 @@ impl Index {
         self.follow()?;
         let q = self.prepare(query)?;
         let graph = self.graph.read();
-        self.searched(&graph, || Ok(graph.brute_force(&q, k)))
+        self.searched(&graph, || Ok(graph.brute_force(&q, k, |_| true)))
     }
 
     /// Runs `search` (of `graph`, whose lock the caller holds) and reports its answers,

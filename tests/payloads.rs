@@ -344,6 +344,64 @@ fn the_field_index_follows_every_write() {
     assert_eq!(count(&index, &three), 1);
 }
 
+/// A field declared over payloads that hold values of another kind in it is refused,
+/// changing nothing: its index would miss those values, and filters on the field would
+/// answer less than the scan answered before (an adversarial run: `{"n": 5}` counted 3,
+/// then 1, and `verify` found nothing wrong).
+#[test]
+fn a_field_declared_over_values_of_another_kind_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = Index::create(tmp.path().join("idx"), &options()).unwrap();
+    let payloads = [
+        json!({"n": 5}),
+        json!({"n": 5.0}),
+        json!({"n": [5, "a"]}),
+        json!({"t": ["x", "y"]}),
+        json!({"b": 1}),
+        json!({"u": ["x", null]}),
+    ];
+    let ids: Vec<u64> = (0..payloads.len() as u64).collect();
+    let rows: Vec<f32> = ids.iter().flat_map(|&i| [i as f32; DIM]).collect();
+    index
+        .insert_batch_with_payloads(&ids, &rows, &payloads, 1)
+        .unwrap();
+    let answers = |index: &Index| {
+        let filters = [
+            Filter::eq("n", 5),
+            Filter::has("n"),
+            Filter::eq("t", "x"),
+            Filter::has("b"),
+        ];
+        filters.map(|f| index.count(Some(&f)).unwrap())
+    };
+    let before = answers(&index);
+    assert_eq!(before, [3, 3, 1, 1]);
+    let declared = index.fields().len();
+    for (name, kind) in [
+        ("n", FieldKind::Integer),
+        ("n", FieldKind::Float),
+        ("n", FieldKind::Keyword),
+        ("b", FieldKind::Bool),
+        ("b", FieldKind::Keyword),
+        ("u", FieldKind::Keyword),
+    ] {
+        let got = index.create_field_index(FieldSpec::new(name, kind));
+        assert!(
+            matches!(&got, Err(Error::InvalidPayload(why)) if why.contains("the payload of id")),
+            "{name} as {kind:?}: {got:?}"
+        );
+    }
+    // Values that fit are indexed: a keyword field over strings and lists of them.
+    index
+        .create_field_index(FieldSpec::new("t", FieldKind::Keyword))
+        .unwrap();
+    assert_eq!(index.fields().len(), declared + 1);
+    assert_eq!(answers(&index), before);
+    index.close().unwrap();
+    let index = Index::open(tmp.path().join("idx")).unwrap();
+    assert_eq!(answers(&index), before);
+}
+
 #[test]
 fn bad_payloads_and_filters_are_typed_errors_that_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();

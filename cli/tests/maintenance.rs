@@ -44,13 +44,13 @@ type Rows = BTreeMap<u64, (Vec<f32>, Option<Value>)>;
 /// What a command that exited 0 did to the rows.
 type Effect = Box<dyn Fn(&mut Rows)>;
 
-/// Rows 0..300; `tag` is a number in every fifth payload (of another kind than the
-/// keyword index it gets afterwards).
+/// Rows 0..300; `tag` is a list in every fifth payload (the keyword index it gets
+/// afterwards indexes each element).
 fn rows() -> Rows {
     (0..300u64)
         .map(|id| {
             let tag = match id % 5 {
-                0 => json!(id),
+                0 => json!([format!("t{}", id % 2), format!("n{id}")]),
                 _ => json!(format!("t{}", id % 2)),
             };
             (id, (vector(id), Some(json!({"g": id % 4, "tag": tag}))))

@@ -240,8 +240,9 @@ impl FieldIndex {
         self.live.insert(slot);
         let Some(payload) = payload else { return };
         for column in &mut self.columns {
-            // A value of the wrong kind was rejected when it was written; one in an index
-            // written before the field was declared is left out of the field's index.
+            // A value of the wrong kind was refused when it was written, or when the field
+            // was declared (`create_field_index`); an index declared by an older build may
+            // still hold one, which is left out of the field's index.
             let Some(kind) = column.kind else { continue };
             let Ok(keys) = keys(&column.name, kind, payload) else {
                 continue;

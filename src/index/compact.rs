@@ -105,9 +105,9 @@ impl Index {
     }
 
     /// Builds a closed, verified copy of the live vectors, payloads and keys in `staging`. The
-    /// field indexes are added after the payloads, as `create_field_index` adds them to an
-    /// index: a payload may hold a value of another kind in an indexed field (written
-    /// before the field was indexed), which an index created with the field would refuse.
+    /// field indexes are added after the payloads, unchecked: an index whose fields an
+    /// older build declared may hold payloads with values of another kind in them, which
+    /// an index created with the fields, or `create_field_index` now, would refuse.
     fn rebuild(&self, staging: &Path, progress: &dyn Progress) -> Result<()> {
         let fresh = Index::create(staging, &self.options_for_copy())?;
         let ids = self.ids()?;
@@ -140,7 +140,7 @@ impl Index {
             tally.add(chunk.len() as u64);
         }
         for spec in self.fields() {
-            fresh.create_field_index(spec)?;
+            fresh.declare_field(spec, false)?;
         }
         check_copy(fresh, ids.len() as u64)?;
         tally.finish();

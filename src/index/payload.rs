@@ -98,9 +98,18 @@ impl Index {
     }
 
     /// Indexes one more payload field. Existing payloads are indexed on the next filtered
-    /// search (values of another kind in them are left out of the index; new writes must
-    /// match the kind). Durable when it returns.
+    /// search; one whose value for the field is not of the kind makes this an
+    /// `InvalidPayload` error that changes nothing (the index would miss the value, and
+    /// filters on the field answer less than before). New writes must match the kind.
+    /// Reads every payload: O(n). Durable when it returns.
     pub fn create_field_index(&self, spec: FieldSpec) -> Result<()> {
+        self.declare_field(spec, true)
+    }
+
+    /// `create_field_index`, checking the existing payloads against the kind if `check`
+    /// (a compaction copies the fields of an index an older build may have declared over
+    /// values of another kind, and must copy them as they are).
+    pub(super) fn declare_field(&self, spec: FieldSpec, check: bool) -> Result<()> {
         spec.check()?;
         self.writable_log()?;
         let mut p = self.ledger.lock();
@@ -120,6 +129,16 @@ impl Index {
             return Err(Error::InvalidOption(format!(
                 "the index has {MAX_FIELDS} indexed fields, the most it may have"
             )));
+        }
+        if check {
+            self.each_live_payload(&p, |id, _, payload| {
+                FieldIndex::check(std::slice::from_ref(&spec), payload).map_err(|e| match e {
+                    Error::InvalidPayload(why) => Error::InvalidPayload(format!(
+                        "the payload of id {id}: {why} (not indexed)"
+                    )),
+                    e => e,
+                })
+            })?;
         }
         // A failed commit may or may not have reached the disk: as any failed commit, it
         // poisons the index (see `checkpoint_inner`).
@@ -297,7 +316,10 @@ impl Index {
             return index.eval_cached(filter, None);
         }
         let mut scan = FieldIndex::scan(&unindexed);
-        self.each_live_payload(p, |slot, payload| scan.add(slot, payload))?;
+        self.each_live_payload(p, |_, slot, payload| {
+            scan.add(slot, payload);
+            Ok(())
+        })?;
         index.eval_cached(filter, Some(&scan))
     }
 
@@ -308,15 +330,19 @@ impl Index {
         for (_, slot) in self.id_map(p)? {
             index.add(slot, None);
         }
-        self.each_live_payload(p, |slot, payload| index.add(slot, Some(payload)))?;
+        self.each_live_payload(p, |_, slot, payload| {
+            index.add(slot, Some(payload));
+            Ok(())
+        })?;
         Ok(index)
     }
 
-    /// Calls `f` with the slot and payload of every live id that has one.
+    /// Calls `f` with the id, slot and payload of every live id that has one, until it
+    /// fails.
     fn each_live_payload(
         &self,
         p: &Ledger,
-        mut f: impl FnMut(u32, &Map<String, Value>),
+        mut f: impl FnMut(u64, u32, &Map<String, Value>) -> Result<()>,
     ) -> Result<()> {
         let meta = self.meta();
         let slots: HashMap<u64, u32> = self.id_map(p)?.into_iter().collect();
@@ -328,7 +354,7 @@ impl Index {
                         format!("payload of id {id} is not a JSON object"),
                     )
                 })?;
-                f(slot, &payload);
+                f(id, slot, &payload)?;
             }
             Ok(())
         })

@@ -30,9 +30,9 @@ pub enum Error {
     /// An all-zero vector cannot be normalised for the cosine metric.
     #[error("an all-zero vector has no direction and cannot be used with the cosine metric")]
     ZeroVector,
-    /// `insert` of an id that is already present (or twice in one batch).
+    /// An id named twice in one call, or `insert` of an id that is already present.
     #[error(
-        "id {0} is already in the index, or named twice in one call (an upsert replaces a vector)"
+        "id {0} is named twice in one call, or inserted while already in the index (an upsert replaces a vector)"
     )]
     DuplicateId(u64),
     /// An operation named an id that is not present.
@@ -42,9 +42,9 @@ pub enum Error {
     /// A key of a string-id index that is empty or longer than `limits::MAX_KEY_BYTES`.
     #[error("invalid key: {0}")]
     InvalidKey(String),
-    /// `insert_keys` of a key that is already present (or twice in one batch).
+    /// A key named twice in one call, or `insert_keys` of a key that is already present.
     #[error(
-        "key {0:?} is already in the index, or named twice in one call (an upsert replaces a vector)"
+        "key {0:?} is named twice in one call, or inserted while already in the index (an upsert replaces a vector)"
     )]
     DuplicateKey(String),
     /// An operation named a key that is not present.

@@ -105,6 +105,15 @@ fn delete_unbinds_and_a_deleted_key_can_come_back() {
         Err(Error::UnknownKey(k)) if k == "doc-2"
     ));
     assert!(index.resolve_key("doc-4").unwrap().is_some());
+    // A key named twice is a typed error about that key (it said "id 4 is not in the
+    // index", of a present key, until 2026-12-07), and deletes nothing.
+    assert!(matches!(
+        index.delete_keys(&["doc-4", "doc-4"], false),
+        Err(Error::DuplicateKey(k)) if k == "doc-4"
+    ));
+    let id4 = index.resolve_key("doc-4").unwrap().unwrap();
+    assert!(matches!(index.delete_batch(&[id4, id4]), Err(Error::DuplicateId(i)) if i == id4));
+    assert!(index.resolve_key("doc-4").unwrap().is_some());
     assert_eq!(index.delete_keys(&["doc-4", "doc-2"], true).unwrap(), 1);
     // Re-inserted under a new id, with its new vector.
     index.insert_keys(&["doc-2"], &vector(42), None).unwrap();

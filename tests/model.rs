@@ -496,7 +496,20 @@ fn run_keyed(steps: Vec<KeyStep>) -> Result<(), TestCaseError> {
                     }
                     Err(e) => {
                         prop_assert!(!missing_ok && !all, "{e}");
-                        prop_assert!(matches!(e, Error::UnknownKey(_)));
+                        // Keys are checked in order: the first absent or repeated one.
+                        let mut seen = std::collections::HashSet::new();
+                        let first = keys
+                            .iter()
+                            .find(|k| !model.contains_key(*k) || !seen.insert(*k))
+                            .unwrap();
+                        match model.contains_key(first) {
+                            true => {
+                                prop_assert!(matches!(e, Error::DuplicateKey(ref k) if k == first))
+                            }
+                            false => {
+                                prop_assert!(matches!(e, Error::UnknownKey(ref k) if k == first))
+                            }
+                        }
                     }
                 }
             }

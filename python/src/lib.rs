@@ -1267,9 +1267,7 @@ impl Index {
     /// Deletes `label`: it leaves results at once and the graph is repaired around it.
     /// Unlike hnswlib's mark_deleted this is a real delete (no `unmark_deleted`).
     fn mark_deleted(&self, py: Python<'_>, label: &Bound<'_, PyAny>) -> PyResult<()> {
-        let index = self.index()?;
-        let ids = self._ids_in(label, false)?;
-        py.detach(|| index.delete_batch(&ids)).map_err(py_err)
+        self.delete(py, Some(label), None, false).map(drop)
     }
 
     /// Deletes `ids` (one id or a sequence) or every id whose payload matches `filter`,
@@ -1284,6 +1282,13 @@ impl Index {
         missing_ok: bool,
     ) -> PyResult<u64> {
         let index = self.index()?;
+        if let (Some(ids), None, IdKind::Str) = (ids, filter, index.id_kind()) {
+            // By key: a key named twice is an error about that key, not its internal id.
+            let keys = keys(ids)?;
+            return py
+                .detach(|| index.delete_keys(&keys, missing_ok))
+                .map_err(py_err);
+        }
         let ids = ids.map(|ids| self._ids_in(ids, missing_ok)).transpose()?;
         match Target::of(ids, filter)? {
             Target::Filter(f) => py.detach(|| index.delete_where(&f)),

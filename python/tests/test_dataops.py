@@ -81,6 +81,9 @@ def test_delete_by_ids_filter_and_missing_ok(index):
     with pytest.raises(hnswdb.UnknownLabelError):
         index.delete([6, 4])
     assert 6 in index  # nothing deleted
+    with pytest.raises(hnswdb.InvalidInputError, match="named twice"):
+        index.delete([6, 6])
+    assert 6 in index
     assert index.delete([6, 4, 4, 1000], missing_ok=True) == 1
     assert index.delete(filter={"group": 0}) == 8  # 0, 9, 12, ..., 27 (3 and 6 are gone)
     assert index.delete(filter={"group": 0}) == 0

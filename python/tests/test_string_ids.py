@@ -140,6 +140,8 @@ def test_data_operations_speak_keys(tmp_path):
 
     with pytest.raises(KeyError):
         index.delete(["k02", "absent"])
+    with pytest.raises(hnswdb.InvalidInputError, match="k02"):
+        index.delete(["k02", "k02"])
     assert "k02" in index
     assert index.delete(["k02", "absent", "k02"], missing_ok=True) == 1
     assert index.delete(filter={"even": True}) == 9

@@ -883,13 +883,14 @@ impl Graph {
         let Some(ep) = self.entry() else {
             return Ok((Some(Vec::new()), 0));
         };
-        let routable = self.routable.len();
-        if ef.max(k) >= routable {
-            // A beam as wide as the graph would visit every node it reaches, at the cost
-            // of a scan: scan, so that such a search is exact even when the graph leaves
-            // a node reachable only through an upper layer (seen after two-thread builds
-            // of many exact copies, `tests/duplicates.rs`).
-            return Ok((Some(self.brute_force(q, k, accept)), routable));
+        let live = self.live.len();
+        if ef.max(k) >= live {
+            // A beam as wide as the answers could be would visit every node it reaches, at
+            // the cost of a scan: scan, so that such a search is exact even when the
+            // graph leaves a node reachable only through an upper layer (seen after
+            // two-thread builds of many exact copies, `tests/duplicates.rs`, and
+            // consolidations of degenerate low-dimensional data).
+            return Ok((Some(self.brute_force(q, k, accept)), live));
         }
         self.with_scratch(|s| {
             s.distances = 0;

@@ -145,8 +145,9 @@ impl Index {
     }
 
     /// Deletes the vectors (and payloads) of `keys` as one logged write, which unbinds
-    /// them. Returns how many were deleted. An absent (or repeated) key is `UnknownKey`
-    /// and deletes nothing, unless `missing_ok`, which skips it.
+    /// them. Returns how many were deleted. An absent key is `UnknownKey`, a repeated
+    /// one `DuplicateKey`, and either deletes nothing, unless `missing_ok`, which skips
+    /// it.
     pub fn delete_keys<K: AsRef<str>>(&self, keys: &[K], missing_ok: bool) -> Result<u64> {
         self.keyed_only()?;
         self.writable_log()?;
@@ -169,6 +170,7 @@ impl Index {
                     ));
                 }
                 Some(id) if seen.insert(id) => ids.push(id),
+                Some(_) if !missing_ok => return Err(Error::DuplicateKey(key.to_string())),
                 _ if missing_ok => {}
                 _ => return Err(Error::UnknownKey(key.to_string())),
             }

@@ -336,8 +336,7 @@ impl Index {
     }
 
     /// The `k` nearest vectors to `query`, searching with beam width `max(ef, k)`. A beam
-    /// as wide as the graph (deleted vectors not yet consolidated included) scans
-    /// instead: the answer is then exact.
+    /// at least as wide as the index's `len()` scans instead: the answer is then exact.
     pub fn search_ef(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Neighbour>> {
         check_search(k, 0, ef)?;
         self.follow()?;

@@ -667,8 +667,8 @@ impl Index {
         self.delete_batch(&[id])
     }
 
-    /// Deletes every id of `ids` as one logged write: all or nothing (an unknown or
-    /// repeated id rejects the whole batch). The graph is repaired around the deleted
+    /// Deletes every id of `ids` as one logged write: all or nothing (an unknown id,
+    /// `UnknownId`, or a repeated one, `DuplicateId`, rejects the whole batch). The graph is repaired around the deleted
     /// nodes by the next consolidation (see `docs/durability.md`), after which their slots
     /// are reused. In a string-id index the ids' keys are unbound by the same write.
     pub fn delete_batch(&self, ids: &[u64]) -> Result<()> {
@@ -682,7 +682,10 @@ impl Index {
         let meta = self.meta();
         let mut seen = HashSet::with_capacity(ids.len());
         for &id in ids {
-            if !seen.insert(id) || p.slot_of(&meta, id)?.is_none() {
+            if !seen.insert(id) {
+                return Err(Error::DuplicateId(id));
+            }
+            if p.slot_of(&meta, id)?.is_none() {
                 return Err(Error::UnknownId(id));
             }
         }

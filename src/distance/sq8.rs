@@ -26,6 +26,18 @@ const SQ8_TRIM: usize = 1000;
 /// retraining, against 61% with no misfits at all).
 const MISFIT_STEPS: f32 = 4.0;
 
+/// Sample rows `Sq8::resolves` compares with each other (their nearest neighbours among
+/// so few lie further than in the whole data, which errs towards keeping codes).
+const RESOLVE_ROWS: usize = 256;
+
+/// Above this median of encoding error over nearest-neighbour distance, SQ8 codes do
+/// not resolve the data (`Sq8::resolves`). Measured on 5,000-row sets (M 16, recall@10
+/// at ef 64 on codes, and exact): real MiniLM embeddings 0.007-0.008 (0.998, 0.998),
+/// Gaussian 8-128-d at most 0.012, 50 clusters 0.04-0.06, Cauchy 8-128-d 0.05-0.19 (as
+/// exact), 1-d Gaussian 0.93 (0.997 against 1.0); Cauchy 1-2-d 1.9-18 (0.24-0.53
+/// against 1.0) and two clusters 1,000 apart at 2-32-d 1.1-9.5 (0.07-0.47 against 1.0).
+const RESOLVE_RATIO: f32 = 0.5;
+
 impl Sq8 {
     /// Learns each component's range from `rows`: from min to max, less the
     /// `1 / SQ8_TRIM` most extreme values at each end (none below `SQ8_TRIM` rows).
@@ -46,6 +58,40 @@ impl Sq8 {
             })
             .unzip();
         Sq8 { offset, scale }
+    }
+
+    /// Whether codes of these ranges tell `rows` (a sample of the data they were trained
+    /// on) from their nearest neighbours: the median, over rows with a distinct nearest
+    /// neighbour among `RESOLVE_ROWS` spread over `rows`, of the distance encoding moves a row,
+    /// against the distance to that neighbour, is under `RESOLVE_RATIO`. Ranges that
+    /// heavy tails or far-apart clusters stretch put whole neighbourhoods in one or two
+    /// steps; a walk on such codes cannot tell their vectors apart (1-d Cauchy data:
+    /// 42% of vectors did not find themselves at ef 64).
+    pub fn resolves(&self, rows: &[&[f32]]) -> bool {
+        let step = rows.len().div_ceil(RESOLVE_ROWS).max(1);
+        let rows: Vec<&[f32]> = rows.iter().step_by(step).copied().collect();
+        let mut code = vec![0u8; self.dim()];
+        let mut ratios: Vec<f32> = Vec::with_capacity(rows.len());
+        for (i, a) in rows.iter().enumerate() {
+            let nearest = (rows.iter().enumerate())
+                .filter(|&(j, _)| j != i)
+                .map(|(_, b)| super::l2sq_scalar(a, b))
+                .filter(|&d| d > 0.0)
+                .fold(f32::INFINITY, f32::min);
+            if nearest.is_finite() {
+                self.encode(a, &mut code);
+                let moved: f32 = (a.iter().zip(&code).enumerate())
+                    .map(|(j, (&x, &c))| x - (self.offset[j] + self.scale[j] * c as f32))
+                    .map(|e| e * e)
+                    .sum();
+                ratios.push((moved / nearest).sqrt());
+            }
+        }
+        if ratios.is_empty() {
+            return true;
+        }
+        let mid = ratios.len() / 2;
+        *ratios.select_nth_unstable_by(mid, f32::total_cmp).1 < RESOLVE_RATIO
     }
 
     /// A quantiser from stored parameters (as returned by `offset` and `scale`).

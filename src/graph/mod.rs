@@ -64,9 +64,10 @@ pub struct Quantized {
     /// reopen knows them; enough new ones make a checkpoint retrain
     /// (`Index::training_due`).
     misfits: NodeSet,
-    /// Misfits as the training left them (vectors in the tails of heavy-tailed data):
-    /// only those beyond these count towards a retraining, which could not fit them.
-    trained_misfits: u64,
+    /// Misfits as the training left them (vectors in the tails of heavy-tailed data), or
+    /// as a declined retraining found them: only those beyond these count towards a
+    /// retraining, which could not fit them.
+    trained_misfits: AtomicU64,
     /// Whether `misfits` changed since the last checkpoint committed it.
     misfits_dirty: AtomicBool,
 }
@@ -93,7 +94,7 @@ impl Quantized {
             metric: kernels.0,
             kernels: kernels.1,
             misfits: set,
-            trained_misfits,
+            trained_misfits: AtomicU64::new(trained_misfits),
             misfits_dirty: AtomicBool::new(false),
         }
     }
@@ -105,12 +106,19 @@ impl Quantized {
 
     /// Misfits beyond those the training left.
     pub fn new_misfits(&self) -> u64 {
-        (self.misfits() as u64).saturating_sub(self.trained_misfits)
+        (self.misfits() as u64).saturating_sub(self.trained_misfits())
     }
 
-    /// Misfits when the codes were trained.
+    /// Misfits when the codes were trained (or a retraining was declined).
     pub fn trained_misfits(&self) -> u64 {
+        self.trained_misfits.load(Ordering::Relaxed)
+    }
+
+    /// Counts the misfits there are now as the training's: a retraining that would not
+    /// resolve the data was declined.
+    pub fn excuse_misfits(&self) {
         self.trained_misfits
+            .store(self.misfits() as u64, Ordering::Relaxed);
     }
 
     /// Every misfit slot, ascending.
@@ -534,7 +542,7 @@ impl Graph {
     /// Writes the codes of every routable node below `high_water` into `quantized`'s
     /// file, on `threads` threads, noting which vectors they do not fit; those are the
     /// misfits the training leaves.
-    pub fn encode_routable(&self, quantized: &mut Quantized, high_water: u32, threads: usize) {
+    pub fn encode_routable(&self, quantized: &Quantized, high_water: u32, threads: usize) {
         crate::parallel::parallel_for(high_water as usize, threads, |i| {
             let node = i as u32;
             if self.routable.contains(node) {
@@ -543,7 +551,7 @@ impl Graph {
                 quantized.note_fit(node, &v);
             }
         });
-        quantized.trained_misfits = quantized.misfits() as u64;
+        quantized.excuse_misfits();
     }
 
     /// Whether an exact re-rank should start the disk reads of a batch of vectors before

@@ -118,9 +118,17 @@ impl Index {
         let ahead = graph
             .quantized()
             .is_some_and(|q| q.generation != p.codes_generation);
-        if !ahead && self.training_due(&p, &graph, MISFITS_RETRAIN) {
+        let due = !ahead && self.training_due(&p, &graph, MISFITS_RETRAIN);
+        let trained = match due {
+            true => self.train_codes(&graph, &p, &[])?,
+            false => None,
+        };
+        if due && trained.is_none() {
+            let live = p.slots.live();
+            Self::decline_codes(&graph, &mut p, live);
+        }
+        if let Some(trained) = trained {
             let mut graph = graph;
-            let trained = self.train_codes(&graph, &p, &[])?;
             self.commit_checkpoint(wal, &graph, &mut p, &freeing, Some(&trained))?;
             // The metadata now names the new generation: searches may use it, and the
             // old file is garbage (a crash before this removal leaves it for `open`).
@@ -162,14 +170,20 @@ impl Index {
             return Ok(());
         }
         let mut graph = self.graph.write();
-        let p = self.ledger.lock();
+        let mut p = self.ledger.lock();
         if !due(&graph, &p) {
             return Ok(());
         }
         let trained = self
             .train_codes(&graph, &p, rows)
             .inspect_err(|e| self.poison.set(e))?;
-        graph.set_quantized(Some(trained));
+        match trained {
+            Some(trained) => graph.set_quantized(Some(trained)),
+            None => {
+                let live = p.slots.live() + rows.len() as u64;
+                Self::decline_codes(&graph, &mut p, live);
+            }
+        }
         Ok(())
     }
 
@@ -252,7 +266,11 @@ impl Index {
     /// write asks whether to checkpoint, `MISFITS_RETRAIN` at a checkpoint.
     pub(super) fn training_due(&self, p: &Ledger, graph: &Graph, one_in: u64) -> bool {
         match graph.quantized() {
-            None => p.slots.live() >= self.options.quantize_after,
+            // Twice the live count of a declined training (`decline_codes`), if any.
+            None => {
+                p.slots.live()
+                    >= (self.options.quantize_after).max(p.codes_trained_live.saturating_mul(2))
+            }
             Some(q) => {
                 self.options.quantize_after != u64::MAX
                     && (p.slots.live()
@@ -268,8 +286,16 @@ impl Index {
     /// Trains a quantiser on (a sample of) the live vectors and the rows of `ahead` (a
     /// batch about to be inserted) and writes the codes of every routable node into a new
     /// code file, `codes.<generation + 1>`, synced. Nothing refers to the file until a
-    /// checkpoint's metadata commit names its generation.
-    fn train_codes(&self, graph: &Graph, p: &Ledger, ahead: &[Vec<f32>]) -> Result<Quantized> {
+    /// checkpoint's metadata commit names its generation. None if SQ8 codes would not
+    /// tell the sample's vectors from their neighbours (`Sq8::resolves`): walks then keep
+    /// what they walk on (exact vectors, or the codes they have, whose misfits they score
+    /// exactly), and training waits until the live count has doubled (`decline_codes`).
+    fn train_codes(
+        &self,
+        graph: &Graph,
+        p: &Ledger,
+        ahead: &[Vec<f32>],
+    ) -> Result<Option<Quantized>> {
         let live: Vec<u32> = (0..p.slots.high_water())
             .filter(|&s| graph.is_live(s))
             .collect();
@@ -280,19 +306,21 @@ impl Index {
             .step_by(step)
             .map(|&s| graph.vectors().vector(s).to_f32())
             .collect();
-        let sample = rows
-            .iter()
-            .map(|r| &**r)
-            .chain(ahead.iter().step_by(step).map(|r| &r[..]));
+        let sample: Vec<&[f32]> = (rows.iter().map(|r| &**r))
+            .chain(ahead.iter().step_by(step).map(|r| &r[..]))
+            .collect();
         let quantizer = match self.config.routing.rabitq_bits() {
-            None => Quantizer::Sq8(Sq8::train(self.config.dim, sample)),
+            None => match Sq8::train(self.config.dim, sample.iter().copied()) {
+                sq8 if sq8.resolves(&sample) => Quantizer::Sq8(sq8),
+                _ => return Ok(None),
+            },
             // The rotation's seed is the index's, drawn anew at each training (the codes
             // of a generation are all made with one).
             Some(bits) => Quantizer::RaBitQ(RaBitQ::train(
                 self.config.dim,
                 self.config.seed ^ (p.codes_generation + 1).rotate_left(17),
                 bits,
-                sample,
+                sample.into_iter(),
             )),
         };
         let generation = p.codes_generation + 1;
@@ -309,10 +337,20 @@ impl Index {
         )?;
         codes.file().advise(false);
         let kernels = (self.config.metric, self.kernels);
-        let mut trained = Quantized::new(quantizer, codes, generation, kernels, &[], 0);
-        graph.encode_routable(&mut trained, p.slots.high_water(), self.threads());
+        let trained = Quantized::new(quantizer, codes, generation, kernels, &[], 0);
+        graph.encode_routable(&trained, p.slots.high_water(), self.threads());
         trained.codes.file().sync()?;
-        Ok(trained)
+        Ok(Some(trained))
+    }
+
+    /// Records a training that `train_codes` declined, with `live` vectors counted: the
+    /// next is due once the live count has doubled, and the misfits of the codes in use,
+    /// if any, no longer count towards one (a retraining would not resolve them either).
+    fn decline_codes(graph: &Graph, p: &mut Ledger, live: u64) {
+        p.codes_trained_live = live;
+        if let Some(q) = graph.quantized() {
+            q.excuse_misfits();
+        }
     }
 
     /// Makes every write so far durable: a checkpoint. After it returns, a reopen sees

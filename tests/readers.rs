@@ -565,3 +565,25 @@ fn a_view_caught_up_in_steps_holds_what_the_writer_holds() {
     );
     assert!(view.verify().unwrap().is_ok());
 }
+
+/// A view never refreshed walks the writer's layer-0 lists as the writer changes them:
+/// once the writer has grown its files, a list may link to a slot beyond the view's
+/// mapping. That is a node newer than the view, not damage: until 2026-12-07 `verify` on
+/// the view called graph0 damaged (an adversarial run).
+#[test]
+fn a_stale_view_verifies_after_the_writer_grows_its_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let w = Index::create(&dir, &IndexOptions::new(DIM, Metric::L2).threads(1)).unwrap();
+    w.insert(0, &vector(0, 0)).unwrap();
+    w.checkpoint().unwrap();
+    let view = Index::open_read_only(&dir).unwrap();
+    for batch in 0..3u64 {
+        let ids: Vec<u64> = (1 + batch * 1000..1 + (batch + 1) * 1000).collect();
+        let rows: Vec<f32> = ids.iter().flat_map(|&id| vector(id, 0)).collect();
+        w.insert_batch(&ids, &rows).unwrap();
+        let report = view.verify().unwrap();
+        assert!(report.is_ok(), "after batch {batch}: {:?}", report.problems);
+        assert_eq!(view.search(&vector(0, 0), 1).unwrap()[0].distance, 0.0);
+    }
+}

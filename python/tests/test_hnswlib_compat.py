@@ -138,6 +138,14 @@ def test_snapshot_errors(tmp_path):
     bf.save_index(str(tmp_path / "bf.bin"))
     with pytest.raises(hnswdb.CorruptError, match="BFIndex"):
         hnswdb.Index(space="l2", dim=DIM).load_index(str(tmp_path / "bf.bin"))
+    # A snapshot cut short anywhere is damaged, not a tar error or a missing temp index
+    # (an adversarial run saw tarfile.ReadError and IndexNotFoundError).
+    index.save_index(str(tmp_path / "whole.bin"))
+    whole = (tmp_path / "whole.bin").read_bytes()
+    for size in [0, 10, 100, 512, 1024, 5000, len(whole) // 4, len(whole) // 2]:
+        (tmp_path / "cut.bin").write_bytes(whole[:size])
+        with pytest.raises(hnswdb.CorruptError):
+            hnswdb.Index(space="l2", dim=DIM).load_index(str(tmp_path / "cut.bin"))
 
 
 def test_load_index_refuses_another_space_or_dimension(tmp_path):

@@ -187,8 +187,14 @@ impl Graph {
     /// in the graph). Returns the counts of stale links (to slots not in the graph, or to a
     /// node not on that level: skipped by searches, removed by consolidation) and of live
     /// nodes no search can reach from the entry point (by links on any level): matters of
-    /// search quality.
-    pub fn check(&self, high_water: u32, problems: &mut Vec<String>) -> Result<(usize, usize)> {
+    /// search quality. A read-only view (`view`) judges ids by the files as the writer
+    /// has grown them: a list may link to a node newer than the view (stale, not damage).
+    pub fn check(
+        &self,
+        high_water: u32,
+        view: bool,
+        problems: &mut Vec<String>,
+    ) -> Result<(usize, usize)> {
         let mut stale = 0;
         let mut list = Vec::new();
         let upper: HashMap<u32, std::sync::Arc<UpperNode>> =
@@ -212,7 +218,10 @@ impl Graph {
         }
         // No write, and no crash in any durability mode, puts an id beyond the files'
         // capacity or the same id twice into a list: such a list is damage, not staleness.
-        let capacity = self.capacity() as u32;
+        let capacity = match view {
+            true => self.capacity().max(self.layer0.file().capacity_on_disk()?),
+            false => self.capacity(),
+        } as u32;
         let mut damaged = Vec::new();
         for n in (0..high_water).filter(|&n| self.routable.contains(n)) {
             self.links(n, 0, &mut list)?;

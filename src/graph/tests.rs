@@ -112,7 +112,7 @@ fn a_rerank_finds_the_exact_nearest_of_the_beam_reading_only_what_can_win() {
 
 fn assert_sound(graph: &Graph, high_water: u32) -> (usize, usize) {
     let mut problems = Vec::new();
-    let counts = graph.check(high_water, &mut problems).unwrap();
+    let counts = graph.check(high_water, false, &mut problems).unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     counts
 }
@@ -246,5 +246,5 @@ fn unreadable_upper_layers_fail_searches_instead_of_cutting_links() {
     assert!(matches!(graph.search(&q, 5, 16), Err(Error::Meta(_))));
     assert!(graph.upper_count().is_err());
     let mut problems = Vec::new();
-    assert!(graph.check(300, &mut problems).is_err());
+    assert!(graph.check(300, false, &mut problems).is_err());
 }

@@ -97,7 +97,8 @@ impl Index {
             }
             Ok(())
         })?;
-        let (stale_links, unreachable) = graph.check(p.slots.high_water(), &mut problems)?;
+        let (stale_links, unreachable) =
+            graph.check(p.slots.high_water(), self.wal.is_none(), &mut problems)?;
         Ok(VerifyReport {
             problems,
             unreachable,

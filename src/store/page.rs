@@ -452,6 +452,15 @@ impl PageFile {
         self.header.capacity as usize
     }
 
+    /// Number of slots the file holds on disk now: more than `capacity` in a read-only
+    /// view once the writer has grown the file.
+    pub fn capacity_on_disk(&self) -> Result<usize> {
+        let len = std::fs::metadata(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?
+            .len() as usize;
+        Ok(len.saturating_sub(HEADER_PAGE) / self.stride().max(1))
+    }
+
     /// Bytes per slot.
     pub fn stride(&self) -> usize {
         self.header.stride as usize

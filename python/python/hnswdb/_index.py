@@ -268,7 +268,11 @@ class Index:
         workdir = tempfile.TemporaryDirectory(prefix="hnswdb-")
         tree = os.path.join(workdir.name, "index")
         meta, arrays = self._unpack(source, tree)
-        engine = _Engine.open(tree, durable=False)
+        try:
+            engine = _Engine.open(tree, durable=False)
+        except IndexNotFoundError:
+            # The snapshot's index directory is missing or incomplete: a truncated file.
+            raise CorruptError(f"{source} is a damaged snapshot: it holds no whole index") from None
         try:
             self._check_identity(engine, source)
             private = _Private(workdir, 0, allow_replace_deleted)

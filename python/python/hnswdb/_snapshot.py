@@ -68,7 +68,11 @@ def read(source: Union[str, os.PathLike, bytes], into: Optional[str] = None) -> 
     except tarfile.TarError:
         raise CorruptError(f"{name} is not an hnswdb snapshot (hnswlib's own index files cannot be read)") from None
     with archive:
-        return _unpack(archive, name, into)
+        try:
+            return _unpack(archive, name, into)
+        except (tarfile.TarError, EOFError, ValueError) as e:
+            # A truncated or damaged member (tar, JSON or .npy): the file, not the caller.
+            raise CorruptError(f"{name} is a damaged snapshot: {e}") from None
 
 
 def _pack(f, meta: dict, arrays: Arrays, tree: Optional[str]) -> None:

@@ -132,3 +132,61 @@ fn a_failed_log_fsync_fails_every_writer_waiting_on_it_and_poisons_until_reopen(
     reopened.insert(200, &row(200)).unwrap();
     assert!(reopened.verify().unwrap().is_ok());
 }
+
+/// A read-only view that catches up while the writer has logged a write but not yet
+/// applied it (here: the log's fsync is held, then fails) leaves that write for a later
+/// refresh. One it applied itself went into its private copy of the shared pages, which
+/// then hid every later change the writer made to them: an adversarial run's reader,
+/// refreshing beside a writer, kept missing the newest vectors for dozens of refreshes.
+#[test]
+fn a_view_applies_only_what_the_writer_has_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let spread = |id: u64| -> Vec<f32> {
+        (0..DIM as u64)
+            .map(|j| ((id * 2_654_435_761 + j * 40_503) % 10_007) as f32 / 100.0)
+            .collect()
+    };
+    let rows = |ids: &[u64]| -> Vec<f32> { ids.iter().flat_map(|&id| spread(id)).collect() };
+    let index = Index::create(&dir, &options().quantize_after(200)).unwrap();
+    let first: Vec<u64> = (0..300).collect();
+    index.insert_batch(&first, &rows(&first)).unwrap();
+    let view = Arc::new(Index::open_read_only(&dir).unwrap());
+    let seen = Arc::new(Mutex::new(None));
+    let (v, s) = (view.clone(), seen.clone());
+    fail_next_log_sync(
+        &dir,
+        Box::new(move || {
+            // The record is in the log; the writer applies it only after the fsync.
+            v.refresh().unwrap();
+            *s.lock() = Some(v.len());
+        }),
+    );
+    let second: Vec<u64> = (300..600).collect();
+    assert!(index.insert_batch(&second, &rows(&second)).is_err());
+    assert_eq!(
+        *seen.lock(),
+        Some(300),
+        "the view applied an unapplied write"
+    );
+    drop(index);
+    // The reopened writer recovers the write from the log, then links many more.
+    let index = Index::open(&dir).unwrap();
+    let third: Vec<u64> = (600..2000).collect();
+    index.insert_batch(&third, &rows(&third)).unwrap();
+    view.refresh().unwrap();
+    assert_eq!(view.len(), index.len());
+    let report = view.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let found = index
+        .ids()
+        .unwrap()
+        .iter()
+        .filter(|&&id| view.search_ef(&spread(id), 1, 64).unwrap()[0].distance == 0.0)
+        .count();
+    assert!(
+        found * 100 >= 99 * index.len() as usize,
+        "{found} of {}",
+        index.len()
+    );
+}

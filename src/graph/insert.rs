@@ -190,35 +190,39 @@ impl Graph {
         })
     }
 
-    /// A read-only view's replay of an insert the writer has already made in the pages it
-    /// shares with the view: publishes `node` without inserting it again when its slot
-    /// holds `v` under `label` (and its codes, if any, encode it) and the writer has
-    /// linked it on layer 0, whose links the view's walks follow anyway. Only its upper
-    /// lists, which live in the writer's memory, are built (a search of the upper layers
-    /// only). Returns false, changing nothing, when any of that does not hold: the caller
-    /// then inserts it.
-    pub fn adopt(&self, node: u32, level: usize, v: &[f32], label: u64) -> Result<bool> {
-        if self.entry.read().is_none() || !self.vectors.holds(node, v, label) {
+    /// Whether the writer has made the insert of `v` under `label` in slot `node` in the
+    /// pages it shares with a read-only view: the slot holds them, its codes (if any)
+    /// encode it, and it is linked on layer 0 (unless it is the view's first node). A view
+    /// applies only inserts the writer has made (`Graph::adopt`): one of its own would
+    /// write into its private copy of the pages, which would then hide every later change
+    /// the writer makes to them.
+    pub fn adoptable(&self, node: u32, v: &[f32], label: u64) -> Result<bool> {
+        if !self.vectors.holds(node, v, label) {
             return Ok(false);
         }
         let stored = self.vectors.vector(node).to_f32();
-        if self
-            .quantized
-            .as_ref()
-            .is_some_and(|q| !q.matches(node, &stored))
-        {
+        if (self.quantized.as_ref()).is_some_and(|q| !q.matches(node, &stored)) {
             return Ok(false);
         }
         let mut links = Vec::new();
         self.links(node, 0, &mut links)?;
-        if links.is_empty() {
+        Ok(!links.is_empty() || self.entry.read().is_none())
+    }
+
+    /// A read-only view's replay of an insert the writer has already made (`adoptable`):
+    /// publishes `node` without inserting it again; only its upper lists, which live in
+    /// the writer's memory, are built (a search of the upper layers only), or it becomes
+    /// the entry point of an empty view. Returns false, changing nothing, when the insert
+    /// is not adoptable.
+    pub fn adopt(&self, node: u32, level: usize, v: &[f32], label: u64) -> Result<bool> {
+        if !self.adoptable(node, v, label)? {
             return Ok(false);
         }
         if let Some(q) = &self.quantized {
-            q.note_fit(node, &stored);
+            q.note_fit(node, &self.vectors.vector(node).to_f32());
         }
         self.publish(node, level);
-        if level > 0 {
+        if level > 0 || self.entry.read().is_none() {
             self.connect(node, level, 1, &[])?;
         }
         Ok(true)

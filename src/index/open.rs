@@ -23,7 +23,7 @@ use crate::store::{
     CodeKind, Codes, Config, IdKind, Layer0, Meta, ReaderTable, Registration, State, UpperLists,
     Vectors, codes, layer0, vectors,
 };
-use crate::wal::{self, Wal, WalIdentity};
+use crate::wal::{self, Position, Replay, Wal, WalIdentity};
 
 pub(super) const VECTORS_FILE: &str = "vectors";
 pub(super) const GRAPH0_FILE: &str = "graph0";
@@ -177,17 +177,18 @@ impl Index {
             return Ok(false);
         }
         let mut ledger = self.ledger.lock();
+        let (applied, next_lsn, resume) = view_extent(&graph, &replay, view.next_lsn)?;
+        let ops = &replay.ops[..applied];
         // Check on a copy of the ledger that every record applies, so that a view is
         // moved whole or not at all.
         let mut trial = ledger.trial();
-        if replay
-            .ops
+        if ops
             .iter()
             .any(|(_, op)| trial.apply(&self.meta(), self.config.dim, op).is_err())
         {
             return Ok(false);
         }
-        for (lsn, op) in &replay.ops {
+        for (lsn, op) in ops {
             write::replay(
                 &mut graph,
                 &mut ledger,
@@ -200,12 +201,12 @@ impl Index {
                 true,
             )?;
         }
-        if !replay.ops.is_empty() {
+        if !ops.is_empty() {
             // Rebuilt on the next filtered search from the moved view.
             self.fields.write().index = None;
         }
-        view.next_lsn = replay.next_lsn;
-        view.resume = replay.resume;
+        view.next_lsn = next_lsn;
+        view.resume = resume;
         Ok(true)
     }
 
@@ -283,14 +284,18 @@ impl Index {
             None,
         )?;
         let threads = options.thread_count();
-        for (lsn, op) in &replay.ops {
+        let (applied, view_lsn, view_resume) = match read_only {
+            true => view_extent(&graph, &replay, state.checkpoint_lsn)?,
+            false => (replay.ops.len(), replay.next_lsn, None),
+        };
+        for (lsn, op) in &replay.ops[..applied] {
             let (dim, graph, ledger) = (config.dim, &mut graph, &mut ledger);
             write::replay(
                 graph, ledger, &meta, dim, threads, *lsn, op, &wal_dir, read_only,
             )?;
         }
         let recovery = Recovery {
-            replayed: replay.ops.len(),
+            replayed: applied,
             truncated_bytes: replay.tail_bytes()?,
         };
         if let Some(r) = &registration {
@@ -298,8 +303,8 @@ impl Index {
         }
         let view = read_only.then(|| View {
             index_uid: config.index_uid,
-            next_lsn: replay.next_lsn,
-            resume: replay.resume.clone(),
+            next_lsn: view_lsn,
+            resume: view_resume,
             _registration: registration,
         });
         let poison = Arc::new(Poison::default());
@@ -601,6 +606,27 @@ fn remove_stale_codes(dir: &Path, current: u64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How far a read-only view applies the log `replay` read from record `first_lsn` on:
+/// the ops the writer has already applied (`write::applied_prefix`), and the record its
+/// next catch-up reads from (with where in the log it is, when that is the end).
+fn view_extent(
+    graph: &Graph,
+    replay: &Replay,
+    first_lsn: u64,
+) -> Result<(usize, u64, Option<Position>)> {
+    let applied = write::applied_prefix(graph, &replay.ops)?;
+    Ok(match applied == replay.ops.len() {
+        true => (applied, replay.next_lsn, replay.resume.clone()),
+        // An op's records follow the last record of the op before it.
+        false => {
+            let next = applied
+                .checked_sub(1)
+                .map_or(first_lsn, |i| replay.ops[i].0 + 1);
+            (applied, next, None)
+        }
+    })
 }
 
 /// Opens the code file the metadata names, if any.

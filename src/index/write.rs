@@ -781,6 +781,23 @@ fn apply_to_graph(
     Ok(())
 }
 
+/// How many of `ops` (read from the log by a read-only view) the writer has already
+/// applied to the pages it shares with the view, counting from the first: the view
+/// applies those and leaves the rest for its next refresh (`Graph::adoptable`).
+pub(super) fn applied_prefix(graph: &Graph, ops: &[(u64, Op)]) -> Result<usize> {
+    for (i, (_, op)) in ops.iter().enumerate() {
+        if let Op::Insert(items) | Op::Upsert(items) = op {
+            for it in items {
+                let slot_known = (it.slot as usize) < graph.capacity();
+                if !slot_known || !graph.adoptable(it.slot, &it.vector, it.id)? {
+                    return Ok(i);
+                }
+            }
+        }
+    }
+    Ok(ops.len())
+}
+
 /// Re-applies the logged write `op` (ending at record `lsn` of the log in `wal_dir`)
 /// during recovery or a read-only view's catching up (`view`), through the same steps as
 /// a live write. A record that does not fit the state is a damaged log: `Error::Corrupt`.

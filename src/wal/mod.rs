@@ -8,5 +8,5 @@ mod replay;
 mod segment;
 
 pub(crate) use record::{Op, Placed};
-pub(crate) use replay::read as read_for_replay;
+pub(crate) use replay::{Replay, read as read_for_replay};
 pub(crate) use segment::{Position, Wal, WalIdentity};

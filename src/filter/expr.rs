@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::MAX_JSON_DEPTH;
+use super::number::Num;
 use crate::error::{Error, Result};
 
 /// A condition on payloads. Build one with the constructors (`Filter::eq("lang", "en")
@@ -266,6 +267,19 @@ fn number(field: &str, op: &str, value: &Value) -> Result<Value> {
     }
 }
 
+/// Of two bounds on one side (`old`, if any, and `new`), the one that admits less:
+/// further in the direction `inward` (`Greater` for lower bounds), or, at the same number,
+/// the exclusive one.
+fn tighter(old: Option<Bound>, new: Bound, inward: std::cmp::Ordering) -> Bound {
+    let Some(old) = old else { return new };
+    let num = |b: &Bound| b.value.as_number().map(Num::of);
+    match num(&new).cmp(&num(&old)) {
+        o if o == inward => new,
+        std::cmp::Ordering::Equal if !new.inclusive => new,
+        _ => old,
+    }
+}
+
 /// The condition `{"field": value}` or `{"field": {"$op": value, ...}}`.
 fn field_condition(field: &str, value: &Value) -> Result<Filter> {
     let ops: &Map<String, Value> = match value {
@@ -296,17 +310,15 @@ fn field_condition(field: &str, value: &Value) -> Result<Filter> {
                 let f = Filter::In(field.into(), values.clone());
                 all.push(if op == "$in" { f } else { Filter::not(f) });
             }
+            // Two bounds on one side must both hold: the tighter one says it (kept as one
+            // range, which an array field must satisfy with one of its values).
             "$gt" | "$gte" => {
-                if lower.is_some() {
-                    return Err(bad(format!("{field}: two lower bounds")));
-                }
-                lower = Some(Bound::new(number(field, op, v)?, op == "$gte"));
+                let new = Bound::new(number(field, op, v)?, op == "$gte");
+                lower = Some(tighter(lower, new, std::cmp::Ordering::Greater));
             }
             "$lt" | "$lte" => {
-                if upper.is_some() {
-                    return Err(bad(format!("{field}: two upper bounds")));
-                }
-                upper = Some(Bound::new(number(field, op, v)?, op == "$lte"));
+                let new = Bound::new(number(field, op, v)?, op == "$lte");
+                upper = Some(tighter(upper, new, std::cmp::Ordering::Less));
             }
             "$exists" => match v {
                 Value::Bool(true) => all.push(Filter::has(field)),
@@ -329,6 +341,29 @@ fn field_condition(field: &str, value: &Value) -> Result<Filter> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Several bounds on one side all hold: the tightest is kept (they were refused as
+    /// "two lower bounds", where the docs say every operator on a field must hold).
+    #[test]
+    fn the_tightest_of_several_bounds_on_a_side_is_kept() {
+        let parse = |j: Value| Filter::from_json(&j).unwrap();
+        let range = |lo: Option<(Value, bool)>, hi: Option<(Value, bool)>| {
+            let b = |(v, i): (Value, bool)| Bound::new(v, i);
+            Filter::range("x", lo.map(b), hi.map(b))
+        };
+        assert_eq!(
+            parse(json!({"x": {"$gt": 2.5, "$gte": 23.5}})),
+            range(Some((json!(23.5), true)), None)
+        );
+        assert_eq!(
+            parse(json!({"x": {"$gte": 3, "$gt": 3}})),
+            range(Some((json!(3), false)), None)
+        );
+        assert_eq!(
+            parse(json!({"x": {"$lt": 5, "$lte": 10.0, "$gt": -1}})),
+            range(Some((json!(-1), false)), Some((json!(5), false)))
+        );
+    }
 
     #[test]
     fn json_form_parses_to_the_builders_filters() {
@@ -364,7 +399,6 @@ mod tests {
             json!({"a": {"b": 1}}),
             json!({"a": null}),
             json!({"$and": {}}),
-            json!({"a": {"$gt": 1, "$gte": 2}}),
         ] {
             assert!(
                 matches!(Filter::from_json(&bad), Err(Error::InvalidFilter(_))),

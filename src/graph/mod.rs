@@ -131,11 +131,15 @@ impl Quantized {
         self.misfits_dirty.swap(false, Ordering::Relaxed)
     }
 
-    /// Forgets slots being freed: whatever is written there next is judged anew.
+    /// Forgets slots being freed: whatever is written there next is judged anew. The
+    /// training's misfits may be among them: the baseline never exceeds what is left, or
+    /// new misfits would hide behind misfits that are gone.
     pub fn forget_misfits(&self, slots: &[u32]) {
         for &s in slots {
             self.set_misfit(s, false);
         }
+        self.trained_misfits
+            .fetch_min(self.misfits() as u64, Ordering::Relaxed);
     }
 
     /// Records whether slot `node`'s new vector fits the quantiser.

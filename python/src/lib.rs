@@ -194,7 +194,7 @@ fn json_within(v: &Bound<'_, PyAny>, at: &str, depth: usize) -> PyResult<Value> 
                     k.get_type().name()?
                 )));
             };
-            let key = key.to_cow()?.into_owned();
+            let key = utf8(key, at)?;
             let value = json_within(&v, &format!("{at}[{key:?}]"), depth + 1)?;
             map.insert(key, value);
         }
@@ -216,6 +216,17 @@ fn json_within(v: &Bound<'_, PyAny>, at: &str, depth: usize) -> PyResult<Value> 
          dict and numpy bool/integer/float scalars can)",
         v.get_type().name()?
     )))
+}
+
+/// `s` as UTF-8: a str holding a lone surrogate has none, and is `InvalidInputError`
+/// (as a key of a string-id index is), not Python's `UnicodeEncodeError`.
+fn utf8(s: &Bound<'_, PyString>, at: &str) -> PyResult<String> {
+    match s.to_cow() {
+        Ok(text) => Ok(text.into_owned()),
+        Err(_) => Err(invalid_input(format!(
+            "{at}: a str with a lone surrogate is not Unicode text, and JSON cannot hold it"
+        ))),
+    }
 }
 
 /// A scalar as JSON (see `to_json`); None for a value that is not one of the scalars.
@@ -246,7 +257,7 @@ fn scalar_json(v: &Bound<'_, PyAny>, at: &str) -> PyResult<Option<Value>> {
         };
     }
     if let Ok(s) = v.cast::<PyString>() {
-        return Ok(Some(Value::String(s.to_cow()?.into_owned())));
+        return Ok(Some(Value::String(utf8(s, at)?)));
     }
     if is_numpy_number(v)? {
         // `item()` gives the Python bool, int or float of the same value (a long double

@@ -129,6 +129,12 @@ def test_unsupported_values_are_a_type_error_naming_the_key(index):
         index.set_payload(0, {"a": {3: 1}})
     with pytest.raises(ValueError, match=r'payload\["big"\]: .* 64 bits'):
         index.set_payload(0, {"big": 2**64})
+    # A lone surrogate is a str but not text (it was Python's UnicodeEncodeError).
+    for bad in ({"s": "a\ud800"}, {"\udfff": 1}):
+        with pytest.raises(hnswdb.InvalidInputError, match="lone surrogate"):
+            index.set_payload(0, bad)
+        with pytest.raises(hnswdb.InvalidInputError, match="lone surrogate"):
+            index.knn_query(np.ones(DIM), k=1, filter=bad)
     assert index.get_payloads([0]) == [None] and 1 not in index  # nothing was written
 
 

@@ -342,7 +342,13 @@ fn labels(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
         }
     }
     let array: PyReadonlyArray1<u64> = array.call_method1("astype", ("uint64",))?.extract()?;
-    Ok(array.as_array().iter().copied().collect())
+    let ids: Vec<u64> = array.as_array().iter().copied().collect();
+    if ids.contains(&ABSENT) {
+        return Err(invalid_input(
+            "id 2**64-1 is reserved: it pads answers short of k (knn_query strict=False)",
+        ));
+    }
+    Ok(ids)
 }
 
 /// `ids` of a string-id index as keys: a str, or a sequence (list, tuple, numpy array)

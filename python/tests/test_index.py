@@ -336,6 +336,9 @@ def test_per_call_ef_padding_and_batch_delete(path):
     labels, distances = index.knn_query(data[:1], k=5, filter=lambda label: label < 3, strict=False)
     assert sorted(labels[0, :3]) == [0, 1, 2]
     assert (labels[0, 3:] == 2**64 - 1).all() and np.isinf(distances[0, 3:]).all()
+    # So no vector may have that id: padding would pass for it.
+    with pytest.raises(hnswdb.InvalidInputError, match="reserved"):
+        index.add_items(data[:1], [2**64 - 1])
     with pytest.raises(KeyError):
         index.delete_items([1, 2, 10_000])
     assert len(index) == 500  # all or nothing

@@ -143,6 +143,12 @@ fn parse_space(space: &str) -> PyResult<Metric> {
 /// anything numpy can convert (lists, float64 arrays...), as hnswlib does.
 fn rows(data: &Bound<'_, PyAny>, dim: usize) -> PyResult<(Vec<f32>, usize)> {
     let np = data.py().import("numpy")?;
+    // numpy would drop the imaginary parts with no more than a warning.
+    if np.call_method1("iscomplexobj", (data,))?.is_truthy()? {
+        return Err(PyTypeError::new_err(
+            "vectors must be real numbers, got complex ones",
+        ));
+    }
     let kwargs = PyDict::new(data.py());
     kwargs.set_item("dtype", np.getattr("float32")?)?;
     let array = np.call_method("ascontiguousarray", (data,), Some(&kwargs))?;

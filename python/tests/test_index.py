@@ -163,6 +163,11 @@ def test_errors(path):
         index.add_items(data[:2], [1, 2, 3])
     with pytest.raises(ValueError, match="non-negative"):
         index.add_items(data[:1], [-1])
+    # numpy would drop imaginary parts with only a warning.
+    with pytest.raises(TypeError, match="complex"):
+        index.add_items(data[:1] + 1j, [998])
+    with pytest.raises(TypeError, match="complex"):
+        index.knn_query(data[0] + 1j)
     with pytest.raises(TypeError):
         index.add_items(data[:1], ["a"])
     with pytest.raises(KeyError):

@@ -83,10 +83,14 @@ fn main() -> ExitCode {
         // A bad command line is an error like any other for a script reading --json
         // (exit 2); --help and --version are not errors.
         if e.use_stderr() && std::env::args_os().any(|a| a == "--json") {
+            // The message without clap's "error: " and the usage text after it, as other
+            // JSON errors are.
             let text = e.render().to_string();
+            let message = text.split("\n\n").next().unwrap_or(&text);
+            let message = message.strip_prefix("error: ").unwrap_or(message);
             println!(
                 "{}",
-                json!({"error": text.trim_end(), "code": e.exit_code()})
+                json!({"error": message.trim_end(), "code": e.exit_code()})
             );
         }
         e.exit()

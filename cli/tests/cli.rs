@@ -461,6 +461,11 @@ fn exit_codes_and_json_errors() {
     let error = json_lines(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(error[0]["code"], 2);
     assert!(error[0]["error"].as_str().unwrap().contains("--ef"));
+    // Only the message: no "error: " prefix, no usage text.
+    let out = hnswdb(&["--json", "frobnicate"], None);
+    let error = json_lines(&String::from_utf8(out.stdout).unwrap());
+    let message = error[0]["error"].as_str().unwrap();
+    assert_eq!(message, "unrecognized subcommand 'frobnicate'");
 
     // A second writer is refused while this process holds the index; readers are not.
     let held = hnswdb::Index::open(&idx).unwrap();

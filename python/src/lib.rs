@@ -348,13 +348,7 @@ fn labels(ids: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
         }
     }
     let array: PyReadonlyArray1<u64> = array.call_method1("astype", ("uint64",))?.extract()?;
-    let ids: Vec<u64> = array.as_array().iter().copied().collect();
-    if ids.contains(&ABSENT) {
-        return Err(invalid_input(
-            "id 2**64-1 is reserved: it pads answers short of k (knn_query strict=False)",
-        ));
-    }
-    Ok(ids)
+    Ok(array.as_array().iter().copied().collect())
 }
 
 /// `ids` of a string-id index as keys: a str, or a sequence (list, tuple, numpy array)
@@ -597,7 +591,16 @@ impl Index {
     /// under the id it is bound to, or a new one).
     fn write_names(&self, index: &hnswdb::Index, ids: &Bound<'_, PyAny>) -> PyResult<Names> {
         Ok(match index.id_kind() {
-            IdKind::Int => Names::Ids(labels(ids)?),
+            IdKind::Int => {
+                let ids = labels(ids)?;
+                // Reads of it stay allowed: padding passed back is simply absent.
+                if ids.contains(&ABSENT) {
+                    return Err(invalid_input(
+                        "id 2**64-1 is reserved: it pads answers short of k (knn_query strict=False)",
+                    ));
+                }
+                Names::Ids(ids)
+            }
             IdKind::Str => Names::Keys(keys(ids)?),
         })
     }

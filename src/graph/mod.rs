@@ -70,21 +70,24 @@ pub struct Quantized {
     trained_misfits: AtomicU64,
     /// Whether `misfits` changed since the last checkpoint committed it.
     misfits_dirty: AtomicBool,
+    /// Whether `misfits` holds every vector the codes do not fit: not for codes an older
+    /// build trained, which did not note them (until the next training).
+    misfits_known: bool,
 }
 
 impl Quantized {
-    /// Codes of `generation` made by `quantizer`, whose misfits are `misfits`, of which
-    /// `trained_misfits` were there when the codes were trained.
+    /// Codes of `generation` made by `quantizer`, whose misfits are `misfits` (`None`:
+    /// unknown), of which `trained_misfits` were there when the codes were trained.
     pub fn new(
         quantizer: Quantizer,
         codes: Codes,
         generation: u64,
         kernels: (Metric, Kernels),
-        misfits: &[u32],
+        misfits: Option<&[u32]>,
         trained_misfits: u64,
     ) -> Quantized {
         let set = NodeSet::with_capacity(codes.file().capacity());
-        for &s in misfits {
+        for &s in misfits.unwrap_or_default() {
             set.insert(s);
         }
         Quantized {
@@ -96,6 +99,7 @@ impl Quantized {
             misfits: set,
             trained_misfits: AtomicU64::new(trained_misfits),
             misfits_dirty: AtomicBool::new(false),
+            misfits_known: misfits.is_some(),
         }
     }
 
@@ -121,9 +125,15 @@ impl Quantized {
             .store(self.misfits() as u64, Ordering::Relaxed);
     }
 
-    /// Every misfit slot, ascending.
-    pub fn misfit_slots(&self) -> Vec<u32> {
-        self.misfits.members()
+    /// Whether the misfit set is known to hold every vector the codes do not fit.
+    pub fn misfits_known(&self) -> bool {
+        self.misfits_known
+    }
+
+    /// Every misfit slot, ascending, if the set is known to hold them all (what a
+    /// checkpoint may commit as the codes' misfits).
+    pub fn misfit_slots(&self) -> Option<Vec<u32>> {
+        self.misfits_known.then(|| self.misfits.members())
     }
 
     /// Whether the misfits changed since the last call (a checkpoint's commit).
@@ -157,9 +167,11 @@ impl Quantized {
         }
     }
 
-    /// Whether slot `node` is marked a misfit exactly when `vector` is one (for `verify`).
-    pub fn marks_fit(&self, node: u32, vector: &[f32]) -> bool {
-        self.misfits.contains(node) != self.quantizer.fits(vector)
+    /// Whether slot `node`, holding `vector`, is either fitted by the codes or marked a
+    /// misfit (for `verify`; always, while the misfits are unknown). A marked vector that
+    /// fits costs an exact distance, no answer: only the other way round is a fault.
+    pub fn marks_misfit(&self, node: u32, vector: &[f32]) -> bool {
+        !self.misfits_known || self.misfits.contains(node) || self.quantizer.fits(vector)
     }
 
     /// Whether slot `node`'s codes are those of `vector` (for `verify`).

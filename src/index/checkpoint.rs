@@ -207,7 +207,9 @@ impl Index {
             q.forget_misfits(freeing);
             // A new code file starts with its own set; else only a changed one is written.
             let dirty = q.take_misfits_dirty();
-            (trained.is_some() || dirty).then(|| q.misfit_slots())
+            (trained.is_some() || dirty)
+                .then(|| q.misfit_slots())
+                .flatten()
         });
         let (codes_generation, codes_trained_live) = match trained {
             Some(q) => (q.generation, p.slots.live()),
@@ -222,6 +224,9 @@ impl Index {
             codes_generation,
             codes_trained_live,
             codes_misfits: codes.map_or(0, |q| q.trained_misfits()),
+            misfits_generation: codes
+                .filter(|q| q.misfits_known())
+                .map_or(0, |q| q.generation),
             generation: p.generation + 1,
             next_id: p.next_id,
         };
@@ -337,7 +342,7 @@ impl Index {
         )?;
         codes.file().advise(false);
         let kernels = (self.config.metric, self.kernels);
-        let trained = Quantized::new(quantizer, codes, generation, kernels, &[], 0);
+        let trained = Quantized::new(quantizer, codes, generation, kernels, Some(&[]), 0);
         graph.encode_routable(&trained, p.slots.high_water(), self.threads());
         trained.codes.file().sync()?;
         Ok(Some(trained))

@@ -671,8 +671,12 @@ fn load_codes(
         codes.file_mut().grow(graph.capacity())?;
     }
     codes.file().advise(options.warm);
-    let misfits = meta.misfits()?;
-    if let Some(&s) = misfits.iter().find(|&&s| s >= state.high_water) {
+    // Unknown when the table describes other codes (or none: an older build's index).
+    let misfits = match state.misfits_generation == state.codes_generation {
+        true => Some(meta.misfits()?),
+        false => None,
+    };
+    if let Some(&s) = misfits.iter().flatten().find(|&&s| s >= state.high_water) {
         let why = format!("misfit slot {s} is past the high-water mark");
         return Err(Error::corrupt(meta.path(), why));
     }
@@ -681,7 +685,7 @@ fn load_codes(
         codes,
         state.codes_generation,
         (config.metric, kernels),
-        &misfits,
+        misfits.as_deref(),
         state.codes_misfits,
     )))
 }

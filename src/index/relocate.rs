@@ -89,6 +89,8 @@ impl Index {
             codes_generation: graph.quantized().is_some() as u64,
             codes_trained_live: p.codes_trained_live,
             codes_misfits: graph.quantized().map_or(0, |q| q.trained_misfits()),
+            // The copy's codes are generation 1, their misfits those of these codes.
+            misfits_generation: graph.quantized().is_some_and(|q| q.misfits_known()) as u64,
             generation: 1,
             next_id: p.next_id,
         };
@@ -161,9 +163,9 @@ fn commit_copy(
     })?;
     let (keys, key_of) = old.all_keys()?;
     // The codes are copied, so their misfits are the same vectors at their new slots.
-    let misfits = codes.map(|q| {
+    let misfits = codes.and_then(|q| q.misfit_slots()).map(|old| {
         let new_of = |s: u32| relocated.new_of.get(s as usize).copied();
-        let mut slots: Vec<u32> = (q.misfit_slots().into_iter())
+        let mut slots: Vec<u32> = (old.into_iter())
             .filter_map(new_of)
             .filter(|&new| new != u32::MAX)
             .collect();

@@ -66,10 +66,10 @@ impl Index {
                 ));
             }
             if let Some(q) = graph.quantized()
-                && !q.marks_fit(slot, &v)
+                && !q.marks_misfit(slot, &v)
             {
                 problems.push(format!(
-                    "id {id} (slot {slot}) is marked a misfit of the codes wrongly"
+                    "id {id} (slot {slot}): the codes do not fit its vector, and it is not marked a misfit"
                 ));
             }
         }

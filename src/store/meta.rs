@@ -207,6 +207,10 @@ pub struct State {
     pub codes_trained_live: u64,
     /// Misfits (`Meta::misfits`) the training of the codes left.
     pub codes_misfits: u64,
+    /// The codes generation the `misfits` table describes: when it is not
+    /// `codes_generation` (0: an index written before misfits were kept, or whose older
+    /// build retrained since), which vectors the codes do not fit is unknown.
+    pub misfits_generation: u64,
     /// Counts checkpoint commits: a read-only view's place in the writer's history, and
     /// what the slot allocator holds freed slots back by (see `store::readers`). Distinct
     /// for every checkpoint, unlike `checkpoint_lsn` (a checkpoint with no write since the
@@ -567,6 +571,7 @@ impl Meta {
                     codes_trained_live: get("codes_trained_live").unwrap_or(0),
                     // Absent in indexes written before misfits were kept.
                     codes_misfits: get("codes_misfits").unwrap_or(0),
+                    misfits_generation: get("misfits_generation").unwrap_or(0),
                     // Absent in indexes written before keys existed (integer ids).
                     next_id: get("next_id").unwrap_or(0),
                 }
@@ -1014,7 +1019,7 @@ impl Meta {
         let (node, level) = s
             .entry
             .map_or((u64::MAX, 0), |e| (e.node as u64, e.level as u64));
-        let rows: [(&str, u64); 11] = [
+        let rows: [(&str, u64); 12] = [
             ("high_water", s.high_water as u64),
             ("live", s.live),
             ("entry_node", node),
@@ -1024,6 +1029,7 @@ impl Meta {
             ("codes_generation", s.codes_generation),
             ("codes_trained_live", s.codes_trained_live),
             ("codes_misfits", s.codes_misfits),
+            ("misfits_generation", s.misfits_generation),
             ("generation", s.generation),
             ("next_id", s.next_id),
         ];
@@ -1091,6 +1097,7 @@ mod tests {
             codes_generation: 1,
             codes_trained_live: 2,
             codes_misfits: 1,
+            misfits_generation: 1,
             generation: 3,
             next_id: 13,
         };

@@ -192,11 +192,12 @@ impl Graph {
 
     /// Whether the writer has made the insert of `v` under `label` in slot `node` in the
     /// pages it shares with a read-only view: the slot holds them, its codes (if any)
-    /// encode it, and it is linked on layer 0 (unless it is the view's first node). A view
+    /// encode it, and it is linked on layer 0 (unless `first`: the first node a view with
+    /// none adopts, which becomes its entry point, may have no links yet). A view
     /// applies only inserts the writer has made (`Graph::adopt`): one of its own would
     /// write into its private copy of the pages, which would then hide every later change
     /// the writer makes to them.
-    pub fn adoptable(&self, node: u32, v: &[f32], label: u64) -> Result<bool> {
+    pub fn adoptable(&self, node: u32, v: &[f32], label: u64, first: bool) -> Result<bool> {
         if !self.vectors.holds(node, v, label) {
             return Ok(false);
         }
@@ -206,7 +207,7 @@ impl Graph {
         }
         let mut links = Vec::new();
         self.links(node, 0, &mut links)?;
-        Ok(!links.is_empty() || self.entry.read().is_none())
+        Ok(!links.is_empty() || first)
     }
 
     /// A read-only view's replay of an insert the writer has already made (`adoptable`):
@@ -215,7 +216,7 @@ impl Graph {
     /// the entry point of an empty view. Returns false, changing nothing, when the insert
     /// is not adoptable.
     pub fn adopt(&self, node: u32, level: usize, v: &[f32], label: u64) -> Result<bool> {
-        if !self.adoptable(node, v, label)? {
+        if !self.adoptable(node, v, label, self.entry.read().is_none())? {
             return Ok(false);
         }
         if let Some(q) = &self.quantized {

@@ -64,9 +64,8 @@ pub struct Quantized {
     /// reopen knows them; enough new ones make a checkpoint retrain
     /// (`Index::training_due`).
     misfits: NodeSet,
-    /// Misfits as the training left them (vectors in the tails of heavy-tailed data), or
-    /// as a declined retraining found them: only those beyond these count towards a
-    /// retraining, which could not fit them.
+    /// Misfits as the training left them (vectors in the tails of heavy-tailed data):
+    /// only those beyond these count towards a retraining, which could not fit them.
     trained_misfits: AtomicU64,
     /// Whether `misfits` changed since the last checkpoint committed it.
     misfits_dirty: AtomicBool,
@@ -113,14 +112,13 @@ impl Quantized {
         (self.misfits() as u64).saturating_sub(self.trained_misfits())
     }
 
-    /// Misfits when the codes were trained (or a retraining was declined).
+    /// Misfits when the codes were trained.
     pub fn trained_misfits(&self) -> u64 {
         self.trained_misfits.load(Ordering::Relaxed)
     }
 
-    /// Counts the misfits there are now as the training's: a retraining that would not
-    /// resolve the data was declined.
-    pub fn excuse_misfits(&self) {
+    /// Counts the misfits there are now as the training's.
+    fn excuse_misfits(&self) {
         self.trained_misfits
             .store(self.misfits() as u64, Ordering::Relaxed);
     }

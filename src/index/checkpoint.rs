@@ -123,19 +123,25 @@ impl Index {
             true => self.train_codes(&graph, &p, &[])?,
             false => None,
         };
+        // A declined retraining drops the codes in use: the data has outgrown them, and
+        // is walked on exact vectors until a training resolves it.
+        let dropped = due && trained.is_none() && graph.quantized().is_some();
         if due && trained.is_none() {
-            let live = p.slots.live();
-            Self::decline_codes(&graph, &mut p, live);
+            p.codes_trained_live = p.slots.live();
+            if dropped {
+                p.codes_generation = 0;
+            }
         }
-        if let Some(trained) = trained {
+        if trained.is_some() || dropped {
             let mut graph = graph;
-            self.commit_checkpoint(wal, &graph, &mut p, &freeing, Some(&trained))?;
-            // The metadata now names the new generation: searches may use it, and the
-            // old file is garbage (a crash before this removal leaves it for `open`).
+            self.commit_checkpoint(wal, &graph, &mut p, &freeing, trained.as_ref())?;
+            // The metadata now names the new generation (or none): searches may use it,
+            // and the old file is garbage (a crash before this removal leaves it for
+            // `open`).
             let old = graph
                 .quantized()
                 .map(|o| o.codes.file().path().to_path_buf());
-            graph.set_quantized(Some(trained));
+            graph.set_quantized(trained);
             if let Some(old) = old {
                 let _ = std::fs::remove_file(old);
             }
@@ -179,10 +185,8 @@ impl Index {
             .inspect_err(|e| self.poison.set(e))?;
         match trained {
             Some(trained) => graph.set_quantized(Some(trained)),
-            None => {
-                let live = p.slots.live() + rows.len() as u64;
-                Self::decline_codes(&graph, &mut p, live);
-            }
+            // Declined: the next attempt waits until the live count has doubled.
+            None => p.codes_trained_live = p.slots.live() + rows.len() as u64,
         }
         Ok(())
     }
@@ -202,7 +206,10 @@ impl Index {
         graph.sync()?;
         let checkpoint_lsn = wal.next_lsn();
         let upper = graph.dirty_upper();
-        let codes = trained.or(graph.quantized());
+        // The codes this commit names: new ones, else those in use (unless dropped).
+        let codes = trained.or(graph
+            .quantized()
+            .filter(|q| q.generation == p.codes_generation));
         let misfits = codes.and_then(|q| {
             q.forget_misfits(freeing);
             // A new code file starts with its own set; else only a changed one is written.
@@ -271,7 +278,7 @@ impl Index {
     /// write asks whether to checkpoint, `MISFITS_RETRAIN` at a checkpoint.
     pub(super) fn training_due(&self, p: &Ledger, graph: &Graph, one_in: u64) -> bool {
         match graph.quantized() {
-            // Twice the live count of a declined training (`decline_codes`), if any.
+            // Twice the live count of a declined training, if any.
             None => {
                 p.slots.live()
                     >= (self.options.quantize_after).max(p.codes_trained_live.saturating_mul(2))
@@ -292,9 +299,9 @@ impl Index {
     /// batch about to be inserted) and writes the codes of every routable node into a new
     /// code file, `codes.<generation + 1>`, synced. Nothing refers to the file until a
     /// checkpoint's metadata commit names its generation. None if SQ8 codes would not
-    /// tell the sample's vectors from their neighbours (`Sq8::resolves`): walks then keep
-    /// what they walk on (exact vectors, or the codes they have, whose misfits they score
-    /// exactly), and training waits until the live count has doubled (`decline_codes`).
+    /// tell the sample's vectors from their neighbours (`Sq8::resolves`): walks then use
+    /// exact vectors (a checkpoint drops codes in use), and training waits until the
+    /// live count has doubled.
     fn train_codes(
         &self,
         graph: &Graph,
@@ -316,7 +323,9 @@ impl Index {
             .collect();
         let quantizer = match self.config.routing.rabitq_bits() {
             None => match Sq8::train(self.config.dim, sample.iter().copied()) {
-                sq8 if sq8.resolves(&sample) => Quantizer::Sq8(sq8),
+                sq8 if sq8.resolves(&sample, p.slots.live() + ahead.len() as u64) => {
+                    Quantizer::Sq8(sq8)
+                }
                 _ => return Ok(None),
             },
             // The rotation's seed is the index's, drawn anew at each training (the codes
@@ -346,16 +355,6 @@ impl Index {
         graph.encode_routable(&trained, p.slots.high_water(), self.threads());
         trained.codes.file().sync()?;
         Ok(Some(trained))
-    }
-
-    /// Records a training that `train_codes` declined, with `live` vectors counted: the
-    /// next is due once the live count has doubled, and the misfits of the codes in use,
-    /// if any, no longer count towards one (a retraining would not resolve them either).
-    fn decline_codes(graph: &Graph, p: &mut Ledger, live: u64) {
-        p.codes_trained_live = live;
-        if let Some(q) = graph.quantized() {
-            q.excuse_misfits();
-        }
     }
 
     /// Makes every write so far durable: a checkpoint. After it returns, a reopen sees

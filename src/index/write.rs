@@ -784,14 +784,18 @@ fn apply_to_graph(
 /// How many of `ops` (read from the log by a read-only view) the writer has already
 /// applied to the pages it shares with the view, counting from the first: the view
 /// applies those and leaves the rest for its next refresh (`Graph::adoptable`).
+/// The view then adopts them in this order (one thread): only the first of an empty
+/// view's may be without links.
 pub(super) fn applied_prefix(graph: &Graph, ops: &[(u64, Op)]) -> Result<usize> {
+    let mut first = graph.entry().is_none();
     for (i, (_, op)) in ops.iter().enumerate() {
         if let Op::Insert(items) | Op::Upsert(items) = op {
             for it in items {
                 let slot_known = (it.slot as usize) < graph.capacity();
-                if !slot_known || !graph.adoptable(it.slot, &it.vector, it.id)? {
+                if !slot_known || !graph.adoptable(it.slot, &it.vector, it.id, first)? {
                     return Ok(i);
                 }
+                first = false;
             }
         }
     }
@@ -824,10 +828,10 @@ pub(super) fn replay(
     }
     graph.grow(op.slots_needed())?;
     let old = ledger.apply(meta, dim, op).map_err(bad)?;
-    let by = if view {
-        Applier::View
-    } else {
-        Applier::Recovery
+    // A view adopts in the order `applied_prefix` checked: one thread.
+    let (by, threads) = match view {
+        true => (Applier::View, 1),
+        false => (Applier::Recovery, threads),
     };
     apply_to_graph(graph, op, &old, by, threads, &Tally::start(QUIET, 0))
 }

@@ -402,6 +402,33 @@ fn a_field_declared_over_values_of_another_kind_is_refused() {
     assert_eq!(answers(&index), before);
 }
 
+/// A field declared while a write of a payload of another kind in it is under way: one
+/// of the two fails, never both succeed (the write's payloads were checked before it took
+/// the write lock, the declaration's under it; the write now checks again if a field was
+/// declared meanwhile — a review's finding, racy to show).
+#[test]
+fn a_field_declared_beside_a_write_never_misses_its_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    for round in 0..100u64 {
+        let index = Index::create(tmp.path().join(format!("i{round}")), &options()).unwrap();
+        let start = std::sync::Barrier::new(2);
+        let (wrote, declared) = std::thread::scope(|s| {
+            let write = s.spawn(|| {
+                start.wait();
+                let rows = [round as f32; DIM];
+                index.insert_batch_with_payloads(&[1], &rows, &[json!({"n": "five"})], 1)
+            });
+            start.wait();
+            let declared = index.create_field_index(FieldSpec::new("n", FieldKind::Integer));
+            (write.join().unwrap(), declared)
+        });
+        assert!(
+            wrote.is_err() || declared.is_err(),
+            "round {round}: both the write and the declaration succeeded"
+        );
+    }
+}
+
 #[test]
 fn bad_payloads_and_filters_are_typed_errors_that_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();

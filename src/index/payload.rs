@@ -91,6 +91,9 @@ pub(super) fn apply_to_fields(index: &mut FieldIndex, op: &Op, before: &Before) 
     }
 }
 
+/// A batch's payloads serialised, one per row (`None`: the row has none), if it has any.
+pub(super) type Encoded = Option<Vec<Option<Vec<u8>>>>;
+
 impl Index {
     /// The indexed payload fields.
     pub fn fields(&self) -> Vec<FieldSpec> {
@@ -229,14 +232,16 @@ impl Index {
         self.upsert_batch_progress(ids, vectors, Some(payloads), threads, QUIET)
     }
 
-    /// Checks and serialises one payload per id (`Value::Null`: none).
+    /// Checks and serialises one payload per id (`Value::Null`: none), against the
+    /// declared fields, whose number it also returns.
     pub(super) fn encode_payloads(
         &self,
         n: usize,
         payloads: Option<&[Value]>,
-    ) -> Result<Option<Vec<Option<Vec<u8>>>>> {
+    ) -> Result<(Encoded, usize)> {
+        let specs = self.fields.read().specs.clone();
         let Some(payloads) = payloads else {
-            return Ok(None);
+            return Ok((None, specs.len()));
         };
         if payloads.len() != n {
             return Err(Error::InvalidPayload(format!(
@@ -244,15 +249,14 @@ impl Index {
                 payloads.len()
             )));
         }
-        let specs = self.fields.read().specs.clone();
-        payloads
+        let encoded = payloads
             .iter()
             .map(|p| match p {
                 Value::Null => Ok(None),
                 p => encode_payload(p, &specs).map(Some),
             })
-            .collect::<Result<_>>()
-            .map(Some)
+            .collect::<Result<_>>()?;
+        Ok((Some(encoded), specs.len()))
     }
 
     /// The slot and payload of each id `op` replaces, deletes or re-labels, before it.

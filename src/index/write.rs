@@ -9,6 +9,7 @@ use parking_lot::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 use super::checkpoint::MISFITS_DUE;
+use super::payload::Encoded;
 use super::progress::{Progress, QUIET, Tally};
 use super::slots::Slots;
 use super::{Durability, Index};
@@ -20,8 +21,9 @@ use crate::parallel::try_parallel_for;
 use crate::store::{Meta, State};
 use crate::wal::{Op, Placed, Wal};
 
-/// A batch's rows as stored and its payloads serialised (see `Index::checked_batch`).
-type CheckedBatch = (Vec<Vec<f32>>, Option<Vec<Option<Vec<u8>>>>);
+/// A batch's rows as stored, its payloads serialised and the number of declared fields
+/// they were checked against (see `Index::checked_batch`).
+type CheckedBatch = (Vec<Vec<f32>>, Encoded, usize);
 
 /// Who the rows of a batch write are: ids the caller chose (an integer-id index), or
 /// keys (a string-id index), whose ids the write looks up or assigns under the ledger's
@@ -496,8 +498,24 @@ impl Index {
         check_batch(n)?;
         self.check_names(names)?;
         let rows = self.prepare_rows(n, vectors)?;
-        let payloads = self.encode_payloads(n, payloads)?;
-        Ok((n > 0).then_some((rows, payloads)))
+        let (payloads, fields) = self.encode_payloads(n, payloads)?;
+        Ok((n > 0).then_some((rows, payloads, fields)))
+    }
+
+    /// The payloads of a batch, `encoded` against `fields` declared fields, checked again
+    /// if a field was declared since: `create_field_index` checks the stored payloads
+    /// under the ledger, which the caller now holds, and a payload checked before that
+    /// declaration would escape both checks (and the field's index).
+    fn as_declared(
+        &self,
+        given: Option<&[serde_json::Value]>,
+        encoded: Encoded,
+        fields: usize,
+    ) -> Result<Encoded> {
+        match self.fields.read().specs.len() == fields {
+            true => Ok(encoded),
+            false => Ok(self.encode_payloads(given.map_or(0, <[_]>::len), given)?.0),
+        }
     }
 
     /// Inserts `vector` under `id`. Fails with `DuplicateId` if `id` is present.
@@ -541,7 +559,7 @@ impl Index {
         threads: usize,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let Some((rows, payloads)) = self.checked_batch(names, vectors, payloads)? else {
+        let Some((rows, encoded, fields)) = self.checked_batch(names, vectors, payloads)? else {
             return Ok(());
         };
         self.train_ahead(&rows)?;
@@ -571,6 +589,7 @@ impl Index {
                 )
             }
         };
+        let payloads = self.as_declared(payloads, encoded, fields)?;
         let items = self.place(&mut p, &ids, keys, rows, payloads)?;
         let op = Op::Insert(items);
         self.log_and_apply(&graph, p, &op, threads.max(1), progress)?;
@@ -620,7 +639,7 @@ impl Index {
         threads: usize,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let Some((rows, payloads)) = self.checked_batch(names, vectors, payloads)? else {
+        let Some((rows, encoded, fields)) = self.checked_batch(names, vectors, payloads)? else {
             return Ok(());
         };
         if let Names::Ids(ids) = names {
@@ -655,6 +674,7 @@ impl Index {
         for &id in &ids {
             p.slot_of(&meta, id)?;
         }
+        let payloads = self.as_declared(payloads, encoded, fields)?;
         let items = self.place(&mut p, &ids, keys, rows, payloads)?;
         self.log_and_apply(&graph, p, &Op::Upsert(items), threads.max(1), progress)?;
         drop(graph);

@@ -368,6 +368,26 @@ fn one_outlier_does_not_blur_the_sq8_codes() {
     assert!(recall >= 0.95, "recall@10 at ef 64: {recall:.3}");
 }
 
+/// Vectors and dimension of the drifting data (`drifted`).
+const DRIFT: (usize, usize) = (10_000, 8);
+
+/// An index in `dir` of `DRIFT` points on a line in order, inserted in batches of 200
+/// (M 16, two build threads), and their rows.
+fn drifted(dir: &std::path::Path) -> (Index, Vec<f32>) {
+    let ((n, dim), batch) = (DRIFT, 200);
+    let rows: Vec<f32> = (0..n)
+        .flat_map(|i| (0..dim).map(move |j| (i + j) as f32))
+        .collect();
+    let options = IndexOptions::new(dim, Metric::L2).m(16).threads(2);
+    let index = Index::create(dir, &options).unwrap();
+    for start in (0..n).step_by(batch) {
+        let ids: Vec<u64> = (start as u64..(start + batch) as u64).collect();
+        let end = (start + batch) * dim;
+        index.insert_batch(&ids, &rows[start * dim..end]).unwrap();
+    }
+    (index, rows)
+}
+
 /// Data that drifts past the ranges SQ8 was trained on (here, points on a line, inserted
 /// in order in batches of 200): every later vector clamps to the same codes. Inserts that
 /// walked those codes linked to arbitrary ones of them (145 of 10,000 nodes unreachable
@@ -379,21 +399,9 @@ fn one_outlier_does_not_blur_the_sq8_codes() {
 /// left 70% finding themselves after the reopen, against 98% before it.
 #[test]
 fn drifting_data_stays_linked_and_searchable_and_retrains_its_codes() {
-    let (n, dim, batch) = (10_000usize, 8usize, 200usize);
-    let rows: Vec<f32> = (0..n)
-        .flat_map(|i| (0..dim).map(move |j| (i + j) as f32))
-        .collect();
+    let (n, dim) = DRIFT;
     let tmp = tempfile::tempdir().unwrap();
-    let index = Index::create(
-        tmp.path().join("idx"),
-        &IndexOptions::new(dim, Metric::L2).m(16).threads(2),
-    )
-    .unwrap();
-    for start in (0..n).step_by(batch) {
-        let ids: Vec<u64> = (start as u64..(start + batch) as u64).collect();
-        let end = (start + batch) * dim;
-        index.insert_batch(&ids, &rows[start * dim..end]).unwrap();
-    }
+    let (index, rows) = drifted(&tmp.path().join("idx"));
     let report = index.verify().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.unreachable, 0);
@@ -473,19 +481,9 @@ fn data_that_sq8_cannot_resolve_is_walked_exactly() {
 #[test]
 fn codes_of_an_older_build_have_unknown_misfits() {
     // Drifting data, as in the test above, leaves misfits at the close.
-    let (n, dim, batch) = (10_000usize, 8usize, 200usize);
-    let rows: Vec<f32> = (0..n)
-        .flat_map(|i| (0..dim).map(move |j| (i + j) as f32))
-        .collect();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");
-    let options = IndexOptions::new(dim, Metric::L2).m(16).threads(2);
-    let index = Index::create(&dir, &options).unwrap();
-    for start in (0..n).step_by(batch) {
-        let ids: Vec<u64> = (start as u64..(start + batch) as u64).collect();
-        let end = (start + batch) * dim;
-        index.insert_batch(&ids, &rows[start * dim..end]).unwrap();
-    }
+    let (index, _) = drifted(&dir);
     assert!(
         index.stats().unwrap().misfits > 0,
         "the drift left no misfits"

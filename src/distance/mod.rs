@@ -326,6 +326,28 @@ pub type Kernel = fn(&[f32], &[f32]) -> f32;
 /// `Σ a_i·c_i` (and ignores `b`). The slices have the same length.
 pub type CodeKernel = fn(&[f32], &[f32], &[u8]) -> f32;
 
+/// An integer kernel over 8-bit codes: `Σ c_i·(FINE·h_i + l_i)` of codes `c` and a query
+/// rounded to integers in two parts laid out one after the other, `q = [h | l]`, each
+/// part as long as `c` and within `±BYTE_PART` (see `Sq8::query`). Each part's sum is
+/// exact (integers); they are combined in f32.
+pub type ByteKernel = fn(&[i8], &[u8]) -> f32;
+
+/// The bound of each part of a query an integer code kernel takes (`ByteKernel`): small
+/// enough that `255 · BYTE_PART · 2` fits the i16 of AVX2's pairwise multiply-add.
+pub const BYTE_PART: i32 = 64;
+
+/// A kernel set's integer dot product against SQ8 codes: how it rounds a query, and the
+/// sum ([`ByteKernel`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ByteDot {
+    /// Rounds `a` into the two parts of `out` (twice `a`'s length) and returns the step:
+    /// `a_i ≈ step · (FINE·h_i + l_i)` within `step / 2`, `h` and `l` within `±BYTE_PART`.
+    /// The step is 1 and the parts zero where `a` is all zeros or not finite.
+    pub round: fn(&[f32], &mut [i8]) -> f32,
+    /// The sum.
+    pub dot: ByteKernel,
+}
+
 /// A kernel over RaBitQ codes: `Σ_i u_i·q_i` of the levels `u_i` held in a code's bit
 /// planes (`planes`: exactly `bits` planes of `padded / 8` bytes each, laid out as in
 /// [`RaBitQ`]) and the rotated query rounded to integers `q` (`rabitq::query_parts(bits)`
@@ -348,6 +370,10 @@ pub struct Kernels {
     pub l2sq_u8: CodeKernel,
     /// Dot product against SQ8 codes (see [`CodeKernel`]).
     pub dot_u8: CodeKernel,
+    /// Dot product against SQ8 codes of a query rounded to integers (see [`ByteKernel`]),
+    /// where the set has an integer dot instruction; `None` elsewhere (queries then use
+    /// `dot_u8`).
+    pub dot_u8_i8: Option<ByteDot>,
     /// Squared L2 against an f16 row.
     pub l2sq_f16: RowKernel<f16>,
     /// Dot product against an f16 row.
@@ -371,6 +397,7 @@ impl Kernels {
             dot: dot_scalar,
             l2sq_u8: l2sq_u8_scalar,
             dot_u8: dot_u8_scalar,
+            dot_u8_i8: None,
             l2sq_f16: l2sq_widened_scalar,
             dot_f16: dot_widened_scalar,
             l2sq_bf16: l2sq_widened_scalar,
@@ -388,7 +415,7 @@ impl Kernels {
                 && std::arch::is_x86_feature_detected!("fma")
                 && std::arch::is_x86_feature_detected!("f16c");
             if std::arch::is_x86_feature_detected!("avx512f") && avx2 {
-                return x86::avx512_kernels();
+                return x86::with_vnni(x86::avx512_kernels());
             }
             if avx2 {
                 return x86::avx2_kernels();
@@ -416,6 +443,10 @@ impl Kernels {
             }
             if std::arch::is_x86_feature_detected!("avx512f") && avx2 {
                 all.push(x86::avx512_kernels());
+                let vnni = x86::with_vnni(x86::avx512_kernels());
+                if vnni.dot_u8_i8.is_some() {
+                    all.push(vnni);
+                }
             }
         }
         #[cfg(target_arch = "aarch64")]
@@ -501,9 +532,23 @@ pub fn normalize(v: &mut [f32]) -> bool {
     true
 }
 
-/// `Σ x_i²` in f64: exact enough, and finite for any finite components.
+/// `Σ x_i²` in f64: exact enough, and finite for any finite components (not finite if
+/// any is not). Eight partial sums: one running sum is a chain of dependent adds, about
+/// half a microsecond at 384-d, and every query and write computes it.
 pub fn squared_norm(v: &[f32]) -> f64 {
-    v.iter().map(|&x| x as f64 * x as f64).sum()
+    let mut acc = [0f64; 8];
+    let chunks = v.chunks_exact(8);
+    let rest: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|&x| x as f64 * x as f64)
+        .sum();
+    for chunk in chunks {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a += x as f64 * x as f64;
+        }
+    }
+    acc.iter().sum::<f64>() + rest
 }
 
 /// The largest squared norm a stored vector or query may have under L2 and inner

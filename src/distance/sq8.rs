@@ -1,6 +1,6 @@
 //! SQ8: 8-bit scalar quantisation of vectors, and queries prepared against it.
 
-use super::{CodeKernel, Kernels, Metric, dot_scalar};
+use super::{ByteDot, ByteKernel, CodeKernel, Kernels, Metric};
 
 /// Scalar quantisation to 8 bits per component (SQ8): component `i` is stored as a code
 /// `c` in 0..=255 with `x ≈ offset_i + scale_i · c`, the range of each component learnt
@@ -182,6 +182,7 @@ impl Sq8 {
         match metric {
             // (q − (o + s·c))² = ((q − o) − s·c)²
             Metric::L2 => Sq8Query {
+                integer: None,
                 a: q.iter().zip(&self.offset).map(|(q, o)| q - o).collect(),
                 b: self.scale.clone(),
                 constant: 0.0,
@@ -189,13 +190,19 @@ impl Sq8 {
                 one_minus: false,
             },
             // q·(o + s·c) = q·o + (q∘s)·c
-            Metric::InnerProduct | Metric::Cosine => Sq8Query {
-                a: q.iter().zip(&self.scale).map(|(q, s)| q * s).collect(),
-                b: Vec::new(),
-                constant: dot_scalar(q, &self.offset),
-                kernel: kernels.dot_u8,
-                one_minus: true,
-            },
+            Metric::InnerProduct | Metric::Cosine => {
+                let a: Vec<f32> = q.iter().zip(&self.scale).map(|(q, s)| q * s).collect();
+                Sq8Query {
+                    integer: kernels.dot_u8_i8.map(|bytes| IntegerQuery::new(&a, bytes)),
+                    a,
+                    b: Vec::new(),
+                    // The kernel, not a scalar loop: that is one dependent add per
+                    // component, and this runs once per query.
+                    constant: (kernels.dot)(q, &self.offset),
+                    kernel: kernels.dot_u8,
+                    one_minus: true,
+                }
+            }
         }
     }
 }
@@ -221,6 +228,9 @@ fn trimmed_range(values: &mut [f32], trim: usize) -> Option<(f32, f32)> {
 /// approximates the metric's distance to the vector the codes stand for.
 #[derive(Clone, Debug)]
 pub struct Sq8Query {
+    /// The dot product's `a` rounded to integers, where the kernels have an integer
+    /// kernel: used instead of `kernel`.
+    integer: Option<IntegerQuery>,
     a: Vec<f32>,
     b: Vec<f32>,
     constant: f32,
@@ -232,7 +242,35 @@ impl Sq8Query {
     /// Approximate distance to the vector encoded by `codes`.
     #[inline(always)]
     pub fn eval(&self, codes: &[u8]) -> f32 {
-        let k = self.constant + (self.kernel)(&self.a, &self.b, codes);
+        let sum = match &self.integer {
+            Some(i) => i.step * (i.kernel)(&i.parts, codes),
+            None => (self.kernel)(&self.a, &self.b, codes),
+        };
+        let k = self.constant + sum;
         if self.one_minus { 1.0 - k } else { k }
+    }
+}
+
+/// A dot product's query `a` rounded to integers for a [`ByteDot`]: `a_i ≈ step ·
+/// (FINE·h_i + l_i)`, `h` and `l` within `±BYTE_PART`. The rounding moves each component
+/// by at most `step / 2`, `max |a_i| / (2 · FINE · BYTE_PART)`: on 384-d embeddings about
+/// a twentieth of what the codes' own rounding moves the sum, so walks rank as on f32.
+#[derive(Clone, Debug)]
+struct IntegerQuery {
+    /// `h` then `l`, each as long as `a`.
+    parts: Vec<i8>,
+    step: f32,
+    kernel: ByteKernel,
+}
+
+impl IntegerQuery {
+    fn new(a: &[f32], bytes: ByteDot) -> IntegerQuery {
+        let mut parts = vec![0i8; 2 * a.len()];
+        let step = (bytes.round)(a, &mut parts);
+        IntegerQuery {
+            parts,
+            step,
+            kernel: bytes.dot,
+        }
     }
 }

@@ -59,6 +59,53 @@ fn code_kernels_agree_with_scalar_on_odd_lengths() {
 }
 
 #[test]
+fn integer_code_kernels_round_within_half_a_step_and_sum_exactly() {
+    let mut rng = StdRng::seed_from_u64(10);
+    for kernels in Kernels::available() {
+        let Some(bytes) = kernels.dot_u8_i8 else {
+            continue;
+        };
+        for len in (0..=67).chain([127, 128, 129, 383, 384, 385, 1000]) {
+            let scale: f32 = rng.random_range(1e-4..10.0);
+            let a: Vec<f32> = (0..len).map(|_| rng.random_range(-scale..scale)).collect();
+            let c: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let mut parts = vec![0i8; 2 * len];
+            let step = (bytes.round)(&a, &mut parts);
+            let (h, l) = parts.split_at(len);
+            for i in 0..len {
+                let (h, l) = (h[i] as i32, l[i] as i32);
+                assert!(
+                    h.abs() <= BYTE_PART && l.abs() <= BYTE_PART,
+                    "{len}: {h} {l}"
+                );
+                let back = step * (rabitq::FINE * h + l) as f32;
+                assert!(
+                    (back - a[i]).abs() <= 0.5001 * step,
+                    "{} len {len}: {} rounded to {back} (step {step})",
+                    kernels.isa,
+                    a[i]
+                );
+            }
+            let exact: i64 = (0..len)
+                .map(|i| c[i] as i64 * (rabitq::FINE as i64 * h[i] as i64 + l[i] as i64))
+                .sum();
+            let sum = (bytes.dot)(&parts, &c);
+            assert!(
+                (sum as f64 - exact as f64).abs() <= 1e-6 * (exact.abs() as f64).max(1.0),
+                "{} len {len}: {sum} vs {exact}",
+                kernels.isa
+            );
+        }
+        // A zero or non-finite query rounds to zeros (the float kernel is not needed).
+        for a in [vec![0.0f32; 20], vec![f32::INFINITY; 20]] {
+            let mut parts = vec![1i8; 40];
+            assert_eq!((bytes.round)(&a, &mut parts), 1.0);
+            assert!(parts.iter().all(|&p| p == 0));
+        }
+    }
+}
+
+#[test]
 fn sq8_distances_approximate_exact_ones() {
     let mut rng = StdRng::seed_from_u64(9);
     let dim = 96;

@@ -303,7 +303,12 @@ impl Index {
                 got: v.len(),
             });
         }
-        if let Some((position, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
+        // The squared norm is finite exactly when every component is (squares of finite
+        // f32 are finite in f64): one vectorised pass decides; the search is only for
+        // the error's position.
+        if !squared_norm(v).is_finite()
+            && let Some((position, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite())
+        {
             return Err(Error::NonFinite { position, value });
         }
         let mut v = v.to_vec();

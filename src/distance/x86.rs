@@ -11,35 +11,35 @@ use std::arch::x86_64::*;
 use super::{BYTE_PART, ByteDot, Kernels, bf16, f16, rabitq};
 
 /// The loop every kernel runs: `step(acc, i)` adds the partial results of the `lanes`
-/// elements at `i` to a vector accumulator, two accumulators alternating over `2 × lanes`
-/// elements per round (to hide the FMA latency), one more step of `lanes`, then
-/// `tail(j)` for each remaining element.
+/// elements at `i` to a vector accumulator, four accumulators taking turns over
+/// `4 × lanes` elements per round, then single steps into the first, then `tail(j)` for
+/// each remaining element. Four, not two: a graph's neighbour selection compares one
+/// distance at a time and branches on each, so a kernel's latency (its longest chain of
+/// dependent multiply-adds: 6 at 384-d with AVX-512, where two accumulators made it 12)
+/// is what that loop waits for.
 macro_rules! simd_sum {
     ($n:expr, $lanes:literal, $zero:ident, $add:ident, $hsum:ident,
      |$acc:ident, $i:ident| $step:expr, |$j:ident| $tail:expr) => {{
         let n = $n;
-        let mut acc0 = $zero();
-        let mut acc1 = $zero();
+        let mut accs = [$zero(), $zero(), $zero(), $zero()];
         let mut at = 0;
-        while at + 2 * $lanes <= n {
-            acc0 = {
-                let ($acc, $i) = (acc0, at);
-                $step
-            };
-            acc1 = {
-                let ($acc, $i) = (acc1, at + $lanes);
-                $step
-            };
-            at += 2 * $lanes;
+        while at + 4 * $lanes <= n {
+            for (k, acc) in accs.iter_mut().enumerate() {
+                *acc = {
+                    let ($acc, $i) = (*acc, at + k * $lanes);
+                    $step
+                };
+            }
+            at += 4 * $lanes;
         }
-        if at + $lanes <= n {
-            acc0 = {
-                let ($acc, $i) = (acc0, at);
+        while at + $lanes <= n {
+            accs[0] = {
+                let ($acc, $i) = (accs[0], at);
                 $step
             };
             at += $lanes;
         }
-        let mut sum = $hsum($add(acc0, acc1));
+        let mut sum = $hsum($add($add(accs[0], accs[1]), $add(accs[2], accs[3])));
         for $j in at..n {
             sum += $tail;
         }

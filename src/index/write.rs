@@ -147,16 +147,28 @@ impl Ledger {
     /// maps an id to must be live in the ledger: anything else is damage, caught here
     /// before the slot is used.
     pub(super) fn slot_of(&self, meta: &Meta, id: u64) -> Result<Option<u32>> {
-        match self.ids.get(&id) {
-            Some(&slot) => Ok(slot),
-            None => match meta.lookup(id)? {
-                Some(slot) if !self.slots.is_live(slot) => Err(Error::corrupt(
-                    meta.path(),
-                    format!("id {id} maps to slot {slot}, which holds no live vector"),
-                )),
-                found => Ok(found),
-            },
-        }
+        Ok(self.slots_of(meta, &[id])?[0])
+    }
+
+    /// `slot_of` each of `ids`, in their order, the metadata read once for those the
+    /// ledger does not hold.
+    pub(super) fn slots_of(&self, meta: &Meta, ids: &[u64]) -> Result<Vec<Option<u32>>> {
+        let unknown: Vec<u64> = (ids.iter().copied())
+            .filter(|id| !self.ids.contains_key(id))
+            .collect();
+        let mut stored = meta.lookup_many(&unknown)?.into_iter();
+        (ids.iter())
+            .map(|id| match self.ids.get(id) {
+                Some(&slot) => Ok(slot),
+                None => match stored.next().flatten() {
+                    Some(slot) if !self.slots.is_live(slot) => Err(Error::corrupt(
+                        meta.path(),
+                        format!("id {id} maps to slot {slot}, which holds no live vector"),
+                    )),
+                    found => Ok(found),
+                },
+            })
+            .collect()
     }
 
     /// Applies `op` to the ledger. Returns the slots it tombstones. Fails (changing
@@ -269,7 +281,17 @@ impl Ledger {
     /// checked against the state: no id twice in the record, inserted ids absent,
     /// deleted and payload ids present.
     fn replaced_slots(&self, meta: &Meta, op: &Op) -> std::result::Result<Vec<u32>, String> {
-        let slot_of = |id: u64| self.slot_of(meta, id).map_err(|e| e.to_string());
+        let ids: Vec<u64> = match op {
+            Op::Insert(items) | Op::Upsert(items) => items.iter().map(|it| it.id).collect(),
+            Op::Delete(ids) => ids.clone(),
+            Op::SetPayloads(items) => items.iter().map(|&(id, _)| id).collect(),
+        };
+        let slots: HashMap<u64, Option<u32>> = ids
+            .iter()
+            .copied()
+            .zip(self.slots_of(meta, &ids).map_err(|e| e.to_string())?)
+            .collect();
+        let slot_of = |id: u64| Ok::<_, String>(slots[&id]);
         let mut seen = HashSet::new();
         let mut twice = |id: u64, what: &str| {
             (!seen.insert(id)).then(|| format!("id {id} {what} twice in one record"))
@@ -570,8 +592,8 @@ impl Index {
         let (ids, keys) = match names {
             Names::Ids(ids) => {
                 let mut seen = HashSet::with_capacity(n);
-                for &id in ids {
-                    if !seen.insert(id) || p.slot_of(&meta, id)?.is_some() {
+                for (&id, slot) in ids.iter().zip(p.slots_of(&meta, ids)?) {
+                    if !seen.insert(id) || slot.is_some() {
                         return Err(Error::DuplicateId(id));
                     }
                 }

@@ -611,12 +611,19 @@ impl Meta {
         self.path = path;
     }
 
-    /// The slot stored for external id `id` at the last checkpoint.
-    pub fn lookup(&self, id: u64) -> Result<Option<u32>> {
+    /// The slots stored for external `ids` at the last checkpoint, in their order, read in one
+    /// transaction: a batch's ids each in a transaction of its own cost an import a
+    /// twentieth of its time (begin_read and open_table per id, under the write lock).
+    pub fn lookup_many(&self, ids: &[u64]) -> Result<Vec<Option<u32>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         guard(&self.path, || {
             let txn = self.txn()?;
             let t = txn.open_table(IDS).map_err(db_err)?;
-            Ok(t.get(id).map_err(db_err)?.map(|g| g.value()))
+            (ids.iter())
+                .map(|&id| Ok(t.get(id).map_err(db_err)?.map(|g| g.value())))
+                .collect()
         })
     }
 
@@ -1136,7 +1143,7 @@ mod tests {
         let (meta, _, reopened) = Meta::open(&path, 1 << 20, false).unwrap();
         assert_eq!(reopened, state);
         assert_eq!(meta.all_ids().unwrap(), [(10, 0), (12, 2)]);
-        assert_eq!(meta.lookup(11).unwrap(), None);
+        assert_eq!(meta.lookup_many(&[11]).unwrap(), [None]);
         assert_eq!(meta.free_slots().unwrap(), [3]);
         assert_eq!(meta.misfits().unwrap(), [2]);
         assert_eq!(meta.tombstones().unwrap(), [1]);

@@ -332,8 +332,9 @@ pub type CodeKernel = fn(&[f32], &[f32], &[u8]) -> f32;
 /// exact (integers); they are combined in f32.
 pub type ByteKernel = fn(&[i8], &[u8]) -> f32;
 
-/// The bound of each part of a query an integer code kernel takes (`ByteKernel`): small
-/// enough that `255 · BYTE_PART · 2` fits the i16 of AVX2's pairwise multiply-add.
+/// The bound of each part of a query an integer code kernel takes (`ByteKernel`): an i8,
+/// and small enough that a pair of products, `2 · 255 · BYTE_PART`, would fit the i16 of
+/// a pairwise multiply-add (AVX2's `maddubs`) should a set without VNNI sum them.
 pub const BYTE_PART: i32 = 64;
 
 /// A kernel set's integer dot product against SQ8 codes: how it rounds a query, and the
@@ -341,8 +342,10 @@ pub const BYTE_PART: i32 = 64;
 #[derive(Clone, Copy, Debug)]
 pub struct ByteDot {
     /// Rounds `a` into the two parts of `out` (twice `a`'s length) and returns the step:
-    /// `a_i ≈ step · (FINE·h_i + l_i)` within `step / 2`, `h` and `l` within `±BYTE_PART`.
-    /// The step is 1 and the parts zero where `a` is all zeros or not finite.
+    /// `a_i ≈ step · (FINE·h_i + l_i)` within about `step / 2` (the division by the step
+    /// is itself rounded in f32: at most 0.501 steps), `h` and `l` within `±BYTE_PART`.
+    /// `a` must be finite; the step is 1 and the parts zero where it is all zeros or too
+    /// small for its step to be a normal f32.
     pub round: fn(&[f32], &mut [i8]) -> f32,
     /// The sum.
     pub dot: ByteKernel,
@@ -524,7 +527,12 @@ impl Distance {
 /// taken in f64, so that finite components of any size (up to f32::MAX, whose square
 /// overflows f32) normalise correctly.
 pub fn normalize(v: &mut [f32]) -> bool {
-    let norm = squared_norm(v).sqrt();
+    normalize_by(v, squared_norm(v))
+}
+
+/// `normalize` given `v`'s `squared_norm`.
+pub fn normalize_by(v: &mut [f32], squared_norm: f64) -> bool {
+    let norm = squared_norm.sqrt();
     if norm == 0.0 {
         return false;
     }

@@ -253,7 +253,7 @@ impl Sq8Query {
 
 /// A dot product's query `a` rounded to integers for a [`ByteDot`]: `a_i ≈ step ·
 /// (FINE·h_i + l_i)`, `h` and `l` within `±BYTE_PART`. The rounding moves each component
-/// by at most `step / 2`, `max |a_i| / (2 · FINE · BYTE_PART)`: on 384-d embeddings about
+/// by about `step / 2` at most, `max |a_i| / (2 · FINE · BYTE_PART)`: on 384-d embeddings about
 /// a twentieth of what the codes' own rounding moves the sum, so walks rank as on f32.
 #[derive(Clone, Debug)]
 struct IntegerQuery {

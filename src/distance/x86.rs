@@ -4,7 +4,8 @@
 //! intrinsics, so one macro writes each set, and every kernel is the same loop
 //! (`simd_sum`) around its own step. Macros rather than generic functions because the
 //! intrinsics of each set only inline into functions compiled with that set's
-//! `target_feature`.
+//! `target_feature`. Beside them, where the CPU has AVX-512 VNNI, an integer kernel for
+//! SQ8 dot products (`with_vnni`).
 
 use std::arch::x86_64::*;
 
@@ -478,7 +479,10 @@ unsafe fn round_parts_impl(a: &[f32], h: &mut [i8], l: &mut [i8]) -> f32 {
         top = _mm512_max_ps(top, _mm512_abs_ps(v));
     }
     let top = _mm512_reduce_max_ps(top);
-    if !(top > 0.0 && top.is_finite()) {
+    // Below this, `1 / step` would overflow: such a query's dot products are lost in
+    // the constant term anyway, as on the float path.
+    let smallest = (rabitq::FINE * BYTE_PART) as f32 * f32::MIN_POSITIVE;
+    if !(top >= smallest && top.is_finite()) {
         h.fill(0);
         l.fill(0);
         return 1.0;
@@ -491,8 +495,10 @@ unsafe fn round_parts_impl(a: &[f32], h: &mut [i8], l: &mut [i8]) -> f32 {
         // SAFETY: the mask covers only components before `n` in `a`, `h` and `l`.
         unsafe {
             let v = _mm512_maskz_loadu_ps(m, a.as_ptr().add(at));
-            // Rounds to nearest (the default MXCSR mode).
-            let r = _mm512_cvtps_epi32(_mm512_mul_ps(v, inverse));
+            // Rounds to nearest whatever the MXCSR mode.
+            let r = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_mul_ps(v, inverse),
+            );
             let coarse = _mm512_srai_epi32::<7>(_mm512_add_epi32(r, half));
             let fine = _mm512_sub_epi32(r, _mm512_slli_epi32::<7>(coarse));
             _mm512_mask_cvtepi32_storeu_epi8(h.as_mut_ptr().add(at), m, coarse);

@@ -89,8 +89,8 @@ impl Index {
         let p = self.ledger.lock();
         let meta = self.meta();
         let mut out = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let Some(slot) = p.slot_of(&meta, id)?.filter(|&s| graph.is_live(s)) else {
+        for (&id, slot) in ids.iter().zip(p.slots_of(&meta, ids)?) {
+            let Some(slot) = slot.filter(|&s| graph.is_live(s)) else {
                 continue;
             };
             out.push(Record {
@@ -132,8 +132,8 @@ impl Index {
         let meta = self.meta();
         let mut seen = HashSet::with_capacity(ids.len());
         let mut present = Vec::with_capacity(ids.len());
-        for &id in ids {
-            if seen.insert(id) && p.slot_of(&meta, id)?.is_some() {
+        for (&id, slot) in ids.iter().zip(p.slots_of(&meta, ids)?) {
+            if seen.insert(id) && slot.is_some() {
                 present.push(id);
             }
         }

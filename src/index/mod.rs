@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use crate::distance::{
-    Kernels, MAX_SQUARED_NORM, Metric, Storage, bf16, f16, normalize, squared_norm,
+    Kernels, MAX_SQUARED_NORM, Metric, Storage, bf16, f16, normalize_by, squared_norm,
 };
 use crate::error::{Error, Result};
 use crate::graph::{Cand, Graph};
@@ -306,21 +306,21 @@ impl Index {
         // The squared norm is finite exactly when every component is (squares of finite
         // f32 are finite in f64): one vectorised pass decides; the search is only for
         // the error's position.
-        if !squared_norm(v).is_finite()
+        let norm = squared_norm(v);
+        if !norm.is_finite()
             && let Some((position, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite())
         {
             return Err(Error::NonFinite { position, value });
         }
         let mut v = v.to_vec();
         if self.config.metric == Metric::Cosine {
-            if !normalize(&mut v) {
+            if !normalize_by(&mut v, norm) {
                 return Err(Error::ZeroVector);
             }
-        } else if squared_norm(&v) > MAX_SQUARED_NORM {
+        } else if norm > MAX_SQUARED_NORM {
             return Err(Error::InvalidVector(format!(
-                "its squared norm {:.3e} exceeds {MAX_SQUARED_NORM:.3e}, so distances to it \
-                 would overflow f32; scale the vectors down",
-                squared_norm(&v)
+                "its squared norm {norm:.3e} exceeds {MAX_SQUARED_NORM:.3e}, so distances to \
+                 it would overflow f32; scale the vectors down"
             )));
         }
         Ok(v)

@@ -147,7 +147,10 @@ impl Ledger {
     /// maps an id to must be live in the ledger: anything else is damage, caught here
     /// before the slot is used.
     pub(super) fn slot_of(&self, meta: &Meta, id: u64) -> Result<Option<u32>> {
-        Ok(self.slots_of(meta, &[id])?[0])
+        match self.ids.get(&id) {
+            Some(&slot) => Ok(slot),
+            None => Ok(self.slots_of(meta, &[id])?[0]),
+        }
     }
 
     /// `slot_of` each of `ids`, in their order, the metadata read once for those the
@@ -281,50 +284,27 @@ impl Ledger {
     /// checked against the state: no id twice in the record, inserted ids absent,
     /// deleted and payload ids present.
     fn replaced_slots(&self, meta: &Meta, op: &Op) -> std::result::Result<Vec<u32>, String> {
-        let ids: Vec<u64> = match op {
-            Op::Insert(items) | Op::Upsert(items) => items.iter().map(|it| it.id).collect(),
-            Op::Delete(ids) => ids.clone(),
-            Op::SetPayloads(items) => items.iter().map(|&(id, _)| id).collect(),
-        };
-        let slots: HashMap<u64, Option<u32>> = ids
-            .iter()
-            .copied()
-            .zip(self.slots_of(meta, &ids).map_err(|e| e.to_string())?)
-            .collect();
-        let slot_of = |id: u64| Ok::<_, String>(slots[&id]);
-        let mut seen = HashSet::new();
-        let mut twice = |id: u64, what: &str| {
-            (!seen.insert(id)).then(|| format!("id {id} {what} twice in one record"))
-        };
-        let mut old = Vec::new();
-        match op {
-            Op::Insert(items) => {
-                for it in items {
-                    twice(it.id, "inserted").map_or(Ok(()), Err)?;
-                    if slot_of(it.id)?.is_some() {
-                        return Err(format!("insert of existing id {}", it.id));
-                    }
-                }
-            }
-            Op::Upsert(items) => {
-                for it in items {
-                    twice(it.id, "upserted").map_or(Ok(()), Err)?;
-                    old.extend(slot_of(it.id)?);
-                }
-            }
-            Op::Delete(ids) => {
-                for &id in ids {
-                    twice(id, "deleted").map_or(Ok(()), Err)?;
-                    old.push(slot_of(id)?.ok_or_else(|| format!("delete of unknown id {id}"))?);
-                }
-            }
+        let (ids, what): (Vec<u64>, &str) = match op {
+            Op::Insert(items) => (items.iter().map(|it| it.id).collect(), "inserted"),
+            Op::Upsert(items) => (items.iter().map(|it| it.id).collect(), "upserted"),
+            Op::Delete(ids) => (ids.clone(), "deleted"),
             Op::SetPayloads(items) => {
-                for &(id, _) in items {
-                    twice(id, "given a payload").map_or(Ok(()), Err)?;
-                    if slot_of(id)?.is_none() {
-                        return Err(format!("payload of unknown id {id}"));
-                    }
-                }
+                (items.iter().map(|&(id, _)| id).collect(), "given a payload")
+            }
+        };
+        let slots = self.slots_of(meta, &ids).map_err(|e| e.to_string())?;
+        let mut seen = HashSet::new();
+        let mut old = Vec::new();
+        for (&id, slot) in ids.iter().zip(slots) {
+            if !seen.insert(id) {
+                return Err(format!("id {id} {what} twice in one record"));
+            }
+            match (op, slot) {
+                (Op::Insert(_), Some(_)) => return Err(format!("insert of existing id {id}")),
+                (Op::Delete(_), None) => return Err(format!("delete of unknown id {id}")),
+                (Op::SetPayloads(_), None) => return Err(format!("payload of unknown id {id}")),
+                (Op::Upsert(_) | Op::Delete(_), Some(slot)) => old.push(slot),
+                _ => {}
             }
         }
         Ok(old)
@@ -693,9 +673,7 @@ impl Index {
         };
         // Plan before logging: a mapping the metadata holds for one of the ids must be
         // sound, or the record would not apply.
-        for &id in &ids {
-            p.slot_of(&meta, id)?;
-        }
+        p.slots_of(&meta, &ids)?;
         let payloads = self.as_declared(payloads, encoded, fields)?;
         let items = self.place(&mut p, &ids, keys, rows, payloads)?;
         self.log_and_apply(&graph, p, &Op::Upsert(items), threads.max(1), progress)?;
@@ -723,11 +701,11 @@ impl Index {
         let p = self.ledger.lock();
         let meta = self.meta();
         let mut seen = HashSet::with_capacity(ids.len());
-        for &id in ids {
+        for (&id, slot) in ids.iter().zip(p.slots_of(&meta, ids)?) {
             if !seen.insert(id) {
                 return Err(Error::DuplicateId(id));
             }
-            if p.slot_of(&meta, id)?.is_none() {
+            if slot.is_none() {
                 return Err(Error::UnknownId(id));
             }
         }

@@ -1,6 +1,7 @@
 //! Distance kernels per dimension and instruction set (scalar vs SIMD): f32 against f32
 //! (exact distances), against f16 and bf16 rows (16-bit storage), against SQ8 codes
-//! (graph walks) and the RaBitQ estimate per bit count (per-byte tables vs SIMD).
+//! (graph walks; with a query rounded to integers where the set has VNNI) and the RaBitQ
+//! estimate per bit count (per-byte tables vs SIMD).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hnswdb::distance::{Kernels, Metric, RaBitQ};
@@ -40,6 +41,13 @@ fn kernels(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("dot_u8", k.isa), &k, |bench, k| {
                 bench.iter(|| (k.dot_u8)(black_box(&a), black_box(&b), black_box(&codes)))
             });
+            if let Some(bytes) = k.dot_u8_i8 {
+                let mut parts = vec![0i8; 2 * dim];
+                (bytes.round)(&a, &mut parts);
+                group.bench_with_input(BenchmarkId::new("dot_u8_i8", k.isa), &k, |bench, _| {
+                    bench.iter(|| (bytes.dot)(black_box(&parts), black_box(&codes)))
+                });
+            }
         }
         group.finish();
     }

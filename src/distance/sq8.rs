@@ -153,11 +153,7 @@ impl Sq8 {
     /// Encodes `v` into `out`; components outside the learnt range are clamped.
     pub fn encode(&self, v: &[f32], out: &mut [u8]) {
         for (((o, &x), &off), &sc) in out.iter_mut().zip(v).zip(&self.offset).zip(&self.scale) {
-            *o = if sc > 0.0 {
-                ((x - off) / sc).round().clamp(0.0, 255.0) as u8
-            } else {
-                0
-            };
+            *o = if sc > 0.0 { code_of((x - off) / sc) } else { 0 };
         }
     }
 
@@ -205,6 +201,22 @@ impl Sq8 {
             }
         }
     }
+}
+
+/// `v.round().clamp(0.0, 255.0) as u8` (rounding half away from zero), bit for bit, for
+/// any `v` that is not NaN, without `f32::round`: that is a call to `roundf` per
+/// component on x86-64 without SSE4.1, and every insert encodes its vector (a codes
+/// file, which views and `verify` compare with fresh encodings, must not change).
+#[inline]
+pub(super) fn code_of(v: f32) -> u8 {
+    if v.is_nan() || v <= 0.0 {
+        return 0;
+    }
+    let v = v.min(256.0);
+    // Truncation, and the fraction it drops, are exact for values this small.
+    let whole = v as u32;
+    let rounded = whole + u32::from(v - whole as f32 >= 0.5);
+    rounded.min(255) as u8
 }
 
 /// The range of `values` (reordered) without its `trim` lowest and `trim` highest; the

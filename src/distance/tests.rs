@@ -110,9 +110,27 @@ fn sq8_codes_round_as_f32_round_does() {
     let reference = |v: f32| v.round().clamp(0.0, 255.0) as u8;
     let mut rng = StdRng::seed_from_u64(11);
     let edges = [
-        0.0f32, -0.0, 0.49999997, 0.5, 0.50000006, 1.5, 2.5, 254.49998, 254.5, 255.0,
-        255.49998, 255.5, 256.0, 1e9, -0.5, -1.0, -1e9, f32::INFINITY, f32::NEG_INFINITY,
-        f32::MIN_POSITIVE, f32::NAN,
+        0.0f32,
+        -0.0,
+        0.49999997,
+        0.5,
+        0.50000006,
+        1.5,
+        2.5,
+        254.49998,
+        254.5,
+        255.0,
+        255.49998,
+        255.5,
+        256.0,
+        1e9,
+        -0.5,
+        -1.0,
+        -1e9,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE,
+        f32::NAN,
     ];
     let around_halves = (0..=256).flat_map(|k| {
         let half = k as f32 + 0.5;

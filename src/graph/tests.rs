@@ -248,3 +248,46 @@ fn unreadable_upper_layers_fail_searches_instead_of_cutting_links() {
     let mut problems = Vec::new();
     assert!(graph.check(300, false, &mut problems).is_err());
 }
+
+/// Slots freed while their vectors were among the training's misfits take the baseline
+/// down with them: a vector that misfits later still counts as new, and so towards a
+/// retraining. Were the baseline left at the training's count, the misfits gone would
+/// hide it (two left against a baseline of three: none new).
+#[test]
+fn freed_training_misfits_lower_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = FileIdentity {
+        dim: DIM as u32,
+        metric: Metric::L2.code(),
+        index_uid: 1,
+    };
+    let rows: Vec<Vec<f32>> = (0..100)
+        .map(|i| vec![(i % 10) as f32 / 10.0; DIM])
+        .collect();
+    let sq8 = crate::distance::Sq8::train(DIM, rows.iter().map(|r| r.as_slice()));
+    let codes = Codes::create(
+        &dir.path().join("codes"),
+        crate::store::CodeKind::Sq8,
+        identity,
+        16,
+    )
+    .unwrap();
+    let kernels = (Metric::L2, Kernels::detect());
+    let q = Quantized::new(Quantizer::Sq8(sq8), codes, 1, kernels, Some(&[1, 2, 3]), 3);
+    assert!(q.quantizer.fits(&rows[0]));
+    assert!(
+        !q.quantizer.fits(&[1e6; DIM]),
+        "far outside the trained range"
+    );
+    assert_eq!(q.new_misfits(), 0);
+    q.forget_misfits(&[1, 2]);
+    assert_eq!(
+        (q.misfits(), q.trained_misfits(), q.new_misfits()),
+        (1, 1, 0)
+    );
+    q.note_fit(5, &[1e6; DIM]);
+    assert_eq!((q.misfits(), q.new_misfits()), (2, 1));
+    // A slot that is not a misfit, freed, changes neither.
+    q.forget_misfits(&[7]);
+    assert_eq!((q.trained_misfits(), q.new_misfits()), (1, 1));
+}

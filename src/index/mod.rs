@@ -12,6 +12,7 @@ mod checkpoint;
 mod compact;
 mod data;
 mod keys;
+mod locality;
 mod open;
 mod options;
 mod payload;

@@ -318,23 +318,24 @@ pub struct SearchArgs {
     /// batches (see docs/larger-than-ram.md).
     #[arg(long)]
     pub memory_budget: Option<u64>,
-    /// Lookup mode: only vectors whose payload matches this filter (JSON, e.g.
-    /// '{"lang": "en", "year": {"$gte": 2020}}'; see docs/filters.md).
-    #[arg(long, requires = "vector")]
+    /// Only vectors whose payload matches this filter (JSON, e.g. '{"lang": "en",
+    /// "year": {"$gte": 2020}}'; see docs/filters.md), in both modes: a benchmark's
+    /// --gt must then hold the filtered ground truth.
+    #[arg(long)]
     pub filter: Option<String>,
     /// Lookup mode: every vector within this distance instead of the k nearest (range
     /// search; --k and --offset are then ignored).
-    #[arg(long, requires = "vector")]
+    #[arg(long, conflicts_with = "query")]
     pub within: Option<f32>,
     /// Lookup mode: skip the nearest N (paging).
-    #[arg(long, default_value_t = 0, requires = "vector")]
+    #[arg(long, default_value_t = 0, conflicts_with = "query")]
     pub offset: usize,
     /// Lookup mode: print each hit's payload too (as `--include payload`).
-    #[arg(long, requires = "vector")]
+    #[arg(long, conflicts_with = "query")]
     pub payloads: bool,
     /// Lookup mode: what to print with each hit beyond its id and distance, a
     /// comma-separated list of payload and vector.
-    #[arg(long, requires = "vector", value_delimiter = ',')]
+    #[arg(long, conflicts_with = "query", value_delimiter = ',')]
     pub include: Vec<Include>,
 }
 

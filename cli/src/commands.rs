@@ -700,7 +700,7 @@ fn demo(dir: Option<PathBuf>, n: usize, dim: usize, out: Output) -> CliResult {
         })
         .collect::<hnswdb::Result<_>>()?;
     for ef in [16, 32, 64, 128] {
-        let pass = search::run_pass(&index, &queries, 10, ef, Some(&truth), 1)?;
+        let pass = search::run_pass(&index, &queries, (10, ef), None, Some(&truth), 1)?;
         let recall = pass.recall.unwrap_or(0.0);
         out.emit(
             json!({"vectors": n, "dim": dim, "build_s": build_s, "open_ms": open_ms, "ef": ef,

@@ -158,15 +158,20 @@ pub struct Pass {
     pub p99_us: f64,
 }
 
-/// Runs every query once with beam `ef` on `threads` threads.
+/// Runs every query once with beam `ef` on `threads` threads, answers restricted to
+/// those `filter` admits if there is one.
 pub fn run_pass(
     index: &Index,
     queries: &Matrix,
-    k: usize,
-    ef: usize,
+    (k, ef): (usize, usize),
+    filter: Option<&Filter>,
     gt: Option<&[Vec<u32>]>,
     threads: usize,
 ) -> hnswdb::Result<Pass> {
+    let mut query = Query::new(k).ef(ef);
+    if let Some(f) = filter {
+        query = query.filter(f);
+    }
     let n = queries.rows;
     let latencies = Mutex::new(Vec::with_capacity(n));
     let results: Vec<Mutex<Vec<u64>>> = (0..n).map(|_| Mutex::new(Vec::new())).collect();
@@ -183,7 +188,7 @@ pub fn run_pass(
                         break;
                     }
                     let t = Instant::now();
-                    match index.search_ef(queries.row(i), k, ef) {
+                    match index.search_with(queries.row(i), &query) {
                         Ok(hits) => *results[i].lock() = hits.iter().map(|h| h.id).collect(),
                         Err(e) => *error.lock() = Some(e),
                     }
@@ -264,7 +269,7 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
         threads,
         warmup,
         vector: _,
-        filter: _,
+        filter,
         offset: _,
         payloads: _,
         include: _,
@@ -283,6 +288,7 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
     let open_ms = opened.elapsed().as_secs_f64() * 1e3;
     let queries = input_file(hnswdb_datasets::read_vectors(query))?;
     let gt = input_file(gt.as_deref().map(hnswdb_datasets::read_ivecs).transpose())?;
+    let filter = filter.as_deref().map(Filter::parse).transpose()?;
     if let Some(gt) = &gt {
         if gt.len() < queries.rows {
             let rows = (gt.len(), queries.rows);
@@ -295,18 +301,19 @@ pub fn benchmark(args: &SearchArgs, out: Output) -> CliResult {
         }
     }
     for _ in 0..warmup {
-        run_pass(
-            &index,
-            &queries,
-            k,
-            efs.iter().copied().max().unwrap_or(64),
-            None,
-            threads,
-        )?;
+        let ef = efs.iter().copied().max().unwrap_or(64);
+        run_pass(&index, &queries, (k, ef), filter.as_ref(), None, threads)?;
     }
     for &ef in efs {
         let before = storage_read_bytes();
-        let pass = run_pass(&index, &queries, k, ef, gt.as_deref(), threads)?;
+        let pass = run_pass(
+            &index,
+            &queries,
+            (k, ef),
+            filter.as_ref(),
+            gt.as_deref(),
+            threads,
+        )?;
         let read_per_query = before
             .zip(storage_read_bytes())
             .map(|(b, a)| a.saturating_sub(b) as f64 / queries.rows as f64);

@@ -228,6 +228,83 @@ fn payloads_filters_and_tune_from_the_command_line() {
     assert!(tuned[0]["recall"].as_f64().unwrap() >= 0.9);
 }
 
+/// Benchmark mode (`--query`) searches under `--filter` as lookup mode does: it ignored
+/// the filter, and timed and scored unfiltered searches. Options of lookup mode only
+/// are refused there, not ignored.
+#[test]
+fn benchmark_mode_searches_under_the_filter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    ok(
+        &[
+            "create",
+            s(&idx),
+            "--dim",
+            "2",
+            "--metric",
+            "l2",
+            "--index-field",
+            "lang:keyword",
+        ],
+        None,
+    );
+    let point = |i: usize| [(i % 17) as f32, (i / 17) as f32];
+    let rows: String = (0..300)
+        .map(|i| {
+            let lang = ["en", "de", "fr"][i % 3];
+            let [x, y] = point(i);
+            format!(
+                "{{\"id\": {i}, \"vector\": [{x}, {y}], \"payload\": {{\"lang\": \"{lang}\"}}}}\n"
+            )
+        })
+        .collect();
+    let jsonl = tmp.path().join("rows.jsonl");
+    std::fs::write(&jsonl, rows).unwrap();
+    ok(&["import", s(&idx), s(&jsonl)], None);
+    // Queries between the grid's points; the truth: the 5 nearest German rows (i % 3 == 1).
+    let queries = datasets::Matrix {
+        rows: 4,
+        dim: 2,
+        data: vec![0.3, 0.4, 8.2, 7.6, 16.1, 2.7, 3.3, 15.8],
+    };
+    let truth: Vec<Vec<u32>> = (0..queries.rows)
+        .map(|q| {
+            let d = |i: usize| {
+                let [x, y] = point(i);
+                let (a, b) = (queries.row(q)[0] - x, queries.row(q)[1] - y);
+                a * a + b * b
+            };
+            let mut german: Vec<usize> = (0..300).filter(|i| i % 3 == 1).collect();
+            german.sort_by(|&a, &b| d(a).total_cmp(&d(b)).then(a.cmp(&b)));
+            german.iter().take(5).map(|&i| i as u32).collect()
+        })
+        .collect();
+    let (qfile, gt) = (tmp.path().join("q.fvecs"), tmp.path().join("gt.ivecs"));
+    datasets::write_fvecs(&qfile, &queries).unwrap();
+    datasets::write_ivecs(&gt, &truth).unwrap();
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "search",
+            s(&idx),
+            "--query",
+            s(&qfile),
+            "--gt",
+            s(&gt),
+        ];
+        args.extend_from_slice(&["--k", "5", "--ef", "300"]);
+        args.extend_from_slice(extra);
+        json_lines(&ok(&args, None))[0]["recall"].as_f64().unwrap()
+    };
+    assert_eq!(bench(&["--filter", r#"{"lang": "de"}"#]), 1.0);
+    assert!(bench(&[]) < 0.5, "unfiltered answers are mostly not German");
+    for lookup_only in [&["--offset", "1"][..], &["--within", "1"], &["--payloads"]] {
+        let mut args = vec!["search", s(&idx), "--query", s(&qfile)];
+        args.extend_from_slice(lookup_only);
+        assert_eq!(code(&args), 2, "{lookup_only:?} in benchmark mode");
+    }
+}
+
 #[test]
 fn data_operations_by_filter_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();

@@ -11,8 +11,8 @@ use hnswdb::serde_json::{self, Value};
 use hnswdb::{Error, FieldSpec, Filter, IdKind, Metric, Neighbour, Plan, Query};
 use numpy::ndarray::Array2;
 use numpy::{
-    IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
-    PyUntypedArrayMethods,
+    IntoPyArray, PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyReadonlyArrayDyn, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -142,6 +142,15 @@ fn parse_space(space: &str) -> PyResult<Metric> {
 /// `data` as a row-major f32 matrix of `dim` columns: a 1-D array is one row. Accepts
 /// anything numpy can convert (lists, float64 arrays...), as hnswlib does.
 fn rows(data: &Bound<'_, PyAny>, dim: usize) -> PyResult<(Vec<f32>, usize)> {
+    // A contiguous float32 array (what a query loop usually passes) is read as it is:
+    // the general path's numpy calls cost more than a small index's whole search.
+    if let Ok(array) = data.cast::<PyArrayDyn<f32>>()
+        && array.is_c_contiguous()
+        && let Ok(array) = array.try_readonly()
+        && let Ok(slice) = array.as_slice()
+    {
+        return shaped(array.shape(), dim).map(|n| (slice.to_vec(), n));
+    }
     let np = data.py().import("numpy")?;
     // numpy would drop the imaginary parts with no more than a warning.
     if np.call_method1("iscomplexobj", (data,))?.is_truthy()? {
@@ -153,7 +162,15 @@ fn rows(data: &Bound<'_, PyAny>, dim: usize) -> PyResult<(Vec<f32>, usize)> {
     kwargs.set_item("dtype", np.getattr("float32")?)?;
     let array = np.call_method("ascontiguousarray", (data,), Some(&kwargs))?;
     let array: PyReadonlyArrayDyn<f32> = array.extract()?;
-    let (n, cols) = match array.shape() {
+    let n = shaped(array.shape(), dim)?;
+    let slice = array.as_slice().map_err(|e| invalid_input(e.to_string()))?;
+    Ok((slice.to_vec(), n))
+}
+
+/// The rows of an array of `shape` holding vectors of `dim` values: one vector (1-D) or
+/// one per row (2-D).
+fn shaped(shape: &[usize], dim: usize) -> PyResult<usize> {
+    let (n, cols) = match shape {
         [c] => (1, *c),
         [r, c] => (*r, *c),
         shape => {
@@ -167,8 +184,7 @@ fn rows(data: &Bound<'_, PyAny>, dim: usize) -> PyResult<(Vec<f32>, usize)> {
             "wrong dimensionality of the vectors: got {cols}, the index expects {dim}"
         )));
     }
-    let slice = array.as_slice().map_err(|e| invalid_input(e.to_string()))?;
-    Ok((slice.to_vec(), n))
+    Ok(n)
 }
 
 /// A Python value (dict, list, tuple, str, int, float, bool, None, or a numpy bool,
@@ -1233,7 +1249,10 @@ impl Index {
             ids.extend(std::iter::repeat_n(ABSENT, missing));
             distances.extend(std::iter::repeat_n(f32::INFINITY, missing));
         }
-        let labels = self._ids_out(py, &ids)?.call_method1("reshape", (n, k))?;
+        let labels = match self.index()?.id_kind() {
+            IdKind::Int => to_matrix(py, ids, n, k).into_any(),
+            IdKind::Str => self._ids_out(py, &ids)?.call_method1("reshape", (n, k))?,
+        };
         Ok((labels, to_matrix(py, distances, n, k)))
     }
 

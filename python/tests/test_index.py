@@ -151,6 +151,34 @@ def test_inputs_numpy_accepts(path):
     index.close()
 
 
+def test_every_float32_layout_answers_alike(path):
+    # A C-contiguous float32 array is read without numpy's conversions; every other
+    # layout is converted first. Both must give the same answers and the same errors.
+    index, data = build(path, n=300)
+    queries = clustered(8, seed=5)
+    labels, distances = index.knn_query(queries, k=5)
+    wide = np.zeros((8, 2 * DIM), np.float32)
+    wide[:, ::2] = queries
+    frozen = queries.copy()
+    frozen.flags.writeable = False
+    for layout in [
+        wide[:, ::2],  # strided
+        np.asfortranarray(queries),
+        queries.astype(">f4"),  # big-endian
+        frozen,
+        queries.astype(np.float64),
+        queries.tolist(),
+    ]:
+        got_labels, got_distances = index.knn_query(layout, k=5)
+        assert (got_labels == labels).all()
+        assert np.allclose(got_distances, distances)
+    assert (index.knn_query(queries[3], k=5)[0] == labels[3:4]).all()  # one vector, 1-D
+    for bad in [np.zeros((2, DIM + 1), np.float32), np.zeros((2, 2, DIM), np.float32)]:
+        with pytest.raises(ValueError):
+            index.knn_query(bad, k=1)
+    index.close()
+
+
 def test_errors(path):
     index, data = build(path, n=200)
     with pytest.raises(ValueError, match="dimensionality"):

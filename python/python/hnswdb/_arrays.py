@@ -18,6 +18,8 @@ from ._hnswdb import InvalidInputError
 
 def as_matrix(data: Any) -> Any:
     """`data` as a numpy array (or `data` itself when numpy reads it as it is)."""
+    if type(data) is np.ndarray:  # the common case, first: a query loop calls this per query
+        return data
     module = type(data).__module__.split(".")[0]
     if module == "pyarrow":
         return _from_arrow(data)

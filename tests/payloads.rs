@@ -525,6 +525,26 @@ fn range_search_paging_and_tune() {
     assert!(index.tune(1.5, 10).is_err());
 }
 
+/// `tune` never answers an ef below k: an ef under k searches as k does, so on an index
+/// where a beam of k already reaches the target every smaller ef measured the same, and
+/// tune bisected down to ef 1, which then became the default for every search.
+#[test]
+fn tune_stays_at_or_above_k() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::create(dir.path().join("idx"), &IndexOptions::new(4, Metric::L2)).unwrap();
+    // Few, well separated vectors: a beam of 10 finds the 10 nearest of each.
+    let rows: Vec<f32> = (0..200)
+        .flat_map(|i| [i as f32, (i % 7) as f32, 0.0, 1.0])
+        .collect();
+    index
+        .insert_batch(&(0..200).collect::<Vec<u64>>(), &rows)
+        .unwrap();
+    let tuning = index.tune(0.9, 10).unwrap();
+    assert!(tuning.reached, "{tuning:?}");
+    assert!(tuning.ef >= 10, "{tuning:?}");
+    assert!(tuning.curve.iter().all(|&(ef, _)| ef >= 10), "{tuning:?}");
+}
+
 #[test]
 fn an_index_without_payload_tables_opens_and_takes_payloads() {
     // Indexes written before payloads existed (metadata version 1) read as having none.

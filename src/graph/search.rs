@@ -2,7 +2,7 @@
 //! layer (on exact vectors or on SQ8 codes with an exact re-rank), and the searches built
 //! on them.
 
-use std::cmp::Reverse;
+use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::atomic::Ordering;
 
@@ -16,14 +16,14 @@ pub(super) struct Scratch {
     /// Epoch-tagged visited marks: node `i` is visited iff `marks[i] == epoch`.
     marks: Vec<u16>,
     epoch: u16,
-    candidates: BinaryHeap<Reverse<Cand>>,
+    candidates: BinaryHeap<Next>,
     results: BinaryHeap<Cand>,
     links: Vec<u32>,
     fresh: Vec<u32>,
     /// The scores of `fresh`.
     scores: Vec<f32>,
     /// Candidates popped to look at the next few (`read_ahead`), pushed back at once.
-    ahead: Vec<Reverse<Cand>>,
+    ahead: Vec<Next>,
     /// Nodes whose list reads this walk has started (`read_ahead`).
     requested: HashSet<u32>,
     /// Distances computed by the current search (its cost, independent of the clock).
@@ -178,6 +178,23 @@ std::thread_local! {
     /// Labels that re-ranks on this thread read and verified from disk since the last
     /// `take_verified`: [(slot, label)].
     static VERIFIED: std::cell::RefCell<Vec<(u32, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A candidate a walk may expand: the nearest first, and of equidistant ones the newest
+/// (highest slot) first, as hnswlib's heap of `(-distance, id)` pairs pops them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Next(Cand);
+
+impl PartialOrd for Next {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Next {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (other.0.d.total_cmp(&self.0.d)).then(self.0.id.cmp(&other.0.id))
+    }
 }
 
 /// How far ahead of the node it scores a scan starts loading one: admitted slots are
@@ -371,7 +388,7 @@ impl Graph {
         let epoch = *epoch;
         for &e in entry {
             if first_visit(marks, epoch, e.id) {
-                candidates.push(Reverse(e));
+                candidates.push(Next(e));
                 if accept(e.id) {
                     results.push(e);
                 }
@@ -380,7 +397,7 @@ impl Graph {
         while results.len() > ef {
             results.pop();
         }
-        while let Some(Reverse(c)) = candidates.pop() {
+        while let Some(Next(c)) = candidates.pop() {
             if results.len() >= ef && results.peek().is_some_and(|w| c.d > w.d) {
                 break;
             }
@@ -395,7 +412,7 @@ impl Graph {
             // The next candidate is likely expanded next: start loading its list now, so
             // the miss overlaps this round's distance computations.
             if level == 0
-                && let Some(Reverse(next)) = candidates.peek()
+                && let Some(Next(next)) = candidates.peek()
             {
                 self.layer0.prefetch(next.id);
             }
@@ -418,7 +435,7 @@ impl Graph {
             scores.extend(fresh.iter().map(|&n| score(n)));
             for (&n, &d) in fresh.iter().zip(scores.iter()) {
                 if results.len() < ef || results.peek().is_some_and(|w| d < w.d) {
-                    candidates.push(Reverse(Cand { d, id: n }));
+                    candidates.push(Next(Cand { d, id: n }));
                     // Tombstoned (and filtered-out) nodes guide the walk but are never
                     // answers.
                     if accept(n) {
@@ -459,8 +476,8 @@ impl Graph {
     /// them read (or on their way) instead of each waiting for its own page fault.
     fn read_ahead(
         &self,
-        candidates: &mut BinaryHeap<Reverse<Cand>>,
-        ahead: &mut Vec<Reverse<Cand>>,
+        candidates: &mut BinaryHeap<Next>,
+        ahead: &mut Vec<Next>,
         requested: &mut HashSet<u32>,
     ) {
         while ahead.len() + 1 < LISTS_AHEAD
@@ -468,7 +485,7 @@ impl Graph {
         {
             ahead.push(next);
         }
-        for Reverse(c) in ahead.iter() {
+        for Next(c) in ahead.iter() {
             if requested.insert(c.id) {
                 self.layer0.will_need(c.id);
             }

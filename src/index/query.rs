@@ -427,8 +427,11 @@ impl Index {
             Ok(hit as f64 / (k * queries.len()) as f64)
         };
         let mut curve = Vec::new();
-        // Double until the target is reached, then bisect between the last two.
-        let (mut lo, mut hi) = (0usize, k.max(8));
+        // Double until the target is reached, then bisect between the last two. Never
+        // below k: a search's beam is at least k wide whatever its ef, so every ef under
+        // k measures the same, and an easy index would bisect down to ef 1 and keep it
+        // as the default for searches of fewer neighbours (k 1: recall 0.5).
+        let (mut lo, mut hi) = (k, k.max(8));
         let mut best = None;
         loop {
             let r = recall_at(hi)?;

@@ -102,9 +102,10 @@ says how many vectors were imported."
         file: PathBuf,
         /// Id of the first row of an .fvecs/.npy file; row i gets id N + i (on a
         /// string-id index, the key "N + i" in decimal). A .jsonl row carries its own id:
-        /// an integer, or a string for a string-id index.
-        #[arg(long, default_value_t = 0)]
-        ids_from: u64,
+        /// an integer, or a string for a string-id index (--ids-from is refused there).
+        /// Default 0.
+        #[arg(long)]
+        ids_from: Option<u64>,
         /// Worker threads (0: all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -325,7 +326,7 @@ pub struct SearchArgs {
     pub filter: Option<String>,
     /// Lookup mode: every vector within this distance instead of the k nearest (range
     /// search; --k and --offset are then ignored).
-    #[arg(long, conflicts_with = "query")]
+    #[arg(long, conflicts_with = "query", allow_negative_numbers = true)]
     pub within: Option<f32>,
     /// Lookup mode: skip the nearest N (paging).
     #[arg(long, default_value_t = 0, conflicts_with = "query")]

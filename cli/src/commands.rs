@@ -157,9 +157,12 @@ pub fn run(command: Command, out: Output) -> CliResult<u8> {
                     json!({"id": shown, "vector": v, "payload": payload}),
                     || {
                         let text: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+                        let id = shown
+                            .as_str()
+                            .map_or_else(|| shown.to_string(), str::to_string);
                         match &payload {
-                            Some(p) => format!("{}\t{p}", text.join(" ")),
-                            None => text.join(" "),
+                            Some(p) => format!("{id}\t{}\t{p}", text.join(" ")),
+                            None => format!("{id}\t{}", text.join(" ")),
                         }
                     },
                 );
@@ -404,8 +407,19 @@ impl Progress {
     }
 }
 
-fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -> CliResult {
+fn import(
+    dir: &Path,
+    file: &Path,
+    ids_from: Option<u64>,
+    threads: usize,
+    out: Output,
+) -> CliResult {
     let (ids, data, payloads) = match VectorFormat::of_path(file)? {
+        VectorFormat::Jsonl if ids_from.is_some() => {
+            let text = "--ids-from numbers the rows of .fvecs and .npy files; a .jsonl row \
+                        carries its own id";
+            return Err(InputError(text.into()).into());
+        }
         VectorFormat::Jsonl => {
             let (ids, data, payloads) = input_file(hnswdb_datasets::read_jsonl(file))?;
             let any = payloads.iter().any(|p| !p.is_null());
@@ -413,6 +427,7 @@ fn import(dir: &Path, file: &Path, ids_from: u64, threads: usize, out: Output) -
         }
         _ => {
             let data = input_file(hnswdb_datasets::read_vectors(file))?;
+            let ids_from = ids_from.unwrap_or(0);
             let ids = (0..data.rows as u64)
                 .map(|row| ids_from.checked_add(row).map(RowId::Int))
                 .collect::<Option<Vec<RowId>>>()

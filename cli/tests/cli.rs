@@ -375,6 +375,28 @@ fn data_operations_by_filter_from_the_command_line() {
             .collect::<Vec<_>>(),
         [3, 7]
     );
+    // Without --json each line starts with its id (it printed vector and payload only).
+    let text = ok(
+        &[
+            "get",
+            s(&idx),
+            "--filter",
+            r#"{"name": {"$in": ["n7", "n3"]}}"#,
+        ],
+        None,
+    );
+    let first: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(first, ["3", "7"]);
+    // A negative radius is a number, not an option (under ip distances can be negative).
+    let within = ["search", s(&idx), "--vector", "3,0", "--within", "-1"];
+    assert_eq!(ok(&within, None).trim(), "");
+    // --ids-from numbers rows of vector files; a .jsonl row has its own id (was ignored).
+    let jsonl = tmp.path().join("more.jsonl");
+    std::fs::write(&jsonl, "{\"id\": 500, \"vector\": [5, 5]}\n").unwrap();
+    assert_eq!(code(&["import", s(&idx), s(&jsonl), "--ids-from", "9"]), 6);
     // set-payload merges by default, replaces with --replace.
     ok(
         &["set-payload", s(&idx), "3", r#"{"group": 9, "name": null}"#],

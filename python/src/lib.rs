@@ -1002,12 +1002,17 @@ impl Index {
             // After the largest id present, so that default ids never replace a vector
             // (hnswlib counts from its element count, which deletes never lower).
             None => {
-                let first = py
-                    .detach(|| index.ids())
-                    .map_err(py_err)?
-                    .last()
-                    .map_or(0, |&max| max + 1);
-                Names::Ids((first..first + n as u64).collect())
+                let last = py.detach(|| index.ids()).map_err(py_err)?.last().copied();
+                let first = last.map_or(Some(0), |max| max.checked_add(1));
+                match first.and_then(|f| Some(f..f.checked_add(n as u64)?)) {
+                    Some(range) => Names::Ids(range.collect()),
+                    None => {
+                        return Err(invalid_input(format!(
+                            "no {n} default ids are left after the largest id, {}: give ids",
+                            last.unwrap_or_default()
+                        )));
+                    }
+                }
             }
         };
         if names.len() != n {
@@ -1165,6 +1170,21 @@ impl Index {
             Some(f) if f.is_instance_of::<PyDict>() => Some(to_filter(f)?),
             _ => None,
         };
+        let plan = match plan {
+            None => None,
+            Some(_) if planned.is_none() => {
+                return Err(invalid_input(
+                    "plan chooses how a dict filter is searched: give one",
+                ));
+            }
+            Some("scan") => Some(Plan::Scan),
+            Some("walk") => Some(Plan::Walk),
+            Some(other) => {
+                return Err(invalid_input(format!(
+                    "unknown plan {other:?} (scan or walk)"
+                )));
+            }
+        };
         let answers: Vec<Vec<Neighbour>> = match filter {
             _ if planned.is_some() || offset > 0 => {
                 let threads = Self::call_threads(&index, num_threads);
@@ -1172,15 +1192,8 @@ impl Index {
                 if let Some(f) = &planned {
                     query = query.filter(f);
                 }
-                match plan {
-                    None => {}
-                    Some("scan") => query = query.force_plan(Plan::Scan),
-                    Some("walk") => query = query.force_plan(Plan::Walk),
-                    Some(other) => {
-                        return Err(invalid_input(format!(
-                            "unknown plan {other:?} (scan or walk)"
-                        )));
-                    }
+                if let Some(plan) = plan {
+                    query = query.force_plan(plan);
                 }
                 if filter.is_some() && planned.is_none() {
                     return Err(invalid_input(

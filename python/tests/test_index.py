@@ -372,6 +372,12 @@ def test_per_call_ef_padding_and_batch_delete(path):
     # So no vector may have that id: padding would pass for it.
     with pytest.raises(hnswdb.InvalidInputError, match="reserved"):
         index.add_items(data[:1], [2**64 - 1])
+    # Default ids count on from the largest id: none are left after the largest valid one
+    # (they wrapped around to 0 and were refused as "0 ids for 2 vectors").
+    index.add_items(data[:1], [2**64 - 2])
+    with pytest.raises(hnswdb.InvalidInputError, match="default ids"):
+        index.add_items(data[1:3])
+    index.delete_items([2**64 - 2])
     with pytest.raises(KeyError):
         index.delete_items([1, 2, 10_000])
     assert len(index) == 500  # all or nothing
@@ -409,6 +415,14 @@ def test_payloads_filters_paging_range_and_tune(tmp_path):
         assert index.explain(flt)["matching"] == ok.sum()
     with pytest.raises(ValueError):
         index.knn_query(data[:1], k=3, filter={"lang": 1})
+    # A forced plan: each answers alike; a plan without a dict filter, or an unknown one,
+    # is refused (both were ignored).
+    flt = {"lang": "de"}
+    scanned = index.knn_query(data[:5], k=5, filter=flt, ef=200, plan="scan")[0]
+    assert (index.knn_query(data[:5], k=5, filter=flt, ef=200, plan="walk")[0] == scanned).all()
+    for plan, flt in [("scan", None), ("walk", lambda label: True), ("bogus", flt)]:
+        with pytest.raises(ValueError, match="plan"):
+            index.knn_query(data[:1], k=3, filter=flt, plan=plan)
     # A key no field index declares is answered by a scan (here it matches nothing).
     assert index.knn_query(data[:1], k=3, filter={"missing": 1}, strict=False)[0][0, 0] == 2**64 - 1
     with pytest.raises(ValueError):

@@ -97,7 +97,9 @@ fn every_copy_is_reachable_and_searches_see_past_the_copies() {
 /// 0, held the copies nearest the oldest, and the heuristic linked the new copy to the
 /// newest of those: 1,317 of the 3,000 nodes were unreachable, and a search for 1,000
 /// found 381 copies (hnswlib 0.8 on the same rows, M 16, ef_construction 100: 1,000; it
-/// expands equidistant candidates newest first, as walks now do).
+/// expands equidistant candidates newest first, as walks now do). And searches away from
+/// the copies find the other vectors: a list of a copy held nothing but copies, so a walk
+/// that entered them could not leave (recall@10 at ef 64 here 0.69; now 0.97).
 #[test]
 fn more_copies_than_a_list_holds_stay_reachable() {
     let mut rng = StdRng::seed_from_u64(1);
@@ -105,7 +107,9 @@ fn more_copies_than_a_list_holds_stay_reachable() {
     let mut rows: Vec<Vec<f32>> = std::iter::repeat_n(point.clone(), 1500).collect();
     rows.extend((0..1500).map(|_| (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect()));
     let dir = tempfile::tempdir().unwrap();
-    let opts = IndexOptions::new(DIM, Metric::L2).threads(1);
+    let opts = IndexOptions::new(DIM, Metric::L2)
+        .ef_construction(100)
+        .threads(1);
     let index = Index::create(dir.path().join("idx"), &opts).unwrap();
     let ids: Vec<u64> = (0..rows.len() as u64).collect();
     index.insert_batch(&ids, &rows.concat()).unwrap();
@@ -114,6 +118,19 @@ fn more_copies_than_a_list_holds_stay_reachable() {
     assert_eq!(report.unreachable, 0);
     let hits = index.search_ef(&point, 1000, 1200).unwrap();
     assert_eq!(hits.iter().filter(|h| h.distance == 0.0).count(), 1000);
+    // Searches elsewhere find the other vectors: lists of copies leave room for them.
+    let mut found = 0;
+    for _ in 0..200 {
+        let q: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let kth = index.search_exact(&q, 10).unwrap()[9].distance;
+        let hits = index.search_ef(&q, 10, 64).unwrap();
+        found += hits.iter().filter(|h| h.distance <= kth).count();
+    }
+    let recall = found as f64 / 2000.0;
+    assert!(
+        recall >= 0.9,
+        "recall@10 {recall:.3} at ef 64 away from the copies"
+    );
 }
 
 /// Two build threads interleave differently from run to run: copies inserted together

@@ -234,8 +234,8 @@ impl std::str::FromStr for Storage {
     }
 }
 
-/// A stored vector as it lies in its slot.
-#[derive(Clone, Copy, Debug)]
+/// A stored vector as it lies in its slot (equal: the same storage and components).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Row<'a> {
     /// Stored as f32.
     F32(&'a [f32]),

@@ -12,7 +12,6 @@ mod checkpoint;
 mod compact;
 mod data;
 mod keys;
-mod locality;
 mod open;
 mod options;
 mod payload;

@@ -12,9 +12,9 @@
 //!   older than `g`, in which the slot holds its old vector; it becomes *free* (reusable)
 //!   once none does ([`Slots::release`]). The metadata stores held and free slots alike
 //!   as free: both are free in every state from `g` on.
-//! - An insert takes free slots, smallest first, then fresh ones past the high-water mark
-//!   (which row of a batch takes which of them is `locality`'s choice: similar rows side
-//!   by side).
+//! - An insert takes free slots, smallest first, then fresh ones past the high-water mark,
+//!   a batch's rows in batch order: the neighbour heuristic takes the highest slot of
+//!   equidistant candidates as the newest.
 //!
 //! The graph's live and routable bits are this state published for lock-free searches;
 //! the metadata's FREE and TOMBSTONES tables are it made durable. Neither is decided

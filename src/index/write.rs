@@ -9,7 +9,6 @@ use parking_lot::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 use super::checkpoint::MISFITS_DUE;
-use super::locality;
 use super::payload::Encoded;
 use super::progress::{Progress, QUIET, Tally};
 use super::slots::Slots;
@@ -468,7 +467,7 @@ impl Index {
         if p.slots.high_water() as u64 + ids.len() as u64 >= u32::MAX as u64 {
             return Err(Error::Capacity);
         }
-        let slots = locality::assign(p.slots.plan(ids.len()), &rows, self.kernels.dot);
+        let slots = p.slots.plan(ids.len());
         let mut payloads = payloads.map(Vec::into_iter);
         let mut keys = keys.map(Vec::into_iter);
         Ok(ids

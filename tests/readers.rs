@@ -531,11 +531,12 @@ fn a_reader_follows_compaction_and_new_field_indexes() {
 #[test]
 fn a_view_caught_up_in_steps_holds_what_the_writer_holds() {
     let dir = tempfile::tempdir().unwrap();
-    // Few enough writes that no checkpoint (consolidation, retraining) runs meanwhile.
+    // Few enough writes that no checkpoint (consolidation, retraining, a check of the
+    // codes once the live count grows by a quarter) runs meanwhile.
     let w = writer(dir.path(), 400);
     let view = Index::open_read_only(dir.path()).unwrap();
     for round in 0..12u64 {
-        let ids: Vec<u64> = (1000 + round * 20..1020 + round * 20).collect();
+        let ids: Vec<u64> = (1000 + round * 8..1008 + round * 8).collect();
         let rows: Vec<f32> = ids.iter().flat_map(|&id| vector(id, 0)).collect();
         w.insert_batch(&ids, &rows).unwrap();
         w.upsert(round, &vector(round, 1)).unwrap();

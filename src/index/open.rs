@@ -667,8 +667,13 @@ fn load_codes(
         .check_identity(config.file_identity(), state.high_water as usize)?;
     // A crash between growing the vectors and growing the codes leaves the codes short
     // (a reader cannot grow them; the graph then counts only the slots all files hold).
+    // So does a full disk, which refused the write that needed them longer: the codes
+    // stay short then too, rather than the open failing (every logged write fits them).
     if !options.read_only {
-        codes.file_mut().grow(graph.capacity())?;
+        match codes.file_mut().grow(graph.capacity()) {
+            Err(Error::DiskFull { .. }) => {}
+            grown => grown?,
+        }
     }
     codes.file().advise(options.warm);
     // Unknown when the table describes other codes (or none: an older build's index).

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use parking_lot::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-use super::checkpoint::MISFITS_DUE;
+use super::checkpoint::{MISFITS_DUE, codes_check_due};
 use super::payload::Encoded;
 use super::progress::{Progress, QUIET, Tally};
 use super::slots::Slots;
@@ -62,6 +62,10 @@ pub(super) struct Ledger {
     pub(super) codes_generation: u64,
     /// Live vectors when its quantiser was trained.
     pub(super) codes_trained_live: u64,
+    /// Live vectors when the codes in use were last checked against the data
+    /// (`codes_outgrown`), or at the checkpoint the index opened from: not persisted, so
+    /// that an open (whose replay checkpoints) never waits for a check.
+    pub(super) codes_checked_live: u64,
     /// External id → its payload (None: removed) since the last checkpoint.
     pub(super) payloads: HashMap<u64, Option<Vec<u8>>>,
     /// Whether the index has string ids: every placed item then carries its key.
@@ -96,6 +100,7 @@ impl Ledger {
             ids: HashMap::new(),
             codes_generation: state.codes_generation,
             codes_trained_live: state.codes_trained_live,
+            codes_checked_live: state.live,
             payloads: HashMap::new(),
             keyed,
             next_id: state.next_id,
@@ -322,6 +327,7 @@ impl Ledger {
             ids: self.ids.clone(),
             codes_generation: self.codes_generation,
             codes_trained_live: self.codes_trained_live,
+            codes_checked_live: self.codes_checked_live,
             payloads: self.payloads.clone(),
             keyed: self.keyed,
             next_id: self.next_id,
@@ -752,7 +758,8 @@ impl Index {
             || {
                 // Graph before bookkeeping: the lock order of every other path.
                 let graph = self.graph.read();
-                self.training_due(&self.ledger.lock(), &graph, MISFITS_DUE)
+                let p = self.ledger.lock();
+                self.training_due(&p, &graph, MISFITS_DUE) || codes_check_due(&graph, &p)
             };
         if due {
             let _ = self.checkpoint();

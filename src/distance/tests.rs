@@ -206,6 +206,21 @@ fn sq8_ranges_leave_out_rare_extremes_but_keep_sparse_components() {
     assert_eq!((few.offset()[0], few.scale()[0]), (0.0, 100.0 / 255.0));
 }
 
+/// Codes that give every sampled vector a cell of its own resolve an index of any size:
+/// the sampled cells were scaled to the index, so past 64 times the sample (6.4 million
+/// vectors at the checkpoint's sample of 100,000) a cell of one was taken for 64.
+#[test]
+fn sq8_resolves_an_index_far_larger_than_its_sample() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let rows: Vec<Vec<f32>> = (0..2000)
+        .map(|_| (0..32).map(|_| rng.random_range(-1.0f32..1.0)).collect())
+        .collect();
+    let rows: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
+    let sq = Sq8::train(32, rows.iter().copied());
+    assert!(sq.resolves(&rows, 2000));
+    assert!(sq.resolves(&rows, 1_000_000_000));
+}
+
 #[test]
 fn scalar_kernels_match_definitions() {
     let a = [1.0, 2.0, 3.0, 4.0, 5.0];

@@ -291,3 +291,31 @@ fn freed_training_misfits_lower_the_baseline() {
     q.forget_misfits(&[7]);
     assert_eq!((q.trained_misfits(), q.new_misfits()), (1, 1));
 }
+
+/// A node that only upper-layer links lead to is unreachable: a search descends
+/// greedily to one node and walks layer 0 from there. `check` counted it reachable
+/// (it followed links on every level), so `reconnect` left it, and upserts that moved
+/// most vectors away left unmoved ones no search found at ef 3,000 of 4,000.
+#[test]
+fn a_node_only_upper_links_reach_is_unreachable_until_reconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(21);
+    let graph = built(dir.path(), 300, &mut rng);
+    let upper = |n: u32| graph.level_of(n).unwrap() > 0;
+    let x = (0..300).find(|&n| upper(n) && Some(n) != graph.entry().map(|e| e.node));
+    let x = x.expect("an upper node besides the entry point");
+    for n in 0..300 {
+        graph
+            .update_links(n, 0, |list| {
+                let before = list.len();
+                list.retain(|&t| t != x);
+                list.len() != before
+            })
+            .unwrap();
+    }
+    assert_eq!(assert_sound(&graph, 300).1, 1, "node {x} is unreachable");
+    assert!(graph.reconnect(300).unwrap() >= 1);
+    assert_eq!(assert_sound(&graph, 300).1, 0);
+    let v = graph.vectors.vector(x).to_f32().to_vec();
+    assert_eq!(graph.search(&v, 1, 64).unwrap()[0].id, x);
+}

@@ -125,7 +125,8 @@ pub struct Recovery {
 pub struct VerifyReport {
     /// One line per integrity problem; empty when the index is sound.
     pub problems: Vec<String>,
-    /// Live vectors that no search can reach from the entry point. Not an integrity
+    /// Live vectors that no search can reach from the entry point by layer-0 links (a
+    /// search walks layer 0 from one node it descends to). Not an integrity
     /// problem (their data and ids are intact) but a recall one: HNSW pruning can, rarely,
     /// remove a node's last in-link. `Index::consolidate` links them back.
     pub unreachable: usize,

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use parking_lot::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-use super::checkpoint::{MISFITS_DUE, codes_check_due};
+use super::checkpoint::{MISFITS_DUE, codes_outgrown};
 use super::payload::Encoded;
 use super::progress::{Progress, QUIET, Tally};
 use super::slots::Slots;
@@ -62,10 +62,13 @@ pub(super) struct Ledger {
     pub(super) codes_generation: u64,
     /// Live vectors when its quantiser was trained.
     pub(super) codes_trained_live: u64,
-    /// Live vectors when the codes in use were last checked against the data
-    /// (`codes_outgrown`), or at the checkpoint the index opened from: not persisted, so
-    /// that an open (whose replay checkpoints) never waits for a check.
-    pub(super) codes_checked_live: u64,
+    /// Vectors written (inserted or replacing others) since the codes in use were last
+    /// checked against the data (`codes_outgrown`) or the index opened: not persisted,
+    /// so that an open (whose replay checkpoints) never waits for a check.
+    pub(super) written_since_check: u64,
+    /// Whether the last check found the codes in use outgrown (`codes_outgrown`): the
+    /// next checkpoint retrains them.
+    pub(super) codes_outgrown: bool,
     /// External id → its payload (None: removed) since the last checkpoint.
     pub(super) payloads: HashMap<u64, Option<Vec<u8>>>,
     /// Whether the index has string ids: every placed item then carries its key.
@@ -100,7 +103,8 @@ impl Ledger {
             ids: HashMap::new(),
             codes_generation: state.codes_generation,
             codes_trained_live: state.codes_trained_live,
-            codes_checked_live: state.live,
+            written_since_check: 0,
+            codes_outgrown: false,
             payloads: HashMap::new(),
             keyed,
             next_id: state.next_id,
@@ -201,6 +205,7 @@ impl Ledger {
                 return Err(format!("slot {} of id {} is not available", it.slot, it.id));
             }
         }
+        self.written_since_check += placed.len() as u64;
         for it in placed {
             self.slots.take(it.slot)?;
             self.ids.insert(it.id, Some(it.slot));
@@ -327,7 +332,8 @@ impl Ledger {
             ids: self.ids.clone(),
             codes_generation: self.codes_generation,
             codes_trained_live: self.codes_trained_live,
-            codes_checked_live: self.codes_checked_live,
+            written_since_check: self.written_since_check,
+            codes_outgrown: self.codes_outgrown,
             payloads: self.payloads.clone(),
             keyed: self.keyed,
             next_id: self.next_id,
@@ -758,8 +764,8 @@ impl Index {
             || {
                 // Graph before bookkeeping: the lock order of every other path.
                 let graph = self.graph.read();
-                let p = self.ledger.lock();
-                self.training_due(&p, &graph, MISFITS_DUE) || codes_check_due(&graph, &p)
+                let mut p = self.ledger.lock();
+                self.training_due(&p, &graph, MISFITS_DUE) || codes_outgrown(&graph, &mut p)
             };
         if due {
             let _ = self.checkpoint();

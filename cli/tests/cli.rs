@@ -104,36 +104,39 @@ fn import_export_round_trip_in_every_format() {
     }
 }
 
-#[test]
-fn payloads_filters_and_tune_from_the_command_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let idx = tmp.path().join("idx");
+/// Row `i` of `languages`: a point on a grid 17 wide.
+fn grid_point(i: usize) -> [f32; 2] {
+    [(i % 17) as f32, (i / 17) as f32]
+}
+
+/// An l2 index at `dir/idx` of 300 rows on a grid (`grid_point`), row `i` with payload
+/// `{"lang": en|de|fr (i % 3), "n": i}`, `lang` indexed.
+fn languages(dir: &Path) -> std::path::PathBuf {
+    let idx = dir.join("idx");
+    let create = ["create", s(&idx), "--dim", "2", "--metric", "l2"];
     ok(
-        &[
-            "create",
-            s(&idx),
-            "--dim",
-            "2",
-            "--metric",
-            "l2",
-            "--index-field",
-            "lang:keyword",
-        ],
+        &[&create[..], &["--index-field", "lang:keyword"]].concat(),
         None,
     );
     let rows: String = (0..300)
         .map(|i| {
             let lang = ["en", "de", "fr"][i % 3];
+            let [x, y] = grid_point(i);
             format!(
-                "{{\"id\": {i}, \"vector\": [{}, {}], \"payload\": {{\"lang\": \"{lang}\", \"n\": {i}}}}}\n",
-                i % 17,
-                i / 17
+                "{{\"id\": {i}, \"vector\": [{x}, {y}], \"payload\": {{\"lang\": \"{lang}\", \"n\": {i}}}}}\n"
             )
         })
         .collect();
-    let jsonl = tmp.path().join("rows.jsonl");
+    let jsonl = dir.join("rows.jsonl");
     std::fs::write(&jsonl, rows).unwrap();
     ok(&["import", s(&idx), s(&jsonl)], None);
+    idx
+}
+
+#[test]
+fn payloads_filters_and_tune_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = languages(tmp.path());
     // Only German rows, nearest first, with their payloads.
     let found = json_lines(&ok(
         &[
@@ -234,33 +237,7 @@ fn payloads_filters_and_tune_from_the_command_line() {
 #[test]
 fn benchmark_mode_searches_under_the_filter() {
     let tmp = tempfile::tempdir().unwrap();
-    let idx = tmp.path().join("idx");
-    ok(
-        &[
-            "create",
-            s(&idx),
-            "--dim",
-            "2",
-            "--metric",
-            "l2",
-            "--index-field",
-            "lang:keyword",
-        ],
-        None,
-    );
-    let point = |i: usize| [(i % 17) as f32, (i / 17) as f32];
-    let rows: String = (0..300)
-        .map(|i| {
-            let lang = ["en", "de", "fr"][i % 3];
-            let [x, y] = point(i);
-            format!(
-                "{{\"id\": {i}, \"vector\": [{x}, {y}], \"payload\": {{\"lang\": \"{lang}\"}}}}\n"
-            )
-        })
-        .collect();
-    let jsonl = tmp.path().join("rows.jsonl");
-    std::fs::write(&jsonl, rows).unwrap();
-    ok(&["import", s(&idx), s(&jsonl)], None);
+    let idx = languages(tmp.path());
     // Queries between the grid's points; the truth: the 5 nearest German rows (i % 3 == 1).
     let queries = datasets::Matrix {
         rows: 4,
@@ -270,7 +247,7 @@ fn benchmark_mode_searches_under_the_filter() {
     let truth: Vec<Vec<u32>> = (0..queries.rows)
         .map(|q| {
             let d = |i: usize| {
-                let [x, y] = point(i);
+                let [x, y] = grid_point(i);
                 let (a, b) = (queries.row(q)[0] - x, queries.row(q)[1] - y);
                 a * a + b * b
             };

@@ -125,9 +125,11 @@ impl Index {
             true => match self.train_codes(&graph, &p, &[]) {
                 // Codes are derived data: a disk too full for a new code file keeps the
                 // ones in use, and the checkpoint goes on (an open after a crash on a
-                // full disk replays and checkpoints; it must not fail for this).
+                // full disk replays and checkpoints; it must not fail for this). The
+                // next attempt waits for the next check, not the next write.
                 Err(Error::DiskFull { .. }) => {
                     due = false;
+                    (p.written_since_check, p.codes_outgrown) = (0, false);
                     None
                 }
                 trained => trained?,
